@@ -1,0 +1,392 @@
+"""Typed configuration (TOML), validated on load; every error names the key and the problem.
+
+Precedence: defaults (from the chosen interface) < config file < command line.
+`load()` builds the raw tree, `Config.from_dict()` types and checks it, and `resolve()` fills
+in what depends on the interface (server address, subnet, a default range).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pxetui.netinfo import InterfaceInfo, check_interface
+
+BOOT_KINDS = ("bios", "uefi32", "uefi64", "arm64", "http64", "ipxe")
+DHCP_MODES = ("auto", "full", "proxy", "off")
+MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+class ConfigError(ValueError):
+    """One or more problems, each prefixed with the key it concerns."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+def normalize_mac(value: str) -> str:
+    mac = value.strip().lower().replace("-", ":")
+    if not MAC_RE.match(mac):
+        raise ValueError(f"{value!r} is not a MAC address (expected aa:bb:cc:dd:ee:ff)")
+    return mac
+
+
+@dataclass
+class Reservation:
+    mac: str
+    ip: str | None = None
+    hostname: str | None = None
+    boot_file: str | None = None  # per-host boot file or URL
+
+
+@dataclass
+class RelayPool:
+    """A pool served through a relay agent: chosen by giaddr (RFC 3046 / RFC 2131 4.3.1)."""
+
+    subnet: str
+    range: str
+    router: str | None = None
+
+
+@dataclass
+class DhcpConfig:
+    mode: str = "auto"
+    range: str = ""  # START-END; empty = a slice of the interface subnet
+    router: str | None = None
+    dns: list[str] = field(default_factory=list)
+    domain: str | None = None
+    lease_time: int = 3600
+    probe_seconds: float = 3.0
+    allow_unknown: bool = True
+    allow: list[str] = field(default_factory=list)
+    deny: list[str] = field(default_factory=list)
+    boot_files: dict[str, str] = field(default_factory=dict)
+    reservations: list[Reservation] = field(default_factory=list)
+    relay_pools: list[RelayPool] = field(default_factory=list)
+
+
+@dataclass
+class TftpConfig:
+    enabled: bool = True
+    root: str = ""  # empty = <state_dir>/tftp
+    port: int = 69
+    windowsize_max: int = 64
+    blksize_max: int = 65464
+    case_insensitive: bool = False
+    uploads_dir: str = ""  # empty = uploads refused (TFTP error 2)
+
+
+@dataclass
+class HttpConfig:
+    enabled: bool = True
+    root: str = ""  # empty = <state_dir>/http
+    port: int = 80
+    max_connections: int = 512
+
+
+@dataclass
+class CaptureConfig:
+    enabled: bool = True
+    pcap: str = ""  # record DHCP traffic here when set
+    all_boot_traffic: bool = False
+
+
+@dataclass
+class TrackerConfig:
+    stuck_seconds: float = 90.0
+
+
+@dataclass
+class Config:
+    interface: str = ""
+    state_dir: str = "/var/lib/pxetui"
+    dhcp: DhcpConfig = field(default_factory=DhcpConfig)
+    tftp: TftpConfig = field(default_factory=TftpConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    # Filled in by resolve(); not config-file keys.
+    server_ip: str = ""
+    netmask: str = ""
+    mtu: int = 1500
+
+    # -- paths ---------------------------------------------------------------------------
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir)
+
+    @property
+    def tftp_root(self) -> Path:
+        return Path(self.tftp.root) if self.tftp.root else self.state_path / "tftp"
+
+    @property
+    def http_root(self) -> Path:
+        return Path(self.http.root) if self.http.root else self.state_path / "http"
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_path / "pxetui.db"
+
+    @property
+    def http_base(self) -> str:
+        port = "" if self.http.port == 80 else f":{self.http.port}"
+        return f"http://{self.server_ip}{port}"
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Interface(f"{self.server_ip}/{self.netmask}").network
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Config:
+        d = json.loads(text)
+        extra = {k: d.pop(k) for k in ("server_ip", "netmask", "mtu") if k in d}
+        cfg = cls.from_dict(d)
+        for k, v in extra.items():
+            setattr(cfg, k, v)
+        return cfg
+
+    # -- typing and validation -----------------------------------------------------------
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Config:
+        problems: list[str] = []
+        cfg = _build(cls, raw, "", problems)
+        if not problems:
+            _check(cfg, problems)
+        if problems:
+            raise ConfigError(problems)
+        return cfg
+
+
+def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
+    """Type-check `raw` against dataclass `cls`, collecting every problem with its key."""
+    if not isinstance(raw, dict):
+        problems.append(f"{prefix.rstrip('.') or 'config'}: expected a table")
+        return cls()
+    hints = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        f = hints.get(name)
+        where = f"{prefix}{key}"
+        if f is None or name in ("server_ip", "netmask", "mtu"):
+            problems.append(f"{where}: unknown key")
+            continue
+        kwargs[name] = _coerce(f.type, value, where, problems)
+    return cls(**kwargs)
+
+
+_NESTED: dict[str, type] = {}
+
+
+def _coerce(tp: Any, value: Any, where: str, problems: list[str]) -> Any:
+    t = str(tp)
+    if t in _NESTED:
+        return _build(_NESTED[t], value, where + ".", problems)
+    if t.startswith("list[") and t[5:-1] in _NESTED:
+        if not isinstance(value, list):
+            problems.append(f"{where}: expected a list of tables")
+            return []
+        return [_build(_NESTED[t[5:-1]], v, f"{where}[{i}].", problems) for i, v in enumerate(value)]
+    checks: dict[str, tuple[type | tuple[type, ...], str]] = {
+        "str": (str, "a string"),
+        "str | None": ((str, type(None)), "a string"),
+        "int": (int, "an integer"),
+        "float": ((int, float), "a number"),
+        "bool": (bool, "true or false"),
+        "list[str]": (list, "a list of strings"),
+        "dict[str, str]": (dict, "a table of strings"),
+    }
+    want, what = checks.get(t, (object, "a value"))
+    bad = not isinstance(value, want) or (t in ("int", "float") and isinstance(value, bool))
+    if t == "list[str]" and not bad:
+        bad = not all(isinstance(v, str) for v in value)
+    if t == "dict[str, str]" and not bad:
+        bad = not all(isinstance(v, str) for v in value.values())
+    if bad:
+        problems.append(f"{where}: expected {what}, got {value!r}")
+        return None
+    return float(value) if t == "float" else value
+
+
+for _cls in (DhcpConfig, TftpConfig, HttpConfig, CaptureConfig, TrackerConfig, Reservation, RelayPool):
+    _NESTED[_cls.__name__] = _cls
+
+
+def parse_range(text: str) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
+    """'10.0.0.50-10.0.0.99' -> addresses; ValueError names what is wrong."""
+    parts = text.split("-")
+    if len(parts) != 2:
+        raise ValueError(f"{text!r} is not START-END")
+    try:
+        start, end = (ipaddress.IPv4Address(p.strip()) for p in parts)
+    except ipaddress.AddressValueError as exc:
+        raise ValueError(f"{text!r}: {exc}") from exc
+    if int(end) < int(start):
+        raise ValueError(f"{start}-{end} ends before it starts")
+    return start, end
+
+
+def _ip(value: str, where: str, problems: list[str]) -> None:
+    try:
+        ipaddress.IPv4Address(value)
+    except ipaddress.AddressValueError:
+        problems.append(f"{where}: {value!r} is not an IPv4 address")
+
+
+def _check(cfg: Config, problems: list[str]) -> None:
+    """Checks that need no interface."""
+    d = cfg.dhcp
+    if d.mode not in DHCP_MODES:
+        problems.append(f"dhcp.mode: {d.mode!r} is not one of {', '.join(DHCP_MODES)}")
+    if d.range:
+        try:
+            parse_range(d.range)
+        except ValueError as exc:
+            problems.append(f"dhcp.range: {exc}")
+    if d.router:
+        _ip(d.router, "dhcp.router", problems)
+    for i, s in enumerate(d.dns):
+        _ip(s, f"dhcp.dns[{i}]", problems)
+    if not 60 <= d.lease_time <= 31536000:
+        problems.append(f"dhcp.lease_time: {d.lease_time} is outside 60..31536000 seconds")
+    if not 0 <= d.probe_seconds <= 30:
+        problems.append(f"dhcp.probe_seconds: {d.probe_seconds} is outside 0..30")
+    for key in ("allow", "deny"):
+        macs = getattr(d, key)
+        for i, m in enumerate(macs):
+            try:
+                macs[i] = normalize_mac(m)
+            except ValueError as exc:
+                problems.append(f"dhcp.{key}[{i}]: {exc}")
+    for kind in d.boot_files:
+        if kind not in BOOT_KINDS:
+            problems.append(f"dhcp.boot_files.{kind}: unknown kind; use one of {', '.join(BOOT_KINDS)}")
+    seen: dict[str, int] = {}
+    for i, r in enumerate(d.reservations):
+        try:
+            r.mac = normalize_mac(r.mac)
+        except ValueError as exc:
+            problems.append(f"dhcp.reservations[{i}].mac: {exc}")
+        if r.mac in seen:
+            problems.append(f"dhcp.reservations[{i}].mac: {r.mac} is already reserved in [{seen[r.mac]}]")
+        seen[r.mac] = i
+        if r.ip:
+            _ip(r.ip, f"dhcp.reservations[{i}].ip", problems)
+    for i, p in enumerate(d.relay_pools):
+        try:
+            net = ipaddress.IPv4Network(p.subnet)
+            s, e = parse_range(p.range)
+            if s not in net or e not in net:
+                problems.append(f"dhcp.relay_pools[{i}].range: {p.range} is outside {net}")
+        except ValueError as exc:
+            problems.append(f"dhcp.relay_pools[{i}]: {exc}")
+    for key, port in (("tftp.port", cfg.tftp.port), ("http.port", cfg.http.port)):
+        if not 1 <= port <= 65535:
+            problems.append(f"{key}: {port} is not a port number (1..65535)")
+    if not 1 <= cfg.tftp.windowsize_max <= 64:
+        problems.append(f"tftp.windowsize_max: {cfg.tftp.windowsize_max} is outside 1..64")
+    if not 8 <= cfg.tftp.blksize_max <= 65464:
+        problems.append(f"tftp.blksize_max: {cfg.tftp.blksize_max} is outside 8..65464")
+    if not 1 <= cfg.http.max_connections <= 100000:
+        problems.append(f"http.max_connections: {cfg.http.max_connections} is outside 1..100000")
+    if cfg.tftp.uploads_dir and cfg.tftp.root:
+        up, root = Path(cfg.tftp.uploads_dir).resolve(), Path(cfg.tftp.root).resolve()
+        if up == root or root in up.parents:
+            problems.append(f"tftp.uploads_dir: {up} is inside tftp.root; uploads must not overwrite served files")
+    if cfg.tracker.stuck_seconds <= 0:
+        problems.append(f"tracker.stuck_seconds: {cfg.tracker.stuck_seconds} must be positive")
+
+
+def default_range(info: InterfaceInfo) -> str:
+    """A slice of the interface's subnet that excludes the interface's own address.
+
+    For a /24 at .1 that is .100-.199 (the common guides' choice); small subnets get what is left.
+    """
+    net = info.network
+    assert net is not None and info.address
+    own = ipaddress.IPv4Address(info.address)
+    hosts = [h for h in net.hosts()]
+    if net.num_addresses >= 256:
+        base = int(net.network_address) + (int(own) - int(net.network_address)) // 256 * 256
+        start, end = ipaddress.IPv4Address(base + 100), ipaddress.IPv4Address(base + 199)
+        if start <= own <= end:
+            start, end = ipaddress.IPv4Address(base + 10), ipaddress.IPv4Address(base + 99)
+            if start <= own <= end:
+                start, end = ipaddress.IPv4Address(base + 200), ipaddress.IPv4Address(base + 250)
+        return f"{start}-{end}"
+    free = [h for h in hosts if h != own]
+    half = free[len(free) // 2 :] if len(free) > 4 else free
+    return f"{half[0]}-{half[-1]}"
+
+
+def resolve(cfg: Config, info: InterfaceInfo | None = None) -> Config:
+    """Fill in what depends on the interface; raise ConfigError for what does not fit it."""
+    if not cfg.interface:
+        raise ConfigError(["interface: not set; name the interface to serve on (--interface IFACE)"])
+    try:
+        info = info or check_interface(cfg.interface)
+    except ValueError as exc:
+        raise ConfigError([str(exc)]) from exc
+    assert info.address and info.netmask
+    cfg.server_ip, cfg.netmask, cfg.mtu = info.address, info.netmask, info.mtu
+    net = info.network
+    problems: list[str] = []
+    if not cfg.dhcp.range:
+        cfg.dhcp.range = default_range(info)
+    else:
+        start, end = parse_range(cfg.dhcp.range)
+        for a in (start, end):
+            if a not in net:
+                problems.append(f"dhcp.range: {a} is outside {cfg.interface}'s subnet {net}")
+                break
+        else:
+            own = ipaddress.IPv4Address(info.address)
+            if start <= own <= end and int(end) == int(start):
+                problems.append(f"dhcp.range: holds only {own}, {cfg.interface}'s own address")
+    if cfg.dhcp.router and ipaddress.IPv4Address(cfg.dhcp.router) not in net:
+        problems.append(f"dhcp.router: {cfg.dhcp.router} is outside {cfg.interface}'s subnet {net}")
+    for i, r in enumerate(cfg.dhcp.reservations):
+        if r.ip and ipaddress.IPv4Address(r.ip) not in net and not cfg.dhcp.relay_pools:
+            problems.append(f"dhcp.reservations[{i}].ip: {r.ip} is outside {cfg.interface}'s subnet {net}")
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def read_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError([f"{p}: no such config file"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{p}: not valid TOML: {exc}"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{p}: cannot read: {exc.strerror}"]) from None
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def load(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Config:
+    """Config file (optional) with command-line overrides on top, typed and checked."""
+    raw = read_file(path) if path else {}
+    return Config.from_dict(merge(raw, overrides or {}))

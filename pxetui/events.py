@@ -1,0 +1,338 @@
+"""The event vocabulary shared by services, the supervisor, the tracker and the UI.
+
+Every observation a service makes becomes one of these dataclasses, serialised as one JSON
+line: ``{"type": "TransferStarted", "ts": ..., "service": "tftp", "mac": ..., "ip": ..., ...}``.
+The UI and the tracker consume events; nobody downstream parses packets.
+
+Rules for adding an event: a frozen-by-convention dataclass deriving from `Event`, only JSON
+types in its fields (str, int, float, bool, None, list, dict), defaults for every field so an
+older reader can load a newer line. `@register` makes it loadable by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+EVENT_TYPES: dict[str, type[Event]] = {}
+
+E = TypeVar("E", bound="Event")
+
+
+def register(cls: type[E]) -> type[E]:
+    EVENT_TYPES[cls.__name__] = cls
+    return cls
+
+
+@dataclass(kw_only=True)
+class Event:
+    ts: float = field(default_factory=time.time)
+    service: str = ""
+    mac: str | None = None
+    ip: str | None = None
+
+    level: ClassVar[str] = "info"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["type"] = type(self).__name__
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"), default=str)
+
+    @property
+    def type(self) -> str:
+        return type(self).__name__
+
+
+class EventDecodeError(ValueError):
+    """A line that is not a known event."""
+
+
+def from_dict(d: dict[str, Any]) -> Event:
+    name = d.get("type")
+    cls = EVENT_TYPES.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise EventDecodeError(f"unknown event type {name!r}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    try:
+        return cls(**{k: v for k, v in d.items() if k in names})
+    except TypeError as exc:
+        raise EventDecodeError(f"bad {name} event: {exc}") from exc
+
+
+def from_json(line: str | bytes) -> Event:
+    try:
+        d = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EventDecodeError(f"not JSON: {exc}") from exc
+    if not isinstance(d, dict):
+        raise EventDecodeError("not a JSON object")
+    return from_dict(d)
+
+
+# --- supervision and logging ------------------------------------------------------------
+
+
+@register
+@dataclass(kw_only=True)
+class Log(Event):
+    """A plain log line from a service or the supervisor."""
+
+    level_name: str = "info"  # debug | info | warning | error
+    message: str = ""
+
+
+@register
+@dataclass(kw_only=True)
+class ServiceState(Event):
+    """Health of one service: starting, running, restarting, stopped or failed (with reason)."""
+
+    state: str = "starting"
+    reason: str = ""
+    pid: int | None = None
+    restarts: int = 0
+    ports: list[int] = field(default_factory=list)
+
+
+@register
+@dataclass(kw_only=True)
+class EngineStarted(Event):
+    """The supervisor is up: what it serves and where."""
+
+    interface: str = ""
+    address: str = ""
+    netmask: str = ""
+    dhcp_mode: str = ""
+    dhcp_mode_reason: str = ""
+    http_port: int = 0
+    tftp_root: str = ""
+    http_root: str = ""
+    version: str = ""
+
+
+@register
+@dataclass(kw_only=True)
+class Alert(Event):
+    """Something the user should see on the dashboard (port in use, missing loader, ...)."""
+
+    level: ClassVar[str] = "warning"
+    key: str = ""  # stable id so the same alert replaces itself
+    severity: str = "warning"  # info | warning | error
+    message: str = ""
+    cleared: bool = False
+
+
+# --- DHCP -------------------------------------------------------------------------------
+
+
+@register
+@dataclass(kw_only=True)
+class DhcpPacket(Event):
+    """A DHCP message received or sent by our server (or seen on the wire by capture)."""
+
+    direction: str = "in"  # in | out | wire
+    msg_type: str = ""  # DISCOVER OFFER REQUEST ACK NAK RELEASE DECLINE INFORM
+    xid: int = 0
+    server_ip: str | None = None  # option 54 / sender of a reply
+    server_mac: str | None = None
+    yiaddr: str | None = None
+    siaddr: str | None = None
+    arch: int | None = None  # option 93
+    vendor_class: str | None = None  # option 60
+    user_class: str | None = None  # option 77
+    uuid: str | None = None  # option 97
+    hostname: str | None = None
+    boot_file: str | None = None
+    next_server: str | None = None
+    ipxe: bool = False
+    port: int = 67
+    ours: bool = True
+
+
+@register
+@dataclass(kw_only=True)
+class DhcpIgnored(Event):
+    """A packet the DHCP server chose not to answer, and why."""
+
+    level: ClassVar[str] = "debug"
+    reason: str = ""
+    msg_type: str = ""
+
+
+@register
+@dataclass(kw_only=True)
+class DhcpModeDecided(Event):
+    """The outcome of auto mode's probe (or the mode forced by config)."""
+
+    mode: str = ""  # full | proxy | off
+    reason: str = ""
+    other_server: str | None = None
+
+
+@register
+@dataclass(kw_only=True)
+class LeaseGranted(Event):
+    """An address bound to a MAC (ours, or seen on the wire from another server)."""
+
+    expires: float = 0.0
+    hostname: str | None = None
+    server_ip: str | None = None
+    ours: bool = True
+    state: str = "bound"  # offered | bound
+
+
+@register
+@dataclass(kw_only=True)
+class LeaseEnded(Event):
+    """An address freed: released, expired, declined (quarantined) or forgotten."""
+
+    reason: str = "released"
+    ours: bool = True
+
+
+@register
+@dataclass(kw_only=True)
+class PoolExhausted(Event):
+    level: ClassVar[str] = "warning"
+    pool: str = ""
+
+
+@register
+@dataclass(kw_only=True)
+class ForeignDhcpServer(Event):
+    """Another DHCP server answering on our segment."""
+
+    level: ClassVar[str] = "warning"
+    server_ip: str = ""
+    server_mac: str | None = None
+    offered: str | None = None
+    boot_file: str | None = None
+
+
+@register
+@dataclass(kw_only=True)
+class BootDecision(Event):
+    """What the boot policy chose for a client, and why."""
+
+    arch: int | None = None
+    firmware: str = ""  # bios | uefi32 | uefi64 | arm64 | http64 | ipxe ...
+    boot_file: str = ""
+    reason: str = ""
+
+
+# --- transfers (TFTP and HTTP) ----------------------------------------------------------
+
+
+@register
+@dataclass(kw_only=True)
+class TransferStarted(Event):
+    transfer_id: str = ""
+    protocol: str = "tftp"  # tftp | http
+    path: str = ""
+    size: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # blksize, windowsize, range ...
+    ours: bool = True
+
+
+@register
+@dataclass(kw_only=True)
+class TransferProgress(Event):
+    level: ClassVar[str] = "debug"
+    transfer_id: str = ""
+    protocol: str = "tftp"
+    bytes_done: int = 0
+    size: int | None = None
+    rate: float = 0.0  # bytes per second
+    retransmits: int = 0
+
+
+@register
+@dataclass(kw_only=True)
+class TransferFinished(Event):
+    transfer_id: str = ""
+    protocol: str = "tftp"
+    path: str = ""
+    bytes_done: int = 0
+    seconds: float = 0.0
+    rate: float = 0.0
+    retransmits: int = 0
+    status: int | None = None  # HTTP status
+
+
+@register
+@dataclass(kw_only=True)
+class TransferFailed(Event):
+    level: ClassVar[str] = "warning"
+    transfer_id: str = ""
+    protocol: str = "tftp"
+    path: str = ""
+    reason: str = ""
+    bytes_done: int = 0
+    status: int | None = None  # HTTP status or TFTP error code
+
+
+@register
+@dataclass(kw_only=True)
+class BootCallback(Event):
+    """The iPXE script (or an installed system) reported a boot milestone over HTTP."""
+
+    stage: str = "booting"  # booting (kernel about to start) | booted | installed
+    entry: str | None = None
+    detail: str = ""
+
+
+# --- clients (derived by the tracker) ---------------------------------------------------
+
+
+@register
+@dataclass(kw_only=True)
+class ClientUpdate(Event):
+    """The tracker's view of one client changed."""
+
+    stage: str = ""
+    stages: list[dict[str, Any]] = field(default_factory=list)  # [{"stage", "ts", "detail"}]
+    firmware: str = ""
+    arch: int | None = None
+    vendor_class: str | None = None
+    uuid: str | None = None
+    hostname: str | None = None
+    progress: float = 0.0  # 0..1 of the whole boot, roughly
+    last_event: str = ""
+    diagnosis: str = ""
+    files: list[dict[str, Any]] = field(default_factory=list)
+
+
+@register
+@dataclass(kw_only=True)
+class ClientForgotten(Event):
+    pass
+
+
+# --- library and menus ------------------------------------------------------------------
+
+
+@register
+@dataclass(kw_only=True)
+class MenuChanged(Event):
+    entries: int = 0
+    source: str = ""
+
+
+@register
+@dataclass(kw_only=True)
+class IsoImported(Event):
+    name: str = ""
+    family: str = ""
+    path: str = ""
+    entries: list[str] = field(default_factory=list)
+
+
+def is_error(ev: Event) -> bool:
+    return isinstance(ev, (TransferFailed, PoolExhausted)) or (
+        isinstance(ev, Log) and ev.level_name in ("warning", "error")
+    )

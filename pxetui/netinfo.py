@@ -1,0 +1,117 @@
+"""What the host's interfaces and ports look like (psutil), for defaults and clear refusals."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+
+import psutil
+
+
+@dataclass(frozen=True)
+class InterfaceInfo:
+    name: str
+    up: bool
+    address: str | None  # first IPv4 address
+    netmask: str | None
+    mac: str | None
+    speed_mbps: int
+    mtu: int
+
+    @property
+    def network(self) -> ipaddress.IPv4Network | None:
+        if not self.address or not self.netmask:
+            return None
+        return ipaddress.IPv4Interface(f"{self.address}/{self.netmask}").network
+
+    def describe(self) -> str:
+        addr = f"{self.address}/{self.network.prefixlen}" if self.network else "no IPv4"
+        state = "up" if self.up else "down"
+        return f"{self.name} ({addr}, {state})"
+
+
+def interfaces() -> dict[str, InterfaceInfo]:
+    """Every interface of this network namespace, loopback excluded."""
+    addrs = psutil.net_if_addrs()
+    stats = psutil.net_if_stats()
+    out: dict[str, InterfaceInfo] = {}
+    for name, alist in addrs.items():
+        if name == "lo":
+            continue
+        v4 = next((a for a in alist if a.family == socket.AF_INET), None)
+        mac = next((a.address for a in alist if a.family == psutil.AF_LINK), None)
+        st = stats.get(name)
+        out[name] = InterfaceInfo(
+            name=name,
+            up=bool(st and st.isup),
+            address=v4.address if v4 else None,
+            netmask=v4.netmask if v4 else None,
+            mac=mac.lower() if mac else None,
+            speed_mbps=st.speed if st else 0,
+            mtu=st.mtu if st else 1500,
+        )
+    for name, st in stats.items():  # interfaces with no address at all
+        if name != "lo" and name not in out:
+            out[name] = InterfaceInfo(name, st.isup, None, None, None, st.speed, st.mtu)
+    return out
+
+
+def usable(ifaces: dict[str, InterfaceInfo]) -> list[InterfaceInfo]:
+    return [i for i in ifaces.values() if i.up and i.address]
+
+
+class InterfaceError(ValueError):
+    pass
+
+
+def check_interface(name: str, ifaces: dict[str, InterfaceInfo] | None = None) -> InterfaceInfo:
+    """The named interface, or an error that lists the usable ones."""
+    ifaces = interfaces() if ifaces is None else ifaces
+    ok = ", ".join(i.describe() for i in usable(ifaces)) or "none"
+    info = ifaces.get(name)
+    if info is None:
+        raise InterfaceError(f"interface {name}: does not exist; usable interfaces: {ok}")
+    if not info.up:
+        raise InterfaceError(f"interface {name}: is down; usable interfaces: {ok}")
+    if not info.address:
+        raise InterfaceError(f"interface {name}: has no IPv4 address; usable interfaces: {ok}")
+    return info
+
+
+@dataclass(frozen=True)
+class PortHolder:
+    port: int
+    proto: str
+    pid: int | None
+    name: str
+
+    def describe(self) -> str:
+        who = f"{self.name} (PID {self.pid})" if self.pid else "another process"
+        return f"{self.proto.upper()} port {self.port} is held by {who}"
+
+
+def port_holders(ports: dict[int, str]) -> list[PortHolder]:
+    """Who holds the given {port: 'udp'|'tcp'} in this namespace (psutil sees only our own)."""
+    found: list[PortHolder] = []
+    try:
+        conns = psutil.net_connections(kind="inet4")
+    except (psutil.AccessDenied, PermissionError):
+        return found
+    for c in conns:
+        if not c.laddr:
+            continue
+        proto = "udp" if c.type == socket.SOCK_DGRAM else "tcp"
+        want = ports.get(c.laddr.port)
+        if want != proto:
+            continue
+        if proto == "tcp" and c.status != psutil.CONN_LISTEN:
+            continue
+        name = "?"
+        if c.pid:
+            try:
+                name = psutil.Process(c.pid).name()
+            except psutil.Error:
+                pass
+        found.append(PortHolder(c.laddr.port, proto, c.pid, name))
+    return found

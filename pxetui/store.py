@@ -1,0 +1,59 @@
+"""SQLite (WAL) storage shared by the engine: leases, host overrides, client history, ISOs.
+
+Each module owns its tables and creates them through `ensure_schema`; this file only knows how
+to open the database safely from several processes (WAL, busy timeout).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    """A connection in WAL mode: readers never block the writer, and a crash loses nothing
+    committed. `synchronous=NORMAL` keeps a commit to one fsync-free WAL append."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(p), timeout=10.0, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=10000")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def ensure_schema(conn: sqlite3.Connection, ddl: str) -> None:
+    conn.executescript(ddl)
+
+
+HOSTS_DDL = """
+CREATE TABLE IF NOT EXISTS host_overrides (
+    mac TEXT PRIMARY KEY,
+    boot_once TEXT,          -- 'local' or a menu entry id: applies to the next boot only
+    boot_file TEXT,          -- a per-MAC boot file or URL (sticky)
+    entry TEXT,              -- a per-MAC default menu entry (sticky)
+    updated REAL NOT NULL DEFAULT (strftime('%s','now'))
+);
+"""
+
+
+def host_overrides(conn: sqlite3.Connection) -> dict[str, sqlite3.Row]:
+    ensure_schema(conn, HOSTS_DDL)
+    return {r["mac"]: r for r in conn.execute("SELECT * FROM host_overrides")}
+
+
+def set_host_override(conn: sqlite3.Connection, mac: str, **fields: str | None) -> None:
+    ensure_schema(conn, HOSTS_DDL)
+    allowed = {"boot_once", "boot_file", "entry"}
+    bad = set(fields) - allowed
+    if bad:
+        raise ValueError(f"unknown host override field(s): {', '.join(sorted(bad))}")
+    conn.execute("INSERT OR IGNORE INTO host_overrides(mac) VALUES (?)", (mac,))
+    for k, v in fields.items():
+        conn.execute(f"UPDATE host_overrides SET {k}=?, updated=strftime('%s','now') WHERE mac=?", (v, mac))
+
+
+def clear_boot_once(conn: sqlite3.Connection, mac: str) -> None:
+    ensure_schema(conn, HOSTS_DDL)
+    conn.execute("UPDATE host_overrides SET boot_once=NULL WHERE mac=?", (mac,))
