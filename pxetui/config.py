@@ -89,6 +89,8 @@ class HttpConfig:
     root: str = ""  # empty = <state_dir>/http
     port: int = 80
     max_connections: int = 512
+    header_timeout: float = 10.0  # a request head must arrive within this (slowloris cut-off)
+    idle_timeout: float = 30.0  # keep-alive connections idle longer than this are closed
 
 
 @dataclass
@@ -299,6 +301,9 @@ def _check(cfg: Config, problems: list[str]) -> None:
         problems.append(f"tftp.blksize_max: {cfg.tftp.blksize_max} is outside 8..65464")
     if not 1 <= cfg.http.max_connections <= 100000:
         problems.append(f"http.max_connections: {cfg.http.max_connections} is outside 1..100000")
+    for key in ("header_timeout", "idle_timeout"):
+        if not 0 < getattr(cfg.http, key) <= 3600:
+            problems.append(f"http.{key}: {getattr(cfg.http, key)} is outside 0..3600 seconds")
     if cfg.tftp.uploads_dir and cfg.tftp.root:
         up, root = Path(cfg.tftp.uploads_dir).resolve(), Path(cfg.tftp.root).resolve()
         if up == root or root in up.parents:
