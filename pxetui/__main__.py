@@ -1,0 +1,3 @@
+from pxetui.cli import main
+
+raise SystemExit(main())

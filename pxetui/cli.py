@@ -1,0 +1,273 @@
+"""Command line: `pxetui` (the UI), `pxetui serve`, `pxetui lab`, `pxetui import`, ..."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pxetui import __version__
+from pxetui.config import BOOT_KINDS, DHCP_MODES, Config, ConfigError, load, resolve
+from pxetui.netinfo import interfaces, usable
+
+DEFAULT_CONFIG = Path("/etc/pxetui/pxetui.toml")
+# Subcommands other modules contribute: each has register(subparsers).
+COMMAND_MODULES = ("import_", "lab", "watch", "analyze")
+
+
+def default_state_dir() -> str:
+    if os.geteuid() == 0:
+        return "/var/lib/pxetui"
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return str(Path(base) / "pxetui")
+
+
+def add_common(p: argparse.ArgumentParser, sub: bool = False) -> None:
+    """Options shared by the UI and `serve`; each maps onto a config-file key.
+
+    On a subcommand the defaults are suppressed, so `pxetui -i eth1 serve` keeps `-i`."""
+    g = p.add_argument_group("engine options (each also a config-file key)")
+    if sub:
+        g.argument_default = argparse.SUPPRESS
+    g.add_argument("--interface", "-i", metavar="IFACE", help="serve on this interface only [interface]")
+    g.add_argument("--dhcp", choices=DHCP_MODES, help="DHCP mode; auto probes for another server first [dhcp.mode]")
+    g.add_argument("--range", metavar="START-END", help="address pool in full mode [dhcp.range]")
+    g.add_argument("--router", metavar="IP", help="default gateway handed out [dhcp.router]")
+    g.add_argument("--dns", metavar="IP[,IP]", help="DNS servers handed out [dhcp.dns]")
+    g.add_argument("--boot-file", action="append", default=[], metavar="KIND=FILE_OR_URL",
+                   help=f"boot file per client kind ({', '.join(BOOT_KINDS)}); repeatable [dhcp.boot_files.KIND]")
+    g.add_argument("--tftp-root", metavar="DIR", help="TFTP root [tftp.root]")
+    g.add_argument("--http-root", metavar="DIR", help="HTTP root [http.root]")
+    g.add_argument("--http-port", type=int, metavar="N", help="HTTP port [http.port]")
+    g.add_argument("--state-dir", metavar="DIR", help="leases, library, menus, control socket [state_dir]")
+    g.add_argument("--no-capture", action="store_true", help="do not watch the wire [capture.enabled=false]")
+    g.add_argument("--config", metavar="FILE", help=f"TOML config file (default {DEFAULT_CONFIG} if it exists)")
+
+
+def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
+    """The command line as a config tree; it wins over the file."""
+    o: dict[str, Any] = {}
+    a = {k: getattr(args, k, None) for k in (
+        "interface", "dhcp", "range", "router", "dns", "boot_file", "tftp_root", "http_root",
+        "http_port", "state_dir", "no_capture", "config")}
+
+    def put(path: str, value: Any) -> None:
+        if value is None:
+            return
+        node = o
+        *parents, leaf = path.split(".")
+        for k in parents:
+            node = node.setdefault(k, {})
+        node[leaf] = value
+
+    put("interface", a['interface'])
+    put("dhcp.mode", a['dhcp'])
+    put("dhcp.range", a['range'])
+    put("dhcp.router", a['router'])
+    if a['dns'] is not None:
+        put("dhcp.dns", [d.strip() for d in a['dns'].split(",") if d.strip()])
+    for spec in a['boot_file'] or []:
+        kind, sep, value = spec.partition("=")
+        if not sep or not value:
+            raise ConfigError([f"--boot-file {spec!r}: expected KIND=FILE_OR_URL"])
+        put(f"dhcp.boot_files.{kind.strip()}", value.strip())
+    put("tftp.root", a['tftp_root'])
+    put("http.root", a['http_root'])
+    put("http.port", a['http_port'])
+    put("state_dir", a['state_dir'])
+    if a['no_capture']:
+        put("capture.enabled", False)
+    return o
+
+
+def config_from(args: argparse.Namespace, need_interface: bool = True) -> Config:
+    path = getattr(args, "config", None) or os.environ.get("PXETUI_CONFIG") or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
+    over = overrides_from(args)
+    cfg = load(path, over)
+    if "state_dir" not in over and not (path and "state_dir" in _file_keys(path)):
+        cfg.state_dir = default_state_dir()
+    if need_interface:
+        if not cfg.interface:
+            ok = ", ".join(i.describe() for i in usable(interfaces())) or "none"
+            raise ConfigError([f"interface: not set; pass --interface IFACE (usable: {ok})"])
+        resolve(cfg)
+    return cfg
+
+
+def _file_keys(path: str | Path) -> set[str]:
+    from pxetui.config import read_file
+
+    return set(read_file(path))
+
+
+# -- serve ----------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from pxetui import logfmt
+    from pxetui.supervisor import Supervisor, preflight, services_for
+
+    cfg = config_from(args)
+    names = services_for(cfg)
+    problems = preflight(cfg, names)
+    if os.geteuid() != 0 and ("dhcp" in names or "capture" in names or cfg.tftp.port < 1024
+                              or cfg.http.port < 1024):
+        problems.append("needs root (DHCP and ports below 1024): run with sudo")
+    if problems:
+        for p in problems:
+            print(f"pxetui: cannot start: {p}", file=sys.stderr)
+        return 1
+
+    def show(ev: dict[str, Any]) -> None:
+        if args.verbose or logfmt.level_of(ev) != "debug":
+            print(logfmt.line(ev), file=sys.stderr, flush=True)
+
+    async def main() -> int:
+        sup = Supervisor(cfg, names, on_event=show)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(sup.stop()))
+        await sup.start()
+        await sup.wait()
+        if sup.fatal:
+            print(f"pxetui: cannot start: {sup.fatal}", file=sys.stderr)
+            return 1
+        return 0
+
+    from pxetui.service import install_loop_policy
+
+    install_loop_policy()
+    return asyncio.run(main())
+
+
+# -- the UI ---------------------------------------------------------------------------
+
+
+def start_engine(args: argparse.Namespace, cfg: Config) -> subprocess.Popen[bytes]:
+    """`pxetui serve` with the same options, its log in the state dir."""
+    cmd = [sys.executable, "-m", "pxetui", "serve", *sys.argv[1:]]
+    if "--state-dir" not in cmd:
+        cmd += ["--state-dir", cfg.state_dir]
+    cfg.state_path.mkdir(parents=True, exist_ok=True)
+    log = open(cfg.state_path / "engine.log", "ab")  # noqa: SIM115 - the child owns it
+    return subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from pxetui.control import ControlClient, is_live, socket_path
+
+    cfg = config_from(args, need_interface=False)
+    sock = socket_path(cfg.state_dir)
+    engine = None
+    if not is_live(sock):
+        cfg = config_from(args)
+        engine = start_engine(args, cfg)
+        deadline = time.monotonic() + 15
+        while not is_live(sock):
+            if engine.poll() is not None or time.monotonic() > deadline:
+                tail = (cfg.state_path / "engine.log").read_text(errors="replace").splitlines()[-8:]
+                print("pxetui: the engine did not start:\n  " + "\n  ".join(tail), file=sys.stderr)
+                return 1
+            time.sleep(0.1)
+    from screens.run import run_ui
+
+    console = args.console or str(cfg.state_path / "lab" / "console.log")
+    try:
+        return run_ui(lambda: ControlClient.connect(sock), console)
+    finally:
+        if engine is not None and not args.keep_engine:
+            engine.send_signal(signal.SIGTERM)
+            try:
+                engine.wait(5)
+            except subprocess.TimeoutExpired:
+                engine.kill()
+
+
+# -- doctor ---------------------------------------------------------------------------
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """What pxetui needs on this machine, and what is missing (with the package to install)."""
+    import shutil
+
+    ok = True
+    print(f"pxetui {__version__}, Python {sys.version.split()[0]}")
+    print(f"root: {'yes' if os.geteuid() == 0 else 'no (DHCP, capture and ports < 1024 need root)'}")
+    print("interfaces:")
+    for i in interfaces().values():
+        print(f"  {i.describe()}  mac {i.mac}  {i.speed_mbps} Mb/s  mtu {i.mtu}")
+    try:
+        from pxetui.loaders import find_loaders  # type: ignore[attr-defined]
+
+        print("boot loaders:")
+        for line in find_loaders().describe_lines():
+            print(f"  {line}")
+    except ImportError:
+        pass
+    for tool, pkg in (("qemu-system-x86_64", "qemu-system-x86"), ("tcpdump", "tcpdump")):
+        found = shutil.which(tool)
+        print(f"{tool}: {found or f'missing (apt-get install {pkg})'}")
+    try:
+        from scapy.arch.common import compile_filter
+
+        compile_filter("udp port 67")
+        print("libpcap: ok (BPF filters compile)")
+    except Exception as exc:  # scapy raises several types here
+        ok = False
+        print(f"libpcap: cannot compile BPF filters ({exc}); apt-get install libpcap0.8")
+    return 0 if ok else 1
+
+
+# -- parser ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pxetui", description="A terminal control centre for network (PXE) booting.")
+    p.add_argument("--version", action="version", version=f"pxetui {__version__}")
+    add_common(p)
+    p.add_argument("--console", metavar="FILE", help="show this file as the VM console (the lab sets it)")
+    p.add_argument("--keep-engine", action="store_true", help="leave the engine running when the UI quits")
+    p.set_defaults(func=cmd_ui)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("serve", help="run the engine headless in the foreground (logs to stderr)")
+    add_common(s, sub=True)
+    s.add_argument("-v", "--verbose", action="store_true", help="also log progress and ignored packets")
+    s.set_defaults(func=cmd_serve)
+
+    d = sub.add_parser("doctor", help="check this machine: root, interfaces, boot loaders, libpcap")
+    d.set_defaults(func=cmd_doctor)
+
+    for name in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(f"pxetui.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"pxetui.commands.{name}":
+                raise
+            continue
+        mod.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"pxetui: {problem}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

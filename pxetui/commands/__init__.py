@@ -1,0 +1,1 @@
+"""Subcommands contributed by engine modules; each module has `register(subparsers)`."""

@@ -1,0 +1,104 @@
+"""One readable line per event, for `pxetui serve` on stderr and for the log file."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+# Too chatty for a terminal unless asked for (-v).
+VERBOSE_ONLY = {"TransferProgress", "DhcpIgnored"}
+
+
+def _size(n: float | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def describe(ev: dict[str, Any]) -> str:
+    """The event in words, without time and service."""
+    t = ev.get("type", "?")
+    who = ev.get("mac") or ev.get("ip") or ""
+    g = ev.get
+    if t == "Log":
+        return str(g("message", ""))
+    if t == "ServiceState":
+        extra = f" ports {','.join(map(str, g('ports') or []))}" if g("ports") else ""
+        reason = f": {g('reason')}" if g("reason") else ""
+        return f"{g('state')}{extra}{reason}"
+    if t == "EngineStarted":
+        return (f"pxetui {g('version')} on {g('interface')} {g('address')} dhcp={g('dhcp_mode')} "
+                f"tftp={g('tftp_root')} http=:{g('http_port')} {g('http_root')}")
+    if t == "DhcpPacket":
+        arrow = {"in": "<-", "out": "->", "wire": "~~"}.get(str(g("direction")), "")
+        bits = [f"{g('msg_type')} {arrow} {who}"]
+        if g("yiaddr") and g("yiaddr") != "0.0.0.0":
+            bits.append(f"addr {g('yiaddr')}")
+        if g("arch") is not None:
+            bits.append(f"arch {g('arch')}")
+        if g("ipxe"):
+            bits.append("iPXE")
+        if g("boot_file"):
+            bits.append(f"file {g('boot_file')}")
+        if g("direction") == "wire" and g("server_ip"):
+            bits.append(f"server {g('server_ip')}")
+        return " ".join(bits)
+    if t == "DhcpIgnored":
+        return f"ignored {g('msg_type')} from {who}: {g('reason')}"
+    if t == "DhcpModeDecided":
+        other = f" (other server {g('other_server')})" if g("other_server") else ""
+        return f"DHCP mode {g('mode')}: {g('reason')}{other}"
+    if t == "LeaseGranted":
+        src = "" if g("ours", True) else f" by {g('server_ip')}"
+        return f"lease {g('ip')} -> {g('mac')}{src}"
+    if t == "LeaseEnded":
+        return f"lease {g('ip')} ended ({g('reason')})"
+    if t == "BootDecision":
+        return f"boot {who}: {g('firmware')} -> {g('boot_file') or '(local disk)'} ({g('reason')})"
+    if t == "TransferStarted":
+        opts = " ".join(f"{k}={v}" for k, v in (g("options") or {}).items())
+        return f"{g('protocol')} {who} {g('path')} {_size(g('size'))} {opts}".rstrip()
+    if t == "TransferProgress":
+        return f"{g('protocol')} {who} {_size(g('bytes_done'))}/{_size(g('size'))}"
+    if t == "TransferFinished":
+        return (f"{g('protocol')} {who} {g('path')} done {_size(g('bytes_done'))} in "
+                f"{g('seconds', 0):.2f}s ({_size(g('rate'))}/s, {g('retransmits', 0)} resent)")
+    if t == "TransferFailed":
+        return f"{g('protocol')} {who} {g('path')} FAILED: {g('reason')}"
+    if t == "BootCallback":
+        return f"{who} {g('stage')} {g('entry') or ''}".rstrip()
+    if t == "ClientUpdate":
+        diag = f" - {g('diagnosis')}" if g("diagnosis") else ""
+        return f"client {who} {g('stage')}{diag}"
+    if t == "Alert":
+        return f"ALERT {g('message')}"
+    if t == "ForeignDhcpServer":
+        return f"another DHCP server on the wire: {g('server_ip')} ({g('server_mac')}) offers {g('offered')}"
+    if t == "PoolExhausted":
+        return f"address pool {g('pool')} is full"
+    fields = {k: v for k, v in ev.items() if k not in ("type", "ts", "service", "mac", "ip")}
+    return f"{t} {who} {fields}".rstrip()
+
+
+def level_of(ev: dict[str, Any]) -> str:
+    t = ev.get("type")
+    if t == "Log":
+        return str(ev.get("level_name", "info"))
+    if t in ("TransferFailed", "PoolExhausted", "ForeignDhcpServer", "Alert"):
+        return "warning"
+    if t == "ServiceState" and ev.get("state") == "failed":
+        return "error"
+    if t in VERBOSE_ONLY:
+        return "debug"
+    return "info"
+
+
+def line(ev: dict[str, Any]) -> str:
+    ts = time.strftime("%H:%M:%S", time.localtime(float(ev.get("ts") or time.time())))
+    lvl = level_of(ev)
+    mark = {"warning": "W ", "error": "E ", "debug": "  "}.get(lvl, "  ")
+    return f"{ts} {mark}{ev.get('service', ''):<8} {describe(ev)}"

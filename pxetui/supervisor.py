@@ -1,0 +1,376 @@
+"""Process supervision: one child process per service, events relayed, crashes restarted.
+
+The supervisor never serves packets itself (DESIGN.md: a UDP server sharing a loop with a busy
+UI had p99 latency of 1.1 s). It starts `python -m pxetui.service NAME CFG` per service, reads
+their JSON-line events, feeds the client tracker, keeps a replayable state for UIs that attach
+over the control socket, restarts a service that dies (backoff 0.5 s doubling to 30 s, reset
+after a minute of health), and stops everything within 2 s of SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import json
+import os
+import signal
+import sys
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import Any
+
+from pxetui import __version__, store
+from pxetui.config import Config
+from pxetui.control import LINE_LIMIT, socket_path
+from pxetui.events import ClientForgotten, EngineStarted, Event, Log, ServiceState
+from pxetui.netinfo import port_holders
+
+BACKOFF_START, BACKOFF_MAX, HEALTHY_AFTER = 0.5, 30.0, 60.0
+STOP_GRACE = 1.5
+
+
+def services_for(cfg: Config) -> list[str]:
+    names = []
+    if cfg.dhcp.mode != "off":
+        names.append("dhcp")
+    if cfg.tftp.enabled:
+        names.append("tftp")
+    if cfg.http.enabled:
+        names.append("http")
+    if cfg.capture.enabled:
+        names.append("capture")
+    return names
+
+
+def ports_needed(cfg: Config, names: list[str]) -> dict[int, str]:
+    ports: dict[int, str] = {}
+    if "dhcp" in names:
+        ports[67] = "udp"
+        if cfg.dhcp.mode in ("proxy", "auto"):
+            ports[4011] = "udp"
+    if "tftp" in names:
+        ports[cfg.tftp.port] = "udp"
+    if "http" in names:
+        ports[cfg.http.port] = "tcp"
+    return ports
+
+
+def preflight(cfg: Config, names: list[str]) -> list[str]:
+    """Problems that stop the engine before it starts: ports held by other processes."""
+    mine = os.getpid()
+    return [h.describe() for h in port_holders(ports_needed(cfg, names)) if h.pid != mine]
+
+
+class StateCache:
+    """What a newly attached UI needs to see: the latest keyed state plus recent history."""
+
+    def __init__(self, history: int = 3000) -> None:
+        self.started: dict[str, Any] | None = None
+        self.keyed: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
+        self.recent: deque[dict[str, Any]] = deque(maxlen=history)
+        self.finished_transfers: deque[tuple[str, str]] = deque()
+
+    KEYS: dict[str, Callable[[dict[str, Any]], str | None]] = {
+        "ServiceState": lambda e: e.get("service"),
+        "DhcpModeDecided": lambda e: "mode",
+        "LeaseGranted": lambda e: f"{e.get('ip')}",
+        "LeaseEnded": lambda e: f"{e.get('ip')}",
+        "TransferStarted": lambda e: e.get("transfer_id"),
+        "TransferProgress": lambda e: e.get("transfer_id"),
+        "TransferFinished": lambda e: e.get("transfer_id"),
+        "TransferFailed": lambda e: e.get("transfer_id"),
+        "ClientUpdate": lambda e: e.get("mac"),
+        "ClientForgotten": lambda e: e.get("mac"),
+        "Alert": lambda e: e.get("key"),
+        "ForeignDhcpServer": lambda e: e.get("server_ip"),
+    }
+    GROUP = {"LeaseEnded": "LeaseGranted", "TransferProgress": "TransferStarted",
+             "TransferFinished": "TransferStarted", "TransferFailed": "TransferStarted",
+             "ClientForgotten": "ClientUpdate"}
+
+    def add(self, ev: dict[str, Any]) -> None:
+        t = ev.get("type", "")
+        if t == "EngineStarted":
+            self.started = ev
+            return
+        keyf = self.KEYS.get(t)
+        if keyf is None:
+            self.recent.append(ev)
+            return
+        group = self.GROUP.get(t, t)
+        key = (group, str(keyf(ev)))
+        if t in ("LeaseEnded", "ClientForgotten") or (t == "Alert" and ev.get("cleared")):
+            self.keyed.pop(key, None)
+            return
+        if t in ("TransferProgress", "TransferFinished", "TransferFailed") and key in self.keyed:
+            merged = dict(self.keyed[key])  # keep path/options of the start, add the outcome
+            merged.update({k: v for k, v in ev.items() if v is not None})
+            merged["type"], merged["state"] = "TransferStarted", t
+            ev = merged
+        self.keyed[key] = ev
+        self.keyed.move_to_end(key)
+        if t in ("TransferFinished", "TransferFailed"):
+            self.finished_transfers.append(key)
+            while len(self.finished_transfers) > 500:
+                self.keyed.pop(self.finished_transfers.popleft(), None)
+
+    def replay(self) -> list[dict[str, Any]]:
+        out = [self.started] if self.started else []
+        out.extend(self.recent)
+        out.extend(self.keyed.values())
+        return out
+
+
+class ServiceRunner:
+    """One service process and its restart loop."""
+
+    def __init__(self, sup: Supervisor, name: str) -> None:
+        self.sup, self.name = sup, name
+        self.proc: asyncio.subprocess.Process | None = None
+        self.restarts = 0
+        self.stopping = False
+        self.last_error = ""
+        self.ever_running = False
+        self.task: asyncio.Task[None] | None = None
+
+    def state(self, state: str, reason: str = "") -> None:
+        pid = self.proc.pid if self.proc else None
+        self.sup.publish(ServiceState(service=self.name, state=state, reason=reason, pid=pid,
+                                      restarts=self.restarts))
+
+    async def run(self) -> None:
+        backoff = BACKOFF_START
+        while not self.stopping:
+            started = time.monotonic()
+            self.state("starting" if self.restarts == 0 else "restarting")
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "pxetui.service", self.name, str(self.sup.config_file),
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                stdin=asyncio.subprocess.DEVNULL, limit=LINE_LIMIT,
+            )
+            await asyncio.gather(self._pump_events(), self._pump_stderr())
+            code = await self.proc.wait()
+            if self.stopping:
+                break
+            reason = self.last_error or f"exited with code {code}"
+            if self.sup.fail_fast and not self.ever_running:
+                self.state("failed", reason)
+                self.sup.fatal = f"{self.name}: {reason}"
+                asyncio.ensure_future(self.sup.stop())
+                return
+            if time.monotonic() - started > HEALTHY_AFTER:
+                backoff = BACKOFF_START
+            self.restarts += 1
+            self.state("failed", reason)
+            self.sup.publish(Log(service=self.name, level_name="error",
+                                 message=f"{self.name} died ({reason}); restarting in {backoff:.1f}s"))
+            try:
+                await asyncio.sleep(backoff)
+            except asyncio.CancelledError:
+                break
+            backoff = min(backoff * 2, BACKOFF_MAX)
+        self.state("stopped")
+
+    async def _pump_events(self) -> None:
+        assert self.proc and self.proc.stdout
+        while line := await self.proc.stdout.readline():
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(ev, dict) and "type" in ev:
+                ev.setdefault("service", self.name)
+                if ev["type"] == "ServiceState":
+                    ev["restarts"] = self.restarts
+                    self.ever_running |= ev.get("state") == "running"
+                self.sup.relay(ev)
+
+    async def _pump_stderr(self) -> None:
+        assert self.proc and self.proc.stderr
+        while line := await self.proc.stderr.readline():
+            text = line.decode(errors="replace").rstrip()
+            if not text:
+                continue
+            if "cannot start" in text or "Error" in text:
+                self.last_error = text.split(": ", 1)[-1] if "cannot start" in text else text
+            self.sup.publish(Log(service=self.name, level_name="debug", message=text))
+
+    def signal(self, sig: int) -> None:
+        if self.proc and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(sig)
+
+    async def stop(self) -> None:
+        self.stopping = True
+        self.signal(signal.SIGTERM)
+        if self.proc:
+            try:
+                await asyncio.wait_for(self.proc.wait(), STOP_GRACE)
+            except TimeoutError:
+                self.signal(signal.SIGKILL)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.proc.wait(), 0.4)
+        if self.task:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+
+class Supervisor:
+    def __init__(self, cfg: Config, names: list[str] | None = None,
+                 on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.cfg = cfg
+        self.names = services_for(cfg) if names is None else names
+        self.on_event = on_event
+        self.cache = StateCache()
+        self.subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
+        self.runners = {n: ServiceRunner(self, n) for n in self.names}
+        self.stopped = asyncio.Event()
+        self.config_file = cfg.state_path / "run" / "config.json"
+        self.tracker: Any = None
+        # Set when a service fails before it ever ran: `serve` exits non-zero with the reason.
+        self.fatal = ""
+        self.fail_fast = True
+        self._server: asyncio.base_events.Server | None = None
+
+    # -- events ---------------------------------------------------------------------------
+    def publish(self, ev: Event) -> None:
+        self.relay(ev.to_dict())
+
+    def relay(self, ev: dict[str, Any]) -> None:
+        self._emit(ev)
+        if self.tracker is not None and ev.get("type") not in ("ClientUpdate", "Log"):
+            try:
+                derived = self.tracker.feed(ev)
+            except Exception as exc:  # a tracker bug must not take the engine down
+                self._emit(Log(service="tracker", level_name="error", message=f"tracker: {exc!r}").to_dict())
+                derived = []
+            for d in derived:
+                self._emit(d.to_dict() if isinstance(d, Event) else d)
+
+    def _emit(self, ev: dict[str, Any]) -> None:
+        self.cache.add(ev)
+        if self.on_event:
+            self.on_event(ev)
+        for q in list(self.subscribers):
+            if q.qsize() > 20000:  # a UI that stopped reading: cut it loose, keep serving
+                self.subscribers.discard(q)
+                q.put_nowait(None)
+            else:
+                q.put_nowait(ev)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self, mode_reason: str = "") -> None:
+        self.cfg.state_path.mkdir(parents=True, exist_ok=True)
+        self.config_file.parent.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(self.cfg.to_json())
+        self._load_tracker()
+        self.publish(EngineStarted(
+            service="engine", interface=self.cfg.interface, address=self.cfg.server_ip,
+            netmask=self.cfg.netmask, dhcp_mode=self.cfg.dhcp.mode, dhcp_mode_reason=mode_reason,
+            http_port=self.cfg.http.port, tftp_root=str(self.cfg.tftp_root),
+            http_root=str(self.cfg.http_root), version=__version__))
+        await self._start_control()
+        for r in self.runners.values():
+            r.task = asyncio.create_task(r.run())
+        asyncio.create_task(self._tick())
+
+    def _load_tracker(self) -> None:
+        if importlib.util.find_spec("pxetui.tracker") is None:
+            return
+        from pxetui.tracker import Tracker  # the tracker is optional only while it is built
+
+        self.tracker = Tracker(self.cfg)
+
+    async def _tick(self) -> None:
+        while not self.stopped.is_set():
+            await asyncio.sleep(1.0)
+            if self.tracker is not None:
+                for d in self.tracker.tick(time.time()):
+                    self._emit(d.to_dict() if isinstance(d, Event) else d)
+
+    async def stop(self) -> None:
+        if self.stopped.is_set():
+            return
+        await asyncio.gather(*(r.stop() for r in self.runners.values()))
+        self.stopped.set()
+        for q in list(self.subscribers):
+            q.put_nowait(None)
+        if self._server:
+            self._server.close()
+        with contextlib.suppress(OSError):
+            socket_path(self.cfg.state_dir).unlink()
+
+    async def wait(self) -> None:
+        await self.stopped.wait()
+
+    # -- control socket -------------------------------------------------------------------
+    async def _start_control(self) -> None:
+        path = socket_path(self.cfg.state_dir)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        self._server = await asyncio.start_unix_server(self._client, str(path), limit=LINE_LIMIT)
+        os.chmod(path, 0o600)  # whoever can talk to it can change what machines boot
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        for ev in self.cache.replay():
+            q.put_nowait(ev)
+        self.subscribers.add(q)
+
+        async def commands() -> None:
+            while line := await reader.readline():
+                try:
+                    cmd = json.loads(line)
+                    await self.command(cmd)
+                except Exception as exc:  # a bad command is the client's problem, not ours
+                    self.publish(Log(service="engine", level_name="warning",
+                                     message=f"control: bad command {line[:200]!r}: {exc}"))
+
+        reader_task = asyncio.create_task(commands())
+        try:
+            while (ev := await q.get()) is not None:
+                writer.write(json.dumps(ev, separators=(",", ":")).encode() + b"\n")
+                if q.empty():
+                    await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.subscribers.discard(q)
+            reader_task.cancel()
+            writer.close()
+
+    async def command(self, cmd: dict[str, Any]) -> None:
+        name = cmd.get("cmd")
+        if name == "reload":
+            for r in self.runners.values():
+                r.signal(signal.SIGHUP)
+            self.publish(Log(service="engine", message="reload: services re-read menus and overrides"))
+        elif name == "set_host":
+            mac = str(cmd["mac"]).lower()
+            fields = {k: cmd[k] for k in ("boot_once", "boot_file", "entry") if k in cmd}
+            conn = store.connect(self.cfg.db_path)
+            try:
+                store.set_host_override(conn, mac, **fields)
+            finally:
+                conn.close()
+            for n in ("dhcp", "http", "tftp"):
+                if n in self.runners:
+                    self.runners[n].signal(signal.SIGHUP)
+            self.publish(Log(service="engine", mac=mac, message=f"host {mac}: {fields}"))
+        elif name == "forget":
+            mac = str(cmd["mac"]).lower()
+            if self.tracker is not None and hasattr(self.tracker, "forget"):
+                self.tracker.forget(mac)
+            self.publish(ClientForgotten(service="engine", mac=mac))
+        elif name == "restart":
+            r = self.runners.get(str(cmd.get("service")))
+            if r is None:
+                raise ValueError(f"no service {cmd.get('service')!r}")
+            r.signal(signal.SIGTERM)
+        elif name == "stop":
+            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self.stop()))
+        else:
+            raise ValueError(f"unknown command {name!r}")

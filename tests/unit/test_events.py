@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pxetui.events import EVENT_TYPES, EventDecodeError, LeaseGranted, TransferStarted, from_json
+from pxetui.logfmt import describe, level_of, line
+
+
+def test_every_event_round_trips_and_has_a_readable_line():
+    for name, cls in EVENT_TYPES.items():
+        ev = cls(service="x", mac="52:54:00:00:00:01", ip="10.0.0.5")
+        d = json.loads(ev.to_json())
+        assert d["type"] == name and d["service"] == "x" and "ts" in d
+        assert from_json(ev.to_json()) == ev
+        assert describe(d) or name == "Log"  # every event can be shown (a Log is its message)
+        assert line(d).split()[0].count(":") == 2
+
+
+def test_fields_survive_and_unknown_fields_are_ignored():
+    ev = TransferStarted(service="tftp", ip="10.0.0.5", transfer_id="t1", path="pxelinux.0",
+                         size=42, options={"blksize": 1432, "windowsize": 4})
+    d = ev.to_dict()
+    d["added_by_a_newer_engine"] = 1
+    back = from_json(json.dumps(d))
+    assert isinstance(back, TransferStarted) and back.options == {"blksize": 1432, "windowsize": 4}
+
+
+def test_lease_line_names_the_other_server():
+    d = LeaseGranted(ip="10.0.0.9", mac="aa:bb:cc:dd:ee:ff", ours=False, server_ip="10.0.0.254").to_dict()
+    assert describe(d) == "lease 10.0.0.9 -> aa:bb:cc:dd:ee:ff by 10.0.0.254"
+    assert level_of({"type": "TransferFailed"}) == "warning"
+
+
+@pytest.mark.parametrize("bad", [b"", b"nope", b"[]", b'{"type": "Nope"}', b'{"type": 3}', b"\xff\xfe"])
+def test_bad_lines_raise_one_error(bad):
+    with pytest.raises(EventDecodeError):
+        from_json(bad)
+
+
+@given(st.binary(max_size=200))
+def test_any_bytes_decode_or_raise_event_decode_error(data):
+    try:
+        from_json(data)
+    except EventDecodeError:
+        pass
