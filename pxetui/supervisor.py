@@ -106,7 +106,7 @@ class StateCache:
             return
         if t in ("TransferProgress", "TransferFinished", "TransferFailed") and key in self.keyed:
             merged = dict(self.keyed[key])  # keep path/options of the start, add the outcome
-            merged.update({k: v for k, v in ev.items() if v is not None})
+            merged.update({k: v for k, v in ev.items() if v not in (None, "", {}, [])})
             merged["type"], merged["state"] = "TransferStarted", t
             ev = merged
         self.keyed[key] = ev

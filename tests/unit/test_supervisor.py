@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import asyncio
+
+from pxetui import store
+from pxetui.config import Config
+from pxetui.control import ControlClient, is_live, socket_path
+from pxetui.events import (
+    LeaseEnded,
+    LeaseGranted,
+    TransferFinished,
+    TransferProgress,
+    TransferStarted,
+)
+from pxetui.supervisor import StateCache, Supervisor, ports_needed, services_for
+
+
+def cfg_for(tmp_path, **raw) -> Config:
+    cfg = Config.from_dict({"interface": "eth0", "state_dir": str(tmp_path / "st"), **raw})
+    cfg.server_ip, cfg.netmask = "10.99.0.1", "255.255.255.0"
+    return cfg
+
+
+def test_services_and_ports_follow_config(tmp_path):
+    cfg = cfg_for(tmp_path, dhcp={"mode": "off"}, capture={"enabled": False}, http={"port": 8080})
+    assert services_for(cfg) == ["tftp", "http"]
+    assert ports_needed(cfg, services_for(cfg)) == {69: "udp", 8080: "tcp"}
+    cfg = cfg_for(tmp_path, dhcp={"mode": "proxy"})
+    assert ports_needed(cfg, ["dhcp"]) == {67: "udp", 4011: "udp"}
+
+
+def test_state_cache_keeps_latest_per_key_and_drops_ended():
+    c = StateCache()
+    c.add(LeaseGranted(ip="10.0.0.5", mac="aa:bb:cc:dd:ee:01").to_dict())
+    c.add(LeaseGranted(ip="10.0.0.6", mac="aa:bb:cc:dd:ee:02").to_dict())
+    c.add(LeaseEnded(ip="10.0.0.5", reason="released").to_dict())
+    c.add(TransferStarted(transfer_id="t1", path="pxelinux.0", size=100, options={"blksize": 1432}).to_dict())
+    c.add(TransferProgress(transfer_id="t1", bytes_done=50).to_dict())
+    c.add(TransferFinished(transfer_id="t1", bytes_done=100, seconds=0.5).to_dict())
+    replay = c.replay()
+    leases = [e for e in replay if e["type"] == "LeaseGranted"]
+    assert [e["ip"] for e in leases] == ["10.0.0.6"]
+    (t,) = [e for e in replay if e.get("transfer_id") == "t1"]
+    # the start's path and options survive, the outcome is merged in
+    assert t["path"] == "pxelinux.0" and t["options"] == {"blksize": 1432}
+    assert t["bytes_done"] == 100 and t["state"] == "TransferFinished"
+
+
+def test_finished_transfers_are_bounded():
+    c = StateCache()
+    for i in range(700):
+        c.add(TransferStarted(transfer_id=f"t{i}").to_dict())
+        c.add(TransferFinished(transfer_id=f"t{i}").to_dict())
+    assert len([e for e in c.replay() if e.get("transfer_id")]) == 500
+
+
+async def test_control_socket_replays_state_and_takes_commands(tmp_path):
+    cfg = cfg_for(tmp_path)
+    sup = Supervisor(cfg, names=[])
+    await sup.start()
+    try:
+        sock = socket_path(cfg.state_dir)
+        assert is_live(sock)
+        client = await ControlClient.connect(sock)
+        events = client.events()
+        first = await asyncio.wait_for(events.__anext__(), 5)
+        assert first["type"] == "EngineStarted" and first["address"] == "10.99.0.1"
+
+        await client.send({"cmd": "set_host", "mac": "52:54:00:AA:BB:CC", "boot_once": "local"})
+        await client.send({"cmd": "forget", "mac": "52:54:00:aa:bb:cc"})
+        await client.send({"cmd": "no-such-command"})
+        seen = []
+        async def until_forgotten():
+            async for ev in events:
+                seen.append(ev)
+                if ev["type"] == "ClientForgotten":
+                    return ev
+        ev = await asyncio.wait_for(until_forgotten(), 5)
+        assert ev["mac"] == "52:54:00:aa:bb:cc"
+        conn = store.connect(cfg.db_path)
+        assert store.host_overrides(conn)["52:54:00:aa:bb:cc"]["boot_once"] == "local"
+        conn.close()
+        await client.send({"cmd": "stop"})
+        await asyncio.wait_for(sup.wait(), 5)
+        warn = [e for e in sup.cache.replay() if e["type"] == "Log" and "bad command" in e.get("message", "")]
+        assert warn and "unknown command 'no-such-command'" in warn[0]["message"]
+        await client.close()
+    finally:
+        await sup.stop()
+    assert not is_live(socket_path(cfg.state_dir))
