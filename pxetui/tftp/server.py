@@ -1,0 +1,370 @@
+"""The asyncio TFTP server: a listener on the TFTP port and one socket per transfer.
+
+RFC 1350 section 4: each transfer gets its own server TID (a fresh UDP port). The socket is
+connected to the client's address, so the kernel drops datagrams from any other TID and
+every send skips an address lookup. Sockets are driven with `add_reader` (no transport
+objects) and each readiness drains the socket: per-packet work is a recv, a pread and a send.
+Timers are lazy: one per transfer, re-armed only when it fires early or the deadline moves
+earlier, never per packet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import socket
+import time
+from collections.abc import Callable
+
+from pxetui.config import Config
+from pxetui.events import (
+    Event,
+    Log,
+    TransferFailed,
+    TransferFinished,
+    TransferProgress,
+    TransferStarted,
+)
+from pxetui.files import Client, FileLookupError, Forbidden, NotFound, Resolver
+from pxetui.tftp.options import Limits, OptionRefused, negotiate
+from pxetui.tftp.packets import RRQ, WRQ, ErrorCode, PacketError, Request, encode_error, parse
+from pxetui.tftp.session import (
+    DONE,
+    FAILED,
+    NEGOTIATING,
+    TRANSFERRING,
+    BytesReader,
+    FdReader,
+    Receiver,
+    Sender,
+)
+from pxetui.tftp.uploads import MAX_UPLOAD, Upload, Uploads
+
+MAX_TRANSFERS = 1024
+PROGRESS_INTERVAL = 0.25  # at most 4 TransferProgress events per second per transfer
+LISTEN_RCVBUF = 1 << 20  # a boot storm sends hundreds of RRQs at once
+DRAIN_MAX = 64  # datagrams handled per readiness callback before yielding to others
+
+Emit = Callable[[Event], None]
+
+
+class TftpServer:
+    def __init__(self, cfg: Config, resolver: Resolver, emit: Emit) -> None:
+        if not cfg.server_ip:
+            raise ValueError("tftp: server_ip is not set; resolve the config against an interface first")
+        self.cfg = cfg
+        self.resolver = resolver
+        self.emit = emit
+        self.limits = Limits.from_config(cfg)
+        self.host = cfg.server_ip
+        self.port = cfg.tftp.port
+        self.uploads = Uploads(cfg.tftp.uploads_dir) if cfg.tftp.uploads_dir else None
+        self.transfers: dict[tuple[str, int], Transfer] = {}
+        self.sock: socket.socket | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._ids = itertools.count(1)
+        self._prefix = f"{os.getpid():x}{int(time.time()) & 0xFFFFFF:06x}"
+
+    def start(self) -> int:
+        """Bind the listener; returns the port (useful when configured as 0 in benchmarks)."""
+        self.loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, LISTEN_RCVBUF)
+            sock.bind((self.host, self.port))
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        self.sock = sock
+        self.loop.add_reader(sock.fileno(), self._on_listen)
+        return int(sock.getsockname()[1])
+
+    def close(self) -> None:
+        for t in list(self.transfers.values()):
+            t.abort("server stopping")
+        if self.sock is not None and self.loop is not None:
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
+
+    # -- requests on the well-known port ----------------------------------------------------
+    def _on_listen(self) -> None:
+        assert self.sock is not None
+        recvfrom = self.sock.recvfrom
+        for _ in range(DRAIN_MAX):
+            try:
+                pkt, addr = recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # e.g. a stale ICMP error queued on the listener
+            try:
+                self._request(pkt, addr)
+            except Exception as exc:  # noqa: BLE001 - one bad request must not stop the server
+                self.emit(Log(level_name="error", ip=addr[0], message=f"tftp: request from {addr[0]} failed: {exc!r}"))
+
+    def _request(self, pkt: bytes, addr: tuple[str, int]) -> None:
+        ip, port = addr
+        if port == 0 or addr in self.transfers:
+            return  # a retransmitted request: the running transfer answers it
+        tid = f"{self._prefix}-{next(self._ids)}"
+        try:
+            req = parse(pkt)
+        except PacketError as exc:
+            self._reject(addr, tid, "", ErrorCode.ILLEGAL_OPERATION, f"malformed request: {exc}")
+            return
+        if not isinstance(req, Request):
+            self._reject(addr, tid, "", ErrorCode.ILLEGAL_OPERATION, "expected a read or write request")
+            return
+        if req.mode not in ("octet", "netascii"):
+            self._reject(addr, tid, req.filename, ErrorCode.ILLEGAL_OPERATION,
+                         f"transfer mode {req.mode!r} not supported")
+            return
+        if len(self.transfers) >= MAX_TRANSFERS:
+            self._reject(addr, tid, req.filename, ErrorCode.NOT_DEFINED, "server busy, try again")
+            return
+        if req.opcode == WRQ:
+            self._write_request(req, addr, tid)
+        elif req.opcode == RRQ:
+            self._read_request(req, addr, tid)
+
+    def _read_request(self, req: Request, addr: tuple[str, int], tid: str) -> None:
+        try:
+            src = self.resolver.resolve(req.filename, Client(ip=addr[0]))
+        except NotFound:
+            # Answered at once: pxelinux probes ~14 missing names before `default` (REFERENCE.md).
+            self._reject(addr, tid, req.filename, ErrorCode.FILE_NOT_FOUND, "file not found")
+            return
+        except FileLookupError as exc:
+            self._reject(addr, tid, req.filename, ErrorCode.ACCESS_VIOLATION, exc.reason)
+            return
+        try:
+            neg = negotiate(req.options, src.size, self.limits)
+        except OptionRefused as exc:
+            self._reject(addr, tid, src.name, ErrorCode.OPTION_REFUSED, str(exc))
+            return
+        fd: int | None = None
+        try:
+            if src.data is not None:
+                reader: BytesReader | FdReader = BytesReader(src.data)
+            else:
+                fd = src.open_fd()
+                reader = FdReader(fd, src.offset, src.size)
+            sock = self._transfer_socket(addr)
+        except OSError as exc:
+            if fd is not None:
+                os.close(fd)
+            self._reject(addr, tid, src.name, ErrorCode.ACCESS_VIOLATION, f"cannot open: {exc.strerror or exc}")
+            return
+        now = time.monotonic()
+        session = Sender(reader, src.size, neg, sock.send, now)
+        options = {"blksize": neg.blksize, "windowsize": neg.windowsize, **neg.oack, "mode": req.mode}
+        Transfer(self, addr, sock, session, tid, src.name, src.size, options, fd, None).start(now)
+
+    def _write_request(self, req: Request, addr: tuple[str, int], tid: str) -> None:
+        if self.uploads is None:
+            self._reject(addr, tid, req.filename, ErrorCode.ACCESS_VIOLATION, "uploads are disabled (read-only server)")
+            return
+        try:
+            neg = negotiate(req.options, None, self.limits, upload=True)
+        except OptionRefused as exc:
+            self._reject(addr, tid, req.filename, ErrorCode.OPTION_REFUSED, str(exc))
+            return
+        if neg.tsize is not None and neg.tsize > MAX_UPLOAD:
+            self._reject(addr, tid, req.filename, ErrorCode.DISK_FULL, f"upload larger than {MAX_UPLOAD} bytes")
+            return
+        try:
+            upload = self.uploads.open(req.filename, tid)
+        except FileExistsError:
+            self._reject(addr, tid, req.filename, ErrorCode.FILE_EXISTS, "file already exists")
+            return
+        except (NotFound, Forbidden) as exc:
+            self._reject(addr, tid, req.filename, ErrorCode.ACCESS_VIOLATION, exc.reason)
+            return
+        except OSError as exc:
+            self._reject(addr, tid, req.filename, ErrorCode.ACCESS_VIOLATION, f"cannot create: {exc.strerror or exc}")
+            return
+        try:
+            sock = self._transfer_socket(addr)
+        except OSError as exc:
+            upload.discard()
+            self._reject(addr, tid, req.filename, ErrorCode.NOT_DEFINED, f"no socket: {exc.strerror or exc}")
+            return
+        now = time.monotonic()
+        session = Receiver(upload.write, neg, sock.send, now, MAX_UPLOAD)
+        options = {"blksize": neg.blksize, **neg.oack, "mode": req.mode, "upload": True}
+        Transfer(self, addr, sock, session, tid, upload.name, neg.tsize, options, None, upload).start(now)
+
+    def _transfer_socket(self, addr: tuple[str, int]) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.bind((self.host, 0))
+            sock.connect(addr)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def _reject(self, addr: tuple[str, int], tid: str, path: str, code: int, reason: str) -> None:
+        """ERROR from a fresh TID, as RFC 1350 wants for any reply to a request."""
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind((self.host, 0))
+                s.setblocking(False)
+                s.sendto(encode_error(code, reason), addr)
+        except OSError:
+            pass
+        self.emit(TransferFailed(ip=addr[0], transfer_id=tid, path=path, reason=reason, status=int(code)))
+
+
+class Transfer:
+    """Glue between one session and its socket, timer and events."""
+
+    __slots__ = ("server", "loop", "addr", "sock", "fileno", "session", "tid", "path", "size",
+                 "options", "fd", "upload", "announced", "reported", "closed", "timer", "timer_at",
+                 "writing", "next_progress", "recv_size")
+
+    def __init__(self, server: TftpServer, addr: tuple[str, int], sock: socket.socket,
+                 session: Sender | Receiver, tid: str, path: str, size: int | None,
+                 options: dict[str, object], fd: int | None, upload: Upload | None) -> None:
+        assert server.loop is not None
+        self.server, self.loop, self.addr, self.sock = server, server.loop, addr, sock
+        self.fileno = sock.fileno()
+        self.session, self.tid, self.path, self.size = session, tid, path, size
+        self.options, self.fd, self.upload = options, fd, upload
+        self.announced = self.reported = self.closed = self.writing = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
+        self.next_progress = 0.0
+        # A sender only reads ACKs and ERRORs; a receiver needs room for a whole block (+1 to see oversize).
+        self.recv_size = 1024 if isinstance(session, Sender) else session.blksize + 5
+
+    def start(self, now: float) -> None:
+        self.server.transfers[self.addr] = self
+        self.loop.add_reader(self.fileno, self._readable)
+        self.session.start(now)
+        self._after(now)
+
+    def _readable(self) -> None:
+        sess, recv, size = self.session, self.sock.recv, self.recv_size
+        now = time.monotonic()
+        for _ in range(DRAIN_MAX):
+            try:
+                pkt = recv(size)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # ICMP port unreachable: the client went away
+                if sess.active:
+                    sess._fail(ErrorCode.NOT_DEFINED, f"client unreachable: {exc.strerror or exc}", notify=False)
+                break
+            sess.on_packet(pkt, now)
+        self._after(now)
+
+    def _writable(self) -> None:
+        sess = self.session
+        if isinstance(sess, Sender) and sess.active and sess.pump():
+            self.loop.remove_writer(self.fileno)
+            self.writing = False
+        self._after(time.monotonic())
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        now = time.monotonic()
+        self.session.on_timer(now)
+        self._after(now)
+
+    def _after(self, now: float) -> None:
+        """Bookkeeping after the session ran: events, writer, timer, the end."""
+        sess = self.session
+        state = sess.state
+        if state is TRANSFERRING or state is NEGOTIATING:
+            if not self.announced and state is TRANSFERRING:
+                self._announce(now)
+            elif now >= self.next_progress and self.announced:
+                self.next_progress = now + PROGRESS_INTERVAL
+                self._progress(now)
+            if isinstance(sess, Sender) and sess.blocked and not self.writing:
+                self.writing = True
+                self.loop.add_writer(self.fileno, self._writable)
+            deadline = sess.deadline
+            if self.timer is None or deadline < self.timer_at - 0.001:
+                if self.timer is not None:
+                    self.timer.cancel()
+                self.timer_at = deadline
+                self.timer = self.loop.call_later(max(0.0, deadline - now), self._on_timer)
+            return
+        if not self.reported:
+            self.reported = True
+            self._report(now)
+        if now >= sess.linger_until:
+            self._close()
+        elif self.timer is None:
+            self.timer_at = sess.linger_until
+            self.timer = self.loop.call_later(sess.linger_until - now, self._on_timer)
+
+    def abort(self, reason: str) -> None:
+        if self.session.active:
+            self.session._fail(ErrorCode.NOT_DEFINED, reason)
+        self.session.linger_until = 0.0
+        self._after(time.monotonic())
+
+    def _close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.loop.remove_reader(self.fileno)
+        if self.writing:
+            self.loop.remove_writer(self.fileno)
+        self.sock.close()
+        if self.fd is not None:
+            os.close(self.fd)
+        if self.upload is not None and not self.upload.closed:
+            self.upload.discard()
+        if self.server.transfers.get(self.addr) is self:
+            del self.server.transfers[self.addr]
+
+    # -- events ----------------------------------------------------------------------------
+    def _announce(self, now: float) -> None:
+        self.announced = True
+        self.next_progress = now + PROGRESS_INTERVAL
+        self.server.emit(TransferStarted(ip=self.addr[0], transfer_id=self.tid, path=self.path,
+                                         size=self.size, options=self.options))
+
+    def _progress(self, now: float) -> None:
+        sess = self.session
+        elapsed = now - sess.started
+        done = sess.bytes_done
+        self.server.emit(TransferProgress(ip=self.addr[0], transfer_id=self.tid, bytes_done=done,
+                                          size=self.size, rate=done / elapsed if elapsed > 0 else 0.0,
+                                          retransmits=sess.retransmits))
+
+    def _report(self, now: float) -> None:
+        sess = self.session
+        ip, emit = self.addr[0], self.server.emit
+        if sess.state is DONE and self.upload is not None:
+            try:
+                self.upload.commit()
+            except FileExistsError:
+                sess.state, sess.reason, sess.error_code = FAILED, "file already exists", ErrorCode.FILE_EXISTS
+            except OSError as exc:
+                sess.state, sess.reason, sess.error_code = FAILED, f"cannot store upload: {exc}", ErrorCode.DISK_FULL
+        if sess.state is DONE:
+            if not self.announced:
+                self._announce(now)
+            secs = now - sess.started
+            emit(TransferFinished(ip=ip, transfer_id=self.tid, path=self.path, bytes_done=sess.bytes_done,
+                                  seconds=round(secs, 6), rate=sess.bytes_done / secs if secs > 0 else 0.0,
+                                  retransmits=sess.retransmits))
+        elif sess.peer_error and sess.ended_in_negotiation and sess.error_code == ErrorCode.OPTION_REFUSED:
+            # UEFI PXE (EDK2) asks only for tsize, then ends with ERROR 8 after the OACK and asks
+            # again for the real transfer (REFERENCE.md): a size probe, not a failure.
+            emit(Log(level_name="debug", ip=ip, message=f"tftp: size probe for {self.path} ({self.size} bytes)"))
+        else:
+            emit(TransferFailed(ip=ip, transfer_id=self.tid, path=self.path, reason=sess.reason,
+                                bytes_done=sess.bytes_done, status=sess.error_code))

@@ -1,0 +1,49 @@
+"""The TFTP service: `async def run(ctx)`, hosted by `python -m pxetui.service tftp CONFIG`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Sequence
+
+from pxetui.config import Config
+from pxetui.files import Provider, Resolver
+from pxetui.service import ServiceContext
+from pxetui.tftp.server import TftpServer
+
+# Virtual files (menus, per-MAC configs, files inside ISOs) come from the library, when present.
+virtual_providers: Callable[[Config], Sequence[Provider]] | None
+try:
+    from pxetui.library.provider import virtual_providers
+except ModuleNotFoundError as _exc:
+    if _exc.name not in ("pxetui.library", "pxetui.library.provider"):
+        raise
+    virtual_providers = None
+
+
+def build_resolver(cfg: Config) -> Resolver:
+    providers = list(virtual_providers(cfg)) if virtual_providers is not None else []
+    return Resolver(cfg.tftp_root, providers, case_insensitive=cfg.tftp.case_insensitive)
+
+
+async def run(ctx: ServiceContext) -> None:
+    cfg = ctx.config
+    os.makedirs(cfg.tftp_root, exist_ok=True)
+    server = TftpServer(cfg, build_resolver(cfg), ctx.emit)
+    port = server.start()
+    ctx.ready([port])
+    ctx.log(f"tftp: serving {cfg.tftp_root} on {cfg.server_ip}:{port}"
+            + (f", uploads into {cfg.tftp.uploads_dir}" if cfg.tftp.uploads_dir else ", read-only"))
+    try:
+        while True:
+            await ctx.reload_requested.wait()
+            ctx.reload_requested.clear()
+            try:
+                server.resolver = build_resolver(cfg)
+            except Exception as exc:  # noqa: BLE001 - keep serving with the old resolver
+                ctx.log(f"tftp: reload failed, keeping the previous files: {exc}", "error")
+            else:
+                ctx.log("tftp: reloaded virtual files")
+    finally:
+        server.close()
+        await asyncio.sleep(0)

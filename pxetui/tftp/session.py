@@ -1,0 +1,364 @@
+"""Per-transfer state machines, independent of sockets so they can be unit-tested.
+
+`Sender` serves a read request (RRQ), `Receiver` takes an upload (WRQ). Both are driven by
+three calls from the server: `start(now)`, `on_packet(pkt, now)` for every datagram from the
+client's TID, and `on_timer(now)` once `now >= deadline`. They transmit through the `send`
+callable given to them, which may raise BlockingIOError (socket buffer full: `Sender.pump()`
+continues when the socket is writable again) or another OSError (the client is gone).
+
+Retransmission (RFC 1350 section 2, RFC 7440 section 4): go-back-N from the first
+unacknowledged block, with a timeout estimated from round trips as in RFC 6298 (Karn's rule:
+no samples from resent windows), doubled on each consecutive expiry and never longer than the
+timeout the client agreed (RFC 2349). An ACK for an earlier block than the window's last (the
+client saw a gap) resends from there at once. A duplicate ACK resends only if it arrives well
+after our last transmission, i.e. the client is stuck, not echoing: answering every duplicate
+is the Sorcerer's Apprentice bug (RFC 1350 errata, RFC 1123 4.2.3.1), which doubles traffic.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+from collections.abc import Callable
+from typing import Protocol
+
+from pxetui.tftp.options import Negotiated
+from pxetui.tftp.packets import ACK, DATA, ERROR, ErrorCode, encode_ack, encode_error, encode_oack
+
+RTO_MIN = 0.05  # seconds; LAN round trips are far below, but a loaded client is not
+RTO_INITIAL = 1.0  # before the first round-trip sample (RFC 6298 says 1 s)
+RTO_CAP = 3.0  # longest wait between resends when the client set no timeout option
+DUP_GAP_MIN = 0.01  # a duplicate ACK within this (or 2 RTT) of our last send is an echo
+GIVEUP_SECONDS = 20.0  # no progress for this long: the client is gone
+DALLY_SECONDS = 1.0  # after an upload's last block, keep answering its retransmissions
+
+_HDR = struct.Struct("!HH")
+
+Send = Callable[[bytes | memoryview], object]
+
+NEGOTIATING, TRANSFERRING, DONE, FAILED = "negotiating", "transferring", "done", "failed"
+
+
+class BlockReader(Protocol):
+    def readinto(self, buf: memoryview, pos: int) -> int:
+        """Fill `buf` from content offset `pos` (short only at the end); return the count."""
+        ...
+
+
+class FdReader:
+    """A file, or a byte range of one (a file inside an .iso), read with pread (no seek state)."""
+
+    def __init__(self, fd: int, offset: int, size: int) -> None:
+        self.fd, self.offset, self.size = fd, offset, size
+
+    def readinto(self, buf: memoryview, pos: int) -> int:
+        n = min(len(buf), self.size - pos)
+        if n <= 0:
+            return 0
+        got = os.preadv(self.fd, [buf[:n]], self.offset + pos)
+        if got != n:
+            raise OSError(f"file shrank while being served (read {got} of {n} bytes at {pos})")
+        return n
+
+
+class BytesReader:
+    """Virtual content (generated menus, per-MAC configs)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.view = memoryview(data)
+        self.size = len(data)
+
+    def readinto(self, buf: memoryview, pos: int) -> int:
+        n = max(0, min(len(buf), self.size - pos))
+        buf[:n] = self.view[pos : pos + n]
+        return n
+
+
+class _Base:
+    def __init__(self, neg: Negotiated, send: Send, now: float) -> None:
+        self.neg = neg
+        self.send = send
+        self.blksize = neg.blksize
+        self.state = NEGOTIATING if neg.oack else TRANSFERRING
+        self.retransmits = 0
+        self.timeouts = 0  # consecutive expiries without progress
+        self.rto_cap = float(neg.timeout) if neg.timeout else RTO_CAP
+        self.rto = min(RTO_INITIAL, self.rto_cap)
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+        self.started = now
+        self.last_send = now
+        self.last_progress = now
+        self.giveup = max(GIVEUP_SECONDS, 5.0 * (neg.timeout or 0))
+        self.deadline = math.inf
+        self.error_code: int | None = None  # set when FAILED
+        self.reason = ""
+        self.peer_error = False  # the client ended it with an ERROR packet
+        self.ended_in_negotiation = False
+        self.linger_until = 0.0  # after DONE, keep the socket open until then (upload dally)
+
+    @property
+    def active(self) -> bool:
+        return self.state in (NEGOTIATING, TRANSFERRING)
+
+    def _backoff_rto(self) -> float:
+        return max(RTO_MIN, min(self.rto * (1 << min(self.timeouts, 16)), self.rto_cap))
+
+    def _sample(self, r: float) -> None:
+        """RFC 6298 section 2."""
+        if self.srtt is None:
+            self.srtt, self.rttvar = r, r / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - r)
+            self.srtt = 0.875 * self.srtt + 0.125 * r
+        self.rto = max(RTO_MIN, min(self.srtt + 4 * self.rttvar, self.rto_cap))
+
+    def _dup_gap(self) -> float:
+        return max(DUP_GAP_MIN, 2 * self.srtt) if self.srtt is not None else self.rto
+
+    def _xmit(self, pkt: bytes) -> bool:
+        try:
+            self.send(pkt)
+        except BlockingIOError:
+            return True  # dropped locally: the timer resends it
+        except OSError as exc:
+            self._fail(ErrorCode.NOT_DEFINED, f"client unreachable: {exc.strerror or exc}", notify=False)
+            return False
+        return True
+
+    def _fail(self, code: int, reason: str, notify: bool = True) -> None:
+        self.state = FAILED
+        self.error_code = int(code)
+        self.reason = reason
+        self.deadline = math.inf
+        if notify:
+            try:
+                self.send(encode_error(code, reason))
+            except OSError:
+                pass
+
+    def _on_error(self, pkt: bytes) -> None:
+        code = (pkt[2] << 8) | pkt[3]
+        msg = pkt[4:].split(b"\0", 1)[0].decode("utf-8", "replace")
+        self.ended_in_negotiation = self.state == NEGOTIATING
+        self.state = FAILED
+        self.error_code = code
+        self.peer_error = True
+        self.reason = f"client sent ERROR {code}" + (f": {msg}" if msg else "")
+        self.deadline = math.inf
+
+    def _check_giveup(self, now: float, waiting_for: str) -> bool:
+        if now - self.last_progress > self.giveup:
+            self._fail(ErrorCode.NOT_DEFINED,
+                       f"timed out waiting for {waiting_for} ({self.timeouts} retransmissions)")
+            return True
+        return False
+
+
+class Sender(_Base):
+    """Serves one RRQ: OACK (if options were asked for), then windows of DATA blocks."""
+
+    def __init__(self, reader: BlockReader, size: int, neg: Negotiated, send: Send, now: float) -> None:
+        super().__init__(neg, send, now)
+        self.reader = reader
+        self.size = size
+        self.window = neg.windowsize
+        self.nblocks = size // neg.blksize + 1  # the last block is short, maybe empty
+        self.buf = bytearray(4 + neg.blksize)
+        self.view = memoryview(self.buf)
+        self.payload = self.view[4:]
+        self.acked = 0  # highest block acknowledged (absolute: no 16-bit wrap)
+        self.next = 1  # next block to transmit
+        self.win_end = 0  # last block of the current window
+        self.sent_max = 0  # highest block ever transmitted (to count retransmissions)
+        self.window_at = now
+        self.window_clean = True  # no block of this window was sent before (Karn)
+        self.blocked = False  # send buffer full: call pump() when the socket is writable
+
+    @property
+    def bytes_done(self) -> int:
+        return min(self.acked * self.blksize, self.size)
+
+    def start(self, now: float) -> None:
+        if self.state == NEGOTIATING:
+            self._xmit(encode_oack(self.neg.oack))
+            self.last_send = now
+            self.deadline = now + self._backoff_rto()
+        else:
+            self._window(1, now)
+
+    def _window(self, first: int, now: float) -> None:
+        self.next = first
+        self.win_end = min(first + self.window - 1, self.nblocks)
+        self.window_at = self.last_send = now
+        self.window_clean = first > self.sent_max
+        self.deadline = now + self._backoff_rto()
+        self.pump()
+
+    def pump(self) -> bool:
+        """Transmit the rest of the current window; False if the socket buffer filled up."""
+        n, end, blksize, sent_max = self.next, self.win_end, self.blksize, self.sent_max
+        buf, view, payload, send, readinto = self.buf, self.view, self.payload, self.send, self.reader.readinto
+        pack_into = _HDR.pack_into
+        try:
+            while n <= end:
+                length = readinto(payload, (n - 1) * blksize)
+                pack_into(buf, 0, DATA, n & 0xFFFF)
+                send(view[: 4 + length])
+                if n <= sent_max:
+                    self.retransmits += 1
+                n += 1
+        except BlockingIOError:
+            self.blocked = True
+            return False
+        except OSError as exc:
+            if isinstance(exc, ConnectionError):
+                self._fail(ErrorCode.NOT_DEFINED, f"client unreachable: {exc.strerror or exc}", notify=False)
+            else:
+                self._fail(ErrorCode.NOT_DEFINED, f"read error: {exc.strerror or exc}")
+            return True
+        finally:
+            self.next = n
+            if n - 1 > sent_max:
+                self.sent_max = n - 1
+        self.blocked = False
+        return True
+
+    def on_packet(self, pkt: bytes, now: float) -> None:
+        if len(pkt) < 4 or pkt[0]:
+            return
+        op = pkt[1]
+        if op == ACK:
+            self._on_ack((pkt[2] << 8) | pkt[3], now)
+        elif op == ERROR:
+            if self.active:
+                self._on_error(pkt)
+        # Anything else from the client's TID is ignored: a stray packet must not end a boot.
+
+    def _on_ack(self, block: int, now: float) -> None:
+        if self.state == TRANSFERRING:
+            delta = (block - self.acked) & 0xFFFF  # 16-bit block numbers roll over
+            if delta == 0:
+                # Duplicate: the client is stuck (resend) or the network echoed (ignore).
+                if now - self.last_send >= self._dup_gap():
+                    self._window(self.acked + 1, now)
+                return
+            if delta > self.next - 1 - self.acked:
+                return  # older than what is acknowledged, or beyond what was sent
+            self.acked += delta
+            if self.acked == self.win_end and self.window_clean:
+                self._sample(now - self.window_at)
+            self.timeouts = 0
+            self.last_progress = now
+            if self.acked >= self.nblocks:
+                self.state = DONE
+                self.deadline = math.inf
+                return
+            # Window complete, or the client saw a gap after `acked`: go on from there at once.
+            self._window(self.acked + 1, now)
+        elif self.state == NEGOTIATING and block == 0:
+            if self.timeouts == 0:
+                self._sample(now - self.last_send)
+            self.state = TRANSFERRING
+            self.timeouts = 0
+            self.last_progress = now
+            self._window(1, now)
+
+    def on_timer(self, now: float) -> None:
+        if not self.active or now < self.deadline:
+            return
+        if self._check_giveup(now, "ACK of the OACK" if self.state == NEGOTIATING
+                              else f"ACK of block {self.acked + 1}"):
+            return
+        self.timeouts += 1
+        if self.state == NEGOTIATING:
+            self.retransmits += 1
+            if self._xmit(encode_oack(self.neg.oack)):
+                self.last_send = now
+                self.deadline = now + self._backoff_rto()
+        else:
+            self._window(self.acked + 1, now)
+
+
+Write = Callable[[int, memoryview], None]
+
+
+class Receiver(_Base):
+    """Takes one WRQ, lock-step (RFC 1350): ACK each block, re-ACK a retransmitted one."""
+
+    def __init__(self, write: Write, neg: Negotiated, send: Send, now: float, max_size: int) -> None:
+        super().__init__(neg, send, now)
+        self.write = write
+        self.max_size = max_size
+        self.expected = 1
+        self.received = 0
+        self.last_reply = encode_oack(neg.oack) if neg.oack else encode_ack(0)
+
+    @property
+    def bytes_done(self) -> int:
+        return self.received
+
+    def start(self, now: float) -> None:
+        # The OACK (or ACK 0) invites block 1 (RFC 2347); it counts as negotiated from here.
+        self.state = TRANSFERRING
+        self._reply(self.last_reply, now)
+
+    def _reply(self, pkt: bytes, now: float) -> None:
+        self.last_reply = pkt
+        if self._xmit(pkt):
+            self.last_send = now
+            self.deadline = now + self._backoff_rto()
+
+    def on_packet(self, pkt: bytes, now: float) -> None:
+        if len(pkt) < 4 or pkt[0]:
+            return
+        op = pkt[1]
+        if op == ERROR:
+            if self.active:
+                self._on_error(pkt)
+            return
+        if op != DATA:
+            return
+        block = (pkt[2] << 8) | pkt[3]
+        if self.state == DONE:
+            if block == (self.expected - 1) & 0xFFFF:
+                self._xmit(self.last_reply)  # our final ACK was lost
+            return
+        if self.state != TRANSFERRING:
+            return
+        if block == self.expected & 0xFFFF:
+            payload = memoryview(pkt)[4:]
+            if len(payload) > self.blksize:
+                self._fail(ErrorCode.ILLEGAL_OPERATION, f"block of {len(payload)} bytes exceeds blksize {self.blksize}")
+                return
+            if self.received + len(payload) > self.max_size:
+                self._fail(ErrorCode.DISK_FULL, f"upload larger than {self.max_size} bytes")
+                return
+            try:
+                self.write(self.received, payload)
+            except OSError as exc:
+                self._fail(ErrorCode.DISK_FULL, f"cannot write upload: {exc.strerror or exc}")
+                return
+            if self.expected == 1 and self.timeouts == 0:
+                self._sample(now - self.last_send)
+            self.received += len(payload)
+            self.timeouts = 0
+            self.last_progress = now
+            self.expected += 1
+            self._reply(encode_ack(block), now)
+            if len(payload) < self.blksize:
+                self.state = DONE
+                self.deadline = math.inf
+                self.linger_until = now + DALLY_SECONDS
+        elif block == (self.expected - 1) & 0xFFFF and now - self.last_send >= self._dup_gap():
+            self._xmit(self.last_reply)  # our ACK was lost; not re-sent for an echo (SAS)
+
+    def on_timer(self, now: float) -> None:
+        if not self.active or now < self.deadline:
+            return
+        if self._check_giveup(now, f"DATA block {self.expected}"):
+            return
+        self.timeouts += 1
+        self.retransmits += 1
+        self._reply(self.last_reply, now)
