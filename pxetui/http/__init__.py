@@ -1,0 +1,1 @@
+"""HTTP service: files, byte ranges inside .iso images, iPXE scripts and boot callbacks."""

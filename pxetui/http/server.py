@@ -1,0 +1,442 @@
+"""asyncio HTTP/1.1 server: keep-alive, GET and HEAD, single byte ranges, conditional requests,
+and zero-copy sendfile from files on disk and from byte extents inside .iso images.
+
+Raw non-blocking sockets on the loop (sock_accept / sock_recv, and os.sendfile driven by
+add_writer) rather than streams: uvloop implements neither loop.sendfile for its transports nor
+loop.sock_sendfile, and the stream fallback copies every byte through Python.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pxetui import __version__
+from pxetui.events import Event
+from pxetui.files import Forbidden, NotFound
+from pxetui.http.parser import (
+    HttpError,
+    Request,
+    body_length,
+    head_end,
+    parse_head,
+    skip_empty_lines,
+)
+from pxetui.http.routes import BadRequest, Router, Unavailable
+from pxetui.http.semantics import (
+    Unsatisfiable,
+    byte_range,
+    content_type,
+    etag,
+    http_date,
+    if_range_allows,
+    last_modified,
+    not_modified,
+)
+from pxetui.http.transfer import Transfer
+
+SERVER = f"pxetui/{__version__}"
+RECV_SIZE = 65536
+MAX_DISCARD = 65536  # request body bytes we read and drop before refusing with 413
+SENDFILE_MAX = 1 << 30  # Linux sends at most ~2 GiB per call anyway
+LINGER = 1.0  # seconds to drain a refused client so our error is not lost to a RST
+
+REASONS = {
+    200: "OK", 206: "Partial Content", 304: "Not Modified", 400: "Bad Request",
+    403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+    413: "Content Too Large", 414: "URI Too Long", 416: "Range Not Satisfiable",
+    431: "Request Header Fields Too Large", 500: "Internal Server Error",
+    501: "Not Implemented", 503: "Service Unavailable", 505: "HTTP Version Not Supported",
+}
+
+LogFn = Callable[[str, str], None]
+
+
+@dataclass
+class Limits:
+    max_connections: int = 512
+    header_timeout: float = 10.0  # whole request head, from accept or from its first byte
+    idle_timeout: float = 30.0  # keep-alive wait for the next request
+    send_timeout: float = 60.0  # a client that reads nothing for this long is dropped
+
+
+class _ShortFile(Exception):
+    """The file ended before Content-Length bytes (truncated while being served)."""
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class HttpServer:
+    def __init__(self, router: Router, emit: Callable[[Event], None], limits: Limits,
+                 log: LogFn | None = None) -> None:
+        self.router, self.emit, self.limits = router, emit, limits
+        self.log: LogFn = log or (lambda msg, level: None)
+        self.active = 0
+        self._refusing = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._date_ts = -1
+        self._date = ""
+        self._busy_logged = 0.0
+
+    # -- listening -----------------------------------------------------------------------
+    @staticmethod
+    def bind(host: str, port: int) -> socket.socket:
+        """A listening socket on exactly one address (never all interfaces)."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(1024)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    async def serve(self, lsock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                try:
+                    conn, addr = await loop.sock_accept(lsock)
+                except OSError as exc:  # EMFILE and friends: back off, keep the others going
+                    self.log(f"http: accept failed: {exc}", "warning")
+                    await asyncio.sleep(0.1)
+                    continue
+                conn.setblocking(False)
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self.active >= self.limits.max_connections:
+                    self._refuse_busy(conn, addr[0])
+                    continue
+                self.active += 1
+                self._spawn(self._connection(conn, addr[0]))
+        finally:
+            for t in list(self._tasks):
+                t.cancel()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- one connection ------------------------------------------------------------------
+    async def _connection(self, sock: socket.socket, ip: str) -> None:
+        loop = asyncio.get_running_loop()
+        buf = bytearray()
+        deadline: float | None = loop.time() + self.limits.header_timeout  # first request
+        try:
+            while True:
+                req = await self._read_request(sock, ip, buf, deadline)
+                if req is None or not await self._answer(sock, ip, req):
+                    return
+                deadline = None  # next request: idle timeout until its first byte
+        except (ConnectionError, TimeoutError):
+            pass  # reset by the client, or stalled while we wrote an error: nothing to tell
+        except Exception as exc:  # noqa: BLE001 - one bad connection must not stop the server
+            self.log(f"http: internal error serving {ip}: {exc!r}", "error")
+        finally:
+            sock.close()
+            self.active -= 1
+
+    async def _recv(self, sock: socket.socket, timeout: float) -> bytes | None:
+        """Data, b'' at EOF, or None when `timeout` passed first."""
+        if timeout <= 0:
+            return None
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.get_running_loop().sock_recv(sock, RECV_SIZE)
+        except TimeoutError:
+            return None
+
+    async def _read_request(self, sock: socket.socket, ip: str, buf: bytearray,
+                            deadline: float | None) -> Request | None:
+        """The next request head (pipelined bytes stay in `buf`), or None to close quietly."""
+        loop = asyncio.get_running_loop()
+        while True:
+            skip_empty_lines(buf)
+            hint = _hint(buf)
+            try:
+                end = head_end(buf)
+                if end is not None:
+                    head = bytes(buf[:end])
+                    del buf[:end]
+                    req = parse_head(head)
+                    await self._discard_body(sock, buf, body_length(req), deadline)
+                    return req
+            except HttpError as err:
+                await self._refuse(sock, ip, err, hint)
+                return None
+            if deadline is None and not buf:
+                data = await self._recv(sock, self.limits.idle_timeout)
+                if not data:
+                    return None  # idle keep-alive connection, or closed: no answer owed
+                deadline = loop.time() + self.limits.header_timeout
+            else:
+                if deadline is None:
+                    deadline = loop.time() + self.limits.header_timeout
+                data = await self._recv(sock, deadline - loop.time())
+                if data is None:
+                    if buf:  # slowloris: a head trickling in byte by byte is cut off here
+                        err = HttpError(408, f"request head not complete within "
+                                             f"{self.limits.header_timeout:g} s")
+                        await self._refuse(sock, ip, err, _hint(buf))
+                    return None
+                if not data:
+                    return None
+            buf += data
+
+    async def _discard_body(self, sock: socket.socket, buf: bytearray, length: int,
+                            deadline: float | None) -> None:
+        if length > MAX_DISCARD:
+            raise HttpError(413, f"request body of {length} bytes (GET and HEAD take none)")
+        loop = asyncio.get_running_loop()
+        limit = deadline if deadline is not None else loop.time() + self.limits.header_timeout
+        while len(buf) < length:
+            data = await self._recv(sock, limit - loop.time())
+            if data is None:
+                raise HttpError(408, "request body not complete in time")
+            if not data:
+                raise ConnectionResetError("client closed during the request body")
+            buf += data
+        del buf[:length]
+
+    # -- answering -----------------------------------------------------------------------
+    async def _answer(self, sock: socket.socket, ip: str, req: Request) -> bool:
+        """Serve one request; True to keep the connection for the next one."""
+        keep = req.keep_alive
+        if req.method not in ("GET", "HEAD"):
+            Transfer(self.emit, ip, None, req.path).failed(f"method {req.method} not allowed", 405)
+            await self._send_error(sock, 405, f"{req.method} is not served", keep, req,
+                                   extra=["Allow: GET, HEAD"])
+            return keep
+        mac = None
+        try:
+            client = self.router.identify(ip, req.query)
+            mac = client.mac
+            routed = self.router.route(req.path, req.query, client)
+        except Exception as exc:  # noqa: BLE001 - NotFound, Forbidden, BadRequest, Unavailable, bugs
+            status, reason = _status_of(exc)
+            if status == 500:
+                self.log(f"http: {req.path!r} for {ip}: {exc!r}", "error")
+            Transfer(self.emit, ip, mac, req.path).failed(reason, status)
+            await self._send_error(sock, status, reason, keep, req)
+            return keep
+        src = routed.source
+        tag, modified = etag(src), last_modified(src)
+        fields = [f"Content-Type: {content_type(src.name)}", f"ETag: {tag}",
+                  "Accept-Ranges: bytes"]
+        if modified:
+            fields.append(f"Last-Modified: {modified}")
+        if routed.dynamic:
+            fields.append("Cache-Control: no-store")
+        options: dict[str, object] = {"method": req.method}
+        if ua := req.header("user-agent"):
+            options["user_agent"] = ua[:120]
+
+        if not_modified(req.headers, tag, src.mtime):
+            xfer = Transfer(self.emit, ip, mac, src.name, 0, options)
+            return await self._send_whole(sock, req, 304, fields, b"", xfer, routed.quiet, keep)
+        try:
+            rng = (byte_range(req.header("range"), src.size)
+                   if if_range_allows(req.header("if-range"), tag, modified) else None)
+        except Unsatisfiable:
+            reason = f"range {req.header('range')!r} not satisfiable for {src.size} bytes"
+            Transfer(self.emit, ip, mac, src.name, 0, options).failed(reason, 416)
+            await self._send_error(sock, 416, reason, keep, req,
+                                   extra=[f"Content-Range: bytes */{src.size}"])
+            return keep
+        start, last = rng if rng is not None else (0, src.size - 1)
+        length = last - start + 1
+        status = 206 if rng is not None else 200
+        if rng is not None:
+            fields.append(f"Content-Range: bytes {start}-{last}/{src.size}")
+            options["range"] = f"{start}-{last}"
+            options["total"] = src.size
+        fields.append(f"Content-Length: {length}")
+        xfer = Transfer(self.emit, ip, mac, src.name, length, options)
+
+        if req.method == "HEAD" or src.data is not None or length == 0:
+            body = b"" if req.method == "HEAD" or src.data is None else src.data[start:last + 1]
+            return await self._send_whole(sock, req, status, fields, body, xfer, routed.quiet, keep)
+        try:
+            fd = src.open_fd()
+        except OSError as exc:  # vanished or unreadable since it was resolved
+            reason = f"cannot open: {exc.strerror}"
+            xfer.failed(reason, 404)
+            await self._send_error(sock, 404, reason, keep, req)
+            return keep
+        try:
+            head = self._head(status, fields, keep)
+            if not routed.quiet:
+                xfer.started()
+            try:
+                await self._send_head_more(sock, head)
+                await self._sendfile(sock, fd, src.offset + start, length, xfer)
+            except (ConnectionError, BrokenPipeError):
+                xfer.failed(f"client closed the connection after {xfer.done} of {length} bytes", status)
+                return False
+            except TimeoutError:
+                xfer.failed(f"client read nothing for {self.limits.send_timeout:g} s "
+                            f"after {xfer.done} of {length} bytes", status)
+                return False
+            except _ShortFile:
+                xfer.failed(f"file shrank while being sent ({xfer.done} of {length} bytes)", status)
+                return False
+        finally:
+            os.close(fd)
+        xfer.finished(status)
+        return keep
+
+    async def _send_whole(self, sock: socket.socket, req: Request, status: int,
+                          fields: list[str], body: bytes, xfer: Transfer, quiet: bool,
+                          keep: bool) -> bool:
+        if not quiet:
+            xfer.started()
+        try:
+            await asyncio.get_running_loop().sock_sendall(sock, self._head(status, fields, keep) + body)
+        except (ConnectionError, BrokenPipeError):
+            if not quiet:
+                xfer.failed("client closed the connection", status)
+            return False
+        xfer.done = len(body)
+        if not quiet:
+            xfer.finished(status)
+        return keep
+
+    def _head(self, status: int, fields: list[str], keep: bool) -> bytes:
+        now = int(time.time())
+        if now != self._date_ts:
+            self._date_ts, self._date = now, http_date(now)
+        lines = [f"HTTP/1.1 {status} {REASONS[status]}", f"Server: {SERVER}",
+                 f"Date: {self._date}", *fields,
+                 "Connection: keep-alive" if keep else "Connection: close", "", ""]
+        return "\r\n".join(lines).encode("latin-1")
+
+    async def _send_head_more(self, sock: socket.socket, head: bytes) -> None:
+        """Send the head with MSG_MORE so it leaves in the same segment as the file's start."""
+        try:
+            n = sock.send(head, socket.MSG_MORE)
+        except BlockingIOError:
+            n = 0
+        if n < len(head):
+            await asyncio.get_running_loop().sock_sendall(sock, head[n:])
+
+    async def _sendfile(self, sock: socket.socket, fd: int, offset: int, count: int,
+                        xfer: Transfer) -> None:
+        """os.sendfile until `count` bytes from `offset` are sent; waits for writability when
+        the socket buffer is full, so other connections get their turn."""
+        out = sock.fileno()
+        sent = 0
+        while sent < count:
+            want = min(count - sent, SENDFILE_MAX)
+            try:
+                n = os.sendfile(out, fd, offset + sent, want)
+            except BlockingIOError:
+                await self._writable(out)
+                continue
+            if n == 0:
+                raise _ShortFile()
+            sent += n
+            xfer.progress(sent)
+            if n < want:  # the socket buffer is full: wait instead of trying for EAGAIN
+                await self._writable(out)
+
+    async def _writable(self, fd: int) -> None:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        loop.add_writer(fd, _wake, fut)
+        try:
+            async with asyncio.timeout(self.limits.send_timeout):
+                await fut
+        finally:
+            loop.remove_writer(fd)
+
+    # -- errors and refusals -------------------------------------------------------------
+    async def _send_error(self, sock: socket.socket, status: int, reason: str, keep: bool,
+                          req: Request | None = None, extra: list[str] | None = None) -> None:
+        body = b"" if req is not None and req.method == "HEAD" else \
+            f"{status} {REASONS[status]}: {reason}\n".encode("utf-8", "replace")
+        length = len(f"{status} {REASONS[status]}: {reason}\n".encode("utf-8", "replace"))
+        fields = ["Content-Type: text/plain; charset=utf-8", f"Content-Length: {length}",
+                  "X-Content-Type-Options: nosniff", *(extra or [])]
+        await asyncio.get_running_loop().sock_sendall(sock, self._head(status, fields, keep) + body)
+
+    async def _refuse(self, sock: socket.socket, ip: str, err: HttpError, hint: str) -> None:
+        """A request we cannot parse or that broke a limit: answer, then close gracefully."""
+        Transfer(self.emit, ip, None, hint).failed(err.reason, err.status)
+        try:
+            async with asyncio.timeout(LINGER):
+                await self._send_error(sock, err.status, err.reason, False)
+        except (ConnectionError, TimeoutError):
+            return
+        await self._linger(sock)
+
+    async def _linger(self, sock: socket.socket) -> None:
+        """Half-close and drain briefly: closing with unread input would send a RST that can
+        destroy the error response before the client reads it."""
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LINGER
+        drained = 0
+        while drained < MAX_DISCARD:
+            data = await self._recv(sock, deadline - loop.time())
+            if not data:
+                return
+            drained += len(data)
+
+    def _refuse_busy(self, conn: socket.socket, ip: str) -> None:
+        now = time.monotonic()
+        if now - self._busy_logged > 5:
+            self._busy_logged = now
+            self.log(f"http: {self.active} connections open (http.max_connections="
+                     f"{self.limits.max_connections}); refusing new ones with 503", "warning")
+        if self._refusing >= self.limits.max_connections:
+            conn.close()  # a flood: do not even spend a task on it
+            return
+        self._refusing += 1
+        self._spawn(self._busy(conn, ip))
+
+    async def _busy(self, conn: socket.socket, ip: str) -> None:
+        try:
+            reason = f"too many connections (http.max_connections={self.limits.max_connections})"
+            Transfer(self.emit, ip, None, "").failed(reason, 503)
+            async with asyncio.timeout(LINGER):
+                await self._send_error(conn, 503, reason, False, extra=["Retry-After: 1"])
+            await self._linger(conn)
+        except (ConnectionError, TimeoutError):
+            pass
+        finally:
+            conn.close()
+            self._refusing -= 1
+
+
+def _status_of(exc: BaseException) -> tuple[int, str]:
+    if isinstance(exc, NotFound):
+        return 404, exc.reason
+    if isinstance(exc, Forbidden):
+        return 403, exc.reason
+    if isinstance(exc, BadRequest):
+        return 400, str(exc)
+    if isinstance(exc, Unavailable):
+        return 503, str(exc)
+    return 500, f"internal error: {type(exc).__name__}"
+
+
+def _hint(buf: bytearray) -> str:
+    """The request target of a refused request, shortened, for the event."""
+    line = bytes(buf[:256]).split(b"\n", 1)[0]
+    parts = line.split(b" ")
+    text = parts[1] if len(parts) > 1 else parts[0]
+    return text[:120].decode("ascii", "replace")

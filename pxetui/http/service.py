@@ -1,0 +1,39 @@
+"""The HTTP service process: `python -m pxetui.service http CONFIG_JSON`."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+
+from pxetui.http.routes import Router
+from pxetui.http.server import HttpServer, Limits
+from pxetui.service import ServiceContext
+
+
+async def _reload_on_request(ctx: ServiceContext, router: Router) -> None:
+    while True:
+        await ctx.reload_requested.wait()
+        ctx.reload_requested.clear()
+        router.reload()
+        ctx.log("http: reloaded menus and ISO library")
+
+
+async def run(ctx: ServiceContext) -> None:
+    cfg = ctx.config
+    if not cfg.server_ip:
+        # Binding to every interface is never what a boot server on one wire wants.
+        raise OSError(errno.EADDRNOTAVAIL, "no server address: resolve the config against an interface")
+    router = Router(cfg, ctx.emit, log=ctx.log)
+    limits = Limits(max_connections=cfg.http.max_connections,
+                    header_timeout=cfg.http.header_timeout, idle_timeout=cfg.http.idle_timeout)
+    server = HttpServer(router, ctx.emit, limits, log=ctx.log)
+    lsock = HttpServer.bind(cfg.server_ip, cfg.http.port)
+    port = lsock.getsockname()[1]
+    ctx.log(f"http: serving {cfg.http_root} on {cfg.server_ip}:{port}")
+    ctx.ready([port])
+    reloader = asyncio.ensure_future(_reload_on_request(ctx, router))
+    try:
+        await server.serve(lsock)
+    finally:
+        reloader.cancel()
+        lsock.close()
