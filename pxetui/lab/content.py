@@ -1,0 +1,226 @@
+"""Boot content for the lab, built from Debian packages only.
+
+`busybox`: the Debian installer's kernel (package debian-installer-12-netboot-amd64) with a
+small initrd built here: static busybox (busybox-static), the NIC modules taken from the
+installer's own initrd (so they match that kernel), and an /init that prints MARKER on the
+serial console, gets an address with udhcpc, calls `<http>/callback/booted?mac=...` and powers
+off. Built once per source version into a cache directory.
+
+Also here: the boot loaders from their Debian packages (pxelinux, GRUB, shim, iPXE) and the
+paths of the Debian installer netboot tree and the memtest86+ ISO.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from pxetui.lab import cpio
+from pxetui.lab.network import LabError
+
+DI_ROOT = Path("/usr/lib/debian-installer/images/12/amd64/text")
+DI_ARCH = DI_ROOT / "debian-installer/amd64"
+KERNEL = DI_ARCH / "linux"
+DI_INITRD = DI_ARCH / "initrd.gz"
+BUSYBOX = Path("/bin/busybox")
+MEMTEST_ISO = Path("/usr/lib/memtest86+/memtest86+x64.iso")
+
+MARKER = "PXETUI-LAB-BOOTED"
+CALLBACK_OK = "PXETUI-LAB-CALLBACK-OK"
+SECUREBOOT_ON = "PXETUI-LAB-SECUREBOOT-ON"
+# The installer's first question (localechooser), as drawn on the serial console.
+INSTALLER_MARKER = "Select a language"
+
+# Load order matters (insmod does no dependency resolution): virtio core, then the PCI
+# transport, then failover before virtio_net. e1000 for QEMU's default NIC.
+MODULES = ("virtio", "virtio_ring", "virtio_pci_legacy_dev", "virtio_pci_modern_dev",
+           "virtio_pci", "failover", "net_failover", "virtio_net", "e1000")
+
+# Debian package -> file, for every boot loader the lab serves.
+LOADERS: dict[str, tuple[Path, str]] = {
+    "pxelinux.0": (Path("/usr/lib/PXELINUX/pxelinux.0"), "pxelinux"),
+    "ldlinux.c32": (Path("/usr/lib/syslinux/modules/bios/ldlinux.c32"), "syslinux-common"),
+    # grubnetx64 is Debian's signed network GRUB: monolithic (no module loading under
+    # Secure Boot); it reads (tftp)/grub/grub.cfg from the server that sent it.
+    "grubx64.efi": (Path("/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"),
+                    "grub-efi-amd64-signed"),
+    # shim finds grubx64.efi next to itself, from the BOOTP file field (REFERENCE.md).
+    "shimx64.efi": (Path("/usr/lib/shim/shimx64.efi.signed"), "shim-signed"),
+    "undionly.kpxe": (Path("/usr/lib/ipxe/undionly.kpxe"), "ipxe"),
+    "snponly.efi": (Path("/usr/lib/ipxe/snponly.efi"), "ipxe"),
+    "ipxe.efi": (Path("/usr/lib/ipxe/ipxe.efi"), "ipxe"),
+}
+
+GRUB_PREFIX = "grub"
+
+INIT = r"""#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+for m in __MODULES__; do insmod /lib/modules/$m.ko 2>/dev/null; done
+echo "__MARKER__"
+# The kernel logs this when the firmware booted it with Secure Boot enforced.
+dmesg | grep -q "Secure boot enabled" && echo "PXETUI-LAB-SECUREBOOT-ON"
+http=""
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in pxetui_http=*) http="${arg#pxetui_http=}" ;; esac
+done
+i=0
+while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+mac=$(cat /sys/class/net/eth0/address 2>/dev/null)
+ip link set eth0 up
+if udhcpc -i eth0 -n -q -t 5 -T 2 -s /udhcpc.script; then
+  echo "PXETUI-LAB-ADDRESS $(ip -4 -o addr show dev eth0 | awk '{print $4}')"
+  # no wget -T: it crashes busybox 1.35 (Debian 12) when the connection is refused
+  if [ -n "$http" ] && timeout 15 wget -q -O /dev/null "$http/callback/booted?mac=$mac"; then
+    echo "__CALLBACK_OK__"
+  fi
+fi
+echo "PXETUI-LAB-POWEROFF"
+poweroff -f
+"""
+
+UDHCPC_SCRIPT = r"""#!/bin/busybox sh
+case "$1" in
+  bound|renew) ifconfig "$interface" "$ip" netmask "${subnet:-255.255.255.0}" up ;;
+esac
+"""
+
+
+@dataclass(frozen=True)
+class Busybox:
+    kernel: str  # paths relative to the served root
+    initrd: str
+
+    def cmdline(self, http_base: str) -> str:
+        # console=ttyS0: the marker must reach the serial console the lab records.
+        # pxetui_http (no dot) is passed to nothing but read by /init from /proc/cmdline.
+        return f"console=ttyS0 loglevel=3 pxetui_http={http_base}"
+
+
+def _need(path: Path, package: str) -> Path:
+    if not path.exists():
+        raise LabError(f"{path} is missing: install the Debian package {package}")
+    return path
+
+
+def _fingerprint(*paths: Path) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        st = p.stat()
+        h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode())
+    h.update(INIT.encode() + UDHCPC_SCRIPT.encode() + " ".join(MODULES).encode())
+    return h.hexdigest()[:16]
+
+
+def build_initrd(cache_dir: Path) -> Path:
+    """The busybox initrd (gzip newc), rebuilt only when a source or the script changes."""
+    _need(BUSYBOX, "busybox-static")
+    _need(DI_INITRD, "debian-installer-12-netboot-amd64")
+    out = cache_dir / f"lab-initrd-{_fingerprint(BUSYBOX, DI_INITRD)}.gz"
+    if out.exists():
+        return out
+    wanted = {f"{m}.ko": m for m in MODULES}
+    found: dict[str, bytes] = {}
+    for member in cpio.read(DI_INITRD):
+        base = member.name.rsplit("/", 1)[-1]
+        if member.is_file and base in wanted and "/kernel/" in member.name:
+            found[wanted[base]] = member.data
+    missing = [m for m in MODULES if m not in found]
+    if missing:
+        raise LabError(f"{DI_INITRD} lacks kernel modules {', '.join(missing)}")
+    w = cpio.Writer()
+    for d in ("proc", "sys", "dev", "tmp", "lib/modules", "usr/share"):
+        w.mkdir(d)
+    w.file("bin/busybox", BUSYBOX.read_bytes(), 0o755)
+    w.symlink("bin/sh", "busybox")
+    for m in MODULES:
+        w.file(f"lib/modules/{m}.ko", found[m])
+    init = (INIT.replace("__MODULES__", " ".join(MODULES)).replace("__MARKER__", MARKER)
+            .replace("__CALLBACK_OK__", CALLBACK_OK))
+    w.file("init", init.encode(), 0o755)
+    w.file("udhcpc.script", UDHCPC_SCRIPT.encode(), 0o755)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_bytes(w.finish())
+    tmp.replace(out)
+    return out
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """Hard link when possible (same filesystem, no copy), else copy. Never a symlink: the
+    servers refuse symlinks that lead out of their root."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists():
+        dst.unlink()
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def _write(path: Path, text: str) -> None:
+    """Replace `path` with a new file: it may be a hard link to a packaged file (see _copy),
+    which must never be written through."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".new")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def install_loaders(root: Path, names: tuple[str, ...] = tuple(LOADERS)) -> None:
+    for name in names:
+        src, package = LOADERS[name]
+        _copy(_need(src, package), root / name)
+
+
+def install_busybox(root: Path, cache_dir: Path) -> Busybox:
+    """Kernel and initrd under `root/lab/`."""
+    initrd = build_initrd(cache_dir)
+    _copy(_need(KERNEL, "debian-installer-12-netboot-amd64"), root / "lab/vmlinuz")
+    _copy(initrd, root / "lab/initrd.gz")
+    return Busybox(kernel="lab/vmlinuz", initrd="lab/initrd.gz")
+
+
+def install_debian_installer(root: Path) -> None:
+    """The netboot tree as it is (files, not symlinks, so confinement keeps them)."""
+    _need(DI_ROOT, "debian-installer-12-netboot-amd64")
+    for dirpath, _dirs, files in os.walk(DI_ROOT):
+        for f in files:
+            src = Path(dirpath) / f
+            rel = src.relative_to(DI_ROOT)
+            if src.is_symlink() and not src.resolve().is_relative_to(DI_ROOT.resolve()):
+                continue
+            _copy(src.resolve(), root / rel)
+
+
+def write_menus(root: Path, bb: Busybox, http_base: str) -> None:
+    """Hand-written menus for the busybox content: PXELINUX (BIOS), GRUB (UEFI), iPXE."""
+    args = bb.cmdline(http_base)
+    _write(root / "pxelinux.cfg/default",
+        f"SERIAL 0 115200\nDEFAULT lab\nTIMEOUT 1\nPROMPT 0\n"
+        f"LABEL lab\n  KERNEL {bb.kernel}\n  INITRD {bb.initrd}\n  APPEND {args}\n")
+    grub = (f"set timeout=0\nmenuentry lab {{\n  linux /{bb.kernel} {args}\n"
+            f"  initrd /{bb.initrd}\n}}\n")
+    _write(root / GRUB_PREFIX / "grub.cfg", grub)
+    _write(root / "boot.ipxe",
+        f"#!ipxe\nkernel {http_base}/{bb.kernel} {args}\ninitrd {http_base}/{bb.initrd}\nboot\n")
+
+
+def write_installer_menus(root: Path, http_base: str) -> None:
+    """Menus for the installer tree that add `console=ttyS0` so its first screen reaches the
+    serial console: PXELINUX (replacing the tree's graphical menu) and iPXE over HTTP (the
+    40 MB initrd is much faster over HTTP than over TFTP under TCG)."""
+    kernel, initrd = "debian-installer/amd64/linux", "debian-installer/amd64/initrd.gz"
+    args = "console=ttyS0,115200 priority=high"
+    _write(root / "pxelinux.cfg/default",
+        f"SERIAL 0 115200\nDEFAULT install\nTIMEOUT 1\nPROMPT 0\n"
+        f"LABEL install\n  KERNEL {kernel}\n  INITRD {initrd}\n  APPEND {args} ---\n")
+    _write(root / "boot.ipxe",
+        f"#!ipxe\nkernel {http_base}/{kernel} initrd=initrd.gz {args} ---\n"
+        f"initrd --name initrd.gz {http_base}/{initrd}\nboot\n")

@@ -1,0 +1,148 @@
+"""The lab's virtual machine: QEMU with TCG (never KVM), serial console to a file.
+
+Firmware:
+- `bios`: SeaBIOS with the NIC's iPXE option ROM (ipxe-qemu) as the PXE client;
+- `uefi`: OVMF with its own PXE client: virtio-net with `romfile=` empty, so the EDK2
+  VirtioNetDxe + PxeBcDxe drivers boot it (REFERENCE.md: it asks TFTP for windowsize 4);
+- `uefi-ipxe`: OVMF with iPXE's EFI ROM on the NIC;
+- `secureboot`: OVMF built with Secure Boot and Microsoft's keys enrolled (OVMF_VARS_4M.ms.fd),
+  which boots only signed binaries: Debian's shim (signed by Microsoft), then GRUB and the
+  kernel signed by Debian.
+
+TCG keeps CI reproducible on machines without /dev/kvm; `-accel tcg` is passed explicitly.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pxetui.lab.network import LabError, Namespace
+
+OVMF_DIR = Path("/usr/share/OVMF")
+FIRMWARES = ("bios", "uefi", "uefi-ipxe", "secureboot")
+
+
+@dataclass
+class VmSpec:
+    firmware: str = "bios"
+    mac: str = "52:54:00:77:00:10"
+    memory_mb: int = 384
+    tap: str = "tap0"
+    nic: str = "virtio-net-pci"
+
+    def __post_init__(self) -> None:
+        if self.firmware not in FIRMWARES:
+            raise LabError(f"firmware {self.firmware!r}: use one of {', '.join(FIRMWARES)}")
+        if not 128 <= self.memory_mb <= 4096:
+            raise LabError(f"memory {self.memory_mb} MiB: use 128..4096")
+
+
+def _ovmf(code: str, vars_: str, vm_dir: Path) -> list[str]:
+    code_p, vars_p = OVMF_DIR / code, OVMF_DIR / vars_
+    for p in (code_p, vars_p):
+        if not p.exists():
+            raise LabError(f"{p} is missing: install the Debian package ovmf")
+    # The VARS store is written by the firmware (boot order, Secure Boot state): a copy per VM.
+    vars_copy = vm_dir / f"vars-{vars_}"
+    shutil.copyfile(vars_p, vars_copy)
+    return ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code_p}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
+
+
+def command(spec: VmSpec, vm_dir: Path, console: Path) -> list[str]:
+    """The QEMU command line for `spec`; VARS copies go to `vm_dir`."""
+    qemu = shutil.which("qemu-system-x86_64")
+    if qemu is None:
+        raise LabError("qemu-system-x86_64 not found: install the Debian package qemu-system-x86")
+    vm_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [qemu, "-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", str(spec.memory_mb),
+           "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
+           "-serial", f"file:{console}", "-monitor", "none", "-no-reboot",
+           "-netdev", f"tap,id=n0,ifname={spec.tap},script=no,downscript=no"]
+    nic = f"{spec.nic},netdev=n0,mac={spec.mac}"
+    if spec.firmware == "bios":
+        cmd += ["-machine", "pc", "-boot", "order=n"]
+        cmd += ["-device", nic]  # QEMU's default ROM for the NIC is iPXE (ipxe-qemu)
+    elif spec.firmware == "uefi":
+        cmd += ["-machine", "q35", *_ovmf("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd", vm_dir)]
+        cmd += ["-device", nic + ",romfile="]
+    elif spec.firmware == "uefi-ipxe":
+        cmd += ["-machine", "q35", *_ovmf("OVMF_CODE_4M.fd", "OVMF_VARS_4M.fd", vm_dir)]
+        cmd += ["-device", nic]
+    else:  # secureboot: the secboot build needs SMM to protect its variable store
+        cmd += ["-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on",
+                *_ovmf("OVMF_CODE_4M.secboot.fd", "OVMF_VARS_4M.ms.fd", vm_dir)]
+        cmd += ["-device", nic + ",romfile="]
+    return cmd
+
+
+@dataclass
+class Vm:
+    """One VM run in a namespace. Always `stop()` (idempotent)."""
+
+    spec: VmSpec
+    console: Path
+    vm_dir: Path
+    proc: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    log: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = self.vm_dir / "qemu.log"
+
+    def start(self, ns: Namespace) -> Vm:
+        self.console.parent.mkdir(parents=True, exist_ok=True)
+        self.console.write_bytes(b"")
+        cmd = command(self.spec, self.vm_dir, self.console)
+        self.started = time.monotonic()
+        self.proc = ns.popen(cmd, stdout=open(self.log, "wb"))  # noqa: SIM115 - closed with the process
+        return self
+
+    def console_text(self) -> str:
+        try:
+            return self.console.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_for(self, marker: str, timeout: float) -> float:
+        """Seconds from start until `marker` appears on the serial console.
+
+        Raises LabError when the VM exits first or the time runs out, with the console tail.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if marker in self.console_text():
+                return time.monotonic() - self.started
+            if not self.running:
+                if marker in self.console_text():
+                    return time.monotonic() - self.started
+                raise LabError(f"the VM exited ({self.exit_reason()}) before {marker!r}"
+                               f"\n--- console tail ---\n{self.console_text()[-3000:]}")
+            time.sleep(0.2)
+        raise LabError(f"no {marker!r} on the VM console within {timeout:.0f}s"
+                       f"\n--- console tail ---\n{self.console_text()[-3000:]}")
+
+    def wait_exit(self, timeout: float) -> int | None:
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def exit_reason(self) -> str:
+        rc = self.proc.returncode if self.proc else None
+        tail = self.log.read_text(errors="replace").strip()[-500:] if self.log.exists() else ""
+        return f"exit code {rc}" + (f": {tail}" if tail else "")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            Namespace.stop(self.proc, timeout=3)

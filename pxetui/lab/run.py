@@ -1,0 +1,318 @@
+"""The lab, end to end: network, content, the pxetui engine inside the namespace, the VM.
+
+`Lab` is the reusable piece (the e2e tests drive it); `run()` is what `pxetui lab` calls.
+Teardown is one idempotent `close()`, reached on normal exit, on an exception, on Ctrl-C
+(KeyboardInterrupt) and on SIGTERM/SIGHUP (turned into KeyboardInterrupt), and when the VM
+dies: the VM and the engine are ended by PID, then the namespaces are deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from pxetui.lab import content, qemu
+from pxetui.lab.network import LabError, LabNetwork, Namespace
+
+CONTENTS = ("busybox", "debian-installer")
+ENGINE_START_TIMEOUT = 30.0
+
+
+@dataclass
+class LabOptions:
+    state_dir: Path
+    firmware: str = "bios"  # qemu.FIRMWARES
+    content: str = "busybox"  # CONTENTS
+    dhcp: str = "full"  # full | proxy (a separate dnsmasq in the lab hands out addresses)
+    http_port: int = 80
+    boot_files: dict[str, str] = field(default_factory=dict)  # KIND -> file, as --boot-file
+    capture: bool = True
+    memory_mb: int = 384
+    mac: str = "52:54:00:77:00:10"
+    extra_serve_args: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.content not in CONTENTS:
+            raise LabError(f"content {self.content!r}: use one of {', '.join(CONTENTS)}")
+        if self.dhcp not in ("full", "proxy"):
+            raise LabError(f"dhcp {self.dhcp!r}: the lab runs full or proxy")
+        self.state_dir = Path(self.state_dir).resolve()
+
+
+class EventLog:
+    """Events from the engine's control socket, collected by a thread (replay + live)."""
+
+    def __init__(self, sock_path: Path) -> None:
+        self.sock_path = sock_path
+        self.events: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(str(sock_path))
+        self.thread = threading.Thread(target=self._read, name="lab-events", daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        with self.sock.makefile("rb") as f:
+            for line in f:
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(ev, dict):
+                    with self.lock:
+                        self.events.append(ev)
+
+    def of(self, type_: str, **match: Any) -> list[dict[str, Any]]:
+        with self.lock:
+            return [e for e in self.events if e.get("type") == type_
+                    and all(e.get(k) == v for k, v in match.items())]
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.events)
+
+    def wait_until(self, cond: Callable[[], object], timeout: float, what: str) -> object:
+        """Poll `cond` until it is truthy (bounded); LabError names what never came."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = cond()
+            if found:
+                return found
+            time.sleep(0.1)
+        raise LabError(f"the engine reported no {what} within {timeout:.0f}s")
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self.thread.join(2)
+
+
+class Lab:
+    """Build with `start()`, boot with `boot()`, always `close()` (or use `with`)."""
+
+    def __init__(self, opts: LabOptions) -> None:
+        self.opts = opts
+        self.dir = opts.state_dir / "lab"
+        self.root = self.dir / "root"  # served over both TFTP and HTTP
+        self.engine_state = self.dir / "engine"
+        self.console = self.dir / "console.log"
+        self.net = LabNetwork()
+        self.engine: subprocess.Popen[bytes] | None = None
+        self.site_dhcp: Namespace | None = None
+        self.vm: qemu.Vm | None = None
+        self.events: EventLog | None = None
+        self.bb: content.Busybox | None = None
+        self.timings: dict[str, float] = {}
+        self._closing = threading.Lock()
+
+    @property
+    def http_base(self) -> str:
+        port = "" if self.opts.http_port == 80 else f":{self.opts.http_port}"
+        return f"http://{self.net.server_ip}{port}"
+
+    @property
+    def marker(self) -> str:
+        return MARKERS[self.opts.content]
+
+    # -- build --------------------------------------------------------------------------
+    def prepare_content(self) -> None:
+        t0 = time.monotonic()
+        self.root.mkdir(parents=True, exist_ok=True)
+        content.install_loaders(self.root)
+        if self.opts.content == "busybox":
+            self.bb = content.install_busybox(self.root, self.opts.state_dir / "cache")
+            content.write_menus(self.root, self.bb, self.http_base)
+        elif self.opts.content == "debian-installer":
+            content.install_debian_installer(self.root)
+            content.write_installer_menus(self.root, self.http_base)
+        self.timings["content"] = time.monotonic() - t0
+
+    def boot_files(self) -> dict[str, str]:
+        files = {"bios": "pxelinux.0", "uefi64": "grubx64.efi"}
+        if self.opts.firmware == "secureboot":
+            files["uefi64"] = "shimx64.efi"
+        files.update(self.opts.boot_files)
+        return files
+
+    def serve_command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "pxetui", "serve", "--interface", self.net.bridge,
+               "--state-dir", str(self.engine_state), "--dhcp", self.opts.dhcp,
+               "--tftp-root", str(self.root), "--http-root", str(self.root),
+               "--http-port", str(self.opts.http_port)]
+        if self.opts.dhcp == "full":
+            base = self.net.subnet_base
+            cmd += ["--range", f"{base}.100-{base}.149"]
+        for kind, name in self.boot_files().items():
+            cmd += ["--boot-file", f"{kind}={name}"]
+        if not self.opts.capture:
+            cmd.append("--no-capture")
+        return cmd + self.opts.extra_serve_args
+
+    def start(self) -> Lab:
+        """Network, content, the site's DHCP server (proxy mode), then the engine."""
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self.prepare_content()
+            t0 = time.monotonic()
+            self.net.create()
+            if self.opts.dhcp == "proxy":
+                self._start_site_dhcp()
+            self._start_engine()
+            self.timings["engine_start"] = time.monotonic() - t0
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _start_site_dhcp(self) -> None:
+        """The site's own DHCP server (dnsmasq, addresses only, no boot information) on a
+        namespace of its own: pxetui in proxy mode only adds the boot information."""
+        dnsmasq = "/usr/sbin/dnsmasq"
+        if not Path(dnsmasq).exists():
+            raise LabError("dnsmasq not found: install the Debian package dnsmasq-base")
+        base = self.net.subnet_base
+        self.site_dhcp = self.net.add_peer(f"{base}.2/{self.net.prefix}")
+        log = open(self.dir / "site-dhcp.log", "wb")  # noqa: SIM115 - the child owns it
+        self.site_dhcp.popen([dnsmasq, "--no-daemon", "--conf-file=/dev/null", "--port=0",
+                              "--interface=eth0", "--bind-interfaces", "--log-dhcp",
+                              f"--dhcp-range={base}.150,{base}.199,1h",
+                              f"--dhcp-leasefile={self.dir / 'site-dhcp.leases'}"], stdout=log)
+
+    def _start_engine(self) -> None:
+        self.engine_state.mkdir(parents=True, exist_ok=True)
+        sock = self.engine_state / "control.sock"
+        sock.unlink(missing_ok=True)
+        log = open(self.dir / "engine.log", "wb")  # noqa: SIM115 - the child owns it
+        self.engine = self.net.ns.popen(self.serve_command(), stdout=log)
+        deadline = time.monotonic() + ENGINE_START_TIMEOUT
+        while True:
+            if self.engine.poll() is not None:
+                raise LabError(f"the engine exited ({self.engine.returncode}):\n{self.engine_log()}")
+            if sock.exists():
+                try:
+                    self.events = EventLog(sock)
+                    break
+                except OSError:
+                    pass
+            if time.monotonic() > deadline:
+                raise LabError(f"the engine did not open {sock} within {ENGINE_START_TIMEOUT:.0f}s"
+                               f":\n{self.engine_log()}")
+            time.sleep(0.1)
+        # Serving starts when DHCP, TFTP and HTTP report running.
+        events, want = self.events, {"tftp", "http", "dhcp"}
+        events.wait_until(lambda: want <= {e["service"] for e in events.of("ServiceState", state="running")},
+                          ENGINE_START_TIMEOUT, "running DHCP, TFTP and HTTP services")
+
+    def engine_log(self, lines: int = 30) -> str:
+        path = self.dir / "engine.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    # -- boot ---------------------------------------------------------------------------
+    def boot(self) -> qemu.Vm:
+        spec = qemu.VmSpec(firmware=self.opts.firmware, mac=self.opts.mac,
+                           memory_mb=self.opts.memory_mb, tap=self.net.tap)
+        self.vm = qemu.Vm(spec, self.console, self.dir / "vm").start(self.net.ns)
+        return self.vm
+
+    def wait_booted(self, timeout: float) -> float:
+        """Seconds from VM start to the content's marker on the serial console."""
+        assert self.vm is not None, "boot() first"
+        seconds = self.vm.wait_for(self.marker, timeout)
+        self.timings["boot"] = seconds
+        return seconds
+
+    # -- teardown -----------------------------------------------------------------------
+    def close(self) -> None:
+        with self._closing:  # the VM watcher and the main thread may both get here
+            self._close()
+
+    def _close(self) -> None:
+        if self.vm is not None:
+            self.vm.stop()
+        if self.engine is not None:
+            Namespace.stop(self.engine, timeout=5)
+        if self.events is not None:
+            self.events.close()
+            self.events = None
+        self.net.destroy()
+
+    def __enter__(self) -> Lab:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+MARKERS = {
+    "busybox": content.MARKER,
+    "debian-installer": content.INSTALLER_MARKER,
+}
+
+
+@contextmanager
+def interrupts_as_keyboard() -> Iterator[None]:
+    """SIGTERM and SIGHUP (a closed terminal) tear the lab down like Ctrl-C does."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def run_headless(opts: LabOptions, timeout: float, out: Callable[[str], None] = print) -> int:
+    """Boot once; 0 when the booted system printed its marker, 1 otherwise."""
+    with interrupts_as_keyboard(), Lab(opts) as lab:
+        out(f"lab: namespace {lab.net.name}, server {lab.net.server_ip} on {lab.net.bridge}, "
+            f"content {opts.content}, firmware {opts.firmware}; console {lab.console}")
+        vm = lab.boot()
+        try:
+            seconds = lab.wait_booted(timeout)
+        except LabError as exc:
+            out(f"lab: boot failed: {exc}")
+            return 1
+        out(f"lab: {lab.marker!r} on the console after {seconds:.1f}s")
+        vm.wait_exit(30)
+        return 0
+
+
+def run_with_ui(opts: LabOptions, timeout: float, ui: Callable[[Path, Path], int]) -> int:
+    """The UI attached to the lab engine; the lab goes away when the UI quits, or the VM dies
+    (then the UI sees the engine go and stays open until the user quits)."""
+    with interrupts_as_keyboard(), Lab(opts) as lab:
+        vm = lab.boot()
+        stop = threading.Event()
+
+        def watch() -> None:  # VM death (or the time limit) tears the lab down
+            deadline = time.monotonic() + timeout
+            while not stop.is_set() and vm.running and time.monotonic() < deadline:
+                time.sleep(0.5)
+            if not stop.is_set():
+                lab.close()
+
+        watcher = threading.Thread(target=watch, name="lab-watch", daemon=True)
+        watcher.start()
+        try:
+            return ui(lab.engine_state / "control.sock", lab.console)
+        finally:
+            stop.set()
