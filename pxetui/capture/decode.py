@@ -1,0 +1,404 @@
+"""Turn captured frames into pxetui events: DHCP seen on the wire, other servers, leases,
+and TFTP/HTTP transfers followed from the few packets the filter keeps (filters.py).
+
+A `Decoder` is fed (frame bytes, timestamp) in capture order and returns events stamped with
+the packet's time, so a live capture and a pcap replay give the same result. `tick(now)`
+closes transfers that went quiet and reports PXE clients no server answered.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pxetui.capture.packets import LINKTYPE_ETHERNET, Segment, parse_dhcp, parse_frame
+from pxetui.events import (
+    Alert,
+    DhcpPacket,
+    Event,
+    ForeignDhcpServer,
+    LeaseGranted,
+    TransferFailed,
+    TransferFinished,
+    TransferProgress,
+    TransferStarted,
+)
+
+SERVICE = "capture"
+DHCP_PORTS = (67, 68, 4011)
+TFTP_ERRORS = {0: "not defined", 1: "file not found", 2: "access violation", 3: "disk full",
+               4: "illegal operation", 5: "unknown transfer id", 6: "file exists",
+               7: "no such user", 8: "option negotiation refused"}
+# OVMF asks for the size first and ends that request with ERROR 8 after the OACK (REFERENCE.md):
+# a probe, not a failure. The tracker recognises this reason prefix.
+SIZE_PROBE = "size probe"
+UNANSWERED_AFTER = 10.0  # seconds a PXE client's DISCOVERs may go unanswered before an alert
+TFTP_IDLE = 10.0  # a TFTP transfer with no packet for this long has stopped
+HTTP_FORGET = 3600.0
+
+_HTTP_REQ = re.compile(rb"^(GET|HEAD) (\S+) HTTP/1\.[01]\r?\n")
+_HTTP_RESP = re.compile(rb"^HTTP/1\.[01] (\d{3})(?: ([^\r\n]*))?\r?\n")
+_CLEN = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.I)
+_CRANGE = re.compile(rb"\r\ncontent-range:\s*bytes\s+\d+-\d+/(\d+)", re.I)
+_HOST = re.compile(rb"\r\nhost:\s*([^\r\n]+)", re.I)
+
+
+@dataclass
+class _Tftp:
+    tid: str
+    client: tuple[str, int]
+    server_ip: str
+    path: str
+    started: float
+    last: float
+    mac: str | None
+    ours: bool
+    blksize: int = 512
+    size: int | None = None
+    server_port: int | None = None
+    answered: bool = False
+    requests: int = 1
+    wraps: int = 0
+    last_block: int = 0
+    bytes_done: int = 0
+
+
+@dataclass
+class _Http:
+    tid: str
+    path: str
+    method: str
+    started: float
+    status: int | None = None
+    reason: str = ""
+    size: int | None = None
+    resp_seq: int | None = None  # TCP sequence number of the first response byte
+    header_len: int = 0
+
+
+@dataclass
+class _Conn:
+    client: tuple[str, int]
+    server: tuple[str, int]
+    mac: str | None
+    ours: bool
+    last: float
+    pending: list[_Http] = field(default_factory=list)  # requests in order (HTTP/1.1 pipelining)
+
+
+class Decoder:
+    def __init__(self, our_ips: Iterable[str] = (), http_ports: Iterable[int] = (80,),
+                 linktype: int = LINKTYPE_ETHERNET) -> None:
+        self.our_ips = set(our_ips)
+        self.http_ports = set(http_ports)
+        self.linktype = linktype
+        self.ip_mac: dict[str, str] = {}
+        self.servers: dict[str, tuple[str | None, str | None, str | None]] = {}
+        self.unanswered: dict[str, tuple[float, int, DhcpPacket]] = {}  # mac -> first, count
+        self.alerted: set[str] = set()
+        self.tftp: dict[tuple[str, int], _Tftp] = {}
+        self.http: dict[tuple[str, int, str, int], _Conn] = {}
+        self._ids = itertools.count(1)
+        self.packets = 0
+        self.undecoded = 0
+
+    # -- entry points -----------------------------------------------------------------
+    def feed(self, data: bytes, ts: float, linktype: int | None = None) -> list[Event]:
+        self.packets += 1
+        seg = parse_frame(data, self.linktype if linktype is None else linktype)
+        if seg is None:
+            self.undecoded += 1
+            return []
+        if seg.proto == "udp":
+            if seg.sport in DHCP_PORTS and seg.dport in DHCP_PORTS:
+                return self._dhcp(seg, ts)
+            return self._tftp(seg, ts)
+        if seg.dport in self.http_ports or seg.sport in self.http_ports:
+            return self._http(seg, ts)
+        return []
+
+    def tick(self, now: float) -> list[Event]:
+        out: list[Event] = []
+        for mac, (first, count, pkt) in list(self.unanswered.items()):
+            if now - first >= UNANSWERED_AFTER and mac not in self.alerted:
+                self.alerted.add(mac)
+                out.append(Alert(ts=now, service=SERVICE, mac=mac, key=f"unanswered:{mac}",
+                                 severity="warning",
+                                 message=f"PXE client {mac} ({pkt.vendor_class or 'no vendor class'}) "
+                                 f"sent {count} DISCOVER(s) in {now - first:.0f} s and no DHCP server "
+                                 "answered it on this wire"))
+        for key, t in list(self.tftp.items()):
+            if now - t.last < TFTP_IDLE:
+                continue
+            del self.tftp[key]
+            if t.size is not None and t.bytes_done >= t.size - 64 * t.blksize:
+                out.append(self._finished(t, t.last, t.size))
+            elif not t.answered:
+                out.append(self._failed(t, now, f"no answer from TFTP server {t.server_ip} "
+                                        f"after {t.requests} request(s) (timeout)"))
+            else:
+                out.append(self._failed(t, now, f"transfer stopped after {t.bytes_done} bytes: "
+                                        f"no packet for {now - t.last:.0f} s"))
+        for key, c in list(self.http.items()):
+            if now - c.last > HTTP_FORGET:
+                del self.http[key]
+        return out
+
+    # -- DHCP ---------------------------------------------------------------------------
+    def _dhcp(self, seg: Segment, ts: float) -> list[Event]:
+        d = parse_dhcp(seg.payload)
+        if d is None:
+            self.undecoded += 1
+            return []
+        reply = d.op == 2
+        server_ip = (d.addr(54) or seg.src) if reply else d.addr(54)
+        ours = bool(server_ip and server_ip in self.our_ips)
+        uc = d.user_class
+        pkt = DhcpPacket(
+            ts=ts, service=SERVICE, mac=d.chaddr, direction="wire", msg_type=d.msg_type, xid=d.xid,
+            ip=(d.yiaddr if reply else d.ciaddr) if (d.yiaddr if reply else d.ciaddr) != "0.0.0.0" else None,
+            server_ip=server_ip, server_mac=seg.src_mac if reply else None,
+            yiaddr=d.yiaddr if d.yiaddr != "0.0.0.0" else None,
+            siaddr=d.siaddr if d.siaddr != "0.0.0.0" else None,
+            arch=d.arch, vendor_class=d.text(60), user_class=uc, uuid=d.uuid, hostname=d.text(12),
+            boot_file=d.boot_file, next_server=d.text(66) or (d.siaddr if d.siaddr != "0.0.0.0" else None),
+            ipxe=(uc == "iPXE") or 175 in d.options, port=seg.sport if reply else seg.dport, ours=ours,
+        )
+        out: list[Event] = [pkt]
+        if not reply:
+            if pkt.msg_type == "DISCOVER" and (pkt.vendor_class or "").startswith("PXEClient"):
+                first, count, _ = self.unanswered.get(d.chaddr, (ts, 0, pkt))
+                self.unanswered[d.chaddr] = (first, count + 1, pkt)
+            return out
+        self.unanswered.pop(d.chaddr, None)
+        self.alerted.discard(d.chaddr)
+        if server_ip and not ours and pkt.msg_type in ("OFFER", "ACK", "BOOTREPLY"):
+            seen = (seg.src_mac, pkt.yiaddr and "address", pkt.boot_file)
+            if self.servers.get(server_ip) != seen:
+                self.servers[server_ip] = seen
+                out.append(ForeignDhcpServer(ts=ts, service=SERVICE, mac=d.chaddr, server_ip=server_ip,
+                                             server_mac=seg.src_mac, offered=pkt.yiaddr,
+                                             boot_file=pkt.boot_file))
+        # A proxyDHCP answer on port 4011 echoes the client's address: it grants nothing.
+        if pkt.msg_type in ("ACK", "BOOTREPLY") and pkt.yiaddr and seg.sport != 4011:
+            self.ip_mac[pkt.yiaddr] = d.chaddr
+            lt = d.lease_time
+            out.append(LeaseGranted(ts=ts, service=SERVICE, mac=d.chaddr, ip=pkt.yiaddr,
+                                    expires=ts + lt if lt is not None and lt != 0xFFFFFFFF else 0.0,
+                                    hostname=pkt.hostname, server_ip=server_ip, ours=ours, state="bound"))
+        return out
+
+    # -- TFTP (RFC 1350, options RFC 2347/2348/2349/7440) -----------------------------------
+    def _tftp(self, seg: Segment, ts: float) -> list[Event]:
+        p = seg.payload
+        if len(p) < 4:
+            return []
+        op = struct.unpack_from("!H", p)[0]
+        if op == 1 and seg.dport == 69:
+            return self._rrq(seg, ts)
+        if op in (5, 6, 3):  # from the server's transfer port; ERROR may also come from the client
+            t = self.tftp.get((seg.dst, seg.dport))
+            if t is not None and seg.src == t.server_ip:
+                return self._from_server(t, op, p, seg, ts)
+            t = self.tftp.get((seg.src, seg.sport))
+            if t is not None and op == 5 and seg.dst == t.server_ip:
+                return self._client_error(t, p, ts)
+            return []
+        if op == 4:
+            t = self.tftp.get((seg.src, seg.sport))
+            if t is not None and seg.dst == t.server_ip:
+                return self._ack(t, struct.unpack_from("!H", p, 2)[0], ts)
+        return []
+
+    def _rrq(self, seg: Segment, ts: float) -> list[Event]:
+        parts = seg.payload[2:].split(b"\0")
+        if len(parts) < 3:
+            return []
+        path = parts[0].decode("latin-1")
+        opts = {parts[i].decode("latin-1").lower(): parts[i + 1].decode("latin-1")
+                for i in range(2, len(parts) - 2, 2)}
+        key = (seg.src, seg.sport)
+        t = self.tftp.get(key)
+        if t is not None and t.path == path and not t.answered:  # the client asked again
+            t.requests += 1
+            t.last = ts
+            return [TransferProgress(ts=ts, service=SERVICE, mac=t.mac, ip=seg.src, transfer_id=t.tid,
+                                     bytes_done=0, retransmits=t.requests - 1)]
+        out: list[Event] = []
+        if t is not None:  # same source port reused: the previous transfer is over
+            del self.tftp[key]
+            out += self._close_on_reuse(t, ts)
+        # Boot clients fetch one file after another: a new request means an open transfer of
+        # the same client whose sampled ACKs reached its last stretch has ended.
+        for k, old in list(self.tftp.items()):
+            if old.client[0] == seg.src and old.size is not None and old.answered \
+                    and old.bytes_done >= old.size - 64 * old.blksize:
+                del self.tftp[k]
+                out.append(self._finished(old, ts, old.size))
+        mac = self.ip_mac.get(seg.src)
+        t = _Tftp(tid=f"wire-tftp-{next(self._ids)}", client=key, server_ip=seg.dst, path=path,
+                  started=ts, last=ts, mac=mac, ours=seg.dst in self.our_ips)
+        self.tftp[key] = t
+        options: dict[str, object] = {k: v for k, v in opts.items()}
+        options["server"] = seg.dst
+        out.append(TransferStarted(ts=ts, service=SERVICE, mac=mac, ip=seg.src, transfer_id=t.tid,
+                                   protocol="tftp", path=path, options=options, ours=t.ours))
+        return out
+
+    def _close_on_reuse(self, t: _Tftp, ts: float) -> list[Event]:
+        if t.size is not None and t.bytes_done >= t.size - 64 * t.blksize:
+            return [self._finished(t, ts, t.size)]
+        return [self._failed(t, ts, "abandoned: the client asked for another file")]
+
+    def _from_server(self, t: _Tftp, op: int, p: bytes, seg: Segment, ts: float) -> list[Event]:
+        t.answered, t.last, t.server_port = True, ts, seg.sport
+        if op == 6:  # OACK
+            parts = p[2:].split(b"\0")
+            opts = {parts[i].decode("latin-1").lower(): parts[i + 1].decode("latin-1")
+                    for i in range(0, len(parts) - 1, 2)}
+            if opts.get("blksize", "").isdigit():
+                t.blksize = int(opts["blksize"])
+            if opts.get("tsize", "").isdigit():
+                t.size = int(opts["tsize"])
+            return [TransferProgress(ts=ts, service=SERVICE, mac=t.mac, ip=t.client[0], transfer_id=t.tid,
+                                     bytes_done=0, size=t.size)]
+        if op == 5:
+            code = struct.unpack_from("!H", p, 2)[0]
+            msg = p[4:].split(b"\0", 1)[0].decode("latin-1")
+            del self.tftp[t.client]
+            reason = f"TFTP error {code} ({TFTP_ERRORS.get(code, 'unknown')})" + (f": {msg}" if msg else "")
+            return [self._failed(t, ts, reason, status=code)]
+        # op 3: only short DATA passes the filter; a block shorter than blksize is the last.
+        data_len = len(p) - 4
+        if data_len >= t.blksize:
+            return []
+        block = struct.unpack_from("!H", p, 2)[0]
+        self._advance(t, block)
+        done = (t.wraps + block - 1) * t.blksize + data_len
+        del self.tftp[t.client]
+        return [self._finished(t, ts, done)]
+
+    def _client_error(self, t: _Tftp, p: bytes, ts: float) -> list[Event]:
+        code = struct.unpack_from("!H", p, 2)[0]
+        msg = p[4:].split(b"\0", 1)[0].decode("latin-1")
+        del self.tftp[t.client]
+        if t.bytes_done == 0 and t.answered:
+            reason = f"{SIZE_PROBE}: the client stopped after learning the size ({t.size} bytes)"
+        else:
+            reason = f"client aborted with TFTP error {code}" + (f": {msg}" if msg else "")
+        return [self._failed(t, ts, reason, status=code)]
+
+    def _advance(self, t: _Tftp, block: int) -> None:
+        # Block numbers roll over past 65535 (REFERENCE.md, TFTP): count the wraps.
+        if block < t.last_block and t.last_block - block > 32768:
+            t.wraps += 65536
+        t.last_block = block
+
+    def _ack(self, t: _Tftp, block: int, ts: float) -> list[Event]:
+        self._advance(t, block)
+        done = (t.wraps + block) * t.blksize
+        if t.size is not None:
+            done = min(done, t.size)
+        rate = done / (ts - t.started) if ts > t.started else 0.0
+        t.bytes_done, t.last = done, ts
+        return [TransferProgress(ts=ts, service=SERVICE, mac=t.mac, ip=t.client[0], transfer_id=t.tid,
+                                 bytes_done=done, size=t.size, rate=rate, retransmits=t.requests - 1)]
+
+    def _finished(self, t: _Tftp, ts: float, done: int) -> TransferFinished:
+        secs = max(ts - t.started, 0.0)
+        return TransferFinished(ts=ts, service=SERVICE, mac=t.mac, ip=t.client[0], transfer_id=t.tid,
+                                protocol="tftp", path=t.path, bytes_done=done, seconds=secs,
+                                rate=done / secs if secs > 0 else 0.0, retransmits=t.requests - 1)
+
+    def _failed(self, t: _Tftp, ts: float, reason: str, status: int | None = None) -> TransferFailed:
+        return TransferFailed(ts=ts, service=SERVICE, mac=t.mac, ip=t.client[0], transfer_id=t.tid,
+                              protocol="tftp", path=t.path, reason=reason, bytes_done=t.bytes_done,
+                              status=status)
+
+    # -- HTTP: request lines, status lines, connection ends ---------------------------
+    def _http(self, seg: Segment, ts: float) -> list[Event]:
+        to_server = seg.dport in self.http_ports
+        client = (seg.src, seg.sport) if to_server else (seg.dst, seg.dport)
+        server = (seg.dst, seg.dport) if to_server else (seg.src, seg.sport)
+        key = (*client, *server)
+        conn = self.http.get(key)
+        out: list[Event] = []
+        if to_server and (m := _HTTP_REQ.match(seg.payload)):
+            if conn is None:
+                conn = _Conn(client, server, self.ip_mac.get(seg.src), server[0] in self.our_ips, ts)
+                self.http[key] = conn
+            conn.last = ts
+            host = _HOST.search(seg.payload)
+            req = _Http(tid=f"wire-http-{next(self._ids)}", path=m.group(2).decode("latin-1"),
+                        method=m.group(1).decode(), started=ts)
+            conn.pending.append(req)
+            options: dict[str, object] = {"method": req.method, "server": f"{server[0]}:{server[1]}"}
+            if host:
+                options["host"] = host.group(1).decode("latin-1")
+            out.append(TransferStarted(ts=ts, service=SERVICE, mac=conn.mac, ip=client[0],
+                                       transfer_id=req.tid, protocol="http", path=req.path,
+                                       options=options, ours=conn.ours))
+            return out
+        if conn is None:
+            return out
+        conn.last = ts
+        if not to_server and (m := _HTTP_RESP.match(seg.payload)):
+            # A new response ends the previous one on a keep-alive connection.
+            done = [r for r in conn.pending if r.resp_seq is not None]
+            for r in done:  # the new response starts where the previous one ended
+                out.append(self._http_end(conn, r, ts, seg.seq))
+                conn.pending.remove(r)
+            req = next((r for r in conn.pending if r.status is None), None)
+            if req is None:
+                return out
+            req.status, req.reason = int(m.group(1)), (m.group(2) or b"").decode("latin-1")
+            req.resp_seq = seg.seq
+            end = seg.payload.find(b"\r\n\r\n")
+            req.header_len = end + 4 if end >= 0 else len(seg.payload)
+            size = _CRANGE.search(seg.payload) or _CLEN.search(seg.payload)
+            req.size = int(size.group(1)) if size else None
+            if req.status >= 400:
+                conn.pending.remove(req)
+                out.append(TransferFailed(ts=ts, service=SERVICE, mac=conn.mac, ip=client[0],
+                                          transfer_id=req.tid, protocol="http", path=req.path,
+                                          reason=f"HTTP {req.status} {req.reason}".strip(),
+                                          status=req.status))
+            elif req.method == "HEAD":
+                conn.pending.remove(req)
+                out.append(self._http_end(conn, req, ts, None))
+            else:
+                out.append(TransferProgress(ts=ts, service=SERVICE, mac=conn.mac, ip=client[0],
+                                            transfer_id=req.tid, protocol="http", bytes_done=0,
+                                            size=req.size))
+            return out
+        if seg.flags & 0x05:  # FIN or RST: the connection ends every open response on it
+            # The server's sequence number, or the client's acknowledgement, says how far it got.
+            pos = (seg.seq + seg.length) if not to_server else seg.ack
+            for r in list(conn.pending):
+                out.append(self._http_end(conn, r, ts, pos, reset=bool(seg.flags & 0x04)))
+            conn.pending.clear()
+            del self.http[key]
+        return out
+
+    def _http_end(self, conn: _Conn, r: _Http, ts: float, end_seq: int | None,
+                  reset: bool = False) -> Event:
+        secs = max(ts - r.started, 0.0)
+        common = dict(ts=ts, service=SERVICE, mac=conn.mac, ip=conn.client[0], transfer_id=r.tid,
+                      protocol="http", path=r.path)
+        if r.status is None:
+            return TransferFailed(**common, reason="connection closed before any response",  # type: ignore[arg-type]
+                                  bytes_done=0)
+        done = r.size or 0
+        if r.method != "HEAD" and end_seq is not None and r.resp_seq is not None:
+            done = max(0, ((end_seq - r.resp_seq) & 0xFFFFFFFF) - r.header_len)
+            if r.size is not None:
+                done = min(done, r.size)
+        if r.method != "HEAD" and r.size is not None and done < r.size:
+            how = "reset" if reset else "closed"
+            return TransferFailed(**common, reason=f"connection {how} after {done} of {r.size} bytes",  # type: ignore[arg-type]
+                                  bytes_done=done, status=r.status)
+        return TransferFinished(**common, bytes_done=done, seconds=secs,  # type: ignore[arg-type]
+                                rate=done / secs if secs > 0 else 0.0, status=r.status)

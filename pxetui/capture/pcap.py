@@ -1,0 +1,117 @@
+"""Write captured frames to a pcap file, and read pcap/pcapng files (ours or tcpdump's).
+
+Classic pcap (https://www.tcpdump.org/manpages/pcap-savefile.5.html) is written and read here
+directly; pcapng (tcpdump -w on newer builds, Wireshark) is read through scapy.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from pxetui.capture.packets import LINKTYPE_ETHERNET
+
+MAGIC_US = 0xA1B2C3D4
+MAGIC_NS = 0xA1B23C4D
+PCAPNG = b"\x0a\x0d\x0d\x0a"
+
+
+class PcapError(ValueError):
+    """The file is not a readable capture."""
+
+
+class PcapWriter:
+    """Appends frames to a classic pcap file; flushes every `flush_every` frames."""
+
+    def __init__(self, path: str | Path, linktype: int = LINKTYPE_ETHERNET, snaplen: int = 65535,
+                 flush_every: int = 16) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.snaplen = snaplen
+        self.flush_every = flush_every
+        self._n = 0
+        self._fh: BinaryIO = open(self.path, "wb")  # noqa: SIM115 - closed in close()
+        self._fh.write(struct.pack("<IHHiIII", MAGIC_US, 2, 4, 0, 0, snaplen, linktype))
+        self._fh.flush()
+
+    def write(self, data: bytes, ts: float) -> None:
+        sec = int(ts)
+        usec = int(round((ts - sec) * 1e6))
+        if usec >= 1_000_000:
+            sec, usec = sec + 1, usec - 1_000_000
+        cap = data[: self.snaplen]
+        self._fh.write(struct.pack("<IIII", sec, usec, len(cap), len(data)))
+        self._fh.write(cap)
+        self._n += 1
+        if self._n % self.flush_every == 0:
+            self._fh.flush()
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def __enter__(self) -> PcapWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_pcap(path: str | Path) -> tuple[int, Iterator[tuple[float, bytes]]]:
+    """(linktype, iterator of (timestamp, frame)). Raises PcapError naming what is wrong."""
+    p = Path(path)
+    try:
+        fh = open(p, "rb")  # noqa: SIM115 - closed by the iterator
+    except OSError as exc:
+        raise PcapError(f"{p}: cannot open: {exc.strerror}") from None
+    head = fh.read(24)
+    if head[:4] == PCAPNG:
+        fh.close()
+        return _read_pcapng(p)
+    if len(head) < 24:
+        fh.close()
+        raise PcapError(f"{p}: too short to be a pcap file")
+    for endian in ("<", ">"):
+        magic = struct.unpack(endian + "I", head[:4])[0]
+        if magic in (MAGIC_US, MAGIC_NS):
+            break
+    else:
+        fh.close()
+        raise PcapError(f"{p}: not a pcap or pcapng file (magic {head[:4].hex()})")
+    linktype = struct.unpack(endian + "I", head[20:24])[0] & 0x0FFFFFFF
+    div = 1e9 if magic == MAGIC_NS else 1e6
+
+    def frames() -> Iterator[tuple[float, bytes]]:
+        with fh:
+            while True:
+                rec = fh.read(16)
+                if len(rec) < 16:
+                    return
+                sec, frac, caplen, _ = struct.unpack(endian + "IIII", rec)
+                data = fh.read(caplen)
+                if len(data) < caplen:
+                    return  # a capture cut short (tcpdump killed): keep what is whole
+                yield sec + frac / div, data
+
+    return linktype, frames()
+
+
+def _read_pcapng(p: Path) -> tuple[int, Iterator[tuple[float, bytes]]]:
+    from scapy.utils import RawPcapNgReader
+
+    try:
+        reader = RawPcapNgReader(str(p))
+    except Exception as exc:  # scapy raises plain Exception subclasses for bad files
+        raise PcapError(f"{p}: not a readable pcapng file: {exc}") from None
+    linktype = int(reader.linktype) if reader.linktype is not None else LINKTYPE_ETHERNET
+
+    def frames() -> Iterator[tuple[float, bytes]]:
+        with reader:
+            for data, meta in reader:
+                res = getattr(meta, "tsresol", 1_000_000) or 1_000_000
+                ts = ((meta.tshigh << 32) | meta.tslow) / res
+                yield ts, data
+
+    return linktype, frames()

@@ -1,0 +1,93 @@
+"""The capture service: watch `cfg.interface`, decode, emit events; optionally write a pcap.
+
+Runs in its own process under the supervisor like the other services. It serves nothing, so
+it needs no netns guard; it does need CAP_NET_RAW, and says so (an Alert and a failed start)
+rather than showing an empty table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from pxetui.capture.decode import Decoder
+from pxetui.capture.filters import boot_filter
+from pxetui.capture.pcap import PcapWriter
+from pxetui.capture.sniffer import CaptureError, RawSniffer
+from pxetui.config import Config
+from pxetui.events import Alert, Event
+from pxetui.service import ServiceContext
+
+TICK_SECONDS = 1.0
+
+
+def our_addresses(cfg: Config) -> set[str]:
+    """Addresses whose DHCP/TFTP/HTTP answers are ours; empty in watch-only mode."""
+    if not cfg.server_ip:
+        return set()
+    serving = cfg.dhcp.mode != "off" or cfg.tftp.enabled or cfg.http.enabled
+    return {cfg.server_ip} if serving else set()
+
+
+def http_ports(cfg: Config) -> list[int]:
+    return sorted({80, cfg.http.port})
+
+
+class Capture:
+    """Sniffer + decoder + optional pcap writer; `emit` receives every decoded event."""
+
+    def __init__(self, iface: str, our_ips: set[str], ports: list[int], emit: Callable[[Event], None],
+                 pcap: str = "", all_boot_traffic: bool = False) -> None:
+        self.sniffer = RawSniffer(iface, boot_filter(ports))
+        self.decoder = Decoder(our_ips=our_ips, http_ports=ports)
+        self.emit = emit
+        self.writer = PcapWriter(pcap) if pcap else None
+        self.all_boot_traffic = all_boot_traffic
+
+    def on_frame(self, data: bytes, ts: float) -> None:
+        events = self.decoder.feed(data, ts)
+        if self.writer is not None and (self.all_boot_traffic or _is_dhcp(events)):
+            self.writer.write(data, ts)
+        for ev in events:
+            self.emit(ev)
+
+    def tick(self) -> None:
+        for ev in self.decoder.tick(time.time()):
+            self.emit(ev)
+
+    def close(self) -> None:
+        self.sniffer.close()
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _is_dhcp(events: list[Event]) -> bool:
+    return bool(events) and events[0].type == "DhcpPacket"
+
+
+async def run(ctx: ServiceContext) -> None:
+    cfg = ctx.config
+    cap = Capture(cfg.interface, our_addresses(cfg), http_ports(cfg), ctx.emit,
+                  pcap=cfg.capture.pcap, all_boot_traffic=cfg.capture.all_boot_traffic)
+    loop = asyncio.get_running_loop()
+    try:
+        cap.sniffer.attach(loop, cap.on_frame)
+    except CaptureError as exc:
+        ctx.emit(Alert(service=ctx.name, key="capture", severity="error", message=str(exc)))
+        cap.close()
+        # The service host reports an OSError as "cannot start: ..." and exits non-zero.
+        raise OSError(str(exc)) from exc
+    ctx.ready([])
+    if cap.writer is not None:
+        ctx.log(f"recording {'boot' if cap.all_boot_traffic else 'DHCP'} traffic to {cap.writer.path}")
+    try:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            cap.tick()
+            _, drops = cap.sniffer.stats()
+            if drops:
+                ctx.log(f"kernel dropped {drops} captured packets (receive buffer full)", "warning")
+    finally:
+        cap.sniffer.detach(loop)
+        cap.close()

@@ -1,0 +1,83 @@
+"""`pxetui analyze FILE.pcap`: replay a capture (ours or tcpdump's) through decode and the
+tracker, and print each client's timeline and diagnosis."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+
+from pxetui.capture.decode import Decoder
+from pxetui.capture.pcap import PcapError, read_pcap
+from pxetui.capture.report import View, timeline
+from pxetui.events import Event
+from pxetui.tracker import Tracker
+
+
+def replay(path: str, stuck_seconds: float = 90.0, http_ports: tuple[int, ...] = (80,),
+           our_ips: tuple[str, ...] = ()) -> Iterator[Event]:
+    """Every decoded and tracked event of a pcap, in capture order; the tracker's clock is
+    the packets' time, and the end of the capture counts as `stuck_seconds` of silence."""
+    linktype, frames = read_pcap(path)
+    dec = Decoder(our_ips=our_ips, http_ports=http_ports, linktype=linktype)
+    tr = Tracker(stuck_seconds=stuck_seconds)
+    last: float | None = None
+    next_tick = 0.0
+    for ts, data in frames:
+        if last is None:
+            next_tick = ts + 1.0
+        elif ts >= next_tick:
+            for ev in dec.tick(ts):
+                yield ev
+                yield from tr.feed(ev.to_dict())
+            yield from tr.tick(ts)
+            next_tick = ts + 1.0
+        last = ts
+        for ev in dec.feed(data, ts):
+            yield ev
+            yield from tr.feed(ev.to_dict())
+    if last is not None:
+        end = last + stuck_seconds + 60.0
+        for ev in dec.tick(end):
+            yield ev
+            yield from tr.feed(ev.to_dict())
+        yield from tr.tick(end)
+
+
+def main(args: argparse.Namespace) -> int:
+    view = View()
+    try:
+        for ev in replay(args.pcap, stuck_seconds=args.stuck_seconds, http_ports=tuple(args.http_port)):
+            line = view.apply(ev)
+            if line and args.verbose:
+                print(line)
+    except PcapError as exc:
+        print(f"pxetui analyze: {exc}", file=sys.stderr)
+        return 2
+    if args.verbose:
+        print()
+    if view.servers:
+        print("DHCP servers seen: " + ", ".join(
+            f"{s['server_ip']} ({s.get('server_mac') or '?'}, boot file {s.get('boot_file') or 'none'})"
+            for s in view.servers.values()))
+    for msg in view.alerts.values():
+        print(f"alert: {msg}")
+    if not view.clients:
+        print("no boot clients in this capture")
+        return 0
+    for c in view.clients.values():
+        print()
+        print(timeline(c))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("analyze", help="replay a pcap: each client's boot timeline and diagnosis",
+                       description=__doc__)
+    p.add_argument("pcap", metavar="FILE.pcap", help="a capture (pcap or pcapng), e.g. from tcpdump -w")
+    p.add_argument("--stuck-seconds", type=float, default=90.0,
+                   help="silence after which a client counts as stuck (default 90)")
+    p.add_argument("--http-port", type=int, action="append", default=[80],
+                   help="a port HTTP boot traffic used (repeatable; 80 always)")
+    p.add_argument("-v", "--verbose", action="store_true", help="also print every change as it happened")
+    p.set_defaults(func=main)

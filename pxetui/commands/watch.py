@@ -1,0 +1,104 @@
+"""`pxetui watch --interface IF`: watch-only mode. Serves nothing; fills the lease, transfer
+and client tables purely from the wire and prints them as they change, so a site whose boot
+service is dnsmasq, WDS or anything else can be troubleshot."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+
+from pxetui.capture.report import View
+from pxetui.capture.service import Capture
+from pxetui.capture.sniffer import CaptureError
+from pxetui.events import Event
+from pxetui.tracker import Tracker
+
+
+async def watch(iface: str, duration: float | None, refresh: float, stuck_seconds: float,
+                pcap: str = "", all_boot_traffic: bool = False, db: str | None = None,
+                http_ports: list[int] | None = None) -> int:
+    view = View()
+    tracker = Tracker(stuck_seconds=stuck_seconds, db_path=db)
+    changed = False
+
+    def show(ev: Event) -> None:
+        nonlocal changed
+        line = view.apply(ev)
+        if line:
+            print(line, flush=True)
+            changed = True
+
+    def emit(ev: Event) -> None:
+        show(ev)
+        for upd in tracker.feed(ev.to_dict()):
+            show(upd)
+
+    # Watch-only: no address is ours, every server seen is someone else's.
+    cap = Capture(iface, set(), http_ports or [80], emit, pcap=pcap, all_boot_traffic=all_boot_traffic)
+    loop = asyncio.get_running_loop()
+    try:
+        cap.sniffer.attach(loop, cap.on_frame)
+    except CaptureError as exc:
+        print(f"pxetui watch: {exc}", file=sys.stderr)
+        cap.close()
+        tracker.close()
+        return 1
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"watching {iface} (watch-only: serving nothing); Ctrl-C to stop", flush=True)
+    end = time.monotonic() + duration if duration else None
+    last_tables = time.monotonic()
+    try:
+        while not stop.is_set() and (end is None or time.monotonic() < end):
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            except TimeoutError:
+                pass
+            cap.tick()
+            for upd in tracker.tick(time.time()):
+                show(upd)
+            _, drops = cap.sniffer.stats()
+            if drops:
+                print(f"warning: the kernel dropped {drops} captured packets", file=sys.stderr, flush=True)
+            if changed and refresh > 0 and time.monotonic() - last_tables >= refresh:
+                print("\n" + view.render() + "\n", flush=True)
+                changed, last_tables = False, time.monotonic()
+    finally:
+        cap.sniffer.detach(loop)
+        cap.close()
+        tracker.close()
+    print("\n" + view.render(), flush=True)
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    iface = getattr(args, "interface", None)
+    if not iface:
+        print("pxetui watch: name the interface to watch (--interface IFACE)", file=sys.stderr)
+        return 2
+    return asyncio.run(watch(iface, args.duration, args.refresh, args.stuck_seconds, pcap=args.pcap or "",
+                             all_boot_traffic=args.all_boot_traffic, db=args.db,
+                             http_ports=sorted({80, *args.http_port})))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("watch", help="watch-only: show DHCP/TFTP/HTTP boot traffic of any server",
+                       description=__doc__)
+    # SUPPRESS keeps a top-level `pxetui -i IF watch` working.
+    p.add_argument("--interface", "-i", metavar="IFACE", default=argparse.SUPPRESS,
+                   help="the interface to watch")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--refresh", type=float, default=5.0,
+                   help="print the full tables at most this often when they changed (0: only at the end)")
+    p.add_argument("--stuck-seconds", type=float, default=90.0, help="silence before a client is diagnosed")
+    p.add_argument("--pcap", metavar="FILE", help="also record the DHCP traffic to this pcap file")
+    p.add_argument("--all-boot-traffic", action="store_true",
+                   help="with --pcap: record the TFTP/HTTP markers too, not only DHCP")
+    p.add_argument("--db", metavar="FILE", help="keep client history in this SQLite file")
+    p.add_argument("--http-port", type=int, action="append", default=[],
+                   help="another port HTTP boot traffic uses (repeatable; 80 always)")
+    p.set_defaults(func=main)

@@ -1,0 +1,256 @@
+"""Why a client's boot stopped, in plain words: rules over the events of one boot attempt.
+
+Each rule looks at the event dicts (the JSON form of pxetui.events) of a single client's
+current boot and returns a `Finding` or None. `definite` findings are certain as soon as they
+appear (an iPXE loop, a 404 after the kernel started); the others are only reported once the
+client has made no progress for a while, because a client may still recover (pxelinux probes
+a dozen missing config files on every normal boot, REFERENCE.md).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Ev = dict[str, Any]
+
+ARCH_NAMES = {0: "BIOS", 6: "32-bit UEFI", 7: "x64 UEFI", 9: "x64 UEFI", 10: "ARM32 UEFI",
+              11: "ARM64 UEFI", 15: "32-bit UEFI HTTP", 16: "x64 UEFI HTTP", 18: "ARM32 UEFI HTTP",
+              19: "ARM64 UEFI HTTP", 20: "BIOS HTTP"}
+UEFI_ARCHES = {6, 7, 9, 10, 11, 15, 16, 18, 19, 25, 27, 39}  # REFERENCE.md, option 93
+IPXE_BINARIES = re.compile(r"(^|/)(undionly\.k?k?pxe|ipxe\.(pxe|efi|lkrn|kpxe)|snponly\.efi|snp\.efi|"
+                           r"[\w.-]+\.kk?pxe)$", re.I)
+BIOS_LOADER = re.compile(r"(\.0|\.k?k?pxe|\.pxe|\.com|\.n12|\.lkrn)$", re.I)
+UEFI_LOADER = re.compile(r"\.efi$", re.I)
+MEMSIZE = re.compile(r"memsize=(\d+)")  # iPXE's ${memsize}, MiB
+ROOTFS = re.compile(r"(\.squashfs|\.sfs|squashfs\.img|\.iso|modloop[-\w]*|\.wim)$", re.I)
+SIZE_PROBE = "size probe"  # decode.SIZE_PROBE: OVMF's tsize-only request, not a failure
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    message: str
+    definite: bool = False
+
+
+def _name(ev: Ev) -> str:
+    return str(ev.get("path") or "")
+
+
+def _failed(events: list[Ev]) -> list[Ev]:
+    return [e for e in events if e["type"] == "TransferFailed"
+            and not str(e.get("reason", "")).startswith(SIZE_PROBE)]
+
+
+def _not_found(e: Ev) -> bool:
+    if e.get("protocol", "tftp") == "http":
+        return e.get("status") == 404
+    return e.get("status") == 1 or "not found" in str(e.get("reason", "")).lower()
+
+
+def _offers(events: list[Ev]) -> list[Ev]:
+    return [e for e in events if e["type"] == "DhcpPacket" and e.get("msg_type") in ("OFFER", "ACK")]
+
+
+def _server(e: Ev) -> str:
+    who = e.get("server_ip") or "?"
+    return f"pxetui ({who})" if e.get("ours") and e.get("direction") != "wire" else str(who)
+
+
+def _arch(events: list[Ev]) -> int | None:
+    for e in events:
+        if e["type"] == "DhcpPacket" and e.get("arch") is not None:
+            return int(e["arch"])
+    return None
+
+
+def _transfers_after(events: list[Ev], ts: float) -> list[Ev]:
+    return [e for e in events if e["type"] == "TransferStarted" and e["ts"] >= ts]
+
+
+def foreign_offer_won(events: list[Ev]) -> Finding | None:
+    acks = [e for e in events if e["type"] == "DhcpPacket" and e.get("msg_type") == "ACK" and e.get("yiaddr")]
+    if not acks:
+        return None
+    ack = acks[-1]
+    if ack.get("boot_file") or _transfers_after(events, ack["ts"]):
+        return None
+    rivals = [e for e in _offers(events) if e.get("boot_file") and e.get("yiaddr")
+              and e.get("server_ip") != ack.get("server_ip")]
+    # A proxyDHCP offer (no address) beside the router's ACK is the normal proxy flow.
+    proxy = [e for e in _offers(events) if e.get("boot_file") and not e.get("yiaddr")]
+    if not rivals or proxy:
+        return None
+    r = rivals[-1]
+    return Finding("foreign_offer_won",
+                   f"Another DHCP server's offer won: the client took {ack['yiaddr']} from "
+                   f"{_server(ack)}, which names no boot file, instead of {_server(r)}'s offer "
+                   f"with boot file {r['boot_file']}. Stop the other server answering PXE clients, "
+                   "or let it keep addresses and run pxetui as proxyDHCP.")
+
+
+def no_boot_file(events: list[Ev]) -> Finding | None:
+    offers = _offers(events)
+    pxe = any(str(e.get("vendor_class") or "").startswith(("PXEClient", "HTTPClient"))
+              for e in events if e["type"] == "DhcpPacket" and e.get("msg_type") in ("DISCOVER", "REQUEST"))
+    if not offers or not pxe or any(e.get("boot_file") for e in offers):
+        return None
+    if any(e["type"] in ("TransferStarted", "BootDecision") for e in events):
+        return None
+    servers = sorted({_server(e) for e in offers})
+    return Finding("no_boot_file",
+                   f"No boot file in any offer: {len(offers)} DHCP answer(s) from {', '.join(servers)} "
+                   "gave this PXE client an address but no boot file name (option 67 / BOOTP file), "
+                   "so the firmware has nothing to download.")
+
+
+def firmware_mismatch(events: list[Ev]) -> Finding | None:
+    # The loader the client acted on (its first download) against the architecture it
+    # announced just before; with no download yet, the last offer against the last request.
+    first = next((e for e in events if e["type"] == "TransferStarted"), None)
+    before = [e for e in events if e["type"] == "DhcpPacket" and e.get("arch") is not None
+              and (first is None or e["ts"] <= first["ts"])]
+    if not before:
+        return None
+    arch = int(before[-1]["arch"])
+    if first is not None:
+        loader = _name(first)
+    else:
+        loader = next((e.get("boot_file") for e in reversed(_offers(events)) if e.get("boot_file")), None)
+    if not loader or "://" in loader:
+        return None
+    uefi = arch in UEFI_ARCHES
+    if uefi and BIOS_LOADER.search(loader):
+        return Finding("firmware_mismatch",
+                       f"UEFI client ({ARCH_NAMES.get(arch, f'arch {arch}')}, option 93 = {arch}) was "
+                       f"sent the BIOS loader {loader}; UEFI firmware can only start a .efi loader "
+                       "(shimx64.efi, grubx64.efi, ipxe.efi). Options 93 = 7 and 9 both mean x64 UEFI.")
+    if arch == 0 and UEFI_LOADER.search(loader):
+        return Finding("firmware_mismatch",
+                       f"BIOS client (option 93 = 0) was sent the UEFI loader {loader}; give BIOS "
+                       "clients pxelinux.0 or undionly.kpxe.")
+    return None
+
+
+def tftp_not_found(events: list[Ev]) -> Finding | None:
+    fails = [e for e in _failed(events) if _not_found(e)]
+    if not fails:
+        return None
+    last = fails[-1]
+    # Something fetched successfully after it: it was a probe (pxelinux.cfg/01-<mac>, shim's
+    # revocation lists, ...), not what stopped the boot.
+    if any(e["type"] == "TransferFinished" and e["ts"] > last["ts"] for e in events):
+        return None
+    proto = "HTTP" if last.get("protocol") == "http" else "TFTP"
+    boot = next((e.get("boot_file") for e in reversed(_offers(events)) if e.get("boot_file")), None)
+    definite = bool(boot and _name(last) in (boot, boot.lstrip("/")))
+    first = next((_name(e) for e in events if e["type"] == "TransferStarted"), "")
+    hint = ""
+    if "/" in first.strip("/") and "/" not in _name(last).strip("/"):
+        hint = (f" The loader was {first}: it looked in the TFTP root, not next to itself "
+                "(shim finds grubx64.efi only through the BOOTP file field).")
+    return Finding("tftp_not_found",
+                   f"{proto} file not found: the client asked for '{_name(last)}' and the server "
+                   f"does not have it.{hint}", definite=definite)
+
+
+def tftp_timeouts(events: list[Ev]) -> Finding | None:
+    timeouts = [e for e in _failed(events) if e.get("protocol", "tftp") == "tftp"
+                and re.search(r"timeout|timed out|no answer", str(e.get("reason", "")), re.I)]
+    retries = max((int(e.get("retransmits") or 0) for e in events if e["type"] == "TransferProgress"
+                   and e.get("protocol", "tftp") == "tftp" and not e.get("bytes_done")), default=0)
+    count = len(timeouts) + retries
+    if count < 2:
+        return None
+    name = _name(timeouts[-1]) if timeouts else next(
+        (_name(e) for e in reversed(events) if e["type"] == "TransferStarted"), "?")
+    return Finding("tftp_timeouts",
+                   f"Repeated TFTP timeouts: the client asked for '{name}' {count + (0 if timeouts else 1)} "
+                   "times without getting data. A firewall or NAT between client and server is "
+                   "probably dropping TFTP (UDP 69 and the server's reply ports).",
+                   definite=count >= 3)
+
+
+def ipxe_chain_loop(events: list[Ev]) -> Finding | None:
+    loads = [e for e in events if e["type"] == "TransferStarted" and IPXE_BINARIES.search(_name(e))]
+    names = [_name(e) for e in loads]
+    if len(loads) < 3 or any(e["type"] == "TransferStarted" and not IPXE_BINARIES.search(_name(e))
+                             and e["ts"] > loads[-1]["ts"] for e in events):
+        return None
+    return Finding("ipxe_chain_loop",
+                   f"iPXE chain loop: the client loaded {names[-1]} {len(loads)} times. iPXE asks DHCP "
+                   "again and is handed iPXE again; answer clients with user class 'iPXE' (or "
+                   "option 175) with a script URL instead of the iPXE binary.", definite=True)
+
+
+def http_404_kernel_arg(events: list[Ev]) -> Finding | None:
+    kernel = next((e["ts"] for e in events if e["type"] == "TransferStarted"
+                   and re.search(r"(vmlinuz|linux|bzimage|kernel)[^/]*$", _name(e), re.I)), None)
+    if kernel is None:
+        return None
+    for e in _failed(events):
+        if e.get("protocol") == "http" and e.get("status") == 404 and e["ts"] > kernel \
+                and not re.search(r"(initrd|initramfs)", _name(e), re.I):
+            return Finding("http_404_kernel_arg",
+                           f"HTTP 404 for {_name(e)}, a URL the booted kernel fetched (from its "
+                           "command line: fetch=, url=, root=live:, inst.repo=, ...). Fix the URL in "
+                           "the menu entry or put the file there.", definite=True)
+    return None
+
+
+def squashfs_ram(events: list[Ev]) -> Finding | None:
+    mem = None
+    for e in events:
+        text = str(e.get("detail") or "") if e["type"] == "BootCallback" else _name(e)
+        m = MEMSIZE.search(text)
+        if m:
+            mem = int(m.group(1))
+    if mem is None:
+        return None
+    sizes = [int(e["size"]) for e in events if e.get("size")
+             and ROOTFS.search(_name(e) or _path_of(events, e.get("transfer_id")))]
+    if not sizes:
+        return None
+    size_mib = max(sizes) / (1 << 20)
+    # Live systems copy the squashfs into RAM (REFERENCE.md): about twice its size is needed.
+    if 2 * size_mib <= mem:
+        return None
+    return Finding("squashfs_ram",
+                   f"The root filesystem is {size_mib:.0f} MiB and a live system copies it into RAM: "
+                   f"it needs about {2 * size_mib:.0f} MiB, and the client reports {mem} MiB. "
+                   "Give the machine more memory or boot an image that does not load into RAM.",
+                   definite=True)
+
+
+def _path_of(events: list[Ev], tid: str | None) -> str:
+    if not tid:
+        return ""
+    return next((_name(e) for e in events if e["type"] == "TransferStarted" and e.get("transfer_id") == tid), "")
+
+
+RULES: tuple[Callable[[list[Ev]], Finding | None], ...] = (
+    ipxe_chain_loop, squashfs_ram, http_404_kernel_arg, firmware_mismatch, foreign_offer_won,
+    no_boot_file, tftp_timeouts, tftp_not_found,
+)
+
+
+def diagnose(events: list[Ev]) -> list[Finding]:
+    """Every rule that matches this boot's events, most specific first."""
+    events = sorted(events, key=lambda e: e.get("ts", 0.0))
+    out = []
+    for rule in RULES:
+        f = rule(events)
+        if f is not None:
+            out.append(f)
+    return out
+
+
+def stalled(stage: str, idle: float, last: str) -> str:
+    """The fallback when no rule explains a stop."""
+    if stage in ("kernel", "initrd", "rootfs"):
+        return (f"Nothing heard for {idle:.0f} s after the {stage} download ({last}). The kernel "
+                "may be running: only pxetui's own menus report 'booted' through a callback.")
+    return f"No progress for {idle:.0f} s at stage '{stage or 'none'}' (last: {last})."

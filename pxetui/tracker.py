@@ -1,0 +1,453 @@
+"""Per-client boot progress: a state machine per MAC fed with event dicts.
+
+Stages of one boot, in order: discover, offer, ack, bootloader, menu, kernel, initrd, rootfs,
+booted. Transfers are placed in a stage by file name and by order (the first file is the boot
+loader; an unknown file after the kernel is an initrd). TFTP events carry only the client IP;
+the IP-to-MAC map comes from DHCP.
+
+The same exchange may reach the tracker twice: from our own services and from the capture of
+the wire. Our own events win: a wire event that repeats one of ours is dropped, and a wire
+transfer that turns out to be ours is re-labelled with our transfer id.
+
+State survives restarts in SQLite (tables tracker_clients and tracker_boots).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pxetui import diagnosis
+from pxetui.events import ClientUpdate, Event
+
+STAGES = ("discover", "offer", "ack", "bootloader", "menu", "kernel", "initrd", "rootfs", "booted")
+PROGRESS = {"discover": 0.05, "offer": 0.1, "ack": 0.15, "bootloader": 0.3, "menu": 0.4,
+            "kernel": 0.6, "initrd": 0.75, "rootfs": 0.9, "booted": 1.0}
+FIRMWARE = {0: "bios", 6: "uefi32", 7: "uefi64", 9: "uefi64", 10: "arm32", 11: "arm64",
+            15: "http32", 16: "http64", 18: "arm32-http", 19: "arm64-http", 20: "bios-http"}
+DEDUP_SECONDS = 5.0
+PROGRESS_EVERY = 1.0  # at most one ClientUpdate per client per second for progress alone
+MAX_EVENTS = 1000  # per client and boot, kept for diagnosis
+
+_MENU = re.compile(r"(pxelinux\.cfg/|grub[^/]*\.cfg$|\.cfg$|\.ipxe$|(^|/)boot\.ipxe|\.menu$|"
+                   r"(^|/)menu\.|\.conf$|(^|/)bcd$)", re.I)
+_KERNEL = re.compile(r"(^|/)(vmlinuz[^/]*|linux[^/]*|bzimage[^/]*|kernel[^/]*|vmlinux[^/]*|"
+                     r"memtest[^/]*|wimboot|[^/]*\.krn)$", re.I)
+_INITRD = re.compile(r"(^|/)(initrd[^/]*|initramfs[^/]*|[^/]*\.cpio[^/]*|boot\.sdi)$", re.I)
+_ROOTFS = re.compile(r"(\.squashfs|\.sfs|squashfs\.img|\.iso|(^|/)modloop[^/]*|\.wim)$", re.I)
+_LOADER = re.compile(r"(\.0|\.k?k?pxe|\.pxe|\.efi|\.com|\.n12|\.c32|\.lkrn)$", re.I)
+
+DDL = """
+CREATE TABLE IF NOT EXISTS tracker_clients (
+    mac TEXT PRIMARY KEY,
+    state TEXT NOT NULL,          -- JSON: the client's current boot, as in ClientUpdate
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tracker_boots (
+    mac TEXT NOT NULL,
+    boot INTEGER NOT NULL,
+    started REAL NOT NULL,
+    ended REAL NOT NULL,
+    stage TEXT NOT NULL,
+    firmware TEXT,
+    diagnosis TEXT,
+    stages TEXT NOT NULL,         -- JSON list of {stage, ts, detail, duration}
+    PRIMARY KEY (mac, boot)
+);
+"""
+
+
+def classify(path: str, reached: set[str]) -> str:
+    """bootloader | menu | kernel | initrd | rootfs for a file, by name, then by order."""
+    name = path.split("?", 1)[0].replace("\\", "/")  # Windows loaders use backslashes (REFERENCE.md)
+    if _ROOTFS.search(name):
+        return "rootfs"
+    if _MENU.search(name):
+        return "menu"
+    if _INITRD.search(name):
+        return "initrd"
+    if _KERNEL.search(name):
+        return "kernel"
+    if _LOADER.search(name) and "kernel" not in reached:
+        return "bootloader"
+    if "kernel" in reached:
+        return "initrd"
+    # The first file of a boot is its loader; an unknown file between loader and kernel is
+    # neither (a callback, a font, a module list): it does not move the stage.
+    return "bootloader" if not reached & {"bootloader", "menu"} else "other"
+
+
+def firmware_of(arch: int | None, vendor_class: str | None, ipxe: bool) -> str:
+    fw = FIRMWARE.get(arch, f"arch{arch}") if arch is not None else ""
+    if (vendor_class or "").startswith("HTTPClient") and "http" not in fw:
+        fw = (fw + "-http") if fw else "http"
+    if ipxe:
+        fw = f"{fw}/ipxe" if fw else "ipxe"
+    return fw
+
+
+@dataclass
+class Client:
+    mac: str
+    ip: str | None = None
+    boot: int = 1
+    started: float = 0.0
+    last: float = 0.0  # last activity
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    arch: int | None = None
+    vendor_class: str | None = None
+    uuid: str | None = None
+    hostname: str | None = None
+    ipxe: bool = False
+    files: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    diagnosis: str = ""
+    last_event: str = ""
+    stuck: bool = False
+    last_update: float = 0.0
+
+    @property
+    def stage(self) -> str:
+        return self.stages[-1]["stage"] if self.stages else ""
+
+    @property
+    def reached(self) -> set[str]:
+        return {s["stage"] for s in self.stages}
+
+    def file(self, tid: str) -> dict[str, Any] | None:
+        return next((f for f in self.files if f["id"] == tid), None)
+
+    def update(self, ts: float) -> ClientUpdate:
+        stages = []
+        for i, s in enumerate(self.stages):
+            nxt = self.stages[i + 1]["ts"] if i + 1 < len(self.stages) else None
+            stages.append({**s, "duration": round(nxt - s["ts"], 3) if nxt is not None else None})
+        return ClientUpdate(ts=ts, service="tracker", mac=self.mac, ip=self.ip, stage=self.stage,
+                            stages=stages, firmware=firmware_of(self.arch, self.vendor_class, self.ipxe),
+                            arch=self.arch, vendor_class=self.vendor_class, uuid=self.uuid,
+                            hostname=self.hostname, progress=PROGRESS.get(self.stage, 0.0),
+                            last_event=self.last_event, diagnosis=self.diagnosis,
+                            files=[dict(f) for f in self.files])
+
+
+def _own(ev: dict[str, Any]) -> bool:
+    """An event from our own services, not from watching the wire."""
+    return ev.get("service") != "capture" and ev.get("direction") != "wire"
+
+
+class Tracker:
+    def __init__(self, stuck_seconds: float = 90.0, db_path: str | Path | None = None) -> None:
+        self.stuck_seconds = stuck_seconds
+        self.clients: dict[str, Client] = {}
+        self.ip_mac: dict[str, str] = {}
+        self._seen: dict[tuple[Any, ...], tuple[float, bool]] = {}
+        self._alias: dict[str, str | None] = {}  # wire transfer id -> ours (None: drop its events)
+        self.db: sqlite3.Connection | None = None
+        if db_path is not None:
+            from pxetui.store import connect, ensure_schema
+
+            self.db = connect(db_path)
+            ensure_schema(self.db, DDL)
+            self._load()
+
+    # -- persistence --------------------------------------------------------------------
+    def _load(self) -> None:
+        assert self.db is not None
+        for row in self.db.execute("SELECT mac, state FROM tracker_clients"):
+            try:
+                st = json.loads(row["state"])
+            except ValueError:
+                continue
+            c = Client(mac=row["mac"], ip=st.get("ip"), boot=st.get("boot", 1), started=st.get("started", 0.0),
+                       last=st.get("last", 0.0), stages=st.get("stages", []), arch=st.get("arch"),
+                       vendor_class=st.get("vendor_class"), uuid=st.get("uuid"), hostname=st.get("hostname"),
+                       ipxe=st.get("ipxe", False), files=st.get("files", []), events=st.get("events", []),
+                       diagnosis=st.get("diagnosis", ""), last_event=st.get("last_event", ""),
+                       stuck=st.get("stuck", False))
+            self.clients[c.mac] = c
+            if c.ip:
+                self.ip_mac[c.ip] = c.mac
+
+    def _save(self, c: Client) -> None:
+        if self.db is None:
+            return
+        st = {"ip": c.ip, "boot": c.boot, "started": c.started, "last": c.last, "stages": c.stages,
+              "arch": c.arch, "vendor_class": c.vendor_class, "uuid": c.uuid, "hostname": c.hostname,
+              "ipxe": c.ipxe, "files": c.files, "events": c.events[-200:], "diagnosis": c.diagnosis,
+              "last_event": c.last_event, "stuck": c.stuck}
+        self.db.execute("INSERT OR REPLACE INTO tracker_clients(mac, state, updated) VALUES (?,?,?)",
+                        (c.mac, json.dumps(st, default=str), c.last))
+        if c.stages:
+            self.db.execute(
+                "INSERT OR REPLACE INTO tracker_boots(mac, boot, started, ended, stage, firmware, diagnosis, stages)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                (c.mac, c.boot, c.started, c.last, c.stage, firmware_of(c.arch, c.vendor_class, c.ipxe),
+                 c.diagnosis, json.dumps(c.update(c.last).stages)))
+
+    def history(self, mac: str) -> list[dict[str, Any]]:
+        """Every recorded boot of a client, oldest first."""
+        if self.db is None:
+            return []
+        rows = self.db.execute("SELECT * FROM tracker_boots WHERE mac=? ORDER BY boot", (mac,))
+        return [{**dict(r), "stages": json.loads(r["stages"])} for r in rows]
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+    # -- feeding --------------------------------------------------------------------------
+    def feed(self, ev: dict[str, Any]) -> list[Event]:
+        kind = ev.get("type")
+        handler = getattr(self, f"_on_{kind}", None)
+        if handler is None:
+            return []
+        ts = float(ev.get("ts") or 0.0)
+        c = handler(ev, ts)
+        if c is None:
+            return []
+        c.last = max(c.last, ts)
+        c.stuck = False  # activity: diagnose again if it stops again
+        if kind == "TransferProgress" and ts - c.last_update < PROGRESS_EVERY:
+            return []
+        return [self._emit(c, ts)]
+
+    def _emit(self, c: Client, ts: float) -> ClientUpdate:
+        c.last_update = ts
+        self._save(c)
+        return c.update(ts)
+
+    def _client(self, ev: dict[str, Any]) -> Client | None:
+        mac = ev.get("mac") or (self.ip_mac.get(ev["ip"]) if ev.get("ip") else None)
+        if not mac:
+            return None
+        c = self.clients.get(mac)
+        if c is None:
+            c = self.clients[mac] = Client(mac=mac, started=float(ev.get("ts") or 0.0))
+        return c
+
+    def _dup(self, key: tuple[Any, ...], ev: dict[str, Any], ts: float) -> bool:
+        """True when this exchange was already seen (from the other source) moments ago."""
+        for k, (t, _) in list(self._seen.items()):
+            if ts - t > DEDUP_SECONDS:
+                del self._seen[k]
+        if key in self._seen:
+            return True
+        self._seen[key] = (ts, _own(ev))
+        return False
+
+    def _stage(self, c: Client, stage: str, ts: float, detail: str) -> None:
+        if stage in c.reached:
+            return
+        c.stages.append({"stage": stage, "ts": ts, "detail": detail})
+        c.stuck = False
+        c.diagnosis = ""
+
+    def _record(self, c: Client, ev: dict[str, Any], label: str) -> None:
+        c.last_event = label
+        c.events.append(ev)
+        if len(c.events) > MAX_EVENTS:
+            del c.events[: len(c.events) - MAX_EVENTS]
+
+    def _new_boot(self, c: Client, ts: float) -> None:
+        self._save(c)
+        c.boot += 1
+        c.started, c.stages, c.files, c.events = ts, [], [], []
+        c.arch, c.vendor_class, c.ipxe = None, None, False
+        c.diagnosis, c.stuck = "", False
+
+    # -- DHCP -----------------------------------------------------------------------------
+    def _on_DhcpPacket(self, ev: dict[str, Any], ts: float) -> Client | None:
+        msg = str(ev.get("msg_type") or "")
+        reply = msg in ("OFFER", "ACK", "NAK", "BOOTREPLY")
+        key = ("dhcp", ev.get("mac"), ev.get("xid"), msg, ev.get("server_ip") if reply else None)
+        if self._dup(key, ev, ts):
+            return None
+        c = self._client(ev)
+        if c is None:
+            return None
+        vc = ev.get("vendor_class")
+        if msg == "DISCOVER" and str(vc or "").startswith(("PXEClient", "HTTPClient")):
+            # Firmware starting over: after the kernel, or after a long silence. iPXE's own
+            # DISCOVER in the loader stage is the same boot (a chain), not a new one.
+            if c.stages and ("kernel" in c.reached or ts - c.last > max(self.stuck_seconds, 60.0)):
+                self._new_boot(c, ts)
+        if not reply:
+            # The first identity of a boot wins: OVMF retries as an HTTP client (arch 16)
+            # after PXE fails, and that is still the same x64 UEFI machine.
+            c.arch = c.arch if c.arch is not None else ev.get("arch")
+            c.vendor_class = c.vendor_class or vc
+            c.uuid = ev.get("uuid") or c.uuid
+            c.hostname = ev.get("hostname") or c.hostname
+            c.ipxe = c.ipxe or bool(ev.get("ipxe"))
+        who = ev.get("server_ip") or "?"
+        if msg == "DISCOVER":
+            self._stage(c, "discover", ts, f"arch {ev.get('arch')}, {vc or 'no vendor class'}")
+        elif msg == "OFFER":
+            what = ev.get("yiaddr") or "boot info only (proxyDHCP)"
+            self._stage(c, "offer", ts, f"{what} from {who}" + (f", file {ev['boot_file']}" if ev.get("boot_file") else ""))
+        elif msg in ("ACK", "BOOTREPLY"):
+            if ev.get("yiaddr"):
+                c.ip = ev["yiaddr"]
+                self.ip_mac[ev["yiaddr"]] = c.mac
+            what = "boot info (proxyDHCP, port 4011)" if ev.get("port") == 4011 else ev.get("yiaddr") or "boot info"
+            self._stage(c, "ack", ts, f"{what} from {who}"
+                        + (f", file {ev['boot_file']}" if ev.get("boot_file") else ""))
+        self._record(c, ev, f"DHCP {msg}" + (f" from {who}" if reply else ""))
+        return c
+
+    def _on_LeaseGranted(self, ev: dict[str, Any], ts: float) -> Client | None:
+        c = self._client(ev)
+        if c is None or not ev.get("ip"):
+            return None
+        c.ip = ev["ip"]
+        self.ip_mac[ev["ip"]] = c.mac
+        c.hostname = ev.get("hostname") or c.hostname
+        self._stage(c, "ack", ts, f"{ev['ip']} from {ev.get('server_ip') or '?'}")
+        return c
+
+    def _on_BootDecision(self, ev: dict[str, Any], ts: float) -> Client | None:
+        c = self._client(ev)
+        if c is None:
+            return None
+        c.arch = ev["arch"] if ev.get("arch") is not None else c.arch
+        self._record(c, ev, f"boot file {ev.get('boot_file')}: {ev.get('reason')}")
+        return c
+
+    # -- transfers ------------------------------------------------------------------------
+    def _on_TransferStarted(self, ev: dict[str, Any], ts: float) -> Client | None:
+        tid, path = str(ev.get("transfer_id") or ""), str(ev.get("path") or "")
+        key = ("xfer", ev.get("ip"), ev.get("protocol", "tftp"), path)
+        if key in self._seen and ts - self._seen[key][0] <= DEDUP_SECONDS \
+                and self._seen[key][1] != _own(ev):
+            first_own = self._seen[key][1]
+            if _own(ev) and not first_own:
+                # Ours arrives after the wire's copy: take its id over.
+                for c in self.clients.values():
+                    row = next((f for f in c.files if f.get("wire_id") and f["path"] == path
+                                and f["id"] not in self._alias.values() and f["source"] == "wire"), None)
+                    if row is not None:
+                        self._alias[row["id"]] = tid
+                        row["id"], row["source"] = tid, "own"
+                        self._seen[key] = (ts, True)
+                        return c
+            elif not _own(ev):
+                self._alias[tid] = None  # the wire's copy of our transfer: ours reports it
+                return None
+        self._seen[key] = (ts, _own(ev))
+        c = self._client(ev)
+        if c is None:
+            return None
+        kind = classify(path, c.reached)
+        opts = ev.get("options") or {}
+        c.files.append({"id": tid, "wire_id": not _own(ev), "source": "own" if _own(ev) else "wire",
+                        "protocol": ev.get("protocol", "tftp"), "path": path, "kind": kind,
+                        "size": ev.get("size"), "bytes": 0, "status": "running", "started": ts,
+                        "ended": None, "server": opts.get("server"), "ours": bool(ev.get("ours", True))})
+        if kind not in ("menu", "other"):  # menu probes fail on every normal pxelinux boot: count the one that arrives
+            self._stage(c, kind, ts, path)
+        if ev.get("protocol") == "http" and kind == "rootfs":
+            self._stage(c, "rootfs", ts, path)
+        self._record(c, ev, f"{ev.get('protocol', 'tftp').upper()} {path}")
+        return c
+
+    def _transfer(self, ev: dict[str, Any]) -> tuple[Client, dict[str, Any]] | None:
+        tid = str(ev.get("transfer_id") or "")
+        if tid in self._alias:
+            if self._alias[tid] is None or not _own(ev):
+                return None  # ours reports this transfer
+        for c in ([self.clients[m] for m in [ev.get("mac") or self.ip_mac.get(ev.get("ip") or "")] if m in self.clients]
+                  or list(self.clients.values())):
+            row = c.file(tid)
+            if row is not None:
+                return c, row
+        return None
+
+    def _on_TransferProgress(self, ev: dict[str, Any], ts: float) -> Client | None:
+        found = self._transfer(ev)
+        if found is None:
+            return None
+        c, row = found
+        row["bytes"] = ev.get("bytes_done", row["bytes"])
+        row["size"] = ev.get("size") or row["size"]
+        row["rate"] = ev.get("rate", 0.0)
+        if ev.get("retransmits"):
+            row["retransmits"] = ev["retransmits"]
+            self._record(c, ev, f"{row['path']}: retry {ev['retransmits']}")
+        elif ev.get("size") and not any(e.get("transfer_id") == row["id"] and e["type"] == "TransferProgress"
+                                        for e in c.events):
+            self._record(c, ev, f"{row['path']}: {ev['size']} bytes")
+        return c
+
+    def _on_TransferFinished(self, ev: dict[str, Any], ts: float) -> Client | None:
+        found = self._transfer(ev)
+        if found is None:
+            return None
+        c, row = found
+        row.update(bytes=ev.get("bytes_done", row["bytes"]), status="done", ended=ts,
+                   seconds=ev.get("seconds"), rate=ev.get("rate"))
+        if row["kind"] == "menu":
+            self._stage(c, "menu", row["started"], row["path"])
+        self._record(c, ev, f"{row['path']} done ({row['bytes']} bytes)")
+        return c
+
+    def _on_TransferFailed(self, ev: dict[str, Any], ts: float) -> Client | None:
+        found = self._transfer(ev)
+        if found is None:
+            # A failure with no start (refused before a path was known) still belongs to the client.
+            c = self._client(ev)
+            if c is None or ev.get("transfer_id") in self._alias:
+                return None
+            row = None
+        else:
+            c, row = found
+        reason = str(ev.get("reason") or "")
+        if row is not None:
+            probe = reason.startswith(diagnosis.SIZE_PROBE)
+            row.update(status="probe" if probe else "failed", ended=ts, reason=reason,
+                       bytes=ev.get("bytes_done", row["bytes"]))
+        self._record(c, ev, f"{ev.get('path') or '?'} failed: {reason}")
+        definite = [f for f in diagnosis.diagnose(c.events) if f.definite]
+        if definite:
+            c.diagnosis = " ".join(f.message for f in definite)
+        return c
+
+    def _on_BootCallback(self, ev: dict[str, Any], ts: float) -> Client | None:
+        c = self._client(ev)
+        if c is None:
+            return None
+        stage = str(ev.get("stage") or "")
+        if stage in ("booted", "installed"):
+            self._stage(c, "booted", ts, stage + (f": {ev['entry']}" if ev.get("entry") else ""))
+        self._record(c, ev, f"callback {stage} {ev.get('detail') or ''}".strip())
+        definite = [f for f in diagnosis.diagnose(c.events) if f.definite]
+        if definite:
+            c.diagnosis = " ".join(f.message for f in definite)
+        return c
+
+    # -- time ---------------------------------------------------------------------------------
+    def tick(self, now: float) -> list[Event]:
+        """Diagnose clients that made no progress for `stuck_seconds`."""
+        out: list[Event] = []
+        for c in self.clients.values():
+            if c.stuck or not c.stages or c.stage == "booted":
+                continue
+            idle = now - c.last
+            if idle < self.stuck_seconds:
+                continue
+            if any(f["status"] == "running" and f["protocol"] == "http" for f in c.files) \
+                    and idle < 10 * self.stuck_seconds:
+                continue  # a big HTTP download shows no packets until it ends
+            c.stuck = True
+            found = diagnosis.diagnose(c.events)
+            c.diagnosis = " ".join(f.message for f in found) if found else \
+                diagnosis.stalled(c.stage, idle, c.last_event)
+            out.append(self._emit(c, now))
+        return out
+
+    def snapshot(self) -> list[ClientUpdate]:
+        return [c.update(c.last) for c in self.clients.values()]
