@@ -1,0 +1,1 @@
+"""DHCP and proxyDHCP: wire codec, lease store, boot policy, server and auto-mode probe."""

@@ -1,0 +1,261 @@
+"""Address pools and the lease store: in memory for speed, SQLite (WAL) for durability.
+
+Every lookup is a dict hit (by MAC, by address) and every change is one indexed row write,
+so the cost of a lease does not grow with the number of leases (unlike a server that rewrites
+its whole lease file on every change). Writes queue up and `commit()` writes them in one
+transaction; the server commits before it sends the ACKs of a batch, so a granted lease is on
+disk before the client hears of it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sqlite3
+from collections import deque
+from dataclasses import dataclass, field
+
+from pxetui.store import ensure_schema
+
+LEASES_DDL = """
+CREATE TABLE IF NOT EXISTS dhcp_leases (
+    ip TEXT PRIMARY KEY,
+    mac TEXT NOT NULL,
+    expires REAL NOT NULL,
+    state TEXT NOT NULL,      -- bound | declined
+    hostname TEXT,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dhcp_leases_mac ON dhcp_leases(mac);
+"""
+
+OFFER_HOLD = 60.0  # seconds an offered address stays set aside for the client it was offered to
+DECLINE_QUARANTINE = 600.0  # RFC 2131 3.1.5: a declined address is in use by someone; keep off it
+SWEEP_INTERVAL = 5.0  # at most one scan for expired leases per pool this often, only when empty
+
+
+@dataclass(slots=True)
+class Lease:
+    ip: int
+    mac: str
+    expires: float
+    state: str  # offered | bound | declined
+    hostname: str | None = None
+
+    @property
+    def address(self) -> str:
+        return str(ipaddress.IPv4Address(self.ip))
+
+
+@dataclass
+class Pool:
+    """A dynamic range in one subnet; `router` is option 3 for clients of this pool."""
+
+    name: str
+    network: ipaddress.IPv4Network
+    start: int
+    end: int
+    router: str | None = None
+    free: deque[int] = field(default_factory=deque)
+    last_sweep: float = 0.0
+    first: int = 0  # the subnet's first and last address, for integer range checks
+    last: int = 0
+
+    def __post_init__(self) -> None:
+        self.first = int(self.network.network_address)
+        self.last = int(self.network.broadcast_address)
+
+    def on_subnet(self, ip: int) -> bool:
+        return self.first <= ip <= self.last
+
+    def __contains__(self, ip: int) -> bool:
+        return self.start <= ip <= self.end
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start + 1
+
+
+class LeaseStore:
+    def __init__(self, conn: sqlite3.Connection, pools: list[Pool], reserved: dict[str, int],
+                 exclude: set[int] | None = None) -> None:
+        self.conn = conn
+        self.pools = pools
+        self.reserved = reserved  # mac -> fixed address
+        self.reserved_ips = set(reserved.values())
+        self.exclude = exclude or set()  # never handed out dynamically (our own address)
+        self.by_mac: dict[str, Lease] = {}
+        self.by_ip: dict[int, Lease] = {}
+        self.offers: dict[str, Lease] = {}  # in memory only: an offer is not a lease
+        self.pending: list[tuple[str, tuple[object, ...]]] = []
+        ensure_schema(conn, LEASES_DDL)
+        self._load()
+
+    # -- startup ---------------------------------------------------------------------------
+    def _load(self) -> None:
+        for row in self.conn.execute("SELECT ip, mac, expires, state, hostname FROM dhcp_leases"):
+            try:
+                ip = int(ipaddress.IPv4Address(row[0]))
+            except ValueError:
+                continue
+            lease = Lease(ip, row[1], row[2], row[3], row[4])
+            self.by_ip[ip] = lease
+            if lease.state == "bound":
+                self.by_mac[lease.mac] = lease
+        for pool in self.pools:
+            pool.free.extend(ip for ip in range(pool.start, pool.end + 1)
+                             if ip not in self.by_ip and self._dynamic(ip))
+
+    def _dynamic(self, ip: int) -> bool:
+        return ip not in self.reserved_ips and ip not in self.exclude
+
+    def pool_for(self, ip: int) -> Pool | None:
+        for pool in self.pools:
+            if ip in pool:
+                return pool
+        return None
+
+    def restored(self, now: float) -> list[Lease]:
+        return [lease for lease in self.by_mac.values() if lease.expires > now]
+
+    # -- queries ---------------------------------------------------------------------------
+    def lease_of(self, mac: str) -> Lease | None:
+        return self.by_mac.get(mac)
+
+    def holder(self, ip: int, now: float) -> str | None:
+        """The MAC that holds `ip` now (bound, offered or quarantined as ''), or None."""
+        lease = self.by_ip.get(ip)
+        if lease is None or lease.expires <= now:
+            return None
+        return lease.mac
+
+    def usable_by(self, ip: int, mac: str, now: float) -> bool:
+        """May `mac` have `ip`? Its reservation, or a free dynamic address, or its own lease."""
+        fixed = self.reserved.get(mac)
+        if fixed is not None:
+            return ip == fixed
+        if not self._dynamic(ip) or self.pool_for(ip) is None:
+            return False
+        holder = self.holder(ip, now)
+        return holder is None or holder == mac
+
+    # -- allocation ------------------------------------------------------------------------
+    def offer(self, mac: str, pool: Pool, requested: int | None, now: float) -> int | None:
+        """Choose an address for `mac` in `pool` and hold it; None when the pool is full."""
+        fixed = self.reserved.get(mac)
+        ip = fixed if fixed is not None else self._choose(mac, pool, requested, now)
+        if ip is None:
+            return None
+        current = self.by_mac.get(mac)
+        if current is not None and current.ip == ip:
+            return ip  # its own bound lease: nothing more to hold
+        self._drop_offer(mac, keep=ip)
+        lease = Lease(ip, mac, now + OFFER_HOLD, "offered")
+        self.by_ip[ip] = lease
+        self.offers[mac] = lease
+        return ip
+
+    def _drop_offer(self, mac: str, keep: int | None = None) -> None:
+        old = self.offers.pop(mac, None)
+        if old is not None and old.ip != keep and self.by_ip.get(old.ip) is old:
+            del self.by_ip[old.ip]
+            self._free(old.ip)
+
+    def _choose(self, mac: str, pool: Pool, requested: int | None, now: float) -> int | None:
+        for current in (self.by_mac.get(mac), self.offers.get(mac)):
+            if current is not None and current.ip in pool and self.usable_by(current.ip, mac, now):
+                return current.ip  # RFC 2131 4.3.1: prefer the client's current or last address
+        if requested is not None and requested in pool and self.usable_by(requested, mac, now):
+            return requested
+        for _ in range(2):
+            while pool.free:
+                ip = pool.free.popleft()
+                if self.holder(ip, now) is None and self._dynamic(ip):
+                    return ip
+            if not self._sweep(pool, now):
+                break
+        return None
+
+    def _sweep(self, pool: Pool, now: float) -> bool:
+        """Return expired addresses of `pool` to its free list; only runs when the pool is empty."""
+        if now - pool.last_sweep < SWEEP_INTERVAL:
+            return False
+        pool.last_sweep = now
+        found = False
+        for ip, lease in list(self.by_ip.items()):
+            if ip in pool and lease.expires <= now:
+                del self.by_ip[ip]
+                for table in (self.by_mac, self.offers):
+                    if table.get(lease.mac) is lease:
+                        del table[lease.mac]
+                if self._dynamic(ip):
+                    pool.free.append(ip)
+                    found = True
+        return found
+
+    def _free(self, ip: int) -> None:
+        pool = self.pool_for(ip)
+        if pool is not None and self._dynamic(ip):
+            pool.free.append(ip)
+
+    # -- state changes (queued; written by commit) ----------------------------------------
+    def bind(self, mac: str, ip: int, lease_time: int, hostname: str | None, now: float) -> Lease | None:
+        """Bind `ip` to `mac`; None if someone else holds it (the caller NAKs)."""
+        if not self.usable_by(ip, mac, now):
+            return None
+        self._drop_offer(mac, keep=ip)
+        old = self.by_mac.get(mac)
+        if old is not None and old.ip != ip and self.by_ip.get(old.ip) is old:
+            del self.by_ip[old.ip]
+            self._free(old.ip)
+            if old.state == "bound":
+                self.pending.append(("DELETE FROM dhcp_leases WHERE ip=? AND mac=?",
+                                     (old.address, mac)))
+        lease = Lease(ip, mac, now + lease_time, "bound", hostname)
+        self.by_mac[mac] = lease
+        self.by_ip[ip] = lease
+        self.pending.append((
+            "INSERT OR REPLACE INTO dhcp_leases(ip, mac, expires, state, hostname, updated)"
+            " VALUES (?,?,?,?,?,?)",
+            (lease.address, mac, lease.expires, "bound", hostname, now)))
+        return lease
+
+    def release(self, mac: str, ip: int) -> bool:
+        lease = self.by_ip.get(ip)
+        if lease is None or lease.mac != mac:
+            return False
+        del self.by_ip[ip]
+        if self.by_mac.get(mac) is lease:
+            del self.by_mac[mac]
+        self._free(ip)
+        self.pending.append(("DELETE FROM dhcp_leases WHERE ip=?", (lease.address,)))
+        return True
+
+    def decline(self, mac: str, ip: int, now: float) -> bool:
+        """RFC 2131 4.3.3: the client found `ip` in use; quarantine it."""
+        lease = self.by_ip.get(ip)
+        if lease is not None and lease.mac not in (mac, "") and lease.expires > now:
+            return False
+        if self.pool_for(ip) is None and ip not in self.reserved_ips:
+            return False
+        if self.by_mac.get(mac) is lease and lease is not None:
+            del self.by_mac[mac]
+        q = Lease(ip, "", now + DECLINE_QUARANTINE, "declined")
+        self.by_ip[ip] = q
+        self.pending.append((
+            "INSERT OR REPLACE INTO dhcp_leases(ip, mac, expires, state, hostname, updated)"
+            " VALUES (?,?,?,?,?,?)", (q.address, "", q.expires, "declined", None, now)))
+        return True
+
+    def commit(self) -> None:
+        """Write every queued change in one transaction (WAL: one append, no fsync)."""
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, []
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, args in pending:
+                self.conn.execute(sql, args)
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")

@@ -1,0 +1,169 @@
+"""The DHCP service: guard, decide the mode (probe in auto mode), bind, serve.
+
+Sockets are bound to the one configured interface with SO_BINDTODEVICE, so a packet from any
+other interface never reaches us and no reply leaves by another one (DESIGN.md, safety).
+Each wake-up drains a batch of datagrams, handles them, commits the lease changes in one
+transaction, and only then sends the replies: an ACK is never on the wire before its lease
+is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+import sqlite3
+import time
+
+from pxetui import store as dbstore
+from pxetui.config import Config, parse_range
+from pxetui.dhcp.leases import LeaseStore, Pool
+from pxetui.dhcp.policy import BootPolicy
+from pxetui.dhcp.probe import probe
+from pxetui.dhcp.server import PXE_PORT, SERVER_PORT, DhcpServer
+from pxetui.events import DhcpModeDecided, ForeignDhcpServer, LeaseGranted
+from pxetui.safety import check_netns_guard
+from pxetui.service import ServiceContext
+
+BATCH = 64  # datagrams handled per wake-up before the commit and the sends
+RCVBUF = 4 << 20  # a boot storm arrives in bursts; keep them in the kernel, not on the floor
+
+
+def open_socket(interface: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
+        sock.bind(("0.0.0.0", port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def build_pools(cfg: Config) -> list[Pool]:
+    """The interface's own pool first (index 0 serves unrelayed clients), then relay pools."""
+    start, end = parse_range(cfg.dhcp.range)
+    pools = [Pool("main", cfg.network, int(start), int(end), cfg.dhcp.router)]
+    for rp in cfg.dhcp.relay_pools:
+        s, e = parse_range(rp.range)
+        pools.append(Pool(rp.subnet, ipaddress.IPv4Network(rp.subnet), int(s), int(e), rp.router))
+    return pools
+
+
+def open_store(cfg: Config, conn: sqlite3.Connection) -> LeaseStore:
+    reserved = {r.mac: int(ipaddress.IPv4Address(r.ip)) for r in cfg.dhcp.reservations if r.ip}
+    return LeaseStore(conn, build_pools(cfg), reserved, exclude={int(ipaddress.IPv4Address(cfg.server_ip))})
+
+
+async def decide_mode(ctx: ServiceContext) -> str:
+    """auto: probe, proxy if someone answers; full: probe and refuse if someone answers."""
+    cfg = ctx.config
+    mode, secs = cfg.dhcp.mode, cfg.dhcp.probe_seconds
+    if mode in ("off", "proxy"):
+        ctx.emit(DhcpModeDecided(mode=mode, reason=f"dhcp.mode is {mode}"))
+        return mode
+    if secs <= 0:
+        ctx.emit(DhcpModeDecided(mode="full", reason=f"dhcp.mode is {mode}, probe disabled"))
+        return "full"
+    ctx.log(f"probing {cfg.interface} for another DHCP server ({secs:g} s)")
+    offers = await asyncio.to_thread(probe, cfg.interface, secs)
+    for offer in offers:
+        ctx.emit(ForeignDhcpServer(server_ip=offer.server_ip, ip=offer.sender,
+                                   offered=offer.offered, boot_file=offer.boot_file))
+    if not offers:
+        ctx.emit(DhcpModeDecided(mode="full", reason=f"no DHCP server answered on {cfg.interface} within {secs:g} s"))
+        ctx.log(f"no other DHCP server on {cfg.interface}: serving full DHCP")
+        return "full"
+    other = offers[0].server_ip
+    if mode == "auto":
+        reason = f"DHCP server {other} answers on {cfg.interface}: adding boot information only"
+        ctx.emit(DhcpModeDecided(mode="proxy", reason=reason, other_server=other))
+        ctx.log(f"proxyDHCP: {reason}", "warning")
+        return "proxy"
+    reason = f"dhcp.mode is full but DHCP server {other} answers on {cfg.interface}: refusing to serve"
+    ctx.emit(DhcpModeDecided(mode="off", reason=reason, other_server=other))
+    ctx.log(reason, "error")
+    return "off"
+
+
+class Transport:
+    """Drains a socket in batches, commits, then sends (see the module docstring)."""
+
+    def __init__(self, ctx: ServiceContext, server: DhcpServer, sock: socket.socket, port: int) -> None:
+        self.ctx, self.server, self.sock, self.port = ctx, server, sock, port
+
+    def readable(self) -> None:
+        sock, handle, port = self.sock, self.server.handle, self.port
+        replies: list[tuple[bytes, tuple[str, int]]] = []
+        for _ in range(BATCH):
+            try:
+                data, src = sock.recvfrom(4096)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                self.ctx.log(f"receive on port {port} failed: {exc}", "warning")
+                break
+            try:
+                replies.extend(handle(data, src, port))
+            except Exception as exc:  # a bug on one packet must not stop the others' service
+                self.ctx.log(f"internal error on a packet from {src[0]}: {exc!r}", "error")
+        try:
+            self.server.store.commit()
+        except sqlite3.Error as exc:
+            self.ctx.log(f"lease database write failed, replies dropped: {exc}", "error")
+            return
+        for data, dest in replies:
+            try:
+                sock.sendto(data, dest)
+            except OSError as exc:  # full send buffer, unreachable relay: the client retries
+                self.ctx.log(f"send to {dest[0]}:{dest[1]} failed: {exc}", "warning")
+
+
+async def run(ctx: ServiceContext) -> None:
+    check_netns_guard()
+    cfg = ctx.config
+    mode = await decide_mode(ctx)
+    if mode == "off":
+        ctx.ready([])
+        await asyncio.Event().wait()
+        return
+    conn = dbstore.connect(cfg.db_path)
+    store = open_store(cfg, conn)
+    now = time.time()
+    restored = store.restored(now)
+    for lease in restored:
+        ctx.emit(LeaseGranted(mac=lease.mac, ip=lease.address, expires=lease.expires,
+                              hostname=lease.hostname, server_ip=cfg.server_ip))
+    if restored:
+        ctx.log(f"restored {len(restored)} active leases from {cfg.db_path}")
+    policy = BootPolicy(cfg, dbstore.host_overrides(conn), proxy=(mode == "proxy"))
+
+    def boot_once_used(mac: str) -> None:
+        dbstore.clear_boot_once(conn, mac)
+
+    server = DhcpServer(cfg, store, policy, mode, ctx.emit, boot_once_used)
+    ports = [SERVER_PORT] + ([PXE_PORT] if mode == "proxy" else [])
+    socks = [open_socket(cfg.interface, p) for p in ports]
+    loop = asyncio.get_running_loop()
+    for sock, port in zip(socks, ports, strict=True):
+        loop.add_reader(sock.fileno(), Transport(ctx, server, sock, port).readable)
+    ctx.ready(ports)
+    ctx.log(f"{mode} DHCP on {cfg.interface} ({cfg.server_ip}), ports {ports}, pool {cfg.dhcp.range}")
+    try:
+        while True:
+            await ctx.reload_requested.wait()
+            ctx.reload_requested.clear()
+            policy.set_overrides(dbstore.host_overrides(conn))
+            ctx.log("reloaded per-MAC overrides")
+    finally:
+        for sock in socks:
+            loop.remove_reader(sock.fileno())
+            sock.close()
+        with contextlib.suppress(sqlite3.Error):
+            store.commit()
+        conn.close()
