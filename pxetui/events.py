@@ -11,6 +11,7 @@ older reader can load a newer line. `@register` makes it loadable by name.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import time
@@ -20,6 +21,8 @@ from typing import Any, ClassVar, TypeVar
 EVENT_TYPES: dict[str, type[Event]] = {}
 
 E = TypeVar("E", bound="Event")
+# One encoder for all events: json.dumps with options builds a new encoder on every call.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
 def register(cls: type[E]) -> type[E]:
@@ -37,12 +40,17 @@ class Event:
     level: ClassVar[str] = "info"
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        # Not dataclasses.asdict: it costs ~90 µs an event, and a DHCP storm emits thousands a
+        # second. Fields hold JSON types only, so copying the containers is enough.
+        d = self.__dict__.copy()
+        for k, v in d.items():
+            if type(v) in (list, dict):
+                d[k] = copy.deepcopy(v)
         d["type"] = type(self).__name__
         return d
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"), default=str)
+        return _ENCODE(self.to_dict())
 
     @property
     def type(self) -> str:
