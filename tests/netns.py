@@ -161,6 +161,22 @@ class NetnsFactory:
         self.link(s, c, server_addr, client_addr)
         return s, c
 
+    def lan(self, *addrs: str | None) -> list[Netns]:
+        """One namespace per address (None: no address), all with `eth0` on one bridge that
+        lives in its own namespace: a shared segment (broadcasts reach every member)."""
+        hub = self.new("pxb")
+        hub.run("ip", "link", "add", "br0", "type", "bridge")
+        hub.run("ip", "link", "set", "br0", "type", "bridge", "forward_delay", "0")
+        hub.run("ip", "link", "set", "br0", "up")
+        members = []
+        for i, addr in enumerate(addrs):
+            ns = self.new("pxl")
+            port = f"p{i}"
+            self.link(hub, ns, None, addr, a_if=port)
+            hub.run("ip", "link", "set", port, "master", "br0")
+            members.append(ns)
+        return members
+
     def cleanup(self) -> None:
         for ns in reversed(self.made):
             ns.cleanup()
