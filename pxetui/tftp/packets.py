@@ -75,16 +75,18 @@ def _ascii(raw: bytes, what: str) -> str:
 
 
 def _pairs(fields: list[bytes], what: str) -> dict[str, str]:
-    """name\\0value\\0 pairs (RFC 2347). Trailing padding NULs, sent by some PXE ROMs, are ignored."""
-    while fields and fields[-1] == b"":
-        fields.pop()
+    """name\0value\0 pairs (RFC 2347). Padding NULs, sent by some PXE ROMs, are ignored."""
     if len(fields) % 2:
-        raise PacketError(f"{what}: option {fields[-1][:40]!r} has no value")
+        if fields[-1]:
+            raise PacketError(f"{what}: option {fields[-1][:40]!r} has no value")
+        fields = fields[:-1]
     out: dict[str, str] = {}
     for i in range(0, len(fields), 2):
+        if not fields[i]:
+            if fields[i + 1]:
+                raise PacketError(f"{what}: value {fields[i + 1][:40]!r} has no option name")
+            continue  # padding
         name = _ascii(fields[i], "option name").lower()
-        if not name:
-            raise PacketError(f"{what}: empty option name")
         out.setdefault(name, _ascii(fields[i + 1], f"value of option {name!r}"))
     return out
 

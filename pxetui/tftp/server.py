@@ -249,17 +249,18 @@ class Transfer:
         self._after(now)
 
     def _readable(self) -> None:
-        sess, recv, size = self.session, self.sock.recv, self.recv_size
+        # One datagram per callback: readiness is level-triggered, so a queued second one
+        # calls again, and lock-step transfers save the recv that would fail with EAGAIN.
+        sess = self.session
         now = time.monotonic()
-        for _ in range(DRAIN_MAX):
-            try:
-                pkt = recv(size)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:  # ICMP port unreachable: the client went away
-                if sess.active:
-                    sess._fail(ErrorCode.NOT_DEFINED, f"client unreachable: {exc.strerror or exc}", notify=False)
-                break
+        try:
+            pkt = self.sock.recv(self.recv_size)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:  # ICMP port unreachable: the client went away
+            if sess.active:
+                sess._fail(ErrorCode.NOT_DEFINED, f"client unreachable: {exc.strerror or exc}", notify=False)
+        else:
             sess.on_packet(pkt, now)
         self._after(now)
 

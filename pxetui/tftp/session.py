@@ -29,6 +29,7 @@ from pxetui.tftp.packets import ACK, DATA, ERROR, ErrorCode, encode_ack, encode_
 RTO_MIN = 0.05  # seconds; LAN round trips are far below, but a loaded client is not
 RTO_INITIAL = 1.0  # before the first round-trip sample (RFC 6298 says 1 s)
 RTO_CAP = 3.0  # longest wait between resends when the client set no timeout option
+SAMPLE_EVERY = 0.01  # seconds between RTT samples: lock-step ACKs come 50k/s on a LAN
 DUP_GAP_MIN = 0.01  # a duplicate ACK within this (or 2 RTT) of our last send is an echo
 GIVEUP_SECONDS = 20.0  # no progress for this long: the client is gone
 DALLY_SECONDS = 1.0  # after an upload's last block, keep answering its retransmissions
@@ -40,39 +41,47 @@ Send = Callable[[bytes | memoryview], object]
 NEGOTIATING, TRANSFERRING, DONE, FAILED = "negotiating", "transferring", "done", "failed"
 
 
+CHUNK = 128 * 1024  # read-ahead per transfer: one pread serves ~90 blocks of 1428 bytes
+
+
 class BlockReader(Protocol):
-    def readinto(self, buf: memoryview, pos: int) -> int:
-        """Fill `buf` from content offset `pos` (short only at the end); return the count."""
+    def view(self, pos: int, n: int) -> memoryview | bytes:
+        """`n` bytes of content at `pos` (the caller never asks past the end)."""
         ...
 
 
 class FdReader:
-    """A file, or a byte range of one (a file inside an .iso), read with pread (no seek state)."""
+    """A file, or a byte range of one (a file inside an .iso), read ahead in chunks with pread.
+
+    pread keeps no seek state (a go-back-N resend just reads again) and, unlike mmap, a file
+    truncated under us fails this transfer instead of killing the process with SIGBUS.
+    """
 
     def __init__(self, fd: int, offset: int, size: int) -> None:
         self.fd, self.offset, self.size = fd, offset, size
+        self.start = self.end = 0
+        self.chunk = memoryview(b"")
 
-    def readinto(self, buf: memoryview, pos: int) -> int:
-        n = min(len(buf), self.size - pos)
-        if n <= 0:
-            return 0
-        got = os.preadv(self.fd, [buf[:n]], self.offset + pos)
-        if got != n:
-            raise OSError(f"file shrank while being served (read {got} of {n} bytes at {pos})")
-        return n
+    def view(self, pos: int, n: int) -> memoryview:
+        if pos < self.start or pos + n > self.end:
+            length = min(max(CHUNK, n), self.size - pos)
+            data = os.pread(self.fd, length, self.offset + pos)
+            if len(data) != length:
+                raise OSError(f"file shrank while being served (read {len(data)} of {length} bytes at {pos})")
+            self.start, self.end, self.chunk = pos, pos + length, memoryview(data)
+        i = pos - self.start
+        return self.chunk[i : i + n]
 
 
 class BytesReader:
     """Virtual content (generated menus, per-MAC configs)."""
 
     def __init__(self, data: bytes) -> None:
-        self.view = memoryview(data)
+        self.data = memoryview(data)
         self.size = len(data)
 
-    def readinto(self, buf: memoryview, pos: int) -> int:
-        n = max(0, min(len(buf), self.size - pos))
-        buf[:n] = self.view[pos : pos + n]
-        return n
+    def view(self, pos: int, n: int) -> memoryview:
+        return self.data[pos : pos + n]
 
 
 class _Base:
@@ -87,6 +96,7 @@ class _Base:
         self.rto = min(RTO_INITIAL, self.rto_cap)
         self.srtt: float | None = None
         self.rttvar = 0.0
+        self.sampled_at = -math.inf
         self.started = now
         self.last_send = now
         self.last_progress = now
@@ -103,10 +113,13 @@ class _Base:
         return self.state in (NEGOTIATING, TRANSFERRING)
 
     def _backoff_rto(self) -> float:
+        if not self.timeouts:
+            return self.rto  # kept within RTO_MIN..rto_cap by _sample
         return max(RTO_MIN, min(self.rto * (1 << min(self.timeouts, 16)), self.rto_cap))
 
-    def _sample(self, r: float) -> None:
+    def _sample(self, r: float, now: float) -> None:
         """RFC 6298 section 2."""
+        self.sampled_at = now
         if self.srtt is None:
             self.srtt, self.rttvar = r, r / 2
         else:
@@ -165,9 +178,6 @@ class Sender(_Base):
         self.size = size
         self.window = neg.windowsize
         self.nblocks = size // neg.blksize + 1  # the last block is short, maybe empty
-        self.buf = bytearray(4 + neg.blksize)
-        self.view = memoryview(self.buf)
-        self.payload = self.view[4:]
         self.acked = 0  # highest block acknowledged (absolute: no 16-bit wrap)
         self.next = 1  # next block to transmit
         self.win_end = 0  # last block of the current window
@@ -198,14 +208,12 @@ class Sender(_Base):
 
     def pump(self) -> bool:
         """Transmit the rest of the current window; False if the socket buffer filled up."""
-        n, end, blksize, sent_max = self.next, self.win_end, self.blksize, self.sent_max
-        buf, view, payload, send, readinto = self.buf, self.view, self.payload, self.send, self.reader.readinto
-        pack_into = _HDR.pack_into
+        n, end, blksize, size, sent_max = self.next, self.win_end, self.blksize, self.size, self.sent_max
+        send, view, pack = self.send, self.reader.view, _HDR.pack
         try:
             while n <= end:
-                length = readinto(payload, (n - 1) * blksize)
-                pack_into(buf, 0, DATA, n & 0xFFFF)
-                send(view[: 4 + length])
+                pos = (n - 1) * blksize
+                send(pack(DATA, n & 0xFFFF) + view(pos, min(blksize, size - pos)))
                 if n <= sent_max:
                     self.retransmits += 1
                 n += 1
@@ -247,8 +255,8 @@ class Sender(_Base):
             if delta > self.next - 1 - self.acked:
                 return  # older than what is acknowledged, or beyond what was sent
             self.acked += delta
-            if self.acked == self.win_end and self.window_clean:
-                self._sample(now - self.window_at)
+            if self.acked == self.win_end and self.window_clean and now - self.sampled_at >= SAMPLE_EVERY:
+                self._sample(now - self.window_at, now)
             self.timeouts = 0
             self.last_progress = now
             if self.acked >= self.nblocks:
@@ -259,7 +267,7 @@ class Sender(_Base):
             self._window(self.acked + 1, now)
         elif self.state == NEGOTIATING and block == 0:
             if self.timeouts == 0:
-                self._sample(now - self.last_send)
+                self._sample(now - self.last_send, now)
             self.state = TRANSFERRING
             self.timeouts = 0
             self.last_progress = now
@@ -341,7 +349,7 @@ class Receiver(_Base):
                 self._fail(ErrorCode.DISK_FULL, f"cannot write upload: {exc.strerror or exc}")
                 return
             if self.expected == 1 and self.timeouts == 0:
-                self._sample(now - self.last_send)
+                self._sample(now - self.last_send, now)
             self.received += len(payload)
             self.timeouts = 0
             self.last_progress = now

@@ -1,0 +1,308 @@
+"""The socket-free transfer state machines: windows, loss, duplicates, rollover, timers."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+
+import pytest
+
+from pxetui.tftp.options import Negotiated
+from pxetui.tftp.packets import (
+    DATA,
+    ERROR,
+    OACK,
+    Ack,
+    Data,
+    Error,
+    OAck,
+    encode_ack,
+    encode_data,
+    encode_error,
+    parse,
+)
+from pxetui.tftp.session import (
+    DONE,
+    FAILED,
+    GIVEUP_SECONDS,
+    NEGOTIATING,
+    RTO_MIN,
+    TRANSFERRING,
+    BytesReader,
+    FdReader,
+    Receiver,
+    Sender,
+)
+
+
+class Wire:
+    """Collects what a session sends; `send` can be told to fail."""
+
+    def __init__(self) -> None:
+        self.out: list[bytes] = []
+        self.fail: type[OSError] | None = None
+
+    def send(self, pkt: bytes | memoryview) -> None:
+        if self.fail is not None:
+            raise self.fail()
+        self.out.append(bytes(pkt))
+
+    def take(self) -> list[Data | Ack | Error | OAck]:
+        pkts = [parse(p) for p in self.out]
+        self.out.clear()
+        return pkts  # type: ignore[return-value]
+
+
+def blocks(pkts: list) -> list[int]:
+    return [p.block for p in pkts if isinstance(p, Data)]
+
+
+def sender(data: bytes, blksize: int = 512, window: int = 1, oack: dict | None = None,
+           timeout: int | None = None) -> tuple[Sender, Wire]:
+    wire = Wire()
+    neg = Negotiated(blksize=blksize, windowsize=window, timeout=timeout, oack=oack or {})
+    s = Sender(BytesReader(data), len(data), neg, wire.send, 0.0)
+    s.start(0.0)
+    return s, wire
+
+
+def run_to_end(s: Sender, wire: Wire, now: float = 1.0) -> bytes:
+    """A well-behaved RFC 7440 client: ACK the last block of each window."""
+    got: dict[int, bytes] = {}
+    for _ in range(200000):
+        pkts = wire.take()
+        if not pkts:
+            break
+        last = None
+        for p in pkts:
+            if isinstance(p, Data):
+                got[len(got) + 1] = p.payload
+                last = p.block
+        assert last is not None
+        now += 0.001
+        s.on_packet(encode_ack(last), now)
+    assert s.state == DONE
+    return b"".join(got[i] for i in sorted(got))
+
+
+@pytest.mark.parametrize("size", [0, 1, 511, 512, 513, 5000, 1024])
+def test_lock_step_sends_every_byte_and_a_short_last_block(size):
+    data = os.urandom(size)
+    s, wire = sender(data)
+    assert s.state == TRANSFERRING  # no options: DATA 1 at once (RFC 1350)
+    assert run_to_end(s, wire) == data
+    assert s.bytes_done == size and s.retransmits == 0
+
+
+def test_oack_then_ack0_starts_data():
+    s, wire = sender(b"x" * 2000, blksize=1000, oack={"blksize": 1000, "tsize": 2000})
+    assert s.state == NEGOTIATING
+    (oack,) = wire.take()
+    assert isinstance(oack, OAck) and oack.options == {"blksize": "1000", "tsize": "2000"}
+    s.on_packet(encode_ack(0), 0.01)
+    assert blocks(wire.take()) == [1]
+
+
+def test_ovmf_size_probe_ends_without_data():
+    # EDK2 asks for tsize, reads the OACK, answers ERROR 8 and asks again (REFERENCE.md).
+    s, wire = sender(b"x" * 5000, oack={"tsize": 5000})
+    wire.take()
+    s.on_packet(encode_error(8, "tsize probe"), 0.01)
+    assert s.state == FAILED and s.peer_error and s.ended_in_negotiation and s.error_code == 8
+    assert wire.take() == []
+
+
+def test_window_sends_windowsize_blocks_then_waits():
+    s, wire = sender(os.urandom(512 * 10 + 5), window=4, oack={"windowsize": 4})
+    wire.take()
+    s.on_packet(encode_ack(0), 0.01)
+    assert blocks(wire.take()) == [1, 2, 3, 4]
+    s.on_packet(encode_ack(4), 0.02)
+    assert blocks(wire.take()) == [5, 6, 7, 8]
+
+
+def test_ack_of_an_earlier_block_resends_from_the_gap_at_once():
+    s, wire = sender(os.urandom(512 * 20), window=4)
+    assert blocks(wire.take()) == [1, 2, 3, 4]
+    s.on_packet(encode_ack(2), 0.01)  # the client got 1, 2 and saw a gap
+    assert blocks(wire.take()) == [3, 4, 5, 6]
+    assert s.retransmits == 2
+
+
+def test_duplicate_ack_echo_is_not_answered_sorcerers_apprentice():
+    s, wire = sender(os.urandom(512 * 20))
+    wire.take()
+    s.on_packet(encode_ack(1), 0.100)
+    assert blocks(wire.take()) == [2]
+    s.on_packet(encode_ack(1), 0.1001)  # the same ACK, delivered twice
+    assert wire.take() == []
+    assert s.retransmits == 0
+
+
+def test_duplicate_ack_from_a_stuck_client_resends():
+    s, wire = sender(os.urandom(512 * 20))
+    wire.take()
+    s.on_packet(encode_ack(1), 0.100)
+    wire.take()
+    s.on_packet(encode_ack(1), 0.600)  # the client timed out waiting for block 2
+    assert blocks(wire.take()) == [2]
+    assert s.retransmits == 1
+
+
+def test_stale_and_future_acks_are_ignored():
+    s, wire = sender(os.urandom(512 * 20), window=4)
+    wire.take()
+    s.on_packet(encode_ack(4), 0.01)
+    wire.take()
+    s.on_packet(encode_ack(3), 0.02)  # older than what is acknowledged
+    s.on_packet(encode_ack(60), 0.02)  # never sent
+    assert wire.take() == [] and s.acked == 4
+
+
+def test_timeout_resends_window_from_first_unacked_with_backoff():
+    s, wire = sender(os.urandom(512 * 20), window=4)
+    wire.take()
+    s.on_packet(encode_ack(2), 0.01)
+    wire.take()
+    first = s.deadline
+    s.on_timer(first - 0.001)  # early: nothing
+    assert wire.take() == []
+    s.on_timer(first)
+    assert blocks(wire.take()) == [3, 4, 5, 6]
+    assert s.deadline - first > first - 0.01  # the wait doubled
+    assert s.retransmits == 2 + 4  # 3, 4 after the gap; 3..6 after the timeout
+
+
+def test_gives_up_after_silence_and_tells_the_client():
+    s, wire = sender(os.urandom(512 * 4))
+    now = 0.0
+    for _ in range(200):
+        now = s.deadline
+        s.on_timer(now)
+        if s.state == FAILED:
+            break
+    assert s.state == FAILED and now > GIVEUP_SECONDS
+    assert "timed out" in s.reason
+    err = wire.take()[-1]
+    assert isinstance(err, Error) and err.code == 0
+
+
+def test_rto_adapts_to_round_trips():
+    s, wire = sender(os.urandom(512 * 4000))
+    now = 0.0
+    for _ in range(50):
+        wire.take()
+        now += 0.3
+        s.on_packet(encode_ack(s.acked + 1), now)
+    slow = s.rto
+    assert slow >= 0.3
+    for _ in range(3000):  # RTT is sampled at most every 10 ms
+        wire.take()
+        now += 0.0005
+        s.on_packet(encode_ack(s.acked + 1), now)
+    assert s.rto < slow and s.rto >= RTO_MIN
+
+
+def test_client_timeout_option_caps_the_wait():
+    s, wire = sender(os.urandom(512 * 4), timeout=1)
+    for _ in range(5):
+        before = s.deadline
+        s.on_timer(before)
+        assert s.deadline - before <= 1.0 + 1e-9
+
+
+def test_block_numbers_roll_over():
+    data = os.urandom(8 * 70000 + 3)  # 70001 blocks of 8 bytes
+    s, wire = sender(data, blksize=8, window=16)
+    assert hashlib.sha256(run_to_end(s, wire)).digest() == hashlib.sha256(data).digest()
+    assert s.acked == 70001
+
+
+def test_full_socket_buffer_pauses_and_resumes():
+    s, wire = sender(os.urandom(512 * 20), window=8)
+    assert len(wire.take()) == 8
+    wire.fail = BlockingIOError
+    s.on_packet(encode_ack(8), 0.01)
+    assert s.blocked and wire.take() == []
+    wire.fail = None
+    assert s.pump()
+    assert blocks(wire.take()) == list(range(9, 17))
+
+
+def test_unreachable_client_fails_without_error_packet():
+    s, wire = sender(os.urandom(512 * 20))
+    wire.take()
+    wire.fail = ConnectionRefusedError
+    s.on_packet(encode_ack(1), 0.01)
+    assert s.state == FAILED and "unreachable" in s.reason
+
+
+def test_client_error_ends_transfer():
+    s, wire = sender(os.urandom(512 * 20))
+    s.on_packet(encode_error(3, "disk full"), 0.01)
+    assert s.state == FAILED and s.peer_error and s.reason == "client sent ERROR 3: disk full"
+    assert not s.ended_in_negotiation and math.isinf(s.deadline)
+
+
+def test_fd_reader_serves_a_byte_range(tmp_path):
+    blob = os.urandom(300000)
+    (tmp_path / "iso").write_bytes(blob)
+    fd = os.open(tmp_path / "iso", os.O_RDONLY)
+    try:
+        r = FdReader(fd, 1000, 200000)  # a "file" at offset 1000 inside the image
+        assert bytes(r.view(0, 10)) == blob[1000:1010]
+        assert bytes(r.view(199990, 10)) == blob[200990:201000]
+        assert bytes(r.view(5, 10)) == blob[1005:1015]  # going back re-reads
+        short = FdReader(fd, 0, 400000)  # claims more than the file holds
+        with pytest.raises(OSError, match="shrank"):
+            short.view(299000, 2000)
+    finally:
+        os.close(fd)
+
+
+# -- uploads ---------------------------------------------------------------------------------
+def receiver(blksize: int = 512, oack: dict | None = None, max_size: int = 1 << 20):
+    wire, store = Wire(), bytearray()
+
+    def write(pos: int, data: memoryview) -> None:
+        store[pos:pos + len(data)] = data
+
+    r = Receiver(write, Negotiated(blksize=blksize, oack=oack or {}), wire.send, 0.0, max_size)
+    r.start(0.0)
+    return r, wire, store
+
+
+def test_receiver_acks_each_block_and_finishes_on_short_block():
+    r, wire, store = receiver()
+    assert wire.take() == [Ack(0)]
+    data = os.urandom(1300)
+    for i, off in enumerate(range(0, 1536, 512), start=1):
+        r.on_packet(encode_data(i, data[off:off + 512]), 0.01 * i)
+        assert wire.take() == [Ack(i)]
+    assert r.state == DONE and bytes(store) == data and r.linger_until > 0
+
+
+def test_receiver_reacks_a_retransmitted_block_only_when_stuck():
+    r, wire, _ = receiver()
+    wire.take()
+    r.on_packet(encode_data(1, b"a" * 512), 0.01)
+    wire.take()
+    r.on_packet(encode_data(1, b"a" * 512), 0.0101)  # echo: ignored
+    assert wire.take() == []
+    r.on_packet(encode_data(1, b"a" * 512), 2.0)  # our ACK was lost
+    assert wire.take() == [Ack(1)]
+    assert r.received == 512
+
+
+def test_receiver_refuses_oversize_upload():
+    r, wire, _ = receiver(max_size=600)
+    wire.take()
+    r.on_packet(encode_data(1, b"a" * 512), 0.01)
+    r.on_packet(encode_data(2, b"a" * 512), 0.02)
+    assert r.state == FAILED and r.error_code == 3
+    assert parse(wire.out[-1]).__class__ is Error
+
+
+def test_opcode_constants():
+    assert (DATA, ERROR, OACK) == (3, 5, 6)
