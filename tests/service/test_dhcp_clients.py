@@ -1,0 +1,156 @@
+"""Full-mode DHCP service against real clients (busybox udhcpc, ISC dhclient) in namespaces."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from dhcp_rig import exchange, write_script
+from netns import require_tool, wait_for
+from services import ServiceProc, base_config
+
+from pxetui.dhcp import options as o
+from pxetui.dhcp.codec import Packet
+
+pytestmark = pytest.mark.root
+
+# udhcpc's script: configure the address so that a renew is a real unicast RENEWING request.
+UDHCPC_SCRIPT = """
+case "$1" in
+  bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/$mask" dev "$interface" ;;
+esac
+echo "$1 $ip" >> "{log}"
+"""
+# dhclient's own script would rewrite the host's /etc/resolv.conf: use a tiny one instead.
+DHCLIENT_SCRIPT = """
+case "$reason" in
+  BOUND|RENEW|REBOOT) ip addr flush dev "$interface"; ip addr add "$new_ip_address/$new_subnet_mask" dev "$interface" ;;
+esac
+echo "$reason $new_ip_address" >> "{log}"
+"""
+
+
+def full_config(tmp_path: Path, **dhcp: object):  # type: ignore[no-untyped-def]
+    return base_config(tmp_path, dhcp={"mode": "full", "probe_seconds": 0, "lease_time": 600, **dhcp})
+
+
+def test_udhcpc_gets_a_lease_and_renews(netns, tmp_path: Path) -> None:
+    require_tool("busybox", package="busybox-static")
+    server, client = netns.pair()
+    svc = ServiceProc(server, "dhcp", full_config(tmp_path), tmp_path)
+    svc.wait_running()
+    log = tmp_path / "udhcpc.log"
+    script = write_script(tmp_path / "udhcpc.sh", UDHCPC_SCRIPT.format(log=log))
+    proc = client.popen("busybox", "udhcpc", "-i", "eth0", "-f", "-s", str(script), "-t", "5", "-T", "1",
+                        log=tmp_path / "udhcpc.out")
+    wait_for(lambda: log.exists() and "bound 10.99.0." in log.read_text(), timeout=20, what="udhcpc lease")
+    ip = log.read_text().split("bound ", 1)[1].split()[0]
+    granted = svc.wait_event("LeaseGranted", ip=ip)
+    assert granted["mac"] and granted["ours"]
+    os.kill(proc.pid, signal.SIGUSR1)  # busybox udhcpc: renew now
+    wait_for(lambda: "renew " + ip in log.read_text(), timeout=15, what="udhcpc renew")
+    # the renew was unicast from the client's address (RENEWING, RFC 2131 4.3.2)
+    svc.wait_event("DhcpPacket", direction="in", msg_type="REQUEST", ip=ip)
+    assert len(svc.of("LeaseGranted", ip=ip)) >= 2
+    for msg in ("DISCOVER", "REQUEST"):
+        assert svc.of("DhcpPacket", direction="in", msg_type=msg)
+    for msg in ("OFFER", "ACK"):
+        assert svc.of("DhcpPacket", direction="out", msg_type=msg)
+
+
+def test_dhclient_gets_a_lease_reboots_and_releases(netns, tmp_path: Path) -> None:
+    require_tool("dhclient", package="isc-dhcp-client")
+    server, client = netns.pair()
+    svc = ServiceProc(server, "dhcp", full_config(tmp_path), tmp_path)
+    svc.wait_running()
+    log = tmp_path / "dhclient.log"
+    script = write_script(tmp_path / "dhclient.sh", DHCLIENT_SCRIPT.format(log=log))
+    args = ["dhclient", "-1", "-v", "-pf", str(tmp_path / "dh.pid"), "-lf", str(tmp_path / "dh.leases"),
+            "-sf", str(script)]
+    r = client.run(*args, "eth0", timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    ip = log.read_text().split("BOUND ", 1)[1].split()[0]
+    svc.wait_event("LeaseGranted", ip=ip)
+    dh_pid = int((tmp_path / "dh.pid").read_text())
+    os.kill(dh_pid, signal.SIGTERM)  # -1 leaves it running; stop it by its pid file
+    wait_for(lambda: not Path(f"/proc/{dh_pid}").exists(), timeout=5, what="dhclient exit")
+    # a second start with the same lease file reboots into the same address (INIT-REBOOT)
+    r = client.run(*args, "eth0", timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    assert "REBOOT " + ip in log.read_text() or log.read_text().count("BOUND " + ip) == 2
+    wait_for(lambda: len(svc.of("DhcpPacket", direction="in", msg_type="REQUEST")) >= 2,
+             timeout=5, what="the second REQUEST event")
+    assert len(svc.of("LeaseGranted", ip=ip)) >= 2
+    r = client.run(*args[:-2], "-r", "eth0", timeout=30, check=False)  # release
+    svc.wait_event("LeaseEnded", ip=ip, reason="released")
+
+
+def test_restart_keeps_leases(netns, tmp_path: Path) -> None:
+    server, client = netns.pair()
+    cfg = full_config(tmp_path)
+    svc = ServiceProc(server, "dhcp", cfg, tmp_path)
+    svc.wait_running()
+    mac = bytes.fromhex("525400bb0001")
+    offer = exchange(client, [Packet(xid=1, chaddr=mac, options={o.MSG_TYPE: b"\x01"})],
+                     ("255.255.255.255", 67), expect=1)[0][0]
+    ack = exchange(client, [Packet(xid=2, chaddr=mac, options={
+        o.MSG_TYPE: b"\x03", o.SERVER_ID: offer.options[o.SERVER_ID], o.REQUESTED_IP: offer.yiaddr})],
+        ("255.255.255.255", 67), expect=1)[0][0]
+    assert o.msg_type(ack) == o.ACK
+    ip = ack.ip("yiaddr")
+    svc.stop()
+    svc2 = ServiceProc(server, "dhcp", cfg, tmp_path)
+    svc2.wait_running()
+    svc2.wait_event("LeaseGranted", ip=ip, mac="52:54:00:bb:00:01")  # restored at start
+    other = exchange(client, [Packet(xid=3, chaddr=bytes.fromhex("525400bb0002"),
+                                     options={o.MSG_TYPE: b"\x01", o.REQUESTED_IP: ack.yiaddr})],
+                     ("255.255.255.255", 67), expect=1)[0][0]
+    assert other.ip("yiaddr") != ip  # not given to another client after the restart
+    again = exchange(client, [Packet(xid=4, chaddr=mac, options={o.MSG_TYPE: b"\x01"})],
+                     ("255.255.255.255", 67), expect=1)[0][0]
+    assert again.ip("yiaddr") == ip
+    with sqlite3.connect(cfg.db_path) as db:
+        assert db.execute("SELECT mac FROM dhcp_leases WHERE ip=?", (ip,)).fetchone()[0] == "52:54:00:bb:00:01"
+
+
+def test_malformed_packets_leave_it_serving(netns, tmp_path: Path) -> None:
+    server, client = netns.pair()
+    svc = ServiceProc(server, "dhcp", full_config(tmp_path), tmp_path)
+    svc.wait_running()
+    junk = [b"", b"\x01", os.urandom(100), b"\x01\x01\x06\x00" + os.urandom(400),
+            b"\x01\x01\x06\x00" + bytes(232) + b"\x63\x82\x53\x63\x35\x09\x01", b"\x02" * 300,
+            b"\x01\x01\x06\x00" + bytes(232) + b"\x63\x82\x53\x63\xff"]
+    assert exchange(client, junk, ("255.255.255.255", 67), wait=0.5) == []
+    svc.wait_event("DhcpIgnored", timeout=5)
+    reasons = [e["reason"] for e in svc.of("DhcpIgnored")]
+    assert any(r.startswith("malformed:") for r in reasons), reasons
+    assert any("plain BOOTP" in r for r in reasons), reasons
+    replies = exchange(client, [Packet(xid=7, chaddr=bytes.fromhex("525400bb0009"),
+                                       options={o.MSG_TYPE: b"\x01"})], ("255.255.255.255", 67), expect=1)
+    assert replies and o.msg_type(replies[0][0]) == o.OFFER
+    assert svc.proc.poll() is None
+
+
+def test_decline_is_quarantined_on_the_wire(netns, tmp_path: Path) -> None:
+    server, client = netns.pair()
+    svc = ServiceProc(server, "dhcp", full_config(tmp_path), tmp_path)
+    svc.wait_running()
+    mac = bytes.fromhex("525400bb0010")
+    offer = exchange(client, [Packet(xid=1, chaddr=mac, options={o.MSG_TYPE: b"\x01"})],
+                     ("255.255.255.255", 67), expect=1)[0][0]
+    sid = offer.options[o.SERVER_ID]
+    exchange(client, [Packet(xid=2, chaddr=mac, options={o.MSG_TYPE: b"\x03", o.SERVER_ID: sid,
+                                                         o.REQUESTED_IP: offer.yiaddr})],
+             ("255.255.255.255", 67), expect=1)
+    exchange(client, [Packet(xid=3, chaddr=mac, options={o.MSG_TYPE: b"\x04", o.SERVER_ID: sid,
+                                                         o.REQUESTED_IP: offer.yiaddr})],
+             ("255.255.255.255", 67), wait=0.3)
+    svc.wait_event("LeaseEnded", reason="declined", ip=offer.ip("yiaddr"))
+    time.sleep(0.1)
+    again = exchange(client, [Packet(xid=4, chaddr=mac, options={o.MSG_TYPE: b"\x01"})],
+                     ("255.255.255.255", 67), expect=1)[0][0]
+    assert again.yiaddr != offer.yiaddr
