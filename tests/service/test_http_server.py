@@ -1,0 +1,578 @@
+"""The HTTP server on loopback with real clients: curl, busybox wget, http.client and raw
+sockets. Files on disk, files inside an .iso (pycdlib byte extents), boot endpoints, hostile
+requests while another client keeps being served, limits and events.
+
+The server runs in a thread with its own (uvloop) event loop so tests can inject the menu
+library (a fake with the real signatures) and short timeouts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pycdlib
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from netns import require_tool  # noqa: E402
+
+from pxetui.config import Config  # noqa: E402
+from pxetui.events import Event  # noqa: E402
+from pxetui.files import Client, Source  # noqa: E402
+from pxetui.http.routes import Router  # noqa: E402
+from pxetui.http.server import HttpServer, Limits  # noqa: E402
+
+GiB = 1 << 30
+SPARSE_SIZE = 5 * GiB + 123
+MARKS = {4 * GiB - 5: b"<before-4G>", 4 * GiB + 7: b"<after-4G>", SPARSE_SIZE - 6: b"<END!>"}
+
+
+# -- the content ---------------------------------------------------------------------------
+
+class IsoProvider:
+    """What the ISO library exposes: iso/<name>/<path inside> as a byte extent of the .iso
+    (from pycdlib), and iso/<name>.iso for the whole image."""
+
+    def __init__(self, name: str, iso: Path) -> None:
+        self.name, self.iso = name, iso
+        st = iso.stat()
+        self.mtime = st.st_mtime
+        self.files: dict[str, tuple[int, int]] = {}
+        p = pycdlib.PyCdlib()
+        p.open(str(iso))
+        try:
+            for dirname, _, files in p.walk(rr_path="/"):
+                for f in files:
+                    rr = f"{dirname.rstrip('/')}/{f}"
+                    ((offset, length),) = p.get_file_byte_extents(rr_path=rr)
+                    self.files[rr.lstrip("/")] = (offset, length)
+        finally:
+            p.close()
+
+    def lookup(self, path: str, client: Client) -> Source | None:
+        if path == f"iso/{self.name}.iso":
+            return Source(name=path, size=self.iso.stat().st_size, mtime=self.mtime,
+                          path=str(self.iso), origin="iso")
+        prefix = f"iso/{self.name}/"
+        if path.startswith(prefix) and path[len(prefix):] in self.files:
+            offset, length = self.files[path[len(prefix):]]
+            return Source(name=path, size=length, mtime=self.mtime, path=str(self.iso),
+                          offset=offset, origin="iso")
+        return None
+
+
+class FakeBoot:
+    """The menu library's functions with their real signatures."""
+
+    def __init__(self, providers: list[Any]) -> None:
+        self.providers = providers
+
+    def ipxe_script(self, cfg: Config, mac: str | None, arch: int | None, client_ip: str | None) -> str:
+        return f"#!ipxe\necho mac={mac} arch={arch} ip={client_ip}\n"
+
+    def seed_file(self, cfg: Config, mac: str | None, name: str) -> bytes | None:
+        return f"#cloud-config\n# {mac} {name}\n".encode() if name.endswith("user-data") else None
+
+    def virtual_providers(self, cfg: Config) -> list[Any]:
+        return self.providers
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    require_tool("xorriso")
+    base = tmp_path_factory.mktemp("http")
+    root = base / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "small.txt").write_bytes(b"hello\n")
+    (root / "data.bin").write_bytes(os.urandom(3_000_001))
+    (root / "big.bin").write_bytes(os.urandom(16 << 20))
+    (root / "sub" / "name with space.cfg").write_bytes(b"label x\n")
+    (root / "link-out").symlink_to("/etc/passwd")
+    with open(root / "sparse.img", "wb") as fh:
+        fh.truncate(SPARSE_SIZE)
+        for off, mark in MARKS.items():
+            fh.seek(off)
+            fh.write(mark)
+    content = base / "isocontent"
+    (content / "casper").mkdir(parents=True)
+    (content / "live").mkdir()
+    (content / "casper" / "vmlinuz").write_bytes(os.urandom(300_001))
+    (content / "live" / "filesystem.squashfs").write_bytes(os.urandom(2_500_003))
+    iso = base / "isos" / "test.iso"
+    iso.parent.mkdir()
+    subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-J", "-R", "-V", "TEST",
+                    "-o", str(iso), str(content)], check=True, capture_output=True, timeout=60)
+    return {"root": root, "content": content, "iso": iso, "provider": IsoProvider("test", iso)}
+
+
+# -- the server ----------------------------------------------------------------------------
+
+class Served:
+    """An HttpServer on 127.0.0.1 in a thread with its own event loop; events collected."""
+
+    def __init__(self, root: Path, boot: FakeBoot, limits: Limits) -> None:
+        self.events: list[Event] = []
+        self.cfg = Config.from_dict({"interface": "lo", "http": {"root": str(root)}})
+        self.cfg.server_ip = "127.0.0.1"
+        self.limits, self.boot = limits, boot
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._started.wait(10), "server did not start"
+
+    def _run(self) -> None:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+        self.loop = loop
+        router = Router(self.cfg, self.events.append, boot=self.boot)
+        self.server = HttpServer(router, self.events.append, self.limits)
+        lsock = HttpServer.bind("127.0.0.1", 0)
+        self.port = lsock.getsockname()[1]
+        self.task = loop.create_task(self.server.serve(lsock))
+        loop.call_soon(self._started.set)
+        try:
+            loop.run_until_complete(self.task)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            lsock.close()
+            loop.close()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.task.cancel)
+        self._thread.join(10)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def of(self, type_: str, **match: Any) -> list[Event]:
+        return [e for e in list(self.events) if e.type == type_
+                and all(getattr(e, k) == v for k, v in match.items())]
+
+    def wait(self, type_: str, timeout: float = 10, **match: Any) -> Event:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.of(type_, **match)
+            if found:
+                return found[-1]
+            time.sleep(0.02)
+        raise AssertionError(f"no {type_} {match}; last: {[e.type for e in self.events[-10:]]}")
+
+
+@pytest.fixture(scope="module")
+def srv(tree: dict[str, Any]):
+    s = Served(tree["root"], FakeBoot([tree["provider"]]),
+               Limits(max_connections=64, header_timeout=1.0, idle_timeout=2.0, send_timeout=10))
+    yield s
+    s.stop()
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def get(srv: Served, path: str, headers: dict[str, str] | None = None,
+        method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    try:
+        conn.request(method, path, headers=headers or {})
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        conn.close()
+
+
+def raw(srv: Served, data: bytes, timeout: float = 5, first_only: bool = True) -> bytes:
+    """Send bytes as they are; return the first response (head and Content-Length body), or
+    everything until the server closes."""
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=timeout) as s:
+        s.sendall(data)
+        out = b""
+        while True:
+            end = out.find(b"\r\n\r\n")
+            if end >= 0 and first_only:
+                head = out[:end].lower()
+                i = head.find(b"content-length: ")
+                if i >= 0 and len(out) >= end + 4 + int(head[i + 16:].split(b"\r")[0]):
+                    return out
+            try:
+                chunk = s.recv(65536)
+            except (ConnectionResetError, TimeoutError):
+                break
+            if not chunk:
+                break
+            out += chunk
+    return out
+
+
+def status_of(answer: bytes) -> int:
+    assert answer.startswith(b"HTTP/1.1 "), answer[:80]
+    return int(answer.split(b" ", 2)[1])
+
+
+# -- clients -------------------------------------------------------------------------------
+
+def test_curl_get_head_and_whole_iso(srv: Served, tree: dict[str, Any], tmp_path: Path):
+    require_tool("curl")
+    out = tmp_path / "out"
+    for path, want in (("/data.bin", (tree["root"] / "data.bin").read_bytes()),
+                       ("/iso/test/live/filesystem.squashfs",
+                        (tree["content"] / "live" / "filesystem.squashfs").read_bytes()),
+                       ("/iso/test.iso", tree["iso"].read_bytes())):
+        r = subprocess.run(["curl", "-sS", "-o", str(out), "-w", "%{http_code}", srv.url(path)],
+                           capture_output=True, text=True, timeout=30)
+        assert r.stdout == "200", r.stderr
+        assert sha(out.read_bytes()) == sha(want), path
+    r = subprocess.run(["curl", "-sS", "-I", srv.url("/data.bin")], capture_output=True, text=True, timeout=10)
+    head = r.stdout.lower()
+    assert "content-length: 3000001" in head and "accept-ranges: bytes" in head
+    assert "etag: " in head and "last-modified: " in head and "content-type: application/octet-stream" in head
+    fin = srv.wait("TransferFinished", path="iso/test.iso")
+    assert fin.status == 200 and fin.bytes_done == tree["iso"].stat().st_size and fin.ip == "127.0.0.1"
+
+
+def test_busybox_wget(srv: Served, tree: dict[str, Any], tmp_path: Path):
+    require_tool("busybox", package="busybox-static")
+    for path, want in (("/data.bin", tree["root"] / "data.bin"),
+                       ("/iso/test/casper/vmlinuz", tree["content"] / "casper" / "vmlinuz"),
+                       ("/sub/name%20with%20space.cfg", tree["root"] / "sub" / "name with space.cfg")):
+        out = tmp_path / "w"
+        r = subprocess.run(["busybox", "wget", "-q", "-O", str(out), srv.url(path)],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert out.read_bytes() == want.read_bytes(), path
+    r = subprocess.run(["busybox", "wget", "-q", "-O", str(tmp_path / "x"), srv.url("/missing")],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode != 0 and "404" in r.stderr
+
+
+def test_python_client_keep_alive(srv: Served, tree: dict[str, Any]):
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    try:
+        seen = []
+        for method, path, hdrs, status in (
+            ("GET", "/small.txt", {}, 200), ("HEAD", "/data.bin", {}, 200),
+            ("GET", "/nope", {}, 404), ("GET", "/data.bin", {"Range": "bytes=0-3"}, 206),
+            ("GET", "/iso/test/casper/vmlinuz", {}, 200), ("HEAD", "/nope", {}, 404),
+        ):
+            conn.request(method, path, headers=hdrs)
+            r = conn.getresponse()
+            body = r.read()
+            assert r.status == status, (method, path)
+            assert r.getheader("Connection") == "keep-alive"
+            if method == "HEAD":
+                assert body == b""
+            seen.append(conn.sock.getsockname())
+        assert len(set(seen)) == 1, "every request went over one connection"
+    finally:
+        conn.close()
+    head = srv.wait("TransferFinished", path="data.bin", bytes_done=0, status=200)
+    assert head.status == 200
+
+
+def test_pipelined_requests_answered_in_order(srv: Served):
+    req = b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+    out = raw(srv, req + req + b"GET /small.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+              first_only=False)
+    assert out.count(b"HTTP/1.1 200 OK") == 3 and out.count(b"hello\n") == 3
+
+
+# -- byte ranges ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("where", ["disk", "iso"])
+@pytest.mark.parametrize("spec", ["start", "middle", "end", "suffix", "open", "one-byte-end"])
+def test_byte_exact_ranges(srv: Served, tree: dict[str, Any], where: str, spec: str):
+    if where == "disk":
+        path, data = "/data.bin", (tree["root"] / "data.bin").read_bytes()
+    else:
+        path, data = "/iso/test/casper/vmlinuz", (tree["content"] / "casper" / "vmlinuz").read_bytes()
+    n = len(data)
+    first, last, header = {
+        "start": (0, 4095, "bytes=0-4095"),
+        "middle": (n // 2 - 777, n // 2 + 1000, f"bytes={n // 2 - 777}-{n // 2 + 1000}"),
+        "end": (n - 5000, n - 1, f"bytes={n - 5000}-{n - 1}"),
+        "suffix": (n - 100, n - 1, "bytes=-100"),
+        "open": (n - 2049, n - 1, f"bytes={n - 2049}-"),
+        "one-byte-end": (n - 1, n - 1, f"bytes={n - 1}-{n + 50}"),
+    }[spec]
+    status, hdrs, body = get(srv, path, {"Range": header})
+    assert status == 206
+    assert hdrs["content-range"] == f"bytes {first}-{last}/{n}"
+    assert int(hdrs["content-length"]) == last - first + 1
+    assert body == data[first:last + 1]
+
+
+def test_iso_extent_matches_pycdlib(tree: dict[str, Any]):
+    """The provider's Source is the byte extent pycdlib reports: reading it from the .iso gives
+    the original file (so sendfile from there is byte-exact)."""
+    prov = tree["provider"]
+    offset, length = prov.files["casper/vmlinuz"]
+    with open(tree["iso"], "rb") as fh:
+        fh.seek(offset)
+        assert fh.read(length) == (tree["content"] / "casper" / "vmlinuz").read_bytes()
+
+
+def test_curl_range_inside_iso(srv: Served, tree: dict[str, Any]):
+    data = (tree["content"] / "live" / "filesystem.squashfs").read_bytes()
+    r = subprocess.run(["curl", "-sS", "-r", "1000000-1000099", srv.url("/iso/test/live/filesystem.squashfs")],
+                       capture_output=True, timeout=10)
+    assert r.stdout == data[1000000:1000100]
+
+
+def test_unsatisfiable_multi_and_invalid_ranges(srv: Served, tree: dict[str, Any]):
+    data = (tree["root"] / "data.bin").read_bytes()
+    status, hdrs, body = get(srv, "/data.bin", {"Range": f"bytes={len(data)}-"})
+    assert status == 416 and hdrs["content-range"] == f"bytes */{len(data)}"
+    assert srv.wait("TransferFailed", status=416).path == "data.bin"
+    for header in ("bytes=0-1,5-9", "bytes=9-1", "lines=1-2"):
+        status, _, body = get(srv, "/data.bin", {"Range": header})
+        assert status == 200 and body == data, header
+
+
+def test_conditional_requests(srv: Served, tree: dict[str, Any]):
+    status, hdrs, _ = get(srv, "/small.txt")
+    tag, lm = hdrs["etag"], hdrs["last-modified"]
+    assert get(srv, "/small.txt", {"If-None-Match": tag})[0] == 304
+    status, hdrs304, body = get(srv, "/small.txt", {"If-Modified-Since": lm})
+    assert status == 304 and body == b"" and hdrs304["etag"] == tag
+    assert get(srv, "/small.txt", {"If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"})[0] == 200
+    assert get(srv, "/small.txt", {"If-None-Match": '"stale"'})[0] == 200
+    # If-Range: the range only while the validator still matches, else the whole file.
+    status, _, body = get(srv, "/small.txt", {"Range": "bytes=0-1", "If-Range": tag})
+    assert (status, body) == (206, b"he")
+    status, _, body = get(srv, "/small.txt", {"Range": "bytes=0-1", "If-Range": '"old"'})
+    assert (status, body) == (200, b"hello\n")
+    status, _, body = get(srv, "/small.txt", {"Range": "bytes=0-1", "If-Range": lm})
+    assert (status, body) == (206, b"he")
+    # Files inside the .iso have their own validators.
+    status, hdrs, _ = get(srv, "/iso/test/casper/vmlinuz", method="HEAD")
+    assert get(srv, "/iso/test/casper/vmlinuz", {"If-None-Match": hdrs["etag"]})[0] == 304
+    assert srv.wait("TransferFinished", status=304)
+
+
+def test_file_over_4_gib(srv: Served):
+    status, hdrs, body = get(srv, "/sparse.img", method="HEAD")
+    assert status == 200 and int(hdrs["content-length"]) == SPARSE_SIZE and body == b""
+    for off, mark in MARKS.items():
+        status, hdrs, body = get(srv, "/sparse.img", {"Range": f"bytes={off}-{off + len(mark) - 1}"})
+        assert status == 206 and body == mark
+        assert hdrs["content-range"] == f"bytes {off}-{off + len(mark) - 1}/{SPARSE_SIZE}"
+    # 32 MiB straddling the 4 GiB boundary, through sendfile with a 64-bit offset
+    first = 4 * GiB - (16 << 20)
+    status, _, body = get(srv, "/sparse.img", {"Range": f"bytes={first}-{first + (32 << 20) - 1}"})
+    assert status == 206 and len(body) == 32 << 20
+    i = 4 * GiB - 5 - first
+    assert body[i:i + 11] == b"<before-4G>" and body[:1000] == bytes(1000)
+    assert get(srv, "/sparse.img", {"Range": "bytes=-6"})[2] == b"<END!>"
+
+
+# -- boot endpoints ------------------------------------------------------------------------
+
+def test_boot_script_callback_and_seed(srv: Served):
+    status, hdrs, body = get(srv, "/boot.ipxe?mac=52:54:00:12:34:56&arch=x86_64&platform=efi")
+    assert status == 200 and hdrs["cache-control"] == "no-store"
+    assert body == b"#!ipxe\necho mac=52:54:00:12:34:56 arch=7 ip=127.0.0.1\n"
+    assert srv.wait("TransferFinished", path="boot.ipxe", mac="52:54:00:12:34:56").status == 200
+    # No query: the client is known by its IP from the earlier request.
+    assert get(srv, "/boot.ipxe")[2] == b"#!ipxe\necho mac=52:54:00:12:34:56 arch=7 ip=127.0.0.1\n"
+    status, _, body = get(srv, "/callback/booting?mac=52:54:00:12:34:56&entry=ubuntu")
+    assert (status, body) == (200, b"ok\n")
+    cb = srv.wait("BootCallback")
+    assert (cb.stage, cb.mac, cb.ip, cb.entry) == ("booting", "52:54:00:12:34:56", "127.0.0.1", "ubuntu")
+    assert not srv.of("TransferStarted", path="callback")
+    status, _, body = get(srv, "/seed/52-54-00-12-34-56/user-data")
+    assert status == 200 and body == b"#cloud-config\n# 52:54:00:12:34:56 user-data\n"
+    assert get(srv, "/seed/ubuntu/user-data")[2] == b"#cloud-config\n# None ubuntu/user-data\n"
+    assert get(srv, "/seed/ubuntu/nothing")[0] == 404
+    status, _, body = get(srv, "/boot.ipxe?mac=not-a-mac")
+    assert status == 400 and b"not a MAC" in body
+    assert get(srv, "/callback/no%20spaces")[0] == 400
+
+
+# -- hostile requests ----------------------------------------------------------------------
+
+HOSTILE = [
+    ("dotdot", b"GET /../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", 403),
+    ("encoded-dotdot", b"GET /%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", 403),
+    ("encoded-slash", b"GET /sub/..%2f..%2fetc%2fpasswd HTTP/1.1\r\nHost: x\r\n\r\n", 403),
+    ("double-encoded", b"GET /%252e%252e/%252e%252e/etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", 404),
+    ("backslashes", b"GET /..\\..\\etc\\passwd HTTP/1.1\r\nHost: x\r\n\r\n", 403),
+    ("absolute", b"GET //etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", 404),
+    ("encoded-absolute", b"GET /%2Fetc%2Fpasswd HTTP/1.1\r\nHost: x\r\n\r\n", 404),
+    ("absolute-form", b"GET http://x/../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n", 403),
+    ("nul", b"GET /small.txt%00.png HTTP/1.1\r\nHost: x\r\n\r\n", 403),
+    ("control", b"GET /small%0a.txt HTTP/1.1\r\nHost: x\r\n\r\n", 403),
+    ("bad-escape", b"GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    ("symlink-out", b"GET /link-out HTTP/1.1\r\nHost: x\r\n\r\n", 403),
+    ("long-line", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    ("long-headers", b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"p" * 7000 + b"\r\n" * 1
+     + (b"X-More: " + b"m" * 7000 + b"\r\n") * 5 + b"\r\n", 431),
+    ("many-headers", b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X: y\r\n" * 150 + b"\r\n", 431),
+    ("http2", b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    ("post", b"POST /small.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 405),
+    ("no-host", b"GET /small.txt HTTP/1.1\r\n\r\n", 400),
+    ("chunked", b"GET /small.txt HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501),
+    ("garbage", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400),
+]
+
+
+@pytest.mark.parametrize("name, request_bytes, status", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_request(srv: Served, name: str, request_bytes: bytes, status: int):
+    before = len(srv.of("TransferFailed", status=status))
+    answer = raw(srv, request_bytes)
+    assert status_of(answer) == status, answer[:200]
+    assert b"root:" not in answer  # /etc/passwd never leaks
+    deadline = time.monotonic() + 5
+    while len(srv.of("TransferFailed", status=status)) == before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    failed = srv.of("TransferFailed", status=status)[-1]
+    assert failed.reason and failed.ip == "127.0.0.1"
+
+
+def slowloris(srv: Served, results: dict[str, Any]) -> None:
+    """Headers a byte at a time, forever: must be cut off with 408 at the head deadline."""
+    t0 = time.monotonic()
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+        answer = b""
+        for b in b"GET /small.txt HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"z" * 200:
+            try:
+                s.send(bytes([b]))
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            s.settimeout(0.1)
+            try:
+                answer += s.recv(4096)
+            except TimeoutError:
+                continue
+            except ConnectionResetError:
+                break
+            if answer:
+                break
+        s.settimeout(3)
+        try:
+            while chunk := s.recv(4096):
+                answer += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+    results["slowloris"] = (answer, time.monotonic() - t0)
+
+
+def test_hostile_clients_while_another_is_served(srv: Served, tree: dict[str, Any], tmp_path: Path):
+    """A rate-limited download of 16 MiB runs through every hostile request and a slowloris,
+    and still completes byte-exact."""
+    out = tmp_path / "big"
+    dl = subprocess.Popen(["curl", "-sS", "--limit-rate", "6M", "-o", str(out), "-w", "%{http_code}",
+                           srv.url("/big.bin")], stdout=subprocess.PIPE, text=True)
+    results: dict[str, Any] = {}
+    loris = threading.Thread(target=slowloris, args=(srv, results))
+    loris.start()
+    idle = socket.create_connection(("127.0.0.1", srv.port), timeout=5)  # connects, says nothing
+    try:
+        for _, request_bytes, status in HOSTILE:
+            assert status_of(raw(srv, request_bytes)) == status
+        assert get(srv, "/small.txt")[2] == b"hello\n"
+        loris.join(10)
+        answer, took = results["slowloris"]
+        assert status_of(answer) == 408, answer[:100]
+        assert took < 5
+        idle.settimeout(5)
+        assert idle.recv(100) == b"", "a silent connection is closed at the head deadline"
+        assert dl.wait(30) == 0
+        assert dl.stdout is not None and dl.stdout.read() == "200"
+        assert sha(out.read_bytes()) == sha((tree["root"] / "big.bin").read_bytes())
+    finally:
+        idle.close()
+        if dl.poll() is None:
+            dl.kill()
+            dl.wait()
+    assert srv.wait("TransferFailed", status=408).reason.startswith("request head not complete")
+
+
+# -- limits and events ---------------------------------------------------------------------
+
+def test_bounded_connections(tree: dict[str, Any]):
+    s = Served(tree["root"], FakeBoot([]), Limits(max_connections=3, header_timeout=3.0,
+                                                  idle_timeout=3.0))
+    held = []
+    try:
+        for _ in range(3):
+            c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=5)
+            c.request("GET", "/small.txt")
+            assert c.getresponse().read() == b"hello\n"
+            held.append(c)  # keep-alive: each holds a slot
+        answer = raw(s, b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status_of(answer) == 503 and b"max_connections=3" in answer
+        assert s.wait("TransferFailed", status=503)
+        held.pop().close()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and s.server.active >= 3:
+            time.sleep(0.02)
+        assert status_of(raw(s, b"GET /small.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")) == 200
+    finally:
+        for c in held:
+            c.close()
+        s.stop()
+
+
+def slow_download(srv: Served, path: str, rate: float) -> int:
+    """A client that reads at most `rate` bytes/s through a small receive buffer."""
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        got = 0
+        while chunk := s.recv(32768):
+            got += len(chunk)
+            time.sleep(len(chunk) / rate)
+    return got
+
+
+def test_progress_at_most_four_per_second_and_final_numbers(srv: Served, tree: dict[str, Any]):
+    # 16 MiB read at <= 8 MB/s: at least (16 MiB - 4 MiB socket buffers) / 8 MB/s = 1.5 s
+    # pass on the server's side, so progress must be reported, and at most 4 times a second.
+    got = slow_download(srv, "/big.bin?mac=52:54:00:00:00:99", 8e6)
+    assert got > 16 << 20
+    fin = srv.wait("TransferFinished", path="big.bin", mac="52:54:00:00:00:99")
+    started = srv.of("TransferStarted", transfer_id=fin.transfer_id)
+    assert started and started[0].size == 16 << 20 and started[0].options["method"] == "GET"
+    prog = srv.of("TransferProgress", transfer_id=fin.transfer_id)
+    assert fin.seconds > 1.0
+    assert len(prog) >= 2, "a transfer of more than a second reports progress"
+    assert len(prog) <= 4 * fin.seconds + 1
+    gaps = [b.ts - a.ts for a, b in zip(prog, prog[1:], strict=False)]
+    assert all(g >= 0.24 for g in gaps), gaps
+    assert all(p.mac == "52:54:00:00:00:99" and p.ip == "127.0.0.1" for p in prog)
+    assert prog[-1].bytes_done <= fin.bytes_done == 16 << 20
+    assert fin.rate == pytest.approx(fin.bytes_done / fin.seconds, rel=0.01)
+
+
+def test_client_closing_mid_transfer_is_a_failed_transfer(srv: Served):
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(b"GET /big.bin?mac=52:54:00:00:00:77 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(100).startswith(b"HTTP/1.1 200")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    failed = srv.wait("TransferFailed", mac="52:54:00:00:00:77")
+    assert failed.status == 200 and "client closed" in failed.reason
+    assert 0 < failed.bytes_done < 16 << 20
+
+
+def test_idle_keep_alive_connection_is_closed(srv: Served):
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=6) as s:
+        s.sendall(b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        t0 = time.monotonic()
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+        assert data.endswith(b"hello\n") and 1.5 < time.monotonic() - t0 < 5
+
