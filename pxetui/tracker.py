@@ -286,7 +286,8 @@ class Tracker:
             c.ipxe = c.ipxe or bool(ev.get("ipxe"))
         who = ev.get("server_ip") or "?"
         if msg == "DISCOVER":
-            self._stage(c, "discover", ts, f"arch {ev.get('arch')}, {vc or 'no vendor class'}")
+            arch = f"arch {ev['arch']}, " if ev.get("arch") is not None else ""
+            self._stage(c, "discover", ts, f"{arch}{vc or 'no vendor class'}")
         elif msg == "OFFER":
             what = ev.get("yiaddr") or "boot info only (proxyDHCP)"
             self._stage(c, "offer", ts, f"{what} from {who}" + (f", file {ev['boot_file']}" if ev.get("boot_file") else ""))

@@ -100,6 +100,7 @@ class Decoder:
         self.unanswered: dict[str, tuple[float, int, DhcpPacket]] = {}  # mac -> first, count
         self.alerted: set[str] = set()
         self.tftp: dict[tuple[str, int], _Tftp] = {}
+        self.sizes: dict[tuple[str, str, str], int] = {}  # (client, server, path) -> tsize
         self.http: dict[tuple[str, int, str, int], _Conn] = {}
         self._ids = itertools.count(1)
         self.packets = 0
@@ -134,14 +135,15 @@ class Decoder:
             if now - t.last < TFTP_IDLE:
                 continue
             del self.tftp[key]
-            if t.size is not None and t.bytes_done >= t.size - 64 * t.blksize:
-                out.append(self._finished(t, t.last, t.size))
+            when = t.last + TFTP_IDLE  # when it was last seen alive, plus the grace
+            if self._near_end(t):
+                out.append(self._finished(t, t.last, t.size if t.size is not None else t.bytes_done))
             elif not t.answered:
-                out.append(self._failed(t, now, f"no answer from TFTP server {t.server_ip} "
+                out.append(self._failed(t, when, f"no answer from TFTP server {t.server_ip} "
                                         f"after {t.requests} request(s) (timeout)"))
             else:
-                out.append(self._failed(t, now, f"transfer stopped after {t.bytes_done} bytes: "
-                                        f"no packet for {now - t.last:.0f} s"))
+                out.append(self._failed(t, when, f"transfer stopped after {t.bytes_done} bytes: "
+                                        f"no packet for {TFTP_IDLE:.0f} s"))
         for key, c in list(self.http.items()):
             if now - c.last > HTTP_FORGET:
                 del self.http[key]
@@ -234,13 +236,13 @@ class Decoder:
         # Boot clients fetch one file after another: a new request means an open transfer of
         # the same client whose sampled ACKs reached its last stretch has ended.
         for k, old in list(self.tftp.items()):
-            if old.client[0] == seg.src and old.size is not None and old.answered \
-                    and old.bytes_done >= old.size - 64 * old.blksize:
+            if old.client[0] == seg.src and self._near_end(old):
                 del self.tftp[k]
-                out.append(self._finished(old, ts, old.size))
+                out.append(self._finished(old, ts, old.size if old.size is not None else old.bytes_done))
         mac = self.ip_mac.get(seg.src)
         t = _Tftp(tid=f"wire-tftp-{next(self._ids)}", client=key, server_ip=seg.dst, path=path,
-                  started=ts, last=ts, mac=mac, ours=seg.dst in self.our_ips)
+                  started=ts, last=ts, mac=mac, ours=seg.dst in self.our_ips,
+                  size=self.sizes.get((seg.src, seg.dst, path)))
         self.tftp[key] = t
         options: dict[str, object] = {k: v for k, v in opts.items()}
         options["server"] = seg.dst
@@ -248,9 +250,21 @@ class Decoder:
                                    protocol="tftp", path=path, options=options, ours=t.ours))
         return out
 
+    def _near_end(self, t: _Tftp) -> bool:
+        """Answered, no error, and the sampled ACKs reached the last unsampled stretch.
+
+        The filter drops the last DATA block when it is 512 bytes or longer, and samples one
+        ACK in 64: a file shorter than 64 blocks shows no ACK at all. Without a size (the
+        client did not ask for tsize) that is all the capture can know."""
+        if not t.answered:
+            return False
+        if t.size is not None:
+            return t.bytes_done >= t.size - 64 * t.blksize
+        return t.bytes_done == 0
+
     def _close_on_reuse(self, t: _Tftp, ts: float) -> list[Event]:
-        if t.size is not None and t.bytes_done >= t.size - 64 * t.blksize:
-            return [self._finished(t, ts, t.size)]
+        if self._near_end(t):
+            return [self._finished(t, ts, t.size if t.size is not None else t.bytes_done)]
         return [self._failed(t, ts, "abandoned: the client asked for another file")]
 
     def _from_server(self, t: _Tftp, op: int, p: bytes, seg: Segment, ts: float) -> list[Event]:
@@ -263,6 +277,10 @@ class Decoder:
                 t.blksize = int(opts["blksize"])
             if opts.get("tsize", "").isdigit():
                 t.size = int(opts["tsize"])
+                # OVMF learns the size in a probe and asks again without tsize (REFERENCE.md).
+                self.sizes[(t.client[0], t.server_ip, t.path)] = t.size
+                while len(self.sizes) > 4096:
+                    del self.sizes[next(iter(self.sizes))]
             return [TransferProgress(ts=ts, service=SERVICE, mac=t.mac, ip=t.client[0], transfer_id=t.tid,
                                      bytes_done=0, size=t.size)]
         if op == 5:

@@ -27,6 +27,10 @@ _GET = 0x47455420  # "GET "
 _HEAD = 0x48454144  # "HEAD"
 _HTTP = 0x48545450  # "HTTP"
 _TCP_PAYLOAD = "tcp[((tcp[12:1] & 0xf0) >> 2):4]"
+# A BPF load past the end of the packet rejects the packet outright, whatever the other
+# alternatives say: every payload test is guarded by a length test that runs first.
+_TCP_HAS4 = "(ip[2:2] - ((ip[0] & 0x0f) << 2) - ((tcp[12:1] & 0xf0) >> 2)) >= 4"
+_UDP_HAS4 = "udp[4:2] >= 12"
 
 
 class FilterError(RuntimeError):
@@ -45,9 +49,9 @@ def tftp_filter(ack_sample_bits: int = 6) -> str:
     # Opcode tests apply to any UDP port (the server answers from a fresh port, RFC 1350
     # section 4), so DNS, the DHCP ports and port 69 itself are excluded from them.
     return (
-        f"(udp dst port {TFTP_PORT} and (udp[8:2] = 1 or udp[8:2] = 2))"
+        f"(udp dst port {TFTP_PORT} and {_UDP_HAS4} and (udp[8:2] = 1 or udp[8:2] = 2))"
         f" or (udp and not udp port 53 and not udp port {TFTP_PORT}"
-        f" and not udp port 67 and not udp port 68 and not udp port 4011"
+        f" and not udp port 67 and not udp port 68 and not udp port 4011 and {_UDP_HAS4}"
         f" and (udp[8:2] = 5 or udp[8:2] = 6 or {ack}"
         f" or (udp[8:2] = 3 and udp[4:2] < 524)))"
     )
@@ -57,9 +61,9 @@ def http_filter(ports: Iterable[int] = (80,)) -> str:
     parts = []
     for p in sorted(set(ports)):
         parts.append(
-            f"(tcp dst port {p} and ({_TCP_PAYLOAD} = {_GET:#x} or {_TCP_PAYLOAD} = {_HEAD:#x}))"
-            f" or (tcp src port {p} and {_TCP_PAYLOAD} = {_HTTP:#x})"
-            f" or (tcp port {p} and (tcp[tcpflags] & (tcp-fin|tcp-rst)) != 0)"
+            f"(tcp port {p} and (tcp[tcpflags] & (tcp-fin|tcp-rst)) != 0)"
+            f" or (tcp dst port {p} and {_TCP_HAS4} and ({_TCP_PAYLOAD} = {_GET:#x} or {_TCP_PAYLOAD} = {_HEAD:#x}))"
+            f" or (tcp src port {p} and {_TCP_HAS4} and {_TCP_PAYLOAD} = {_HTTP:#x})"
         )
     return " or ".join(parts)
 

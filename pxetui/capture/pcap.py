@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from pxetui.capture.packets import LINKTYPE_ETHERNET
 
@@ -105,13 +105,26 @@ def _read_pcapng(p: Path) -> tuple[int, Iterator[tuple[float, bytes]]]:
         reader = RawPcapNgReader(str(p))
     except Exception as exc:  # scapy raises plain Exception subclasses for bad files
         raise PcapError(f"{p}: not a readable pcapng file: {exc}") from None
-    linktype = int(reader.linktype) if reader.linktype is not None else LINKTYPE_ETHERNET
+    # pcapng names the link type per interface: take the first packet's (one capture, one wire).
+    it = iter(reader)
+    try:
+        head: tuple[bytes, Any] | None = next(it)
+    except StopIteration:
+        head = None
+    except Exception as exc:  # scapy raises plain Exception subclasses for bad blocks
+        reader.close()
+        raise PcapError(f"{p}: not a readable pcapng file: {exc}") from None
+    linktype = int(getattr(head[1], "linktype", LINKTYPE_ETHERNET)) if head else LINKTYPE_ETHERNET
+
+    def ts_of(meta: Any) -> float:
+        res = getattr(meta, "tsresol", 1_000_000) or 1_000_000
+        return float(((meta.tshigh << 32) | meta.tslow) / res)
 
     def frames() -> Iterator[tuple[float, bytes]]:
         with reader:
-            for data, meta in reader:
-                res = getattr(meta, "tsresol", 1_000_000) or 1_000_000
-                ts = ((meta.tshigh << 32) | meta.tslow) / res
-                yield ts, data
+            if head is not None:
+                yield ts_of(head[1]), head[0]
+            for data, meta in it:
+                yield ts_of(meta), data
 
     return linktype, frames()

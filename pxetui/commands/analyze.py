@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Iterator
 
-from pxetui.capture.decode import Decoder
+from pxetui.capture.decode import TFTP_IDLE, Decoder
 from pxetui.capture.pcap import PcapError, read_pcap
 from pxetui.capture.report import View, timeline
 from pxetui.events import Event
@@ -15,12 +15,12 @@ from pxetui.tracker import Tracker
 
 
 def replay(path: str, stuck_seconds: float = 90.0, http_ports: tuple[int, ...] = (80,),
-           our_ips: tuple[str, ...] = ()) -> Iterator[Event]:
+           our_ips: tuple[str, ...] = (), tracker: Tracker | None = None) -> Iterator[Event]:
     """Every decoded and tracked event of a pcap, in capture order; the tracker's clock is
     the packets' time, and the end of the capture counts as `stuck_seconds` of silence."""
     linktype, frames = read_pcap(path)
     dec = Decoder(our_ips=our_ips, http_ports=http_ports, linktype=linktype)
-    tr = Tracker(stuck_seconds=stuck_seconds)
+    tr = tracker if tracker is not None else Tracker(stuck_seconds=stuck_seconds)
     last: float | None = None
     next_tick = 0.0
     for ts, data in frames:
@@ -37,11 +37,12 @@ def replay(path: str, stuck_seconds: float = 90.0, http_ports: tuple[int, ...] =
             yield ev
             yield from tr.feed(ev.to_dict())
     if last is not None:
-        end = last + stuck_seconds + 60.0
-        for ev in dec.tick(end):
+        # The end of the capture: let open transfers time out, then the clients go stuck.
+        flushed = last + TFTP_IDLE + 1.0
+        for ev in dec.tick(flushed):
             yield ev
             yield from tr.feed(ev.to_dict())
-        yield from tr.tick(end)
+        yield from tr.tick(flushed + stuck_seconds)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -1,0 +1,190 @@
+"""The client tracker: golden timelines from real captures, de-duplication of our own events
+against the wire's, stuck detection, new boots, and history kept in SQLite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pxetui.commands.analyze import replay
+from pxetui.tracker import Tracker, classify
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "pcap"
+
+
+def track(name: str, stuck: float = 90.0) -> Tracker:
+    tr = Tracker(stuck_seconds=stuck)
+    for _ in replay(str(DATA / name), stuck_seconds=stuck, tracker=tr):
+        pass
+    return tr
+
+
+def stages(tr: Tracker, mac: str) -> list[str]:
+    return [s["stage"] for s in tr.clients[mac].stages]
+
+
+def test_bios_pxelinux_timeline():
+    tr = track("bios_pxelinux.pcap")
+    c = tr.clients["52:54:00:12:34:01"]
+    assert stages(tr, c.mac) == ["discover", "offer", "ack", "bootloader", "menu", "kernel", "initrd"]
+    u = c.update(c.last)
+    assert u.firmware == "bios/ipxe" and u.arch == 0 and u.ip == "10.99.0.128"
+    assert u.vendor_class == "PXEClient:Arch:00000:UNDI:002001"
+    kinds = {f["path"]: (f["kind"], f["status"]) for f in u.files}
+    assert kinds["pxelinux.0"] == ("bootloader", "done")
+    assert kinds["ldlinux.c32"] == ("bootloader", "done")
+    assert kinds["pxelinux.cfg/default"] == ("menu", "done")
+    assert kinds["pxelinux.cfg/01-52-54-00-12-34-01"] == ("menu", "failed")
+    assert kinds["debian-installer/amd64/linux"] == ("kernel", "done")
+    assert kinds["debian-installer/amd64/initrd.gz"] == ("initrd", "done")
+    durations = [s["duration"] for s in u.stages]
+    assert all(d is not None and d >= 0 for d in durations[:-1]) and durations[-1] is None
+    assert u.stages[0]["ts"] <= u.stages[-1]["ts"]
+    assert u.progress == pytest.approx(0.75)
+
+
+def test_proxy_timeline_shows_proxy_offer_and_4011():
+    tr = track("proxy_pxelinux.pcap")
+    c = tr.clients["52:54:00:12:34:04"]
+    assert stages(tr, c.mac) == ["discover", "offer", "ack", "bootloader", "menu", "kernel", "initrd"]
+    offer, ack = c.stages[1], c.stages[2]
+    assert "proxyDHCP" in offer["detail"] and "4011" in ack["detail"]
+
+
+def test_http_timeline_with_rootfs():
+    tr = track("http404.pcap")
+    c = tr.clients["52:54:00:12:34:0b"]
+    assert stages(tr, c.mac) == ["discover", "offer", "ack", "menu", "kernel", "initrd", "rootfs"]
+    kinds = {f["path"]: f["kind"] for f in c.files}
+    assert kinds == {"/boot.ipxe": "menu", "/cb?memsize=1024": "other", "/linux": "kernel",
+                     "/initrd.gz": "initrd", "/live/filesystem.squashfs": "rootfs"}
+
+
+def test_uefi_identity_survives_http_boot_retry():
+    tr = track("uefi_shim_notfound.pcap")
+    c = tr.clients["52:54:00:12:34:02"]
+    assert c.update(0).firmware == "uefi64" and c.arch == 7
+    assert [f for f in c.files if f["status"] == "probe"]  # EDK2's size probe, kept apart
+
+
+@pytest.mark.parametrize("path,reached,kind", [
+    ("pxelinux.0", set(), "bootloader"), ("grubx64.efi", set(), "bootloader"),
+    ("boot\\x64\\wdsnbp.com", set(), "bootloader"), ("pxelinux.cfg/default", {"bootloader"}, "menu"),
+    ("grub/grub.cfg", {"bootloader"}, "menu"), ("/boot.ipxe", set(), "menu"),
+    ("casper/vmlinuz", {"menu"}, "kernel"), ("images/pxeboot/initrd.img", {"kernel"}, "initrd"),
+    ("boot/initramfs-lts", {"kernel"}, "initrd"), ("live/filesystem.squashfs", {"initrd"}, "rootfs"),
+    ("ubuntu.iso", {"initrd"}, "rootfs"), ("boot/modloop-lts", {"initrd"}, "rootfs"),
+    ("mystery.bin", {"kernel"}, "initrd"), ("mystery.bin", {"bootloader"}, "other"),
+    ("ldlinux.c32", {"bootloader"}, "bootloader"), ("memtest86+x64.bin", {"menu"}, "kernel"),
+])
+def test_classify(path, reached, kind):
+    assert classify(path, reached) == kind
+
+
+MAC, IP = "52:54:00:00:00:09", "10.99.0.150"
+
+
+def dhcp(msg: str, ts: float, service: str, direction: str, **kw) -> dict:
+    d = {"type": "DhcpPacket", "ts": ts, "service": service, "mac": MAC, "msg_type": msg, "xid": 42,
+         "direction": direction, "arch": 0, "vendor_class": "PXEClient:Arch:00000:UNDI:002001"}
+    d.update(kw)
+    return d
+
+
+def test_own_and_wire_copies_of_one_exchange_count_once():
+    tr = Tracker()
+    own = "dhcp"
+    assert tr.feed(dhcp("DISCOVER", 1.0, own, "in"))
+    assert tr.feed(dhcp("DISCOVER", 1.001, "capture", "wire")) == []
+    tr.feed(dhcp("ACK", 2.0, own, "out", yiaddr=IP, server_ip="10.99.0.1", boot_file="pxelinux.0"))
+    assert tr.feed(dhcp("ACK", 2.001, "capture", "wire", yiaddr=IP, server_ip="10.99.0.1")) == []
+    # TFTP: the wire's copy first, ours a moment later: ours takes the row over.
+    tr.feed({"type": "TransferStarted", "ts": 3.0, "service": "capture", "ip": IP, "transfer_id": "wire-tftp-1",
+             "protocol": "tftp", "path": "pxelinux.0", "ours": True})
+    tr.feed({"type": "TransferStarted", "ts": 3.002, "service": "tftp", "ip": IP, "transfer_id": "t1",
+             "protocol": "tftp", "path": "pxelinux.0", "size": 42430})
+    assert tr.feed({"type": "TransferFinished", "ts": 3.5, "service": "capture", "ip": IP,
+                    "transfer_id": "wire-tftp-1", "path": "pxelinux.0", "bytes_done": 1}) == []
+    (u,) = tr.feed({"type": "TransferFinished", "ts": 3.6, "service": "tftp", "ip": IP, "transfer_id": "t1",
+                    "path": "pxelinux.0", "bytes_done": 42430})
+    (row,) = u.files
+    assert row["id"] == "t1" and row["source"] == "own" and row["bytes"] == 42430 and row["status"] == "done"
+    # Ours first, the wire's copy after: dropped, and its later events too.
+    tr.feed({"type": "TransferStarted", "ts": 4.0, "service": "tftp", "ip": IP, "transfer_id": "t2",
+             "protocol": "tftp", "path": "ldlinux.c32"})
+    assert tr.feed({"type": "TransferStarted", "ts": 4.001, "service": "capture", "ip": IP,
+                    "transfer_id": "wire-tftp-2", "protocol": "tftp", "path": "ldlinux.c32", "ours": True}) == []
+    assert tr.feed({"type": "TransferFailed", "ts": 4.5, "service": "capture", "ip": IP,
+                    "transfer_id": "wire-tftp-2", "path": "ldlinux.c32", "reason": "x"}) == []
+    c = tr.clients[MAC]
+    assert [f["id"] for f in c.files] == ["t1", "t2"]
+    assert [s["stage"] for s in c.stages] == ["discover", "ack", "bootloader"]
+
+
+def test_wire_transfers_of_the_same_file_twice_are_both_kept():
+    tr = Tracker()
+    tr.feed(dhcp("ACK", 1.0, "capture", "wire", yiaddr=IP, server_ip="10.99.0.1"))
+    for i in (1, 2):
+        tr.feed({"type": "TransferStarted", "ts": 2.0 + i * 0.01, "service": "capture", "ip": IP,
+                 "transfer_id": f"w{i}", "path": "x.efi", "ours": False})
+    assert len(tr.clients[MAC].files) == 2
+
+
+def test_stuck_detection_and_booted():
+    tr = Tracker(stuck_seconds=30)
+    tr.feed(dhcp("DISCOVER", 100.0, "dhcp", "in"))
+    tr.feed(dhcp("OFFER", 100.5, "dhcp", "out", yiaddr=IP, server_ip="10.99.0.1", boot_file="pxelinux.0"))
+    assert tr.tick(120.0) == []
+    (u,) = tr.tick(131.0)
+    assert u.type == "ClientUpdate" and "No progress for 30 s" in u.diagnosis and "offer" in u.diagnosis
+    assert tr.tick(140.0) == []  # said once
+    other = "52:54:00:00:00:10"
+    tr.feed({"type": "LeaseGranted", "ts": 200.0, "service": "dhcp", "mac": other, "ip": "10.99.0.151"})
+    tr.feed({"type": "BootCallback", "ts": 201.0, "service": "http", "ip": "10.99.0.151", "stage": "booted",
+             "entry": "debian"})
+    assert tr.clients[other].stage == "booted"
+    assert all(u.mac != other for u in tr.tick(1000.0))
+
+
+def test_new_boot_after_kernel_and_history_survives_restart(tmp_path):
+    db = tmp_path / "state" / "pxetui.db"
+    tr = Tracker(db_path=db)
+    tr.feed(dhcp("DISCOVER", 1.0, "dhcp", "in"))
+    tr.feed(dhcp("ACK", 1.5, "dhcp", "out", yiaddr=IP, server_ip="10.99.0.1"))
+    tr.feed({"type": "TransferStarted", "ts": 2.0, "service": "tftp", "ip": IP, "transfer_id": "a",
+             "path": "pxelinux.0"})
+    tr.feed({"type": "TransferStarted", "ts": 3.0, "service": "tftp", "ip": IP, "transfer_id": "b",
+             "path": "vmlinuz"})
+    tr.close()
+    tr = Tracker(db_path=db)
+    c = tr.clients[MAC]
+    assert c.stage == "kernel" and c.ip == IP and [f["id"] for f in c.files] == ["a", "b"]
+    tr.feed({"type": "TransferStarted", "ts": 4.0, "service": "tftp", "ip": IP, "transfer_id": "c",
+             "path": "initrd.img"})  # IP -> MAC remembered across the restart
+    assert tr.clients[MAC].stage == "initrd"
+    tr.feed(dhcp("DISCOVER", 500.0, "dhcp", "in", xid=43))  # the machine boots again
+    c = tr.clients[MAC]
+    assert c.boot == 2 and [s["stage"] for s in c.stages] == ["discover"] and c.files == []
+    hist = tr.history(MAC)
+    assert [h["boot"] for h in hist] == [1, 2]
+    assert hist[0]["stage"] == "initrd" and [s["stage"] for s in hist[0]["stages"]][-1] == "initrd"
+    tr.close()
+
+
+def test_ipxe_second_dhcp_is_the_same_boot():
+    tr = Tracker()
+    tr.feed(dhcp("DISCOVER", 1.0, "dhcp", "in"))
+    tr.feed(dhcp("ACK", 1.5, "dhcp", "out", yiaddr=IP, server_ip="10.99.0.1"))
+    tr.feed({"type": "TransferStarted", "ts": 2.0, "service": "tftp", "ip": IP, "transfer_id": "a",
+             "path": "undionly.kpxe"})
+    tr.feed(dhcp("DISCOVER", 5.0, "dhcp", "in", xid=77, user_class="iPXE", ipxe=True))
+    c = tr.clients[MAC]
+    assert c.boot == 1 and c.stage == "bootloader" and c.ipxe
+
+
+def test_unknown_events_and_unknown_clients_are_ignored():
+    tr = Tracker()
+    assert tr.feed({"type": "Log", "ts": 1.0, "message": "x"}) == []
+    assert tr.feed({"type": "TransferStarted", "ts": 1.0, "ip": "10.0.0.9", "transfer_id": "z", "path": "a"}) == []
+    assert tr.clients == {}
