@@ -253,6 +253,12 @@ class Tracker:
         if len(c.events) > MAX_EVENTS:
             del c.events[: len(c.events) - MAX_EVENTS]
 
+    def _definite(self, c: Client) -> None:
+        """Publish at once what cannot recover (a loop, a 404 after the kernel started)."""
+        definite = [f for f in diagnosis.diagnose(c.events) if f.definite]
+        if definite:
+            c.diagnosis = " ".join(f.message for f in definite)
+
     def _new_boot(self, c: Client, ts: float) -> None:
         self._save(c)
         c.boot += 1
@@ -354,6 +360,7 @@ class Tracker:
         if ev.get("protocol") == "http" and kind == "rootfs":
             self._stage(c, "rootfs", ts, path)
         self._record(c, ev, f"{ev.get('protocol', 'tftp').upper()} {path}")
+        self._definite(c)
         return c
 
     def _transfer(self, ev: dict[str, Any]) -> tuple[Client, dict[str, Any]] | None:
@@ -412,9 +419,7 @@ class Tracker:
             row.update(status="probe" if probe else "failed", ended=ts, reason=reason,
                        bytes=ev.get("bytes_done", row["bytes"]))
         self._record(c, ev, f"{ev.get('path') or '?'} failed: {reason}")
-        definite = [f for f in diagnosis.diagnose(c.events) if f.definite]
-        if definite:
-            c.diagnosis = " ".join(f.message for f in definite)
+        self._definite(c)
         return c
 
     def _on_BootCallback(self, ev: dict[str, Any], ts: float) -> Client | None:
@@ -425,9 +430,7 @@ class Tracker:
         if stage in ("booted", "installed"):
             self._stage(c, "booted", ts, stage + (f": {ev['entry']}" if ev.get("entry") else ""))
         self._record(c, ev, f"callback {stage} {ev.get('detail') or ''}".strip())
-        definite = [f for f in diagnosis.diagnose(c.events) if f.definite]
-        if definite:
-            c.diagnosis = " ".join(f.message for f in definite)
+        self._definite(c)
         return c
 
     # -- time ---------------------------------------------------------------------------------
