@@ -26,6 +26,9 @@ from pxetui.dhcp.codec import (
 )
 
 GRACE = 0.3  # after the first offer, wait this long for other servers' offers
+# Servers that check an address before offering it answer late: dnsmasq ARP/pings for ~3 s,
+# ISC dhcpd for 1 s. Keep listening this long after the last DISCOVER went out.
+LATE_ANSWER = 1.5
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,8 @@ def discover_packet(mac: bytes, xid: int) -> bytes:
 
 
 def probe(interface: str, seconds: float) -> list[Offer]:
-    """Blocking; returns the offers seen within `seconds` (empty: nobody answered)."""
+    """Blocking; returns the offers seen (empty: nobody answered). DISCOVERs go out for
+    `seconds`; answers are awaited LATE_ANSWER longer."""
     mac = interface_mac(interface)
     xid = int.from_bytes(os.urandom(4))
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -62,13 +66,14 @@ def probe(interface: str, seconds: float) -> list[Offer]:
         packet = discover_packet(mac, xid)
         offers: dict[str, Offer] = {}
         start = time.monotonic()
-        deadline = start + seconds
+        send_until = start + seconds
+        deadline = send_until + LATE_ANSWER
         next_send = start
         while True:
             now = time.monotonic()
             if now >= deadline:
                 break
-            if now >= next_send:
+            if now >= next_send and now < send_until:
                 sock.sendto(packet, ("255.255.255.255", 67))
                 next_send = now + 1.0
             sock.settimeout(max(0.01, min(deadline, next_send) - now))
