@@ -1,0 +1,191 @@
+"""The TFTP service with real clients in a namespace: tftp-hpa, atftp, curl and tftpy.
+
+Server 10.99.0.1 in one namespace, clients at 10.99.0.2 in the other; every file is checked
+by sha256 (tftp-hpa exits 0 even on errors, so its output file is what counts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from netns import Netns, NetnsFactory, require_tool, wait_for
+from services import ServiceProc, base_config
+
+pytestmark = pytest.mark.root
+
+SERVER = "10.99.0.1"
+
+
+@dataclass
+class Rig:
+    server: Netns
+    client: Netns
+    svc: ServiceProc
+    root: Path
+    tmp: Path
+
+    def put(self, name: str, size: int) -> str:
+        data = os.urandom(size)
+        (self.root / name).write_bytes(data)
+        return hashlib.sha256(data).hexdigest()
+
+    def finished(self, path: str) -> list[dict]:
+        return self.svc.of("TransferFinished", path=path)
+
+
+def sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else "missing"
+
+
+def start(netns: NetnsFactory, tmp_path: Path, **tftp: object) -> Rig:
+    server, client = netns.pair(client_addr="10.99.0.2/24")
+    root = tmp_path / "root"
+    root.mkdir()
+    cfg = base_config(tmp_path, tftp={"root": str(root), **tftp})
+    svc = ServiceProc(server, "tftp", cfg, tmp_path)
+    svc.wait_running()
+    return Rig(server, client, svc, root, tmp_path)
+
+
+@pytest.fixture
+def rig(netns, tmp_path):
+    r = start(netns, tmp_path)
+    yield r
+    r.svc.stop()
+
+
+TFTPY_GET = """
+import sys, tftpy
+tftpy.TftpClient(sys.argv[1], 69, options={"blksize": 1468}).download(sys.argv[2], sys.argv[3], timeout=3)
+"""
+
+
+def test_four_real_clients_fetch_byte_exact(rig):
+    require_tool("tftp", package="tftp-hpa")
+    require_tool("atftp", "curl")
+    digest = rig.put("boot.img", 2_000_000 + 123)
+    out = rig.tmp / "out"
+    out.mkdir()
+    c = rig.client
+    c.run("tftp", "-m", "binary", SERVER, "-c", "get", "boot.img", str(out / "hpa"))
+    c.run("atftp", "--option", "blksize 1468", "--option", "windowsize 8", "--option", "tsize 0",
+          "-g", "-r", "boot.img", "-l", str(out / "atftp"), SERVER)
+    c.run("curl", "-sS", "--tftp-blksize", "1428", "-o", str(out / "curl"), f"tftp://{SERVER}/boot.img")
+    c.run(sys.executable, "-c", TFTPY_GET, SERVER, "boot.img", str(out / "tftpy"))
+    for name in ("hpa", "atftp", "curl", "tftpy"):
+        assert sha(out / name) == digest, f"{name} got a different file"
+    done = wait_for(lambda: len(rig.finished("boot.img")) == 4 and rig.finished("boot.img"), what="4 finished")
+    assert all(e["bytes_done"] == 2_000_123 and e["ip"] == "10.99.0.2" and e["mac"] is None for e in done)
+    started = {e["transfer_id"]: e for e in rig.svc.of("TransferStarted", path="boot.img")}
+    by_client = sorted((e["options"]["blksize"], e["options"]["windowsize"]) for e in started.values())
+    assert by_client == sorted([(512, 1), (1468, 8), (1428, 1), (1468, 1)])
+    atftp = next(e for e in started.values() if e["options"]["windowsize"] == 8)
+    assert atftp["options"]["tsize"] == 2_000_123 and atftp["size"] == 2_000_123
+
+    # SIGHUP rebuilds the resolver (virtual files) without dropping the service.
+    rig.server.run("kill", "-HUP", str(rig.svc.proc.pid))
+    wait_for(lambda: any("reloaded" in e.get("message", "") for e in rig.svc.of("Log")), what="reload")
+    c.run("curl", "-sS", "-o", str(out / "again"), f"tftp://{SERVER}/boot.img")
+    assert sha(out / "again") == digest
+
+
+def test_fifty_concurrent_clients(rig):
+    require_tool("curl")
+    digest = rig.put("initrd", 300_000)
+    out = rig.tmp / "out"
+    out.mkdir()
+    procs = [rig.client.popen("curl", "-sS", "--max-time", "60", "--tftp-blksize", "1428",
+                              "-o", str(out / f"c{i}"), f"tftp://{SERVER}/initrd") for i in range(50)]
+    for p in procs:
+        p.wait(90)
+    assert [p.returncode for p in procs] == [0] * 50
+    assert all(sha(out / f"c{i}") == digest for i in range(50))
+    wait_for(lambda: len(rig.finished("initrd")) == 50, what="50 TransferFinished")
+    assert rig.svc.of("TransferFailed") == []
+
+
+def impair(ns: Netns) -> str:
+    """5% loss and 5 ms delay on eth0 with netem; kernels built without sch_netem (some VM
+    kernels) get the loss from iptables' statistic match instead, and no delay."""
+    r = ns.run("tc", "qdisc", "add", "dev", "eth0", "root", "netem", "loss", "5%", "delay", "5ms", check=False)
+    if r.returncode == 0:
+        return "netem"
+    require_tool("iptables")
+    ns.run("iptables", "-A", "INPUT", "-i", "eth0", "-m", "statistic", "--mode", "random",
+           "--probability", "0.05", "-j", "DROP")
+    return "iptables"
+
+
+def test_loss_and_delay_still_complete(rig):
+    require_tool("tftp", package="tftp-hpa")
+    require_tool("atftp", "tc")
+    digest = rig.put("kernel", 300_000)
+    for ns in (rig.server, rig.client):
+        impair(ns)
+    out = rig.tmp / "out"
+    out.mkdir()
+    c = rig.client
+    c.run("tftp", "-m", "binary", SERVER, "-c", "get", "kernel", str(out / "hpa"), timeout=90)
+    c.run("atftp", "--option", "blksize 1468", "--option", "windowsize 4", "-g", "-r", "kernel",
+          "-l", str(out / "atftp"), SERVER, timeout=90)
+    c.run("curl", "-sS", "--max-time", "60", "-o", str(out / "curl"), f"tftp://{SERVER}/kernel", timeout=90)
+    for name in ("hpa", "atftp", "curl"):
+        assert sha(out / name) == digest, f"{name} got a different file under loss"
+    done = wait_for(lambda: len(rig.finished("kernel")) == 3 and rig.finished("kernel"), what="3 finished")
+    # ~1200 packets each way at 5% loss: losing none would be a one-in-10^26 event.
+    assert sum(e["retransmits"] for e in done) > 0
+    # Progress: at most 4 per second per transfer (the slow transfers here emit several).
+    times: dict[str, list[float]] = defaultdict(list)
+    for e in rig.svc.of("TransferProgress"):
+        times[e["transfer_id"]].append(e["ts"])
+    assert times, "no progress events from transfers lasting seconds"
+    for ts in times.values():
+        assert all(b - a >= 0.2 for a, b in zip(ts, ts[1:], strict=False))
+
+
+def test_block_numbers_roll_over_past_65535(rig):
+    require_tool("atftp")
+    size = 65536 * 512 + 777  # 65538 blocks of 512 bytes
+    digest = rig.put("big.iso", size)
+    out = rig.tmp / "big"
+    rig.client.run("atftp", "--option", "blksize 512", "--option", "windowsize 16", "-g", "-r", "big.iso",
+                   "-l", str(out), SERVER, timeout=90)
+    assert sha(out) == digest
+    (done,) = wait_for(lambda: rig.finished("big.iso"), what="finished")
+    assert done["bytes_done"] == size
+
+
+def test_uploads_go_to_their_own_directory(netns, tmp_path):
+    require_tool("tftp", package="tftp-hpa")
+    uploads = tmp_path / "uploads"
+    rig = start(netns, tmp_path, uploads_dir=str(uploads))
+    try:
+        rig.put("served.cfg", 100)
+        src = tmp_path / "crash.dump"
+        src.write_bytes(os.urandom(5000))
+        c = rig.client
+        c.run("tftp", "-m", "binary", SERVER, "-c", "put", str(src), "dumps/crash.dump")
+        assert sha(uploads / "dumps" / "crash.dump") == sha(src)
+        wait_for(lambda: rig.finished("dumps/crash.dump"), what="upload finished")
+        # Never over an existing file, never outside the uploads directory, never into the root.
+        c.run("tftp", "-m", "binary", SERVER, "-c", "put", str(tmp_path / "root" / "served.cfg"), "dumps/crash.dump")
+        assert sha(uploads / "dumps" / "crash.dump") == sha(src)
+        wait_for(lambda: rig.svc.of("TransferFailed", status=6), what="ERROR 6")
+        c.run("tftp", "-m", "binary", SERVER, "-c", "put", str(src), "../escape")
+        wait_for(lambda: rig.svc.of("TransferFailed", status=2), what="ERROR 2")
+        assert not (tmp_path / "escape").exists()
+        assert sorted(p.name for p in uploads.rglob("*")) == ["crash.dump", "dumps"]
+    finally:
+        rig.svc.stop()
+
+
+def test_service_stops_on_sigterm(rig):
+    rig.svc.proc.send_signal(signal.SIGTERM)
+    assert rig.svc.proc.wait(10) is not None
