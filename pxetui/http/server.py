@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from pxetui import __version__
 from pxetui.events import Event
-from pxetui.files import Forbidden, NotFound
+from pxetui.files import Forbidden, NotFound, Source
 from pxetui.http.parser import (
     HttpError,
     Request,
@@ -214,7 +214,7 @@ class HttpServer:
         """Serve one request; True to keep the connection for the next one."""
         keep = req.keep_alive
         if req.method not in ("GET", "HEAD"):
-            Transfer(self.emit, ip, None, req.path).failed(f"method {req.method} not allowed", 405)
+            Transfer(self.emit, ip, None, req.path.lstrip("/")).failed(f"method {req.method} not allowed", 405)
             await self._send_error(sock, 405, f"{req.method} is not served", keep, req,
                                    extra=["Allow: GET, HEAD"])
             return keep
@@ -227,7 +227,7 @@ class HttpServer:
             status, reason = _status_of(exc)
             if status == 500:
                 self.log(f"http: {req.path!r} for {ip}: {exc!r}", "error")
-            Transfer(self.emit, ip, mac, req.path).failed(reason, status)
+            Transfer(self.emit, ip, mac, req.path.lstrip("/")).failed(reason, status)
             await self._send_error(sock, status, reason, keep, req)
             return keep
         src = routed.source
@@ -267,6 +267,12 @@ class HttpServer:
         if req.method == "HEAD" or src.data is not None or length == 0:
             body = b"" if req.method == "HEAD" or src.data is None else src.data[start:last + 1]
             return await self._send_whole(sock, req, status, fields, body, xfer, routed.quiet, keep)
+        return await self._send_file(sock, req, src, start, length, status, fields, xfer, keep)
+
+    async def _send_file(self, sock: socket.socket, req: Request, src: Source, start: int,
+                         length: int, status: int, fields: list[str], xfer: Transfer,
+                         keep: bool) -> bool:
+        """Head, then the bytes by sendfile from the file (or the .iso, at the file's extent)."""
         try:
             fd = src.open_fd()
         except OSError as exc:  # vanished or unreadable since it was resolved
@@ -275,22 +281,19 @@ class HttpServer:
             await self._send_error(sock, 404, reason, keep, req)
             return keep
         try:
-            head = self._head(status, fields, keep)
-            if not routed.quiet:
-                xfer.started()
-            try:
-                await self._send_head_more(sock, head)
-                await self._sendfile(sock, fd, src.offset + start, length, xfer)
-            except (ConnectionError, BrokenPipeError):
-                xfer.failed(f"client closed the connection after {xfer.done} of {length} bytes", status)
-                return False
-            except TimeoutError:
-                xfer.failed(f"client read nothing for {self.limits.send_timeout:g} s "
-                            f"after {xfer.done} of {length} bytes", status)
-                return False
-            except _ShortFile:
-                xfer.failed(f"file shrank while being sent ({xfer.done} of {length} bytes)", status)
-                return False
+            xfer.started()
+            await self._send_head_more(sock, self._head(status, fields, keep))
+            await self._sendfile(sock, fd, src.offset + start, length, xfer)
+        except (ConnectionError, BrokenPipeError):
+            xfer.failed(f"client closed the connection after {xfer.done} of {length} bytes", status)
+            return False
+        except TimeoutError:
+            xfer.failed(f"client read nothing for {self.limits.send_timeout:g} s "
+                        f"after {xfer.done} of {length} bytes", status)
+            return False
+        except _ShortFile:
+            xfer.failed(f"file shrank while being sent ({xfer.done} of {length} bytes)", status)
+            return False
         finally:
             os.close(fd)
         xfer.finished(status)
@@ -363,11 +366,11 @@ class HttpServer:
     # -- errors and refusals -------------------------------------------------------------
     async def _send_error(self, sock: socket.socket, status: int, reason: str, keep: bool,
                           req: Request | None = None, extra: list[str] | None = None) -> None:
-        body = b"" if req is not None and req.method == "HEAD" else \
-            f"{status} {REASONS[status]}: {reason}\n".encode("utf-8", "replace")
-        length = len(f"{status} {REASONS[status]}: {reason}\n".encode("utf-8", "replace"))
-        fields = ["Content-Type: text/plain; charset=utf-8", f"Content-Length: {length}",
+        body = f"{status} {REASONS[status]}: {reason}\n".encode("utf-8", "replace")
+        fields = ["Content-Type: text/plain; charset=utf-8", f"Content-Length: {len(body)}",
                   "X-Content-Type-Options: nosniff", *(extra or [])]
+        if req is not None and req.method == "HEAD":
+            body = b""
         await asyncio.get_running_loop().sock_sendall(sock, self._head(status, fields, keep) + body)
 
     async def _refuse(self, sock: socket.socket, ip: str, err: HttpError, hint: str) -> None:
