@@ -1,0 +1,246 @@
+"""DHCP benchmark: pxetui against dnsmasq and Kea, driven by perfdhcp (Debian kea-admin).
+
+A namespace pair made for the run (removed afterwards, also on failure): the server under
+test on 10.99.0.1/16, perfdhcp on 10.99.0.2/16 sending full DORA exchanges as a relay agent
+(giaddr = its address), from a range of distinct clients, at a fixed rate for a few seconds.
+Rates step up; at each rate the servers take turns (interleaved, a fresh server and fresh
+lease storage each run) so that machine noise hits all of them alike. A server "holds" a rate
+when under 1 % of the exchanges are lost and perfdhcp really ran at ≥ 95 % of the rate.
+Once a server fails two rates in a row it sits out the rest. Everything is bounded in time.
+
+    sudo /tmp/venv/bin/python bench/dhcp/run.py [--seconds 4] [--max-rate 16000] [--quick]
+
+Each server writes durable leases: pxetui SQLite WAL (commit before the ACK), dnsmasq its
+lease file, Kea its memfile CSV. dnsmasq runs with --no-ping and --quiet-dhcp (its best case);
+pxetui emits its events (JSON lines, 5 per DORA) into a pipe that is read and discarded, as
+the supervisor would read them. Kea is skipped if kea-dhcp4 is not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
+
+from netns import Netns, NetnsFactory  # noqa: E402
+
+from pxetui.config import Config  # noqa: E402
+
+PERFDHCP = "/usr/sbin/perfdhcp"
+SERVER_IP, CLIENT_IP, PREFIX = "10.99.0.1", "10.99.0.2", 16
+POOL = ("10.99.1.0", "10.99.254.254")  # ~65,000 addresses: more than the clients used
+CLIENTS = 60000
+RATES = (250, 500, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 8000, 10000, 12000, 14000, 16000)
+LOST_MAX = 0.01
+RATE_MIN = 0.95
+BUDGET = 900.0  # seconds for the whole run, whatever happens
+
+
+@dataclass
+class Result:
+    server: str
+    rate: int
+    achieved: float
+    sent: int
+    acked: int
+    error: str = ""
+
+    @property
+    def lost(self) -> float:
+        return 1.0 - self.acked / self.sent if self.sent else 1.0
+
+    @property
+    def held(self) -> bool:
+        return not self.error and self.lost < LOST_MAX and self.achieved >= RATE_MIN * self.rate
+
+
+class Server:
+    name = ""
+
+    def __init__(self, ns: Netns, work: Path) -> None:
+        self.ns, self.work = ns, work
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def wait_ready(self) -> None:
+        """Port 67 bound in the server namespace (ss), bounded."""
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}")
+            r = self.ns.run("ss", "-ulnH", "sport", "= :67", check=False)
+            if r.stdout.strip():
+                time.sleep(0.3)
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not bind port 67 within 20 s")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.ns.stop(self.proc)
+            self.proc = None
+
+
+class Pxetui(Server):
+    name = "pxetui"
+
+    def start(self) -> None:
+        state = self.work / "pxetui-state"
+        shutil.rmtree(state, ignore_errors=True)
+        cfg = Config.from_dict({"interface": "eth0", "state_dir": str(state),
+                                "dhcp": {"mode": "full", "probe_seconds": 0, "lease_time": 3600,
+                                         "range": f"{POOL[0]}-{POOL[1]}"}})
+        cfg.server_ip, cfg.netmask = SERVER_IP, "255.255.0.0"
+        cfg_file = self.work / "pxetui.json"
+        cfg_file.write_text(cfg.to_json())
+        self.proc = self.ns.popen(sys.executable, "-m", "pxetui.service", "dhcp", str(cfg_file),
+                                  stdout=subprocess.PIPE)
+        self.events = 0
+        threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
+
+    def _drain(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        for _ in proc.stdout:
+            self.events += 1
+
+
+class Dnsmasq(Server):
+    name = "dnsmasq"
+
+    def start(self) -> None:
+        leases = self.work / "dnsmasq.leases"
+        leases.unlink(missing_ok=True)
+        self.proc = self.ns.popen(
+            "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--interface=eth0",
+            "--bind-interfaces", f"--dhcp-range={POOL[0]},{POOL[1]},255.255.0.0,1h",
+            f"--dhcp-leasefile={leases}", "--dhcp-lease-max=70000", "--no-ping", "--quiet-dhcp",
+            f"--pid-file={self.work / 'dnsmasq.pid'}", log=self.work / "dnsmasq.log")
+
+
+class Kea(Server):
+    name = "kea"
+
+    def start(self) -> None:
+        leases = self.work / "kea-leases4.csv"
+        for p in self.work.glob("kea-leases4*"):
+            p.unlink()
+        conf = {"Dhcp4": {
+            "interfaces-config": {"interfaces": ["eth0"], "dhcp-socket-type": "udp"},
+            "lease-database": {"type": "memfile", "persist": True, "name": str(leases),
+                               "lfc-interval": 0},
+            "valid-lifetime": 3600,
+            "subnet4": [{"id": 1, "subnet": f"10.99.0.0/{PREFIX}",
+                         "pools": [{"pool": f"{POOL[0]} - {POOL[1]}"}]}],
+            "loggers": [{"name": "kea-dhcp4", "severity": "WARN",
+                         "output_options": [{"output": str(self.work / "kea.log")}]}],
+        }}
+        path = self.work / "kea-dhcp4.json"
+        path.write_text(json.dumps(conf))
+        env = {"KEA_PIDFILE_DIR": str(self.work), "KEA_LOCKFILE_DIR": str(self.work)}
+        self.proc = self.ns.popen("kea-dhcp4", "-c", str(path), env=env,
+                                  log=self.work / "kea.stdout")
+
+
+BLOCK_RE = re.compile(r"Statistics for: ([A-Z-]+).*?sent packets: (\d+)\s+received packets: (\d+)", re.S)
+
+
+def perfdhcp(client: Netns, server: str, rate: int, seconds: int) -> Result:
+    cmd = [PERFDHCP, "-4", "-l", "eth0", "-r", str(rate), "-p", str(seconds), "-R", str(CLIENTS),
+           "-W", "500000", SERVER_IP]
+    try:
+        r = client.run(*cmd, check=False, timeout=seconds + 30)
+    except subprocess.TimeoutExpired:
+        return Result(server, rate, 0.0, 0, 0, "perfdhcp timed out")
+    out = r.stdout + r.stderr
+    blocks = {name: (int(s), int(rcv)) for name, s, rcv in BLOCK_RE.findall(out)}
+    if "DISCOVER-OFFER" not in blocks or "REQUEST-ACK" not in blocks:
+        return Result(server, rate, 0.0, 0, 0, f"unreadable perfdhcp output: {out[-300:]!r}")
+    sent = blocks["DISCOVER-OFFER"][0]
+    acked = blocks["REQUEST-ACK"][1]
+    # perfdhcp's own "Rate:" line divides by the run plus the exit wait; the offered load is
+    # the DISCOVERs it managed to send in the period.
+    return Result(server, rate, sent / seconds, sent, acked)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=int, default=4, help="perfdhcp run length per step")
+    ap.add_argument("--max-rate", type=int, default=RATES[-1])
+    ap.add_argument("--quick", action="store_true", help="three low rates, 2 s each (smoke test)")
+    args = ap.parse_args(argv)
+    if not Path(PERFDHCP).exists():
+        print(f"needs {PERFDHCP} (Debian package kea-admin)", file=sys.stderr)
+        return 2
+    rates = [r for r in RATES if r <= args.max_rate]
+    seconds = args.seconds
+    if args.quick:
+        rates, seconds = [250, 500, 1000], 2
+    kinds: list[type[Server]] = [Pxetui, Dnsmasq]
+    if shutil.which("kea-dhcp4"):
+        kinds.append(Kea)
+    else:
+        print("kea-dhcp4 not installed (Debian kea-dhcp4-server): Kea skipped")
+    start = time.monotonic()
+    factory = NetnsFactory()
+    results: list[Result] = []
+    try:
+        server_ns, client_ns = factory.new("pxs"), factory.new("pxc")
+        factory.link(server_ns, client_ns, f"{SERVER_IP}/{PREFIX}", f"{CLIENT_IP}/{PREFIX}")
+        with tempfile.TemporaryDirectory(prefix="pxetui-dhcp-bench-") as tmp:
+            work = Path(tmp)
+            servers = [k(server_ns, work) for k in kinds]
+            fails = {s.name: 0 for s in servers}
+            for rate in rates:
+                for srv in servers:
+                    if fails[srv.name] >= 2:
+                        continue
+                    if time.monotonic() - start > BUDGET:
+                        print(f"time budget of {BUDGET:.0f} s used up; stopping")
+                        break
+                    try:
+                        srv.start()
+                        srv.wait_ready()
+                        res = perfdhcp(client_ns, srv.name, rate, seconds)
+                    except RuntimeError as exc:
+                        res = Result(srv.name, rate, 0.0, 0, 0, str(exc))
+                    finally:
+                        srv.stop()
+                    results.append(res)
+                    fails[srv.name] = 0 if res.held else fails[srv.name] + 1
+                    flag = "held" if res.held else "LOST" if not res.error else "ERROR"
+                    print(f"{srv.name:8} {rate:6d}/s  achieved {res.achieved:8.1f}/s  "
+                          f"sent {res.sent:6d}  acked {res.acked:6d}  lost {res.lost * 100:6.2f}%  {flag}"
+                          f"{'  ' + res.error if res.error else ''}", flush=True)
+    finally:
+        factory.cleanup()
+    best: dict[str, int] = {}
+    for kind in kinds:
+        held = [r.rate for r in results if r.server == kind.name and r.held]
+        best[kind.name] = max(held) if held else 0
+    print("\nhighest rate held (<1% lost exchanges, full DORA, durable leases):")
+    for name, rate in best.items():
+        print(f"  {name:8} {rate:6d} DORA/s")
+    p = best.get("pxetui", 0)
+    for name, rate in best.items():
+        if name != "pxetui" and rate:
+            print(f"  pxetui/{name}: {p / rate:.2f}x")
+    print(f"(highest rate tried: {rates[-1]}/s; {time.monotonic() - start:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
