@@ -7,7 +7,7 @@ Every function returns None for a frame it does not understand instead of raisin
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 import struct
 from dataclasses import dataclass, field
 
@@ -41,11 +41,11 @@ class Segment:
 
 
 def _mac(b: bytes) -> str:
-    return ":".join(f"{x:02x}" for x in b)
+    return b.hex(":")
 
 
 def _ip(b: bytes) -> str:
-    return str(ipaddress.IPv4Address(b))
+    return socket.inet_ntoa(b)
 
 
 def parse_frame(data: bytes, linktype: int = LINKTYPE_ETHERNET) -> Segment | None:

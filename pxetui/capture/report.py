@@ -26,7 +26,15 @@ def human(n: int | float | None) -> str:
     return str(n)
 
 
+CELL = 72  # keep a row on a wide terminal line; long TFTP error texts are cut
+
+
+def _cell(text: str) -> str:
+    return text if len(text) <= CELL else text[: CELL - 1] + "…"
+
+
 def table(headers: list[str], rows: list[list[str]]) -> str:
+    rows = [[_cell(c) for c in r] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     out = [line, "  ".join("-" * w for w in widths)]
