@@ -188,3 +188,30 @@ def test_unknown_events_and_unknown_clients_are_ignored():
     assert tr.feed({"type": "Log", "ts": 1.0, "message": "x"}) == []
     assert tr.feed({"type": "TransferStarted", "ts": 1.0, "ip": "10.0.0.9", "transfer_id": "z", "path": "a"}) == []
     assert tr.clients == {}
+
+
+def test_uefi_shim_grub_timeline():
+    # OVMF's own PXE: shim (bootnetx64.efi) -> grubx64.efi -> grub.cfg -> kernel + initrd.
+    tr = track("uefi_shim_grub.pcap")
+    c = tr.clients["52:54:00:12:34:02"]
+    assert stages(tr, c.mac) == ["discover", "offer", "ack", "bootloader", "menu", "kernel", "initrd"]
+    u = c.update(c.last)
+    assert u.firmware == "uefi64" and u.arch == 7
+    kinds = {f["path"]: f["kind"] for f in u.files if f["status"] == "done"}
+    assert kinds["debian-installer/amd64/bootnetx64.efi"] == "bootloader"
+    assert kinds["grubx64.efi"] == "bootloader"
+    assert kinds["/debian-installer/amd64/grub/grub.cfg"] == "menu"  # GRUB: leading / (REFERENCE.md)
+    assert kinds["/debian-installer/amd64/linux"] == "kernel"
+    assert kinds["/debian-installer/amd64/initrd.gz"] == "initrd"
+    assert any(f["status"] == "probe" for f in u.files)  # EDK2's tsize probe
+
+
+def test_ipxe_http_timeline():
+    tr = track("ipxe_http.pcap")
+    c = tr.clients["52:54:00:12:34:03"]
+    assert stages(tr, c.mac) == ["discover", "offer", "ack", "menu", "kernel", "initrd"]
+    assert c.update(0).firmware == "bios/ipxe"
+    done = {f["path"]: (f["protocol"], f["kind"], f["bytes"]) for f in c.files if f["status"] == "done"}
+    assert done["/boot.ipxe"] == ("http", "menu", 223)
+    assert done["/linux"] == ("http", "kernel", 8222656)
+    assert done["/initrd.gz"] == ("http", "initrd", 1_500_000)
