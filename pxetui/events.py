@@ -43,9 +43,8 @@ class Event:
         # Not dataclasses.asdict: it costs ~90 µs an event, and a DHCP storm emits thousands a
         # second. Fields hold JSON types only, so copying the containers is enough.
         d = self.__dict__.copy()
-        for k, v in d.items():
-            if type(v) in (list, dict):
-                d[k] = copy.deepcopy(v)
+        for k in _containers(type(self)):
+            d[k] = copy.deepcopy(d[k])
         d["type"] = type(self).__name__
         return d
 
@@ -55,6 +54,19 @@ class Event:
     @property
     def type(self) -> str:
         return type(self).__name__
+
+
+_CONTAINERS: dict[type, tuple[str, ...]] = {}
+
+
+def _containers(cls: type) -> tuple[str, ...]:
+    """The fields of `cls` that hold a list or dict (copied by to_dict), cached per class."""
+    names = _CONTAINERS.get(cls)
+    if names is None:
+        names = tuple(f.name for f in dataclasses.fields(cls)
+                      if "list" in str(f.type) or "dict" in str(f.type) or "Any" in str(f.type))
+        _CONTAINERS[cls] = names
+    return names
 
 
 class EventDecodeError(ValueError):

@@ -181,19 +181,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=int, default=4, help="perfdhcp run length per step")
     ap.add_argument("--max-rate", type=int, default=RATES[-1])
     ap.add_argument("--quick", action="store_true", help="three low rates, 2 s each (smoke test)")
+    ap.add_argument("--servers", default="pxetui,dnsmasq,kea", help="comma-separated subset")
+    ap.add_argument("--rates", default="", help="comma-separated rates instead of the steps")
     args = ap.parse_args(argv)
     if not Path(PERFDHCP).exists():
         print(f"needs {PERFDHCP} (Debian package kea-admin)", file=sys.stderr)
         return 2
-    rates = [r for r in RATES if r <= args.max_rate]
+    rates = [int(r) for r in args.rates.split(",")] if args.rates else [r for r in RATES if r <= args.max_rate]
     seconds = args.seconds
     if args.quick:
         rates, seconds = [250, 500, 1000], 2
-    kinds: list[type[Server]] = [Pxetui, Dnsmasq]
-    if shutil.which("kea-dhcp4"):
-        kinds.append(Kea)
-    else:
-        print("kea-dhcp4 not installed (Debian kea-dhcp4-server): Kea skipped")
+    wanted = set(args.servers.split(","))
+    kinds: list[type[Server]] = [k for k in (Pxetui, Dnsmasq) if k.name in wanted]
+    if "kea" in wanted:
+        if shutil.which("kea-dhcp4"):
+            kinds.append(Kea)
+        else:
+            print("kea-dhcp4 not installed (Debian kea-dhcp4-server): Kea skipped")
     start = time.monotonic()
     factory = NetnsFactory()
     results: list[Result] = []

@@ -10,6 +10,7 @@ disk before the client hears of it.
 from __future__ import annotations
 
 import ipaddress
+import socket
 import sqlite3
 from collections import deque
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ class Lease:
 
     @property
     def address(self) -> str:
-        return str(ipaddress.IPv4Address(self.ip))
+        return socket.inet_ntoa(self.ip.to_bytes(4, "big"))
 
 
 @dataclass
