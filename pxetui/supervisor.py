@@ -141,6 +141,12 @@ class ServiceRunner:
                                       restarts=self.restarts))
 
     async def run(self) -> None:
+        try:
+            await self._loop()
+        finally:
+            self.state("stopped")
+
+    async def _loop(self) -> None:
         backoff = BACKOFF_START
         while not self.stopping:
             started = time.monotonic()
@@ -166,12 +172,8 @@ class ServiceRunner:
             self.state("failed", reason)
             self.sup.publish(Log(service=self.name, level_name="error",
                                  message=f"{self.name} died ({reason}); restarting in {backoff:.1f}s"))
-            try:
-                await asyncio.sleep(backoff)
-            except asyncio.CancelledError:
-                break
+            await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
-        self.state("stopped")
 
     async def _pump_events(self) -> None:
         assert self.proc and self.proc.stdout
@@ -203,19 +205,21 @@ class ServiceRunner:
                 self.proc.send_signal(sig)
 
     async def stop(self) -> None:
+        """SIGTERM, then SIGKILL after STOP_GRACE: the whole engine stops within 2 s."""
         self.stopping = True
-        self.signal(signal.SIGTERM)
-        if self.proc:
-            try:
-                await asyncio.wait_for(self.proc.wait(), STOP_GRACE)
-            except TimeoutError:
-                self.signal(signal.SIGKILL)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.proc.wait(), 0.4)
-        if self.task:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+        if self.task is None:
+            return
+        if self.proc is None or self.proc.returncode is not None:
+            self.task.cancel()  # between restarts: nothing to signal, end the backoff sleep
+        else:
+            self.signal(signal.SIGTERM)
+        done, _ = await asyncio.wait({self.task}, timeout=STOP_GRACE)
+        if not done:
+            self.signal(signal.SIGKILL)
+            done, _ = await asyncio.wait({self.task}, timeout=0.4)
+            if not done:
+                self.task.cancel()
+                await asyncio.wait({self.task}, timeout=0.1)
 
 
 class Supervisor:
@@ -282,14 +286,20 @@ class Supervisor:
             return
         from pxetui.tracker import Tracker  # the tracker is optional only while it is built
 
-        self.tracker = Tracker(self.cfg)
+        self.tracker = Tracker(stuck_seconds=self.cfg.tracker.stuck_seconds, db_path=self.cfg.db_path)
 
     async def _tick(self) -> None:
         while not self.stopped.is_set():
             await asyncio.sleep(1.0)
-            if self.tracker is not None:
-                for d in self.tracker.tick(time.time()):
-                    self._emit(d.to_dict() if isinstance(d, Event) else d)
+            if self.tracker is None:
+                continue
+            try:
+                derived = self.tracker.tick(time.time())
+            except Exception as exc:  # a tracker bug must not take the engine down
+                self._emit(Log(service="tracker", level_name="error", message=f"tracker: {exc!r}").to_dict())
+                continue
+            for d in derived:
+                self._emit(d.to_dict() if isinstance(d, Event) else d)
 
     async def stop(self) -> None:
         if self.stopped.is_set():
