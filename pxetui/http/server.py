@@ -68,9 +68,75 @@ class _ShortFile(Exception):
     """The file ended before Content-Length bytes (truncated while being served)."""
 
 
-def _wake(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
+class _FileSender:
+    """os.sendfile driven by a writer callback: one registration for the whole transfer and
+    one sendfile call per writable event, so no future, task switch or epoll_ctl per chunk
+    (awaiting writability per chunk cost twice nginx's CPU with 20 clients), and connections
+    take turns fairly. Resolves `done` when `count` bytes are sent, or with the error."""
+
+    def __init__(self, out: int, fd: int, offset: int, count: int, xfer: Transfer,
+                 timeout: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.out, self.fd, self.offset, self.count = out, fd, offset, count
+        self.xfer, self.timeout = xfer, timeout
+        self.sent = 0
+        self.done: asyncio.Future[None] = self.loop.create_future()
+        self._last = self.loop.time()
+        self._watch: asyncio.TimerHandle | None = None
+        self._registered = False
+
+    def start(self) -> asyncio.Future[None]:
+        if self.count <= 0:
+            self.done.set_result(None)
+            return self.done
+        self.loop.add_writer(self.out, self._step)
+        self._registered = True
+        self._watch = self.loop.call_later(self.timeout, self._watchdog)
+        return self.done
+
+    def stop(self) -> None:
+        if self._registered:
+            self._registered = False
+            self.loop.remove_writer(self.out)
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+
+    def _step(self) -> None:
+        if self.done.done():
+            return
+        try:
+            n = os.sendfile(self.out, self.fd, self.offset + self.sent,
+                            min(self.count - self.sent, SENDFILE_MAX))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:  # EPIPE, ECONNRESET: the client went away
+            self._finish(exc)
+            return
+        if n == 0:
+            self._finish(_ShortFile())
+            return
+        self.sent += n
+        self._last = self.loop.time()
+        self.xfer.progress(self.sent)
+        if self.sent >= self.count:
+            self._finish(None)
+
+    def _watchdog(self) -> None:
+        idle = self.loop.time() - self._last
+        if idle >= self.timeout:
+            self._finish(TimeoutError())
+        else:
+            self._watch = self.loop.call_later(self.timeout - idle, self._watchdog)
+
+    def _finish(self, exc: BaseException | None) -> None:
+        self.stop()
+        if self.done.done():
+            return
+        if exc is None:
+            self.done.set_result(None)
+        else:
+            self.done.set_exception(exc)
 
 
 class HttpServer:
@@ -294,6 +360,9 @@ class HttpServer:
         except _ShortFile:
             xfer.failed(f"file shrank while being sent ({xfer.done} of {length} bytes)", status)
             return False
+        except OSError as exc:  # EIO reading the file, and the like
+            xfer.failed(f"sending failed after {xfer.done} of {length} bytes: {exc.strerror}", status)
+            return False
         finally:
             os.close(fd)
         xfer.finished(status)
@@ -335,33 +404,11 @@ class HttpServer:
 
     async def _sendfile(self, sock: socket.socket, fd: int, offset: int, count: int,
                         xfer: Transfer) -> None:
-        """os.sendfile until `count` bytes from `offset` are sent; waits for writability when
-        the socket buffer is full, so other connections get their turn."""
-        out = sock.fileno()
-        sent = 0
-        while sent < count:
-            want = min(count - sent, SENDFILE_MAX)
-            try:
-                n = os.sendfile(out, fd, offset + sent, want)
-            except BlockingIOError:
-                await self._writable(out)
-                continue
-            if n == 0:
-                raise _ShortFile()
-            sent += n
-            xfer.progress(sent)
-            if n < want:  # the socket buffer is full: wait instead of trying for EAGAIN
-                await self._writable(out)
-
-    async def _writable(self, fd: int) -> None:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        loop.add_writer(fd, _wake, fut)
+        sender = _FileSender(sock.fileno(), fd, offset, count, xfer, self.limits.send_timeout)
         try:
-            async with asyncio.timeout(self.limits.send_timeout):
-                await fut
+            await sender.start()
         finally:
-            loop.remove_writer(fd)
+            sender.stop()
 
     # -- errors and refusals -------------------------------------------------------------
     async def _send_error(self, sock: socket.socket, status: int, reason: str, keep: bool,
