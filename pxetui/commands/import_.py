@@ -1,0 +1,197 @@
+"""`pxetui import FILE.iso`, `pxetui isos`, and `pxetui menu show|render|import-pxelinux|loaders`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+
+from pxetui.config import Config, ConfigError
+
+PROGRESS_EVERY = 0.5  # seconds between progress lines
+
+
+def _config(args: argparse.Namespace) -> Config:
+    from pxetui.cli import config_from
+
+    cfg = config_from(args, need_interface=False)
+    if getattr(args, "server", None):
+        cfg.server_ip = args.server
+    elif not cfg.server_ip:
+        cfg.server_ip = "SERVER"  # `menu render` without an address: a visible placeholder
+    return cfg
+
+
+def _progress(quiet: bool) -> Callable[[str, int, int], None] | None:
+    if quiet:
+        return None
+    last = {"t": 0.0, "step": ""}
+
+    def show(step: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if step == last["step"] and now - last["t"] < PROGRESS_EVERY and done < total:
+            return
+        last["t"], last["step"] = now, step
+        pct = f"{100 * done / total:5.1f}%" if total else ""
+        print(f"  {step}: {pct} ({done}/{total})", file=sys.stderr, flush=True)
+
+    return show
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from pxetui.iso.library import import_iso
+    from pxetui.iso.reader import IsoError
+    from pxetui.menus.model import MenuError
+
+    try:
+        cfg = _config(args)
+        res = import_iso(cfg, args.file, name=args.name, sha256sums=args.sha256sums,
+                         progress=_progress(args.quiet))
+    except (IsoError, MenuError, ConfigError) as exc:
+        print(f"pxetui import: {exc}", file=sys.stderr)
+        return 1
+    r, d = res.record, res.detection
+    print(f"imported {r.name}: {d.family} ({d.label}), {r.files} files, "
+          f"indexed in {res.seconds:.2f} s" + (", SHA256 verified" if r.sha256 else ""))
+    for eid in r.entries:
+        print(f"  menu entry: {eid}")
+    for note in d.notes:
+        print(f"  note: {note}")
+    return 0
+
+
+def cmd_isos(args: argparse.Namespace) -> int:
+    from pxetui.iso.library import connect, list_isos, remove_iso
+    from pxetui.iso.reader import IsoError
+
+    cfg = _config(args)
+    if args.remove:
+        try:
+            gone = remove_iso(cfg, args.remove)
+        except IsoError as exc:
+            print(f"pxetui isos: {exc}", file=sys.stderr)
+            return 1
+        print(f"removed {args.remove} and its entries: {', '.join(gone) or 'none'}")
+        return 0
+    conn = connect(cfg)
+    try:
+        for r in list_isos(conn):
+            state = r.changed() or "ok"
+            print(f"{r.name:24} {r.family:17} {r.files:6} files  {r.path}  [{state}]")
+    finally:
+        conn.close()
+    return 0
+
+
+def cmd_menu(args: argparse.Namespace) -> int:
+    from pxetui import store
+    from pxetui.menus import model, render_grub, render_ipxe, render_pxelinux
+    from pxetui.menus.parse_pxelinux import parse_file
+
+    cfg = _config(args)
+    if args.action == "loaders":
+        from pxetui.loaders import find_loaders
+
+        for line in find_loaders(state_dir=cfg.state_path / "cache").describe_lines():
+            print(line)
+        return 0
+    conn = store.connect(cfg.db_path)
+    try:
+        menu = model.load_menu(conn)
+        if args.action == "show":
+            print(f"{menu.title}  (default {menu.default}, timeout {menu.timeout or 'none'} s)")
+            for e in menu.entries:
+                mark = "*" if e.id == menu.default else " "
+                print(f"{mark} {e.id:24} {e.kind:7} {','.join(e.archs):18} {e.label}")
+                if e.kernel:
+                    print(f"    {e.kernel} {' '.join(e.initrds)} {e.full_args()}".rstrip())
+                if e.notes:
+                    print(f"    note: {e.notes}")
+            from pxetui.library.provider import effective_sources
+
+            print("in effect:")
+            for name, how in effective_sources(cfg).items():
+                print(f"  {name:22} {how}")
+            return 0
+        if args.action == "render":
+            fmt = args.format
+            if fmt == "pxelinux":
+                print(render_pxelinux.render(menu, cfg))
+            elif fmt == "grub":
+                print(render_grub.render(menu, cfg))
+            else:
+                print(render_ipxe.render(menu, cfg, "uefi64" if fmt == "ipxe-efi" else "bios"))
+            return 0
+        if not args.file:
+            print("pxetui menu import-pxelinux: name the config file", file=sys.stderr)
+            return 2
+        try:
+            parsed = parse_file(args.file, args.root)
+        except OSError as exc:
+            print(f"pxetui menu import-pxelinux: {args.file}: {exc.strerror}", file=sys.stderr)
+            return 1
+        for p in parsed.problems:
+            print(f"cannot import: {p}", file=sys.stderr)
+        if args.verbose:
+            for p in parsed.ignored:
+                print(f"ignored: {p}", file=sys.stderr)
+        new = parsed.menu
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if args.replace:
+                keep = [e for e in menu.entries if e.source_iso]  # ISO entries stay
+                target = model.Menu(title=new.title, entries=new.entries, default=new.default,
+                                    timeout=new.timeout, serial=new.serial)
+                for e in keep:
+                    target.add(e)
+            else:
+                target = menu
+                for e in new.entries:
+                    if e.kind != "local":
+                        target.add(e)
+            model.save_menu(conn, target)
+            conn.execute("COMMIT")
+        except model.MenuError as exc:
+            conn.execute("ROLLBACK")
+            print(f"pxetui menu import-pxelinux: {exc}", file=sys.stderr)
+            return 1
+        imported = [e for e in new.entries if e.kind != "local" or args.replace]
+        print(f"imported {len(imported)} entries from {args.file}; "
+              f"{len(parsed.problems)} lines not imported, {len(parsed.ignored)} presentation lines ignored")
+        return 0
+    finally:
+        conn.close()
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--state-dir", metavar="DIR", default=argparse.SUPPRESS,
+                   help="library and menus live here [state_dir]")
+    p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="TOML config file")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("import", help="import an ISO image into the library and the boot menu")
+    p.add_argument("file", metavar="FILE.iso")
+    p.add_argument("--name", help="library name (default: the file name without .iso)")
+    p.add_argument("--sha256sums", metavar="FILE", help="verify the image against this SHA256SUMS file")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    _common(p)
+    p.set_defaults(func=cmd_import)
+
+    i = sub.add_parser("isos", help="list imported ISO images (or remove one)")
+    i.add_argument("--remove", metavar="NAME", help="remove an image and its menu entries")
+    _common(i)
+    i.set_defaults(func=cmd_isos)
+
+    m = sub.add_parser("menu", help="show, render or import the boot menu")
+    m.add_argument("action", choices=("show", "render", "import-pxelinux", "loaders"))
+    m.add_argument("file", nargs="?", help="import-pxelinux: the PXELINUX config file")
+    m.add_argument("--format", choices=("pxelinux", "grub", "ipxe-bios", "ipxe-efi"), default="pxelinux",
+                   help="render: which menu")
+    m.add_argument("--server", metavar="IP", help="render: the server address to fill in")
+    m.add_argument("--root", metavar="DIR", help="import-pxelinux: TFTP root that INCLUDE paths are relative to")
+    m.add_argument("--replace", action="store_true", help="import-pxelinux: replace the menu (ISO entries stay)")
+    m.add_argument("-v", "--verbose", action="store_true", help="import-pxelinux: list ignored lines too")
+    _common(m)
+    m.set_defaults(func=cmd_menu)

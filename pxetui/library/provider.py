@@ -1,0 +1,270 @@
+"""Virtual files for TFTP and HTTP: generated menus, installed boot loaders, imported ISOs.
+
+  pxelinux.cfg/default          PXELINUX menu (BIOS)
+  pxelinux.cfg/01-<mac>         per-machine menu, only for a MAC with a host override (its
+                                default entry); any other MAC is "not found" at once, as
+                                pxelinux probes ~14 names before `default` (REFERENCE.md)
+  grub/grub.cfg, grub.cfg       GRUB menu (UEFI); grub/ is the signed network GRUB's prefix
+  boot.ipxe                     iPXE script for the asking client
+  pxelinux.0, grubx64.efi, ...  boot loaders found by pxetui.loaders
+  iso/<name>.iso                a whole imported image
+  iso/<name>/<path>             one file inside it, served from its byte extent in the .iso
+
+A real file under the served root wins over all of these (files.Resolver checks it first);
+`effective_sources()` tells the UI which one is in effect. Menus are rendered per request with
+the address the request came in on (`cfg.http_base`, `cfg.server_ip`).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+
+from pxetui import store
+from pxetui.config import Config, normalize_mac
+from pxetui.files import Client, NotFound, Provider, Resolver, Source, virtual
+from pxetui.iso import library
+from pxetui.iso.reader import IsoFile
+from pxetui.loaders import Loaders, find_loaders
+from pxetui.menus import model, render_grub, render_ipxe, render_pxelinux, seeds
+from pxetui.menus.model import Menu, arch_kind
+
+PXELINUX_DEFAULT = "pxelinux.cfg/default"
+GRUB_CFGS = ("grub/grub.cfg", "grub.cfg")
+IPXE_SCRIPT = "boot.ipxe"
+GENERATED = (PXELINUX_DEFAULT, *GRUB_CFGS, IPXE_SCRIPT)
+_RECHECK = 1.0  # seconds between checks that the state database changed
+
+
+@dataclass
+class _Iso:
+    record: library.IsoRecord
+    files: dict[str, IsoFile]
+    lower: dict[str, str]
+    problem: str | None  # set when the .iso changed on disk since import: serve nothing from it
+
+
+class LibraryState:
+    """The menu, host overrides and ISO index from the state DB, re-read when another process
+    commits (`PRAGMA data_version`), at most once a second."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.lock = threading.Lock()
+        self.conn: sqlite3.Connection | None = None
+        self.version: int | None = None
+        self.checked = 0.0
+        self.menu = Menu()
+        self.updated = 0.0
+        self.isos: dict[str, _Iso] = {}
+        self.overrides: dict[str, dict[str, str | None]] = {}
+
+    def _connect(self) -> sqlite3.Connection | None:
+        if self.conn is None:
+            if not self.cfg.db_path.exists():
+                return None  # nothing imported yet: do not create a state dir just to read it
+            self.conn = store.connect(self.cfg.db_path)
+        return self.conn
+
+    def refresh(self, force: bool = False) -> LibraryState:
+        with self.lock:
+            now = time.monotonic()
+            if not force and now - self.checked < _RECHECK:
+                return self
+            self.checked = now
+            conn = self._connect()
+            if conn is None:
+                return self
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            if version == self.version and not force:
+                return self
+            self.version = version
+            self._load(conn)
+        return self
+
+    def _load(self, conn: sqlite3.Connection) -> None:
+        self.menu = model.load_menu(conn)
+        self.updated = model.menu_updated(conn)
+        self.overrides = {mac: {"entry": r["entry"], "boot_once": r["boot_once"]}
+                          for mac, r in store.host_overrides(conn).items()}
+        isos: dict[str, _Iso] = {}
+        for rec in library.list_isos(conn):
+            old = self.isos.get(rec.name)
+            if old is not None and old.record.imported == rec.imported:
+                files = old.files
+            else:
+                files = library.load_files(conn, rec.name)
+            isos[rec.name] = _Iso(rec, files, {p.lower(): p for p in files}, rec.changed())
+        self.isos = isos
+
+    def per_mac_default(self, mac: str | None) -> str | None:
+        if not mac:
+            return None
+        o = self.overrides.get(mac)
+        if not o:
+            return None
+        return o.get("boot_once") or o.get("entry")
+
+
+_STATES: dict[tuple[str, str, int], LibraryState] = {}
+_STATES_LOCK = threading.Lock()
+
+
+def state_for(cfg: Config) -> LibraryState:
+    """One cached state per state dir (and address: menus are rendered for it)."""
+    key = (str(cfg.db_path), cfg.server_ip, cfg.http.port)
+    with _STATES_LOCK:
+        st = _STATES.get(key)
+        if st is None:
+            st = _STATES[key] = LibraryState(cfg)
+    return st.refresh()
+
+
+class MenuProvider:
+    def __init__(self, state: LibraryState) -> None:
+        self.state = state
+
+    def lookup(self, path: str, client: Client) -> Source | None:
+        st = self.state.refresh()
+        cfg = st.cfg
+        if path == PXELINUX_DEFAULT:
+            return virtual(path, render_pxelinux.render(st.menu, cfg).encode(), st.updated)
+        if path.startswith("pxelinux.cfg/01-"):
+            try:
+                mac = normalize_mac(path[len("pxelinux.cfg/01-"):])
+            except ValueError:
+                return None
+            default = st.per_mac_default(mac)
+            if default is None:
+                return None
+            return virtual(path, render_pxelinux.render(st.menu, cfg, default).encode(), st.updated)
+        if path in GRUB_CFGS:
+            kind = arch_kind(client.arch)
+            arch = kind if kind in ("uefi32", "uefi64", "arm64") else "uefi64"
+            text = render_grub.render(st.menu, cfg, arch, st.per_mac_default(client.mac))
+            return virtual(path, text.encode(), st.updated)
+        if path == IPXE_SCRIPT:
+            return virtual(path, ipxe_script(cfg, client.mac, client.arch, client.ip).encode())
+        return None
+
+
+class LoaderProvider:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.loaders: Loaders | None = None
+
+    def lookup(self, path: str, client: Client) -> Source | None:
+        if "/" in path:
+            return None
+        if self.loaders is None:
+            # Build the unsigned GRUB once if Debian's signed one is not installed.
+            self.loaders = find_loaders(state_dir=self.cfg.state_path / "cache", build_grub=True)
+        real = self.loaders.path(path)
+        if real is None:
+            return None
+        try:
+            st = os.stat(real)
+        except OSError:
+            return None
+        return Source(name=path, size=st.st_size, mtime=st.st_mtime, path=real, origin="file")
+
+
+class IsoProvider:
+    def __init__(self, state: LibraryState) -> None:
+        self.state = state
+
+    def lookup(self, path: str, client: Client) -> Source | None:
+        if not path.startswith("iso/"):
+            return None
+        st = self.state.refresh()
+        rest = path[4:]
+        if "/" not in rest:
+            if not rest.endswith(".iso"):
+                return None
+            iso = st.isos.get(rest[:-4])
+            if iso is None or iso.problem:
+                return None
+            rec = iso.record
+            return Source(name=path, size=rec.size, mtime=rec.mtime, path=rec.path, origin="iso")
+        name, inner = rest.split("/", 1)
+        iso = st.isos.get(name)
+        if iso is None or iso.problem:
+            return None
+        f = iso.files.get(inner) or iso.files.get(iso.lower.get(inner.lower(), ""))
+        if f is None or not f.contiguous:
+            return None  # a file in non-adjacent runs cannot be one byte range (never seen in practice)
+        return Source(name=path, size=f.size, mtime=iso.record.mtime, path=iso.record.path,
+                      offset=f.offset, origin="iso")
+
+
+def virtual_providers(cfg: Config) -> list[Provider]:
+    state = state_for(cfg)
+    return [MenuProvider(state), LoaderProvider(cfg), IsoProvider(state)]
+
+
+def ipxe_script(cfg: Config, mac: str | None, arch: int | None, client_ip: str | None) -> str:
+    """The iPXE menu for one client: its architecture's entries, its per-MAC default."""
+    st = state_for(cfg)
+    if arch is None:
+        # The script was fetched without `arch=`: ask again with iPXE's own build facts. The
+        # setting survives the chain, so a server that still cannot tell gets the BIOS menu
+        # instead of a loop.
+        return "\n".join([
+            "#!ipxe",
+            "isset ${pxetui-asked} && goto menu ||",
+            "set pxetui-asked 1",
+            f"chain --replace --autofree {cfg.http_base}/{IPXE_SCRIPT}?mac=${{net0/mac}}"
+            "&arch=${buildarch}&platform=${platform} || goto menu",
+            ":menu",
+            "chain --replace --autofree "
+            f"{cfg.http_base}/{IPXE_SCRIPT}?mac=${{net0/mac}}&arch=0",
+            "",
+        ])
+    kind = arch_kind(arch)
+    return render_ipxe.render(st.menu, cfg, kind if kind != "unknown" else "bios",
+                              st.per_mac_default(mac))
+
+
+def seed_file(cfg: Config, mac: str | None, name: str) -> bytes | None:
+    if not cfg.db_path.exists():
+        return None
+    conn = store.connect(cfg.db_path)
+    try:
+        return seeds.get_seed(conn, mac, name)
+    finally:
+        conn.close()
+
+
+def effective_sources(cfg: Config) -> dict[str, str]:
+    """For each generated name: "file: <path>" when a real file in the root wins, else
+    "generated" (menus) or "package: <path>" (boot loaders), or "missing: <what to install>"."""
+    tftp = Resolver(cfg.tftp_root)
+    http = Resolver(cfg.http_root)
+    out: dict[str, str] = {}
+
+    def real(res: Resolver, name: str) -> str | None:
+        try:
+            src = res.resolve(name)
+        except (NotFound, OSError):
+            return None
+        except Exception:  # noqa: BLE001 - Forbidden: the real file exists but cannot be served
+            return None
+        return src.path
+
+    for name in GENERATED:
+        res = http if name == IPXE_SCRIPT else tftp
+        p = real(res, name)
+        out[name] = f"file: {p}" if p else "generated"
+    loaders = find_loaders(state_dir=cfg.state_path / "cache")
+    for name, f in loaders.found.items():
+        p = real(tftp, name)
+        if p:
+            out[name] = f"file: {p}"
+        elif f.path:
+            out[name] = f"package: {f.path}"
+        else:
+            out[name] = "missing: " + f.describe().split("missing: ", 1)[1]
+    return out

@@ -1,0 +1,231 @@
+"""The boot menu model: one menu, rendered to PXELINUX, GRUB and iPXE.
+
+Paths in entries are served paths relative to the TFTP/HTTP root (`iso/<name>/casper/vmlinuz`).
+Arguments are templates: `{http}` (cfg.http_base) and `{server}` (cfg.server_ip) are filled in
+per request, so one stored menu works on every listening address (issue 6, point 2).
+
+Entry kinds:
+  linux    kernel + initrds + arguments (any Linux-boot-protocol image: memtest86+ too)
+  efi      an EFI application chained as is (GRUB `chainloader`, iPXE `chain`)
+  iso      the whole image (iPXE `sanboot`, PXELINUX `memdisk`): El Torito images we cannot
+           take apart
+  wimboot  Windows/WinPE through iPXE + wimboot, initrds named `<name>=<path>`
+  local    boot from local disk
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from pxetui.config import Config
+
+KINDS = ("linux", "efi", "iso", "wimboot", "local")
+# Firmware kinds a menu can be rendered for (the config's BOOT_KINDS naming).
+ARCHS = ("bios", "uefi32", "uefi64", "arm64")
+LOCAL_ID = "local"
+_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_TEMPLATE = re.compile(r"\{(http|server)\}")
+
+
+class MenuError(ValueError):
+    """A menu or entry that cannot be stored or rendered; the message names the field."""
+
+
+def arch_kind(code: int | None) -> str:
+    """DHCP option 93 -> firmware kind (REFERENCE.md "Option 93": 7 and 9 are both x64 UEFI)."""
+    if code in (None, 0, 20):
+        return "bios"
+    if code in (6, 15):
+        return "uefi32"
+    if code in (7, 9, 16):
+        return "uefi64"
+    if code in (11, 19):
+        return "arm64"
+    return "unknown"
+
+
+def slug(text: str, fallback: str = "entry") -> str:
+    """A safe entry id / ISO name: letters, digits, `._-`."""
+    s = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")[:64]
+    return s if s and s[0].isalnum() else (fallback + ("-" + s if s else ""))[:64]
+
+
+@dataclass
+class Entry:
+    id: str
+    label: str
+    kind: str = "linux"
+    kernel: str = ""
+    initrds: list[str] = field(default_factory=list)
+    args: str = ""
+    archs: list[str] = field(default_factory=lambda: ["bios", "uefi64"])
+    source_iso: str | None = None
+    notes: str = ""  # shown to the user: what to check, what is missing
+    needs_review: bool = False  # an "unknown" entry the user should complete by hand
+    seed_args: str = ""  # added to args when a seed (autoinstall/preseed/kickstart) is stored
+    seeded: bool = False
+
+    def check(self) -> list[str]:
+        problems = []
+        if not _ID_RE.match(self.id):
+            problems.append(f"entry {self.id!r}: id must be 1..64 of letters, digits, '_.-'")
+        if self.kind not in KINDS:
+            problems.append(f"entry {self.id}: kind {self.kind!r} is not one of {', '.join(KINDS)}")
+        if self.kind in ("linux", "efi", "iso", "wimboot") and not self.kernel:
+            problems.append(f"entry {self.id}: {self.kind} entry has no kernel/image")
+        bad = [a for a in self.archs if a not in ARCHS]
+        if bad:
+            problems.append(f"entry {self.id}: unknown arch(s) {', '.join(bad)}; use {', '.join(ARCHS)}")
+        if any(c in self.label for c in "\r\n"):
+            problems.append(f"entry {self.id}: label has a line break")
+        if any(c in self.args for c in "\r\n"):
+            problems.append(f"entry {self.id}: arguments have a line break")
+        return problems
+
+    def full_args(self) -> str:
+        return " ".join(a for a in (self.args, self.seed_args if self.seeded else "") if a)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Entry:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def local_entry() -> Entry:
+    return Entry(id=LOCAL_ID, label="Boot from local disk", kind="local",
+                 archs=["bios", "uefi32", "uefi64", "arm64"])
+
+
+@dataclass
+class Menu:
+    title: str = "pxetui boot menu"
+    entries: list[Entry] = field(default_factory=lambda: [local_entry()])
+    default: str = LOCAL_ID
+    timeout: int = 10  # seconds; 0 = wait for the user
+    serial: str = ""  # e.g. "0 115200": also draw the menu on that serial port
+
+    def get(self, entry_id: str) -> Entry | None:
+        return next((e for e in self.entries if e.id == entry_id), None)
+
+    def for_arch(self, arch: str) -> list[Entry]:
+        return [e for e in self.entries if arch in e.archs]
+
+    def default_for(self, arch: str) -> str:
+        """The default entry if that firmware can boot it, else local disk."""
+        e = self.get(self.default)
+        return e.id if e is not None and arch in e.archs else LOCAL_ID
+
+    def unique_id(self, want: str) -> str:
+        base = slug(want)
+        taken = {e.id for e in self.entries}
+        if base not in taken:
+            return base
+        for n in range(2, 10000):
+            cand = f"{base[:58]}-{n}"
+            if cand not in taken:
+                return cand
+        raise MenuError(f"too many entries named like {base!r}")
+
+    def add(self, entry: Entry) -> Entry:
+        """Append (before the local-disk entry, which stays last); the id is made unique."""
+        entry.id = self.unique_id(entry.id)
+        problems = entry.check()
+        if problems:
+            raise MenuError("; ".join(problems))
+        pos = next((i for i, e in enumerate(self.entries) if e.kind == "local"), len(self.entries))
+        self.entries.insert(pos, entry)
+        return entry
+
+    def remove(self, entry_id: str) -> None:
+        if entry_id == LOCAL_ID:
+            raise MenuError("the local-disk entry cannot be removed")
+        self.entries = [e for e in self.entries if e.id != entry_id]
+        if self.default == entry_id:
+            self.default = LOCAL_ID
+
+    def check(self) -> list[str]:
+        problems = [p for e in self.entries for p in e.check()]
+        ids = [e.id for e in self.entries]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            problems.append(f"duplicate entry id(s): {', '.join(dup)}")
+        if self.get(self.default) is None:
+            problems.append(f"default: no entry {self.default!r}")
+        if not 0 <= self.timeout <= 3600:
+            problems.append(f"timeout: {self.timeout} is outside 0..3600 seconds")
+        if not any(e.kind == "local" for e in self.entries):
+            problems.append("no boot-from-local-disk entry")
+        return problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Menu:
+        m = cls(title=str(d.get("title", cls.title)), entries=[], default=str(d.get("default", LOCAL_ID)),
+                timeout=int(d.get("timeout", 10)), serial=str(d.get("serial", "")))
+        m.entries = [Entry.from_dict(e) for e in d.get("entries", [])]
+        if not any(e.kind == "local" for e in m.entries):
+            m.entries.append(local_entry())
+        return m
+
+
+def expand(template: str, cfg: Config) -> str:
+    """Fill `{http}` / `{server}` for the address this request came in on."""
+    values = {"http": cfg.http_base, "server": cfg.server_ip}
+    return _TEMPLATE.sub(lambda m: values[m.group(1)], template)
+
+
+# -- storage (SQLite in the state dir; one transaction with the ISO library) ----------------
+
+MENU_DDL = """
+CREATE TABLE IF NOT EXISTS menu (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    data TEXT NOT NULL,           -- Menu as JSON
+    updated REAL NOT NULL
+);
+"""
+
+
+def run_ddl(conn: sqlite3.Connection, ddl: str) -> None:
+    """CREATE IF NOT EXISTS, one statement at a time: `executescript` would COMMIT an open
+    transaction (and break an all-or-nothing import half-way)."""
+    for stmt in ddl.split(";"):
+        if stmt.strip():
+            conn.execute(stmt)
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    run_ddl(conn, MENU_DDL)
+
+
+def load_menu(conn: sqlite3.Connection) -> Menu:
+    ensure_schema(conn)
+    row = conn.execute("SELECT data FROM menu WHERE id = 1").fetchone()
+    if row is None:
+        return Menu()
+    try:
+        return Menu.from_dict(json.loads(row[0]))
+    except (ValueError, TypeError) as exc:
+        raise MenuError(f"stored menu is unreadable: {exc}") from None
+
+
+def menu_updated(conn: sqlite3.Connection) -> float:
+    ensure_schema(conn)
+    row = conn.execute("SELECT updated FROM menu WHERE id = 1").fetchone()
+    return float(row[0]) if row else 0.0
+
+
+def save_menu(conn: sqlite3.Connection, menu: Menu) -> None:
+    """Store the menu; the caller owns the transaction (so an ISO import is all or nothing)."""
+    problems = menu.check()
+    if problems:
+        raise MenuError("; ".join(problems))
+    ensure_schema(conn)
+    conn.execute("INSERT OR REPLACE INTO menu(id, data, updated) VALUES (1, ?, ?)",
+                 (json.dumps(menu.to_dict()), time.time()))
