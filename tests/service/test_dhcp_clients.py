@@ -154,3 +154,49 @@ def test_decline_is_quarantined_on_the_wire(netns, tmp_path: Path) -> None:
     again = exchange(client, [Packet(xid=4, chaddr=mac, options={o.MSG_TYPE: b"\x01"})],
                      ("255.255.255.255", 67), expect=1)[0][0]
     assert again.yiaddr != offer.yiaddr
+
+
+def discover(ns, mac: bytes, **opts: bytes) -> list:  # type: ignore[no-untyped-def, type-arg]
+    options = {o.MSG_TYPE: b"\x01", **{int(k[1:]): v for k, v in opts.items()}}
+    return exchange(ns, [Packet(xid=int.from_bytes(mac[-2:]), chaddr=mac, options=options)],
+                    ("255.255.255.255", 67), expect=1, wait=2)
+
+
+def test_overrides_reload_on_sighup(netns, tmp_path: Path) -> None:
+    from pxetui import store as dbstore
+
+    server, client = netns.pair()
+    cfg = full_config(tmp_path)
+    cfg.tftp_root.mkdir(parents=True)
+    (cfg.tftp_root / "pxelinux.0").write_bytes(b"x")
+    svc = ServiceProc(server, "dhcp", cfg, tmp_path)
+    svc.wait_running()
+    mac = bytes.fromhex("525400bb0020")
+    bios = {"o93": b"\x00\x00", "o60": b"PXEClient:Arch:00000:UNDI:002001"}
+    assert discover(client, mac, **bios)[0][0].file == b"pxelinux.0"
+    conn = dbstore.connect(cfg.db_path)
+    dbstore.set_host_override(conn, "52:54:00:bb:00:20", boot_file="special.0")
+    os.kill(svc.proc.pid, signal.SIGHUP)
+    wait_for(lambda: svc.of("Log", message="reloaded per-MAC overrides"), timeout=5, what="reload")
+    assert discover(client, mac, **bios)[0][0].file == b"special.0"
+    dbstore.set_host_override(conn, "52:54:00:bb:00:20", boot_once="local")
+    os.kill(svc.proc.pid, signal.SIGHUP)
+    wait_for(lambda: len(svc.of("Log", message="reloaded per-MAC overrides")) == 2, timeout=5, what="reload")
+    offer = discover(client, mac, **bios)[0][0]
+    assert offer.file == b"" and o.BOOTFILE not in offer.options  # this boot: local disk
+    assert dbstore.host_overrides(conn)["52:54:00:bb:00:20"]["boot_once"] is None  # used up
+    decision = svc.wait_event("BootDecision", firmware="local")
+    assert decision["reason"] == "boot once: local disk"
+    conn.close()
+
+
+def test_never_answers_on_another_interface(netns, tmp_path: Path) -> None:
+    server, client = netns.pair()
+    other = netns.new("pxo")
+    netns.link(server, other, "10.97.0.1/24", None, a_if="eth1")
+    svc = ServiceProc(server, "dhcp", full_config(tmp_path), tmp_path)
+    svc.wait_running()
+    assert exchange(other, [Packet(xid=5, chaddr=bytes.fromhex("525400bb0030"),
+                                   options={o.MSG_TYPE: b"\x01"})], ("255.255.255.255", 67), wait=1) == []
+    assert discover(client, bytes.fromhex("525400bb0031"))[0][0].ip("yiaddr").startswith("10.99.0.")
+    assert not svc.of("DhcpPacket", mac="52:54:00:bb:00:30")  # never even saw it (SO_BINDTODEVICE)

@@ -352,3 +352,31 @@ def test_port_4011_ovmf_answer_goes_to_source_port(proxy: Rig) -> None:
     req = client_packet(o.REQUEST, mac_bytes(5), ciaddr="10.99.0.51", o93=b"\x00\x07", o60=OVMF_VC)
     ack, dest = proxy.one(req, src=("10.99.0.51", 4011), port=4011)
     assert dest == ("10.99.0.51", 4011) and ack.file == b"ipxe.efi"
+
+
+# -- the captured real clients (tests/data/dhcp) through both modes -----------------------
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "dhcp"
+
+
+@pytest.mark.parametrize("name, full_file, proxy_file", [
+    ("seabios_ipxe_discover.bin", b"http://10.99.0.1/boot.ipxe", b"http://10.99.0.1/boot.ipxe"),
+    ("ovmf_pxe_discover.bin", b"grubx64.efi", b"ipxe.efi"),
+    ("ovmf_ipxe_discover.bin", b"http://10.99.0.1/boot.ipxe", b"http://10.99.0.1/boot.ipxe"),
+    ("udhcpc_discover.bin", b"", None),
+    ("dhclient_discover.bin", b"", None),
+])
+def test_captured_clients(proxy: Rig, name: str, full_file: bytes, proxy_file: bytes | None) -> None:
+    raw = (DATA / name).read_bytes()
+    replies = proxy.server.handle(raw, ("0.0.0.0", 68), 67)
+    if proxy_file is None:
+        assert replies == []
+    else:
+        offer = parse(replies[0][0])
+        assert offer.file == proxy_file and offer.ip("yiaddr") == "0.0.0.0"
+        assert o.VENDOR_SPECIFIC not in offer.options  # iPXE and UEFI need no option 43
+    proxy.start("full")
+    offer = parse(proxy.server.handle(raw, ("0.0.0.0", 68), 67)[0][0])
+    assert offer.file == full_file and offer.ip("yiaddr").startswith("10.99.0.")
+    if full_file.startswith(b"http"):
+        assert offer.options[o.IPXE_ENCAP] == bytes((176, 1, 1))
