@@ -1,0 +1,180 @@
+"""The pxetui Textual app: one screen per job, fed by an injectable event source.
+
+The engine runs in another process (DESIGN.md: a UDP server on the UI loop had p99 latency of
+1.1 s while a big table redrew). The app reads its events in an async worker, folds them into
+`EngineState`, and redraws at most 4 times a second. A dropped connection becomes an alert,
+never a crash (REFERENCE.md: `@work` defaults to exit_on_error=True, which ends the app).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App, ScreenStackError, SystemCommand, UnknownModeError
+from textual.binding import Binding
+from textual.screen import Screen
+
+from pxetui.netinfo import InterfaceInfo, interfaces
+from pxetui.state import EngineState
+from screens.base import PxeScreen
+from screens.clients import ClientsScreen
+from screens.console import ConsoleScreen
+from screens.dashboard import DashboardScreen
+from screens.isos import IsosScreen
+from screens.leases import LeasesScreen
+from screens.logs import LogsScreen
+from screens.menu_editor import MenuScreen
+from screens.settings import SettingsScreen
+from screens.source import EventSource, SourceFactory, open_source
+from screens.transfers import TransfersScreen
+
+REFRESH_SECONDS = 0.25  # at most 4 redraws a second
+YIELD_EVERY = 200  # events folded before letting the UI breathe
+
+# (mode, key, alternative key, footer label, palette title)
+NAV = (
+    ("dashboard", "f1", "alt+1", "Dash", "Dashboard: services, stages, throughput, alerts"),
+    ("clients", "f2", "alt+2", "Clients", "Clients: every machine and how far it got"),
+    ("leases", "f3", "alt+3", "Leases", "Leases: ours and those seen on the wire"),
+    ("transfers", "f4", "alt+4", "Xfers", "Transfers: TFTP and HTTP downloads"),
+    ("isos", "f5", "alt+5", "ISOs", "ISOs: import an image, see its entries"),
+    ("menu", "f6", "alt+6", "Menu", "Menu editor: entries, default, timeout, preview"),
+    ("logs", "f7", "alt+7", "Logs", "Logs: every event, filtered"),
+    ("settings", "f8", "alt+8", "Setup", "Settings: interface, DHCP mode, range, roots"),
+    ("console", "f9", "alt+9", "Serial", "Console: the lab VM's serial output"),
+)
+
+
+class PxetuiApp(App):
+    CSS_PATH = Path(__file__).with_name("pxetui.tcss")
+    TITLE = "pxetui"
+    MODES = {
+        "dashboard": DashboardScreen, "clients": ClientsScreen, "leases": LeasesScreen,
+        "transfers": TransfersScreen, "isos": IsosScreen, "menu": MenuScreen,
+        "logs": LogsScreen, "settings": SettingsScreen, "console": ConsoleScreen,
+    }
+    BINDINGS = [
+        *(Binding(f"{key},{alt}", f"app.go('{mode}')", label, priority=True, show=False)
+          for mode, key, alt, label, _ in NAV),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(
+        self,
+        source: EventSource | None = None,
+        *,
+        source_factory: SourceFactory | None = None,
+        console_path: str | None = None,
+        state_dir: str | None = None,
+        config_path: str | None = None,
+        interfaces_fn: Callable[[], dict[str, InterfaceInfo]] = interfaces,
+        start_mode: str = "dashboard",
+        pacing: bool = True,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.source_factory = source_factory
+        self.console_path = console_path
+        self.state_dir = state_dir
+        self.config_path = config_path
+        self.interfaces_fn = interfaces_fn
+        self.start_mode = start_mode
+        # Rate limits on redraws (see PxeScreen.MIN_INTERVAL, LiveTable.sync); off in tests so
+        # one flush() shows everything.
+        self.pacing = pacing
+        self.state = EngineState()
+        self.views: set[PxeScreen] = set()
+        self.feed_done = asyncio.Event()
+        self.refreshes = 0
+        self.nav_items = [(mode, key, label) for mode, key, _, label, _ in NAV]
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def on_mount(self) -> None:
+        self.switch_mode(self.start_mode)
+        self.consume()
+        self.set_interval(REFRESH_SECONDS, self.flush)
+
+    @work(exclusive=True, group="feed", exit_on_error=False)
+    async def consume(self) -> None:
+        """Fold the engine's events into the state; report a lost engine as an alert."""
+        n = 0
+        try:
+            if self.source is None:
+                if self.source_factory is None:
+                    raise ConnectionError("no engine to attach to")
+                self.source = await open_source(self.source_factory)
+            self.state.connected = True
+            self.state.mark("engine")
+            async for ev in self.source.events():
+                self.state.apply(ev)
+                n += 1
+                if n % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
+            self.state.disconnected("the engine closed the connection")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure of the feed is shown, not fatal
+            self.state.disconnected(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        finally:
+            self.feed_done.set()
+
+    def flush(self) -> None:
+        """Hand changed keys to every screen; redraw the one on top."""
+        dirty = self.state.take_dirty()
+        if dirty:
+            for view in list(self.views):
+                view.collect(dirty)
+        try:
+            top = self.screen
+        except (ScreenStackError, UnknownModeError):  # between modes, or shutting down
+            return
+        if isinstance(top, PxeScreen) and top.pending and top.due():
+            self.refreshes += 1
+            top.redraw()
+
+    # -- navigation and commands ---------------------------------------------------------
+    def action_go(self, mode: str) -> None:
+        if self.current_mode != mode:
+            self.switch_mode(mode)
+
+    def send(self, cmd: dict[str, Any], what: str) -> None:
+        self._send(cmd, what)
+
+    @work(group="commands", exit_on_error=False)
+    async def _send(self, cmd: dict[str, Any], what: str) -> None:
+        if self.source is None or not self.state.connected:
+            self.notify(f"{what}: not connected to the engine", severity="error")
+            return
+        try:
+            await self.source.send(cmd)
+        except Exception as exc:  # noqa: BLE001 - a failed send is reported, the UI stays up
+            self.notify(f"{what}: failed ({exc})", severity="error")
+            return
+        self.notify(f"{what}: sent")
+
+    def menu_dir(self) -> Path | None:
+        """Where the menu model lives: the engine's state directory."""
+        return Path(self.state_dir) if self.state_dir else None
+
+    def menu_entries(self) -> list[tuple[str, str]]:
+        """(entry id, title) of the boot menu, for "boot once into"."""
+        return []
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        for mode, key, _, _, title in NAV:
+            yield SystemCommand(f"Go to {title}", f"{key.upper()}", lambda m=mode: self.action_go(m))
+        if isinstance(screen, PxeScreen):
+            yield from screen.palette()
+        yield SystemCommand("Reload menus and overrides", "services re-read their menus",
+                            lambda: self.send({"cmd": "reload"}, "reload"))
+        for name in sorted(self.state.services):
+            yield SystemCommand(f"Restart service {name}", "the supervisor restarts it",
+                                lambda n=name: self.send({"cmd": "restart", "service": n},
+                                                         f"restart {n}"))
+        yield SystemCommand("Stop the engine", "stops every service (pxetui serve exits)",
+                            lambda: self.send({"cmd": "stop"}, "stop engine"))
+        yield SystemCommand("Quit", "leave the UI (a headless engine keeps running)", self.exit)

@@ -1,0 +1,160 @@
+"""One client: its timeline (stage, time, duration), files fetched, diagnosis, and actions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from rich.text import Text
+from textual.app import SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widget import Widget
+from textual.widgets import Button, DataTable, Static
+
+from pxetui.state import ClientInfo
+from screens import fmt
+from screens.base import PxeScreen
+from screens.pick import EntryPicker
+
+
+def describe_client(c: ClientInfo) -> Text:
+    t = Text(no_wrap=True, overflow="ellipsis")
+    t.append(c.mac, "bold")
+    t.append(f"  {c.ip or 'no address yet'}")
+    if c.hostname:
+        t.append(f"  {c.hostname}")
+    t.append(f"\nfirmware {fmt.firmware(c.firmware, c.arch)}")
+    if c.arch is not None:
+        t.append(f" (arch {c.arch})")
+    if c.vendor_class:
+        t.append(f"  {c.vendor_class}")
+    t.append("\nstage ")
+    t.append(c.stage or "new", "bold")
+    t.append(f"  {fmt.percent(c.progress).strip()}  last: {c.last_event or '-'}")
+    return t
+
+
+def timeline_rows(c: ClientInfo, now: float) -> list[tuple[str, str, str, str]]:
+    rows = []
+    stages = sorted(c.stages, key=lambda s: float(s.get("ts") or 0))
+    for i, s in enumerate(stages):
+        ts = float(s.get("ts") or 0)
+        if i + 1 < len(stages):
+            dur = fmt.duration(float(stages[i + 1].get("ts") or 0) - ts)
+        else:
+            dur = fmt.duration(now - ts) + " so far"
+        rows.append((str(s.get("stage") or "?"), fmt.clock(ts), dur, str(s.get("detail") or "")))
+    return rows
+
+
+def file_row(f: dict[str, Any]) -> tuple[str, str, str, str]:
+    path = str(f.get("path") or f.get("file") or "?")
+    proto = str(f.get("protocol") or "")
+    n = f.get("bytes_done", f.get("bytes", f.get("size")))
+    status = f.get("status")
+    status_text = "" if status is None else str(status)
+    return (path, proto, fmt.size(n) if isinstance(n, (int, float)) else "-", status_text)
+
+
+class ClientDetailScreen(PxeScreen):
+    WATCH = frozenset({"clients"})
+    TITLE_TEXT = "Client"
+    NAV_MODE = "clients"
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("b", "boot_once", "Boot once into..."),
+        Binding("l", "boot_local", "Boot local next"),
+        Binding("f", "forget", "Forget"),
+    ]
+
+    def __init__(self, mac: str) -> None:
+        super().__init__()
+        self.mac = mac
+
+    def body(self) -> Iterable[Widget]:
+        with Vertical(id="detail"):
+            yield Static(id="who")
+            yield Static(id="diagnosis")
+            yield DataTable(id="timeline", cursor_type="row")
+            yield DataTable(id="files", cursor_type="row")
+            with Horizontal(id="actions"):
+                yield Button("Boot once into... (b)", id="boot-once", compact=True)
+                yield Button("Boot local next (l)", id="boot-local", compact=True)
+                yield Button("Forget (f)", id="forget", variant="error", compact=True)
+
+    def setup(self) -> None:
+        tl = self.query_one("#timeline", DataTable)
+        tl.border_title = "Timeline"
+        for label, w in (("Stage", 9), ("At", 8), ("Took", 13), ("Detail", 40)):
+            tl.add_column(label, width=w)
+        files = self.query_one("#files", DataTable)
+        files.border_title = "Files fetched"
+        for label, w in (("File", 40), ("Via", 4), ("Size", 7), ("Result", 12)):
+            files.add_column(label, width=w)
+
+    def show(self, changed: dict[str, set[str]], full: bool) -> None:
+        if not full and self.mac not in changed.get("clients", set()):
+            return
+        c = self.state.clients.get(self.mac)
+        who = self.query_one("#who", Static)
+        diag = self.query_one("#diagnosis", Static)
+        tl = self.query_one("#timeline", DataTable)
+        files = self.query_one("#files", DataTable)
+        if c is None:
+            who.update(Text(f"{self.mac}: forgotten (no longer tracked)", "yellow"))
+            diag.update("")
+            tl.clear()
+            files.clear()
+            return
+        who.update(describe_client(c))
+        diag.update(Text("Diagnosis: " + c.diagnosis, "bold yellow") if c.diagnosis
+                    else Text("Diagnosis: nothing wrong seen so far.", "green"))
+        # A client's history is short (a dozen stages): redraw both lists in place.
+        self._fill(tl, timeline_rows(c, self.state.now))
+        self._fill(files, [file_row(f) for f in c.files])
+
+    @staticmethod
+    def _fill(table: DataTable, rows: list[tuple[str, ...]]) -> None:
+        for i, row in enumerate(rows):
+            key = str(i)
+            if i < table.row_count:
+                for col, value in zip(table.columns, row, strict=False):
+                    if table.get_cell(key, col) != value:
+                        table.update_cell(key, col, value)
+            else:
+                table.add_row(*row, key=key)
+        for i in range(len(rows), table.row_count):
+            table.remove_row(str(i))
+
+    # -- actions -------------------------------------------------------------------------
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        {"boot-once": self.action_boot_once, "boot-local": self.action_boot_local,
+         "forget": self.action_forget}[event.button.id or ""]()
+
+    def action_boot_once(self) -> None:
+        def chosen(entry: str | None) -> None:
+            if entry:
+                self.papp.send({"cmd": "set_host", "mac": self.mac, "boot_once": entry},
+                               f"{self.mac} boots {entry} once")
+
+        self.app.push_screen(EntryPicker(self.papp.menu_entries(), self.mac), chosen)
+
+    def action_boot_local(self) -> None:
+        self.papp.send({"cmd": "set_host", "mac": self.mac, "boot_once": "local"},
+                       f"{self.mac} boots from its disk next time")
+
+    def action_forget(self) -> None:
+        self.papp.send({"cmd": "forget", "mac": self.mac}, f"forget {self.mac}")
+
+    def palette(self) -> Iterable[SystemCommand]:
+        yield SystemCommand(f"Boot {self.mac} once into an entry", "b", self.action_boot_once)
+        for entry_id, title in self.papp.menu_entries():
+            yield SystemCommand(
+                f"Boot {self.mac} once into {title}", entry_id,
+                lambda e=entry_id: self.papp.send(
+                    {"cmd": "set_host", "mac": self.mac, "boot_once": e},
+                    f"{self.mac} boots {e} once"))
+        yield SystemCommand(f"Boot {self.mac} locally next time", "l", self.action_boot_local)
+        yield SystemCommand(f"Forget {self.mac}", "f", self.action_forget)
+        yield SystemCommand("Back to the client list", "Esc", self.app.pop_screen)

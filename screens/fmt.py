@@ -1,0 +1,72 @@
+"""Plain formatting helpers for the screens: sizes, rates, times, bars. No widgets here."""
+
+from __future__ import annotations
+
+import time
+
+BAR_EIGHTHS = " ▏▎▍▌▋▊▉█"
+
+
+def size(n: float | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "K", "M", "G"):
+        if abs(n) < 1024 or unit == "G":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024
+    return f"{n:.1f}G"
+
+
+def rate(bps: float | None) -> str:
+    if not bps:
+        return "-"
+    return f"{size(bps)}/s"
+
+
+def clock(ts: float | None) -> str:
+    """Wall time of an event, local time (tests pin TZ=UTC)."""
+    if not ts:
+        return "--:--:--"
+    return time.strftime("%H:%M:%S", time.localtime(ts))
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None or seconds < 0:
+        return "-"
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    s = int(seconds)
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+def bar(fraction: float | None, width: int) -> str:
+    """A progress bar drawn with eighth blocks; '?' when the total is unknown."""
+    if fraction is None:
+        return "?".center(width)
+    fraction = min(1.0, max(0.0, fraction))
+    eighths = round(fraction * width * 8)
+    full, part = divmod(eighths, 8)
+    text = "█" * full + (BAR_EIGHTHS[part] if part and full < width else "")
+    return text.ljust(width)
+
+
+def percent(fraction: float | None) -> str:
+    return "?" if fraction is None else f"{fraction * 100:3.0f}%"
+
+
+ARCH_NAMES = {
+    0: "bios", 6: "uefi32", 7: "uefi64", 9: "uefi64", 10: "arm32", 11: "arm64",
+    15: "http32", 16: "http64", 18: "arm32h", 19: "arm64h", 20: "bioshttp",
+}
+
+
+def firmware(name: str, arch: int | None) -> str:
+    """The tracker's firmware name, else one derived from option 93 (REFERENCE.md: 7 and 9 are
+    both x64 UEFI)."""
+    if name:
+        return name
+    if arch is None:
+        return "?"
+    return ARCH_NAMES.get(arch, f"arch{arch}")

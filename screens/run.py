@@ -1,0 +1,16 @@
+"""Entry point the CLI calls: `run_ui(source_factory, console_path)`."""
+
+from __future__ import annotations
+
+from screens.source import SourceFactory
+
+
+def run_ui(source_factory: SourceFactory, console_path: str | None, *,
+           state_dir: str | None = None, config_path: str | None = None) -> int:
+    """Run the UI attached to the engine `source_factory()` connects to; the exit status."""
+    from screens.app import PxetuiApp
+
+    app = PxetuiApp(source_factory=source_factory, console_path=console_path,
+                    state_dir=state_dir, config_path=config_path)
+    app.run()
+    return app.return_code or 0

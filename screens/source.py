@@ -1,0 +1,73 @@
+"""Event sources the app can consume: anything with `events()` (an async iterator of event
+dicts) and `async send(cmd)`. The real one is `pxetui.control.ControlClient`; tests and the
+UI benchmark use `MemorySource`."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, Protocol
+
+
+class EventSource(Protocol):
+    def events(self) -> AsyncIterator[dict[str, Any]]: ...
+
+    async def send(self, cmd: dict[str, Any]) -> None: ...
+
+
+SourceFactory = Callable[[], "EventSource | Awaitable[EventSource]"]
+
+
+async def open_source(factory: SourceFactory) -> EventSource:
+    made = factory()
+    if inspect.isawaitable(made):
+        return await made
+    return made
+
+
+class MemorySource:
+    """Replays `initial`, then yields whatever is `push()`ed until `finish()`; records commands."""
+
+    def __init__(self, initial: Iterable[dict[str, Any]] = (), *, end_after_initial: bool = False,
+                 fail_with: str | None = None) -> None:
+        self.initial = list(initial)
+        self.end_after_initial = end_after_initial
+        self.fail_with = fail_with
+        self.sent: list[dict[str, Any]] = []
+        self._queue: asyncio.Queue[dict[str, Any] | None] | None = None
+        self._early: list[dict[str, Any] | None] = []
+
+    def _q(self) -> asyncio.Queue[dict[str, Any] | None]:
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            for ev in self._early:
+                self._queue.put_nowait(ev)
+            self._early.clear()
+        return self._queue
+
+    def push(self, ev: dict[str, Any]) -> None:
+        if self._queue is None:
+            self._early.append(ev)
+        else:
+            self._queue.put_nowait(ev)
+
+    def finish(self) -> None:
+        self.push(None)  # type: ignore[arg-type]
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        for ev in self.initial:
+            yield ev
+        if self.fail_with:
+            raise ConnectionResetError(self.fail_with)
+        if self.end_after_initial:
+            return
+        q = self._q()
+        while True:
+            ev = await q.get()
+            if ev is None:
+                return
+            yield ev
+
+    async def send(self, cmd: dict[str, Any]) -> None:
+        self.sent.append(cmd)

@@ -1,0 +1,67 @@
+"""A deterministic event feed for UI tests and snapshots: fixed timestamps, no clocks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+T0 = 1_790_000_000.0  # a fixed moment; tests pin TZ=UTC so clocks render the same everywhere
+
+
+def ev(type_: str, t: float, **fields: Any) -> dict[str, Any]:
+    return {"type": type_, "ts": T0 + t, **fields}
+
+
+def mac(i: int) -> str:
+    return f"52:54:00:00:{i // 256:02x}:{i % 256:02x}"
+
+
+def lab_feed() -> list[dict[str, Any]]:
+    """An engine in proxy mode with a few clients at different stages."""
+    out = [
+        ev("EngineStarted", 0, service="supervisor", interface="eth1", address="10.99.0.1",
+           netmask="255.255.255.0", dhcp_mode="proxy", dhcp_mode_reason="another DHCP server answered",
+           http_port=80, tftp_root="/srv/pxe/tftp", http_root="/srv/pxe/http", version="0.1"),
+        ev("DhcpModeDecided", 0.1, service="dhcp", mode="proxy",
+           reason="10.99.0.2 answered the probe", other_server="10.99.0.2"),
+    ]
+    for i, (name, ports) in enumerate((("dhcp", [67, 4011]), ("tftp", [69]), ("http", [80]),
+                                        ("capture", []))):
+        out.append(ev("ServiceState", 0.2 + i / 10, service=name, state="running",
+                      pid=1000 + i, ports=ports))
+    out.append(ev("ForeignDhcpServer", 1, service="capture", server_ip="10.99.0.2",
+                  server_mac="52:54:00:aa:bb:cc", offered="10.99.0.50"))
+    out.append(ev("Alert", 1.5, service="supervisor", key="loader:uefi64", severity="error",
+                  message="UEFI boot loader grubx64.efi is missing from the TFTP root"))
+    stages = ("dhcp", "tftp", "kernel", "booted", "stuck")
+    for i in range(5):
+        m = mac(i + 1)
+        ip = f"10.99.0.{50 + i}"
+        out.append(ev("LeaseGranted", 2 + i, service="capture", mac=m, ip=ip, ours=False,
+                      server_ip="10.99.0.2", expires=T0 + 3600 + i, hostname=f"host{i}"))
+        hist = [{"stage": s, "ts": T0 + 2 + i + j * 3, "detail": f"{s} step"}
+                for j, s in enumerate(stages[: (i % 5) + 1])]
+        out.append(ev("ClientUpdate", 3 + i, service="tracker", mac=m, ip=ip,
+                      stage=stages[i % 5], stages=hist, firmware="" if i % 2 else "bios",
+                      arch=7 if i % 2 else 0, progress=[0.1, 0.3, 0.6, 1.0, 0.4][i],
+                      last_event=f"{stages[i % 5]} event",
+                      diagnosis="no TFTP request after the offer: check the boot file"
+                      if stages[i % 5] == "stuck" else "",
+                      files=[{"path": "pxelinux.0", "protocol": "tftp", "bytes": 46000,
+                              "status": "done"}] if i else []))
+    out.append(ev("LeaseGranted", 8, service="dhcp", mac=mac(9), ip="10.99.0.120", ours=True,
+                  expires=T0 + 3608))
+    for i in range(3):
+        tid = f"t{i}"
+        out.append(ev("TransferStarted", 10 + i, service="tftp" if i < 2 else "http",
+                      mac=mac(i + 1), ip=f"10.99.0.{50 + i}", transfer_id=tid,
+                      protocol="tftp" if i < 2 else "http",
+                      path=["pxelinux.0", "vmlinuz", "initrd.img"][i], size=1_000_000 * (i + 1),
+                      options={"blksize": 1468, "windowsize": 4} if i < 2 else {}))
+        for k in range(1, 4):
+            out.append(ev("TransferProgress", 10 + i + k, service="tftp", transfer_id=tid,
+                          protocol="tftp", bytes_done=200_000 * k * (i + 1),
+                          size=1_000_000 * (i + 1), rate=200_000.0 * (i + 1), retransmits=i))
+    out.append(ev("TransferFinished", 16, service="tftp", transfer_id="t0", protocol="tftp",
+                  path="pxelinux.0", bytes_done=1_000_000, seconds=6, rate=166_000.0))
+    out.append(ev("Log", 17, service="tftp", level_name="warning", message="slow client"))
+    return out

@@ -1,0 +1,43 @@
+"""Building apps for the UI tests: an in-memory feed, fake interfaces, no pacing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from feed import lab_feed
+
+from pxetui.netinfo import InterfaceInfo
+from screens.app import PxetuiApp
+from screens.source import MemorySource
+
+
+def fake_ifaces() -> dict[str, InterfaceInfo]:
+    return {
+        "eth1": InterfaceInfo("eth1", True, "10.99.0.1", "255.255.255.0", "52:54:00:12:34:56",
+                              1000, 1500),
+        "wlan0": InterfaceInfo("wlan0", False, None, None, None, 0, 1500),
+    }
+
+
+def make_app(tmp_path: Path | None = None, events: list[dict[str, Any]] | None = None,
+             **kwargs: Any) -> tuple[PxetuiApp, MemorySource]:
+    source = kwargs.pop("source", None) or MemorySource(lab_feed() if events is None else events)
+    app = PxetuiApp(
+        source, interfaces_fn=fake_ifaces, pacing=False,
+        config_path=str(tmp_path / "pxetui.toml") if tmp_path else None,
+        state_dir=str(tmp_path / "state") if tmp_path else None,
+        **kwargs,
+    )
+    return app, source
+
+
+async def settle(app: PxetuiApp, pilot: Any) -> None:
+    """Let the feed worker run, then redraw as the 4 Hz tick would."""
+    await pilot.pause()
+    app.flush()
+    await pilot.pause()
+
+
+def screen_text(app: PxetuiApp) -> str:
+    return "\n".join(s.text for s in app.screen._compositor.render_strips())

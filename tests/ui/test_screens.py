@@ -1,0 +1,299 @@
+"""Pilot tests: every screen at 80x24, driven by keys only, fed by an in-memory engine."""
+
+from __future__ import annotations
+
+from feed import T0, ev, lab_feed, mac
+from helpers import make_app, screen_text, settle
+
+from screens.client_detail import ClientDetailScreen
+from screens.pick import EntryPicker
+from screens.source import MemorySource
+from screens.widgets import LiveTable
+
+SIZE = (80, 24)
+
+
+async def test_header_shows_interface_mode_and_each_service():
+    app, _ = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        text = screen_text(app)
+        assert "eth1 10.99.0.1/24" in text
+        assert "DHCP proxy (10.99.0.2 answered the probe)" in text
+        for name in ("dhcp", "tftp", "http", "capture"):
+            assert f"+{name} running" in text
+        app.source.push(ev("ServiceState", 30, service="http", state="failed",
+                           reason="TCP port 80 is held by nginx (PID 42)"))
+        await settle(app, pilot)
+        assert "!http failed: TCP port 80 is held by nginx" in screen_text(app)
+
+
+async def test_f_keys_and_alt_digits_reach_every_screen():
+    app, _ = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        for key, mode in (("f2", "clients"), ("f3", "leases"), ("f4", "transfers"),
+                          ("f5", "isos"), ("f6", "menu"), ("f7", "logs"), ("f8", "settings"),
+                          ("f9", "console"), ("f1", "dashboard"), ("alt+4", "transfers")):
+            await pilot.press(key)
+            await pilot.pause()
+            assert app.current_mode == mode, key
+        assert "F4 Xfers" in screen_text(app)
+
+
+async def test_navigation_works_while_a_text_field_has_focus():
+    app, _ = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f7")
+        await pilot.pause()
+        app.screen.query_one("#log-client").focus()
+        await pilot.press("5", "2")
+        assert app.screen.query_one("#log-client").value == "52"
+        await pilot.press("f2")
+        await pilot.pause()
+        assert app.current_mode == "clients"
+
+
+async def test_dashboard_services_stages_throughput_alerts():
+    app, _ = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        text = screen_text(app)
+        assert "dhcp" in text and "67,4011" in text
+        assert "Clients: 5" in text and "stuck 1" in text
+        assert "peak 1.1M/s" in text
+        assert "UEFI boot loader grubx64.efi is missing" in text
+        assert "another DHCP server on the wire: 10.99.0.2" in text
+        spark = app.screen.query_one("#throughput")
+        assert max(spark.data) > 0
+
+
+async def test_clients_update_in_place_and_the_cursor_stays():
+    app, source = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f2")
+        await settle(app, pilot)
+        table = app.screen.query_one(LiveTable)
+        assert table.row_count == 5
+        await pilot.press("down", "down")
+        assert table.selected_key() == mac(3)
+
+        def refuse() -> None:
+            raise AssertionError("the table was cleared")
+
+        table.clear = refuse  # type: ignore[method-assign]
+        source.push(ev("ClientUpdate", 40, service="tracker", mac=mac(3), stage="booted",
+                       progress=1.0, last_event="kernel started"))
+        source.push(ev("ClientUpdate", 41, service="tracker", mac=mac(7), stage="dhcp"))
+        await settle(app, pilot)
+        assert table.row_count == 6
+        assert table.selected_key() == mac(3)
+        assert str(table.get_cell(mac(3), "stage")) == "booted"
+        assert "kernel started" in str(table.get_cell(mac(3), "last"))
+
+
+async def test_clients_sort_by_column_keeps_the_selected_client():
+    app, _ = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f2")
+        await settle(app, pilot)
+        table = app.screen.query_one(LiveTable)
+        await pilot.press("down")  # client 2, progress 0.3
+        for _ in range(5):  # mac -> ip -> fw -> stage -> progress
+            await pilot.press("s")
+        assert table.sort_column == "progress"
+        assert [table.get_cell(k, "mac").plain for k in table.keys_shown] == [
+            mac(1), mac(2), mac(5), mac(3), mac(4)]
+        assert table.selected_key() == mac(2)
+        await pilot.press("r")
+        assert table.keys_shown[0] == mac(4)
+        assert table.selected_key() == mac(2)
+
+
+async def test_client_detail_timeline_files_diagnosis_and_actions():
+    app, source = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f2")
+        await settle(app, pilot)
+        for _ in range(4):
+            await pilot.press("down")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ClientDetailScreen)
+        text = screen_text(app)
+        assert mac(5) in text and "10.99.0.54" in text
+        assert "Diagnosis: no TFTP request after the offer" in text
+        timeline = app.screen.query_one("#timeline")
+        assert timeline.row_count == 5
+        assert [str(timeline.get_cell_at((i, 0))) for i in range(5)] == [
+            "dhcp", "tftp", "kernel", "booted", "stuck"]
+        assert str(timeline.get_cell_at((0, 2))) == "3.0s"
+        assert app.screen.query_one("#files").row_count == 1
+        await pilot.press("l")
+        await pilot.press("f")
+        await pilot.pause()
+        assert source.sent[:2] == [
+            {"cmd": "set_host", "mac": mac(5), "boot_once": "local"},
+            {"cmd": "forget", "mac": mac(5)},
+        ]
+        await pilot.press("b")
+        await pilot.pause()
+        assert isinstance(app.screen, EntryPicker)
+        await pilot.press(*"debian-live", "enter")
+        await pilot.pause()
+        assert source.sent[-1] == {"cmd": "set_host", "mac": mac(5), "boot_once": "debian-live"}
+        source.push(ev("ClientForgotten", 50, mac=mac(5)))
+        await settle(app, pilot)
+        assert "forgotten" in screen_text(app)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.current_mode == "clients"
+        assert app.screen.query_one(LiveTable).row_count == 4
+
+
+async def test_leases_ours_and_seen_on_the_wire():
+    app, source = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f3")
+        await settle(app, pilot)
+        table = app.screen.query_one(LiveTable)
+        by = {table.get_cell(k, "ip").plain: table.get_cell(k, "by").plain for k in table.keys_shown}
+        assert by["10.99.0.50"] == "10.99.0.2" and by["10.99.0.120"] == "pxetui"
+        source.push(ev("LeaseEnded", 60, mac=mac(9), ip="10.99.0.120", ours=True))
+        await settle(app, pilot)
+        assert table.row_count == 5
+
+
+async def test_transfers_options_progress_rate_retransmits():
+    app, source = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f4")
+        await settle(app, pilot)
+        table = app.screen.query_one(LiveTable)
+        assert table.get_cell("t1", "opts").plain == "1468/4"
+        assert table.get_cell("t1", "progress").plain.endswith(" 60%")
+        assert table.get_cell("t1", "rtx").plain == "1"
+        assert table.get_cell("t0", "status").plain.startswith("done")
+        source.push(ev("TransferFailed", 70, transfer_id="t2", protocol="http",
+                       reason="client closed the connection"))
+        await settle(app, pilot)
+        assert table.get_cell("t2", "status").plain == "failed: client closed the connection"
+
+
+async def test_logs_filter_by_level_service_and_client():
+    app, _ = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f7")
+        await settle(app, pilot)
+        screen = app.screen
+        log = screen.query_one("#log")
+        assert any("lease 10.99.0.50" in line for line in log.lines)
+        assert not any("TransferProgress" in line or "/1.9" in line for line in log.lines)
+        screen.set_filter(level="warning")
+        await pilot.pause()
+        assert log.lines and all(line[9] in "WE" for line in log.lines)
+        screen.set_filter(service="tracker")
+        await pilot.pause()
+        assert log.lines and all(" tracker " in line for line in log.lines)
+        screen.set_filter(client="00:03", level="debug")
+        await pilot.pause()
+        about = [r for r in app.state.logs if screen.matches(r)]
+        assert len(log.lines) == len(about) > 0
+        assert all(mac(3) == r.mac or "00:03" in r.text for r in about)
+        assert any(r.type == "TransferProgress" for r in about)  # debug shows progress
+
+
+async def test_feed_that_drops_is_an_alert_not_a_crash():
+    source = MemorySource(lab_feed()[:3], fail_with="peer reset the connection")
+    app, _ = make_app(source=source)
+    async with app.run_test(size=SIZE) as pilot:
+        await app.feed_done.wait()
+        await settle(app, pilot)
+        assert app.is_running
+        text = screen_text(app)
+        assert "engine connection lost: ConnectionResetError: peer reset" in text
+        assert "pxetui  DISCONNECTED" in text
+        await pilot.press("f2")  # still usable
+        assert app.current_mode == "clients"
+
+
+async def test_commands_without_an_engine_are_refused_politely():
+    source = MemorySource([], end_after_initial=True)
+    app, _ = make_app(source=source, events=[])
+    async with app.run_test(size=SIZE) as pilot:
+        await app.feed_done.wait()
+        app.send({"cmd": "reload"}, "reload")
+        await pilot.pause(0.1)
+        assert source.sent == []
+        assert any("not connected" in str(n.message) for n in app._notifications)
+
+
+async def test_command_palette_offers_every_action_and_runs_them():
+    app, source = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for want in ("Go to Dashboard", "Go to Clients", "Go to Leases", "Go to Transfers",
+                     "Go to ISOs", "Go to Menu editor", "Go to Logs", "Go to Settings",
+                     "Go to Console", "Reload menus and overrides", "Restart service tftp",
+                     "Stop the engine", "Quit"):
+            assert any(t.startswith(want) for t in titles), want
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"Reload menus")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        assert source.sent == [{"cmd": "reload"}]
+        await pilot.press("f2")
+        await settle(app, pilot)
+        await pilot.press("enter")
+        await pilot.pause()
+        detail = [c.title for c in app.get_system_commands(app.screen)]
+        assert f"Boot {mac(1)} locally next time" in detail and f"Forget {mac(1)}" in detail
+
+
+async def test_isos_screen_lists_imported_images():
+    app, source = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f5")
+        await settle(app, pilot)
+        source.push(ev("IsoImported", 80, name="debian-live-12", family="debian-live",
+                       path="/srv/isos/debian-live-12.iso", entries=["debian-live-12"]))
+        await settle(app, pilot)
+        table = app.screen.query_one("#library")
+        assert table.get_cell("debian-live-12", "family").plain == "debian-live"
+
+
+async def test_console_tails_the_serial_log(tmp_path):
+    console = tmp_path / "console.log"
+    app, _ = make_app(console_path=str(console))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f9")
+        await pilot.pause()
+        screen = app.screen
+        assert "waiting for the file" in screen_text(app)
+        console.write_bytes(b"\x1b[2J\x1b[1;1HSeaBIOS (version 1.16)\r\niPXE initialising\r\npartial")
+        screen.poll()
+        await pilot.pause()
+        log = screen.query_one("#console")
+        assert log.lines == ["SeaBIOS (version 1.16)", "iPXE initialising"]
+        with console.open("ab") as fh:
+            fh.write(b" line\nBooting from ROM...\n")
+        screen.poll()
+        assert log.lines[-2:] == ["partial line", "Booting from ROM..."]
+        console.write_bytes(b"restarted\n")  # truncated: start over
+        screen.poll()
+        assert log.lines[-1] == "restarted"
+
+
+async def test_no_console_path_says_how_to_get_one():
+    app, _ = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f9")
+        await pilot.pause()
+        assert "No console file" in screen_text(app)
+
+
+def test_t0_is_fixed():
+    assert T0 == 1_790_000_000.0

@@ -1,0 +1,102 @@
+"""EngineState: events in, keyed tables out, deterministic and bounded."""
+
+from __future__ import annotations
+
+from feed import T0, ev, lab_feed
+
+from pxetui.state import EngineState
+
+
+def fed(events: list[dict]) -> EngineState:
+    s = EngineState()
+    for e in events:
+        s.apply(e)
+    return s
+
+
+def test_lab_feed_builds_every_table():
+    s = fed(lab_feed())
+    assert s.engine.interface == "eth1" and s.engine.dhcp_mode == "proxy"
+    assert s.engine.other_server == "10.99.0.2"
+    assert {h.name: h.state for h in s.services.values()} == {
+        "dhcp": "running", "tftp": "running", "http": "running", "capture": "running"}
+    assert len(s.clients) == 5
+    assert [le.ours for le in s.leases.values()].count(False) == 5
+    assert s.transfers["t0"].status == "done" and s.transfers["t1"].status == "running"
+    assert s.transfers["t1"].fraction == 0.6
+    keys = set(s.alerts)
+    assert {"foreign-dhcp:10.99.0.2", "loader:uefi64", "stuck:52:54:00:00:00:05"} <= keys
+    assert s.sorted_alerts()[0].severity == "error"
+
+
+def test_apply_reports_tables_and_dirty_keys():
+    s = EngineState()
+    changed = s.apply(ev("ClientUpdate", 1, mac="aa:bb:cc:dd:ee:01", stage="dhcp"))
+    assert changed == {"logs", "clients", "alerts"}
+    dirty = s.take_dirty()
+    assert dirty["clients"] == {"aa:bb:cc:dd:ee:01"}
+    assert s.take_dirty() == {}
+
+
+def test_unknown_and_malformed_events_do_not_break_state():
+    s = EngineState()
+    assert s.apply({"no": "type"}) == set()
+    assert s.apply({"type": "SomethingNew", "ts": T0}) == {"logs"}
+    s.apply({"type": "TransferFinished", "ts": T0, "transfer_id": "x", "seconds": None})
+    assert s.transfers["x"].status == "done"
+    assert "unreadable" in s.logs[-1].text or s.logs[-1].type == "TransferFinished"
+
+
+def test_service_failure_raises_and_recovery_clears_alert():
+    s = EngineState()
+    s.apply(ev("ServiceState", 1, service="tftp", state="failed", reason="UDP port 69 is held by in.tftpd"))
+    assert s.alerts["service:tftp"].severity == "error"
+    assert "port 69" in s.alerts["service:tftp"].message
+    s.apply(ev("ServiceState", 2, service="tftp", state="running", ports=[69]))
+    assert "service:tftp" not in s.alerts
+
+
+def test_lease_ended_removes_only_the_matching_side():
+    s = EngineState()
+    s.apply(ev("LeaseGranted", 1, mac="aa:bb:cc:dd:ee:01", ip="10.0.0.5", ours=True))
+    s.apply(ev("LeaseGranted", 1, mac="aa:bb:cc:dd:ee:01", ip="10.0.0.5", ours=False,
+               server_ip="10.0.0.2"))
+    s.apply(ev("LeaseEnded", 2, mac="aa:bb:cc:dd:ee:01", ip="10.0.0.5", ours=True))
+    assert [le.ours for le in s.leases.values()] == [False]
+
+
+def test_throughput_is_bucketed_by_event_time_not_a_clock():
+    s = EngineState(throughput_window=5)
+    s.apply(ev("TransferStarted", 0, transfer_id="a", size=100))
+    s.apply(ev("TransferProgress", 1, transfer_id="a", bytes_done=40))
+    s.apply(ev("TransferProgress", 1.5, transfer_id="a", bytes_done=60))
+    s.apply(ev("TransferFinished", 3, transfer_id="a", bytes_done=100))
+    assert s.throughput() == [0.0, 0.0, 60.0, 0.0, 40.0]
+
+
+def test_finished_transfers_are_bounded_and_logs_are_a_ring():
+    s = EngineState(log_size=10, finished_keep=3)
+    for i in range(6):
+        s.apply(ev("TransferStarted", i, transfer_id=f"t{i}"))
+        s.apply(ev("TransferFinished", i + 0.5, transfer_id=f"t{i}", bytes_done=1))
+    assert sorted(s.transfers) == ["t3", "t4", "t5"]
+    assert len(s.logs) == 10 and s.logs[-1].seq == 12
+
+
+def test_forgotten_client_disappears_with_its_alert():
+    s = fed(lab_feed())
+    s.apply(ev("ClientForgotten", 20, mac="52:54:00:00:00:05"))
+    assert "52:54:00:00:00:05" not in s.clients
+    assert "stuck:52:54:00:00:00:05" not in s.alerts
+
+
+def test_clients_by_stage_follow_boot_order():
+    s = fed(lab_feed())
+    assert [stage for stage, _ in s.clients_by_stage()] == ["dhcp", "tftp", "kernel", "booted", "stuck"]
+
+
+def test_disconnect_is_an_alert():
+    s = EngineState()
+    s.disconnected("ConnectionResetError: peer went away")
+    assert not s.connected
+    assert "peer went away" in s.alerts["connection"].message
