@@ -110,7 +110,7 @@ class Router:
         self.cfg, self.emit = cfg, emit
         self.log = log or (lambda msg, level: None)
         self._boot_given = boot
-        self._seen: OrderedDict[str, tuple[str | None, int | None]] = OrderedDict()
+        self._seen: OrderedDict[str, str] = OrderedDict()  # IP -> MAC, most recent last
         self.resolver = self._build()
 
     # -- (re)loading ---------------------------------------------------------------------
@@ -139,23 +139,28 @@ class Router:
 
     # -- clients -------------------------------------------------------------------------
     def identify(self, ip: str, query: dict[str, str]) -> Client:
-        """MAC and arch from the query (iPXE fills them in); else what this IP told us before,
-        so a kernel fetched without a query is still attributed to its machine."""
+        """MAC and arch from the query (iPXE fills them in). A request without `mac=` (a kernel
+        named in the script) gets the MAC this IP gave before, so its transfer is attributed to
+        the machine; the arch is never remembered, since an address can pass to another machine
+        and a wrong arch would mean a wrong menu."""
+        mac, arch = self._from_query(query)
+        if mac is not None:
+            self._seen.pop(ip, None)
+            self._seen[ip] = mac
+            while len(self._seen) > _REMEMBER:
+                self._seen.popitem(last=False)
+        return Client(ip=ip, mac=mac or self._seen.get(ip), arch=arch)
+
+    @staticmethod
+    def _from_query(query: dict[str, str]) -> tuple[str | None, int | None]:
         raw_mac = query.get("mac", "")
         mac = None
-        if raw_mac:
+        if raw_mac:  # empty when iPXE's ${net0/mac} is unset
             try:
                 mac = normalize_mac(raw_mac)
             except ValueError as exc:
                 raise BadRequest(f"mac: {exc}") from None
-        arch = arch_code(query.get("arch"), query.get("platform"))
-        if mac is not None or arch is not None:
-            old_mac, old_arch = self._seen.pop(ip, (None, None))
-            self._seen[ip] = (mac or old_mac, arch if arch is not None else old_arch)
-            while len(self._seen) > _REMEMBER:
-                self._seen.popitem(last=False)
-        known_mac, known_arch = self._seen.get(ip, (None, None))
-        return Client(ip=ip, mac=mac or known_mac, arch=arch if arch is not None else known_arch)
+        return mac, arch_code(query.get("arch"), query.get("platform"))
 
     # -- routing -------------------------------------------------------------------------
     def route(self, path: str, query: dict[str, str], client: Client) -> Routed:
@@ -163,6 +168,11 @@ class Router:
         rel = path.lstrip("/")
         if rel.startswith("callback/"):
             return self._callback(rel[len("callback/"):], query, client)
+        if rel == "boot.ipxe":
+            # Only what this request says: with no query the library's script asks iPXE for its
+            # MAC and build arch and chains back, rather than trusting what an IP said before.
+            mac, arch = self._from_query(query)
+            client = Client(ip=client.ip, mac=mac, arch=arch)
         src = self.resolver.resolve(path, client)
         dynamic = src.origin == "virtual" and (src.name == "boot.ipxe" or src.name.startswith("seed/"))
         return Routed(src, dynamic=dynamic)

@@ -88,3 +88,86 @@ def test_unresolved_config_refuses_to_bind_everywhere(tmp_path: Path):
     r = subprocess.run([sys.executable, "-m", "pxetui.service", "http", str(cfg_file)],
                        capture_output=True, text=True, timeout=20)
     assert r.returncode == 1 and "no server address" in r.stderr
+
+
+def build_iso(tmp: Path) -> tuple[Path, dict[str, bytes]]:
+    """An Ubuntu-live shaped ISO (casper/vmlinuz, initrd, squashfs) built with xorriso."""
+    content = tmp / "isocontent"
+    (content / "casper").mkdir(parents=True)
+    (content / ".disk").mkdir()
+    files = {"casper/vmlinuz": os.urandom(300_001), "casper/initrd": os.urandom(700_003),
+             "casper/filesystem.squashfs": os.urandom(1_200_007)}
+    for rel, data in files.items():
+        (content / rel).write_bytes(data)
+    (content / ".disk" / "info").write_text("Ubuntu 24.04 LTS\n")
+    iso = tmp / "ubuntu.iso"
+    subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-J", "-R", "-V", "Ubuntu", "-o", str(iso),
+                    str(content)], check=True, capture_output=True, timeout=60)
+    return iso, files
+
+
+def test_boot_flow_through_the_iso_library(netns, tmp_path: Path):
+    """Import an ISO with the real library while the service runs, then do what iPXE does:
+    fetch the per-client script, the kernel and initrd it names (straight out of the .iso),
+    the whole .iso (casper's url=), the boot callback, and the entry's autoinstall seed."""
+    require_tool("curl")
+    require_tool("xorriso")
+    from pxetui.iso import library
+    from pxetui.menus import seeds
+
+    iso, files = build_iso(tmp_path)
+    root = tmp_path / "http"
+    root.mkdir()
+    server, client = netns.pair(client_addr="10.99.0.2/24")
+    cfg = base_config(tmp_path, http={"root": str(root)})
+    svc = ServiceProc(server, "http", cfg, tmp_path)
+    try:
+        svc.wait_running()
+        library.import_iso(cfg, iso, "ubuntu")
+        conn = library.connect(cfg)
+        try:
+            seeds.set_seed(conn, "user-data", b"#cloud-config\nautoinstall: {version: 1}\n", entry="ubuntu")
+        finally:
+            conn.close()
+        os.killpg(svc.proc.pid, signal.SIGHUP)
+        svc.wait_event("Log", message="http: reloaded menus and ISO library")
+
+        mac = "52:54:00:aa:bb:01"
+        kernel = f"{URL}/iso/ubuntu/casper/vmlinuz"
+        # The library re-reads its database at most once a second: poll, bounded.
+        def script_with_entry() -> str | None:
+            text = client.run("curl", "-sS", f"{URL}/boot.ipxe?mac={mac}&arch=x86_64&platform=efi").stdout
+            return text if kernel in text else None
+
+        script = wait_for(script_with_entry, timeout=5, interval=0.3, what="the imported entry in boot.ipxe")
+        assert script.startswith("#!ipxe")
+        assert f"kernel {kernel}" in script and f"{URL}/iso/ubuntu/casper/initrd" in script
+        assert f"url={URL}/iso/ubuntu.iso" in script
+        # Without arch=, the script asks iPXE for its build facts and chains back.
+        assert "${buildarch}" in client.run("curl", "-sS", f"{URL}/boot.ipxe").stdout
+
+        out = tmp_path / "got"
+        for rel, data in files.items():
+            r = client.run("curl", "-sS", "-o", str(out), "-w", "%{http_code}", f"{URL}/iso/ubuntu/{rel}")
+            assert r.stdout == "200" and out.read_bytes() == data, rel
+            n = len(data)
+            for first, last in ((0, 99), (n // 2 - 50, n // 2 + 50), (n - 100, n - 1)):
+                r = client.run("curl", "-sS", "-o", str(out), "-w", "%{http_code}", "-r",
+                               f"{first}-{last}", f"{URL}/iso/ubuntu/{rel}")
+                assert r.stdout == "206" and out.read_bytes() == data[first:last + 1], (rel, first)
+        r = client.run("curl", "-sS", "-o", str(out), "-w", "%{http_code}", f"{URL}/iso/ubuntu.iso")
+        assert r.stdout == "200" and out.read_bytes() == iso.read_bytes()
+        fin = svc.wait_event("TransferFinished", path="iso/ubuntu/casper/vmlinuz", status=200)
+        assert fin["mac"] == mac and fin["ip"] == "10.99.0.2"  # attributed from the script's query
+
+        # The callback line of the script, with iPXE's ${net0/mac} filled in.
+        line = next(ln for ln in script.splitlines() if "/callback/" in ln)
+        url = next(w for w in line.split() if "/callback/" in w).replace("${net0/mac}", mac)
+        assert client.run("curl", "-sS", url).stdout == "ok\n"
+        cb = svc.wait_event("BootCallback")
+        assert (cb["stage"], cb["mac"], cb["ip"], cb["entry"]) == ("booting", mac, "10.99.0.2", "ubuntu")
+
+        r = client.run("curl", "-sS", f"{URL}/seed/ubuntu/user-data")
+        assert r.stdout == "#cloud-config\nautoinstall: {version: 1}\n"
+    finally:
+        svc.stop()

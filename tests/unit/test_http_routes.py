@@ -62,11 +62,12 @@ def test_boot_ipxe_per_client_and_remembered_by_ip(setup):
     routed = router.route("/boot.ipxe", q, client)
     assert routed.dynamic and not routed.quiet
     assert boot.calls[-1] == ("ipxe", "52:54:00:aa:bb:cc", 7, "10.0.0.5")
-    # Later requests from that IP without a query are attributed to the same machine.
+    # Later requests from that IP without a query are attributed to the same machine (MAC),
+    # but the arch is not assumed, and boot.ipxe without a query goes by the IP alone.
     later = router.identify("10.0.0.5", {})
-    assert (later.mac, later.arch) == ("52:54:00:aa:bb:cc", 7)
-    router.route("/boot.ipxe", {}, router.identify("10.0.0.9", {}))
-    assert boot.calls[-1] == ("ipxe", None, None, "10.0.0.9")
+    assert (later.mac, later.arch) == ("52:54:00:aa:bb:cc", None)
+    router.route("/boot.ipxe", {}, later)
+    assert boot.calls[-1] == ("ipxe", None, None, "10.0.0.5")
 
 
 def test_real_file_wins_over_generated_script(setup):
