@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import sqlite3
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -39,7 +40,7 @@ class Lease:
     ip: int
     mac: str
     expires: float
-    state: str  # offered | bound | declined
+    state: str  # offered | bound | expired | declined
     hostname: str | None = None
 
     @property
@@ -93,14 +94,17 @@ class LeaseStore:
 
     # -- startup ---------------------------------------------------------------------------
     def _load(self) -> None:
+        now = time.time()
         for row in self.conn.execute("SELECT ip, mac, expires, state, hostname FROM dhcp_leases"):
             try:
                 ip = int(ipaddress.IPv4Address(row[0]))
             except ValueError:
                 continue
             lease = Lease(ip, row[1], row[2], row[3], row[4])
+            if lease.state == "bound" and lease.expires <= now:
+                lease.state = "expired"  # ran out while we were down: kept for its client
             self.by_ip[ip] = lease
-            if lease.state == "bound":
+            if lease.state in ("bound", "expired"):
                 self.by_mac[lease.mac] = lease
         for pool in self.pools:
             pool.free.extend(ip for ip in range(pool.start, pool.end + 1)
@@ -117,6 +121,16 @@ class LeaseStore:
 
     def restored(self, now: float) -> list[Lease]:
         return [lease for lease in self.by_mac.values() if lease.expires > now]
+
+    def expired(self, now: float) -> list[Lease]:
+        """Bound leases that ran out since the last call, each reported once. The address
+        stays with its client until someone else needs it (RFC 2131 4.3.1 prefers that)."""
+        out = []
+        for lease in self.by_mac.values():
+            if lease.state == "bound" and lease.expires <= now:
+                lease.state = "expired"
+                out.append(lease)
+        return out
 
     # -- queries ---------------------------------------------------------------------------
     def lease_of(self, mac: str) -> Lease | None:
@@ -147,8 +161,8 @@ class LeaseStore:
         if ip is None:
             return None
         current = self.by_mac.get(mac)
-        if current is not None and current.ip == ip:
-            return ip  # its own bound lease: nothing more to hold
+        if current is not None and current.ip == ip and current.state == "bound" and current.expires > now:
+            return ip  # its own running lease: nothing more to hold
         self._drop_offer(mac, keep=ip)
         lease = Lease(ip, mac, now + OFFER_HOLD, "offered")
         self.by_ip[ip] = lease

@@ -298,9 +298,12 @@ class DhcpServer:
                      options=opts)
         boot_file = choice.boot_file if not choice.local else None
         if choice.vendor_class and req.boot_client:
-            # PXE 2.1 / REFERENCE.md: echo PXEClient (HTTPClient for UEFI HTTP boot) or the
-            # firmware ignores the boot information in this reply.
-            opts[o.VENDOR_CLASS] = choice.vendor_class.encode()
+            # REFERENCE.md: a proxy offer and the port-4011 answer must say PXEClient, and UEFI
+            # HTTP boot drops a reply without HTTPClient. A full-mode PXE offer must not say
+            # PXEClient: a PXE 2.1 ROM would take it as a boot-server offer without discovery
+            # control and go looking for a boot server instead of using `file`.
+            if self.mode == "proxy" or dest is not None or choice.vendor_class == "HTTPClient":
+                opts[o.VENDOR_CLASS] = choice.vendor_class.encode()
             if o.CLIENT_UUID in pkt.options:
                 opts[o.CLIENT_UUID] = pkt.options[o.CLIENT_UUID]  # RFC 4578 2.3: echo 97
             if self.mode == "proxy" or dest is not None:

@@ -22,11 +22,12 @@ from pxetui.dhcp.leases import LeaseStore, Pool
 from pxetui.dhcp.policy import BootPolicy
 from pxetui.dhcp.probe import probe
 from pxetui.dhcp.server import PXE_PORT, SERVER_PORT, DhcpServer
-from pxetui.events import DhcpModeDecided, ForeignDhcpServer, LeaseGranted
+from pxetui.events import DhcpModeDecided, ForeignDhcpServer, LeaseEnded, LeaseGranted
 from pxetui.safety import check_netns_guard
 from pxetui.service import ServiceContext
 
 BATCH = 64  # datagrams handled per wake-up before the commit and the sends
+EXPIRY_CHECK = 10.0  # seconds between scans for leases that ran out (reported as LeaseEnded)
 RCVBUF = 4 << 20  # a boot storm arrives in bursts; keep them in the kernel, not on the floor
 
 
@@ -124,6 +125,13 @@ class Transport:
                 self.ctx.log(f"send to {dest[0]}:{dest[1]} failed: {exc}", "warning")
 
 
+async def report_expiries(ctx: ServiceContext, store: LeaseStore) -> None:
+    while True:
+        await asyncio.sleep(EXPIRY_CHECK)
+        for lease in store.expired(time.time()):
+            ctx.emit(LeaseEnded(mac=lease.mac, ip=lease.address, reason="expired"))
+
+
 async def run(ctx: ServiceContext) -> None:
     check_netns_guard()
     cfg = ctx.config
@@ -152,6 +160,7 @@ async def run(ctx: ServiceContext) -> None:
     loop = asyncio.get_running_loop()
     for sock, port in zip(socks, ports, strict=True):
         loop.add_reader(sock.fileno(), Transport(ctx, server, sock, port).readable)
+    expiry = asyncio.ensure_future(report_expiries(ctx, store))
     ctx.ready(ports)
     ctx.log(f"{mode} DHCP on {cfg.interface} ({cfg.server_ip}), ports {ports}, pool {cfg.dhcp.range}")
     try:
@@ -161,6 +170,7 @@ async def run(ctx: ServiceContext) -> None:
             policy.set_overrides(dbstore.host_overrides(conn))
             ctx.log("reloaded per-MAC overrides")
     finally:
+        expiry.cancel()
         for sock in socks:
             loop.remove_reader(sock.fileno())
             sock.close()
