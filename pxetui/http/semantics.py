@@ -15,6 +15,8 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 # Built-in table only (not /etc/mime.types) so answers do not depend on the host, plus the
 # boot files the table does not know. Kernels and initrds have no suffix: octet-stream.
+# UEFI HTTP boot (EDK2 HttpBootCheckImageType) goes by Content-Type first: application/efi is
+# an EFI image; an unknown type falls back to the URL's .efi/.iso/.img extension.
 _MIME = mimetypes.MimeTypes(filenames=())
 _EXTRA = {
     ".ipxe": "text/plain; charset=utf-8",

@@ -576,3 +576,19 @@ def test_idle_keep_alive_connection_is_closed(srv: Served):
             data += chunk
         assert data.endswith(b"hello\n") and 1.5 < time.monotonic() - t0 < 5
 
+
+
+def test_client_that_stops_reading_is_dropped(tree: dict[str, Any]):
+    s = Served(tree["root"], FakeBoot([]), Limits(max_connections=8, send_timeout=1.0))
+    try:
+        with socket.create_connection(("127.0.0.1", s.port), timeout=5) as c:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            c.sendall(b"GET /big.bin?mac=52:54:00:00:00:55 HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert c.recv(64).startswith(b"HTTP/1.1 200")
+            failed = s.wait("TransferFailed", timeout=10, mac="52:54:00:00:00:55")
+        assert "read nothing for 1 s" in failed.reason and failed.status == 200
+        assert 0 < failed.bytes_done < 16 << 20
+        assert s.server.active == 0
+        assert get(s, "/small.txt")[2] == b"hello\n"
+    finally:
+        s.stop()
