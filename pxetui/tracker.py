@@ -32,6 +32,7 @@ FIRMWARE = {0: "bios", 6: "uefi32", 7: "uefi64", 9: "uefi64", 10: "arm32", 11: "
 DEDUP_SECONDS = 5.0
 PROGRESS_EVERY = 1.0  # at most one ClientUpdate per client per second for progress alone
 MAX_EVENTS = 1000  # per client and boot, kept for diagnosis
+SAVE_EVERY = 5.0  # seconds between SQLite writes of a client whose stage did not change
 
 _MENU = re.compile(r"(pxelinux\.cfg/|grub[^/]*\.cfg$|\.cfg$|\.ipxe$|(^|/)boot\.ipxe|\.menu$|"
                    r"(^|/)menu\.|\.conf$|(^|/)bcd$)", re.I)
@@ -109,6 +110,8 @@ class Client:
     last_event: str = ""
     stuck: bool = False
     last_update: float = 0.0
+    saved_key: tuple[Any, ...] = ()
+    saved_at: float = 0.0
 
     @property
     def stage(self) -> str:
@@ -146,6 +149,7 @@ class Tracker:
         self.ip_mac: dict[str, str] = {}
         self._seen: dict[tuple[Any, ...], tuple[float, bool]] = {}
         self._alias: dict[str, str | None] = {}  # wire transfer id -> ours (None: drop its events)
+        self._dirty: set[str] = set()
         self.db: sqlite3.Connection | None = None
         if db_path is not None:
             from pxetui.store import connect, ensure_schema
@@ -195,8 +199,22 @@ class Tracker:
         rows = self.db.execute("SELECT * FROM tracker_boots WHERE mac=? ORDER BY boot", (mac,))
         return [{**dict(r), "stages": json.loads(r["stages"])} for r in rows]
 
+    def forget(self, mac: str) -> None:
+        """Drop a client and its history (the UI's "forget")."""
+        c = self.clients.pop(mac, None)
+        if c is not None and c.ip and self.ip_mac.get(c.ip) == mac:
+            del self.ip_mac[c.ip]
+        self._dirty.discard(mac)
+        if self.db is not None:
+            self.db.execute("DELETE FROM tracker_clients WHERE mac=?", (mac,))
+            self.db.execute("DELETE FROM tracker_boots WHERE mac=?", (mac,))
+
     def close(self) -> None:
         if self.db is not None:
+            for mac in self._dirty:
+                if mac in self.clients:
+                    self._save(self.clients[mac])
+            self._dirty.clear()
             self.db.close()
             self.db = None
 
@@ -218,7 +236,14 @@ class Tracker:
 
     def _emit(self, c: Client, ts: float) -> ClientUpdate:
         c.last_update = ts
-        self._save(c)
+        # Write when something a restart must not lose changed, else at most every few
+        # seconds: a storm of progress events must not become a storm of SQLite writes.
+        key = (c.boot, c.stage, c.diagnosis, len(c.files))
+        if key != c.saved_key or ts - c.saved_at >= SAVE_EVERY:
+            self._save(c)
+            c.saved_key, c.saved_at = key, ts
+        else:
+            self._dirty.add(c.mac)
         return c.update(ts)
 
     def _client(self, ev: dict[str, Any]) -> Client | None:

@@ -215,3 +215,21 @@ def test_ipxe_http_timeline():
     assert done["/boot.ipxe"] == ("http", "menu", 223)
     assert done["/linux"] == ("http", "kernel", 8222656)
     assert done["/initrd.gz"] == ("http", "initrd", 1_500_000)
+
+
+def test_forget_drops_client_and_history(tmp_path):
+    db = tmp_path / "t.db"
+    tr = Tracker(db_path=db)
+    tr.feed(dhcp("DISCOVER", 1.0, "dhcp", "in"))
+    tr.feed(dhcp("ACK", 1.5, "dhcp", "out", yiaddr=IP, server_ip="10.99.0.1"))
+    for i in range(5):  # progress-only updates are written lazily, and on close
+        tr.feed({"type": "TransferStarted", "ts": 2.0 + i, "service": "tftp", "ip": IP,
+                 "transfer_id": f"t{i}", "path": f"f{i}.c32"})
+    tr.close()
+    tr = Tracker(db_path=db)
+    assert len(tr.clients[MAC].files) == 5
+    tr.forget(MAC)
+    assert MAC not in tr.clients and tr.history(MAC) == []
+    assert tr.feed({"type": "TransferStarted", "ts": 9.0, "ip": IP, "transfer_id": "z", "path": "x"}) == []
+    tr.close()
+    assert MAC not in Tracker(db_path=db).clients
