@@ -121,8 +121,10 @@ def index_pycdlib(iso: pycdlib.PyCdlib, iso_path: str, iso_size: int, iso_mtime:
     kinds = _namespaces(iso)
     listing = {k: list(_walk(iso, k)) for k in kinds}
     # Windows images carry a token ISO9660 tree (a README) and the real one in UDF: name files
-    # from the namespace that sees the most of them, preferring the earlier (richer) one on ties.
-    primary = max(kinds, key=lambda k: (len(listing[k]), -kinds.index(k)))
+    # from the richest namespace (RR, Joliet, UDF, ISO9660 in that order) that sees at least
+    # half as many files as the fullest one.
+    most = max(len(v) for v in listing.values())
+    primary = next(k for k in kinds if len(listing[k]) * 2 >= most)
     # Whole extents of big files, from the namespaces that report every extent.
     full: dict[int, list[tuple[int, int]]] = {}
     for k in ("joliet_path", "udf_path", "iso_path"):

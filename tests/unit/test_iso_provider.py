@@ -1,0 +1,170 @@
+"""Virtual files: generated menus per listening address, per-MAC menus, boot loaders, files
+inside imported ISOs, a real file winning over a generated one, iPXE scripts and seeds."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+from netns import require_tool
+from services import base_config
+
+from pxetui import store
+from pxetui.config import Config
+from pxetui.files import Client, NotFound, Resolver
+from pxetui.iso import library, testiso
+from pxetui.iso.library import import_iso
+from pxetui.library import provider
+from pxetui.library.provider import effective_sources, ipxe_script, seed_file, virtual_providers
+from pxetui.menus import model, seeds
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Config:
+    c = base_config(tmp_path)
+    c.tftp.root = str(tmp_path / "tftp")
+    c.http.root = str(tmp_path / "http")
+    Path(c.tftp.root).mkdir()
+    Path(c.http.root).mkdir()
+    provider._STATES.clear()
+    return c
+
+
+@pytest.fixture
+def live(cfg: Config, tmp_path: Path) -> Path:
+    require_tool("xorriso")
+    iso = testiso.build(tmp_path / "live.iso", testiso.layout("debian-live"))
+    import_iso(cfg, iso, name="live")
+    return iso
+
+
+def text(res: Resolver, name: str, client: Client | None = None) -> str:
+    src = res.resolve(name, client or Client())
+    assert src.data is not None, f"{name} is not generated"
+    return src.data.decode()
+
+
+def test_empty_root_still_serves_the_boot_loaders(cfg: Config) -> None:
+    require_tool("/usr/lib/PXELINUX/pxelinux.0", package="pxelinux")
+    require_tool("/usr/lib/ipxe/undionly.kpxe", package="ipxe")
+    res = Resolver(cfg.tftp_root, virtual_providers(cfg))
+    for name in ("pxelinux.0", "ldlinux.c32", "menu.c32", "libutil.c32", "grubx64.efi",
+                 "shimx64.efi", "undionly.kpxe", "ipxe.efi", "snponly.efi", "vesamenu.c32"):
+        src = res.resolve(name)
+        assert src.path and src.size == os.path.getsize(src.path) > 0, name
+    with pytest.raises(NotFound):
+        res.resolve("nonexistent.efi")
+
+
+def test_menus_are_filled_in_per_listening_address(cfg: Config, live: Path) -> None:
+    other = copy.deepcopy(cfg)
+    other.server_ip, other.http.port = "192.168.5.1", 8080
+    a = Resolver(cfg.tftp_root, virtual_providers(cfg))
+    b = Resolver(other.tftp_root, virtual_providers(other))
+    fetch_a = "fetch=http://10.99.0.1/iso/live/live/filesystem.squashfs"
+    fetch_b = "fetch=http://192.168.5.1:8080/iso/live/live/filesystem.squashfs"
+    for name in ("pxelinux.cfg/default", "grub/grub.cfg", "grub.cfg"):
+        ta, tb = text(a, name), text(b, name)
+        assert fetch_a in ta and fetch_b in tb, name
+        assert "{http}" not in ta
+    assert text(a, "grub/grub.cfg") == text(a, "/grub.cfg")  # GRUB's prefix and the root
+
+
+def test_files_inside_the_iso_and_the_whole_iso(cfg: Config, live: Path) -> None:
+    res = Resolver(cfg.tftp_root, virtual_providers(cfg))
+    want = testiso.layout("debian-live")["live/vmlinuz-6.1.0-18-amd64"]
+    src = res.resolve("iso/live/live/vmlinuz-6.1.0-18-amd64")
+    assert (src.origin, src.path, src.size) == ("iso", str(live), len(want))
+    fd = src.open_fd()
+    try:
+        assert src.read(fd, 0, src.size) == want
+    finally:
+        os.close(fd)
+    whole = res.resolve("iso/live.iso")
+    assert (whole.offset, whole.size) == (0, live.stat().st_size)
+    with pytest.raises(NotFound):
+        res.resolve("iso/live/nope")
+    with pytest.raises(NotFound):
+        res.resolve("iso/other.iso")
+
+
+def test_a_real_file_wins_and_the_ui_can_tell(cfg: Config, live: Path) -> None:
+    assert effective_sources(cfg)["pxelinux.cfg/default"] == "generated"
+    real = Path(cfg.tftp_root) / "pxelinux.cfg" / "default"
+    real.parent.mkdir()
+    real.write_text("DEFAULT handmade\n")
+    res = Resolver(cfg.tftp_root, virtual_providers(cfg))
+    src = res.resolve("pxelinux.cfg/default")
+    assert src.origin == "file" and src.path == str(real)
+    eff = effective_sources(cfg)
+    assert eff["pxelinux.cfg/default"] == f"file: {real}"
+    assert eff["grub/grub.cfg"] == "generated"
+    assert eff["pxelinux.0"].startswith(("package: ", "missing: "))
+    (Path(cfg.http_root) / "boot.ipxe").write_text("#!ipxe\n")
+    assert effective_sources(cfg)["boot.ipxe"].startswith("file: ")
+
+
+def test_menu_changes_reach_a_running_provider(cfg: Config, live: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(provider, "_RECHECK", 0.0)
+    res = Resolver(cfg.tftp_root, virtual_providers(cfg))
+    assert "LABEL live" in text(res, "pxelinux.cfg/default")
+    library.remove_iso(cfg, "live")  # another process (the CLI, the UI) commits
+    assert "LABEL live" not in text(res, "pxelinux.cfg/default")
+
+
+def test_per_mac_pxelinux_menu_only_for_overridden_hosts(cfg: Config, live: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(provider, "_RECHECK", 0.0)
+    conn = store.connect(cfg.db_path)
+    store.set_host_override(conn, "52:54:00:12:34:56", entry="live")
+    conn.close()
+    res = Resolver(cfg.tftp_root, virtual_providers(cfg))
+    per_mac = text(res, "pxelinux.cfg/01-52-54-00-12-34-56")
+    assert "DEFAULT live" in per_mac
+    assert "DEFAULT local" in text(res, "pxelinux.cfg/default")
+    with pytest.raises(NotFound):  # pxelinux then falls through to `default` at once
+        res.resolve("pxelinux.cfg/01-52-54-00-99-99-99")
+
+
+def test_ipxe_script_per_architecture(cfg: Config, tmp_path: Path) -> None:
+    require_tool("xorriso")
+    import_iso(cfg, testiso.build(tmp_path / "mt.iso", testiso.layout("memtest86+")), name="mt")
+    import_iso(cfg, testiso.build(tmp_path / "arch.iso", testiso.layout("arch")), name="arch")
+    bios = ipxe_script(cfg, "52:54:00:00:00:01", 0, "10.99.0.50")
+    efi7 = ipxe_script(cfg, "52:54:00:00:00:01", 7, "10.99.0.50")
+    efi9 = ipxe_script(cfg, "52:54:00:00:00:01", 9, "10.99.0.50")
+    assert efi7 == efi9  # REFERENCE.md: 7 and 9 are both x64 UEFI
+    assert "item mt-bios" in bios and "item mt-uefi" not in bios
+    assert "item mt-uefi" in efi7 and "item mt-bios" not in efi7
+    assert "kernel http://10.99.0.1/iso/arch/arch/boot/x86_64/vmlinuz-linux initrd=intel-ucode.img" in efi7
+    assert "initrd=" not in bios.split(":arch\n", 1)[1].split("\n")[0]
+    # The callback comes right before boot, with iPXE's own MAC variable.
+    block = efi7.split(":arch\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert block[-2].startswith("imgfetch --name pxetui-callback http://10.99.0.1/callback/booting?mac=${net0/mac}&entry=arch")
+    assert block[-1].startswith("boot")
+    unknown = ipxe_script(cfg, None, None, None)
+    assert "arch=${buildarch}&platform=${platform}" in unknown and "isset ${pxetui-asked}" in unknown
+
+
+def test_seeds_per_entry_and_per_mac(cfg: Config, tmp_path: Path) -> None:
+    require_tool("xorriso")
+    import_iso(cfg, testiso.build(tmp_path / "srv.iso", testiso.layout("ubuntu-server")), name="srv")
+    conn = store.connect(cfg.db_path)
+    try:
+        assert seeds.set_seed(conn, "user-data", b"#cloud-config\n", entry="srv") == "seed/srv/user-data"
+        seeds.set_seed(conn, "user-data", b"#cloud-config\nhostname: one\n", mac="52-54-00-00-00-02")
+        with pytest.raises(model.MenuError, match="no menu entry"):
+            seeds.set_seed(conn, "x", b"", entry="nope")
+    finally:
+        conn.close()
+    assert seed_file(cfg, None, "srv/user-data") == b"#cloud-config\n"
+    assert seed_file(cfg, "52:54:00:00:00:02", "user-data") == b"#cloud-config\nhostname: one\n"
+    assert seed_file(cfg, "52:54:00:00:00:03", "user-data") is None
+    provider._STATES.clear()
+    res = Resolver(cfg.tftp_root, virtual_providers(cfg))
+    grub = text(res, "grub/grub.cfg")
+    # `;` ends a GRUB command: the seed URL must be quoted.
+    assert "'ds=nocloud-net;s=http://10.99.0.1/seed/srv/'" in grub
+    assert "autoinstall ds=nocloud-net;s=http://10.99.0.1/seed/srv/" in text(res, "pxelinux.cfg/default")
