@@ -294,7 +294,9 @@ class Tracker:
     # -- DHCP -----------------------------------------------------------------------------
     def _on_DhcpPacket(self, ev: dict[str, Any], ts: float) -> Client | None:
         msg = str(ev.get("msg_type") or "")
-        reply = msg in ("OFFER", "ACK", "NAK", "BOOTREPLY")
+        # A plain BOOTP message is a reply when it comes from a server (out, or seen with one).
+        reply = msg in ("OFFER", "ACK", "NAK") or (msg == "BOOTP" and (
+            ev.get("direction") == "out" or bool(ev.get("server_mac") or ev.get("yiaddr"))))
         key = ("dhcp", ev.get("mac"), ev.get("xid"), msg, ev.get("server_ip") if reply else None)
         if self._dup(key, ev, ts):
             return None
@@ -322,7 +324,7 @@ class Tracker:
         elif msg == "OFFER":
             what = ev.get("yiaddr") or "boot info only (proxyDHCP)"
             self._stage(c, "offer", ts, f"{what} from {who}" + (f", file {ev['boot_file']}" if ev.get("boot_file") else ""))
-        elif msg in ("ACK", "BOOTREPLY"):
+        elif msg == "ACK" or (msg == "BOOTP" and reply):
             if ev.get("yiaddr"):
                 c.ip = ev["yiaddr"]
                 self.ip_mac[ev["yiaddr"]] = c.mac

@@ -177,7 +177,7 @@ class Decoder:
             return out
         self.unanswered.pop(d.chaddr, None)
         self.alerted.discard(d.chaddr)
-        if server_ip and not ours and pkt.msg_type in ("OFFER", "ACK", "BOOTREPLY"):
+        if server_ip and not ours and pkt.msg_type in ("OFFER", "ACK", "BOOTP"):
             seen = (seg.src_mac, pkt.yiaddr and "address", pkt.boot_file)
             if self.servers.get(server_ip) != seen:
                 self.servers[server_ip] = seen
@@ -185,7 +185,7 @@ class Decoder:
                                              server_mac=seg.src_mac, offered=pkt.yiaddr,
                                              boot_file=pkt.boot_file))
         # A proxyDHCP answer on port 4011 echoes the client's address: it grants nothing.
-        if pkt.msg_type in ("ACK", "BOOTREPLY") and pkt.yiaddr and seg.sport != 4011:
+        if pkt.msg_type in ("ACK", "BOOTP") and pkt.yiaddr and seg.sport != 4011:
             self.ip_mac[pkt.yiaddr] = d.chaddr
             lt = d.lease_time
             out.append(LeaseGranted(ts=ts, service=SERVICE, mac=d.chaddr, ip=pkt.yiaddr,

@@ -122,7 +122,7 @@ class Dhcp:
     def msg_type(self) -> str:
         v = self.options.get(53)
         if not v:
-            return "BOOTREQUEST" if self.op == 1 else "BOOTREPLY"  # plain BOOTP
+            return "BOOTP"  # plain BOOTP (RFC 951), named as the DHCP service names it
         return MSG_TYPES.get(v[0], f"TYPE{v[0]}")
 
     def text(self, code: int) -> str | None:

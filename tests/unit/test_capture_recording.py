@@ -1,0 +1,48 @@
+"""The capture pipeline without a socket: which addresses count as ours, and what is recorded
+to the pcap (DHCP only, or all boot traffic the filter keeps)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services import base_config
+
+from pxetui.capture.packets import parse_frame
+from pxetui.capture.pcap import read_pcap
+from pxetui.capture.service import Capture, http_ports, our_addresses
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "pcap"
+
+
+def test_our_addresses_follow_what_we_serve(tmp_path):
+    serving = base_config(tmp_path)
+    assert our_addresses(serving) == {"10.99.0.1"}
+    watch_only = base_config(tmp_path, dhcp={"mode": "off"}, tftp={"enabled": False}, http={"enabled": False})
+    assert our_addresses(watch_only) == set()
+    assert http_ports(base_config(tmp_path, http={"port": 8080})) == [80, 8080]
+
+
+def run_capture(tmp_path: Path, all_boot: bool) -> tuple[list, list]:
+    events: list = []
+    out = tmp_path / f"rec-{all_boot}.pcap"
+    cap = Capture("eth0", set(), [80], events.append, pcap=str(out), all_boot_traffic=all_boot)
+    _, frames = read_pcap(DATA / "bios_pxelinux.pcap")
+    for ts, data in frames:
+        cap.on_frame(data, ts)
+    cap.close()
+    _, rec = read_pcap(out)
+    return events, [parse_frame(d) for _, d in rec]
+
+
+def test_records_dhcp_only_by_default(tmp_path):
+    events, recorded = run_capture(tmp_path, all_boot=False)
+    dhcp = [e for e in events if e.type == "DhcpPacket"]
+    assert len(recorded) == len(dhcp) > 0
+    assert all({s.sport, s.dport} <= {67, 68, 4011} for s in recorded)
+
+
+def test_records_all_boot_traffic_when_asked(tmp_path):
+    events, recorded = run_capture(tmp_path, all_boot=True)
+    assert len(recorded) == 149  # every frame of the source capture
+    assert any(s.dport == 69 for s in recorded)
+    assert any(e.type == "TransferFinished" for e in events)
