@@ -92,6 +92,18 @@ def foreign_offer_won(events: list[Ev]) -> Finding | None:
                    "or let it keep addresses and run pxetui as proxyDHCP.")
 
 
+def no_answer(events: list[Ev]) -> Finding | None:
+    discovers = [e for e in events if e["type"] == "DhcpPacket" and e.get("msg_type") == "DISCOVER"]
+    if not discovers or _offers(events) or any(e["type"] == "LeaseGranted" for e in events):
+        return None
+    span = discovers[-1]["ts"] - discovers[0]["ts"]
+    return Finding("no_answer",
+                   f"No DHCP server answered: the client sent {len(discovers)} DISCOVER(s) over "
+                   f"{span:.0f} s and no offer was seen. Check that a DHCP server (or relay) serves "
+                   "this segment or VLAN; a server may also answer unicast where this capture "
+                   "cannot see it.")
+
+
 def no_boot_file(events: list[Ev]) -> Finding | None:
     offers = _offers(events)
     pxe = any(str(e.get("vendor_class") or "").startswith(("PXEClient", "HTTPClient"))
@@ -233,7 +245,7 @@ def _path_of(events: list[Ev], tid: str | None) -> str:
 
 RULES: tuple[Callable[[list[Ev]], Finding | None], ...] = (
     ipxe_chain_loop, squashfs_ram, http_404_kernel_arg, firmware_mismatch, foreign_offer_won,
-    no_boot_file, tftp_timeouts, tftp_not_found,
+    no_boot_file, no_answer, tftp_timeouts, tftp_not_found,
 )
 
 

@@ -97,7 +97,7 @@ class Decoder:
         self.linktype = linktype
         self.ip_mac: dict[str, str] = {}
         self.servers: dict[str, tuple[str | None, str | None, str | None]] = {}
-        self.unanswered: dict[str, tuple[float, int, DhcpPacket]] = {}  # mac -> first, count
+        self.unanswered: dict[str, tuple[float, float, int, DhcpPacket]] = {}  # mac -> first, last, count
         self.alerted: set[str] = set()
         self.tftp: dict[tuple[str, int], _Tftp] = {}
         self.sizes: dict[tuple[str, str, str], int] = {}  # (client, server, path) -> tsize
@@ -123,13 +123,13 @@ class Decoder:
 
     def tick(self, now: float) -> list[Event]:
         out: list[Event] = []
-        for mac, (first, count, pkt) in list(self.unanswered.items()):
+        for mac, (first, last, count, pkt) in list(self.unanswered.items()):
             if now - first >= UNANSWERED_AFTER and mac not in self.alerted:
                 self.alerted.add(mac)
                 out.append(Alert(ts=now, service=SERVICE, mac=mac, key=f"unanswered:{mac}",
                                  severity="warning",
                                  message=f"PXE client {mac} ({pkt.vendor_class or 'no vendor class'}) "
-                                 f"sent {count} DISCOVER(s) in {now - first:.0f} s and no DHCP server "
+                                 f"sent {count} DISCOVER(s) over {last - first:.0f} s and no DHCP server "
                                  "answered it on this wire"))
         for key, t in list(self.tftp.items()):
             if now - t.last < TFTP_IDLE:
@@ -172,8 +172,8 @@ class Decoder:
         out: list[Event] = [pkt]
         if not reply:
             if pkt.msg_type == "DISCOVER" and (pkt.vendor_class or "").startswith("PXEClient"):
-                first, count, _ = self.unanswered.get(d.chaddr, (ts, 0, pkt))
-                self.unanswered[d.chaddr] = (first, count + 1, pkt)
+                first, _, count, _ = self.unanswered.get(d.chaddr, (ts, ts, 0, pkt))
+                self.unanswered[d.chaddr] = (first, ts, count + 1, pkt)
             return out
         self.unanswered.pop(d.chaddr, None)
         self.alerted.discard(d.chaddr)
@@ -184,6 +184,13 @@ class Decoder:
                 out.append(ForeignDhcpServer(ts=ts, service=SERVICE, mac=d.chaddr, server_ip=server_ip,
                                              server_mac=seg.src_mac, offered=pkt.yiaddr,
                                              boot_file=pkt.boot_file))
+                if self.our_ips:  # we serve here: another server is a problem to see at once
+                    what = "addresses" if pkt.yiaddr else "boot information only (proxyDHCP)"
+                    out.append(Alert(ts=ts, service=SERVICE, key=f"foreign-dhcp:{server_ip}",
+                                     severity="warning",
+                                     message=f"Another DHCP server answers on this segment: {server_ip} "
+                                     f"({seg.src_mac or 'MAC unknown'}) offers {what}, boot file "
+                                     f"{pkt.boot_file or 'none'}"))
         # A proxyDHCP answer on port 4011 echoes the client's address: it grants nothing.
         if pkt.msg_type in ("ACK", "BOOTP") and pkt.yiaddr and seg.sport != 4011:
             self.ip_mac[pkt.yiaddr] = d.chaddr

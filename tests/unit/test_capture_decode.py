@@ -68,6 +68,14 @@ def test_bios_boot_tftp_transfers_followed_without_data_packets():
     assert progress and max(e.bytes_done for e in progress) > 1_000_000
 
 
+def test_foreign_server_alert_only_when_we_serve():
+    assert not of(decode("foreign_win.pcap"), "Alert")  # watch-only: every server is "foreign"
+    evs = decode("foreign_win.pcap", our_ips={"10.99.0.1"})
+    (alert,) = of(evs, "Alert")
+    assert alert.key == "foreign-dhcp:10.99.0.2" and "offers addresses, boot file none" in alert.message
+    assert [e.server_ip for e in of(evs, "ForeignDhcpServer")] == ["10.99.0.2"]
+
+
 def test_own_address_marks_ours_and_no_foreign_alert():
     evs = decode("bios_pxelinux.pcap", our_ips={"10.99.0.1"})
     assert not of(evs, "ForeignDhcpServer")
@@ -142,7 +150,7 @@ def test_unanswered_pxe_client_alert():
     assert not d.tick(105.0)
     (alert,) = d.tick(111.0)
     assert alert.type == "Alert" and alert.mac == "52:54:00:aa:bb:cc"
-    assert "3 DISCOVER" in alert.message and "no DHCP server answered" in alert.message
+    assert "3 DISCOVER(s) over 8 s" in alert.message and "no DHCP server answered" in alert.message
     assert not d.tick(120.0)  # said once
 
 

@@ -10,6 +10,8 @@ from services import base_config
 from pxetui.capture.packets import parse_frame
 from pxetui.capture.pcap import read_pcap
 from pxetui.capture.service import Capture, http_ports, our_addresses
+from pxetui.commands.analyze import replay
+from pxetui.tracker import Tracker
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "pcap"
 
@@ -39,6 +41,10 @@ def test_records_dhcp_only_by_default(tmp_path):
     dhcp = [e for e in events if e.type == "DhcpPacket"]
     assert len(recorded) == len(dhcp) > 0
     assert all({s.sport, s.dport} <= {67, 68, 4011} for s in recorded)
+    # Our own recording reads back through analyze: the DHCP part of the timeline.
+    tr = Tracker()
+    list(replay(str(tmp_path / "rec-False.pcap"), tracker=tr))
+    assert [s["stage"] for s in tr.clients["52:54:00:12:34:01"].stages] == ["discover", "offer", "ack"]
 
 
 def test_records_all_boot_traffic_when_asked(tmp_path):

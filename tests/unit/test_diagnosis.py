@@ -105,3 +105,11 @@ def test_analyze_command_prints_timeline_and_diagnosis(capsys):
     args = parser.parse_args(["analyze", str(DATA / "nope.pcap")])
     assert args.func(args) == 2
     assert "cannot open" in capsys.readouterr().err
+
+
+def test_no_answer_rule():
+    evs = [{"type": "DhcpPacket", "ts": t, "msg_type": "DISCOVER", "arch": 7} for t in (1.0, 5.0, 13.0)]
+    f = diagnosis.no_answer(evs)
+    assert f is not None and "3 DISCOVER(s) over 12 s" in f.message
+    evs.append({"type": "DhcpPacket", "ts": 14.0, "msg_type": "OFFER", "yiaddr": "10.0.0.9"})
+    assert diagnosis.no_answer(evs) is None
