@@ -67,6 +67,7 @@ class _Label:
     menu_label: str = ""
     kernel: str = ""
     kernel_kw: str = ""
+    kernel_line: int = 0
     initrd: str = ""
     append: str = ""
     localboot: bool = False
@@ -117,13 +118,13 @@ class _Parser:
                 self.ignore(file, n, raw, "help text (not shown by pxetui's menus)")
                 continue
             if kw == "label":
-                cur = _Label(rest, file, n, submenu=" › ".join(self.stack))
+                cur = _Label(rest, file, n, submenu=" > ".join(self.stack))
                 self.labels.append(cur)
             elif kw in ("kernel", "linux"):
                 if cur is None:
                     self.problem(file, n, raw, f"{kw.upper()} outside a LABEL")
                 else:
-                    cur.kernel, cur.kernel_kw = rest, kw
+                    cur.kernel, cur.kernel_kw, cur.kernel_line = rest, kw, n
             elif kw == "initrd":
                 if cur is None:
                     self.problem(file, n, raw, "INITRD outside a LABEL")
@@ -168,6 +169,7 @@ class _Parser:
 
     def menu_directive(self, sub: str, arg: str, cur: _Label | None, file: str, n: int,
                        raw: str, depth: int) -> _Label | None:
+        arg = _printable(arg)
         if sub == "title":
             if not self.stack and not self.title_set:
                 self.out.menu.title, self.title_set = arg, True
@@ -262,7 +264,7 @@ class _Parser:
     def entry(self, lab: _Label) -> Entry | None:
         label = lab.menu_label.replace("^", "") or lab.name
         if lab.submenu:
-            label = f"{lab.submenu.replace('^', '')} › {label}"
+            label = f"{lab.submenu.replace('^', '')} > {label}"
         where = (lab.file, lab.line, f"LABEL {lab.name}")
         if lab.exit_menu:
             self.ignore(*where, "MENU EXIT entry (returns to the parent menu): not needed")
@@ -285,6 +287,7 @@ class _Parser:
             else:
                 kept.append(tok)
         low = kernel.lower()
+        where = (lab.file, lab.kernel_line or lab.line, f"LABEL {lab.name}")
         if lab.kernel_kw == "kernel" and low.endswith(".c32"):
             self.problem(*where, f"runs the module {kernel}, not a kernel: not imported")
             return None
@@ -296,6 +299,11 @@ class _Parser:
             return Entry(id=lab.name, label=label, kind="iso", kernel=initrds[0], archs=["bios"])
         return Entry(id=lab.name, label=label, kind="linux", kernel=kernel, initrds=initrds,
                      args=" ".join(kept), archs=["bios", "uefi64"])
+
+
+def _printable(text: str) -> str:
+    """Menu text without control characters (d-i titles start with ^G, a beep for speech)."""
+    return "".join(ch for ch in text if ch >= " " and ch != "\x7f").strip()
 
 
 def parse_text(text: str, filename: str = "pxelinux.cfg/default",

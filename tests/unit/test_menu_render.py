@@ -1,0 +1,126 @@
+"""Golden tests: one menu model rendered to PXELINUX, GRUB and iPXE (BIOS and UEFI).
+
+Regenerate after an intended change with PXETUI_UPDATE_GOLDEN=1, then review the diff."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from services import base_config
+
+from pxetui.config import Config
+from pxetui.menus import render_grub, render_ipxe, render_pxelinux
+from pxetui.menus.model import Entry, Menu, local_entry
+
+GOLDEN = Path(__file__).resolve().parent.parent / "data" / "menus"
+
+
+def sample_menu() -> Menu:
+    m = Menu(title="Lab boot menu", entries=[], default="debian-live", timeout=5, serial="0 115200")
+    m.entries = [
+        Entry(id="debian-live", label="Debian 12 live", kernel="iso/debian-live/live/vmlinuz",
+              initrds=["iso/debian-live/live/initrd.img"],
+              args="boot=live components fetch={http}/iso/debian-live/live/filesystem.squashfs ip=dhcp",
+              source_iso="debian-live"),
+        Entry(id="ubuntu-server", label="Ubuntu Server 24.04 (autoinstall)",
+              kernel="iso/ubuntu-server/casper/vmlinuz", initrds=["iso/ubuntu-server/casper/initrd"],
+              args="root=/dev/ram0 ramdisk_size=3000000 ip=dhcp url={http}/iso/ubuntu-server.iso "
+                   "cloud-config-url=/dev/null",
+              seed_args="autoinstall ds=nocloud-net;s={http}/seed/ubuntu-server/", seeded=True,
+              source_iso="ubuntu-server"),
+        Entry(id="arch", label="Arch Linux", kernel="iso/arch/arch/boot/x86_64/vmlinuz-linux",
+              initrds=["iso/arch/arch/boot/intel-ucode.img", "iso/arch/arch/boot/x86_64/initramfs-linux.img"],
+              args="archisobasedir=arch archiso_http_srv={http}/iso/arch/ ip=dhcp", source_iso="arch"),
+        Entry(id="memtest-bios", label="Memtest86+", kernel="iso/memtest/boot/floppy.img",
+              args="console=ttyS0,115200", archs=["bios"], source_iso="memtest"),
+        Entry(id="memtest-uefi", label="Memtest86+", kind="efi", kernel="iso/memtest/EFI/BOOT/bootx64.efi",
+              archs=["uefi64"], source_iso="memtest"),
+        Entry(id="winpe", label="Windows PE", kind="wimboot", kernel="wimboot",
+              initrds=["bootmgr=iso/winpe/bootmgr", "BCD=iso/winpe/boot/bcd",
+                       "boot.sdi=iso/winpe/boot/boot.sdi", "boot.wim=iso/winpe/sources/boot.wim"],
+              source_iso="winpe"),
+        Entry(id="rescue-image", label="Rescue CD (whole image)", kind="iso", kernel="iso/rescue.iso",
+              source_iso="rescue", needs_review=True),
+        local_entry(),
+    ]
+    assert not m.check(), m.check()
+    return m
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Config:
+    return base_config(tmp_path)
+
+
+def golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("PXETUI_UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"{path} missing: run with PXETUI_UPDATE_GOLDEN=1 once"
+    assert text == path.read_text(), f"{name} differs from its golden file"
+
+
+def test_pxelinux_golden(cfg: Config) -> None:
+    golden("sample.pxelinux.cfg", render_pxelinux.render(sample_menu(), cfg))
+
+
+def test_grub_golden(cfg: Config) -> None:
+    golden("sample.grub.cfg", render_grub.render(sample_menu(), cfg))
+
+
+def test_ipxe_bios_golden(cfg: Config) -> None:
+    golden("sample.bios.ipxe", render_ipxe.render(sample_menu(), cfg, "bios"))
+
+
+def test_ipxe_efi_golden(cfg: Config) -> None:
+    golden("sample.efi.ipxe", render_ipxe.render(sample_menu(), cfg, "uefi64"))
+
+
+def test_each_renderer_keeps_only_what_its_firmware_can_boot(cfg: Config) -> None:
+    m = sample_menu()
+    px = render_pxelinux.render(m, cfg)
+    assert "LABEL memtest-bios" in px and "memtest-uefi" not in px and "winpe" not in px
+    assert "LINUX memdisk" in px and "INITRD iso/rescue.iso" in px
+    grub = render_grub.render(m, cfg)
+    assert "--id memtest-uefi" in grub and "memtest-bios" not in grub
+    assert "winpe" not in grub and "rescue-image" not in grub  # GRUB cannot sanboot or wimboot
+    ipxe_efi = render_ipxe.render(m, cfg, "uefi64")
+    assert "sanboot http://10.99.0.1/iso/rescue.iso" in ipxe_efi
+    assert "initrd --name BCD http://10.99.0.1/iso/winpe/boot/bcd BCD" in ipxe_efi
+
+
+def test_default_falls_back_to_local_when_the_firmware_cannot_boot_it(cfg: Config) -> None:
+    m = sample_menu()
+    m.default = "memtest-bios"
+    assert "set default=local" in render_grub.render(m, cfg)
+    assert "DEFAULT memtest-bios" in render_pxelinux.render(m, cfg)
+    assert "choose --default local" in render_ipxe.render(m, cfg, "uefi64")
+
+
+def test_timeouts_in_each_unit(cfg: Config) -> None:
+    m = sample_menu()
+    assert "TIMEOUT 50" in render_pxelinux.render(m, cfg)  # tenths of a second
+    assert "set timeout=5" in render_grub.render(m, cfg)
+    assert "--timeout 5000" in render_ipxe.render(m, cfg, "bios")  # milliseconds
+    m.timeout = 0  # wait for the user
+    assert "TIMEOUT 0" in render_pxelinux.render(m, cfg)
+    assert "set timeout=-1" in render_grub.render(m, cfg)
+    assert "--timeout" not in render_ipxe.render(m, cfg, "bios")
+
+
+def test_grub_quotes_what_it_would_otherwise_interpret(cfg: Config) -> None:
+    assert render_grub.quote("quiet") == "quiet"
+    assert render_grub.quote("ds=nocloud-net;s=http://x/") == "'ds=nocloud-net;s=http://x/'"
+    assert render_grub.quote("a$b") == "'a$b'"
+    assert render_grub.quote("it's") == "'it'\\''s'"
+    m = Menu(entries=[Entry(id="x", label="Bob's $HOME", kernel="k"), local_entry()], default="x")
+    assert "menuentry 'Bob'\\''s $HOME' --id x" in render_grub.render(m, cfg)
+
+
+def test_ipxe_labels_cannot_expand_settings(cfg: Config) -> None:
+    m = Menu(entries=[Entry(id="x", label="costs ${money}", kernel="k"), local_entry()], default="x")
+    out = render_ipxe.render(m, cfg, "bios")
+    assert "item x costs $ {money}" in out
