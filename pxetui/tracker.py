@@ -309,6 +309,8 @@ class Tracker:
             # DISCOVER in the loader stage is the same boot (a chain), not a new one.
             if c.stages and ("kernel" in c.reached or ts - c.last > max(self.stuck_seconds, 60.0)):
                 self._new_boot(c, ts)
+        if not reply and ev.get("ip") and ev["ip"] not in ("0.0.0.0", "255.255.255.255"):
+            self.ip_mac[ev["ip"]] = c.mac  # a client with an address: renewals, port 4011
         if not reply:
             # The first identity of a boot wins: OVMF retries as an HTTP client (arch 16)
             # after PXE fails, and that is still the same x64 UEFI machine.

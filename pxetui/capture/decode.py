@@ -96,6 +96,7 @@ class Decoder:
         self.http_ports = set(http_ports)
         self.linktype = linktype
         self.ip_mac: dict[str, str] = {}
+        self.clients: set[str] = set()  # MACs seen asking for DHCP
         self.servers: dict[str, tuple[str | None, str | None, str | None]] = {}
         self.unanswered: dict[str, tuple[float, float, int, DhcpPacket]] = {}  # mac -> first, last, count
         self.alerted: set[str] = set()
@@ -149,6 +150,16 @@ class Decoder:
                 del self.http[key]
         return out
 
+    def _mac_of(self, seg: Segment) -> str | None:
+        """The client's MAC for a packet it sent: from DHCP (IP -> MAC), else the frame's source
+        MAC if that MAC is a DHCP client we saw. Under proxyDHCP the router's unicast ACK may
+        never reach this capture; a router's MAC (clients behind a relay) is never a DHCP client."""
+        mac = self.ip_mac.get(seg.src)
+        if mac is None and seg.src_mac in self.clients:
+            mac = seg.src_mac
+            self.ip_mac[seg.src] = mac
+        return mac
+
     # -- DHCP ---------------------------------------------------------------------------
     def _dhcp(self, seg: Segment, ts: float) -> list[Event]:
         d = parse_dhcp(seg.payload)
@@ -171,6 +182,10 @@ class Decoder:
         )
         out: list[Event] = [pkt]
         if not reply:
+            if len(self.clients) < 65536:
+                self.clients.add(d.chaddr)
+            if pkt.ip:  # a client that has its address (renewal, port 4011 request)
+                self.ip_mac[pkt.ip] = d.chaddr
             if pkt.msg_type == "DISCOVER" and (pkt.vendor_class or "").startswith("PXEClient"):
                 first, _, count, _ = self.unanswered.get(d.chaddr, (ts, ts, 0, pkt))
                 self.unanswered[d.chaddr] = (first, ts, count + 1, pkt)
@@ -246,7 +261,7 @@ class Decoder:
             if old.client[0] == seg.src and self._near_end(old):
                 del self.tftp[k]
                 out.append(self._finished(old, ts, old.size if old.size is not None else old.bytes_done))
-        mac = self.ip_mac.get(seg.src)
+        mac = self._mac_of(seg)
         t = _Tftp(tid=f"wire-tftp-{next(self._ids)}", client=key, server_ip=seg.dst, path=path,
                   started=ts, last=ts, mac=mac, ours=seg.dst in self.our_ips,
                   size=self.sizes.get((seg.src, seg.dst, path)))
@@ -353,7 +368,7 @@ class Decoder:
         out: list[Event] = []
         if to_server and (m := _HTTP_REQ.match(seg.payload)):
             if conn is None:
-                conn = _Conn(client, server, self.ip_mac.get(seg.src), server[0] in self.our_ips, ts)
+                conn = _Conn(client, server, self._mac_of(seg), server[0] in self.our_ips, ts)
                 self.http[key] = conn
             conn.last = ts
             host = _HOST.search(seg.payload)

@@ -160,3 +160,20 @@ def test_garbage_is_counted_not_raised():
                  bytes(Ether() / IP() / UDP(sport=5000, dport=69) / Raw(b"\x00\x01nonul"))):
         assert d.feed(junk, 1.0) == []
     assert d.undecoded >= 2
+
+
+def test_client_mac_from_frame_when_the_lease_was_not_seen():
+    # proxyDHCP: the router's unicast ACK never reached the capture; the RRQ's source MAC is a
+    # DHCP client we saw, so the transfer is still attributed. A stranger's MAC is not used.
+    d = Decoder()
+    mac = "52:54:00:aa:bb:01"
+    disc = bytes(Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / IP(src="0.0.0.0", dst="255.255.255.255")
+                 / UDP(sport=68, dport=67) / BOOTP(chaddr=bytes.fromhex("525400aabb01"), xid=9)
+                 / DHCP(options=[("message-type", "discover"), "end"]))
+    d.feed(disc, 1.0)
+    rrq = Ether(src=mac) / IP(src="10.0.0.7", dst="10.0.0.1") / UDP(sport=2000, dport=69) / Raw(b"\x00\x01a.0\x00octet\x00")
+    (ev,) = d.feed(bytes(rrq), 2.0)
+    assert ev.mac == mac
+    rrq[Ether].src, rrq[IP].src = "02:00:00:00:00:99", "10.0.0.8"
+    (ev,) = d.feed(bytes(rrq), 3.0)
+    assert ev.mac is None
