@@ -1,0 +1,57 @@
+"""`pxetui import`, `pxetui isos` and `pxetui menu ...` through the real command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from netns import require_tool
+
+from pxetui.cli import main
+
+MEMTEST = "/usr/lib/memtest86+/memtest86+x64.iso"
+DI_ROOT = "/usr/lib/debian-installer/images/12/amd64/text"
+
+
+@pytest.fixture(autouse=True)
+def no_site_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("PXETUI_CONFIG", raising=False)
+    monkeypatch.setattr("pxetui.cli.DEFAULT_CONFIG", tmp_path / "absent.toml")
+
+
+def test_import_show_render_remove(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    require_tool(MEMTEST, package="memtest86+")
+    state = str(tmp_path / "state")
+    assert main(["import", MEMTEST, "--state-dir", state, "--name", "mt"]) == 0
+    out = capsys.readouterr()
+    assert "imported mt: memtest86+ (Memtest86+), 2 files" in out.out
+    assert "indexing files" in out.err  # progress on stderr
+    assert main(["import", MEMTEST, "--state-dir", state, "--name", "mt"]) == 1
+    assert "already in the library" in capsys.readouterr().err
+    assert main(["import", "/etc/hostname", "--state-dir", state]) == 1
+    assert "not an ISO image" in capsys.readouterr().err
+
+    assert main(["menu", "show", "--state-dir", state]) == 0
+    show = capsys.readouterr().out
+    assert "mt-bios" in show and "mt-uefi" in show and "pxelinux.cfg/default" in show
+    assert main(["menu", "render", "--format", "ipxe-efi", "--server", "10.9.9.9", "--state-dir", state]) == 0
+    assert "kernel http://10.9.9.9/iso/mt/EFI/BOOT/bootx64.efi" in capsys.readouterr().out
+    assert main(["isos", "--state-dir", state]) == 0
+    assert "memtest86+" in capsys.readouterr().out
+    assert main(["isos", "--remove", "mt", "--state-dir", state]) == 0
+    assert "mt-bios" in capsys.readouterr().out
+
+
+def test_import_pxelinux(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    require_tool(f"{DI_ROOT}/pxelinux.cfg/default", package="debian-installer-12-netboot-amd64")
+    state = str(tmp_path / "state")
+    rc = main(["menu", "import-pxelinux", f"{DI_ROOT}/pxelinux.cfg/default", "--root", DI_ROOT,
+               "--replace", "--state-dir", state])
+    assert rc == 0
+    out = capsys.readouterr()
+    assert "imported 9 entries" in out.out
+    assert "cannot import:" in out.err and "gtk.cfg not found" in out.err
+    assert main(["menu", "render", "--format", "pxelinux", "--state-dir", state]) == 0
+    px = capsys.readouterr().out
+    assert "MENU TITLE Debian GNU/Linux installer menu (BIOS mode)" in px
+    assert "LINUX debian-installer/amd64/linux" in px and "DEFAULT install" in px
