@@ -32,6 +32,7 @@ FIRMWARE = {0: "bios", 6: "uefi32", 7: "uefi64", 9: "uefi64", 10: "arm32", 11: "
 DEDUP_SECONDS = 5.0
 PROGRESS_EVERY = 1.0  # at most one ClientUpdate per client per second for progress alone
 MAX_EVENTS = 1000  # per client and boot, kept for diagnosis
+MAX_ALIASES = 10000
 SAVE_EVERY = 5.0  # seconds between SQLite writes of a client whose stage did not change
 
 _MENU = re.compile(r"(pxelinux\.cfg/|grub[^/]*\.cfg$|\.cfg$|\.ipxe$|(^|/)boot\.ipxe|\.menu$|"
@@ -147,8 +148,10 @@ class Tracker:
         self.stuck_seconds = stuck_seconds
         self.clients: dict[str, Client] = {}
         self.ip_mac: dict[str, str] = {}
-        self._seen: dict[tuple[Any, ...], tuple[float, bool]] = {}
+        self._seen: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # key -> (ts, own, transfer id)
         self._alias: dict[str, str | None] = {}  # wire transfer id -> ours (None: drop its events)
+        self._tid_mac: dict[str, str] = {}  # transfer id -> client MAC
+        self._pruned_at = 0.0
         self._dirty: set[str] = set()
         self.db: sqlite3.Connection | None = None
         if db_path is not None:
@@ -175,6 +178,8 @@ class Tracker:
             self.clients[c.mac] = c
             if c.ip:
                 self.ip_mac[c.ip] = c.mac
+            for f in c.files:
+                self._tid_mac[f["id"]] = c.mac
 
     def _save(self, c: Client) -> None:
         if self.db is None:
@@ -204,6 +209,8 @@ class Tracker:
         c = self.clients.pop(mac, None)
         if c is not None and c.ip and self.ip_mac.get(c.ip) == mac:
             del self.ip_mac[c.ip]
+        for f in c.files if c is not None else []:
+            self._tid_mac.pop(f["id"], None)
         self._dirty.discard(mac)
         if self.db is not None:
             self.db.execute("DELETE FROM tracker_clients WHERE mac=?", (mac,))
@@ -225,6 +232,7 @@ class Tracker:
         if handler is None:
             return []
         ts = float(ev.get("ts") or 0.0)
+        self._prune(ts)
         c = handler(ev, ts)
         if c is None:
             return []
@@ -255,14 +263,23 @@ class Tracker:
             c = self.clients[mac] = Client(mac=mac, started=float(ev.get("ts") or 0.0))
         return c
 
+    def _prune(self, ts: float) -> None:
+        """Forget de-duplication keys older than the window; at most once a second."""
+        if ts - self._pruned_at < 1.0:
+            return
+        self._pruned_at = ts
+        for k, seen in list(self._seen.items()):
+            if ts - seen[0] > DEDUP_SECONDS:
+                del self._seen[k]
+        while len(self._alias) > MAX_ALIASES:
+            del self._alias[next(iter(self._alias))]
+
     def _dup(self, key: tuple[Any, ...], ev: dict[str, Any], ts: float) -> bool:
         """True when this exchange was already seen (from the other source) moments ago."""
-        for k, (t, _) in list(self._seen.items()):
-            if ts - t > DEDUP_SECONDS:
-                del self._seen[k]
-        if key in self._seen:
+        prev = self._seen.get(key)
+        if prev is not None and ts - prev[0] <= DEDUP_SECONDS:
             return True
-        self._seen[key] = (ts, _own(ev))
+        self._seen[key] = (ts, _own(ev), None)
         return False
 
     def _stage(self, c: Client, stage: str, ts: float, detail: str) -> None:
@@ -286,6 +303,8 @@ class Tracker:
 
     def _new_boot(self, c: Client, ts: float) -> None:
         self._save(c)
+        for f in c.files:
+            self._tid_mac.pop(f["id"], None)
         c.boot += 1
         c.started, c.stages, c.files, c.events = ts, [], [], []
         c.arch, c.vendor_class, c.ipxe = None, None, False
@@ -357,52 +376,51 @@ class Tracker:
     # -- transfers ------------------------------------------------------------------------
     def _on_TransferStarted(self, ev: dict[str, Any], ts: float) -> Client | None:
         tid, path = str(ev.get("transfer_id") or ""), str(ev.get("path") or "")
+        own = _own(ev)
         key = ("xfer", ev.get("ip"), ev.get("protocol", "tftp"), path)
-        if key in self._seen and ts - self._seen[key][0] <= DEDUP_SECONDS \
-                and self._seen[key][1] != _own(ev):
-            first_own = self._seen[key][1]
-            if _own(ev) and not first_own:
-                # Ours arrives after the wire's copy: take its id over.
-                for c in self.clients.values():
-                    row = next((f for f in c.files if f.get("wire_id") and f["path"] == path
-                                and f["id"] not in self._alias.values() and f["source"] == "wire"), None)
-                    if row is not None:
-                        self._alias[row["id"]] = tid
-                        row["id"], row["source"] = tid, "own"
-                        self._seen[key] = (ts, True)
-                        return c
-            elif not _own(ev):
+        prev = self._seen.get(key)
+        if prev is not None and ts - prev[0] <= DEDUP_SECONDS and prev[1] != own:
+            if not own:
                 self._alias[tid] = None  # the wire's copy of our transfer: ours reports it
                 return None
-        self._seen[key] = (ts, _own(ev))
+            # Ours arrives after the wire's copy: our row takes over the wire's.
+            found = self._row(prev[2])
+            if found is not None:
+                c, row = found
+                self._alias[row["id"]] = tid
+                self._tid_mac.pop(row["id"], None)
+                self._tid_mac[tid] = c.mac
+                row.update(id=tid, source="own", size=ev.get("size") or row["size"])
+                self._seen[key] = (ts, True, tid)
+                return c
+        self._seen[key] = (ts, own, tid)
         c = self._client(ev)
         if c is None:
             return None
         kind = classify(path, c.reached)
         opts = ev.get("options") or {}
-        c.files.append({"id": tid, "wire_id": not _own(ev), "source": "own" if _own(ev) else "wire",
-                        "protocol": ev.get("protocol", "tftp"), "path": path, "kind": kind,
-                        "size": ev.get("size"), "bytes": 0, "status": "running", "started": ts,
-                        "ended": None, "server": opts.get("server"), "ours": bool(ev.get("ours", True))})
-        if kind not in ("menu", "other"):  # menu probes fail on every normal pxelinux boot: count the one that arrives
+        self._tid_mac[tid] = c.mac
+        c.files.append({"id": tid, "source": "own" if own else "wire", "protocol": ev.get("protocol", "tftp"),
+                        "path": path, "kind": kind, "size": ev.get("size"), "bytes": 0, "status": "running",
+                        "started": ts, "ended": None, "server": opts.get("server"),
+                        "ours": bool(ev.get("ours", True))})
+        # Menu probes fail on every normal pxelinux boot: the menu stage counts the one that arrives.
+        if kind not in ("menu", "other"):
             self._stage(c, kind, ts, path)
-        if ev.get("protocol") == "http" and kind == "rootfs":
-            self._stage(c, "rootfs", ts, path)
         self._record(c, ev, f"{ev.get('protocol', 'tftp').upper()} {path}")
         self._definite(c)
         return c
 
+    def _row(self, tid: str) -> tuple[Client, dict[str, Any]] | None:
+        c = self.clients.get(self._tid_mac.get(tid, ""))
+        row = c.file(tid) if c is not None else None
+        return (c, row) if c is not None and row is not None else None
+
     def _transfer(self, ev: dict[str, Any]) -> tuple[Client, dict[str, Any]] | None:
         tid = str(ev.get("transfer_id") or "")
-        if tid in self._alias:
-            if self._alias[tid] is None or not _own(ev):
-                return None  # ours reports this transfer
-        for c in ([self.clients[m] for m in [ev.get("mac") or self.ip_mac.get(ev.get("ip") or "")] if m in self.clients]
-                  or list(self.clients.values())):
-            row = c.file(tid)
-            if row is not None:
-                return c, row
-        return None
+        if tid in self._alias and (self._alias[tid] is None or not _own(ev)):
+            return None  # the wire's copy of one of ours: ours reports it
+        return self._row(tid)
 
     def _on_TransferProgress(self, ev: dict[str, Any], ts: float) -> Client | None:
         found = self._transfer(ev)
