@@ -592,3 +592,37 @@ def test_client_that_stops_reading_is_dropped(tree: dict[str, Any]):
         assert get(s, "/small.txt")[2] == b"hello\n"
     finally:
         s.stop()
+
+
+def test_fifty_concurrent_keep_alive_clients(srv: Served, tree: dict[str, Any]):
+    """50 clients at once, each 4 requests on one connection (whole file, ranges, one inside
+    the .iso): every byte right, all within the connection limit."""
+    data = (tree["root"] / "data.bin").read_bytes()
+    vmlinuz = (tree["content"] / "casper" / "vmlinuz").read_bytes()
+    errors: list[str] = []
+
+    def client(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=20)
+        try:
+            for path, hdrs, want in (
+                ("/data.bin", {}, data),
+                ("/data.bin", {"Range": f"bytes={i * 1000}-{i * 1000 + 4095}"}, data[i * 1000:i * 1000 + 4096]),
+                ("/iso/test/casper/vmlinuz", {"Range": f"bytes=-{i + 1}"}, vmlinuz[-(i + 1):]),
+                ("/iso/test/casper/vmlinuz", {}, vmlinuz),
+            ):
+                conn.request("GET", path, headers=hdrs)
+                r = conn.getresponse()
+                if r.read() != want:
+                    errors.append(f"client {i}: {path} {hdrs} wrong bytes (status {r.status})")
+        except OSError as exc:
+            errors.append(f"client {i}: {exc!r}")
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors[:5]
+    assert not any(t.is_alive() for t in threads)
