@@ -155,7 +155,7 @@ class Lab:
                "--http-port", str(self.opts.http_port)]
         if self.opts.dhcp == "full":
             base = self.net.subnet_base
-            cmd += ["--range", f"{base}.100-{base}.149"]
+            cmd += ["--range", f"{base}.10-{base}.250"]
         for kind, name in self.boot_files().items():
             cmd += ["--boot-file", f"{kind}={name}"]
         if not self.opts.capture:
@@ -249,6 +249,9 @@ class Lab:
             Namespace.stop(self.engine, timeout=5)
         if self.events is not None:
             self.events.close()
+            # kept for whoever debugs a failed boot: every event the engine reported
+            with (self.dir / "events.jsonl").open("w") as fh:
+                fh.writelines(json.dumps(e) + "\n" for e in self.events.snapshot())
             self.events = None
         self.net.destroy()
 

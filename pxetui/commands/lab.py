@@ -1,0 +1,78 @@
+"""`pxetui lab`: an isolated virtual LAN with pxetui serving a QEMU VM that network-boots."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from pxetui.lab.network import LabError
+from pxetui.lab.run import CONTENTS, LabOptions, run_headless, run_with_ui
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "lab", help="boot a VM from pxetui on an isolated virtual network (needs root, QEMU)",
+        description="Build a private network namespace with a bridge (server 10.77.0.1/24) and a "
+                    "tap, run the pxetui engine there, and network-boot a QEMU VM (TCG) from it. "
+                    "The host's own interfaces are never touched; everything is removed on exit.")
+    p.add_argument("--uefi", action="store_true", help="OVMF with its own PXE client (default: SeaBIOS + iPXE ROM)")
+    p.add_argument("--secure-boot", action="store_true", help="OVMF with Secure Boot: shim, then signed GRUB")
+    p.add_argument("--ipxe", action="store_true", help="boot through the iPXE HTTP script (BIOS: iPXE ROM; UEFI: chainload snponly.efi)")
+    p.add_argument("--proxy", action="store_true", help="proxyDHCP: a separate dnsmasq in the lab hands out addresses")
+    p.add_argument("--content", choices=CONTENTS, default="busybox",
+                   help="busybox: a kernel + small initrd that prints a marker and calls back; "
+                        "debian-installer: the netboot tree up to its first screen")
+    p.add_argument("--headless", action="store_true", help="no UI: boot once, print the result, exit 0 on success")
+    p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="give up on the boot after S seconds")
+    p.add_argument("--state-dir", metavar="DIR", help="where the lab keeps its files (default: a new temporary directory)")
+    p.add_argument("--http-port", type=int, default=80, metavar="N")
+    p.set_defaults(func=cmd_lab)
+
+
+def options_from(args: argparse.Namespace) -> LabOptions:
+    firmware = "secureboot" if args.secure_boot else "uefi" if args.uefi else "bios"
+    boot_files: dict[str, str] = {}
+    if not args.ipxe:
+        # The BIOS VM's PXE client *is* iPXE: without --ipxe it gets PXELINUX like any BIOS.
+        boot_files["ipxe"] = "pxelinux.0"
+    elif firmware != "bios":
+        boot_files["uefi64"] = "snponly.efi"
+    state = args.state_dir or tempfile.mkdtemp(prefix="pxetui-lab-")
+    return LabOptions(state_dir=Path(state), firmware=firmware, content=args.content,
+                      dhcp="proxy" if args.proxy else "full", http_port=args.http_port,
+                      boot_files=boot_files)
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    if os.geteuid() != 0:
+        print("pxetui lab: needs root to create network namespaces (run with sudo)", file=sys.stderr)
+        return 1
+    if args.secure_boot and args.ipxe:
+        print("pxetui lab: --secure-boot boots shim and GRUB; Debian's iPXE is not signed", file=sys.stderr)
+        return 2
+    try:
+        opts = options_from(args)
+        if args.headless:
+            return run_headless(opts, args.timeout)
+        return run_with_ui(opts, args.timeout, _ui)
+    except LabError as exc:
+        print(f"pxetui lab: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("pxetui lab: interrupted; lab removed", file=sys.stderr)
+        return 130
+
+
+def _ui(sock: Path, console: Path) -> int:
+    from pxetui.control import ControlClient
+
+    try:
+        from screens.run import run_ui  # the UI is optional for the engine; import it late
+    except ImportError as exc:
+        raise LabError(f"the UI is not available ({exc}); use --headless") from None
+
+    return int(run_ui(lambda: ControlClient.connect(sock), str(console),
+                      state_dir=str(sock.parent)) or 0)

@@ -1,0 +1,381 @@
+"""Simulated network-boot clients for a boot storm: many at once, from one namespace.
+
+Each client does what a BIOS PXE client and its boot loader do, on the wire:
+  1. DHCP DISCOVER/OFFER/REQUEST/ACK from its own MAC (raw AF_PACKET frames, since it has no
+     address yet), with PXE's option 60/93 so the server treats it as a boot client;
+  2. the boot file from the ACK over TFTP (blksize 1408 and tsize, like pxelinux; REFERENCE.md),
+     from its leased address (added to the interface so the kernel routes the replies);
+  3. kernel and initrd over HTTP/1.1, checking the length.
+A client that fails records why; the run ends when all are done or the deadline passes.
+
+Run inside the client namespace: `python -m pxetui.lab.storm --clients 100 ...`; it prints one
+JSON object with per-client timings and failures. Used by tests/e2e/test_storm.py and bench/storm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import struct
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+ETH_P_IP = 0x0800
+MAGIC = b"\x63\x82\x53\x63"
+DISCOVER, OFFER, REQUEST, ACK, NAK = 1, 2, 3, 5, 6
+
+
+@dataclass
+class ClientResult:
+    mac: str
+    ip: str = ""
+    boot_file: str = ""
+    t_dhcp: float = 0.0  # seconds from the storm's start to each milestone
+    t_loader: float = 0.0
+    t_kernel: float = 0.0
+    t_initrd: float = 0.0
+    bytes: int = 0
+    dhcp_tries: int = 0
+    tftp_retries: int = 0
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and self.t_initrd > 0
+
+
+# -- DHCP over a raw socket -----------------------------------------------------------------
+
+
+def _csum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def dhcp_frame(mac: bytes, xid: int, msg: int, requested: bytes | None = None,
+               server: bytes | None = None) -> bytes:
+    opts = bytes((53, 1, msg))
+    opts += b"<\x20" + b"PXEClient:Arch:00000:UNDI:002001"  # option 60, as a BIOS PXE ROM
+    opts += bytes((93, 2, 0, 0))  # RFC 4578 client architecture: x86 BIOS
+    opts += bytes((55, 5, 1, 3, 43, 60, 67))
+    if requested:
+        opts += bytes((50, 4)) + requested
+    if server:
+        opts += bytes((54, 4)) + server
+    opts += b"\xff"
+    bootp = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 0, xid, 0, 0x8000, bytes(4),
+                        bytes(4), bytes(4), bytes(4), mac.ljust(16, b"\0"), b"", b"")
+    payload = bootp + MAGIC + opts
+    udp_len = 8 + len(payload)
+    src, dst = bytes(4), b"\xff\xff\xff\xff"
+    pseudo = src + dst + struct.pack("!BBH", 0, 17, udp_len)
+    udp = struct.pack("!HHHH", 68, 67, udp_len, 0) + payload
+    udp = udp[:6] + struct.pack("!H", _csum(pseudo + udp) or 0xFFFF) + udp[8:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + udp_len, 0, 0, 64, 17, 0, src, dst)
+    ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
+    return b"\xff" * 6 + mac + struct.pack("!H", ETH_P_IP) + ip + udp
+
+
+def parse_reply(frame: bytes) -> tuple[int, bytes, int, bytes, bytes, bytes, dict[int, bytes]] | None:
+    """(xid, chaddr, msg type, yiaddr, siaddr, file, options) of a BOOTREPLY, else None."""
+    if len(frame) < 14 + 20 + 8 + 240 or frame[12:14] != b"\x08\x00":
+        return None
+    ihl = (frame[14] & 0x0F) * 4
+    if frame[23] != 17:
+        return None
+    udp = 14 + ihl
+    sport, dport = struct.unpack("!HH", frame[udp : udp + 4])
+    if sport != 67 or dport != 68:
+        return None
+    b = frame[udp + 8 :]
+    if b[0] != 2 or b[236:240] != MAGIC:
+        return None
+    xid = struct.unpack("!I", b[4:8])[0]
+    opts: dict[int, bytes] = {}
+    i = 240
+    while i < len(b) and b[i] != 255:
+        if b[i] == 0:
+            i += 1
+            continue
+        if i + 1 >= len(b):
+            break
+        code, n = b[i], b[i + 1]
+        opts[code] = opts.get(code, b"") + b[i + 2 : i + 2 + n]
+        i += 2 + n
+    msg = opts.get(53, b"\0")[0]
+    return xid, b[28:34], msg, b[16:20], b[20:24], b[108:236].rstrip(b"\0"), opts
+
+
+class DhcpMux:
+    """One raw socket for every simulated client; replies are routed by xid."""
+
+    def __init__(self, ifname: str) -> None:
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
+        self.sock.bind((ifname, ETH_P_IP))
+        self.sock.setblocking(False)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.waiters: dict[int, asyncio.Queue[tuple[int, bytes, bytes, bytes, dict[int, bytes]]]] = {}
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self.sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        while True:
+            try:
+                frame = self.sock.recv(4096)
+            except BlockingIOError:
+                return
+            r = parse_reply(frame)
+            if r is None:
+                continue
+            xid, _chaddr, msg, yiaddr, siaddr, file, opts = r
+            q = self.waiters.get(xid)
+            if q is not None:
+                q.put_nowait((msg, yiaddr, siaddr, file, opts))
+
+    def send(self, frame: bytes) -> None:
+        self.sock.send(frame)
+
+    def close(self) -> None:
+        asyncio.get_running_loop().remove_reader(self.sock.fileno())
+        self.sock.close()
+
+
+async def dhcp(mux: DhcpMux, mac: bytes, res: ClientResult, deadline: float) -> tuple[str, str, str]:
+    """(address, server, boot file); retransmits like a PXE ROM (4, 8, 16 s)."""
+    xid = random.getrandbits(32)
+    q: asyncio.Queue[tuple[int, bytes, bytes, bytes, dict[int, bytes]]] = asyncio.Queue()
+    mux.waiters[xid] = q
+    offered, server, next_server, boot = b"", b"", "", ""
+    try:
+        for state, msg in (("offer", DISCOVER), ("ack", REQUEST)):
+            wait = 4.0
+            while True:
+                res.dhcp_tries += 1
+                if msg == DISCOVER:
+                    mux.send(dhcp_frame(mac, xid, DISCOVER))
+                else:
+                    mux.send(dhcp_frame(mac, xid, REQUEST, offered, server))
+                try:
+                    async with asyncio.timeout(min(wait, max(0.1, deadline - time.monotonic()))):
+                        while True:
+                            m, yiaddr, siaddr, file, opts = await q.get()
+                            if state == "offer" and m == OFFER:
+                                offered, server = yiaddr, opts.get(54, siaddr)
+                                boot = opts.get(67, file).rstrip(b"\0").decode()
+                                next_server = socket.inet_ntoa(siaddr) if siaddr != bytes(4) else socket.inet_ntoa(server)
+                                break
+                            if state == "ack" and m == NAK:
+                                raise RuntimeError("DHCP NAK")
+                            if state == "ack" and m == ACK:
+                                return socket.inet_ntoa(yiaddr), next_server, boot
+                    break
+                except TimeoutError:
+                    if time.monotonic() >= deadline or res.dhcp_tries > 8:
+                        raise RuntimeError(f"no DHCP {state.upper()} after {res.dhcp_tries} tries") from None
+                    wait = min(wait * 2, 16.0)
+        raise RuntimeError("unreachable")
+    finally:
+        mux.waiters.pop(xid, None)
+
+
+# -- TFTP (RFC 1350 + 2347/2348/2349 options) ------------------------------------------------
+
+
+class _TftpProto(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.q: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue()
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.q.put_nowait((data, addr))
+
+
+async def tftp_get(local_ip: str, server: str, path: str, res: ClientResult, blksize: int = 1408,
+                   port: int = 69) -> int:
+    loop = asyncio.get_running_loop()
+    transport, proto = await loop.create_datagram_endpoint(_TftpProto, local_addr=(local_ip, 0))
+    try:
+        rrq = (b"\x00\x01" + path.encode() + b"\0octet\0blksize\0" + str(blksize).encode()
+               + b"\0tsize\0" + b"0\0")
+        last: bytes = rrq
+        dest: tuple[str, int] = (server, port)
+        transport.sendto(rrq, dest)
+        expected, total, size, tries = 1, 0, None, 0
+        blk = 512
+        while True:
+            try:
+                async with asyncio.timeout(1.0):
+                    data, addr = await proto.q.get()
+            except TimeoutError:
+                tries += 1
+                res.tftp_retries += 1
+                if tries > 8:
+                    raise RuntimeError(f"TFTP {path}: timed out at block {expected}") from None
+                transport.sendto(last, dest)
+                continue
+            op = struct.unpack("!H", data[:2])[0]
+            dest = addr  # RFC 1350: the server answers from its transfer port
+            if op == 5:
+                why = data[4:].rstrip(b"\0").decode(errors="replace")
+                raise RuntimeError(f"TFTP {path}: error {why}")
+            if op == 6:  # OACK (RFC 2347)
+                parts = data[2:].split(b"\0")
+                opts = {parts[i].decode().lower(): parts[i + 1].decode() for i in range(0, len(parts) - 1, 2)}
+                blk = int(opts.get("blksize", 512))
+                size = int(opts["tsize"]) if "tsize" in opts else None
+                last = b"\x00\x04\x00\x00"
+                transport.sendto(last, dest)
+                tries = 0
+                continue
+            if op != 3:
+                continue
+            block = struct.unpack("!H", data[2:4])[0]
+            if block == expected & 0xFFFF:
+                total += len(data) - 4
+                last = b"\x00\x04" + data[2:4]
+                transport.sendto(last, dest)
+                tries = 0
+                expected += 1
+                if len(data) - 4 < blk:
+                    if size is not None and total != size:
+                        raise RuntimeError(f"TFTP {path}: got {total} bytes, tsize said {size}")
+                    return total
+            else:
+                transport.sendto(b"\x00\x04" + struct.pack("!H", (expected - 1) & 0xFFFF), dest)
+    finally:
+        transport.close()
+
+
+# -- HTTP -------------------------------------------------------------------------------------
+
+
+async def http_get(local_ip: str, server: str, port: int, path: str) -> int:
+    reader, writer = await asyncio.open_connection(server, port, local_addr=(local_ip, 0))
+    try:
+        writer.write(f"GET /{path} HTTP/1.1\r\nHost: {server}\r\nUser-Agent: pxetui-storm\r\n"
+                     f"Connection: close\r\n\r\n".encode())
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = head.split(b"\r\n", 1)[0]
+        if b" 200 " not in status + b" ":
+            raise RuntimeError(f"HTTP {path}: {status.decode(errors='replace')}")
+        length = None
+        for line in head.split(b"\r\n")[1:]:
+            k, _, v = line.partition(b":")
+            if k.strip().lower() == b"content-length":
+                length = int(v)
+        got = 0
+        while chunk := await reader.read(1 << 18):
+            got += len(chunk)
+        if length is not None and got != length:
+            raise RuntimeError(f"HTTP {path}: got {got} of {length} bytes")
+        return got
+    finally:
+        writer.close()
+
+
+# -- the storm ---------------------------------------------------------------------------------
+
+
+@dataclass
+class StormSpec:
+    clients: int = 100
+    ifname: str = "eth0"
+    prefix: int = 24
+    kernel: str = "lab/vmlinuz"
+    initrd: str = "lab/initrd.gz"
+    http_port: int = 80
+    timeout: float = 120.0
+    mac_base: int = 0x525400AA0000
+
+
+@dataclass
+class StormResult:
+    clients: list[ClientResult] = field(default_factory=list)
+    seconds: float = 0.0  # start to the last client done
+
+    @property
+    def failures(self) -> list[ClientResult]:
+        return [c for c in self.clients if not c.ok]
+
+    def to_json(self) -> str:
+        return json.dumps({"seconds": self.seconds, "clients": [asdict(c) for c in self.clients]})
+
+
+def _add_address(ip: str, spec: StormSpec) -> None:
+    # The simulated client now owns its leased address: the kernel answers ARP for it and
+    # routes TFTP/HTTP replies to it. ("ip addr add" on an existing address is an error: ignore.)
+    subprocess.run(["ip", "addr", "add", f"{ip}/{spec.prefix}", "dev", spec.ifname],
+                   capture_output=True, timeout=10)
+
+
+async def one_client(i: int, spec: StormSpec, mux: DhcpMux, t0: float, deadline: float) -> ClientResult:
+    mac = (spec.mac_base + i).to_bytes(6, "big")
+    res = ClientResult(mac=":".join(f"{b:02x}" for b in mac))
+    try:
+        ip, server, boot = await dhcp(mux, mac, res, deadline)
+        res.ip, res.boot_file, res.t_dhcp = ip, boot, time.monotonic() - t0
+        await asyncio.to_thread(_add_address, ip, spec)
+        async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+            res.bytes += await tftp_get(ip, server, boot, res)
+            res.t_loader = time.monotonic() - t0
+            res.bytes += await http_get(ip, server, spec.http_port, spec.kernel)
+            res.t_kernel = time.monotonic() - t0
+            res.bytes += await http_get(ip, server, spec.http_port, spec.initrd)
+            res.t_initrd = time.monotonic() - t0
+    except TimeoutError:
+        res.error = "storm deadline passed"
+    except (OSError, RuntimeError, ValueError, asyncio.IncompleteReadError) as exc:
+        res.error = f"{type(exc).__name__}: {exc}"
+    return res
+
+
+async def storm(spec: StormSpec) -> StormResult:
+    mux = DhcpMux(spec.ifname)
+    t0 = time.monotonic()
+    deadline = t0 + spec.timeout
+    try:
+        clients = await asyncio.gather(*(one_client(i, spec, mux, t0, deadline)
+                                         for i in range(spec.clients)))
+    finally:
+        mux.close()
+    done = [c.t_initrd for c in clients if c.ok]
+    return StormResult(clients=list(clients), seconds=max(done) if done else 0.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m pxetui.lab.storm", description=__doc__.split("\n")[0])
+    p.add_argument("--clients", type=int, default=100)
+    p.add_argument("--ifname", default="eth0")
+    p.add_argument("--kernel", default="lab/vmlinuz")
+    p.add_argument("--initrd", default="lab/initrd.gz")
+    p.add_argument("--http-port", type=int, default=80)
+    p.add_argument("--timeout", type=float, default=120.0)
+    a = p.parse_args(argv)
+    if not 1 <= a.clients <= 1000:
+        p.error("--clients: use 1..1000")
+    if os.environ.get("PXETUI_NETNS_GUARD") is None:
+        # DHCP from made-up MACs belongs on a lab network only (safety.py's guard).
+        print("storm: refusing to run outside a lab namespace (PXETUI_NETNS_GUARD unset)", file=sys.stderr)
+        return 2
+    from pxetui.safety import check_netns_guard
+
+    check_netns_guard()
+    spec = StormSpec(clients=a.clients, ifname=a.ifname, kernel=a.kernel, initrd=a.initrd,
+                     http_port=a.http_port, timeout=a.timeout)
+    result = asyncio.run(storm(spec))
+    print(result.to_json())
+    return 0 if not result.failures else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,92 @@
+"""Helpers for the end-to-end boots: run one lab boot, check what the engine saw."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from netns import require, require_root, require_tool
+
+from pxetui.lab import content
+from pxetui.lab.qemu import OVMF_DIR
+from pxetui.lab.run import Lab, LabOptions
+
+STAGE_ORDER = ("discover", "offer", "ack", "bootloader", "menu", "kernel", "initrd", "rootfs", "booted")
+TIMES = Path(os.environ.get("PXETUI_E2E_TIMES", "/tmp/pxetui-e2e-times.jsonl"))
+
+
+def require_lab(firmware: str = "bios") -> None:
+    require_root()
+    require_tool("qemu-system-x86_64", package="qemu-system-x86")
+    require_tool("/usr/sbin/dnsmasq", package="dnsmasq-base")
+    for path, pkg in (
+        (content.KERNEL, "debian-installer-12-netboot-amd64"),
+        (content.BUSYBOX, "busybox-static"),
+        *[(src, pkg) for src, pkg in content.LOADERS.values()],
+    ):
+        require(path.exists(), f"needs {path} (Debian package {pkg})")
+    if firmware == "bios":
+        require(Path("/usr/share/qemu/efi-virtio.rom").exists() or bool(shutil.which("qemu-system-x86_64")) and
+                Path("/usr/lib/ipxe/qemu/efi-virtio.rom").exists(), "needs the iPXE ROMs (ipxe-qemu)")
+    else:
+        require((OVMF_DIR / "OVMF_CODE_4M.fd").exists(), "needs OVMF (Debian package ovmf)")
+
+
+@dataclass
+class Booted:
+    seconds: float  # VM start to the marker
+    console: str
+    events: list[dict[str, Any]]
+    mac: str
+
+    def of(self, type_: str, **match: Any) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("type") == type_
+                and all(e.get(k) == v for k, v in match.items())]
+
+    def timeline(self) -> list[str]:
+        ups = self.of("ClientUpdate", mac=self.mac)
+        assert ups, f"the tracker reported nothing for {self.mac}"
+        return [s["stage"] for s in ups[-1]["stages"]]
+
+    def assert_timeline(self, *required: str) -> list[str]:
+        """Stages in order, the required ones present, and no diagnosis raised on the way."""
+        stages = self.timeline()
+        idx = [STAGE_ORDER.index(s) for s in stages]
+        assert idx == sorted(idx) and len(set(idx)) == len(idx), f"stages out of order: {stages}"
+        missing = [s for s in ("discover", "ack", "kernel", "initrd", "booted", *required) if s not in stages]
+        assert not missing, f"timeline {stages} lacks {missing}"
+        diagnoses = {u["diagnosis"] for u in self.of("ClientUpdate", mac=self.mac) if u.get("diagnosis")}
+        assert not diagnoses, f"the tracker diagnosed a healthy boot: {diagnoses}"
+        return stages
+
+
+def boot(tmp_path: Path, name: str, *, firmware: str = "bios", content_kind: str = "busybox",
+         dhcp: str = "full", boot_files: dict[str, str] | None = None, marker: str | None = None,
+         timeout: float = 300.0, memory_mb: int = 384) -> Booted:
+    """One boot in a fresh lab; the lab is always torn down. Wall time goes to TIMES."""
+    require_lab(firmware)
+    opts = LabOptions(state_dir=tmp_path, firmware=firmware, content=content_kind, dhcp=dhcp,
+                      boot_files=boot_files or {}, memory_mb=memory_mb)
+    t0 = time.monotonic()
+    with Lab(opts) as lab:
+        vm = lab.boot()
+        seconds = vm.wait_for(marker or lab.marker, timeout)
+        assert lab.events is not None
+        if content_kind == "busybox":
+            # the booted system's own DHCP and HTTP callback reached the engine: the tracker's
+            # last stage follows the callback event, so wait for it (bounded)
+            lab.events.wait_until(lambda: any(u.get("stage") == "booted" for u in
+                                              lab.events.of("ClientUpdate", mac=opts.mac)),
+                                  30, f"'booted' stage for {opts.mac}")
+        events = lab.events.snapshot()
+        console = vm.console_text()
+    wall = time.monotonic() - t0
+    with TIMES.open("a") as fh:
+        fh.write(json.dumps({"test": name, "boot_s": round(seconds, 1), "wall_s": round(wall, 1)}) + "\n")
+    print(f"{name}: marker after {seconds:.1f}s, lab wall {wall:.1f}s")
+    return Booted(seconds=seconds, console=console, events=events, mac=opts.mac)
