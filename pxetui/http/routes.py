@@ -163,11 +163,11 @@ class Router:
         return mac, arch_code(query.get("arch"), query.get("platform"))
 
     # -- routing -------------------------------------------------------------------------
-    def route(self, path: str, query: dict[str, str], client: Client) -> Routed:
+    def route(self, path: str, query: dict[str, str], client: Client, method: str = "GET") -> Routed:
         """Raises files.NotFound / files.Forbidden, BadRequest or Unavailable."""
         rel = path.lstrip("/")
         if rel.startswith("callback/"):
-            return self._callback(rel[len("callback/"):], query, client)
+            return self._callback(rel[len("callback/"):], query, client, report=method == "GET")
         if rel == "boot.ipxe":
             # Only what this request says: with no query the library's script asks iPXE for its
             # MAC and build arch and chains back, rather than trusting what an IP said before.
@@ -177,11 +177,12 @@ class Router:
         dynamic = src.origin == "virtual" and (src.name == "boot.ipxe" or src.name.startswith("seed/"))
         return Routed(src, dynamic=dynamic)
 
-    def _callback(self, stage: str, query: dict[str, str], client: Client) -> Routed:
+    def _callback(self, stage: str, query: dict[str, str], client: Client, report: bool) -> Routed:
         if not _STAGE.match(stage):
             raise BadRequest(f"callback stage {stage[:40]!r} is not a word of 1..32 letters, digits, '_-.'")
         entry = query.get("entry") or None
-        self.emit(BootCallback(stage=stage, mac=client.mac, ip=client.ip,
-                               entry=entry[:200] if entry else None,
-                               detail=query.get("detail", "")[:200]))
+        if report:  # a HEAD (a probe, a link checker) is not the machine booting
+            self.emit(BootCallback(stage=stage, mac=client.mac, ip=client.ip,
+                                   entry=entry[:200] if entry else None,
+                                   detail=query.get("detail", "")[:200]))
         return Routed(virtual("callback", b"ok\n"), dynamic=True, quiet=True)

@@ -288,7 +288,7 @@ class HttpServer:
         try:
             client = self.router.identify(ip, req.query)
             mac = client.mac
-            routed = self.router.route(req.path, req.query, client)
+            routed = self.router.route(req.path, req.query, client, req.method)
         except Exception as exc:  # noqa: BLE001 - NotFound, Forbidden, BadRequest, Unavailable, bugs
             status, reason = _status_of(exc)
             if status == 500:

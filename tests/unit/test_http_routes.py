@@ -94,6 +94,8 @@ def test_callback_emits_boot_event(setup):
     assert (ev.stage, ev.mac, ev.ip, ev.entry) == ("booting", "52:54:00:aa:bb:cc", "10.0.0.5", "ubuntu-24.04")
     with pytest.raises(BadRequest):
         router.route("/callback/bad stage!", {}, Client(ip="10.0.0.5"))
+    router.route("/callback/booting", q, router.identify("10.0.0.5", q), "HEAD")
+    assert len(events) == 1  # a HEAD is answered but is not a boot milestone
 
 
 def test_seeds_by_mac_and_by_entry(setup):
