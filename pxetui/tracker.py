@@ -377,7 +377,10 @@ class Tracker:
     def _on_TransferStarted(self, ev: dict[str, Any], ts: float) -> Client | None:
         tid, path = str(ev.get("transfer_id") or ""), str(ev.get("path") or "")
         own = _own(ev)
-        key = ("xfer", ev.get("ip"), ev.get("protocol", "tftp"), path)
+        # Our TFTP server reports the name it resolved; the wire shows what the client asked
+        # ('/boot.0' from GRUB, backslashes from Windows loaders, REFERENCE.md).
+        norm = path.split("?", 1)[0].replace("\\", "/").lstrip("/").lower()
+        key = ("xfer", ev.get("ip"), ev.get("protocol", "tftp"), norm)
         prev = self._seen.get(key)
         if prev is not None and ts - prev[0] <= DEDUP_SECONDS and prev[1] != own:
             if not own:

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,39 @@ def test_no_such_interface(netns, tmp_path):
     ns = netns.new()
     r = ns.run(sys.executable, "-m", "pxetui", "watch", "-i", "nosuch0", "--duration", "1", check=False)
     assert r.returncode == 1 and "capture on nosuch0: no such interface" in r.stderr
+
+
+def test_own_tftp_service_and_capture_count_once(netns, tmp_path):
+    """pxetui's TFTP service serves while the capture watches the same wire: the tracker, fed
+    both streams, keeps one row per download, ours (exact bytes), not the wire's estimate."""
+    require_tool("atftp", package="atftp")
+    server, client = netns.pair(client_addr="10.99.0.2/24")
+    cfg = base_config(tmp_path, dhcp={"mode": "off"}, http={"enabled": False})
+    cfg.tftp.root = str(tmp_path / "tftp")
+    Path(cfg.tftp.root).mkdir()
+    (Path(cfg.tftp.root) / "boot.0").write_bytes(LOADER)
+    tftp = ServiceProc(server, "tftp", cfg, tmp_path)
+    cap = ServiceProc(server, "capture", cfg, tmp_path)
+    try:
+        tftp.wait_running()
+        cap.wait_running()
+        for leading in ("", "/"):  # GRUB asks with a leading / (REFERENCE.md)
+            client.run("atftp", "--option", "tsize 0", "--option", "blksize 1428", "-g", "-r",
+                       f"{leading}boot.0", "-l", str(tmp_path / "got.0"), "10.99.0.1", timeout=30)
+        wait_for(lambda: len(tftp.of("TransferFinished")) == 2, what="our two transfers")
+        wait_for(lambda: len(cap.of("TransferStarted")) == 2, what="the wire's two transfers")
+        time.sleep(0.5)
+    finally:
+        cap.stop()
+        tftp.stop()
+    assert all(e["ours"] for e in cap.of("TransferStarted"))
+    from pxetui.tracker import Tracker
+
+    tr = Tracker()
+    tr.feed({"type": "LeaseGranted", "ts": 0.0, "service": "dhcp", "mac": "52:54:00:00:00:77", "ip": "10.99.0.2"})
+    merged = sorted(tftp.events + cap.events, key=lambda e: e.get("ts", 0.0))
+    for ev in merged:
+        tr.feed(ev)
+    files = tr.clients["52:54:00:00:00:77"].files
+    assert len(files) == 2, files
+    assert all(f["source"] == "own" and f["status"] == "done" and f["bytes"] == len(LOADER) for f in files), files
