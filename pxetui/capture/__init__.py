@@ -1,0 +1,1 @@
+"""Watching the wire: BPF filter, sniffer, decoding, pcap files and the capture service."""
