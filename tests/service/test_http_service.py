@@ -60,7 +60,7 @@ def test_service_serves_clients_in_another_namespace(netns, tmp_path: Path):
                           f"{URL}/initrd.img").stdout == "200"
         t0 = time.monotonic()
         assert svc.stop() == 0
-        assert time.monotonic() - t0 < 3
+        assert time.monotonic() - t0 < 5  # the supervisor's budget is 2 s; margin for a busy CI
     finally:
         svc.stop()
 
