@@ -1,4 +1,4 @@
-"""`pxetui import FILE.iso`, `pxetui isos`, and `pxetui menu show|render|import-pxelinux|loaders`."""
+"""`pxetui import FILE.iso`, `pxetui isos`, and `pxetui menu show|render|set|import-pxelinux|loaders`."""
 
 from __future__ import annotations
 
@@ -114,6 +114,8 @@ def cmd_menu(args: argparse.Namespace) -> int:
             for name, how in effective_sources(cfg).items():
                 print(f"  {name:22} {how}")
             return 0
+        if args.action == "set":
+            return _menu_set(conn, args)
         if args.action == "render":
             fmt = args.format
             if fmt == "pxelinux":
@@ -164,6 +166,35 @@ def cmd_menu(args: argparse.Namespace) -> int:
         conn.close()
 
 
+def _menu_set(conn: object, args: argparse.Namespace) -> int:
+    from pxetui.menus import model
+
+    def change(m: model.Menu) -> None:
+        if args.title is not None:
+            m.title = args.title
+        if args.default is not None:
+            if m.get(args.default) is None:
+                raise model.MenuError(f"default: no entry {args.default!r}")
+            m.default = args.default
+        if args.timeout is not None:
+            m.timeout = args.timeout
+        if args.serial is not None:
+            m.serial = args.serial
+        for entry_id, extra in args.append or []:
+            e = m.get(entry_id)
+            if e is None:
+                raise model.MenuError(f"--append: no entry {entry_id!r}")
+            e.args = f"{e.args} {extra}".strip()
+
+    try:
+        menu = model.update_menu(conn, change)  # type: ignore[arg-type]
+    except model.MenuError as exc:
+        print(f"pxetui menu set: {exc}", file=sys.stderr)
+        return 1
+    print(f"menu: default {menu.default}, timeout {menu.timeout} s, serial {menu.serial or 'off'}")
+    return 0
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state-dir", metavar="DIR", default=argparse.SUPPRESS,
                    help="library and menus live here [state_dir]")
@@ -185,7 +216,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.set_defaults(func=cmd_isos)
 
     m = sub.add_parser("menu", help="show, render or import the boot menu")
-    m.add_argument("action", choices=("show", "render", "import-pxelinux", "loaders"))
+    m.add_argument("action", choices=("show", "render", "set", "import-pxelinux", "loaders"))
     m.add_argument("file", nargs="?", help="import-pxelinux: the PXELINUX config file")
     m.add_argument("--format", choices=("pxelinux", "grub", "ipxe-bios", "ipxe-efi"), default="pxelinux",
                    help="render: which menu")
@@ -193,5 +224,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--root", metavar="DIR", help="import-pxelinux: TFTP root that INCLUDE paths are relative to")
     m.add_argument("--replace", action="store_true", help="import-pxelinux: replace the menu (ISO entries stay)")
     m.add_argument("-v", "--verbose", action="store_true", help="import-pxelinux: list ignored lines too")
+    m.add_argument("--default", help="set: the default entry id")
+    m.add_argument("--timeout", type=int, help="set: seconds before the default boots (0 = wait)")
+    m.add_argument("--serial", metavar="'PORT BAUD'", help="set: also draw menus on this serial port ('' = off)")
+    m.add_argument("--title", help="set: menu title")
+    m.add_argument("--append", nargs=2, action="append", metavar=("ENTRY", "ARGS"),
+                   help="set: add kernel arguments to an entry (repeatable)")
     _common(m)
     m.set_defaults(func=cmd_menu)

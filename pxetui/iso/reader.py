@@ -125,10 +125,11 @@ def index_pycdlib(iso: pycdlib.PyCdlib, iso_path: str, iso_size: int, iso_mtime:
     # half as many files as the fullest one.
     most = max(len(v) for v in listing.values())
     primary = next(k for k in kinds if len(listing[k]) * 2 >= most)
-    # Whole extents of big files, from the namespaces that report every extent.
+    # Whole extents of big files, from the namespaces that report every extent. Only an image
+    # over 4 GiB can hold a file over 4 GiB, so smaller ones skip this second pass.
     full: dict[int, list[tuple[int, int]]] = {}
     for k in ("joliet_path", "udf_path", "iso_path"):
-        if k == primary or k not in listing:
+        if k == primary or k not in listing or iso_size <= FOUR_GIB:
             continue
         for p in listing[k]:
             ext = _extents(iso, k, p)

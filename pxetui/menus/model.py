@@ -19,6 +19,7 @@ import json
 import re
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -229,3 +230,19 @@ def save_menu(conn: sqlite3.Connection, menu: Menu) -> None:
     ensure_schema(conn)
     conn.execute("INSERT OR REPLACE INTO menu(id, data, updated) VALUES (1, ?, ?)",
                  (json.dumps(menu.to_dict()), time.time()))
+
+
+def update_menu(conn: sqlite3.Connection, change: Callable[[Menu], None]) -> Menu:
+    """Load, change and store the menu in one transaction (the UI's editor, `menu set`);
+    a MenuError from `change` or from validation leaves the stored menu as it was."""
+    ensure_schema(conn)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        menu = load_menu(conn)
+        change(menu)
+        save_menu(conn, menu)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return menu

@@ -36,6 +36,14 @@ def test_import_show_render_remove(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "mt-bios" in show and "mt-uefi" in show and "pxelinux.cfg/default" in show
     assert main(["menu", "render", "--format", "ipxe-efi", "--server", "10.9.9.9", "--state-dir", state]) == 0
     assert "kernel http://10.9.9.9/iso/mt/EFI/BOOT/bootx64.efi" in capsys.readouterr().out
+    assert main(["menu", "set", "--default", "mt-bios", "--timeout", "1", "--serial", "0 115200",
+                 "--append", "mt-bios", "quiet", "--state-dir", state]) == 0
+    assert "default mt-bios, timeout 1 s, serial 0 115200" in capsys.readouterr().out
+    assert main(["menu", "render", "--state-dir", state]) == 0
+    px = capsys.readouterr().out
+    assert "SERIAL 0 115200" in px and "DEFAULT mt-bios" in px and "APPEND console=ttyS0,115200 quiet" in px
+    assert main(["menu", "set", "--default", "nope", "--state-dir", state]) == 1
+    assert "no entry 'nope'" in capsys.readouterr().err
     assert main(["isos", "--state-dir", state]) == 0
     assert "memtest86+" in capsys.readouterr().out
     assert main(["isos", "--remove", "mt", "--state-dir", state]) == 0

@@ -165,7 +165,7 @@ def test_file_over_4gib_gets_every_extent_not_only_the_rock_ridge_last_one() -> 
     iso.add_fp(io.BytesIO(b"x" * 10), 10, "/SMALL.;1", rr_name="small", joliet_path="/small")
     rr = iso.get_file_byte_extents(rr_path="/big.img")
     assert sum(n for _, n in rr) < size  # the quirk this guards against
-    idx = index_pycdlib(iso, "big.iso", 0)
+    idx = index_pycdlib(iso, "big.iso", size + (1 << 20))
     big = idx.files["big.img"]
     assert idx.namespace == "rockridge"
     assert big.size == size
