@@ -177,3 +177,33 @@ def test_client_mac_from_frame_when_the_lease_was_not_seen():
     rrq[Ether].src, rrq[IP].src = "02:00:00:00:00:99", "10.0.0.8"
     (ev,) = d.feed(bytes(rrq), 3.0)
     assert ev.mac is None
+
+
+def _tcp(src: str, dst: str, sport: int, dport: int, seq: int, ack: int, flags: str, payload: bytes = b"") -> bytes:
+    from scapy.layers.inet import TCP
+
+    return bytes(Ether() / IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, seq=seq, ack=ack, flags=flags)
+                 / Raw(payload))
+
+
+def test_http_keep_alive_and_reset():
+    d = Decoder()
+    c, s = "10.0.0.5", "10.0.0.1"
+    hdr_a = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+    hdr_b = b"HTTP/1.1 200 OK\r\nContent-Length: 5000000\r\n\r\n"
+    (sa,) = d.feed(_tcp(c, s, 4000, 80, 1, 1, "PA", b"GET /boot.ipxe HTTP/1.1\r\nHost: s\r\n\r\n"), 1.0)
+    assert sa.path == "/boot.ipxe" and sa.options["host"] == "s"
+    d.feed(_tcp(s, c, 80, 4000, 100, 40, "PA", hdr_a), 1.1)
+    (sb,) = d.feed(_tcp(c, s, 4000, 80, 40, 100 + len(hdr_a) + 1000, "PA", b"GET /vmlinuz HTTP/1.1\r\n\r\n"), 1.2)
+    # The second response starts where the first one ended: the first is complete.
+    evs = d.feed(_tcp(s, c, 80, 4000, 100 + len(hdr_a) + 1000, 66, "PA", hdr_b), 1.3)
+    fin_a = [e for e in evs if e.type == "TransferFinished"]
+    assert fin_a and fin_a[0].transfer_id == sa.transfer_id and fin_a[0].bytes_done == 1000
+    prog = [e for e in evs if e.type == "TransferProgress"]
+    assert prog and prog[0].size == 5_000_000
+    # The client resets after 2 MB: its acknowledgement number says how far it got.
+    base = 100 + len(hdr_a) + 1000 + len(hdr_b)
+    (fail,) = d.feed(_tcp(c, s, 4000, 80, 66, base + 2_000_000, "R"), 2.0)
+    assert fail.type == "TransferFailed" and fail.transfer_id == sb.transfer_id
+    assert fail.bytes_done == 2_000_000 and "reset after 2000000 of 5000000 bytes" in fail.reason
+    assert d.feed(_tcp(s, c, 80, 4000, base, 66, "FA"), 2.1) == []  # connection already closed
