@@ -10,6 +10,12 @@ the wire. Our own events win: a wire event that repeats one of ours is dropped, 
 transfer that turns out to be ours is re-labelled with our transfer id.
 
 State survives restarts in SQLite (tables tracker_clients and tracker_boots).
+
+What a ClientUpdate carries, for the UI: `stages` = [{stage, ts, detail, duration}] (duration
+until the next stage, None for the current one); `files` = [{id, source (own|wire), protocol,
+path, kind (bootloader|menu|kernel|initrd|rootfs|other), size, bytes, status
+(running|done|failed|probe), started, ended, server, ours, reason?, rate?, retransmits?}];
+`diagnosis` = plain-language reason, empty while the boot is progressing.
 """
 
 from __future__ import annotations
