@@ -21,7 +21,7 @@ MIN_PACKET = 300  # RFC 951: BOOTP messages are at least 300 bytes; some ROMs dr
 BOOTREQUEST, BOOTREPLY = 1, 2
 BROADCAST_FLAG = 0x8000
 
-OPT_PAD, OPT_END, OPT_OVERLOAD = 0, 255, 52
+OPT_PAD, OPT_END, OPT_OVERLOAD, OPT_RELAY_AGENT = 0, 255, 52, 82
 ZERO_IP = b"\x00\x00\x00\x00"
 _COOKIE = struct.pack("!I", MAGIC)
 
@@ -61,8 +61,9 @@ class Packet:
         return socket.inet_ntoa(getattr(self, name))
 
 
-def _parse_options(data: bytes | memoryview, out: dict[int, bytes], where: str) -> None:
-    i, n = 0, len(data)
+def _parse_options(data: bytes, i: int, out: dict[int, bytes], where: str) -> None:
+    """Walk the TLV options of `data` from offset `i` into `out`."""
+    n = len(data)
     while i < n:
         code = data[i]
         if code == OPT_PAD:
@@ -72,14 +73,14 @@ def _parse_options(data: bytes | memoryview, out: dict[int, bytes], where: str) 
             return
         if i + 1 >= n:
             raise DhcpParseError(f"{where}: option {code} has no length byte")
-        length = data[i + 1]
-        end = i + 2 + length
+        end = i + 2 + data[i + 1]
         if end > n:
-            raise DhcpParseError(f"{where}: option {code} claims {length} bytes, {n - i - 2} left")
-        value = bytes(data[i + 2 : end])
+            raise DhcpParseError(f"{where}: option {code} claims {data[i + 1]} bytes, {n - i - 2} left")
         # RFC 3396: a long option arrives split into several instances; concatenate them.
-        prev = out.get(code)
-        out[code] = value if prev is None else prev + value
+        if code in out:
+            out[code] += data[i + 2 : end]
+        else:
+            out[code] = data[i + 2 : end]
         i = end
     # A missing END option is tolerated: several ROMs pad to 300 bytes with zeros instead.
 
@@ -101,15 +102,15 @@ def parse(data: bytes) -> Packet:
         pkt.dhcp = False  # RFC 951 BOOTP: the vend area is not RFC 1497 options
         return pkt
     opts: dict[int, bytes] = {}
-    _parse_options(memoryview(data)[HEADER_LEN + 4 :], opts, "options")
+    _parse_options(bytes(data), HEADER_LEN + 4, opts, "options")
     overload = opts.get(OPT_OVERLOAD)
     if overload:
         # RFC 2132 9.3: options continue in `file` (1), `sname` (2) or both (3).
         if overload[0] & 1:
-            _parse_options(file, opts, "file (overloaded)")
+            _parse_options(file, 0, opts, "file (overloaded)")
             pkt.file = b""
         if overload[0] & 2:
-            _parse_options(sname, opts, "sname (overloaded)")
+            _parse_options(sname, 0, opts, "sname (overloaded)")
             pkt.sname = b""
     pkt.options = opts
     return pkt
@@ -133,8 +134,16 @@ def _put_options(options: dict[int, bytes], out: bytearray) -> None:
             out += chunk
 
 
-def build(pkt: Packet) -> bytes:
-    """Serialise a packet; sname/file longer than their fields raise ValueError."""
+def encode_options(options: dict[int, bytes]) -> bytes:
+    """Options as wire bytes, for a fixed set sent in many replies (see build's `tail`)."""
+    out = bytearray()
+    _put_options(options, out)
+    return bytes(out)
+
+
+def build(pkt: Packet, tail: bytes = b"") -> bytes:
+    """Serialise a packet; `tail` is pre-encoded options (encode_options) placed after
+    pkt.options. sname/file longer than their fields raise ValueError."""
     if len(pkt.sname) > 64 or len(pkt.file) > 128:
         raise ValueError(
             f"sname ({len(pkt.sname)} bytes, max 64) or file ({len(pkt.file)} bytes, max 128) too long"
@@ -144,7 +153,14 @@ def build(pkt: Packet) -> bytes:
                                 pkt.chaddr, pkt.sname, pkt.file))
     if pkt.dhcp:
         out += _COOKIE
-        _put_options(pkt.options, out)
+        opts = pkt.options
+        agent = opts.get(OPT_RELAY_AGENT)
+        if agent is not None:
+            opts = {k: v for k, v in opts.items() if k != OPT_RELAY_AGENT}
+        _put_options(opts, out)
+        out += tail
+        if agent is not None:  # RFC 3046 2.1: the relay agent option goes last
+            _put_options({OPT_RELAY_AGENT: agent}, out)
         out.append(OPT_END)
     if len(out) < MIN_PACKET:
         out += bytes(MIN_PACKET - len(out))

@@ -14,7 +14,17 @@ from collections.abc import Callable
 
 from pxetui.config import Config
 from pxetui.dhcp import options as o
-from pxetui.dhcp.codec import BOOTREPLY, BOOTREQUEST, ZERO_IP, DhcpParseError, Packet, build, parse
+from pxetui.dhcp.codec import (
+    BOOTREPLY,
+    BOOTREQUEST,
+    BROADCAST_FLAG,
+    ZERO_IP,
+    DhcpParseError,
+    Packet,
+    build,
+    encode_options,
+    parse,
+)
 from pxetui.dhcp.leases import LeaseStore, Pool
 from pxetui.dhcp.policy import BootChoice, BootPolicy, ClientFacts
 from pxetui.events import (
@@ -92,8 +102,12 @@ class DhcpServer:
             po[o.BROADCAST_ADDR] = pool.network.broadcast_address.packed
             self._pool_opts[pool.name] = po
         t = self.lease_time
-        self._times = {o.LEASE_TIME: o.u32(t), o.RENEWAL_T1: o.u32(t // 2),
-                       o.REBINDING_T2: o.u32(t * 7 // 8)}
+        times = {o.LEASE_TIME: o.u32(t), o.RENEWAL_T1: o.u32(t // 2), o.REBINDING_T2: o.u32(t * 7 // 8)}
+        # The options every reply of a pool carries, encoded once: (pool, with lease times).
+        self._tails: dict[tuple[str | None, bool], bytes] = {(None, False): b"", (None, True): b""}
+        for name, po in self._pool_opts.items():
+            self._tails[(name, False)] = encode_options(po)
+            self._tails[(name, True)] = encode_options({**times, **po})
 
     # -- entry point ----------------------------------------------------------------------
     def handle(self, data: bytes, src: Address, port: int = SERVER_PORT) -> list[Reply]:
@@ -235,7 +249,9 @@ class DhcpServer:
 
     def _nak(self, req: Request, why: str) -> list[Reply]:
         pkt = req.pkt
-        nak = Packet(op=BOOTREPLY, xid=pkt.xid, flags=pkt.flags, giaddr=pkt.giaddr,
+        # RFC 2131 4.3.2: a NAK through a relay sets the broadcast bit (the client has no address).
+        flags = pkt.flags | (BROADCAST_FLAG if pkt.giaddr != ZERO_IP else 0)
+        nak = Packet(op=BOOTREPLY, xid=pkt.xid, flags=flags, giaddr=pkt.giaddr,
                      chaddr=pkt.chaddr, options={o.MSG_TYPE: b"\x06", o.SERVER_ID: self.sid,
                                                  o.MESSAGE: why.encode()[:250]})
         if o.RELAY_AGENT in pkt.options:
@@ -289,10 +305,7 @@ class DhcpServer:
                lease: bool, dest: Address | None = None) -> Reply:
         pkt = req.pkt
         opts: dict[int, bytes] = {o.MSG_TYPE: bytes((msg,)), o.SERVER_ID: self.sid}
-        if lease:
-            opts.update(self._times)
-        if pool is not None:
-            opts.update(self._pool_opts[pool.name])
+        tail = self._tails[(pool.name if pool is not None else None, lease)]
         out = Packet(op=BOOTREPLY, htype=pkt.htype, hlen=pkt.hlen, xid=pkt.xid, flags=pkt.flags,
                      ciaddr=pkt.ciaddr, yiaddr=yiaddr, giaddr=pkt.giaddr, chaddr=pkt.chaddr,
                      options=opts)
@@ -334,7 +347,7 @@ class DhcpServer:
                 # broadcast works for every client in REFERENCE.md.
                 dest = (BROADCAST, CLIENT_PORT)
         self._packet_out(req, out, dest, boot_file)
-        return build(out), dest
+        return build(out, tail), dest
 
     def _pxe_vendor_options(self, req: Request, opts: dict[int, bytes], msg: int,
                             port4011: bool) -> None:

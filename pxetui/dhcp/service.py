@@ -28,7 +28,9 @@ from pxetui.service import ServiceContext
 
 BATCH = 64  # datagrams handled per wake-up before the commit and the sends
 EXPIRY_CHECK = 10.0  # seconds between scans for leases that ran out (reported as LeaseEnded)
-RCVBUF = 4 << 20  # a boot storm arrives in bursts; keep them in the kernel, not on the floor
+# Room for a burst of a few hundred requests, and no more: under overload a deep queue only
+# makes every answer late (clients retransmit after ~1-4 s), so that nothing completes.
+RCVBUF = 256 << 10
 
 
 def open_socket(interface: str, port: int) -> socket.socket:
@@ -72,7 +74,19 @@ async def decide_mode(ctx: ServiceContext) -> str:
         ctx.emit(DhcpModeDecided(mode="full", reason=f"dhcp.mode is {mode}, probe disabled"))
         return "full"
     ctx.log(f"probing {cfg.interface} for another DHCP server ({secs:g} s)")
-    offers = await asyncio.to_thread(probe, cfg.interface, secs)
+    try:
+        offers = await asyncio.to_thread(probe, cfg.interface, secs)
+    except OSError as exc:
+        # Could not look (port 68 taken by a DHCP client on this interface, ...): never hand
+        # out addresses blind. proxyDHCP only adds boot information, so it is the safe choice.
+        reason = f"could not probe {cfg.interface} for another DHCP server ({exc})"
+        if mode == "auto":
+            ctx.emit(DhcpModeDecided(mode="proxy", reason=f"{reason}: proxyDHCP to be safe"))
+            ctx.log(f"{reason}: serving proxyDHCP to be safe", "warning")
+            return "proxy"
+        ctx.emit(DhcpModeDecided(mode="off", reason=f"{reason}: refusing full DHCP"))
+        ctx.log(f"{reason}: refusing full DHCP", "error")
+        return "off"
     for offer in offers:
         ctx.emit(ForeignDhcpServer(server_ip=offer.server_ip, ip=offer.sender,
                                    offered=offer.offered, boot_file=offer.boot_file))
