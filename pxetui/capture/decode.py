@@ -38,6 +38,8 @@ SIZE_PROBE = "size probe"
 UNANSWERED_AFTER = 10.0  # seconds a PXE client's DISCOVERs may go unanswered before an alert
 TFTP_IDLE = 10.0  # a TFTP transfer with no packet for this long has stopped
 HTTP_FORGET = 3600.0
+FORGET_AFTER = 600.0
+MAX_CLIENTS = 65536  # IP -> MAC entries kept (oldest dropped first)
 
 _HTTP_REQ = re.compile(rb"^(GET|HEAD) (\S+) HTTP/1\.[01]\r?\n")
 _HTTP_RESP = re.compile(rb"^HTTP/1\.[01] (\d{3})(?: ([^\r\n]*))?\r?\n")
@@ -125,6 +127,10 @@ class Decoder:
     def tick(self, now: float) -> list[Event]:
         out: list[Event] = []
         for mac, (first, last, count, pkt) in list(self.unanswered.items()):
+            if now - last > FORGET_AFTER:  # gone quiet long ago: keep memory bounded in a storm
+                del self.unanswered[mac]
+                self.alerted.discard(mac)
+                continue
             if now - first >= UNANSWERED_AFTER and mac not in self.alerted:
                 self.alerted.add(mac)
                 out.append(Alert(ts=now, service=SERVICE, mac=mac, key=f"unanswered:{mac}",
@@ -157,8 +163,14 @@ class Decoder:
         mac = self.ip_mac.get(seg.src)
         if mac is None and seg.src_mac in self.clients:
             mac = seg.src_mac
-            self.ip_mac[seg.src] = mac
+            self._learn(seg.src, mac)
         return mac
+
+    def _learn(self, ip: str, mac: str) -> None:
+        self.ip_mac.pop(ip, None)  # re-insert: most recent last
+        self.ip_mac[ip] = mac
+        while len(self.ip_mac) > MAX_CLIENTS:
+            del self.ip_mac[next(iter(self.ip_mac))]
 
     # -- DHCP ---------------------------------------------------------------------------
     def _dhcp(self, seg: Segment, ts: float) -> list[Event]:
@@ -182,10 +194,10 @@ class Decoder:
         )
         out: list[Event] = [pkt]
         if not reply:
-            if len(self.clients) < 65536:
+            if len(self.clients) < MAX_CLIENTS:
                 self.clients.add(d.chaddr)
             if pkt.ip:  # a client that has its address (renewal, port 4011 request)
-                self.ip_mac[pkt.ip] = d.chaddr
+                self._learn(pkt.ip, d.chaddr)
             if pkt.msg_type == "DISCOVER" and (pkt.vendor_class or "").startswith("PXEClient"):
                 first, _, count, _ = self.unanswered.get(d.chaddr, (ts, ts, 0, pkt))
                 self.unanswered[d.chaddr] = (first, ts, count + 1, pkt)
@@ -208,7 +220,7 @@ class Decoder:
                                      f"{pkt.boot_file or 'none'}"))
         # A proxyDHCP answer on port 4011 echoes the client's address: it grants nothing.
         if pkt.msg_type in ("ACK", "BOOTP") and pkt.yiaddr and seg.sport != 4011:
-            self.ip_mac[pkt.yiaddr] = d.chaddr
+            self._learn(pkt.yiaddr, d.chaddr)
             lt = d.lease_time
             out.append(LeaseGranted(ts=ts, service=SERVICE, mac=d.chaddr, ip=pkt.yiaddr,
                                     expires=ts + lt if lt is not None and lt != 0xFFFFFFFF else 0.0,
