@@ -83,6 +83,12 @@ def arch(pkt: Packet) -> int | None:
     return struct.unpack_from("!H", v)[0] if v and len(v) >= 2 else None
 
 
+def ndi(pkt: Packet) -> tuple[int, int, int] | None:
+    """RFC 4578 2.2: network interface identifier (type 1 = UNDI, major, minor)."""
+    v = pkt.options.get(CLIENT_NDI)
+    return (v[0], v[1], v[2]) if v and len(v) == 3 else None
+
+
 def user_classes(pkt: Packet) -> list[str]:
     """RFC 3004 says length-prefixed instances; iPXE sends a bare `iPXE` (REFERENCE.md).
 

@@ -4,6 +4,7 @@ and a relayed client served from the relay's pool."""
 from __future__ import annotations
 
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,17 @@ def test_relayed_client_gets_an_address_from_the_relay_pool(netns, tmp_path: Pat
     assert granted["ours"]
     offer = svc.wait_event("DhcpPacket", direction="out", msg_type="OFFER")
     assert offer["ip"] == "10.98.0.1" and offer["port"] == 67  # to the relay, on port 67
+
+
+def test_auto_mode_falls_back_to_proxy_when_it_cannot_probe(netns, tmp_path: Path) -> None:
+    server, client = netns.pair()
+    # something else holds port 68 on the server (a DHCP client on the same interface)
+    holder = server.python("-c", "import socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                                 "s.bind(('0.0.0.0', 68)); print('bound', flush=True); time.sleep(60)",
+                           stdout=subprocess.PIPE)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == b"bound"
+    svc = ServiceProc(server, "dhcp", base_config(tmp_path, dhcp={"mode": "auto", "probe_seconds": 1}),
+                      tmp_path)
+    decided = svc.wait_event("DhcpModeDecided", timeout=15)
+    assert decided["mode"] == "proxy" and "could not probe" in decided["reason"]
+    assert svc.wait_running()["ports"] == [67, 4011]

@@ -109,6 +109,8 @@ def test_seabios_ipxe_discover() -> None:
     assert o.text(pkt, o.VENDOR_CLASS) == "PXEClient:Arch:00000:UNDI:002001"
     assert o.user_classes(pkt) == ["iPXE"]  # a bare string, not RFC 3004 framing
     assert o.IPXE_ENCAP in pkt.options and pkt.options[o.MAX_SIZE] == (1472).to_bytes(2, "big")
+    assert o.ndi(pkt) == (1, 2, 1)  # UNDI 2.1
+    assert o.suboptions(pkt.options[o.IPXE_ENCAP])  # iPXE's feature list decodes as TLVs
     assert not pkt.broadcast
 
 
