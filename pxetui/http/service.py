@@ -23,6 +23,9 @@ async def run(ctx: ServiceContext) -> None:
     if not cfg.server_ip:
         # Binding to every interface is never what a boot server on one wire wants.
         raise OSError(errno.EADDRNOTAVAIL, "no server address: resolve the config against an interface")
+    if not cfg.http_root.is_dir():
+        ctx.log(f"http: root {cfg.http_root} is not a directory; serving generated menus and "
+                "imported ISOs only", "warning")
     router = Router(cfg, ctx.emit, log=ctx.log)
     limits = Limits(max_connections=cfg.http.max_connections,
                     header_timeout=cfg.http.header_timeout, idle_timeout=cfg.http.idle_timeout)
