@@ -203,22 +203,19 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     print("interfaces:")
     for i in interfaces().values():
         print(f"  {i.describe()}  mac {i.mac}  {i.speed_mbps} Mb/s  mtu {i.mtu}")
-    try:
-        from pxetui.loaders import find_loaders  # type: ignore[attr-defined]
+    from pxetui.loaders import find_loaders
 
-        print("boot loaders:")
-        for line in find_loaders().describe_lines():
-            print(f"  {line}")
-    except ImportError:
-        pass
+    print("boot loaders:")
+    for line in find_loaders().describe_lines():
+        print(f"  {line}")
     for tool, pkg in (("qemu-system-x86_64", "qemu-system-x86"), ("tcpdump", "tcpdump")):
         found = shutil.which(tool)
         print(f"{tool}: {found or f'missing (apt-get install {pkg})'}")
     try:
-        from scapy.arch.common import compile_filter
+        from pxetui.capture.filters import boot_filter, compile_filter
 
-        compile_filter("udp port 67")
-        print("libpcap: ok (BPF filters compile)")
+        compile_filter(boot_filter())
+        print("libpcap: ok (the capture's BPF filter compiles)")
     except Exception as exc:  # scapy raises several types here
         ok = False
         print(f"libpcap: cannot compile BPF filters ({exc}); apt-get install libpcap0.8")
