@@ -163,13 +163,13 @@ class LeaseStore:
         current = self.by_mac.get(mac)
         if current is not None and current.ip == ip and current.state == "bound" and current.expires > now:
             return ip  # its own running lease: nothing more to hold
-        self._drop_offer(mac, keep=ip)
+        self.drop_offer(mac, keep=ip)
         lease = Lease(ip, mac, now + OFFER_HOLD, "offered")
         self.by_ip[ip] = lease
         self.offers[mac] = lease
         return ip
 
-    def _drop_offer(self, mac: str, keep: int | None = None) -> None:
+    def drop_offer(self, mac: str, keep: int | None = None) -> None:
         old = self.offers.pop(mac, None)
         if old is not None and old.ip != keep and self.by_ip.get(old.ip) is old:
             del self.by_ip[old.ip]
@@ -217,7 +217,7 @@ class LeaseStore:
         """Bind `ip` to `mac`; None if someone else holds it (the caller NAKs)."""
         if not self.usable_by(ip, mac, now):
             return None
-        self._drop_offer(mac, keep=ip)
+        self.drop_offer(mac, keep=ip)
         old = self.by_mac.get(mac)
         if old is not None and old.ip != ip and self.by_ip.get(old.ip) is old:
             del self.by_ip[old.ip]

@@ -180,7 +180,7 @@ class DhcpServer:
         pkt, now = req.pkt, self.clock()
         sid = o.ip_opt(pkt, o.SERVER_ID)
         if sid is not None and sid != self.sid:
-            self.store._drop_offer(req.mac)
+            self.store.drop_offer(req.mac)
             self._ignore(req, f"client chose server {socket.inet_ntoa(sid)}")
             return []
         requested = o.ip_opt(pkt, o.REQUESTED_IP)
