@@ -92,6 +92,28 @@ def foreign_offer_won(events: list[Ev]) -> Finding | None:
                    "or let it keep addresses and run pxetui as proxyDHCP.")
 
 
+def grub_under_proxy(events: list[Ev]) -> Finding | None:
+    """REFERENCE.md: GRUB 2.06 under proxyDHCP reads only the router's ACK and looks for
+    grub.cfg on the wrong server."""
+    started = [e for e in events if e["type"] == "TransferStarted"]
+    if not started or not re.search(r"grub[^/]*\.efi$", _name(started[-1]), re.I):
+        return None
+    proxy = [e for e in _offers(events) if e.get("boot_file") or e.get("port") == 4011]
+    proxy = [e for e in proxy if not e.get("yiaddr") or e.get("port") == 4011]
+    routers = [e for e in _offers(events) if e.get("msg_type") == "ACK" and e.get("yiaddr")
+               and e.get("port") != 4011]
+    if not proxy or not routers:
+        return None
+    p, r = proxy[-1].get("server_ip"), routers[-1].get("server_ip")
+    if not p or p == r:
+        return None
+    return Finding("grub_under_proxy",
+                   f"GRUB ({_name(started[-1])}) was loaded from the proxyDHCP server {p}, then "
+                   f"nothing: under proxyDHCP GRUB reads only the address server's ACK ({r}) and "
+                   f"looks for grub.cfg there. Chain iPXE for UEFI clients under proxyDHCP, or "
+                   "build GRUB with the server in its prefix.")
+
+
 def no_answer(events: list[Ev]) -> Finding | None:
     discovers = [e for e in events if e["type"] == "DhcpPacket" and e.get("msg_type") == "DISCOVER"]
     if not discovers or _offers(events) or any(e["type"] == "LeaseGranted" for e in events):
@@ -245,7 +267,7 @@ def _path_of(events: list[Ev], tid: str | None) -> str:
 
 RULES: tuple[Callable[[list[Ev]], Finding | None], ...] = (
     ipxe_chain_loop, squashfs_ram, http_404_kernel_arg, firmware_mismatch, foreign_offer_won,
-    no_boot_file, no_answer, tftp_timeouts, tftp_not_found,
+    no_boot_file, no_answer, grub_under_proxy, tftp_timeouts, tftp_not_found,
 )
 
 

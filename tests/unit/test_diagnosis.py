@@ -44,6 +44,9 @@ def rules(name: str, mac: str) -> list[str]:
     ("chainloop.pcap", "52:54:00:12:34:08", "iPXE chain loop", ["undionly.kpxe"]),
     ("http404.pcap", "52:54:00:12:34:0b", "HTTP 404", ["/live/filesystem.squashfs", "command line"]),
     ("bigsquash.pcap", "52:54:00:12:34:0b", "The root filesystem is 1335 MiB", ["1024 MiB"]),
+    # OVMF + dnsmasq proxyDHCP beside a router dnsmasq: shim, GRUB, then GRUB asks the router.
+    ("uefi_proxy_grub.pcap", "52:54:00:12:34:0c", "GRUB (debian-installer/amd64/grubx64.efi) was loaded",
+     ["proxyDHCP server 10.99.0.1", "ACK (10.99.0.2)", "iPXE"]),
 ])
 def test_rule_from_capture(pcap, mac, first, words):
     said = [u.diagnosis for u in updates(pcap, mac) if u.diagnosis]

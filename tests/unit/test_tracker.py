@@ -233,3 +233,13 @@ def test_forget_drops_client_and_history(tmp_path):
     assert tr.feed({"type": "TransferStarted", "ts": 9.0, "ip": IP, "transfer_id": "z", "path": "x"}) == []
     tr.close()
     assert MAC not in Tracker(db_path=db).clients
+
+
+def test_uefi_proxy_timeline():
+    # OVMF sets the broadcast flag, so the router's ACK is seen too; then port 4011 to the proxy.
+    tr = track("uefi_proxy_grub.pcap")
+    c = tr.clients["52:54:00:12:34:0c"]
+    assert stages(tr, c.mac) == ["discover", "offer", "ack", "bootloader"]
+    assert "proxyDHCP" in c.stages[1]["detail"] and "from 10.99.0.2" in c.stages[2]["detail"]
+    assert any(e["type"] == "DhcpPacket" and e.get("port") == 4011 and e["msg_type"] == "ACK" for e in c.events)
+    assert c.update(0).firmware == "uefi64"
