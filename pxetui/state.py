@@ -42,6 +42,7 @@ class EngineInfo:
     tftp_root: str = ""
     http_root: str = ""
     version: str = ""
+    state_dir: str = ""
     started: float | None = None
 
 
@@ -243,7 +244,7 @@ class EngineState:
     def _on_EngineStarted(self, ev: dict[str, Any], ts: float) -> set[str]:
         e = self.engine
         for k in ("interface", "address", "netmask", "dhcp_mode", "dhcp_mode_reason",
-                  "http_port", "tftp_root", "http_root", "version"):
+                  "http_port", "tftp_root", "http_root", "version", "state_dir"):
             if k in ev:
                 setattr(e, k, ev[k])
         e.started = ts

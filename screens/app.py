@@ -71,6 +71,7 @@ class PxetuiApp(App):
         console_path: str | None = None,
         state_dir: str | None = None,
         config_path: str | None = None,
+        iso_dir: str | None = None,
         interfaces_fn: Callable[[], dict[str, InterfaceInfo]] = interfaces,
         start_mode: str = "dashboard",
         pacing: bool = True,
@@ -81,6 +82,7 @@ class PxetuiApp(App):
         self.console_path = console_path
         self.state_dir = state_dir
         self.config_path = config_path
+        self.iso_dir = iso_dir  # where the ISO file picker starts
         self.interfaces_fn = interfaces_fn
         self.start_mode = start_mode
         # Rate limits on redraws (see PxeScreen.MIN_INTERVAL, LiveTable.sync); off in tests so
@@ -157,8 +159,10 @@ class PxetuiApp(App):
         self.notify(f"{what}: sent")
 
     def menu_dir(self) -> Path | None:
-        """Where the menu model lives: the engine's state directory."""
-        return Path(self.state_dir) if self.state_dir else None
+        """Where the menu and the ISO library live: the engine's state directory (given on
+        the command line, else as the engine reports it)."""
+        d = self.state_dir or self.state.engine.state_dir
+        return Path(d) if d else None
 
     def menu_entries(self) -> list[tuple[str, str]]:
         """(entry id, title) of the boot menu, for "boot once into"."""

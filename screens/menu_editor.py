@@ -89,7 +89,7 @@ class MenuScreen(PxeScreen):
             yield Static(id="m-problems")
             with TabbedContent(id="m-preview"):
                 for name in PREVIEWS:
-                    with TabPane(name, id=f"pv-{name.lower()}"):
+                    with TabPane(name, id=f"pv-{name.lower()}"), VerticalScroll():
                         yield Static(id=f"pv-text-{name.lower()}", markup=False)
 
     def setup(self) -> None:
@@ -100,7 +100,7 @@ class MenuScreen(PxeScreen):
         table.add_column("Kind", width=7, key="kind")
         self.menu: Menu | None = None
         self.current: str | None = None
-        self._filling = False
+        self.modified = False  # edits not saved yet
         self.action_load()
 
     @property
@@ -123,7 +123,9 @@ class MenuScreen(PxeScreen):
             self.menu = None
             problems.update(Text(f"Cannot read the menu from {self.db}: {exc}", "bold red"))
             return
-        self.current = self.menu.entries[0].id if self.menu.entries else None
+        keep = self.current if self.current and self.menu.get(self.current) else None
+        self.current = keep or (self.menu.entries[0].id if self.menu.entries else None)
+        self.modified = False
         self.refresh_entries()
         self.fill_form()
         self.validate()
@@ -131,17 +133,20 @@ class MenuScreen(PxeScreen):
     def show(self, changed: dict[str, set[str]], full: bool) -> None:
         if self.menu is None and (full or "library" in changed or "engine" in changed):
             self.action_load()
+        elif "library" in changed and not self.modified:
+            self.action_load()  # an import added entries; nothing of ours to lose
 
     def refresh_entries(self) -> None:
         """The entry list is short (tens): redraw it in place, keeping the cursor on `current`."""
         assert self.menu is not None
         table = self.query_one("#m-entries", DataTable)
-        table.clear()
-        for e in self.menu.entries:
-            mark = "*" if e.id == self.menu.default else ""
-            table.add_row(mark, e.id, e.kind, key=e.id)
-        if self.current and self.menu.get(self.current):
-            table.move_cursor(row=table.get_row_index(self.current), animate=False)
+        with self.prevent(DataTable.RowHighlighted):  # our own cursor moves are not a selection
+            table.clear()
+            for e in self.menu.entries:
+                mark = "*" if e.id == self.menu.default else ""
+                table.add_row(mark, e.id, e.kind, key=e.id)
+            if self.current and self.menu.get(self.current):
+                table.move_cursor(row=table.get_row_index(self.current), animate=False)
         table.border_subtitle = f"* default = {self.menu.default}"
 
     def entry(self) -> Entry | None:
@@ -149,8 +154,8 @@ class MenuScreen(PxeScreen):
 
     def fill_form(self) -> None:
         assert self.menu is not None
-        self._filling = True
-        try:
+        # Setting a field posts Changed; these are ours, not the user's: do not echo them.
+        with self.prevent(Input.Changed, Select.Changed):
             self.query_one("#m-timeout", Input).value = str(self.menu.timeout)
             e = self.entry()
             values = {
@@ -162,8 +167,6 @@ class MenuScreen(PxeScreen):
                 self.query_one(f"#{fid}", Input).value = value
             if e:
                 self.query_one("#e-kind", Select).value = e.kind
-        finally:
-            self._filling = False
 
     # -- editing -------------------------------------------------------------------------
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -175,14 +178,15 @@ class MenuScreen(PxeScreen):
                 self.validate()
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        if self._filling or self.menu is None:
+        if self.menu is None:
             return
-        self.read_form()
+        self.modified = True
         self.validate()
 
     def on_select_changed(self, event: Select.Changed) -> None:
-        if self._filling or self.menu is None or event.select.id != "e-kind":
+        if self.menu is None or event.select.id != "e-kind":
             return
+        self.modified = True
         self.read_form()
         self.refresh_entries()
         self.validate()
@@ -240,12 +244,14 @@ class MenuScreen(PxeScreen):
             return
         entries = self.menu.entries
         entries[i], entries[j] = entries[j], entries[i]
+        self.modified = True
         self.refresh_entries()
         self.validate()
 
     def action_make_default(self) -> None:
         if self.menu is not None and self.current:
             self.menu.default = self.current
+            self.modified = True
             self.refresh_entries()
             self.validate()
 
@@ -258,6 +264,7 @@ class MenuScreen(PxeScreen):
             self.notify(str(exc), severity="warning")
             return
         self.current = self.menu.entries[0].id if self.menu.entries else None
+        self.modified = True
         self.refresh_entries()
         self.fill_form()
         self.validate()
@@ -271,6 +278,7 @@ class MenuScreen(PxeScreen):
                    len(self.menu.entries))
         self.menu.entries.insert(pos, e)  # not add(): it refuses an entry with no kernel yet
         self.current = e.id
+        self.modified = True
         self.refresh_entries()
         self.fill_form()
         self.validate()
@@ -288,6 +296,7 @@ class MenuScreen(PxeScreen):
         except (MenuError, sqlite3.Error, OSError) as exc:
             self.notify(f"Not saved: {exc}", severity="error")
             return False
+        self.modified = False
         self.papp.send({"cmd": "reload"}, "menu saved; services reload")
         return True
 

@@ -11,6 +11,8 @@ from pxetui.state import EngineInfo
 
 PREVIEWS = ("PXELINUX", "GRUB", "iPXE")
 MODULES = {"PXELINUX": "render_pxelinux", "GRUB": "render_grub", "iPXE": "render_ipxe"}
+# Which firmware each preview is drawn for (a menu lists only the entries that firmware boots).
+ARCH = {"GRUB": "uefi64", "iPXE": "uefi64"}
 
 
 def preview_config(engine: EngineInfo) -> Config:
@@ -29,6 +31,9 @@ def preview(name: str, menu: Menu, engine: EngineInfo) -> str:
     except ImportError as exc:
         return f"({name} renderer not available: {exc})"
     try:
-        return str(mod.render(menu, preview_config(engine)))
+        cfg = preview_config(engine)
+        if name in ARCH:
+            return str(mod.render(menu, cfg, ARCH[name]))
+        return str(mod.render(menu, cfg))
     except (MenuError, ValueError, KeyError, TypeError) as exc:
         return f"({name} cannot render this menu: {exc})"

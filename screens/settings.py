@@ -66,7 +66,7 @@ class SettingsScreen(PxeScreen):
                     yield Input(placeholder=hint, id=key, compact=True)
             yield Static(id="problems")
             with Horizontal(id="settings-actions"):
-                yield Button("Save", id="save", variant="primary")
+                yield Button("Save", id="save", variant="primary", compact=True)
                 yield Static(id="saved")
 
     @property
@@ -174,6 +174,8 @@ class SettingsScreen(PxeScreen):
             return False
         saved.update(Text(f"Saved {self.config_path}. It applies when the engine restarts "
                           "(quit and start pxetui again).", "green"))
+        self.notify(f"Saved {self.config_path}; applies when the engine restarts")
+        saved.scroll_visible()
         return True
 
     def palette(self) -> Iterable[SystemCommand]:

@@ -23,12 +23,10 @@ def fake_ifaces() -> dict[str, InterfaceInfo]:
 def make_app(tmp_path: Path | None = None, events: list[dict[str, Any]] | None = None,
              **kwargs: Any) -> tuple[PxetuiApp, MemorySource]:
     source = kwargs.pop("source", None) or MemorySource(lab_feed() if events is None else events)
-    app = PxetuiApp(
-        source, interfaces_fn=fake_ifaces, pacing=False,
-        config_path=str(tmp_path / "pxetui.toml") if tmp_path else None,
-        state_dir=str(tmp_path / "state") if tmp_path else None,
-        **kwargs,
-    )
+    if tmp_path is not None:
+        kwargs.setdefault("config_path", str(tmp_path / "pxetui.toml"))
+        kwargs.setdefault("state_dir", str(tmp_path / "state"))
+    app = PxetuiApp(source, interfaces_fn=fake_ifaces, pacing=False, **kwargs)
     return app, source
 
 

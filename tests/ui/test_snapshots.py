@@ -1,0 +1,82 @@
+"""Snapshots of every screen at 80x24 and 120x40, from a fixed feed (fixed timestamps, UTC,
+no clocks, no spinners). Update with `pytest tests/ui --snapshot-update` after a deliberate
+change, and look at the SVGs."""
+
+from __future__ import annotations
+
+import pytest
+from feed import T0, ev
+from helpers import make_app, settle
+from isos import debian_live_iso
+
+from pxetui import store
+from pxetui.config import Config
+from pxetui.iso.library import import_iso
+
+SIZES = [(80, 24), (120, 40)]
+
+
+@pytest.fixture
+def lab(tmp_path, monkeypatch):
+    """A state dir with one imported image and a console log, at relative paths so nothing
+    machine-specific is drawn."""
+    monkeypatch.chdir(tmp_path)
+    cfg = Config(state_dir="state")
+    import_iso(cfg, debian_live_iso(tmp_path / "isos" / "debian-live.iso"))
+    conn = store.connect(cfg.db_path)
+    conn.execute("UPDATE iso_library SET imported = ?", (T0,))  # drawn as a clock time
+    conn.close()
+    (tmp_path / "console.log").write_text("SeaBIOS (version 1.16.3)\niPXE initialising devices...\n"
+                                          "Booting from ROM...\n")
+    app, source = make_app(None, console_path="console.log", iso_dir="isos", state_dir="state",
+                           config_path="pxetui.toml")
+    return app, source
+
+
+def run_keys(*keys: str):
+    async def run_before(pilot) -> None:
+        app = pilot.app
+        await settle(app, pilot)
+        for key in keys:
+            await pilot.press(key)
+            await pilot.pause()
+        app.flush()
+        await pilot.pause()
+
+    return run_before
+
+
+SCREENS = {
+    "dashboard": ("f1",),
+    "clients": ("f2",),
+    "client_detail": ("f2", "down", "down", "down", "down", "enter"),
+    "leases": ("f3",),
+    "transfers": ("f4",),
+    "isos": ("f5",),
+    "menu": ("f6",),
+    "logs": ("f7",),
+    "settings": ("f8",),
+    "console": ("f9",),
+}
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("screen", list(SCREENS))
+def test_screen(snap_compare, lab, screen, size):
+    app, _ = lab
+    assert snap_compare(app, terminal_size=size, run_before=run_keys(*SCREENS[screen]))
+
+
+def test_disconnected_dashboard(snap_compare, tmp_path, monkeypatch):
+    from feed import lab_feed
+
+    from screens.source import MemorySource
+
+    monkeypatch.chdir(tmp_path)
+    source = MemorySource(lab_feed()[:6], fail_with="the engine went away")
+    app, _ = make_app(None, source=source)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_keys())
+
+
+def test_feed_is_fixed():
+    assert ev("Log", 1)["ts"] == T0 + 1
