@@ -45,12 +45,14 @@ MAX_TRANSFERS = 1024
 PROGRESS_INTERVAL = 0.25  # at most 4 TransferProgress events per second per transfer
 LISTEN_RCVBUF = 1 << 20  # a boot storm sends hundreds of RRQs at once
 DRAIN_MAX = 64  # datagrams handled per readiness callback before yielding to others
+UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # Linux >= 4.18 UDP GSO
+GSO_BYTES, GSO_SEGMENTS = 65000, 64  # per send: under the 64 KiB datagram limit and UDP_MAX_SEGMENTS
 
 Emit = Callable[[Event], None]
 
 
 class TftpServer:
-    def __init__(self, cfg: Config, resolver: Resolver, emit: Emit) -> None:
+    def __init__(self, cfg: Config, resolver: Resolver, emit: Emit, reuse_port: bool = False) -> None:
         if not cfg.server_ip:
             raise ValueError("tftp: server_ip is not set; resolve the config against an interface first")
         self.cfg = cfg
@@ -59,6 +61,7 @@ class TftpServer:
         self.limits = Limits.from_config(cfg)
         self.host = cfg.server_ip
         self.port = cfg.tftp.port
+        self.reuse_port = reuse_port  # several worker processes share the port (workers.py)
         self.uploads = Uploads(cfg.tftp.uploads_dir) if cfg.tftp.uploads_dir else None
         self.transfers: dict[tuple[str, int], Transfer] = {}
         self.sock: socket.socket | None = None
@@ -72,6 +75,8 @@ class TftpServer:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, LISTEN_RCVBUF)
+            if self.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((self.host, self.port))
         except OSError:
             sock.close()
@@ -159,7 +164,7 @@ class TftpServer:
             self._reject(addr, tid, src.name, ErrorCode.ACCESS_VIOLATION, f"cannot open: {exc.strerror or exc}")
             return
         now = time.monotonic()
-        session = Sender(reader, src.size, neg, sock.send, now)
+        session = Sender(reader, src.size, neg, sock.send, now, batch=self._gso(sock, neg.blksize, neg.windowsize))
         options = {"blksize": neg.blksize, "windowsize": neg.windowsize, **neg.oack, "mode": req.mode}
         Transfer(self, addr, sock, session, tid, src.name, src.size, options, fd, None).start(now)
 
@@ -196,6 +201,17 @@ class TftpServer:
         session = Receiver(upload.write, neg, sock.send, now, MAX_UPLOAD)
         options = {"blksize": neg.blksize, **neg.oack, "mode": req.mode, "upload": True}
         Transfer(self, addr, sock, session, tid, upload.name, neg.tsize, options, None, upload).start(now)
+
+    def _gso(self, sock: socket.socket, blksize: int, window: int) -> int:
+        """Let the kernel cut one send into a window's datagrams (UDP GSO); blocks per send."""
+        batch = min(window, GSO_SEGMENTS, GSO_BYTES // (4 + blksize))
+        if batch < 2:
+            return 1
+        try:
+            sock.setsockopt(socket.IPPROTO_UDP, UDP_SEGMENT, 4 + blksize)
+        except OSError:
+            return 1
+        return batch
 
     def _transfer_socket(self, addr: tuple[str, int]) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -259,7 +275,7 @@ class Transfer:
             return
         except OSError as exc:  # ICMP port unreachable: the client went away
             if sess.active:
-                sess._fail(ErrorCode.NOT_DEFINED, f"client unreachable: {exc.strerror or exc}", notify=False)
+                sess.unreachable(exc)
         else:
             sess.on_packet(pkt, now)
         self._after(now)

@@ -1,15 +1,20 @@
-"""The TFTP service: `async def run(ctx)`, hosted by `python -m pxetui.service tftp CONFIG`."""
+"""The TFTP service: `async def run(ctx)`, hosted by `python -m pxetui.service tftp CONFIG`.
+
+The service process serves, and starts one more worker process per extra CPU (workers.py);
+all share the port with SO_REUSEPORT.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import os
+import signal
 from collections.abc import Callable, Sequence
 
 from pxetui.config import Config
 from pxetui.files import Provider, Resolver
 from pxetui.service import ServiceContext
 from pxetui.tftp.server import TftpServer
+from pxetui.tftp.workers import Workers, port_taken, worker_count
 
 # Virtual files (menus, per-MAC configs, files inside ISOs) come from the library, when present.
 virtual_providers: Callable[[Config], Sequence[Provider]] | None
@@ -29,15 +34,24 @@ def build_resolver(cfg: Config) -> Resolver:
 async def run(ctx: ServiceContext) -> None:
     cfg = ctx.config
     os.makedirs(cfg.tftp_root, exist_ok=True)
-    server = TftpServer(cfg, build_resolver(cfg), ctx.emit)
+    extra = worker_count() - 1
+    if extra and port_taken(cfg.server_ip, cfg.tftp.port):
+        raise OSError(f"UDP port {cfg.tftp.port} on {cfg.server_ip} is already in use")
+    server = TftpServer(cfg, build_resolver(cfg), ctx.emit, reuse_port=extra > 0)
     port = server.start()
-    ctx.ready([port])
-    ctx.log(f"tftp: serving {cfg.tftp_root} on {cfg.server_ip}:{port}"
-            + (f", uploads into {cfg.tftp.uploads_dir}" if cfg.tftp.uploads_dir else ", read-only"))
+    workers = Workers(cfg, ctx.emit, ctx.log)
     try:
+        if extra:
+            started = await workers.start(extra)
+            if started < extra:
+                ctx.log(f"tftp: only {started} of {extra} extra worker processes started", "warning")
+        ctx.ready([port])
+        ctx.log(f"tftp: serving {cfg.tftp_root} on {cfg.server_ip}:{port} with {1 + extra} processes"
+                + (f", uploads into {cfg.tftp.uploads_dir}" if cfg.tftp.uploads_dir else ", read-only"))
         while True:
             await ctx.reload_requested.wait()
             ctx.reload_requested.clear()
+            workers.signal(signal.SIGHUP)
             try:
                 server.resolver = build_resolver(cfg)
             except Exception as exc:  # noqa: BLE001 - keep serving with the old resolver
@@ -46,4 +60,4 @@ async def run(ctx: ServiceContext) -> None:
                 ctx.log("tftp: reloaded virtual files")
     finally:
         server.close()
-        await asyncio.sleep(0)
+        await workers.stop()

@@ -17,6 +17,7 @@ is the Sorcerer's Apprentice bug (RFC 1350 errata, RFC 1123 4.2.3.1), which doub
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import struct
@@ -35,6 +36,7 @@ GIVEUP_SECONDS = 20.0  # no progress for this long: the client is gone
 DALLY_SECONDS = 1.0  # after an upload's last block, keep answering its retransmissions
 
 _HDR = struct.Struct("!HH")
+_NO_GSO = (errno.EIO, errno.EINVAL, errno.EMSGSIZE, errno.EOPNOTSUPP, errno.ENOPROTOOPT)
 
 Send = Callable[[bytes | memoryview], object]
 
@@ -136,9 +138,13 @@ class _Base:
         except BlockingIOError:
             return True  # dropped locally: the timer resends it
         except OSError as exc:
-            self._fail(ErrorCode.NOT_DEFINED, f"client unreachable: {exc.strerror or exc}", notify=False)
+            self.unreachable(exc)
             return False
         return True
+
+    def unreachable(self, exc: OSError) -> None:
+        """The client's port is closed (ICMP port unreachable): it is gone."""
+        self._fail(ErrorCode.NOT_DEFINED, f"client unreachable: {exc.strerror or exc}", notify=False)
 
     def _fail(self, code: int, reason: str, notify: bool = True) -> None:
         self.state = FAILED
@@ -172,8 +178,12 @@ class _Base:
 class Sender(_Base):
     """Serves one RRQ: OACK (if options were asked for), then windows of DATA blocks."""
 
-    def __init__(self, reader: BlockReader, size: int, neg: Negotiated, send: Send, now: float) -> None:
+    def __init__(self, reader: BlockReader, size: int, neg: Negotiated, send: Send, now: float,
+                 batch: int = 1) -> None:
         super().__init__(neg, send, now)
+        # Blocks per send: >1 when the socket segments a buffer into datagrams of 4 + blksize
+        # bytes (UDP GSO, Linux UDP_SEGMENT), so a whole window costs one system call.
+        self.batch = batch
         self.reader = reader
         self.size = size
         self.window = neg.windowsize
@@ -185,10 +195,22 @@ class Sender(_Base):
         self.window_at = now
         self.window_clean = True  # no block of this window was sent before (Karn)
         self.blocked = False  # send buffer full: call pump() when the socket is writable
+        self.final_ack_lost = False
 
     @property
     def bytes_done(self) -> int:
         return min(self.acked * self.blksize, self.size)
+
+    def unreachable(self, exc: OSError) -> None:
+        if self.state == TRANSFERRING and self.sent_max >= self.nblocks:
+            # Every block went out and the client closed its port: it got the last one and its
+            # final ACK was lost (RFC 1350 section 6: the last ACK is never confirmed).
+            self.acked = self.nblocks
+            self.state = DONE
+            self.final_ack_lost = True
+            self.deadline = math.inf
+        else:
+            super().unreachable(exc)
 
     def start(self, now: float) -> None:
         if self.state == NEGOTIATING:
@@ -212,6 +234,23 @@ class Sender(_Base):
         send, view, pack = self.send, self.reader.view, _HDR.pack
         try:
             while n <= end:
+                k = min(self.batch, end - n + 1)
+                if k > 1:
+                    parts: list[bytes | memoryview] = []
+                    for b in range(n, n + k):
+                        pos = (b - 1) * blksize
+                        parts += (pack(DATA, b & 0xFFFF), view(pos, min(blksize, size - pos)))
+                    try:
+                        send(b"".join(parts))  # only the file's last block is short: it ends the buffer
+                    except OSError as exc:
+                        if exc.errno not in _NO_GSO:
+                            raise
+                        self.batch = 1  # the device cannot segment: one datagram per send
+                        continue
+                    if n <= sent_max:
+                        self.retransmits += min(n + k - 1, sent_max) - n + 1
+                    n += k
+                    continue
                 pos = (n - 1) * blksize
                 send(pack(DATA, n & 0xFFFF) + view(pos, min(blksize, size - pos)))
                 if n <= sent_max:
@@ -222,7 +261,7 @@ class Sender(_Base):
             return False
         except OSError as exc:
             if isinstance(exc, ConnectionError):
-                self._fail(ErrorCode.NOT_DEFINED, f"client unreachable: {exc.strerror or exc}", notify=False)
+                self.unreachable(exc)
             else:
                 self._fail(ErrorCode.NOT_DEFINED, f"read error: {exc.strerror or exc}")
             return True

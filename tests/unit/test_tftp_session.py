@@ -306,3 +306,17 @@ def test_receiver_refuses_oversize_upload():
 
 def test_opcode_constants():
     assert (DATA, ERROR, OACK) == (3, 5, 6)
+
+
+def test_lost_final_ack_then_closed_port_counts_as_finished():
+    s, wire = sender(os.urandom(512 * 3 + 10), window=4)
+    assert blocks(wire.take()) == [1, 2, 3, 4]  # all of it; the client's ACK 4 is lost
+    s.unreachable(ConnectionRefusedError())  # ICMP port unreachable on our resend
+    assert s.state == DONE and s.final_ack_lost and s.bytes_done == 512 * 3 + 10
+
+
+def test_closed_port_before_the_end_is_a_failure():
+    s, wire = sender(os.urandom(512 * 10), window=4)
+    wire.take()
+    s.unreachable(ConnectionRefusedError())
+    assert s.state == FAILED and "unreachable" in s.reason

@@ -1,0 +1,173 @@
+"""Worker processes: the TFTP port shared by one process per CPU (SO_REUSEPORT).
+
+One Python process tops out at one core; a boot storm has dozens of transfers. The kernel
+spreads requests over the sockets of a SO_REUSEPORT group by a hash of the client's address
+and port, so a retransmitted request reaches the same worker, and each transfer lives in one
+process. Workers print their events as JSON lines; the service process re-emits them.
+
+    python -m pxetui.tftp.workers      (config JSON on stdin; started by service.py only)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+
+from pxetui.config import Config
+from pxetui.events import Event, EventDecodeError, Log, ServiceState, from_json
+
+MAX_WORKERS = 4
+READY_TIMEOUT = 15.0
+
+
+def worker_count() -> int:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(MAX_WORKERS, cpus))
+
+
+def port_taken(ip: str, port: int) -> bool:
+    """Is a UDP socket already bound to ip:port (or the wildcard) in this network namespace?
+
+    SO_REUSEPORT would silently share the port with a stale server of the same user, so
+    look first (/proc/net/udp lists sockets of the caller's namespace).
+    """
+    want_port = f"{port:04X}"
+    ours = socket.inet_aton(ip)[::-1].hex().upper() if ip else ""
+    for table, wildcard in (("/proc/net/udp", "00000000"), ("/proc/net/udp6", "0" * 32)):
+        try:
+            with open(table) as fh:
+                lines = fh.readlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 2 or ":" not in fields[1]:
+                continue
+            addr, p = fields[1].rsplit(":", 1)
+            if p == want_port and addr in (ours, wildcard):
+                return True
+    return False
+
+
+class Workers:
+    """The extra worker processes of one service, with their event relays."""
+
+    def __init__(self, cfg: Config, emit: Callable[[Event], None], log: Callable[[str, str], None]) -> None:
+        self.cfg, self.emit, self.log = cfg, emit, log
+        self.procs: list[asyncio.subprocess.Process] = []
+        self.relays: list[asyncio.Task[None]] = []
+
+    async def start(self, count: int) -> int:
+        """Start `count` workers; returns how many got their socket (the others are logged)."""
+        ready: list[asyncio.Future[bool]] = []
+        loop = asyncio.get_running_loop()
+        for _ in range(count):
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "pxetui.tftp.workers",
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+            assert proc.stdin is not None
+            proc.stdin.write(self.cfg.to_json().encode())
+            proc.stdin.close()
+            fut: asyncio.Future[bool] = loop.create_future()
+            self.procs.append(proc)
+            ready.append(fut)
+            self.relays.append(asyncio.create_task(self._relay(proc, fut)))
+        await asyncio.wait(ready, timeout=READY_TIMEOUT)
+        return sum(1 for f in ready if f.done() and f.result())
+
+    async def _relay(self, proc: asyncio.subprocess.Process, ready: asyncio.Future[bool]) -> None:
+        assert proc.stdout is not None
+        async for line in proc.stdout:
+            try:
+                ev = from_json(line)
+            except EventDecodeError:
+                continue
+            if isinstance(ev, ServiceState):  # the worker's own health: ours to report, not theirs
+                if not ready.done():
+                    ready.set_result(ev.state == "running")
+                continue
+            self.emit(ev)
+        code = await proc.wait()
+        if not ready.done():
+            ready.set_result(False)
+        if code not in (0, -signal.SIGTERM):
+            self.log(f"tftp: worker {proc.pid} exited with {code}; its transfers were lost", "error")
+
+    def signal(self, sig: int) -> None:
+        for p in self.procs:
+            if p.returncode is None:
+                p.send_signal(sig)
+
+    async def stop(self) -> None:
+        self.signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                await asyncio.wait_for(p.wait(), 5)
+            except TimeoutError:
+                p.kill()
+                await p.wait()
+        for t in self.relays:
+            t.cancel()
+
+
+def _die_with_parent() -> None:
+    """PR_SET_PDEATHSIG: a worker must not outlive its service (e.g. after SIGKILL)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def main() -> int:
+    from pxetui.service import LineEmitter, install_loop_policy
+    from pxetui.tftp.server import TftpServer
+    from pxetui.tftp.service import build_resolver
+
+    _die_with_parent()
+    cfg = Config.from_json(sys.stdin.read())
+    install_loop_policy()
+    emitter = LineEmitter(sys.stdout.fileno(), "tftp")
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        server = TftpServer(cfg, build_resolver(cfg), emitter, reuse_port=True)
+        try:
+            port = server.start()
+        except OSError as exc:
+            emitter(ServiceState(state="failed", reason=str(exc), pid=os.getpid()))
+            return
+        emitter(ServiceState(state="running", pid=os.getpid(), ports=[port]))
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+
+        def reload() -> None:
+            try:
+                server.resolver = build_resolver(cfg)
+            except Exception as exc:  # noqa: BLE001 - keep serving with the old resolver
+                emitter(Log(level_name="error", message=f"tftp: reload failed in worker: {exc}"))
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
+        try:
+            await stop.wait()
+        finally:
+            server.close()
+
+    try:
+        asyncio.run(serve())
+    finally:
+        emitter.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
