@@ -39,6 +39,7 @@ UNANSWERED_AFTER = 10.0  # seconds a PXE client's DISCOVERs may go unanswered be
 TFTP_IDLE = 10.0  # a TFTP transfer with no packet for this long has stopped
 HTTP_FORGET = 3600.0
 FORGET_AFTER = 600.0
+PROGRESS_EVERY = 0.25  # at most 4 progress events a second per transfer, as our TFTP server
 MAX_CLIENTS = 65536  # IP -> MAC entries kept (oldest dropped first)
 
 _HTTP_REQ = re.compile(rb"^(GET|HEAD) (\S+) HTTP/1\.[01]\r?\n")
@@ -66,6 +67,7 @@ class _Tftp:
     wraps: int = 0
     last_block: int = 0
     bytes_done: int = 0
+    reported: float = 0.0  # when progress was last emitted
 
 
 @dataclass
@@ -93,8 +95,11 @@ class _Conn:
 
 class Decoder:
     def __init__(self, our_ips: Iterable[str] = (), http_ports: Iterable[int] = (80,),
-                 linktype: int = LINKTYPE_ETHERNET) -> None:
+                 linktype: int = LINKTYPE_ETHERNET, progress_for_ours: bool = True) -> None:
         self.our_ips = set(our_ips)
+        # Our own servers report exact progress of their transfers; the wire's sampled
+        # estimate of them only doubles the event stream.
+        self.progress_for_ours = progress_for_ours
         self.http_ports = set(http_ports)
         self.linktype = linktype
         self.ip_mac: dict[str, str] = {}
@@ -356,6 +361,9 @@ class Decoder:
             done = min(done, t.size)
         rate = done / (ts - t.started) if ts > t.started else 0.0
         t.bytes_done, t.last = done, ts
+        if (t.ours and not self.progress_for_ours) or ts - t.reported < PROGRESS_EVERY:
+            return []
+        t.reported = ts
         return [TransferProgress(ts=ts, service=SERVICE, mac=t.mac, ip=t.client[0], transfer_id=t.tid,
                                  bytes_done=done, size=t.size, rate=rate, retransmits=t.requests - 1)]
 

@@ -40,7 +40,7 @@ class Capture:
     def __init__(self, iface: str, our_ips: set[str], ports: list[int], emit: Callable[[Event], None],
                  pcap: str = "", all_boot_traffic: bool = False) -> None:
         self.sniffer = RawSniffer(iface, boot_filter(ports))
-        self.decoder = Decoder(our_ips=our_ips, http_ports=ports)
+        self.decoder = Decoder(our_ips=our_ips, http_ports=ports, progress_for_ours=False)
         self.emit = emit
         self.writer = PcapWriter(pcap) if pcap else None
         self.all_boot_traffic = all_boot_traffic
