@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from netns import Netns, NetnsFactory, require_tool, wait_for
+from netns import Netns, NetnsFactory, require_tool, sh, wait_for
 from services import ServiceProc, base_config
 
 pytestmark = pytest.mark.root
@@ -187,6 +187,15 @@ def test_uploads_go_to_their_own_directory(netns, tmp_path):
         rig.svc.stop()
 
 
-def test_service_stops_on_sigterm(rig):
+def test_service_stops_on_sigterm_with_its_workers(rig):
+    require_tool("curl")
+    rig.put("f", 10_000)
+    rig.client.run("curl", "-sS", "-o", str(rig.tmp / "f"), f"tftp://{SERVER}/f")
+    def pids() -> list[str]:
+        return sh("ip", "netns", "pids", rig.server.name).stdout.split()
+
+    assert str(rig.svc.proc.pid) in pids()
     rig.svc.proc.send_signal(signal.SIGTERM)
-    assert rig.svc.proc.wait(10) is not None
+    assert rig.svc.proc.wait(10) == 0
+    # Worker processes (one per extra CPU) leave with the service, not later.
+    wait_for(lambda: pids() == [], timeout=5, what="no process left in the server namespace")
