@@ -85,6 +85,10 @@ async def run(ctx: ServiceContext) -> None:
         while True:
             await asyncio.sleep(TICK_SECONDS)
             cap.tick()
+            if cap.sniffer.error is not None:
+                ctx.emit(Alert(service=ctx.name, key="capture", severity="error",
+                               message=str(cap.sniffer.error)))
+                raise OSError(str(cap.sniffer.error))  # the supervisor restarts us, with backoff
             _, drops = cap.sniffer.stats()
             if drops:
                 ctx.log(f"kernel dropped {drops} captured packets (receive buffer full)", "warning")

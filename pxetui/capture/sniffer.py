@@ -58,6 +58,8 @@ class RawSniffer:
         self._keep: Any = None  # the BPF program buffer must outlive the setsockopt
         self.received = 0
         self.kernel_drops = 0
+        self.error: CaptureError | None = None  # set when reading failed for good
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def open(self) -> None:
         try:
@@ -101,23 +103,38 @@ class RawSniffer:
             except BlockingIOError:
                 break
             except OSError as exc:
-                if exc.errno == errno.ENETDOWN:  # interface went down: keep the socket, wait
-                    break
-                raise
+                if exc.errno == errno.ENETDOWN and self._exists():
+                    break  # link down (cable, switch port): keep the socket, frames resume
+                # Interface removed, or worse: stop reading (a callback that raises would be
+                # called again at once) and let the owner see `error` on its next tick.
+                self.error = _explain(exc, self.iface) if exc.errno != errno.ENETDOWN else \
+                    CaptureError(f"capture on {self.iface}: the interface disappeared")
+                if self._loop is not None:
+                    self.detach(self._loop)
+                break
             n += 1
             handler(data, time.time())
         self.received += n
         return n
 
+    def _exists(self) -> bool:
+        try:
+            socket.if_nametoindex(self.iface)
+        except OSError:
+            return False
+        return True
+
     def attach(self, loop: asyncio.AbstractEventLoop, handler: FrameHandler) -> None:
         if self.sock is None:
             self.open()
         assert self.sock is not None
+        self._loop = loop
         loop.add_reader(self.sock.fileno(), self.read_ready, handler)
 
     def detach(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self.sock is not None:
+        if self.sock is not None and self._loop is not None:
             loop.remove_reader(self.sock.fileno())
+            self._loop = None
 
     def stats(self) -> tuple[int, int]:
         """(packets, drops) counted by the kernel since the last call (tpacket_stats)."""

@@ -59,6 +59,9 @@ async def watch(iface: str, duration: float | None, refresh: float, stuck_second
             except TimeoutError:
                 pass
             cap.tick()
+            if cap.sniffer.error is not None:
+                print(f"pxetui watch: {cap.sniffer.error}", file=sys.stderr, flush=True)
+                break
             for upd in tracker.tick(time.time()):
                 show(upd)
             _, drops = cap.sniffer.stats()
@@ -72,7 +75,7 @@ async def watch(iface: str, duration: float | None, refresh: float, stuck_second
         cap.close()
         tracker.close()
     print("\n" + view.render(), flush=True)
-    return 0
+    return 1 if cap.sniffer.error is not None else 0
 
 
 def main(args: argparse.Namespace) -> int:

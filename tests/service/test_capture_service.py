@@ -173,3 +173,13 @@ def test_own_tftp_service_and_capture_count_once(netns, tmp_path):
     files = tr.clients["52:54:00:00:00:77"].files
     assert len(files) == 2, files
     assert all(f["source"] == "own" and f["status"] == "done" and f["bytes"] == len(LOADER) for f in files), files
+
+
+def test_interface_removed_under_watch_is_reported(netns, tmp_path):
+    server, _client = netns.pair()
+    out = tmp_path / "watch.out"
+    proc = server.python("-m", "pxetui", "watch", "-i", "eth0", "--duration", "30", log=out)
+    wait_for(lambda: out.exists() and "watching eth0" in out.read_text(), timeout=15, what="watch start")
+    server.run("ip", "link", "del", "eth0")
+    assert proc.wait(15) == 1
+    assert "capture on eth0: the interface disappeared" in out.read_text()
