@@ -40,6 +40,7 @@ class Request:
     filename: str  # UTF-8, undecodable bytes kept as surrogate escapes (they reach the fs as-is)
     mode: str  # lower case: octet | netascii | mail
     options: dict[str, str] = field(default_factory=dict)  # names lower case, first one wins
+    raw: bytes = field(default=b"", compare=False, repr=False)  # to recognise a resent request
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def parse(pkt: bytes) -> Packet:
             raise PacketError("request has an empty file name")
         name = fields[0].decode("utf-8", "surrogateescape")
         mode = _ascii(fields[1], "transfer mode").lower()
-        return Request(opcode, name, mode, _pairs(fields[2:], "request"))
+        return Request(opcode, name, mode, _pairs(fields[2:], "request"), bytes(pkt))
     if opcode == DATA:
         return Data((pkt[2] << 8) | pkt[3], bytes(pkt[4:]))
     if opcode == ACK:

@@ -112,8 +112,15 @@ class TftpServer:
 
     def _request(self, pkt: bytes, addr: tuple[str, int]) -> None:
         ip, port = addr
-        if port == 0 or addr in self.transfers:
-            return  # a retransmitted request: the running transfer answers it
+        if port == 0:
+            return
+        old = self.transfers.get(addr)
+        if old is not None:
+            if not old.heard and pkt == old.request:
+                return  # the client resent its request before our reply reached it
+            # Same client port, new request: the client has moved on (a UEFI size probe ends
+            # with ERROR 8 and asks again at once, maybe before we read that ERROR).
+            old.abort("client sent a new request", notify=False)
         tid = f"{self._prefix}-{next(self._ids)}"
         try:
             req = parse(pkt)
@@ -166,7 +173,7 @@ class TftpServer:
         now = time.monotonic()
         session = Sender(reader, src.size, neg, sock.send, now, batch=self._gso(sock, neg.blksize, neg.windowsize))
         options = {"blksize": neg.blksize, "windowsize": neg.windowsize, **neg.oack, "mode": req.mode}
-        Transfer(self, addr, sock, session, tid, src.name, src.size, options, fd, None).start(now)
+        Transfer(self, addr, sock, session, tid, src.name, src.size, options, fd, None).start(now, req)
 
     def _write_request(self, req: Request, addr: tuple[str, int], tid: str) -> None:
         if self.uploads is None:
@@ -200,7 +207,7 @@ class TftpServer:
         now = time.monotonic()
         session = Receiver(upload.write, neg, sock.send, now, MAX_UPLOAD)
         options = {"blksize": neg.blksize, **neg.oack, "mode": req.mode, "upload": True}
-        Transfer(self, addr, sock, session, tid, upload.name, neg.tsize, options, None, upload).start(now)
+        Transfer(self, addr, sock, session, tid, upload.name, neg.tsize, options, None, upload).start(now, req)
 
     def _gso(self, sock: socket.socket, blksize: int, window: int) -> int:
         """Let the kernel cut one send into a window's datagrams (UDP GSO); blocks per send."""
@@ -241,7 +248,7 @@ class Transfer:
 
     __slots__ = ("server", "loop", "addr", "sock", "fileno", "session", "tid", "path", "size",
                  "options", "fd", "upload", "announced", "reported", "closed", "timer", "timer_at",
-                 "writing", "next_progress", "recv_size")
+                 "writing", "next_progress", "recv_size", "request", "heard")
 
     def __init__(self, server: TftpServer, addr: tuple[str, int], sock: socket.socket,
                  session: Sender | Receiver, tid: str, path: str, size: int | None,
@@ -252,13 +259,16 @@ class Transfer:
         self.session, self.tid, self.path, self.size = session, tid, path, size
         self.options, self.fd, self.upload = options, fd, upload
         self.announced = self.reported = self.closed = self.writing = False
+        self.heard = False  # any packet from the client's TID yet
+        self.request = b""
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
         self.next_progress = 0.0
         # A sender only reads ACKs and ERRORs; a receiver needs room for a whole block (+1 to see oversize).
         self.recv_size = 1024 if isinstance(session, Sender) else session.blksize + 5
 
-    def start(self, now: float) -> None:
+    def start(self, now: float, req: Request) -> None:
+        self.request = req.raw
         self.server.transfers[self.addr] = self
         self.loop.add_reader(self.fileno, self._readable)
         self.session.start(now)
@@ -277,6 +287,7 @@ class Transfer:
             if sess.active:
                 sess.unreachable(exc)
         else:
+            self.heard = True
             sess.on_packet(pkt, now)
         self._after(now)
 
@@ -322,9 +333,9 @@ class Transfer:
             self.timer_at = sess.linger_until
             self.timer = self.loop.call_later(sess.linger_until - now, self._on_timer)
 
-    def abort(self, reason: str) -> None:
+    def abort(self, reason: str, notify: bool = True) -> None:
         if self.session.active:
-            self.session._fail(ErrorCode.NOT_DEFINED, reason)
+            self.session._fail(ErrorCode.NOT_DEFINED, reason, notify=notify)
         self.session.linger_until = 0.0
         self._after(time.monotonic())
 

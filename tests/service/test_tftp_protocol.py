@@ -34,9 +34,9 @@ def sock():
     s.settimeout(3)
     return s
 
-def probe(a):
+def probe(a, s=None):
     """One request; report the first reply, then end the transfer like EDK2 does (ERROR 8)."""
-    s = sock()
+    s = s or sock()
     s.sendto(rrq(a["name"], a.get("options", {}), a.get("mode", "octet"), a.get("op", 1)), SERVER)
     pkt, addr = s.recvfrom(70000)
     op = pkt[1]
@@ -52,10 +52,10 @@ def probe(a):
         s.sendto(struct.pack("!HH", 5, 0) + b"enough\0", addr)
     return out
 
-def fetch(a):
+def fetch(a, s=None):
     """RFC 7440 client: ACK at the end of each window, or the last in-order block on a gap;
     on silence resend the last packet (RRQ or ACK), a bounded number of times."""
-    s = sock()
+    s = s or sock()
     s.settimeout(a.get("timeout", 3))
     opts = a.get("options", {})
     last, dest = rrq(a["name"], opts), SERVER
@@ -97,7 +97,13 @@ def fetch(a):
             return {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "window": window}
     return {"error": "too many packets"}
 
-print(json.dumps([{"probe": probe, "fetch": fetch}[a["do"]](a) for a in json.loads(sys.argv[1])]))
+def same_port(a):
+    """The size probe and the real request from one client port, back to back."""
+    s = sock()
+    return [probe(a, s), fetch(a, s)]
+
+print(json.dumps([{"probe": probe, "fetch": fetch, "same_port": same_port}[a["do"]](a)
+                  for a in json.loads(sys.argv[1])]))
 '''
 
 
@@ -140,6 +146,17 @@ def test_uefi_size_probe_then_windowed_transfer(rig):
     (started,) = svc.of("TransferStarted", path="bootx64.efi")  # the probe is not a transfer
     assert started["options"]["windowsize"] == 4 and started["options"]["tsize"] == 1_000_000
     assert svc.of("TransferFailed", path="bootx64.efi") == []
+
+
+def test_size_probe_and_request_from_the_same_port(rig):
+    svc, root, run = rig
+    data = os.urandom(300_000)
+    (root / "grubx64.efi").write_bytes(data)
+    opts = {"tsize": 0, "blksize": 1468, "windowsize": 4}
+    ((probe, got),) = run({"do": "same_port", "name": "grubx64.efi", "options": opts})
+    assert probe["op"] == 6
+    assert got == {"sha256": hashlib.sha256(data).hexdigest(), "size": 300_000, "window": 4}
+    wait_for(lambda: svc.of("TransferFinished", path="grubx64.efi"), what="finished")
 
 
 def impair(ns) -> None:
