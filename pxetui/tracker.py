@@ -116,6 +116,7 @@ class Client:
     diagnosis: str = ""
     last_event: str = ""
     stuck: bool = False
+    failed: bool = False  # a definite finding: this boot cannot recover
     last_update: float = 0.0
     saved_key: tuple[Any, ...] = ()
     saved_at: float = 0.0
@@ -136,7 +137,10 @@ class Client:
         for i, s in enumerate(self.stages):
             nxt = self.stages[i + 1]["ts"] if i + 1 < len(self.stages) else None
             stages.append({**s, "duration": round(nxt - s["ts"], 3) if nxt is not None else None})
-        return ClientUpdate(ts=ts, service="tracker", mac=self.mac, ip=self.ip, stage=self.stage,
+        # The UI's vocabulary (pxetui/state.py): "stuck" and "failed" are what it alerts on;
+        # `stages` keeps where the boot actually got to.
+        stage = "stuck" if self.stuck else "failed" if self.failed else self.stage
+        return ClientUpdate(ts=ts, service="tracker", mac=self.mac, ip=self.ip, stage=stage,
                             stages=stages, firmware=firmware_of(self.arch, self.vendor_class, self.ipxe),
                             arch=self.arch, vendor_class=self.vendor_class, uuid=self.uuid,
                             hostname=self.hostname, progress=PROGRESS.get(self.stage, 0.0),
@@ -180,7 +184,7 @@ class Tracker:
                        vendor_class=st.get("vendor_class"), uuid=st.get("uuid"), hostname=st.get("hostname"),
                        ipxe=st.get("ipxe", False), files=st.get("files", []), events=st.get("events", []),
                        diagnosis=st.get("diagnosis", ""), last_event=st.get("last_event", ""),
-                       stuck=st.get("stuck", False))
+                       stuck=st.get("stuck", False), failed=st.get("failed", False))
             self.clients[c.mac] = c
             if c.ip:
                 self.ip_mac[c.ip] = c.mac
@@ -193,7 +197,7 @@ class Tracker:
         st = {"ip": c.ip, "boot": c.boot, "started": c.started, "last": c.last, "stages": c.stages,
               "arch": c.arch, "vendor_class": c.vendor_class, "uuid": c.uuid, "hostname": c.hostname,
               "ipxe": c.ipxe, "files": c.files, "events": c.events[-200:], "diagnosis": c.diagnosis,
-              "last_event": c.last_event, "stuck": c.stuck}
+              "last_event": c.last_event, "stuck": c.stuck, "failed": c.failed}
         self.db.execute("INSERT OR REPLACE INTO tracker_clients(mac, state, updated) VALUES (?,?,?)",
                         (c.mac, json.dumps(st, default=str), c.last))
         if c.stages:
@@ -292,7 +296,7 @@ class Tracker:
         if stage in c.reached:
             return
         c.stages.append({"stage": stage, "ts": ts, "detail": detail})
-        c.stuck = False
+        c.stuck = c.failed = False
         c.diagnosis = ""
 
     def _record(self, c: Client, ev: dict[str, Any], label: str) -> None:
@@ -306,6 +310,7 @@ class Tracker:
         definite = [f for f in diagnosis.diagnose(c.events) if f.definite]
         if definite:
             c.diagnosis = " ".join(f.message for f in definite)
+            c.failed = True
 
     def _new_boot(self, c: Client, ts: float) -> None:
         self._save(c)
@@ -314,7 +319,7 @@ class Tracker:
         c.boot += 1
         c.started, c.stages, c.files, c.events = ts, [], [], []
         c.arch, c.vendor_class, c.ipxe = None, None, False
-        c.diagnosis, c.stuck = "", False
+        c.diagnosis, c.stuck, c.failed = "", False, False
 
     # -- DHCP -----------------------------------------------------------------------------
     def _on_DhcpPacket(self, ev: dict[str, Any], ts: float) -> Client | None:

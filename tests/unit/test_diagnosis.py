@@ -69,7 +69,7 @@ def test_definite_findings_appear_without_waiting():
     # Before the end of the capture (the last update is the end-of-capture tick), only
     # definite findings may be published: a loop at once, a healthy boot's probes never.
     loop = updates("chainloop.pcap", "52:54:00:12:34:08", stuck=10_000)
-    assert any("iPXE chain loop" in u.diagnosis for u in loop[:-1])
+    assert any("iPXE chain loop" in u.diagnosis and u.stage == "failed" for u in loop[:-1])
     healthy = updates("bios_pxelinux.pcap", "52:54:00:12:34:01", stuck=10_000)
     assert len(healthy) > 10 and all(u.diagnosis == "" for u in healthy[:-1])
 

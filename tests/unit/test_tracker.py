@@ -138,6 +138,7 @@ def test_stuck_detection_and_booted():
     assert tr.tick(120.0) == []
     (u,) = tr.tick(131.0)
     assert u.type == "ClientUpdate" and "No progress for 30 s" in u.diagnosis and "offer" in u.diagnosis
+    assert u.stage == "stuck" and u.stages[-1]["stage"] == "offer"  # the UI alerts on "stuck"
     assert tr.tick(140.0) == []  # said once
     other = "52:54:00:00:00:10"
     tr.feed({"type": "LeaseGranted", "ts": 200.0, "service": "dhcp", "mac": other, "ip": "10.99.0.151"})
