@@ -256,8 +256,9 @@ def memtest(iso: _Iso) -> Detection | None:
         entries.append(Entry(id=f"{iso.name}-bios", label=label, kernel=iso.served(bios),
                              args="console=ttyS0,115200", archs=["bios"], source_iso=iso.name))
     if efi:
+        # memtest86+ reads console= from its EFI load options too (seen in QEMU/OVMF).
         entries.append(Entry(id=f"{iso.name}-uefi", label=label, kind="efi", kernel=iso.served(efi),
-                             archs=["uefi64"], source_iso=iso.name))
+                             args="console=ttyS0,115200", archs=["uefi64"], source_iso=iso.name))
     if not entries:
         return None
     return Detection("memtest86+", label, entries)

@@ -117,9 +117,16 @@ class Menu:
         return [e for e in self.entries if arch in e.archs]
 
     def default_for(self, arch: str) -> str:
-        """The default entry if that firmware can boot it, else local disk."""
+        """The default entry if that firmware can boot it; else its sibling for this firmware
+        (same ISO and label: memtest86+ has a BIOS and a UEFI entry); else local disk."""
         e = self.get(self.default)
-        return e.id if e is not None and arch in e.archs else LOCAL_ID
+        if e is None:
+            return LOCAL_ID
+        if arch in e.archs:
+            return e.id
+        twin = next((o for o in self.entries if arch in o.archs and o.label == e.label
+                     and o.source_iso == e.source_iso), None)
+        return twin.id if twin is not None else LOCAL_ID
 
     def unique_id(self, want: str) -> str:
         base = slug(want)

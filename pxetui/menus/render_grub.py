@@ -39,7 +39,9 @@ def _entry(e: Entry, cfg: Config) -> list[str]:
         if e.initrds:
             body.append("  initrd " + " ".join(_path(i) for i in e.initrds))
     elif e.kind == "efi":
-        body = [f"  chainloader {_path(e.kernel)}"]
+        # Arguments become the image's EFI load options (memtest86+ reads console= there).
+        args = " ".join(quote(a) for a in expand(e.full_args(), cfg).split())
+        body = [f"  chainloader {_path(e.kernel)}" + (f" {args}" if args else "")]
     else:
         return []  # iso/wimboot need iPXE
     return [head, *body, "}"]

@@ -43,7 +43,8 @@ def _entry(e: Entry, cfg: Config, efi: bool) -> list[str]:
             name, _, path = spec.partition("=")
             out.append(f"initrd --name {name} {_url(cfg, path)} {name} || goto failed")
     elif e.kind == "efi":
-        out.append(f"kernel {_url(cfg, e.kernel)} || goto failed")
+        args = _text(expand(e.full_args(), cfg))  # the EFI image's load options
+        out.append(f"kernel {_url(cfg, e.kernel)}" + (f" {args}" if args else "") + " || goto failed")
     else:
         names = [posixpath.basename(i) or f"initrd{n}" for n, i in enumerate(e.initrds)]
         names = [f"{n}{k}" if names.count(n) > 1 else n for k, n in enumerate(names)]

@@ -52,6 +52,11 @@ def test_default_for_firmware_that_cannot_boot_it_is_local() -> None:
     m.default = "bios-only"
     assert m.default_for("bios") == "bios-only"
     assert m.default_for("uefi64") == "local"
+    # Its UEFI sibling (same ISO, same label) stands in for it on UEFI.
+    m.entries[0].source_iso = "mt"
+    m.add(Entry(id="uefi-twin", label="B", kind="efi", kernel="k.efi", archs=["uefi64"], source_iso="mt"))
+    assert m.default_for("uefi64") == "uefi-twin"
+    assert m.default_for("arm64") == "local"
 
 
 def test_templates_are_filled_per_address(tmp_path: Path) -> None:

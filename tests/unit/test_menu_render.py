@@ -36,7 +36,7 @@ def sample_menu() -> Menu:
         Entry(id="memtest-bios", label="Memtest86+", kernel="iso/memtest/boot/floppy.img",
               args="console=ttyS0,115200", archs=["bios"], source_iso="memtest"),
         Entry(id="memtest-uefi", label="Memtest86+", kind="efi", kernel="iso/memtest/EFI/BOOT/bootx64.efi",
-              archs=["uefi64"], source_iso="memtest"),
+              args="console=ttyS0,115200", archs=["uefi64"], source_iso="memtest"),
         Entry(id="winpe", label="Windows PE", kind="wimboot", kernel="wimboot",
               initrds=["bootmgr=iso/winpe/bootmgr", "BCD=iso/winpe/boot/bcd",
                        "boot.sdi=iso/winpe/boot/boot.sdi", "boot.wim=iso/winpe/sources/boot.wim"],
@@ -94,10 +94,15 @@ def test_each_renderer_keeps_only_what_its_firmware_can_boot(cfg: Config) -> Non
 
 def test_default_falls_back_to_local_when_the_firmware_cannot_boot_it(cfg: Config) -> None:
     m = sample_menu()
-    m.default = "memtest-bios"
+    m.default = "arch"
+    m.get("arch").archs = ["bios"]  # type: ignore[union-attr]
     assert "set default=local" in render_grub.render(m, cfg)
-    assert "DEFAULT memtest-bios" in render_pxelinux.render(m, cfg)
+    assert "DEFAULT arch" in render_pxelinux.render(m, cfg)
     assert "choose --default local" in render_ipxe.render(m, cfg, "uefi64")
+    # memtest86+ has one entry per firmware: either one as the default means both.
+    m.default = "memtest-bios"
+    assert "set default=memtest-uefi" in render_grub.render(m, cfg)
+    assert "choose --default memtest-uefi" in render_ipxe.render(m, cfg, "uefi64")
 
 
 def test_timeouts_in_each_unit(cfg: Config) -> None:
