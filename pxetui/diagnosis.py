@@ -192,20 +192,27 @@ def tftp_not_found(events: list[Ev]) -> Finding | None:
 
 
 def tftp_timeouts(events: list[Ev]) -> Finding | None:
+    # Only files the client never got count: a retry that then succeeded is a hiccup.
+    got = {_name(e).lstrip("/") for e in events if e["type"] == "TransferFinished"}
+    tids = {e.get("transfer_id"): _name(e) for e in events if e["type"] == "TransferStarted"}
     timeouts = [e for e in _failed(events) if e.get("protocol", "tftp") == "tftp"
+                and _name(e).lstrip("/") not in got
                 and re.search(r"timeout|timed out|no answer", str(e.get("reason", "")), re.I)]
     retries = max((int(e.get("retransmits") or 0) for e in events if e["type"] == "TransferProgress"
-                   and e.get("protocol", "tftp") == "tftp" and not e.get("bytes_done")), default=0)
+                   and e.get("protocol", "tftp") == "tftp" and not e.get("bytes_done")
+                   and tids.get(e.get("transfer_id"), "").lstrip("/") not in got), default=0)
     count = len(timeouts) + retries
     if count < 2:
         return None
     name = _name(timeouts[-1]) if timeouts else next(
         (_name(e) for e in reversed(events) if e["type"] == "TransferStarted"), "?")
+    last_fail = max((e["ts"] for e in timeouts), default=0.0)
+    progressed = any(e["type"] == "TransferFinished" and e["ts"] > last_fail for e in events)
     return Finding("tftp_timeouts",
                    f"Repeated TFTP timeouts: the client asked for '{name}' {count + (0 if timeouts else 1)} "
                    "times without getting data. A firewall or NAT between client and server is "
                    "probably dropping TFTP (UDP 69 and the server's reply ports).",
-                   definite=count >= 3)
+                   definite=count >= 3 and not progressed)
 
 
 def ipxe_chain_loop(events: list[Ev]) -> Finding | None:
@@ -220,6 +227,11 @@ def ipxe_chain_loop(events: list[Ev]) -> Finding | None:
                    "option 175) with a script URL instead of the iPXE binary.", definite=True)
 
 
+KERNEL_ARG_FILE = re.compile(r"(\.squashfs|\.sfs|squashfs\.img|\.iso|(^|/)modloop[^/]*|(^|/)LiveOS/|"
+                             r"(^|/)(live|casper)/|preseed|kickstart|\.ks$|(^|/)ks\.cfg|user-data|"
+                             r"meta-data|autoinstall|(^|/)seed/|\.repo$|(^|/)repodata/|\.treeinfo)", re.I)
+
+
 def http_404_kernel_arg(events: list[Ev]) -> Finding | None:
     kernel = next((e["ts"] for e in events if e["type"] == "TransferStarted"
                    and re.search(r"(vmlinuz|linux|bzimage|kernel)[^/]*$", _name(e), re.I)), None)
@@ -228,10 +240,13 @@ def http_404_kernel_arg(events: list[Ev]) -> Finding | None:
     for e in _failed(events):
         if e.get("protocol") == "http" and e.get("status") == 404 and e["ts"] > kernel \
                 and not re.search(r"(initrd|initramfs)", _name(e), re.I):
+            # What live-boot, casper, dracut, anaconda and d-i fetch from their command line is
+            # certain; any other 404 may be an optional probe, so wait until the client stalls.
             return Finding("http_404_kernel_arg",
                            f"HTTP 404 for {_name(e)}, a URL the booted kernel fetched (from its "
                            "command line: fetch=, url=, root=live:, inst.repo=, ...). Fix the URL in "
-                           "the menu entry or put the file there.", definite=True)
+                           "the menu entry or put the file there.",
+                           definite=bool(KERNEL_ARG_FILE.search(_name(e).split("?", 1)[0])))
     return None
 
 

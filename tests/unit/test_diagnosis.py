@@ -116,3 +116,25 @@ def test_no_answer_rule():
     assert f is not None and "3 DISCOVER(s) over 12 s" in f.message
     evs.append({"type": "DhcpPacket", "ts": 14.0, "msg_type": "OFFER", "yiaddr": "10.0.0.9"})
     assert diagnosis.no_answer(evs) is None
+
+
+def test_timeouts_that_recovered_are_not_a_finding():
+    evs = [{"type": "TransferStarted", "ts": 1.0, "transfer_id": "a", "path": "pxelinux.0"},
+           {"type": "TransferFailed", "ts": 5.0, "transfer_id": "a", "path": "pxelinux.0", "reason": "timed out"},
+           {"type": "TransferStarted", "ts": 6.0, "transfer_id": "b", "path": "pxelinux.0"},
+           {"type": "TransferFailed", "ts": 9.0, "transfer_id": "b", "path": "pxelinux.0", "reason": "timed out"},
+           {"type": "TransferStarted", "ts": 10.0, "transfer_id": "c", "path": "pxelinux.0"}]
+    f = diagnosis.tftp_timeouts(evs)
+    assert f is not None and not f.definite
+    evs.append({"type": "TransferFinished", "ts": 11.0, "transfer_id": "c", "path": "pxelinux.0"})
+    assert diagnosis.tftp_timeouts(evs) is None
+
+
+def test_optional_404_after_kernel_waits_for_a_stall():
+    evs = [{"type": "TransferStarted", "ts": 1.0, "transfer_id": "k", "path": "/vmlinuz", "protocol": "http"},
+           {"type": "TransferFailed", "ts": 2.0, "transfer_id": "x", "path": "/extra/optional.cfg",
+            "protocol": "http", "status": 404}]
+    f = diagnosis.http_404_kernel_arg(evs)
+    assert f is not None and not f.definite
+    evs[1]["path"] = "/casper/filesystem.squashfs"
+    assert diagnosis.http_404_kernel_arg(evs).definite
