@@ -74,6 +74,18 @@ def last_modified(src: Source) -> str | None:
     return http_date(src.mtime) if src.mtime > 0 else None
 
 
+def precondition_failed(headers: dict[str, str], tag: str, mtime: float) -> bool:
+    """RFC 9110 13.2.2 steps 1-2: If-Match (strong comparison), else If-Unmodified-Since."""
+    im = headers.get("if-match")
+    if im is not None:
+        return im.strip() != "*" and all(t.strip() != tag for t in im.split(","))
+    ius = headers.get("if-unmodified-since")
+    if ius is not None and mtime > 0:
+        when = parse_http_date(ius)
+        return when is not None and int(mtime) > when
+    return False
+
+
 def not_modified(headers: dict[str, str], tag: str, mtime: float) -> bool:
     """RFC 9110 13.2.2: If-None-Match (weak comparison) wins over If-Modified-Since."""
     inm = headers.get("if-none-match")

@@ -37,6 +37,7 @@ from pxetui.http.semantics import (
     if_range_allows,
     last_modified,
     not_modified,
+    precondition_failed,
 )
 from pxetui.http.transfer import Transfer
 
@@ -49,6 +50,7 @@ LINGER = 1.0  # seconds to drain a refused client so our error is not lost to a 
 REASONS = {
     200: "OK", 206: "Partial Content", 304: "Not Modified", 400: "Bad Request",
     403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+    412: "Precondition Failed",
     413: "Content Too Large", 414: "URI Too Long", 416: "Range Not Satisfiable",
     431: "Request Header Fields Too Large", 500: "Internal Server Error",
     501: "Not Implemented", 503: "Service Unavailable", 505: "HTTP Version Not Supported",
@@ -309,6 +311,11 @@ class HttpServer:
         if ua := req.header("user-agent"):
             options["user_agent"] = ua[:120]
 
+        if precondition_failed(req.headers, tag, src.mtime):
+            reason = "If-Match / If-Unmodified-Since: the file has changed"
+            Transfer(self.emit, ip, mac, src.name, 0, options).failed(reason, 412)
+            await self._send_error(sock, 412, reason, keep, req, extra=[f"ETag: {tag}"])
+            return keep
         if not_modified(req.headers, tag, src.mtime):
             xfer = Transfer(self.emit, ip, mac, src.name, 0, options)
             return await self._send_whole(sock, req, 304, fields, b"", xfer, routed.quiet, keep)

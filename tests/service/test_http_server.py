@@ -355,6 +355,11 @@ def test_conditional_requests(srv: Served, tree: dict[str, Any]):
     assert (status, body) == (200, b"hello\n")
     status, _, body = get(srv, "/small.txt", {"Range": "bytes=0-1", "If-Range": lm})
     assert (status, body) == (206, b"he")
+    # If-Match / If-Unmodified-Since (RFC 9110 13.1.1, 13.1.4): 412 when the file changed.
+    assert get(srv, "/small.txt", {"If-Match": tag})[0] == 200
+    status, hdrs412, _ = get(srv, "/small.txt", {"If-Match": '"old"'})
+    assert status == 412 and hdrs412["etag"] == tag
+    assert get(srv, "/small.txt", {"If-Unmodified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"})[0] == 412
     # Files inside the .iso have their own validators.
     status, hdrs, _ = get(srv, "/iso/test/casper/vmlinuz", method="HEAD")
     assert get(srv, "/iso/test/casper/vmlinuz", {"If-None-Match": hdrs["etag"]})[0] == 304

@@ -14,6 +14,7 @@ from pxetui.http.semantics import (
     if_range_allows,
     last_modified,
     not_modified,
+    precondition_failed,
 )
 
 
@@ -79,3 +80,17 @@ def test_virtual_sources_hash_their_content():
 ])
 def test_content_type(name, ctype):
     assert content_type(name) == ctype
+
+
+def test_preconditions():
+    src = Source(name="k", size=10, mtime=1_700_000_000.5, path="/x")
+    tag, lm = etag(src), last_modified(src)
+    assert not precondition_failed({}, tag, src.mtime)
+    assert not precondition_failed({"if-match": f'"a", {tag}'}, tag, src.mtime)
+    assert not precondition_failed({"if-match": "*"}, tag, src.mtime)
+    assert precondition_failed({"if-match": '"a"'}, tag, src.mtime)
+    assert precondition_failed({"if-match": f"W/{tag}"}, tag, src.mtime)  # strong comparison
+    assert not precondition_failed({"if-unmodified-since": lm}, tag, src.mtime)
+    assert precondition_failed({"if-unmodified-since": http_date(1_600_000_000)}, tag, src.mtime)
+    # If-Match wins over If-Unmodified-Since
+    assert not precondition_failed({"if-match": tag, "if-unmodified-since": http_date(1)}, tag, src.mtime)
