@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pxetui.http.parser import (
     MAX_HEAD,
@@ -111,3 +113,29 @@ def test_bodies():
         with pytest.raises(HttpError) as info:
             body_length(req)
         assert info.value.status == status
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=600))
+def test_any_bytes_parse_or_raise_http_error(data: bytes):
+    """Fuzz: a head is a Request or an HttpError with a 4xx/5xx status; nothing else escapes."""
+    buf = bytearray(b"GET /" + data + b"\r\n\r\n")
+    try:
+        skip_empty_lines(buf)
+        end = head_end(buf)
+        if end is not None:
+            req = parse_head(bytes(buf[:end]))
+            assert req.path.startswith("/") or req.path == ""
+    except HttpError as err:
+        assert 400 <= err.status < 600 and err.reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=80))
+def test_any_visible_target_splits_or_raises_http_error(target: str):
+    try:
+        path, query = split_target("/" + target)
+    except HttpError as err:
+        assert err.status == 400
+    else:
+        assert isinstance(path, str) and isinstance(query, dict)
