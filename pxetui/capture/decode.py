@@ -187,9 +187,10 @@ class Decoder:
         server_ip = (d.addr(54) or seg.src) if reply else d.addr(54)
         ours = bool(server_ip and server_ip in self.our_ips)
         uc = d.user_class
+        addr = d.yiaddr if reply else d.ciaddr  # the client's address, when it has one
         pkt = DhcpPacket(
             ts=ts, service=SERVICE, mac=d.chaddr, direction="wire", msg_type=d.msg_type, xid=d.xid,
-            ip=(d.yiaddr if reply else d.ciaddr) if (d.yiaddr if reply else d.ciaddr) != "0.0.0.0" else None,
+            ip=addr if addr != "0.0.0.0" else None,
             server_ip=server_ip, server_mac=seg.src_mac if reply else None,
             yiaddr=d.yiaddr if d.yiaddr != "0.0.0.0" else None,
             siaddr=d.siaddr if d.siaddr != "0.0.0.0" else None,
