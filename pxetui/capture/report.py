@@ -27,6 +27,8 @@ def human(n: int | float | None) -> str:
 
 
 CELL = 72  # keep a row on a wide terminal line; long TFTP error texts are cut
+MAX_TRANSFERS = 5000
+SHOW_TRANSFERS = 40
 
 
 def _cell(text: str) -> str:
@@ -70,6 +72,8 @@ class View:
             return f"{clock(d['ts'])} ALERT    {d['message']}"
         if t == "TransferStarted":
             self.transfers[d["transfer_id"]] = {**d, "state": "running", "bytes": 0}
+            while len(self.transfers) > MAX_TRANSFERS:  # a long watch: keep memory bounded
+                del self.transfers[next(iter(self.transfers))]
             srv = (d.get("options") or {}).get("server", "")
             return f"{clock(d['ts'])} transfer {d['protocol']} {d.get('ip')} <- {srv} {d['path']}"
         if t in ("TransferProgress", "TransferFinished", "TransferFailed"):
@@ -102,10 +106,14 @@ class View:
         parts.append("Leases\n" + table(
             ["mac", "ip", "server", "hostname"],
             [[mac, d["ip"], d.get("server_ip") or "?", d.get("hostname") or ""] for mac, d in self.leases.items()]))
-        parts.append("Transfers\n" + table(
+        shown = list(self.transfers.values())[-SHOW_TRANSFERS:]
+        older = len(self.transfers) - len(shown)
+        parts.append("Transfers" + (f" (the last {len(shown)}; {older} older not shown)" if older else "")
+                     + "\n" + table(
             ["client", "proto", "path", "size", "state"],
-            [[d.get("ip") or "?", d["protocol"], d["path"], human(d.get("size") or d["bytes"]) if (d.get("size") or d["bytes"]) else "",
-              d["state"]] for d in self.transfers.values()]))
+            [[d.get("ip") or "?", d["protocol"], d["path"],
+              human(d.get("size") or d["bytes"]) if (d.get("size") or d["bytes"]) else "", d["state"]]
+             for d in shown]))
         parts.append("Clients\n" + table(
             ["mac", "ip", "firmware", "stage", "last"],
             [[mac, d.get("ip") or "", d.get("firmware") or "", d["stage"], d.get("last_event") or ""]

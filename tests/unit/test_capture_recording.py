@@ -52,3 +52,19 @@ def test_records_all_boot_traffic_when_asked(tmp_path):
     assert len(recorded) == 149  # every frame of the source capture
     assert any(s.dport == 69 for s in recorded)
     assert any(e.type == "TransferFinished" for e in events)
+
+
+def test_watch_view_tables_and_bounded_transfer_list():
+    from pxetui.capture.report import SHOW_TRANSFERS, View
+    from pxetui.events import LeaseGranted, TransferFinished, TransferStarted
+
+    v = View()
+    assert "lease    52:54:00:00:00:01 10.0.0.5 from 10.0.0.1" in v.apply(
+        LeaseGranted(ts=0.0, service="capture", mac="52:54:00:00:00:01", ip="10.0.0.5", server_ip="10.0.0.1",
+                     ours=False))
+    for i in range(SHOW_TRANSFERS + 5):
+        v.apply(TransferStarted(ts=1.0, ip="10.0.0.5", transfer_id=f"t{i}", path=f"f{i}", options={"server": "s"}))
+    assert "done" in v.apply(TransferFinished(ts=2.0, transfer_id="t44", path="f44", bytes_done=2048))
+    out = v.render()
+    assert f"the last {SHOW_TRANSFERS}; 5 older not shown" in out
+    assert "f44" in out and "2.0 KiB" in out and "  f0  " not in out
