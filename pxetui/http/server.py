@@ -152,7 +152,7 @@ class HttpServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._date_ts = -1
         self._date = ""
-        self._busy_logged = 0.0
+        self._warned = 0.0
 
     # -- listening -----------------------------------------------------------------------
     @staticmethod
@@ -176,11 +176,15 @@ class HttpServer:
                 try:
                     conn, addr = await loop.sock_accept(lsock)
                 except OSError as exc:  # EMFILE and friends: back off, keep the others going
-                    self.log(f"http: accept failed: {exc}", "warning")
+                    self._warn_once(f"http: accept failed: {exc}")
                     await asyncio.sleep(0.1)
                     continue
-                conn.setblocking(False)
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                try:
+                    conn.setblocking(False)
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                except OSError:  # reset between accept and here
+                    conn.close()
+                    continue
                 if self.active >= self.limits.max_connections:
                     self._refuse_busy(conn, addr[0])
                     continue
@@ -454,12 +458,16 @@ class HttpServer:
                 return
             drained += len(data)
 
-    def _refuse_busy(self, conn: socket.socket, ip: str) -> None:
+    def _warn_once(self, message: str) -> None:
+        """A warning at most every 5 s: a flood must not become a flood of log lines."""
         now = time.monotonic()
-        if now - self._busy_logged > 5:
-            self._busy_logged = now
-            self.log(f"http: {self.active} connections open (http.max_connections="
-                     f"{self.limits.max_connections}); refusing new ones with 503", "warning")
+        if now - self._warned > 5:
+            self._warned = now
+            self.log(message, "warning")
+
+    def _refuse_busy(self, conn: socket.socket, ip: str) -> None:
+        self._warn_once(f"http: {self.active} connections open (http.max_connections="
+                        f"{self.limits.max_connections}); refusing new ones with 503")
         if self._refusing >= self.limits.max_connections:
             conn.close()  # a flood: do not even spend a task on it
             return
