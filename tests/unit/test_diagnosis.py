@@ -138,3 +138,14 @@ def test_optional_404_after_kernel_waits_for_a_stall():
     assert f is not None and not f.definite
     evs[1]["path"] = "/casper/filesystem.squashfs"
     assert diagnosis.http_404_kernel_arg(evs).definite
+
+
+def test_pxetui_analyze_cli_on_a_tcpdump_capture():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "pxetui", "analyze", str(DATA / "uefi_bios_loader.pcap")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "Client 52:54:00:12:34:06" in r.stdout and "firmware uefi64" in r.stdout
+    assert "diagnosis: UEFI client (x64 UEFI, option 93 = 7) was sent the BIOS loader pxelinux.0" in r.stdout
