@@ -1,8 +1,9 @@
 """Parse captured frames down to what the capture needs: IPv4 UDP/TCP and DHCP fields.
 
-Plain `struct` on bytes: a boot storm brings hundreds of packets a second and scapy costs
-~50 µs per DHCP packet (REFERENCE.md); these parse the few fields we use in a few µs.
-Every function returns None for a frame it does not understand instead of raising.
+Plain `struct` on bytes for the link, IP and transport headers, and the project's DHCP codec
+for BOOTP/DHCP: a boot storm brings hundreds of packets a second and scapy costs ~50 µs per
+DHCP packet (REFERENCE.md, library evidence). Every function returns None for a frame it does
+not understand instead of raising.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import socket
 import struct
 from dataclasses import dataclass, field
 
+from pxetui.dhcp.codec import DhcpParseError, parse
+
 # pcap link types (https://www.tcpdump.org/linktypes.html)
 LINKTYPE_ETHERNET = 1
 LINKTYPE_RAW = 101
@@ -18,7 +21,6 @@ LINKTYPE_LINUX_SLL = 113
 LINKTYPE_IPV4 = 228
 LINKTYPE_LINUX_SLL2 = 276
 
-DHCP_MAGIC = b"\x63\x82\x53\x63"
 MSG_TYPES = {1: "DISCOVER", 2: "OFFER", 3: "REQUEST", 4: "DECLINE", 5: "ACK", 6: "NAK",
              7: "RELEASE", 8: "INFORM"}
 
@@ -104,7 +106,8 @@ def parse_ipv4(data: bytes, off: int, mac: str | None) -> Segment | None:
 
 @dataclass(slots=True)
 class Dhcp:
-    """The BOOTP header fields and DHCP options a capture reports (RFC 2131/2132, RFC 4578)."""
+    """A parsed message's header fields as text, and the DHCP options a capture reports
+    (RFC 2131/2132, RFC 4578), decoded on demand."""
 
     op: int
     xid: int
@@ -168,45 +171,12 @@ class Dhcp:
         return struct.unpack_from("!I", v)[0] if v and len(v) >= 4 else None
 
 
-def _cstr(b: bytes) -> str:
-    return b.split(b"\0", 1)[0].decode("latin-1")
-
-
-def _options(buf: bytes, out: dict[int, bytes]) -> None:
-    i = 0
-    while i < len(buf):
-        code = buf[i]
-        if code == 0:
-            i += 1
-            continue
-        if code == 255 or i + 1 >= len(buf):
-            break
-        n = buf[i + 1]
-        val = buf[i + 2 : i + 2 + n]
-        # RFC 3396: an option split in pieces is their concatenation.
-        out[code] = out.get(code, b"") + val
-        i += 2 + n
-
-
 def parse_dhcp(payload: bytes) -> Dhcp | None:
-    if len(payload) < 236:  # shorter than the fixed BOOTP header
+    """The project's DHCP codec (pxetui.dhcp.codec, fuzzed) does the parsing; None if the
+    payload is not BOOTP/DHCP (or was cut by a short snaplen)."""
+    try:
+        p = parse(payload)
+    except DhcpParseError:
         return None
-    op, htype, hlen = payload[0], payload[1], payload[2]
-    if op not in (1, 2):
-        return None
-    xid, _secs, flags = struct.unpack_from("!IHH", payload, 4)
-    chaddr = _mac(payload[28 : 28 + 6]) if htype == 1 and hlen == 6 else payload[28 : 28 + min(hlen, 16)].hex()
-    d = Dhcp(op, xid, flags, _ip(payload[12:16]), _ip(payload[16:20]), _ip(payload[20:24]),
-             _ip(payload[24:28]), chaddr, "", "")
-    sname, file = payload[44:108], payload[108:236]
-    if payload[236:240] == DHCP_MAGIC:
-        _options(payload[240:], d.options)
-        overload = d.options.get(52, b"\0")[0]  # RFC 2132 9.3: file/sname carry options
-        if overload & 1:
-            _options(file, d.options)
-            file = b""
-        if overload & 2:
-            _options(sname, d.options)
-            sname = b""
-    d.sname, d.file = _cstr(sname), _cstr(file)
-    return d
+    return Dhcp(p.op, p.xid, p.flags, _ip(p.ciaddr), _ip(p.yiaddr), _ip(p.siaddr), _ip(p.giaddr),
+                p.mac, p.sname.decode("latin-1"), p.file.decode("latin-1"), p.options)
