@@ -20,6 +20,7 @@ from textual.screen import Screen
 
 from pxetui.netinfo import InterfaceInfo, interfaces
 from pxetui.state import EngineState
+from screens import menu_store
 from screens.base import PxeScreen
 from screens.clients import ClientsScreen
 from screens.console import ConsoleScreen
@@ -165,8 +166,8 @@ class PxetuiApp(App):
         return Path(d) if d else None
 
     def menu_entries(self) -> list[tuple[str, str]]:
-        """(entry id, title) of the boot menu, for "boot once into"."""
-        return []
+        """(entry id, label) of the boot menu, for "boot once into"."""
+        return menu_store.entries(self.menu_dir())
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         for mode, key, _, _, title in NAV:

@@ -91,7 +91,8 @@ class DashboardScreen(PxeScreen):
             self.query_one("#stages", Static).update(stages_text(s))
         if full or {"throughput", "transfers"} & changed.keys():
             series = s.throughput()
-            now = series[-1] if series else 0.0
+            # The newest second is still filling up: "now" is the last whole one.
+            now = series[-2] if len(series) > 1 else 0.0
             peak = max(series) if series else 0.0
             self.query_one("#tp-label", Static).update(
                 f"now {fmt.rate(now)}   peak {fmt.rate(peak)}")

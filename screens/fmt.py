@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 BAR_EIGHTHS = " ▏▎▍▌▋▊▉█"
@@ -70,3 +71,12 @@ def firmware(name: str, arch: int | None) -> str:
     if arch is None:
         return "?"
     return ARCH_NAMES.get(arch, f"arch{arch}")
+
+
+def short_path(path: str) -> str:
+    """Relative to the working directory when below it (narrow columns), else as given."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if rel.startswith("..") else rel

@@ -117,7 +117,7 @@ class IsosScreen(PxeScreen):
         if r is not None:
             stale = r.changed()
             return (r.name, r.family, ", ".join(r.entries), fmt.size(r.size),
-                    fmt.clock(r.imported), Text(stale, "red") if stale else r.path)
+                    fmt.clock(r.imported), Text(stale, "red") if stale else fmt.short_path(r.path))
         iso = self.state.library.get(name)  # imported by another UI or `pxetui import`
         if iso is None:
             return None

@@ -18,9 +18,9 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Label, Select, Static, TabbedContent, TabPane
 
-from pxetui import store
-from pxetui.menus.model import ARCHS, KINDS, Entry, Menu, MenuError, load_menu, save_menu
+from pxetui.menus.model import ARCHS, KINDS, Entry, Menu, MenuError
 from screens.base import PxeScreen
+from screens.menu_store import DB_NAME, load_from, save_to
 from screens.preview import PREVIEWS, preview
 
 FIELDS = (  # (input id, label, placeholder)
@@ -30,29 +30,6 @@ FIELDS = (  # (input id, label, placeholder)
     ("e-args", "Args", "kernel arguments; {http} and {server} are filled in"),
     ("e-archs", "Archs", f"any of {' '.join(ARCHS)}"),
 )
-
-
-def load_from(db: Path) -> Menu:
-    conn = store.connect(db)
-    try:
-        return load_menu(conn)
-    finally:
-        conn.close()
-
-
-def save_to(db: Path, menu: Menu) -> None:
-    """One transaction: a menu that fails its checks is not stored (save_menu raises)."""
-    conn = store.connect(db)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            save_menu(conn, menu)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
 
 
 class MenuScreen(PxeScreen):
@@ -106,7 +83,7 @@ class MenuScreen(PxeScreen):
     @property
     def db(self) -> Path | None:
         d = self.papp.menu_dir()
-        return d / "pxetui.db" if d else None
+        return d / DB_NAME if d else None
 
     # -- loading and showing -------------------------------------------------------------
     def action_load(self) -> None:

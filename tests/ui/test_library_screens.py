@@ -143,3 +143,20 @@ async def test_menu_editor_new_entry_needs_a_kernel_and_can_be_removed(tmp_path)
         await pilot.pause()
         assert any("cannot be removed" in str(n.message) for n in app._notifications)
         assert stored_menu(cfg).get("debian-live") is not None  # nothing saved
+
+
+async def test_boot_once_offers_the_menu_entries(tmp_path):
+    imported(tmp_path)
+    app, source = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f2")
+        await settle(app, pilot)
+        await pilot.press("enter", "b")
+        await pilot.pause()
+        options = app.screen.query_one("#entries")
+        assert [options.get_option_at_index(i).id for i in range(options.option_count)] == [
+            "debian-live", "local"]
+        await pilot.press("enter")
+        await pilot.pause()
+        assert source.sent == [{"cmd": "set_host", "mac": "52:54:00:00:00:01",
+                                "boot_once": "debian-live"}]
