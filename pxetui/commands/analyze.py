@@ -4,6 +4,7 @@ tracker, and print each client's timeline and diagnosis."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Iterator
 
@@ -50,11 +51,19 @@ def main(args: argparse.Namespace) -> int:
     try:
         for ev in replay(args.pcap, stuck_seconds=args.stuck_seconds, http_ports=tuple(args.http_port)):
             line = view.apply(ev)
-            if line and args.verbose:
+            if line and args.verbose and not args.json:
                 print(line)
     except PcapError as exc:
         print(f"pxetui analyze: {exc}", file=sys.stderr)
         return 2
+    if args.json:  # one JSON object per line: servers, alerts, then each client's last update
+        for s in view.servers.values():
+            print(json.dumps(s, default=str))
+        for key, msg in view.alerts.items():
+            print(json.dumps({"type": "Alert", "key": key, "message": msg}))
+        for c in view.clients.values():
+            print(json.dumps(c, default=str))
+        return 0
     if args.verbose:
         print()
     if view.servers:
@@ -81,4 +90,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--http-port", type=int, action="append", default=[80],
                    help="a port HTTP boot traffic used (repeatable; 80 always)")
     p.add_argument("-v", "--verbose", action="store_true", help="also print every change as it happened")
+    p.add_argument("--json", action="store_true",
+                   help="JSON lines instead of text: DHCP servers, alerts, each client's last state")
     p.set_defaults(func=main)

@@ -149,3 +149,19 @@ def test_pxetui_analyze_cli_on_a_tcpdump_capture():
     assert r.returncode == 0, r.stderr
     assert "Client 52:54:00:12:34:06" in r.stdout and "firmware uefi64" in r.stdout
     assert "diagnosis: UEFI client (x64 UEFI, option 93 = 7) was sent the BIOS loader pxelinux.0" in r.stdout
+
+
+def test_pxetui_analyze_json(capsys):
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser()
+    analyze.register(parser.add_subparsers())
+    args = parser.parse_args(["analyze", "--json", str(DATA / "chainloop.pcap")])
+    assert args.func(args) == 0
+    objs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    (server,) = [o for o in objs if o["type"] == "ForeignDhcpServer"]
+    assert server["server_ip"] == "10.99.0.1" and server["boot_file"] == "undionly.kpxe"
+    (client,) = [o for o in objs if o["type"] == "ClientUpdate"]
+    assert client["mac"] == "52:54:00:12:34:08" and "iPXE chain loop" in client["diagnosis"]
+    assert [s["stage"] for s in client["stages"]] == ["discover", "offer", "ack", "bootloader"]
