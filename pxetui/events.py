@@ -189,6 +189,7 @@ class DhcpPacket(Event):
     ipxe: bool = False
     port: int = 67
     ours: bool = True
+    requested_ip: str | None = None  # option 50: the address a client asks for (REQUEST)
 
 
 @register

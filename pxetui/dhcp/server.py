@@ -381,7 +381,9 @@ class DhcpServer:
             ip=req.src[0], arch=req.arch, vendor_class=req.vendor_class,
             user_class=req.user_class, uuid=o.client_uuid(pkt) if o.CLIENT_UUID in pkt.options else None,
             hostname=o.text(pkt, o.HOSTNAME) if o.HOSTNAME in pkt.options else None,
-            ipxe=req.ipxe, port=req.port))
+            ipxe=req.ipxe, port=req.port,
+            # in proxy mode this is how the client's address (from another server) is known
+            requested_ip=socket.inet_ntoa(rq) if (rq := o.ip_opt(pkt, o.REQUESTED_IP)) else None))
 
     def _packet_out(self, req: Request, out: Packet, dest: Address, boot_file: str | None) -> None:
         yi = out.yiaddr
@@ -392,7 +394,7 @@ class DhcpServer:
             siaddr=socket.inet_ntoa(out.siaddr) if out.siaddr != ZERO_IP else None,
             arch=req.arch, vendor_class=(out.options.get(o.VENDOR_CLASS) or b"").decode() or None,
             boot_file=boot_file, next_server=self.server_ip if boot_file else None,
-            ipxe=req.ipxe, port=dest[1]))
+            ipxe=req.ipxe, port=req.port))  # our port for the exchange (67, or 4011)
 
     def _ignore(self, req: Request | None, reason: str, **kw: str | None) -> None:
         if req is not None:

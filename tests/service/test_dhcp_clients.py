@@ -200,3 +200,24 @@ def test_never_answers_on_another_interface(netns, tmp_path: Path) -> None:
                                    options={o.MSG_TYPE: b"\x01"})], ("255.255.255.255", 67), wait=1) == []
     assert discover(client, bytes.fromhex("525400bb0031"))[0][0].ip("yiaddr").startswith("10.99.0.")
     assert not svc.of("DhcpPacket", mac="52:54:00:bb:00:30")  # never even saw it (SO_BINDTODEVICE)
+
+
+def test_dhclient_renews_at_t1(netns, tmp_path: Path) -> None:
+    """A 60 s lease: dhclient renews (RENEWING, unicast from its address) after T1 = 30 s."""
+    require_tool("dhclient", package="isc-dhcp-client")
+    server, client = netns.pair()
+    svc = ServiceProc(server, "dhcp", full_config(tmp_path, lease_time=60), tmp_path)
+    svc.wait_running()
+    log = tmp_path / "dhclient.log"
+    script = write_script(tmp_path / "dhclient.sh", DHCLIENT_SCRIPT.format(log=log))
+    r = client.run("dhclient", "-1", "-v", "-pf", str(tmp_path / "dh.pid"), "-lf", str(tmp_path / "dh.leases"),
+                   "-sf", str(script), "eth0", timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    ip = log.read_text().split("BOUND ", 1)[1].split()[0]
+    ack = svc.wait_event("DhcpPacket", direction="out", msg_type="ACK", yiaddr=ip)
+    assert ack["ip"] == "255.255.255.255"  # no address yet: broadcast
+    wait_for(lambda: "RENEW " + ip in log.read_text(), timeout=50, interval=0.5, what="dhclient RENEW")
+    renew = svc.wait_event("DhcpPacket", direction="in", msg_type="REQUEST", ip=ip)
+    assert renew["mac"] == ack["mac"]
+    assert svc.of("DhcpPacket", direction="out", msg_type="ACK", ip=ip)  # unicast back
+    os.kill(int((tmp_path / "dh.pid").read_text()), signal.SIGTERM)

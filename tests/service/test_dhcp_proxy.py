@@ -21,10 +21,14 @@ SITE_RANGE = "10.99.0.150,10.99.0.199,1h"
 
 
 def site_dnsmasq(ns, tmp_path: Path, *extra: str, iface: str = "eth0"):  # type: ignore[no-untyped-def]
+    """dnsmasq as the site's DHCP server (or relay), returned once it listens on port 67."""
     require_tool("dnsmasq", package="dnsmasq-base")
-    return ns.popen("dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0",
+    proc = ns.popen("dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0",
                     f"--pid-file={tmp_path / 'dnsmasq.pid'}", f"--dhcp-leasefile={tmp_path / 'dnsmasq.leases'}",
                     f"--interface={iface}", "--bind-interfaces", *extra, log=tmp_path / "dnsmasq.log")
+    wait_for(lambda: ns.run("ss", "-ulnH", "sport", "= :67", check=False).stdout.strip(),
+             timeout=10, what="dnsmasq listening on port 67")
+    return proc
 
 
 def boot_root(tmp_path: Path) -> Path:

@@ -392,3 +392,10 @@ def test_expired_leases_are_reported_once_and_kept_for_their_client(rig: Rig) ->
     rig.server.clock = lambda: lease.expires + 5
     offer, _ = rig.one(client_packet(o.DISCOVER, mac_bytes(1)))
     assert offer.yiaddr == ip
+
+
+def test_request_event_carries_the_requested_address(proxy: Rig) -> None:
+    proxy.send(client_packet(o.REQUEST, mac_bytes(1), o60=OVMF_VC, o50=socket.inet_aton("10.99.0.160"),
+                             o54=socket.inet_aton("10.99.0.2")))
+    ev = proxy.of("DhcpPacket")[-1]
+    assert ev.msg_type == "REQUEST" and ev.requested_ip == "10.99.0.160"  # type: ignore[attr-defined]
