@@ -105,6 +105,17 @@ def layout(family: str) -> dict[str, bytes]:
     return dict(_LAYOUTS[family])
 
 
+def live_iso(out: str | Path, kernel: FileData, initrd: FileData, squashfs: FileData = b"fake squashfs\n",
+             hybrid: bool = True) -> Path:
+    """A live-boot (Debian live) style image around a real kernel and initrd: imported, it
+    becomes a `debian-live` entry whose kernel and initrd are served from inside the .iso."""
+    files: dict[str, FileData] = {
+        ".disk/info": b"pxetui live test image",
+        "live/vmlinuz": kernel, "live/initrd.img": initrd, "live/filesystem.squashfs": squashfs,
+    }
+    return build(out, files, volid="PXETUI_LIVE", hybrid=hybrid)
+
+
 def _stage(files: Mapping[str, FileData], dest: Path) -> None:
     for rel, data in files.items():
         p = dest / rel

@@ -149,3 +149,12 @@ def test_real_grub_rescue_iso_is_unknown_whole_image() -> None:
     det = detect(read_index("/usr/lib/grub-rescue/grub-rescue-cdrom.iso"), "rescue")
     assert det.family == "unknown"
     assert [e.kind for e in det.entries] == ["iso"]
+
+
+def test_live_iso_helper_makes_a_debian_live_entry(tmp_path: Path) -> None:
+    require_tool("xorriso")
+    iso = testiso.live_iso(tmp_path / "live.iso", testiso.fake_kernel(), b"initrd")
+    det = detect(read_index(iso), "live")
+    assert det.family == "debian-live"
+    e = det.entries[0]
+    assert (e.kernel, e.initrds) == ("iso/live/live/vmlinuz", ["iso/live/live/initrd.img"])
