@@ -17,6 +17,7 @@ from pxetui.capture.pcap import PcapWriter
 from pxetui.capture.sniffer import CaptureError, RawSniffer
 from pxetui.config import Config
 from pxetui.events import Alert, Event
+from pxetui.netinfo import interfaces
 from pxetui.service import ServiceContext
 
 TICK_SECONDS = 1.0
@@ -38,19 +39,23 @@ class Capture:
     """Sniffer + decoder + optional pcap writer; `emit` receives every decoded event."""
 
     def __init__(self, iface: str, our_ips: set[str], ports: list[int], emit: Callable[[Event], None],
-                 pcap: str = "", all_boot_traffic: bool = False) -> None:
+                 pcap: str = "", all_boot_traffic: bool = False, own_mac: str | None = None) -> None:
         self.sniffer = RawSniffer(iface, boot_filter(ports))
         self.decoder = Decoder(our_ips=our_ips, http_ports=ports, progress_for_ours=False)
         self.emit = emit
         self.writer = PcapWriter(pcap) if pcap else None
         self.all_boot_traffic = all_boot_traffic
+        # Our DHCP service probes for other servers with the interface's own MAC (auto mode):
+        # that DISCOVER is not a client booting.
+        self.own_mac = own_mac.lower() if own_mac else None
 
     def on_frame(self, data: bytes, ts: float) -> None:
         events = self.decoder.feed(data, ts)
         if self.writer is not None and (self.all_boot_traffic or _is_dhcp(events)):
             self.writer.write(data, ts)
         for ev in events:
-            self.emit(ev)
+            if self.own_mac is None or ev.mac != self.own_mac:
+                self.emit(ev)
 
     def tick(self) -> None:
         for ev in self.decoder.tick(time.time()):
@@ -68,8 +73,10 @@ def _is_dhcp(events: list[Event]) -> bool:
 
 async def run(ctx: ServiceContext) -> None:
     cfg = ctx.config
+    own = interfaces().get(cfg.interface)
     cap = Capture(cfg.interface, our_addresses(cfg), http_ports(cfg), ctx.emit,
-                  pcap=cfg.capture.pcap, all_boot_traffic=cfg.capture.all_boot_traffic)
+                  pcap=cfg.capture.pcap, all_boot_traffic=cfg.capture.all_boot_traffic,
+                  own_mac=own.mac if own else None)
     loop = asyncio.get_running_loop()
     try:
         cap.sniffer.attach(loop, cap.on_frame)

@@ -68,3 +68,13 @@ def test_watch_view_tables_and_bounded_transfer_list():
     out = v.render()
     assert f"the last {SHOW_TRANSFERS}; 5 older not shown" in out
     assert "f44" in out and "2.0 KiB" in out and "  f0  " not in out
+
+
+def test_our_own_probe_is_not_a_booting_client():
+    """Auto mode's probe sends a DISCOVER with the interface's own MAC: not a client."""
+    _, frames = read_pcap(DATA / "bios_pxelinux.pcap")
+    seen: list = []
+    Capture("eth0", set(), [80], seen.append, own_mac="52:54:00:12:34:01").on_frame(frames[0][1], frames[0][0])
+    assert seen == []
+    Capture("eth0", set(), [80], seen.append, own_mac="52:54:00:99:99:99").on_frame(frames[0][1], frames[0][0])
+    assert [e.mac for e in seen] == ["52:54:00:12:34:01"]
