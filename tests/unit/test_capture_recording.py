@@ -72,7 +72,8 @@ def test_watch_view_tables_and_bounded_transfer_list():
 
 def test_our_own_probe_is_not_a_booting_client():
     """Auto mode's probe sends a DISCOVER with the interface's own MAC: not a client."""
-    _, frames = read_pcap(DATA / "bios_pxelinux.pcap")
+    _, frames_iter = read_pcap(DATA / "bios_pxelinux.pcap")
+    frames = list(frames_iter)
     seen: list = []
     Capture("eth0", set(), [80], seen.append, own_mac="52:54:00:12:34:01").on_frame(frames[0][1], frames[0][0])
     assert seen == []
