@@ -248,7 +248,7 @@ class Transfer:
 
     __slots__ = ("server", "loop", "addr", "sock", "fileno", "session", "tid", "path", "size",
                  "options", "fd", "upload", "announced", "reported", "closed", "timer", "timer_at",
-                 "writing", "next_progress", "recv_size", "request", "heard")
+                 "writing", "next_progress", "recv_size", "request", "heard", "recv")
 
     def __init__(self, server: TftpServer, addr: tuple[str, int], sock: socket.socket,
                  session: Sender | Receiver, tid: str, path: str, size: int | None,
@@ -256,6 +256,7 @@ class Transfer:
         assert server.loop is not None
         self.server, self.loop, self.addr, self.sock = server, server.loop, addr, sock
         self.fileno = sock.fileno()
+        self.recv = sock.recv
         self.session, self.tid, self.path, self.size = session, tid, path, size
         self.options, self.fd, self.upload = options, fd, upload
         self.announced = self.reported = self.closed = self.writing = False
@@ -280,7 +281,7 @@ class Transfer:
         sess = self.session
         now = time.monotonic()
         try:
-            pkt = self.sock.recv(self.recv_size)
+            pkt = self.recv(self.recv_size)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:  # ICMP port unreachable: the client went away
@@ -314,7 +315,7 @@ class Transfer:
             elif now >= self.next_progress and self.announced:
                 self.next_progress = now + PROGRESS_INTERVAL
                 self._progress(now)
-            if isinstance(sess, Sender) and sess.blocked and not self.writing:
+            if sess.blocked and not self.writing:
                 self.writing = True
                 self.loop.add_writer(self.fileno, self._writable)
             deadline = sess.deadline

@@ -109,6 +109,7 @@ class _Base:
         self.peer_error = False  # the client ended it with an ERROR packet
         self.ended_in_negotiation = False
         self.linger_until = 0.0  # after DONE, keep the socket open until then (upload dally)
+        self.blocked = False  # send buffer full: call pump() when the socket is writable
 
     @property
     def active(self) -> bool:
@@ -194,7 +195,6 @@ class Sender(_Base):
         self.sent_max = 0  # highest block ever transmitted (to count retransmissions)
         self.window_at = now
         self.window_clean = True  # no block of this window was sent before (Karn)
-        self.blocked = False  # send buffer full: call pump() when the socket is writable
         self.final_ack_lost = False
 
     @property
@@ -222,24 +222,27 @@ class Sender(_Base):
 
     def _window(self, first: int, now: float) -> None:
         self.next = first
-        self.win_end = min(first + self.window - 1, self.nblocks)
+        end = first + self.window - 1
+        self.win_end = end if end < self.nblocks else self.nblocks
         self.window_at = self.last_send = now
         self.window_clean = first > self.sent_max
-        self.deadline = now + self._backoff_rto()
+        self.deadline = now + (self._backoff_rto() if self.timeouts else self.rto)
         self.pump()
 
     def pump(self) -> bool:
         """Transmit the rest of the current window; False if the socket buffer filled up."""
-        n, end, blksize, size, sent_max = self.next, self.win_end, self.blksize, self.size, self.sent_max
+        first = n = self.next
+        end, blksize, size = self.win_end, self.blksize, self.size
         send, view, pack = self.send, self.reader.view, _HDR.pack
         try:
             while n <= end:
-                k = min(self.batch, end - n + 1)
-                if k > 1:
+                if self.batch > 1 and n < end:
+                    k = end - n + 1 if end - n < self.batch else self.batch
                     parts: list[bytes | memoryview] = []
                     for b in range(n, n + k):
                         pos = (b - 1) * blksize
-                        parts += (pack(DATA, b & 0xFFFF), view(pos, min(blksize, size - pos)))
+                        rest = size - pos
+                        parts += (pack(DATA, b & 0xFFFF), view(pos, blksize if rest > blksize else rest))
                     try:
                         send(b"".join(parts))  # only the file's last block is short: it ends the buffer
                     except OSError as exc:
@@ -247,14 +250,11 @@ class Sender(_Base):
                             raise
                         self.batch = 1  # the device cannot segment: one datagram per send
                         continue
-                    if n <= sent_max:
-                        self.retransmits += min(n + k - 1, sent_max) - n + 1
                     n += k
                     continue
                 pos = (n - 1) * blksize
-                send(pack(DATA, n & 0xFFFF) + view(pos, min(blksize, size - pos)))
-                if n <= sent_max:
-                    self.retransmits += 1
+                rest = size - pos
+                send(pack(DATA, n & 0xFFFF) + view(pos, blksize if rest > blksize else rest))
                 n += 1
         except BlockingIOError:
             self.blocked = True
@@ -267,6 +267,9 @@ class Sender(_Base):
             return True
         finally:
             self.next = n
+            sent_max = self.sent_max
+            if first <= sent_max:  # blocks first..min(n - 1, sent_max) went out before
+                self.retransmits += (n - 1 if n - 1 < sent_max else sent_max) - first + 1
             if n - 1 > sent_max:
                 self.sent_max = n - 1
         self.blocked = False
