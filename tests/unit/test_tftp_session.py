@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import math
 import os
@@ -320,3 +321,27 @@ def test_closed_port_before_the_end_is_a_failure():
     wire.take()
     s.unreachable(ConnectionRefusedError())
     assert s.state == FAILED and "unreachable" in s.reason
+
+
+def test_gso_batches_a_window_into_one_send_of_whole_segments():
+    data = os.urandom(512 * 6 + 100)
+    raw: list[bytes] = []
+    s = Sender(BytesReader(data), len(data), Negotiated(blksize=512, windowsize=8), raw.append, 0.0, batch=4)
+    s.start(0.0)
+    assert [len(b) for b in raw] == [4 * 516, 2 * 516 + 104]  # the short last block ends a buffer
+    segs = [b[i:i + 516] for b in raw for i in range(0, len(b), 516)]
+    assert [parse(x) for x in segs] == [Data(i + 1, data[i * 512:(i + 1) * 512]) for i in range(7)]
+
+
+def test_gso_refused_by_the_device_falls_back_to_one_datagram_per_send():
+    data = os.urandom(512 * 6)
+    raw: list[bytes] = []
+
+    def send(b: bytes | memoryview) -> None:
+        if len(b) > 516:
+            raise OSError(errno.EIO, "no checksum offload")
+        raw.append(bytes(b))
+
+    s = Sender(BytesReader(data), len(data), Negotiated(blksize=512, windowsize=4), send, 0.0, batch=4)
+    s.start(0.0)
+    assert s.batch == 1 and [parse(b).block for b in raw] == [1, 2, 3, 4]
