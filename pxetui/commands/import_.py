@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -50,6 +51,9 @@ def cmd_import(args: argparse.Namespace) -> int:
                          progress=_progress(args.quiet))
     except (IsoError, MenuError, ConfigError) as exc:
         print(f"pxetui import: {exc}", file=sys.stderr)
+        return 1
+    except sqlite3.Error as exc:
+        print(f"pxetui import: state database: {exc}", file=sys.stderr)
         return 1
     r, d = res.record, res.detection
     print(f"imported {r.name}: {d.family} ({d.label}), {r.files} files, "

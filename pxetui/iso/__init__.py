@@ -1,0 +1,1 @@
+"""ISO images: pycdlib index (reader), distribution profiles, the library in the state dir."""

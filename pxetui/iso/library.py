@@ -173,6 +173,9 @@ def import_iso(cfg: Config, path: str | Path, name: str | None = None,
             _store(conn, name, index, det, digest)
             save_menu(conn, menu)
             conn.execute("COMMIT")
+        except sqlite3.IntegrityError:
+            conn.execute("ROLLBACK")  # another import took the name since the check above
+            raise IsoError(f"{name}: already in the library; choose another --name") from None
         except BaseException:
             conn.execute("ROLLBACK")
             raise

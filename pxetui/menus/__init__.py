@@ -1,0 +1,1 @@
+"""Boot menus: one model, rendered to PXELINUX, GRUB and iPXE; PXELINUX import; seeds."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 from pathlib import Path
 
 import pycdlib
@@ -240,3 +241,23 @@ def test_progress_reports_indexing(built: Path) -> None:
     last = [x for x in seen if x[0] == "indexing files"][-1]
     assert last[1] == last[2] > 0
 
+
+
+def test_damaged_images_fail_with_iso_error_only(built: Path, tmp_path: Path) -> None:
+    """Random damage to the descriptors and directories: a clean IsoError or a usable index,
+    never another exception (seeded, so a failure reproduces)."""
+    data = testiso.build(built / "fuzz.iso", testiso.layout("debian-live")).read_bytes()
+    rng = random.Random(6)
+    bad = tmp_path / "damaged.iso"
+    outcomes = {"ok": 0, "error": 0}
+    for _ in range(60):
+        d = bytearray(data)
+        for _ in range(rng.randint(1, 20)):
+            d[rng.randrange(16 * 2048, 40 * 2048)] = rng.randrange(256)
+        bad.write_bytes(bytes(d))
+        try:
+            read_index(bad)
+            outcomes["ok"] += 1
+        except IsoError:
+            outcomes["error"] += 1
+    assert outcomes["error"] > 0
