@@ -3,7 +3,8 @@
 RFC 1350 section 4: each transfer gets its own server TID (a fresh UDP port). The socket is
 connected to the client's address, so the kernel drops datagrams from any other TID and
 every send skips an address lookup. Sockets are driven with `add_reader` (no transport
-objects) and each readiness drains the socket: per-packet work is a recv, a pread and a send.
+objects): per packet, one recv and one send (a pread per 128 KiB; with UDP GSO one send per
+window).
 Timers are lazy: one per transfer, re-armed only when it fires early or the deadline moves
 earlier, never per packet.
 """
@@ -115,21 +116,23 @@ class TftpServer:
         if port == 0:
             return
         old = self.transfers.get(addr)
+        tid = f"{self._prefix}-{next(self._ids)}"
+        try:
+            req = parse(pkt)
+        except PacketError as exc:
+            if old is None:
+                self._reject(addr, tid, "", ErrorCode.ILLEGAL_OPERATION, f"malformed request: {exc}")
+            return
+        if not isinstance(req, Request):
+            if old is None:  # mid-transfer strays (an ACK sent to port 69) must not end it
+                self._reject(addr, tid, "", ErrorCode.ILLEGAL_OPERATION, "expected a read or write request")
+            return
         if old is not None:
             if not old.heard and pkt == old.request:
                 return  # the client resent its request before our reply reached it
             # Same client port, new request: the client has moved on (a UEFI size probe ends
             # with ERROR 8 and asks again at once, maybe before we read that ERROR).
-            old.abort("client sent a new request", notify=False)
-        tid = f"{self._prefix}-{next(self._ids)}"
-        try:
-            req = parse(pkt)
-        except PacketError as exc:
-            self._reject(addr, tid, "", ErrorCode.ILLEGAL_OPERATION, f"malformed request: {exc}")
-            return
-        if not isinstance(req, Request):
-            self._reject(addr, tid, "", ErrorCode.ILLEGAL_OPERATION, "expected a read or write request")
-            return
+            old.replace()
         if req.mode not in ("octet", "netascii"):
             self._reject(addr, tid, req.filename, ErrorCode.ILLEGAL_OPERATION,
                          f"transfer mode {req.mode!r} not supported")
@@ -248,7 +251,7 @@ class Transfer:
 
     __slots__ = ("server", "loop", "addr", "sock", "fileno", "session", "tid", "path", "size",
                  "options", "fd", "upload", "announced", "reported", "closed", "timer", "timer_at",
-                 "writing", "next_progress", "recv_size", "request", "heard", "recv")
+                 "writing", "next_progress", "recv_size", "request", "heard", "recv", "replaced")
 
     def __init__(self, server: TftpServer, addr: tuple[str, int], sock: socket.socket,
                  session: Sender | Receiver, tid: str, path: str, size: int | None,
@@ -261,6 +264,7 @@ class Transfer:
         self.options, self.fd, self.upload = options, fd, upload
         self.announced = self.reported = self.closed = self.writing = False
         self.heard = False  # any packet from the client's TID yet
+        self.replaced = False  # the client sent a new request from the same port
         self.request = b""
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
@@ -334,6 +338,16 @@ class Transfer:
             self.timer_at = sess.linger_until
             self.timer = self.loop.call_later(sess.linger_until - now, self._on_timer)
 
+    def replace(self) -> None:
+        """End quietly: the client started over from the same port (it will not read us)."""
+        sess = self.session
+        self.replaced = True
+        if sess.active:
+            sess.ended_in_negotiation = sess.state is NEGOTIATING
+            sess._fail(ErrorCode.NOT_DEFINED, "client sent a new request from the same port", notify=False)
+        sess.linger_until = 0.0
+        self._after(time.monotonic())
+
     def abort(self, reason: str, notify: bool = True) -> None:
         if self.session.active:
             self.session._fail(ErrorCode.NOT_DEFINED, reason, notify=notify)
@@ -390,7 +404,7 @@ class Transfer:
             emit(TransferFinished(ip=ip, transfer_id=self.tid, path=self.path, bytes_done=sess.bytes_done,
                                   seconds=round(secs, 6), rate=sess.bytes_done / secs if secs > 0 else 0.0,
                                   retransmits=sess.retransmits))
-        elif sess.peer_error and sess.ended_in_negotiation and sess.error_code == ErrorCode.OPTION_REFUSED:
+        elif sess.ended_in_negotiation and (self.replaced or sess.error_code == ErrorCode.OPTION_REFUSED):
             # UEFI PXE (EDK2) asks only for tsize, then ends with ERROR 8 after the OACK and asks
             # again for the real transfer (REFERENCE.md): a size probe, not a failure.
             emit(Log(level_name="debug", ip=ip, message=f"tftp: size probe for {self.path} ({self.size} bytes)"))

@@ -157,6 +157,7 @@ def test_size_probe_and_request_from_the_same_port(rig):
     assert probe["op"] == 6
     assert got == {"sha256": hashlib.sha256(data).hexdigest(), "size": 300_000, "window": 4}
     wait_for(lambda: svc.of("TransferFinished", path="grubx64.efi"), what="finished")
+    assert svc.of("TransferFailed") == [] and len(svc.of("TransferStarted")) == 1  # the probe is no transfer
 
 
 def impair(ns) -> None:
