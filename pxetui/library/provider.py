@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from pxetui import store
 from pxetui.config import Config, normalize_mac
-from pxetui.files import Client, NotFound, Provider, Resolver, Source, virtual
+from pxetui.files import Client, FileLookupError, Forbidden, Provider, Resolver, Source, virtual
 from pxetui.iso import library
 from pxetui.iso.reader import IsoFile
 from pxetui.loaders import Loaders, find_loaders
@@ -154,14 +154,13 @@ class MenuProvider:
 class LoaderProvider:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.loaders: Loaders | None = None
+        # Built here, at service start, if Debian's signed GRUB is missing: never in the middle
+        # of a client's transfer.
+        self.loaders: Loaders = find_loaders(state_dir=cfg.state_path / "cache", build_grub=True)
 
     def lookup(self, path: str, client: Client) -> Source | None:
         if "/" in path:
             return None
-        if self.loaders is None:
-            # Build the unsigned GRUB once if Debian's signed one is not installed.
-            self.loaders = find_loaders(state_dir=self.cfg.state_path / "cache", build_grub=True)
         real = self.loaders.path(path)
         if real is None:
             return None
@@ -239,30 +238,29 @@ def seed_file(cfg: Config, mac: str | None, name: str) -> bytes | None:
 
 
 def effective_sources(cfg: Config) -> dict[str, str]:
-    """For each generated name: "file: <path>" when a real file in the root wins, else
-    "generated" (menus) or "package: <path>" (boot loaders), or "missing: <what to install>"."""
+    """For each generated name: "file: <path>" when a real file in the root wins ("refused:
+    <why>" when it wins but cannot be served), else "generated" (menus), "package: <path>"
+    (boot loaders) or "missing: <what to install>"."""
     tftp = Resolver(cfg.tftp_root)
     http = Resolver(cfg.http_root)
     out: dict[str, str] = {}
 
     def real(res: Resolver, name: str) -> str | None:
         try:
-            src = res.resolve(name)
-        except (NotFound, OSError):
+            return f"file: {res.resolve(name).path}"
+        except Forbidden as exc:  # a real file that wins but is refused: clients get an error
+            return f"refused: {exc.reason}"
+        except (FileLookupError, OSError):
             return None
-        except Exception:  # noqa: BLE001 - Forbidden: the real file exists but cannot be served
-            return None
-        return src.path
 
     for name in GENERATED:
         res = http if name == IPXE_SCRIPT else tftp
-        p = real(res, name)
-        out[name] = f"file: {p}" if p else "generated"
+        out[name] = real(res, name) or "generated"
     loaders = find_loaders(state_dir=cfg.state_path / "cache")
     for name, f in loaders.found.items():
         p = real(tftp, name)
         if p:
-            out[name] = f"file: {p}"
+            out[name] = p
         elif f.path:
             out[name] = f"package: {f.path}"
         else:

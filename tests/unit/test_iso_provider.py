@@ -104,6 +104,10 @@ def test_a_real_file_wins_and_the_ui_can_tell(cfg: Config, live: Path) -> None:
     assert eff["pxelinux.0"].startswith(("package: ", "missing: "))
     (Path(cfg.http_root) / "boot.ipxe").write_text("#!ipxe\n")
     assert effective_sources(cfg)["boot.ipxe"].startswith("file: ")
+    outside = Path(cfg.tftp_root).parent / "outside.cfg"
+    outside.write_text("x")
+    (Path(cfg.tftp_root) / "grub.cfg").symlink_to(outside)
+    assert effective_sources(cfg)["grub.cfg"].startswith("refused: ")
 
 
 def test_menu_changes_reach_a_running_provider(cfg: Config, live: Path, monkeypatch: pytest.MonkeyPatch) -> None:
