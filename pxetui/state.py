@@ -22,10 +22,11 @@ TABLES = (
     "library",
 )
 
-# The order a boot goes through, for counting clients by stage; unknown stages sort after.
+# The order a boot goes through (pxetui.tracker.STAGES), for counting clients by stage;
+# unknown stages sort after.
 STAGE_ORDER = (
-    "dhcp", "offered", "bound", "proxy", "loader", "tftp", "menu", "ipxe", "kernel", "initrd",
-    "booting", "booted", "installed", "stuck", "failed",
+    "new", "discover", "offer", "ack", "bootloader", "menu", "kernel", "initrd", "rootfs",
+    "booted", "installed",
 )
 LEVELS = ("debug", "info", "warning", "error")
 
@@ -408,9 +409,11 @@ class EngineState:
             c.files = list(ev["files"] or [])
         c.ts = ts
         self.mark("clients", mac)
+        # The tracker fills `diagnosis` only when a boot is stuck or failed (empty while it
+        # progresses): that is the dashboard's "stuck client" alert.
         key = f"stuck:{mac}"
-        if c.stage == "stuck":
-            self.set_alert(key, "warning", f"{mac} is stuck: {c.diagnosis or c.last_event}", ts)
+        if c.diagnosis:
+            self.set_alert(key, "warning", f"{mac} at {c.stage or 'start'}: {c.diagnosis}", ts)
         else:
             self.clear_alert(key)
         return {"clients", "alerts"}
@@ -452,6 +455,9 @@ class EngineState:
             return (STAGE_ORDER.index(s) if s in STAGE_ORDER else len(STAGE_ORDER), s)
 
         return sorted(counts.items(), key=order)
+
+    def clients_in_trouble(self) -> int:
+        return sum(1 for c in self.clients.values() if c.diagnosis)
 
     def throughput(self, n: int | None = None) -> list[float]:
         """Bytes per second for the last n whole seconds ending at the latest event."""

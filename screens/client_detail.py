@@ -48,13 +48,22 @@ def timeline_rows(c: ClientInfo, now: float) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def file_row(f: dict[str, Any]) -> tuple[str, str, str, str]:
-    path = str(f.get("path") or f.get("file") or "?")
-    proto = str(f.get("protocol") or "")
-    n = f.get("bytes_done", f.get("bytes", f.get("size")))
-    status = f.get("status")
-    status_text = "" if status is None else str(status)
-    return (path, proto, fmt.size(n) if isinstance(n, (int, float)) else "-", status_text)
+def file_row(f: dict[str, Any]) -> tuple[str, str, str, str, str]:
+    """One fetched file as the tracker reports it (pxetui.tracker: path, kind, protocol, size,
+    bytes, status, reason)."""
+    path = str(f.get("path") or "?")
+    if f.get("source") == "wire" or f.get("ours") is False:
+        path += f" (from {f.get('server') or 'another server'})"
+    got, size = f.get("bytes"), f.get("size")
+    amount = fmt.size(got) if isinstance(got, (int, float)) else "-"
+    if isinstance(size, (int, float)) and size and size != got:
+        amount += f"/{fmt.size(size)}"
+    status = str(f.get("status") or "")
+    if status == "failed" and f.get("reason"):
+        status += f": {f['reason']}"
+    elif status == "probe":
+        status = "not found (probe)"
+    return (path, str(f.get("kind") or ""), str(f.get("protocol") or ""), amount, status)
 
 
 class ClientDetailScreen(PxeScreen):
@@ -86,11 +95,11 @@ class ClientDetailScreen(PxeScreen):
     def setup(self) -> None:
         tl = self.query_one("#timeline", DataTable)
         tl.border_title = "Timeline"
-        for label, w in (("Stage", 9), ("At", 8), ("Took", 13), ("Detail", 40)):
+        for label, w in (("Stage", 10), ("At", 8), ("Took", 13), ("Detail", 40)):
             tl.add_column(label, width=w)
         files = self.query_one("#files", DataTable)
         files.border_title = "Files fetched"
-        for label, w in (("File", 40), ("Via", 4), ("Size", 7), ("Result", 12)):
+        for label, w in (("File", 30), ("Kind", 10), ("Via", 4), ("Got", 13), ("Result", 30)):
             files.add_column(label, width=w)
 
     def show(self, changed: dict[str, set[str]], full: bool) -> None:

@@ -17,10 +17,10 @@ from screens.widgets import Column, LiveTable
 
 COLUMNS = (
     Column("mac", "MAC", 17), Column("ip", "IP", 15), Column("fw", "Firmware", 8),
-    Column("stage", "Stage", 9), Column("progress", "Progress", 11),
+    Column("stage", "Stage", 10), Column("progress", "Progress", 11),
     Column("last", "Last event", 24), Column("diag", "Diagnosis", 48),
 )
-STAGE_STYLE = {"stuck": "bold red", "failed": "bold red", "booted": "green", "installed": "green"}
+STAGE_STYLE = {"booted": "green", "installed": "green"}
 
 
 def ip_order(ip: str | None) -> Any:
@@ -49,7 +49,7 @@ class ClientsScreen(PxeScreen):
             return None
         return (
             c.mac, c.ip or "-", fmt.firmware(c.firmware, c.arch),
-            Text(c.stage or "new", STAGE_STYLE.get(c.stage, "")),
+            Text(c.stage or "new", "bold red" if c.diagnosis else STAGE_STYLE.get(c.stage, "")),
             fmt.bar(c.progress, 6) + " " + fmt.percent(c.progress),
             f"{fmt.clock(c.ts)} {c.last_event}",
             Text(c.diagnosis, "yellow") if c.diagnosis else "",

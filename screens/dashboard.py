@@ -34,13 +34,16 @@ def services_table(state: EngineState) -> Table:
 def stages_text(state: EngineState) -> Text:
     t = Text(no_wrap=True)
     t.append(f"Clients: {len(state.clients)}", "bold")
-    t.append(f"   live transfers: {state.live_transfers()}\n")
+    t.append(f"   live transfers: {state.live_transfers()}")
+    trouble = state.clients_in_trouble()
+    if trouble:
+        t.append(f"   stuck: {trouble}", "bold red")
+    t.append("\n")
     counts = state.clients_by_stage()
     if not counts:
         t.append("no client has asked yet", "dim")
     for i, (stage, n) in enumerate(counts):
-        style = "bold red" if stage in ("stuck", "failed") else (
-            "green" if stage in ("booted", "installed") else "")
+        style = "green" if stage in ("booted", "installed") else ""
         t.append(f"{stage} ", style)
         t.append(str(n), "bold " + style if style else "bold")
         t.append("\n" if i % 3 == 2 else "   ")

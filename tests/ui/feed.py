@@ -32,7 +32,7 @@ def lab_feed() -> list[dict[str, Any]]:
                   server_mac="52:54:00:aa:bb:cc", offered="10.99.0.50"))
     out.append(ev("Alert", 1.5, service="supervisor", key="loader:uefi64", severity="error",
                   message="UEFI boot loader grubx64.efi is missing from the TFTP root"))
-    stages = ("dhcp", "tftp", "kernel", "booted", "stuck")
+    stages = ("discover", "ack", "bootloader", "kernel", "booted")
     for i in range(5):
         m = mac(i + 1)
         ip = f"10.99.0.{50 + i}"
@@ -40,14 +40,19 @@ def lab_feed() -> list[dict[str, Any]]:
                       server_ip="10.99.0.2", expires=T0 + 3600 + i, hostname=f"host{i}"))
         hist = [{"stage": s, "ts": T0 + 2 + i + j * 3, "detail": f"{s} step"}
                 for j, s in enumerate(stages[: (i % 5) + 1])]
+        stuck = i == 2
+        files = [{"id": f"f{i}", "source": "own", "protocol": "tftp", "path": "pxelinux.0",
+                  "kind": "bootloader", "size": 46000, "bytes": 46000, "status": "done"}]
+        if stuck:
+            files.append({"id": "k", "source": "own", "protocol": "tftp",
+                          "path": "iso/debian/live/vmlinuz", "kind": "kernel", "size": 8_000_000,
+                          "bytes": 1_500_000, "status": "failed", "reason": "timed out"})
         out.append(ev("ClientUpdate", 3 + i, service="tracker", mac=m, ip=ip,
-                      stage=stages[i % 5], stages=hist, firmware="" if i % 2 else "bios",
-                      arch=7 if i % 2 else 0, progress=[0.1, 0.3, 0.6, 1.0, 0.4][i],
-                      last_event=f"{stages[i % 5]} event",
-                      diagnosis="no TFTP request after the offer: check the boot file"
-                      if stages[i % 5] == "stuck" else "",
-                      files=[{"path": "pxelinux.0", "protocol": "tftp", "bytes": 46000,
-                              "status": "done"}] if i else []))
+                      stage=stages[i], stages=hist, firmware="" if i % 2 else "bios",
+                      arch=7 if i % 2 else 0, progress=[0.05, 0.15, 0.3, 0.6, 1.0][i],
+                      last_event=f"{stages[i]} event",
+                      diagnosis="the kernel download stopped at 19%: TFTP timed out" if stuck else "",
+                      files=files if i else []))
     out.append(ev("LeaseGranted", 8, service="dhcp", mac=mac(9), ip="10.99.0.120", ours=True,
                   expires=T0 + 3608))
     for i in range(3):

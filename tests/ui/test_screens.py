@@ -60,7 +60,7 @@ async def test_dashboard_services_stages_throughput_alerts():
         await settle(app, pilot)
         text = screen_text(app)
         assert "dhcp" in text and "67,4011" in text
-        assert "Clients: 5" in text and "stuck 1" in text
+        assert "Clients: 5" in text and "stuck: 1" in text and "bootloader 1" in text
         assert "peak 1.1M/s" in text
         assert "UEFI boot loader grubx64.efi is missing" in text
         assert "another DHCP server on the wire: 10.99.0.2" in text
@@ -98,16 +98,20 @@ async def test_clients_sort_by_column_keeps_the_selected_client():
         await pilot.press("f2")
         await settle(app, pilot)
         table = app.screen.query_one(LiveTable)
-        await pilot.press("down")  # client 2, progress 0.3
+        await pilot.press("down")  # client 2
         for _ in range(5):  # mac -> ip -> fw -> stage -> progress
             await pilot.press("s")
         assert table.sort_column == "progress"
         assert [table.get_cell(k, "mac").plain for k in table.keys_shown] == [
-            mac(1), mac(2), mac(5), mac(3), mac(4)]
+            mac(1), mac(2), mac(3), mac(4), mac(5)]
         assert table.selected_key() == mac(2)
         await pilot.press("r")
-        assert table.keys_shown[0] == mac(4)
+        assert table.keys_shown == [mac(5), mac(4), mac(3), mac(2), mac(1)]
         assert table.selected_key() == mac(2)
+        assert table.cursor_row == 3
+        await pilot.press("s")  # last event time
+        await pilot.press("s")  # diagnosis: the stuck client sorts last
+        assert table.sort_column == "diag" and table.keys_shown[-1] == mac(3)
 
 
 async def test_client_detail_timeline_files_diagnosis_and_actions():
@@ -115,34 +119,34 @@ async def test_client_detail_timeline_files_diagnosis_and_actions():
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("f2")
         await settle(app, pilot)
-        for _ in range(4):
-            await pilot.press("down")
-        await pilot.press("enter")
+        await pilot.press("down", "down", "enter")
         await pilot.pause()
         assert isinstance(app.screen, ClientDetailScreen)
         text = screen_text(app)
-        assert mac(5) in text and "10.99.0.54" in text
-        assert "Diagnosis: no TFTP request after the offer" in text
+        assert mac(3) in text and "10.99.0.52" in text
+        assert "Diagnosis: the kernel download stopped at 19%: TFTP timed out" in text
         timeline = app.screen.query_one("#timeline")
-        assert timeline.row_count == 5
-        assert [str(timeline.get_cell_at((i, 0))) for i in range(5)] == [
-            "dhcp", "tftp", "kernel", "booted", "stuck"]
+        assert [str(timeline.get_cell_at((i, 0))) for i in range(timeline.row_count)] == [
+            "discover", "ack", "bootloader"]
         assert str(timeline.get_cell_at((0, 2))) == "3.0s"
-        assert app.screen.query_one("#files").row_count == 1
+        assert str(timeline.get_cell_at((2, 2))).endswith("so far")
+        files = app.screen.query_one("#files")
+        assert [str(c) for c in files.get_row_at(1)] == [
+            "iso/debian/live/vmlinuz", "kernel", "tftp", "1.4M/7.6M", "failed: timed out"]
         await pilot.press("l")
         await pilot.press("f")
         await pilot.pause()
         assert source.sent[:2] == [
-            {"cmd": "set_host", "mac": mac(5), "boot_once": "local"},
-            {"cmd": "forget", "mac": mac(5)},
+            {"cmd": "set_host", "mac": mac(3), "boot_once": "local"},
+            {"cmd": "forget", "mac": mac(3)},
         ]
         await pilot.press("b")
         await pilot.pause()
         assert isinstance(app.screen, EntryPicker)
         await pilot.press(*"debian-live", "enter")
         await pilot.pause()
-        assert source.sent[-1] == {"cmd": "set_host", "mac": mac(5), "boot_once": "debian-live"}
-        source.push(ev("ClientForgotten", 50, mac=mac(5)))
+        assert source.sent[-1] == {"cmd": "set_host", "mac": mac(3), "boot_once": "debian-live"}
+        source.push(ev("ClientForgotten", 50, mac=mac(3)))
         await settle(app, pilot)
         assert "forgotten" in screen_text(app)
         await pilot.press("escape")

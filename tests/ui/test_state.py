@@ -25,13 +25,13 @@ def test_lab_feed_builds_every_table():
     assert s.transfers["t0"].status == "done" and s.transfers["t1"].status == "running"
     assert s.transfers["t1"].fraction == 0.6
     keys = set(s.alerts)
-    assert {"foreign-dhcp:10.99.0.2", "loader:uefi64", "stuck:52:54:00:00:00:05"} <= keys
+    assert {"foreign-dhcp:10.99.0.2", "loader:uefi64", "stuck:52:54:00:00:00:03"} <= keys
     assert s.sorted_alerts()[0].severity == "error"
 
 
 def test_apply_reports_tables_and_dirty_keys():
     s = EngineState()
-    changed = s.apply(ev("ClientUpdate", 1, mac="aa:bb:cc:dd:ee:01", stage="dhcp"))
+    changed = s.apply(ev("ClientUpdate", 1, mac="aa:bb:cc:dd:ee:01", stage="discover"))
     assert changed == {"logs", "clients", "alerts"}
     dirty = s.take_dirty()
     assert dirty["clients"] == {"aa:bb:cc:dd:ee:01"}
@@ -85,14 +85,16 @@ def test_finished_transfers_are_bounded_and_logs_are_a_ring():
 
 def test_forgotten_client_disappears_with_its_alert():
     s = fed(lab_feed())
-    s.apply(ev("ClientForgotten", 20, mac="52:54:00:00:00:05"))
-    assert "52:54:00:00:00:05" not in s.clients
-    assert "stuck:52:54:00:00:00:05" not in s.alerts
+    s.apply(ev("ClientForgotten", 20, mac="52:54:00:00:00:03"))
+    assert "52:54:00:00:00:03" not in s.clients
+    assert "stuck:52:54:00:00:00:03" not in s.alerts
 
 
 def test_clients_by_stage_follow_boot_order():
     s = fed(lab_feed())
-    assert [stage for stage, _ in s.clients_by_stage()] == ["dhcp", "tftp", "kernel", "booted", "stuck"]
+    assert [stage for stage, _ in s.clients_by_stage()] == [
+        "discover", "ack", "bootloader", "kernel", "booted"]
+    assert s.clients_in_trouble() == 1
 
 
 def test_disconnect_is_an_alert():
@@ -100,3 +102,10 @@ def test_disconnect_is_an_alert():
     s.disconnected("ConnectionResetError: peer went away")
     assert not s.connected
     assert "peer went away" in s.alerts["connection"].message
+
+
+def test_stuck_alert_follows_the_diagnosis():
+    s = fed(lab_feed())
+    assert "TFTP timed out" in s.alerts["stuck:52:54:00:00:00:03"].message
+    s.apply(ev("ClientUpdate", 30, mac="52:54:00:00:00:03", stage="kernel", diagnosis=""))
+    assert "stuck:52:54:00:00:00:03" not in s.alerts and s.clients_in_trouble() == 0
