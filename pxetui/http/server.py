@@ -386,10 +386,14 @@ class HttpServer:
         if not quiet:
             xfer.started()
         try:
-            await asyncio.get_running_loop().sock_sendall(sock, self._head(status, fields, keep) + body)
+            await self._sendall(sock, self._head(status, fields, keep) + body)
         except (ConnectionError, BrokenPipeError):
             if not quiet:
                 xfer.failed("client closed the connection", status)
+            return False
+        except TimeoutError:
+            if not quiet:
+                xfer.failed(f"client read nothing for {self.limits.send_timeout:g} s", status)
             return False
         xfer.done = len(body)
         if not quiet:
@@ -405,6 +409,12 @@ class HttpServer:
                  "Connection: keep-alive" if keep else "Connection: close", "", ""]
         return "\r\n".join(lines).encode("latin-1")
 
+    async def _sendall(self, sock: socket.socket, data: bytes) -> None:
+        """sock_sendall bounded by send_timeout: a client that pipelines requests and never
+        reads the answers must not hold its connection slot forever (TimeoutError)."""
+        async with asyncio.timeout(self.limits.send_timeout):
+            await asyncio.get_running_loop().sock_sendall(sock, data)
+
     async def _send_head_more(self, sock: socket.socket, head: bytes) -> None:
         """Send the head with MSG_MORE so it leaves in the same segment as the file's start."""
         try:
@@ -412,7 +422,7 @@ class HttpServer:
         except BlockingIOError:
             n = 0
         if n < len(head):
-            await asyncio.get_running_loop().sock_sendall(sock, head[n:])
+            await self._sendall(sock, head[n:])
 
     async def _sendfile(self, sock: socket.socket, fd: int, offset: int, count: int,
                         xfer: Transfer) -> None:
@@ -430,7 +440,7 @@ class HttpServer:
                   "X-Content-Type-Options: nosniff", *(extra or [])]
         if req is not None and req.method == "HEAD":
             body = b""
-        await asyncio.get_running_loop().sock_sendall(sock, self._head(status, fields, keep) + body)
+        await self._sendall(sock, self._head(status, fields, keep) + body)
 
     async def _refuse(self, sock: socket.socket, ip: str, err: HttpError, hint: str) -> None:
         """A request we cannot parse or that broke a limit: answer, then close gracefully."""

@@ -28,7 +28,7 @@ from netns import require_tool  # noqa: E402
 
 from pxetui.config import Config  # noqa: E402
 from pxetui.events import Event  # noqa: E402
-from pxetui.files import Client, Source  # noqa: E402
+from pxetui.files import Client, Source, virtual  # noqa: E402
 from pxetui.http.routes import Router  # noqa: E402
 from pxetui.http.server import HttpServer, Limits  # noqa: E402
 
@@ -632,3 +632,39 @@ def test_fifty_concurrent_keep_alive_clients(srv: Served, tree: dict[str, Any]):
         t.join(60)
     assert not errors, errors[:5]
     assert not any(t.is_alive() for t in threads)
+
+
+class Blob:
+    """A 64 KiB in-memory file: answers that go through sock_sendall, not sendfile."""
+
+    def lookup(self, path: str, client: Client) -> Source | None:
+        return virtual(path, b"b" * 65536) if path == "blob" else None
+
+
+def test_pipelining_client_that_never_reads_is_dropped(tree: dict[str, Any]):
+    """Pipelined requests whose answers are never read fill the socket buffers; the server
+    gives up after send_timeout instead of holding the connection slot forever."""
+    s = Served(tree["root"], FakeBoot([Blob()]), Limits(max_connections=8, send_timeout=1.0))
+    try:
+        with socket.create_connection(("127.0.0.1", s.port), timeout=5) as c:
+            c.setblocking(False)
+            req = b"GET /blob?mac=52:54:00:00:00:44 HTTP/1.1\r\nHost: x\r\n\r\n" * 50
+            deadline = time.monotonic() + 20
+            pending = b""
+            while not s.of("TransferFailed", mac="52:54:00:00:00:44") and time.monotonic() < deadline:
+                try:
+                    pending = pending or req
+                    pending = pending[c.send(pending):]  # whole requests only, never garbage
+                except BlockingIOError:  # the server stopped reading too: it is stuck sending
+                    time.sleep(0.05)
+                except ConnectionError:
+                    break
+            failed = s.wait("TransferFailed", timeout=10, mac="52:54:00:00:00:44")
+            assert failed.reason == "client read nothing for 1 s" and failed.path == "blob"
+            deadline = time.monotonic() + 5
+            while s.server.active and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert s.server.active == 0
+        assert get(s, "/small.txt")[2] == b"hello\n"
+    finally:
+        s.stop()
