@@ -127,7 +127,7 @@ def debian_live(iso: _Iso) -> Detection | None:
             break
     label = iso.label("Debian live")
     note = _ram_note(iso, squash)
-    args = f"boot=live components fetch={iso.tree}/{squash} ip=dhcp"
+    args = f"boot=live components fetch={iso.tree}/{squash}"  # live-boot brings the network up
     e = Entry(id=iso.name, label=label, kernel=iso.served(kernel), initrds=[iso.served(initrd)],
               args=args, archs=BOTH, source_iso=iso.name, notes=note)
     return Detection("debian-live", label, [e], root_fs=squash, notes=[note])
