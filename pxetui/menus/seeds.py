@@ -71,4 +71,12 @@ def get_seed(conn: sqlite3.Connection, mac: str | None, name: str) -> bytes | No
         except ValueError:
             return None
     row = conn.execute("SELECT data FROM menu_seeds WHERE scope = ? AND name = ?", (scope, name)).fetchone()
-    return bytes(row[0]) if row else None
+    if row is not None:
+        return bytes(row[0])
+    if name.endswith("meta-data"):
+        # cloud-init's nocloud-net needs meta-data next to user-data; empty is valid.
+        sibling = name[: -len("meta-data")] + "user-data"
+        if conn.execute("SELECT 1 FROM menu_seeds WHERE scope = ? AND name = ?",
+                        (scope, sibling)).fetchone():
+            return b""
+    return None

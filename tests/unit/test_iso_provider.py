@@ -166,6 +166,9 @@ def test_seeds_per_entry_and_per_mac(cfg: Config, tmp_path: Path) -> None:
     assert seed_file(cfg, None, "srv/user-data") == b"#cloud-config\n"
     assert seed_file(cfg, "52:54:00:00:00:02", "user-data") == b"#cloud-config\nhostname: one\n"
     assert seed_file(cfg, "52:54:00:00:00:03", "user-data") is None
+    assert seed_file(cfg, None, "srv/meta-data") == b""  # nocloud-net needs it; empty is valid
+    assert seed_file(cfg, "52:54:00:00:00:02", "meta-data") == b""
+    assert seed_file(cfg, None, "srv/vendor-data") is None
     provider._STATES.clear()
     res = Resolver(cfg.tftp_root, virtual_providers(cfg))
     grub = text(res, "grub/grub.cfg")
