@@ -1,4 +1,5 @@
-"""`pxetui import FILE.iso`, `pxetui isos`, and `pxetui menu show|render|set|import-pxelinux|loaders`."""
+"""`pxetui import FILE.iso`, `pxetui isos`, `pxetui seed`, and
+`pxetui menu show|render|set|import-pxelinux|loaders`."""
 
 from __future__ import annotations
 
@@ -170,6 +171,31 @@ def cmd_menu(args: argparse.Namespace) -> int:
         conn.close()
 
 
+def cmd_seed(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pxetui import store
+    from pxetui.menus.model import MenuError
+    from pxetui.menus.seeds import set_seed
+
+    cfg = _config(args)
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as exc:
+        print(f"pxetui seed: {args.file}: {exc.strerror}", file=sys.stderr)
+        return 1
+    conn = store.connect(cfg.db_path)
+    try:
+        served = set_seed(conn, args.name or Path(args.file).name, data, entry=args.entry, mac=args.mac)
+    except (MenuError, ValueError) as exc:
+        print(f"pxetui seed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        conn.close()
+    print(f"stored; served as {served}")
+    return 0
+
+
 def _menu_set(conn: object, args: argparse.Namespace) -> int:
     from pxetui.menus import model
 
@@ -218,6 +244,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--remove", metavar="NAME", help="remove an image and its menu entries")
     _common(i)
     i.set_defaults(func=cmd_isos)
+
+    sd = sub.add_parser("seed", help="store an autoinstall/preseed/kickstart seed for an entry or a machine")
+    who = sd.add_mutually_exclusive_group(required=True)
+    who.add_argument("--entry", help="menu entry id (switches on its unattended arguments)")
+    who.add_argument("--mac", help="one machine's MAC address")
+    sd.add_argument("file", help="the seed file (user-data, preseed.cfg, ks.cfg ...)")
+    sd.add_argument("--name", help="served name (default: the file's name)")
+    _common(sd)
+    sd.set_defaults(func=cmd_seed)
 
     m = sub.add_parser("menu", help="show, render or import the boot menu")
     m.add_argument("action", choices=("show", "render", "set", "import-pxelinux", "loaders"))

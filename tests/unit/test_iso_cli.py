@@ -63,3 +63,15 @@ def test_import_pxelinux(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     px = capsys.readouterr().out
     assert "MENU TITLE Debian GNU/Linux installer menu (BIOS mode)" in px
     assert "LINUX debian-installer/amd64/linux" in px and "DEFAULT install" in px
+
+
+def test_seed_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = str(tmp_path / "state")
+    seed = tmp_path / "user-data"
+    seed.write_text("#cloud-config\n")
+    assert main(["seed", "--mac", "52:54:00:aa:bb:cc", str(seed), "--state-dir", state]) == 0
+    assert "served as seed/52:54:00:aa:bb:cc/user-data" in capsys.readouterr().out
+    assert main(["seed", "--entry", "nope", str(seed), "--state-dir", state]) == 1
+    assert "no menu entry 'nope'" in capsys.readouterr().err
+    assert main(["seed", "--mac", "not-a-mac", str(seed), "--state-dir", state]) == 1
+    assert "not a MAC address" in capsys.readouterr().err
