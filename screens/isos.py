@@ -64,6 +64,7 @@ class IsosScreen(PxeScreen):
     NAV_MODE = "isos"
     WATCH = frozenset({"library"})
     BINDINGS = [Binding("ctrl+o", "import_iso", "Import")]
+    AUTO_FOCUS = "#iso-tree"  # arrows pick a file at once; the path field is one Tab away
 
     def __init__(self, start_dir: str | None = None) -> None:
         super().__init__()
