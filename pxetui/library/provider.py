@@ -93,11 +93,14 @@ class LibraryState:
         isos: dict[str, _Iso] = {}
         for rec in library.list_isos(conn):
             old = self.isos.get(rec.name)
+            # Leases and overrides share the database: most changes are not the library's,
+            # so a stored index already loaded is kept (it changes only with a new import).
             if old is not None and old.record.imported == rec.imported:
-                files = old.files
+                files, lower = old.files, old.lower
             else:
                 files = library.load_files(conn, rec.name)
-            isos[rec.name] = _Iso(rec, files, {p.lower(): p for p in files}, rec.changed())
+                lower = {p.lower(): p for p in files}
+            isos[rec.name] = _Iso(rec, files, lower, rec.changed())
         self.isos = isos
 
     def per_mac_default(self, mac: str | None) -> str | None:
