@@ -199,6 +199,7 @@ def perfdhcp(client: Netns, server: str, rate: int, seconds: int) -> Result:
         return Result(server, rate, 0.0, 0, 0, f"unreadable perfdhcp output: {out[-300:]!r}")
     sent = blocks["DISCOVER-OFFER"][0]
     acked = blocks["REQUEST-ACK"][1]
+
     # perfdhcp's own "Rate:" line divides by the run plus the exit wait; the offered load is
     # the DISCOVERs it managed to send in the period.
     return Result(server, rate, sent / seconds, sent, acked)

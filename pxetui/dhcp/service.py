@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import ipaddress
 import socket
 import sqlite3
@@ -162,8 +163,8 @@ async def run(ctx: ServiceContext) -> None:
         return
     conn = dbstore.connect(cfg.db_path)
     store = open_store(cfg, conn)
-    now = time.time()
-    restored = store.restored(now)
+    # Leases are ours to announce only when we hand them out (not in proxy mode).
+    restored = store.restored(time.time()) if mode == "full" else []
     for lease in restored:
         ctx.emit(LeaseGranted(mac=lease.mac, ip=lease.address, expires=lease.expires,
                               hostname=lease.hostname, server_ip=cfg.server_ip))
@@ -175,6 +176,9 @@ async def run(ctx: ServiceContext) -> None:
         dbstore.clear_boot_once(conn, mac)
 
     server = DhcpServer(cfg, store, policy, mode, ctx.emit, boot_once_used)
+    # The restored leases live as long as the process: keep them out of every future full
+    # collection (a pause there is a burst of requests waiting in the socket queue).
+    gc.freeze()
     ports = [SERVER_PORT] + ([PXE_PORT] if mode == "proxy" else [])
     socks = [open_socket(cfg.interface, p) for p in ports]
     loop = asyncio.get_running_loop()
