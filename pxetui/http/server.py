@@ -39,12 +39,12 @@ from pxetui.http.semantics import (
     not_modified,
     precondition_failed,
 )
+from pxetui.http.sendfile import FileSender, ShortFile
 from pxetui.http.transfer import Transfer
 
 SERVER = f"pxetui/{__version__}"
 RECV_SIZE = 65536
 MAX_DISCARD = 65536  # request body bytes we read and drop before refusing with 413
-SENDFILE_MAX = 1 << 30  # Linux sends at most ~2 GiB per call anyway
 LINGER = 1.0  # seconds to drain a refused client so our error is not lost to a RST
 
 REASONS = {
@@ -65,81 +65,6 @@ class Limits:
     header_timeout: float = 10.0  # whole request head, from accept or from its first byte
     idle_timeout: float = 30.0  # keep-alive wait for the next request
     send_timeout: float = 60.0  # a client that reads nothing for this long is dropped
-
-
-class _ShortFile(Exception):
-    """The file ended before Content-Length bytes (truncated while being served)."""
-
-
-class _FileSender:
-    """os.sendfile driven by a writer callback: one registration for the whole transfer and
-    one sendfile call per writable event, so no future, task switch or epoll_ctl per chunk
-    (awaiting writability per chunk cost twice nginx's CPU with 20 clients), and connections
-    take turns fairly. Resolves `done` when `count` bytes are sent, or with the error."""
-
-    def __init__(self, out: int, fd: int, offset: int, count: int, xfer: Transfer,
-                 timeout: float) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.out, self.fd, self.offset, self.count = out, fd, offset, count
-        self.xfer, self.timeout = xfer, timeout
-        self.sent = 0
-        self.done: asyncio.Future[None] = self.loop.create_future()
-        self._last = self.loop.time()
-        self._watch: asyncio.TimerHandle | None = None
-        self._registered = False
-
-    def start(self) -> asyncio.Future[None]:
-        if self.count <= 0:
-            self.done.set_result(None)
-            return self.done
-        self.loop.add_writer(self.out, self._step)
-        self._registered = True
-        self._watch = self.loop.call_later(self.timeout, self._watchdog)
-        return self.done
-
-    def stop(self) -> None:
-        if self._registered:
-            self._registered = False
-            self.loop.remove_writer(self.out)
-        if self._watch is not None:
-            self._watch.cancel()
-            self._watch = None
-
-    def _step(self) -> None:
-        if self.done.done():
-            return
-        try:
-            n = os.sendfile(self.out, self.fd, self.offset + self.sent,
-                            min(self.count - self.sent, SENDFILE_MAX))
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:  # EPIPE, ECONNRESET: the client went away
-            self._finish(exc)
-            return
-        if n == 0:
-            self._finish(_ShortFile())
-            return
-        self.sent += n
-        self._last = self.loop.time()
-        self.xfer.progress(self.sent)
-        if self.sent >= self.count:
-            self._finish(None)
-
-    def _watchdog(self) -> None:
-        idle = self.loop.time() - self._last
-        if idle >= self.timeout:
-            self._finish(TimeoutError())
-        else:
-            self._watch = self.loop.call_later(self.timeout - idle, self._watchdog)
-
-    def _finish(self, exc: BaseException | None) -> None:
-        self.stop()
-        if self.done.done():
-            return
-        if exc is None:
-            self.done.set_result(None)
-        else:
-            self.done.set_exception(exc)
 
 
 class HttpServer:
@@ -369,7 +294,7 @@ class HttpServer:
             xfer.failed(f"client read nothing for {self.limits.send_timeout:g} s "
                         f"after {xfer.done} of {length} bytes", status)
             return False
-        except _ShortFile:
+        except ShortFile:
             xfer.failed(f"file shrank while being sent ({xfer.done} of {length} bytes)", status)
             return False
         except OSError as exc:  # EIO reading the file, and the like
@@ -426,7 +351,7 @@ class HttpServer:
 
     async def _sendfile(self, sock: socket.socket, fd: int, offset: int, count: int,
                         xfer: Transfer) -> None:
-        sender = _FileSender(sock.fileno(), fd, offset, count, xfer, self.limits.send_timeout)
+        sender = FileSender(sock.fileno(), fd, offset, count, xfer, self.limits.send_timeout)
         try:
             await sender.start()
         finally:
