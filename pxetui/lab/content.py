@@ -6,8 +6,9 @@ installer's own initrd (so they match that kernel), and an /init that prints MAR
 serial console, gets an address with udhcpc, calls `<http>/callback/booted?mac=...` and powers
 off. Built once per source version into a cache directory.
 
-Also here: the boot loaders from their Debian packages (pxelinux, GRUB, shim, iPXE) and the
-paths of the Debian installer netboot tree and the memtest86+ ISO.
+Also here: the Debian installer netboot tree (copied as it is), the memtest86+ ISO's path, and
+the menu entries the lab puts into pxetui's own menu model. Boot loaders are not copied:
+pxetui.loaders serves them from their Debian packages.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from pxetui.lab import cpio
 from pxetui.lab.network import LabError
+from pxetui.menus.model import Entry, Menu
 
 DI_ROOT = Path("/usr/lib/debian-installer/images/12/amd64/text")
 DI_ARCH = DI_ROOT / "debian-installer/amd64"
@@ -31,30 +33,20 @@ MEMTEST_ISO = Path("/usr/lib/memtest86+/memtest86+x64.iso")
 MARKER = "PXETUI-LAB-BOOTED"
 CALLBACK_OK = "PXETUI-LAB-CALLBACK-OK"
 SECUREBOOT_ON = "PXETUI-LAB-SECUREBOOT-ON"
-# The installer's first question (localechooser), as drawn on the serial console.
-INSTALLER_MARKER = "Select a language"
+# The title prefix of the installer's first screen as its newt frontend draws it on the serial
+# console: "[!!] Select a language", or "[!!] Low memory" below ~780 MB of RAM.
+INSTALLER_MARKER = "[!!] "
+# memtest86+ 6 mirrors its screen on the serial console given console=ttyS0 (its ISO entry).
+MEMTEST_MARKER = "Memtest86+ v"  # its own header (the menu label is plain "Memtest86+")
 
 # Load order matters (insmod does no dependency resolution): virtio core, then the PCI
 # transport, then failover before virtio_net. e1000 for QEMU's default NIC.
 MODULES = ("virtio", "virtio_ring", "virtio_pci_legacy_dev", "virtio_pci_modern_dev",
            "virtio_pci", "failover", "net_failover", "virtio_net", "e1000")
 
-# Debian package -> file, for every boot loader the lab serves.
-LOADERS: dict[str, tuple[Path, str]] = {
-    "pxelinux.0": (Path("/usr/lib/PXELINUX/pxelinux.0"), "pxelinux"),
-    "ldlinux.c32": (Path("/usr/lib/syslinux/modules/bios/ldlinux.c32"), "syslinux-common"),
-    # grubnetx64 is Debian's signed network GRUB: monolithic (no module loading under
-    # Secure Boot); it reads (tftp)/grub/grub.cfg from the server that sent it.
-    "grubx64.efi": (Path("/usr/lib/grub/x86_64-efi-signed/grubnetx64.efi.signed"),
-                    "grub-efi-amd64-signed"),
-    # shim finds grubx64.efi next to itself, from the BOOTP file field (REFERENCE.md).
-    "shimx64.efi": (Path("/usr/lib/shim/shimx64.efi.signed"), "shim-signed"),
-    "undionly.kpxe": (Path("/usr/lib/ipxe/undionly.kpxe"), "ipxe"),
-    "snponly.efi": (Path("/usr/lib/ipxe/snponly.efi"), "ipxe"),
-    "ipxe.efi": (Path("/usr/lib/ipxe/ipxe.efi"), "ipxe"),
-}
-
-GRUB_PREFIX = "grub"
+# The boot loaders the lab's boot paths need; pxetui.loaders serves them from their packages.
+LOADERS = ("pxelinux.0", "ldlinux.c32", "menu.c32", "libutil.c32", "grubx64.efi", "shimx64.efi",
+           "snponly.efi")
 
 INIT = r"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -97,10 +89,10 @@ class Busybox:
     kernel: str  # paths relative to the served root
     initrd: str
 
-    def cmdline(self, http_base: str) -> str:
-        # console=ttyS0: the marker must reach the serial console the lab records.
-        # pxetui_http (no dot) is passed to nothing but read by /init from /proc/cmdline.
-        return f"console=ttyS0 loglevel=3 pxetui_http={http_base}"
+    # console=ttyS0: the marker must reach the serial console the lab records. pxetui_http
+    # (no dot: not a module parameter) is read by /init from /proc/cmdline; `{http}` is filled
+    # in by pxetui's menu renderer with the address the client asked on.
+    args: str = "console=ttyS0 loglevel=3 pxetui_http={http}"
 
 
 def _need(path: Path, package: str) -> Path:
@@ -164,21 +156,6 @@ def _copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def _write(path: Path, text: str) -> None:
-    """Replace `path` with a new file: it may be a hard link to a packaged file (see _copy),
-    which must never be written through."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".new")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
-def install_loaders(root: Path, names: tuple[str, ...] = tuple(LOADERS)) -> None:
-    for name in names:
-        src, package = LOADERS[name]
-        _copy(_need(src, package), root / name)
-
-
 def install_busybox(root: Path, cache_dir: Path) -> Busybox:
     """Kernel and initrd under `root/lab/`."""
     initrd = build_initrd(cache_dir)
@@ -188,7 +165,9 @@ def install_busybox(root: Path, cache_dir: Path) -> Busybox:
 
 
 def install_debian_installer(root: Path) -> None:
-    """The netboot tree as it is (files, not symlinks, so confinement keeps them)."""
+    """The netboot tree as it is (files, not symlinks, so confinement keeps them). The tree's
+    top-level `pxelinux.cfg` is a symlink to a directory and is not copied: pxetui renders
+    pxelinux.cfg/default from its menu model instead."""
     _need(DI_ROOT, "debian-installer-12-netboot-amd64")
     for dirpath, _dirs, files in os.walk(DI_ROOT):
         for f in files:
@@ -199,28 +178,25 @@ def install_debian_installer(root: Path) -> None:
             _copy(src.resolve(), root / rel)
 
 
-def write_menus(root: Path, bb: Busybox, http_base: str) -> None:
-    """Hand-written menus for the busybox content: PXELINUX (BIOS), GRUB (UEFI), iPXE."""
-    args = bb.cmdline(http_base)
-    _write(root / "pxelinux.cfg/default",
-        f"SERIAL 0 115200\nDEFAULT lab\nTIMEOUT 1\nPROMPT 0\n"
-        f"LABEL lab\n  KERNEL {bb.kernel}\n  INITRD {bb.initrd}\n  APPEND {args}\n")
-    grub = (f"set timeout=0\nmenuentry lab {{\n  linux /{bb.kernel} {args}\n"
-            f"  initrd /{bb.initrd}\n}}\n")
-    _write(root / GRUB_PREFIX / "grub.cfg", grub)
-    _write(root / "boot.ipxe",
-        f"#!ipxe\nkernel {http_base}/{bb.kernel} {args}\ninitrd {http_base}/{bb.initrd}\nboot\n")
+def busybox_menu(bb: Busybox) -> Menu:
+    entry = Entry(id="lab-busybox", label="pxetui lab: kernel + busybox initrd", kernel=bb.kernel,
+                  initrds=[bb.initrd], args=bb.args, archs=["bios", "uefi64"])
+    return lab_menu(entry)
 
 
-def write_installer_menus(root: Path, http_base: str) -> None:
-    """Menus for the installer tree that add `console=ttyS0` so its first screen reaches the
-    serial console: PXELINUX (replacing the tree's graphical menu) and iPXE over HTTP (the
-    40 MB initrd is much faster over HTTP than over TFTP under TCG)."""
-    kernel, initrd = "debian-installer/amd64/linux", "debian-installer/amd64/initrd.gz"
-    args = "console=ttyS0,115200 priority=high"
-    _write(root / "pxelinux.cfg/default",
-        f"SERIAL 0 115200\nDEFAULT install\nTIMEOUT 1\nPROMPT 0\n"
-        f"LABEL install\n  KERNEL {kernel}\n  INITRD {initrd}\n  APPEND {args} ---\n")
-    _write(root / "boot.ipxe",
-        f"#!ipxe\nkernel {http_base}/{kernel} initrd=initrd.gz {args} ---\n"
-        f"initrd --name initrd.gz {http_base}/{initrd}\nboot\n")
+def installer_menu() -> Menu:
+    """The installer tree's kernel and initrd with `console=ttyS0`, so its first screen is
+    drawn on the serial console (its own menu sends it to the VGA screen)."""
+    entry = Entry(id="debian-installer", label="Debian installer (netboot tree)",
+                  kernel="debian-installer/amd64/linux", initrds=["debian-installer/amd64/initrd.gz"],
+                  args="console=ttyS0,115200 priority=high ---", archs=["bios", "uefi64"])
+    return lab_menu(entry)
+
+
+def lab_menu(entry: Entry, menu: Menu | None = None) -> Menu:
+    """`entry` as the default with a 1 s timeout (0 would wait for a key), menus on serial."""
+    menu = menu or Menu()
+    if menu.get(entry.id) is None:
+        menu.add(entry)
+    menu.default, menu.timeout, menu.serial = entry.id, 1, "0 115200"
+    return menu

@@ -22,10 +22,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from pxetui import store
 from pxetui.lab import content, qemu
 from pxetui.lab.network import LabError, LabNetwork, Namespace
+from pxetui.menus import model
 
-CONTENTS = ("busybox", "debian-installer")
+CONTENTS = ("busybox", "debian-installer", "memtest")
 ENGINE_START_TIMEOUT = 30.0
 
 
@@ -130,21 +132,59 @@ class Lab:
 
     # -- build --------------------------------------------------------------------------
     def prepare_content(self) -> None:
+        """Files under the served root, and pxetui's own boot menu (stored in the engine's
+        state database) pointing at them; pxetui renders PXELINUX, GRUB and iPXE menus and
+        serves the boot loaders from their Debian packages."""
         t0 = time.monotonic()
         self.root.mkdir(parents=True, exist_ok=True)
-        content.install_loaders(self.root)
+        self.engine_state.mkdir(parents=True, exist_ok=True)
         if self.opts.content == "busybox":
             self.bb = content.install_busybox(self.root, self.opts.state_dir / "cache")
-            content.write_menus(self.root, self.bb, self.http_base)
+            self._save_menu(content.busybox_menu(self.bb))
         elif self.opts.content == "debian-installer":
             content.install_debian_installer(self.root)
-            content.write_installer_menus(self.root, self.http_base)
+            self._save_menu(content.installer_menu())
+        else:
+            self._import_memtest()
         self.timings["content"] = time.monotonic() - t0
 
+    def _save_menu(self, menu: model.Menu) -> None:
+        conn = store.connect(self.engine_state / "pxetui.db")
+        try:
+            with conn:
+                model.save_menu(conn, menu)
+        finally:
+            conn.close()
+
+    def _import_memtest(self) -> None:
+        """`pxetui import` of Debian's memtest86+ ISO: its files are served out of the .iso."""
+        iso = content.MEMTEST_ISO
+        if not iso.exists():
+            raise LabError(f"{iso} is missing: install the Debian package memtest86+")
+        r = subprocess.run([sys.executable, "-m", "pxetui", "import", str(iso), "--name", "memtest",
+                            "--state-dir", str(self.engine_state), "-q"],
+                           capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            raise LabError(f"pxetui import {iso} failed: {r.stderr.strip() or r.stdout.strip()}")
+        conn = store.connect(self.engine_state / "pxetui.db")
+        try:
+            menu = model.load_menu(conn)
+        finally:
+            conn.close()
+        kind = "bios" if self.opts.firmware == "bios" else "uefi64"
+        entry = next((e for e in menu.entries if e.source_iso == "memtest" and kind in e.archs), None)
+        if entry is None:
+            raise LabError(f"pxetui import made no {kind} entry for {iso}: {[e.id for e in menu.entries]}")
+        self._save_menu(content.lab_menu(entry, menu))
+
     def boot_files(self) -> dict[str, str]:
-        files = {"bios": "pxelinux.0", "uefi64": "grubx64.efi"}
+        files = {"bios": "pxelinux.0"}
         if self.opts.firmware == "secureboot":
             files["uefi64"] = "shimx64.efi"
+        elif self.opts.dhcp == "full":
+            files["uefi64"] = "grubx64.efi"
+        # (proxyDHCP, UEFI: pxetui's policy chains iPXE; REFERENCE.md: GRUB 2.06 under
+        # proxyDHCP looks for grub.cfg on the wrong server)
         files.update(self.opts.boot_files)
         return files
 
@@ -265,6 +305,7 @@ class Lab:
 MARKERS = {
     "busybox": content.MARKER,
     "debian-installer": content.INSTALLER_MARKER,
+    "memtest": content.MEMTEST_MARKER,
 }
 
 

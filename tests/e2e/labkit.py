@@ -15,6 +15,7 @@ from netns import require, require_root, require_tool
 from pxetui.lab import content
 from pxetui.lab.qemu import OVMF_DIR
 from pxetui.lab.run import Lab, LabOptions
+from pxetui.loaders import find_loaders
 
 STAGE_ORDER = ("discover", "offer", "ack", "bootloader", "menu", "kernel", "initrd", "rootfs", "booted")
 TIMES = Path(os.environ.get("PXETUI_E2E_TIMES", "/tmp/pxetui-e2e-times.jsonl"))
@@ -27,9 +28,12 @@ def require_lab(firmware: str = "bios") -> None:
     for path, pkg in (
         (content.KERNEL, "debian-installer-12-netboot-amd64"),
         (content.BUSYBOX, "busybox-static"),
-        *[(src, pkg) for src, pkg in content.LOADERS.values()],
+        (content.MEMTEST_ISO, "memtest86+"),
     ):
         require(path.exists(), f"needs {path} (Debian package {pkg})")
+    found = find_loaders()
+    missing = [n for n in content.LOADERS if found.path(n) is None]
+    require(not missing, f"needs boot loaders {missing} (pxetui doctor names their packages)")
     if firmware == "bios":
         require(Path("/usr/share/qemu/efi-virtio.rom").exists() or bool(shutil.which("qemu-system-x86_64")) and
                 Path("/usr/lib/ipxe/qemu/efi-virtio.rom").exists(), "needs the iPXE ROMs (ipxe-qemu)")
@@ -53,12 +57,18 @@ class Booted:
         assert ups, f"the tracker reported nothing for {self.mac}"
         return [s["stage"] for s in ups[-1]["stages"]]
 
-    def assert_timeline(self, *required: str) -> list[str]:
-        """Stages in order, the required ones present, and no diagnosis raised on the way."""
+    def assert_timeline(self, *required: str, booted: bool = True,
+                        base: tuple[str, ...] | None = None) -> list[str]:
+        """Stages in order, the required ones present, and no diagnosis raised on the way.
+
+        `booted=False` for systems that cannot call back (the installer, memtest): their
+        timeline ends at the kernel (and initrd) stage."""
         stages = self.timeline()
         idx = [STAGE_ORDER.index(s) for s in stages]
         assert idx == sorted(idx) and len(set(idx)) == len(idx), f"stages out of order: {stages}"
-        missing = [s for s in ("discover", "ack", "kernel", "initrd", "booted", *required) if s not in stages]
+        if base is None:
+            base = ("discover", "ack", "kernel", "initrd", "booted") if booted else ("discover", "ack")
+        missing = [s for s in (*base, *required) if s not in stages]
         assert not missing, f"timeline {stages} lacks {missing}"
         diagnoses = {u["diagnosis"] for u in self.of("ClientUpdate", mac=self.mac) if u.get("diagnosis")}
         assert not diagnoses, f"the tracker diagnosed a healthy boot: {diagnoses}"

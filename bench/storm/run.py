@@ -1,0 +1,158 @@
+"""Boot storm benchmark: N simulated clients (pxetui.lab.storm: DHCP, boot loader over TFTP,
+kernel + initrd over HTTP) started at once against dnsmasq (DHCP + TFTP) plus nginx (HTTP),
+and against pxetui, on the lab network (pxetui.lab.network: namespaces only, never the host's
+interfaces). Same files, same clients, interleaved rounds; prints time-to-all-booted for both
+and the ratio (pxetui / anchor: below 1 means pxetui is faster).
+
+nginx runs one worker (pxetui's HTTP service is one process); dnsmasq is single-threaded.
+
+usage: sudo python bench/storm/run.py [--clients 100] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent.parent))
+
+from pxetui.lab import content  # noqa: E402
+from pxetui.lab.network import LabNetwork, Namespace  # noqa: E402
+from pxetui.lab.run import Lab, LabOptions  # noqa: E402
+
+NGINX_CONF = """daemon off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen {ip}:80;
+        root {root};
+    }}
+}}
+"""
+
+
+def wait_port(ns: Namespace, proto: str, port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    flag = "-ltn" if proto == "tcp" else "-lun"
+    while time.monotonic() < deadline:
+        out = ns.run("ss", "-H", flag, f"sport = :{port}", check=False).stdout
+        if out.strip():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on {proto} {port} in {ns.name}")
+
+
+def run_storm(peer: Namespace, clients: int) -> dict:
+    p = peer.popen([sys.executable, "-m", "pxetui.lab.storm", "--clients", str(clients),
+                    "--timeout", "240"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = p.communicate(timeout=300)
+    if not out:
+        raise RuntimeError(f"storm printed nothing: {err.decode(errors='replace')[-1500:]}")
+    r = json.loads(out)
+    failed = [c for c in r["clients"] if c["error"] or not c["t_initrd"]]
+    r["failed"] = len(failed)
+    if failed:
+        print(f"  {len(failed)} clients failed, e.g. {failed[0]['error']}", file=sys.stderr)
+    return r
+
+
+def anchor_round(root: Path, work: Path, clients: int) -> dict:
+    """dnsmasq (DHCP + TFTP, blksize as the client asks) and nginx (HTTP)."""
+    net = LabNetwork()
+    try:
+        net.create()
+        base = net.subnet_base
+        work.mkdir(parents=True, exist_ok=True)
+        for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (work / d).mkdir(exist_ok=True)
+        conf = work / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(tmp=work, ip=net.server_ip, root=root))
+        net.ns.popen(["nginx", "-c", str(conf), "-p", str(work)])
+        net.ns.popen(["/usr/sbin/dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0",
+                      f"--interface={net.bridge}", "--bind-interfaces", f"--dhcp-range={base}.10,{base}.250,1h",
+                      "--dhcp-boot=pxelinux.0", "--enable-tftp", f"--tftp-root={root}",
+                      f"--dhcp-leasefile={work / 'leases'}", "--dhcp-lease-max=1000",
+                      "--tftp-max=1000", "--quiet-dhcp", "--quiet-tftp"])
+        wait_port(net.ns, "tcp", 80)
+        wait_port(net.ns, "udp", 67)
+        peer = net.add_peer()
+        return run_storm(peer, clients)
+    finally:
+        net.destroy()
+
+
+def pxetui_round(work: Path, clients: int) -> dict:
+    lab = Lab(LabOptions(state_dir=work, capture=True))
+    try:
+        lab.start()
+        peer = lab.net.add_peer()
+        return run_storm(peer, clients)
+    finally:
+        lab.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--clients", type=int, default=100)
+    ap.add_argument("--rounds", type=int, default=3)
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        print("bench/storm: needs root for network namespaces", file=sys.stderr)
+        return 2
+    for tool in ("nginx", "/usr/sbin/dnsmasq", "ss"):
+        if shutil.which(tool) is None and not Path(tool).exists():
+            print(f"bench/storm: {tool} is missing (Debian: nginx-light, dnsmasq-base, iproute2)", file=sys.stderr)
+            return 2
+    tmp = Path(tempfile.mkdtemp(prefix="pxetui-storm-"))
+    try:
+        # The anchor serves real files: the same kernel and initrd as the lab, and PXELINUX.
+        root = tmp / "anchor-root"
+        bb = content.install_busybox(root, tmp / "cache")
+        shutil.copyfile("/usr/lib/PXELINUX/pxelinux.0", root / "pxelinux.0")
+        sizes = sum((root / p).stat().st_size for p in ("pxelinux.0", bb.kernel, bb.initrd))
+        print(f"storm: {a.clients} clients, each DHCP + pxelinux.0 over TFTP + kernel and initrd "
+              f"over HTTP ({sizes / 1e6:.1f} MB per client); {a.rounds} interleaved rounds; "
+              f"load average {os.getloadavg()[0]:.2f}")
+        times: dict[str, list[float]] = {"dnsmasq+nginx": [], "pxetui": []}
+        for i in range(a.rounds):
+            for name in times:
+                work = tmp / f"{name}-{i}"
+                r = anchor_round(root, work, a.clients) if name != "pxetui" else pxetui_round(work, a.clients)
+                ok = a.clients - r["failed"]
+                dhcp = max(c["t_dhcp"] for c in r["clients"])
+                print(f"  round {i + 1} {name:14s} all booted in {r['seconds']:6.2f} s "
+                      f"({ok}/{a.clients} ok, last DHCP at {dhcp:.2f} s)")
+                if r["failed"] == 0:
+                    times[name].append(r["seconds"])
+        med = {k: statistics.median(v) for k, v in times.items() if v}
+        for k, v in med.items():
+            print(f"{k:14s} time-to-all-booted median {v:.2f} s over {len(times[k])} rounds")
+        if len(med) == 2:
+            print(f"ratio pxetui / dnsmasq+nginx: {med['pxetui'] / med['dnsmasq+nginx']:.2f}")
+        return 0 if all(times.values()) else 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

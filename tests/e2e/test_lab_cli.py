@@ -1,0 +1,98 @@
+"""`pxetui lab --headless`: boots, and leaves nothing behind: not after a boot, not after
+Ctrl-C, not after the VM dies."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from labkit import require_lab
+from netns import REPO, wait_for
+
+from pxetui.lab import content
+
+pytestmark = [pytest.mark.qemu, pytest.mark.root, pytest.mark.timeout(420)]
+
+
+def start(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "pxetui", "lab", "--headless", "--state-dir",
+                             str(tmp_path), *args], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def namespace_of(p: subprocess.Popen[str]) -> str:
+    assert p.stdout is not None
+    first = p.stdout.readline()
+    m = re.search(r"namespace (pxlab[0-9a-f]+)", first)
+    assert m, f"no namespace in {first!r}"
+    return m.group(1)
+
+
+def namespaces() -> str:
+    return subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+
+
+def qemu_pids(ns: str) -> list[int]:
+    out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
+    pids = []
+    for pid in out.split():
+        try:
+            if "qemu-system" in Path(f"/proc/{pid}/cmdline").read_text():
+                pids.append(int(pid))
+        except OSError:
+            pass
+    return pids
+
+
+def finish(p: subprocess.Popen[str], timeout: float) -> str:
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        out, _ = p.communicate()
+        raise AssertionError(f"pxetui lab did not finish within {timeout}s:\n{out}") from None
+    return out
+
+
+def test_lab_headless_boot_then_gone(tmp_path: Path) -> None:
+    require_lab()
+    p = start(tmp_path, "--timeout", "300")
+    ns = namespace_of(p)
+    out = finish(p, 400)
+    assert p.returncode == 0, out
+    assert f"{content.MARKER!r} on the console" in out
+    assert content.CALLBACK_OK in (tmp_path / "lab/console.log").read_text(errors="replace")
+    assert ns not in namespaces()
+
+
+def test_lab_ctrl_c_tears_down(tmp_path: Path) -> None:
+    require_lab()
+    p = start(tmp_path)
+    ns = namespace_of(p)
+    pids = wait_for(lambda: qemu_pids(ns), timeout=60, what="the VM to start")
+    time.sleep(2)  # mid-boot
+    os.killpg(p.pid, signal.SIGINT)
+    out = finish(p, 30)
+    assert p.returncode == 130, out
+    assert ns not in namespaces()
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists(), f"QEMU {pid} survived Ctrl-C"
+
+
+def test_lab_vm_death_tears_down(tmp_path: Path) -> None:
+    require_lab()
+    p = start(tmp_path)
+    ns = namespace_of(p)
+    pids = wait_for(lambda: qemu_pids(ns), timeout=60, what="the VM to start")
+    os.kill(pids[0], signal.SIGKILL)  # the VM dies under the lab
+    out = finish(p, 30)
+    assert p.returncode == 1, out
+    assert "the VM exited" in out
+    assert ns not in namespaces()
