@@ -35,6 +35,8 @@ from screens.transfers import TransfersScreen
 
 REFRESH_SECONDS = 0.25  # at most 4 redraws a second
 YIELD_EVERY = 200  # events folded before letting the UI breathe
+RECONNECT_SECONDS = 2.0
+RECONNECT_TRIES = 1800  # an hour of trying, then the alert stays
 
 # (mode, key, alternative key, footer label, palette title)
 NAV = (
@@ -103,13 +105,28 @@ class PxetuiApp(App):
 
     @work(exclusive=True, group="feed", exit_on_error=False)
     async def consume(self) -> None:
-        """Fold the engine's events into the state; report a lost engine as an alert."""
+        """Fold the engine's events into the state; report a lost engine as an alert and,
+        when we know how to reach it again, reconnect (a restarted `pxetui serve`)."""
+        for attempt in range(RECONNECT_TRIES):
+            dropped = await self._consume_once(fresh=attempt > 0)
+            if dropped is None or self.source_factory is None:
+                break
+            self.source = None
+            await asyncio.sleep(RECONNECT_SECONDS)
+        self.feed_done.set()
+
+    async def _consume_once(self, fresh: bool) -> str | None:
+        """One connection's worth of events; the reason it ended (None: cancelled)."""
         n = 0
         try:
             if self.source is None:
                 if self.source_factory is None:
                     raise ConnectionError("no engine to attach to")
                 self.source = await open_source(self.source_factory)
+            if fresh:  # the replay rebuilds everything: forget what the old engine told us
+                self.state = EngineState()
+                for view in self.views:
+                    view.invalidate()
             self.state.connected = True
             self.state.mark("engine")
             async for ev in self.source.events():
@@ -117,13 +134,23 @@ class PxetuiApp(App):
                 n += 1
                 if n % YIELD_EVERY == 0:
                     await asyncio.sleep(0)
-            self.state.disconnected("the engine closed the connection")
+            reason = "the engine closed the connection"
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure of the feed is shown, not fatal
-            self.state.disconnected(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-        finally:
-            self.feed_done.set()
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        if self.source_factory is not None:
+            reason += f"; reconnecting every {RECONNECT_SECONDS:.0f} s"
+        self.state.disconnected(reason)
+        return reason
+
+    async def on_unmount(self) -> None:
+        close = getattr(self.source, "close", None)
+        if close is not None:
+            try:
+                await close()
+            except (OSError, ConnectionError):
+                pass
 
     def flush(self) -> None:
         """Hand changed keys to every screen; redraw the one on top."""

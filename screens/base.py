@@ -76,6 +76,11 @@ class PxeScreen(Screen):
     def on_screen_resume(self) -> None:
         self.redraw()
 
+    def invalidate(self) -> None:
+        """Redraw everything next time (the state was replaced)."""
+        self._full = True
+        self.pending.setdefault("engine", set())
+
     def collect(self, dirty: dict[str, set[str]]) -> None:
         for table, keys in dirty.items():
             if table in self.WATCH or table in HEADER_TABLES:

@@ -301,3 +301,26 @@ async def test_no_console_path_says_how_to_get_one():
 
 def test_t0_is_fixed():
     assert T0 == 1_790_000_000.0
+
+
+async def test_reconnects_and_rebuilds_from_the_new_replay(monkeypatch):
+    import screens.app
+
+    monkeypatch.setattr(screens.app, "RECONNECT_SECONDS", 0.05)
+    first = MemorySource(lab_feed(), fail_with="engine restarting")
+    second = MemorySource([ev("EngineStarted", 100, interface="eth2", address="10.98.0.1",
+                              netmask="255.255.255.0", dhcp_mode="full", dhcp_mode_reason="forced"),
+                           ev("ClientUpdate", 101, mac=mac(40), stage="discover")])
+    app, _ = make_app(source=first)
+    app.source_factory = lambda: second
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f2")
+        for _ in range(100):  # bounded: two connections' worth of events
+            await settle(app, pilot)
+            if app.state.engine.interface == "eth2":
+                break
+        await settle(app, pilot)
+        assert app.state.connected and "connection" not in app.state.alerts
+        assert list(app.state.clients) == [mac(40)]
+        text = screen_text(app)
+        assert "eth2 10.98.0.1/24" in text and mac(40) in text and mac(1) not in text
