@@ -12,7 +12,7 @@ no samples from resent windows), doubled on each consecutive expiry and never lo
 timeout the client agreed (RFC 2349). An ACK for an earlier block than the window's last (the
 client saw a gap) resends from there at once. A duplicate ACK resends only if it arrives well
 after our last transmission, i.e. the client is stuck, not echoing: answering every duplicate
-is the Sorcerer's Apprentice bug (RFC 1350 errata, RFC 1123 4.2.3.1), which doubles traffic.
+is the Sorcerer's Apprentice bug (RFC 1123 section 4.2.3.1), which doubles traffic.
 """
 
 from __future__ import annotations
