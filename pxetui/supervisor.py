@@ -236,6 +236,7 @@ class Supervisor:
         self.tracker: Any = None
         # Set when a service fails before it ever ran: `serve` exits non-zero with the reason.
         self.fatal = ""
+        self.boot_once_entries: set[str] = set()
         self.fail_fast = True
         self._server: asyncio.base_events.Server | None = None
 
@@ -245,6 +246,8 @@ class Supervisor:
 
     def relay(self, ev: dict[str, Any]) -> None:
         self._emit(ev)
+        if ev.get("type") == "BootCallback" and ev.get("mac") in self.boot_once_entries:
+            self._boot_once_used(str(ev["mac"]))
         if self.tracker is not None and ev.get("type") not in ("ClientUpdate", "Log"):
             try:
                 derived = self.tracker.feed(ev)
@@ -265,12 +268,38 @@ class Supervisor:
             else:
                 q.put_nowait(ev)
 
+    # -- per-host overrides ---------------------------------------------------------------
+    def _reload_hosts(self) -> None:
+        """Re-read which MACs boot once into a menu entry; services re-read their overrides."""
+        conn = store.connect(self.cfg.db_path)
+        try:
+            rows = store.host_overrides(conn)
+        finally:
+            conn.close()
+        self.boot_once_entries = {m for m, r in rows.items() if r["boot_once"] not in (None, "local")}
+        for n in ("dhcp", "http", "tftp"):
+            if n in self.runners:
+                self.runners[n].signal(signal.SIGHUP)
+
+    def _boot_once_used(self, mac: str) -> None:
+        """"Boot once into an entry" is spent when the client reports it is booting that entry
+        (the iPXE script's callback); the next boot gets the normal menu again. ("local" is
+        spent by the DHCP service itself, when it answers without a boot file.)"""
+        conn = store.connect(self.cfg.db_path)
+        try:
+            store.clear_boot_once(conn, mac)
+        finally:
+            conn.close()
+        self.publish(Log(service="engine", mac=mac, message=f"host {mac}: boot-once entry used"))
+        self._reload_hosts()
+
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self, mode_reason: str = "") -> None:
         self.cfg.state_path.mkdir(parents=True, exist_ok=True)
         self.config_file.parent.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(self.cfg.to_json())
         self._load_tracker()
+        self._reload_hosts()
         self.publish(EngineStarted(
             service="engine", interface=self.cfg.interface, address=self.cfg.server_ip,
             netmask=self.cfg.netmask, dhcp_mode=self.cfg.dhcp.mode, dhcp_mode_reason=mode_reason,
@@ -366,9 +395,7 @@ class Supervisor:
                 store.set_host_override(conn, mac, **fields)
             finally:
                 conn.close()
-            for n in ("dhcp", "http", "tftp"):
-                if n in self.runners:
-                    self.runners[n].signal(signal.SIGHUP)
+            self._reload_hosts()
             self.publish(Log(service="engine", mac=mac, message=f"host {mac}: {fields}"))
         elif name == "forget":
             mac = str(cmd["mac"]).lower()

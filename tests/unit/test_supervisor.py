@@ -88,3 +88,26 @@ async def test_control_socket_replays_state_and_takes_commands(tmp_path):
     finally:
         await sup.stop()
     assert not is_live(socket_path(cfg.state_dir))
+
+
+async def test_boot_once_into_an_entry_is_spent_by_the_boot_callback(tmp_path):
+    from pxetui.events import BootCallback
+
+    cfg = cfg_for(tmp_path)
+    sup = Supervisor(cfg, names=[])
+    await sup.start()
+    try:
+        mac = "52:54:00:aa:bb:01"
+        await sup.command({"cmd": "set_host", "mac": mac, "boot_once": "memtest"})
+        await sup.command({"cmd": "set_host", "mac": "52:54:00:aa:bb:02", "boot_once": "local"})
+        assert sup.boot_once_entries == {mac}
+        sup.publish(BootCallback(service="http", mac="52:54:00:aa:bb:02", stage="booting"))
+        sup.publish(BootCallback(service="http", mac=mac, stage="booting", entry="memtest"))
+        conn = store.connect(cfg.db_path)
+        rows = store.host_overrides(conn)
+        conn.close()
+        assert rows[mac]["boot_once"] is None
+        assert rows["52:54:00:aa:bb:02"]["boot_once"] == "local"  # spent by DHCP, not here
+        assert sup.boot_once_entries == set()
+    finally:
+        await sup.stop()
