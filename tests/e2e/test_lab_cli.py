@@ -51,6 +51,13 @@ def qemu_pids(ns: str) -> list[int]:
     return pids
 
 
+def _cmdline(d: Path) -> str:
+    try:
+        return (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def finish(p: subprocess.Popen[str], timeout: float) -> str:
     try:
         out, _ = p.communicate(timeout=timeout)
@@ -96,3 +103,31 @@ def test_lab_vm_death_tears_down(tmp_path: Path) -> None:
     assert p.returncode == 1, out
     assert "the VM exited" in out
     assert ns not in namespaces()
+
+
+def test_lab_ui_mode_vm_death_tears_down_under_the_ui(tmp_path: Path) -> None:
+    # The UI path of `pxetui lab` with a stand-in UI: it gets the engine's control socket and
+    # the console file; when the VM dies while the UI is open, the lab goes away under it.
+    from pxetui.control import is_live
+    from pxetui.lab.run import LabOptions, run_with_ui
+
+    require_lab()
+    seen: dict[str, object] = {}
+
+    def ui(sock: Path, console: Path) -> int:
+        seen["live"] = is_live(sock)
+        seen["console"] = console
+        # this lab's VM: the QEMU whose serial console is our file (other labs may be running)
+        pid = wait_for(lambda: next((int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit()
+                                     and f"file:{console}" in _cmdline(d)), None),
+                       timeout=60, what="the VM to start")
+        seen["ns"] = Path(f"/proc/{pid}/ns/net").stat().st_ino
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not is_live(sock), timeout=30, what="the lab to tear down after the VM died")
+        return 7
+
+    assert run_with_ui(LabOptions(state_dir=tmp_path), 300, ui) == 7
+    assert seen["live"] is True
+    assert seen["console"] == tmp_path / "lab/console.log"
+    gone = [n.split()[0] for n in namespaces().splitlines()]
+    assert all(Path(f"/run/netns/{n}").stat().st_ino != seen["ns"] for n in gone if Path(f"/run/netns/{n}").exists())
