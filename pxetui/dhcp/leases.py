@@ -147,9 +147,11 @@ class LeaseStore:
         """May `mac` have `ip`? Its reservation, or a free dynamic address, or its own lease."""
         fixed = self.reserved.get(mac)
         if fixed is not None:
-            return ip == fixed
-        if not self._dynamic(ip) or self.pool_for(ip) is None:
+            if ip != fixed:
+                return False
+        elif not self._dynamic(ip) or self.pool_for(ip) is None:
             return False
+        # even a reserved address waits while an older lease of another client runs
         holder = self.holder(ip, now)
         return holder is None or holder == mac
 
@@ -157,7 +159,10 @@ class LeaseStore:
     def offer(self, mac: str, pool: Pool, requested: int | None, now: float) -> int | None:
         """Choose an address for `mac` in `pool` and hold it; None when the pool is full."""
         fixed = self.reserved.get(mac)
-        ip = fixed if fixed is not None else self._choose(mac, pool, requested, now)
+        if fixed is not None:
+            ip: int | None = fixed if self.usable_by(fixed, mac, now) else None
+        else:
+            ip = self._choose(mac, pool, requested, now)
         if ip is None:
             return None
         current = self.by_mac.get(mac)

@@ -168,7 +168,12 @@ class DhcpServer:
         requested = o.ip_opt(req.pkt, o.REQUESTED_IP)
         ip = self.store.offer(req.mac, pool, int.from_bytes(requested) if requested else None, now)
         if ip is None:
-            self._exhaust(req, pool, now)
+            fixed = self.store.reserved.get(req.mac)
+            if fixed is not None:
+                self._ignore(req, f"reserved address {ipaddress.IPv4Address(fixed)} is still leased "
+                                  f"to {self.store.holder(fixed, now) or 'a declining host'}")
+            else:
+                self._exhaust(req, pool, now)
             return []
         if not pool.on_subnet(ip):
             self._ignore(req, f"reserved address {ipaddress.IPv4Address(ip)} is not on {pool.network}")
@@ -198,7 +203,8 @@ class DhcpServer:
             return self._nak(req, f"{socket.inet_ntoa(addr)} is not on subnet {pool.network}")
         if not self.store.usable_by(ip, req.mac, now):
             holder = self.store.holder(ip, now)
-            why = "held by another client" if holder else "not in the pool or reserved for another"
+            why = ("quarantined (declined)" if holder == "" else "held by another client" if holder
+                   else "not in the pool or reserved for another")
             return self._nak(req, f"{socket.inet_ntoa(addr)} is {why}")
         hostname = o.text(pkt, o.HOSTNAME)
         lease = self.store.bind(req.mac, ip, self.lease_time, hostname, now)

@@ -399,3 +399,16 @@ def test_request_event_carries_the_requested_address(proxy: Rig) -> None:
                              o54=socket.inet_aton("10.99.0.2")))
     ev = proxy.of("DhcpPacket")[-1]
     assert ev.msg_type == "REQUEST" and ev.requested_ip == "10.99.0.160"  # type: ignore[attr-defined]
+
+
+def test_new_reservation_waits_for_an_older_lease_of_another_client(tmp_path: Path) -> None:
+    rig = Rig(tmp_path)
+    taken = rig.dora(mac_bytes(1)).ip("yiaddr")
+    rig.conn.close()
+    # the address is now reserved for another machine, while mac 1's lease still runs
+    rig2 = Rig(tmp_path, reservations=[{"mac": "52:54:00:aa:00:02", "ip": taken}])
+    assert rig2.send(client_packet(o.DISCOVER, mac_bytes(2))) == []
+    assert "still leased to 52:54:00:aa:00:01" in rig2.of("DhcpIgnored")[-1].reason  # type: ignore[attr-defined]
+    # its holder is moved to another address at its next DORA, then the reservation applies
+    assert rig2.dora(mac_bytes(1)).ip("yiaddr") != taken
+    assert rig2.dora(mac_bytes(2)).ip("yiaddr") == taken
