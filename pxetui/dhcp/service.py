@@ -171,6 +171,9 @@ async def report_expiries(ctx: ServiceContext, store: LeaseStore) -> None:
 async def run(ctx: ServiceContext) -> None:
     check_netns_guard()
     cfg = ctx.config
+    if not cfg.server_ip or not cfg.netmask:
+        # the host reports an OSError as "cannot start: ..." and exits non-zero
+        raise OSError(f"no IPv4 address known for interface {cfg.interface!r} (config not resolved)")
     mode = await decide_mode(ctx)
     if mode == "off":
         ctx.ready([])
