@@ -336,7 +336,11 @@ def run_headless(opts: LabOptions, timeout: float, out: Callable[[str], None] = 
             out(f"lab: boot failed: {exc}")
             return 1
         out(f"lab: {lab.marker!r} on the console after {seconds:.1f}s")
-        vm.wait_exit(30)
+        if opts.content == "busybox":  # it calls back over HTTP, then powers off
+            vm.wait_exit(60)
+            called = content.CALLBACK_OK in vm.console_text()
+            out(f"lab: the booted system {'called back' if called else 'did NOT call back'} over HTTP")
+            return 0 if called else 1
         return 0
 
 
