@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -24,4 +23,3 @@ def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def no_config_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PXETUI_CONFIG", raising=False)
-    os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")

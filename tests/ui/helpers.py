@@ -27,6 +27,7 @@ def make_app(tmp_path: Path | None = None, events: list[dict[str, Any]] | None =
         kwargs.setdefault("config_path", str(tmp_path / "pxetui.toml"))
         kwargs.setdefault("state_dir", str(tmp_path / "state"))
     app = PxetuiApp(source, interfaces_fn=fake_ifaces, pacing=False, **kwargs)
+    app.animation_level = "none"  # tab underlines and scrolls land at once: stable snapshots
     return app, source
 
 

@@ -12,6 +12,7 @@ from isos import debian_live_iso
 from pxetui import store
 from pxetui.config import Config
 from pxetui.iso.library import import_iso
+from screens.isos import IsoTree
 
 SIZES = [(80, 24), (120, 40)]
 
@@ -40,8 +41,15 @@ def run_keys(*keys: str):
         for key in keys:
             await pilot.press(key)
             await pilot.pause()
-        app.flush()
-        await pilot.pause()
+        trees = app.screen.query(IsoTree)
+        for _ in range(100):  # the picker lists its directory in a worker: wait (bounded)
+            if not trees or trees.first().root.children:
+                break
+            await pilot.pause(0.05)
+        for _ in range(2):  # widgets that lay out after a refresh (tab underlines) settle too
+            app.flush()
+            await pilot.pause()
+            await pilot.wait_for_scheduled_animations()
 
     return run_before
 
