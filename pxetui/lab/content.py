@@ -57,7 +57,7 @@ mount -t devtmpfs dev /dev 2>/dev/null
 for m in __MODULES__; do insmod /lib/modules/$m.ko 2>/dev/null; done
 echo "__MARKER__"
 # The kernel logs this when the firmware booted it with Secure Boot enforced.
-dmesg | grep -q "Secure boot enabled" && echo "PXETUI-LAB-SECUREBOOT-ON"
+dmesg | grep -q "Secure boot enabled" && echo "__SECUREBOOT_ON__"
 http=""
 for arg in $(cat /proc/cmdline); do
   case "$arg" in pxetui_http=*) http="${arg#pxetui_http=}" ;; esac
@@ -134,7 +134,7 @@ def build_initrd(cache_dir: Path) -> Path:
     for m in MODULES:
         w.file(f"lib/modules/{m}.ko", found[m])
     init = (INIT.replace("__MODULES__", " ".join(MODULES)).replace("__MARKER__", MARKER)
-            .replace("__CALLBACK_OK__", CALLBACK_OK))
+            .replace("__CALLBACK_OK__", CALLBACK_OK).replace("__SECUREBOOT_ON__", SECUREBOOT_ON))
     w.file("init", init.encode(), 0o755)
     w.file("udhcpc.script", UDHCPC_SCRIPT.encode(), 0o755)
     cache_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,60 @@
+"""The lab's pure parts: the initramfs writer/reader and the QEMU command lines."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import pytest
+from netns import require
+
+from pxetui.lab import content, cpio
+from pxetui.lab.network import LabError
+from pxetui.lab.qemu import VmSpec, command
+
+
+def test_cpio_round_trip() -> None:
+    w = cpio.Writer()
+    w.file("bin/busybox", b"\x7fELF" + bytes(1001), 0o755)
+    w.symlink("bin/sh", "busybox")
+    w.file("init", b"#!/bin/sh\necho hi\n", 0o755)
+    members = {m.name: m for m in cpio.iter_members(gzip.decompress(w.finish()))}
+    assert set(members) == {"bin", "bin/busybox", "bin/sh", "init"}
+    assert members["bin/busybox"].data == b"\x7fELF" + bytes(1001) and members["bin/busybox"].is_file
+    assert members["bin/busybox"].mode & 0o777 == 0o755
+    assert members["bin/sh"].data == b"busybox" and not members["bin/sh"].is_file
+
+
+def test_cpio_rejects_garbage() -> None:
+    with pytest.raises(cpio.CpioError, match="offset 0"):
+        list(cpio.iter_members(b"not a cpio archive at all" * 10))
+
+
+def test_busybox_initrd_has_init_and_matching_modules(tmp_path: Path) -> None:
+    require(content.DI_INITRD.exists(), "needs debian-installer-12-netboot-amd64")
+    require(content.BUSYBOX.exists(), "needs busybox-static")
+    out = content.build_initrd(tmp_path)
+    assert content.build_initrd(tmp_path) == out  # cached
+    names = {m.name: m for m in cpio.read(out)}
+    assert {f"lib/modules/{m}.ko" for m in content.MODULES} <= set(names)
+    init = names["init"].data.decode()
+    assert content.MARKER in init and content.CALLBACK_OK in init and "__" not in init
+
+
+def test_qemu_always_tcg_and_firmware_specific(tmp_path: Path) -> None:
+    require(shutil.which("qemu-system-x86_64") is not None, "needs qemu-system-x86")
+    con = tmp_path / "console.log"
+    for fw in ("bios", "uefi", "uefi-ipxe", "secureboot"):
+        cmd = command(VmSpec(firmware=fw), tmp_path / fw, con)
+        assert cmd[cmd.index("-accel") + 1] == "tcg" and "kvm" not in " ".join(cmd)
+        assert f"file:{con}" in cmd and "-no-reboot" in cmd
+    uefi = " ".join(command(VmSpec(firmware="uefi"), tmp_path / "u", con))
+    assert "romfile=," not in uefi and uefi.endswith("romfile=")  # OVMF's own PXE, no iPXE ROM
+    sb = " ".join(command(VmSpec(firmware="secureboot"), tmp_path / "s", con))
+    assert "OVMF_CODE_4M.secboot.fd" in sb and "vars-OVMF_VARS_4M.ms.fd" in sb and "smm=on" in sb
+
+
+def test_vm_spec_refuses_unknown_firmware() -> None:
+    with pytest.raises(LabError, match="firmware 'coreboot'"):
+        VmSpec(firmware="coreboot")
