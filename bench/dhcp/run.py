@@ -170,6 +170,9 @@ class Kea(Server):
             "lease-database": {"type": "memfile", "persist": True, "name": str(leases),
                                "lfc-interval": 0},
             "valid-lifetime": 3600,
+            # Kea at its best: its packet thread pool (off by default in 2.2)
+            "multi-threading": {"enable-multi-threading": True, "thread-pool-size": 2,
+                                "packet-queue-size": 256},
             "subnet4": [{"id": 1, "subnet": f"10.99.0.0/{PREFIX}",
                          "pools": [{"pool": f"{POOL[0]} - {POOL[1]}"}]}],
             "loggers": [{"name": "kea-dhcp4", "severity": "WARN",
