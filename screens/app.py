@@ -177,14 +177,14 @@ class PxetuiApp(App):
     @work(group="commands", exit_on_error=False)
     async def _send(self, cmd: dict[str, Any], what: str) -> None:
         if self.source is None or not self.state.connected:
-            self.notify(f"{what}: not connected to the engine", severity="error")
+            self.notify(f"{what}: not connected to the engine", severity="error", markup=False)
             return
         try:
             await self.source.send(cmd)
         except Exception as exc:  # noqa: BLE001 - a failed send is reported, the UI stays up
-            self.notify(f"{what}: failed ({exc})", severity="error")
+            self.notify(f"{what}: failed ({exc})", severity="error", markup=False)
             return
-        self.notify(f"{what}: sent")
+        self.notify(f"{what}: sent", markup=False)
 
     def menu_dir(self) -> Path | None:
         """Where the menu and the ISO library live: the engine's state directory (given on

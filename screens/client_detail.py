@@ -16,6 +16,7 @@ from pxetui.state import ClientInfo
 from screens import fmt
 from screens.base import PxeScreen
 from screens.pick import EntryPicker
+from screens.widgets import fill_rows
 
 
 def describe_client(c: ClientInfo) -> Text:
@@ -113,28 +114,15 @@ class ClientDetailScreen(PxeScreen):
         if c is None:
             who.update(Text(f"{self.mac}: forgotten (no longer tracked)", "yellow"))
             diag.update("")
-            tl.clear()
-            files.clear()
+            fill_rows(tl, [])
+            fill_rows(files, [])
             return
         who.update(describe_client(c))
         diag.update(Text("Diagnosis: " + c.diagnosis, "bold yellow") if c.diagnosis
                     else Text("Diagnosis: nothing wrong seen so far.", "green"))
         # A client's history is short (a dozen stages): redraw both lists in place.
-        self._fill(tl, timeline_rows(c, self.state.now))
-        self._fill(files, [file_row(f) for f in c.files])
-
-    @staticmethod
-    def _fill(table: DataTable, rows: list[tuple[str, ...]]) -> None:
-        for i, row in enumerate(rows):
-            key = str(i)
-            if i < table.row_count:
-                for col, value in zip(table.columns, row, strict=False):
-                    if table.get_cell(key, col) != value:
-                        table.update_cell(key, col, value)
-            else:
-                table.add_row(*row, key=key)
-        for i in range(len(rows), table.row_count):
-            table.remove_row(str(i))
+        fill_rows(tl, timeline_rows(c, self.state.now))
+        fill_rows(files, [file_row(f) for f in c.files])
 
     # -- actions -------------------------------------------------------------------------
     def on_button_pressed(self, event: Button.Pressed) -> None:

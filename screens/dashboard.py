@@ -26,8 +26,8 @@ def services_table(state: EngineState) -> Table:
         t.add_row(Text("none yet", "dim"), "", "", "")
     for h in sorted(state.services.values(), key=lambda s: s.name):
         restarts = f" x{h.restarts}" if h.restarts else ""
-        t.add_row(h.name, Text(h.state + restarts, HEALTH_STYLE.get(h.state, "")),
-                  ",".join(map(str, h.ports)) or "-", str(h.pid or "-"))
+        t.add_row(Text(h.name), Text(h.state + restarts, HEALTH_STYLE.get(h.state, "")),
+                  Text(",".join(map(str, h.ports)) or "-"), Text(str(h.pid or "-")))
     return t
 
 

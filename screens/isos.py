@@ -161,7 +161,7 @@ class IsosScreen(PxeScreen):
         self.importing = True
         self.query_one("#iso-progress", ProgressBar).update(total=100, progress=0)
         self.query_one("#iso-step", Static).update("starting")
-        result.update(f"Importing {path} ...")
+        result.update(Text(f"Importing {path} ..."))
         self.run_import(cfg, path)
 
     def progress(self, step: str, done: int, total: int) -> None:
@@ -169,7 +169,7 @@ class IsosScreen(PxeScreen):
         self.app.call_from_thread(self._show_progress, step, done, total)
 
     def _show_progress(self, step: str, done: int, total: int) -> None:
-        self.query_one("#iso-step", Static).update(step)
+        self.query_one("#iso-step", Static).update(Text(step))
         self.query_one("#iso-progress", ProgressBar).update(total=max(total, 1), progress=done)
 
     def emit(self, event: Event) -> None:

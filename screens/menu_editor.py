@@ -22,6 +22,7 @@ from pxetui.menus.model import ARCHS, KINDS, Entry, Menu, MenuError
 from screens.base import PxeScreen
 from screens.menu_store import DB_NAME, load_from, save_to
 from screens.preview import PREVIEWS, preview
+from screens.widgets import fill_rows
 
 FIELDS = (  # (input id, label, placeholder)
     ("e-label", "Label", "what the menu shows"),
@@ -114,16 +115,15 @@ class MenuScreen(PxeScreen):
             self.action_load()  # an import added entries; nothing of ours to lose
 
     def refresh_entries(self) -> None:
-        """The entry list is short (tens): redraw it in place, keeping the cursor on `current`."""
+        """Entries keyed by position, updated in place; the cursor follows `current`."""
         assert self.menu is not None
         table = self.query_one("#m-entries", DataTable)
         with self.prevent(DataTable.RowHighlighted):  # our own cursor moves are not a selection
-            table.clear()
-            for e in self.menu.entries:
-                mark = "*" if e.id == self.menu.default else ""
-                table.add_row(mark, e.id, e.kind, key=e.id)
-            if self.current and self.menu.get(self.current):
-                table.move_cursor(row=table.get_row_index(self.current), animate=False)
+            fill_rows(table, [("*" if e.id == self.menu.default else "", e.id, e.kind)
+                              for e in self.menu.entries])
+            ids = [e.id for e in self.menu.entries]
+            if self.current in ids:
+                table.move_cursor(row=ids.index(self.current), animate=False)
         table.border_subtitle = f"* default = {self.menu.default}"
 
     def entry(self) -> Entry | None:
@@ -147,8 +147,9 @@ class MenuScreen(PxeScreen):
 
     # -- editing -------------------------------------------------------------------------
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.data_table.id == "m-entries" and event.row_key is not None and self.menu:
-            key = str(event.row_key.value)
+        if event.data_table.id == "m-entries" and self.menu and \
+                0 <= event.cursor_row < len(self.menu.entries):
+            key = self.menu.entries[event.cursor_row].id
             if key != self.current:
                 self.current = key
                 self.fill_form()
@@ -238,7 +239,7 @@ class MenuScreen(PxeScreen):
         try:
             self.menu.remove(self.current)
         except MenuError as exc:
-            self.notify(str(exc), severity="warning")
+            self.notify(str(exc), severity="warning", markup=False)
             return
         self.current = self.menu.entries[0].id if self.menu.entries else None
         self.modified = True
@@ -262,16 +263,16 @@ class MenuScreen(PxeScreen):
 
     def action_save(self) -> bool:
         if self.menu is None or self.db is None:
-            self.notify("No menu to save (state directory unknown)", severity="error")
+            self.notify("No menu to save (state directory unknown)", severity="error", markup=False)
             return False
         problems = self.validate()
         if problems:
-            self.notify("Not saved: " + problems[0], severity="error")
+            self.notify("Not saved: " + problems[0], severity="error", markup=False)
             return False
         try:
             save_to(self.db, self.menu)
         except (MenuError, sqlite3.Error, OSError) as exc:
-            self.notify(f"Not saved: {exc}", severity="error")
+            self.notify(f"Not saved: {exc}", severity="error", markup=False)
             return False
         self.modified = False
         self.papp.send({"cmd": "reload"}, "menu saved; services reload")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -22,7 +23,7 @@ class EntryPicker(ModalScreen[str | None]):
         with Vertical(id="picker"):
             yield Label(f"Boot {self.mac} once into:")
             if self.entries:
-                yield OptionList(*(Option(f"{title}  [{eid}]", id=eid)
+                yield OptionList(*(Option(Text(f"{title}  ({eid})"), id=eid)
                                    for eid, title in self.entries), id="entries")
             else:
                 yield Label("No menu entries known; type an entry id:", classes="dim")

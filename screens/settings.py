@@ -84,7 +84,8 @@ class SettingsScreen(PxeScreen):
         for i in sorted(self.ifaces.values(), key=lambda i: i.name):
             addr = f"{i.address}/{i.network.prefixlen}" if i.network else "no IPv4"
             speed = f"{i.speed_mbps} Mb/s" if i.speed_mbps else "-"
-            table.add_row(i.name, addr, "up" if i.up else "down", speed, i.mac or "-", key=i.name)
+            cells = (i.name, addr, "up" if i.up else "down", speed, i.mac or "-")
+            table.add_row(*(Text(c) for c in cells), key=i.name)
         self.load_file()
         self.check()
 
@@ -174,7 +175,7 @@ class SettingsScreen(PxeScreen):
             return False
         saved.update(Text(f"Saved {self.config_path}. It applies when the engine restarts "
                           "(quit and start pxetui again).", "green"))
-        self.notify(f"Saved {self.config_path}; applies when the engine restarts")
+        self.notify(f"Saved {self.config_path}; applies when the engine restarts", markup=False)
         saved.scroll_visible()
         return True
 

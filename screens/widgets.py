@@ -316,3 +316,21 @@ class LiveTable(DataTable):
         col = str(event.column_key.value)
         self.sort_by(col, not self.sort_reverse if col == self.sort_column else False)
         event.stop()
+
+
+def fill_rows(table: DataTable, rows: Sequence[Sequence[Any]]) -> None:
+    """Show `rows` in a short table keyed by position: cells updated in place, rows added or
+    dropped at the end only, so the cursor stays where it is."""
+    columns = list(table.columns)
+    for i, raw in enumerate(rows):
+        key = str(i)
+        # Text, not str: a str cell is read as markup, and a client's file name is not ours.
+        row = [Text(v) if isinstance(v, str) else v for v in raw]
+        if i < table.row_count:
+            for col, value in zip(columns, row, strict=False):
+                if table.get_cell(key, col) != value:
+                    table.update_cell(key, col, value)
+        else:
+            table.add_row(*row, key=key)
+    for i in range(table.row_count - 1, len(rows) - 1, -1):
+        table.remove_row(str(i))

@@ -324,3 +324,27 @@ async def test_reconnects_and_rebuilds_from_the_new_replay(monkeypatch):
         assert list(app.state.clients) == [mac(40)]
         text = screen_text(app)
         assert "eth2 10.98.0.1/24" in text and mac(40) in text and mac(1) not in text
+
+
+async def test_markup_in_what_clients_send_is_shown_literally():
+    """File names and hostnames come off the wire: '[/x]' must be text, not Rich markup."""
+    hostile = "[/bold][red]x[/nope]"
+    app, source = make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("f2")
+        await settle(app, pilot)
+        source.push(ev("ClientUpdate", 90, mac=mac(1), stage="bootloader",
+                       last_event=hostile, diagnosis=hostile,
+                       files=[{"path": hostile, "protocol": "tftp", "status": "failed",
+                               "reason": hostile}]))
+        source.push(ev("TransferStarted", 91, mac=mac(1), transfer_id="h", path=hostile))
+        source.push(ev("Log", 92, service="tftp", message=hostile))
+        await settle(app, pilot)
+        assert hostile in screen_text(app)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert hostile in screen_text(app)
+        for key in ("escape", "f4", "f7", "f1"):
+            await pilot.press(key)
+            await settle(app, pilot)
+        assert app.is_running
