@@ -30,7 +30,7 @@ from screens.leases import LeasesScreen
 from screens.logs import LogsScreen
 from screens.menu_editor import MenuScreen
 from screens.settings import SettingsScreen
-from screens.source import EventSource, SourceFactory, open_source
+from screens.source import EventSource, SourceFactory, open_source, state_dir_of
 from screens.transfers import TransfersScreen
 
 REFRESH_SECONDS = 0.25  # at most 4 redraws a second
@@ -123,6 +123,7 @@ class PxetuiApp(App):
                 if self.source_factory is None:
                     raise ConnectionError("no engine to attach to")
                 self.source = await open_source(self.source_factory)
+                self.state_dir = self.state_dir or state_dir_of(self.source)
             if fresh:  # the replay rebuilds everything: forget what the old engine told us
                 self.state = EngineState()
                 for view in self.views:

@@ -199,7 +199,8 @@ class MenuScreen(PxeScreen):
             out.update(Text("\n".join(problems[:4]) + (f"\n(+{len(problems) - 4} more)"
                                                         if len(problems) > 4 else ""), "bold red"))
         else:
-            out.update(Text(f"Menu OK: {len(self.menu.entries)} entries. ctrl+s saves and "
+            n = len(self.menu.entries)
+            out.update(Text(f"Menu OK: {n} {'entry' if n == 1 else 'entries'}. ctrl+s saves and "
                             "reloads the services.", "green"))
         self.update_preview()
         return problems

@@ -7,7 +7,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any, Protocol
+
+from pxetui.control import socket_path
 
 
 class EventSource(Protocol):
@@ -24,6 +27,19 @@ async def open_source(factory: SourceFactory) -> EventSource:
     if inspect.isawaitable(made):
         return await made
     return made
+
+
+def state_dir_of(source: object) -> str | None:
+    """The engine's state directory, read off a control-socket connection: the socket lives at
+    `pxetui.control.socket_path(state_dir)`, and a unix socket's peer name is its path."""
+    writer = getattr(source, "writer", None)
+    if writer is None:
+        return None
+    peer = writer.get_extra_info("peername")
+    if not isinstance(peer, str) or not peer:
+        return None
+    path = Path(peer)
+    return str(path.parent) if path == socket_path(path.parent) else None
 
 
 class MemorySource:
