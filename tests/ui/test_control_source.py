@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-from feed import lab_feed
-from helpers import fake_ifaces, screen_text
+from ui_feed import lab_feed
+from ui_helpers import fake_ifaces, screen_text
 
 from pxetui.control import ControlClient, socket_path
 from screens.app import PxetuiApp

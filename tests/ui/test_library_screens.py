@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from helpers import make_app, screen_text, settle
-from isos import debian_live_iso
+from ui_helpers import make_app, screen_text, settle
+from ui_isos import debian_live_iso
 
 from pxetui import store
 from pxetui.config import Config

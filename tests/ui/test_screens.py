@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from feed import T0, ev, lab_feed, mac
-from helpers import make_app, screen_text, settle
+from ui_feed import T0, ev, lab_feed, mac
+from ui_helpers import make_app, screen_text, settle
 
 from screens.client_detail import ClientDetailScreen
 from screens.pick import EntryPicker

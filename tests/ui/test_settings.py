@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 
-from helpers import make_app, screen_text
+from ui_helpers import make_app, screen_text
 
 from pxetui.config import Config, ConfigError, load, resolve
 from screens.settings import SettingsScreen, validate
@@ -15,7 +15,7 @@ SIZE = (80, 24)
 def config_file_problems(raw: dict) -> list[str]:
     try:
         cfg = Config.from_dict(raw)
-        from helpers import fake_ifaces
+        from ui_helpers import fake_ifaces
 
         resolve(cfg, fake_ifaces()[cfg.interface])
     except ConfigError as exc:
@@ -24,7 +24,7 @@ def config_file_problems(raw: dict) -> list[str]:
 
 
 def test_form_and_config_file_give_the_same_messages():
-    from helpers import fake_ifaces
+    from ui_helpers import fake_ifaces
 
     for raw in ({"interface": "eth1", "dhcp": {"range": "10.99.0.200-10.99.0.100"}},
                 {"interface": "eth1", "dhcp": {"range": "10.98.0.10-10.98.0.20"}},

@@ -5,9 +5,9 @@ change, and look at the SVGs."""
 from __future__ import annotations
 
 import pytest
-from feed import T0, ev
-from helpers import make_app, settle
-from isos import debian_live_iso
+from ui_feed import T0, ev
+from ui_helpers import make_app, settle
+from ui_isos import debian_live_iso
 
 from pxetui import store
 from pxetui.config import Config
@@ -76,7 +76,7 @@ def test_screen(snap_compare, lab, screen, size):
 
 
 def test_disconnected_dashboard(snap_compare, tmp_path, monkeypatch):
-    from feed import lab_feed
+    from ui_feed import lab_feed
 
     from screens.source import MemorySource
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from feed import T0, ev, lab_feed
+from ui_feed import T0, ev, lab_feed
 
 from pxetui.state import EngineState
 

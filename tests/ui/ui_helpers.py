@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from feed import lab_feed
+from ui_feed import lab_feed
 
 from pxetui.netinfo import InterfaceInfo
 from screens.app import PxetuiApp
