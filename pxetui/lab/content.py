@@ -33,6 +33,7 @@ MEMTEST_ISO = Path("/usr/lib/memtest86+/memtest86+x64.iso")
 MARKER = "PXETUI-LAB-BOOTED"
 CALLBACK_OK = "PXETUI-LAB-CALLBACK-OK"
 SECUREBOOT_ON = "PXETUI-LAB-SECUREBOOT-ON"
+POWEROFF = "PXETUI-LAB-POWEROFF"  # the last line /init prints: everything before it is final
 # The title prefix of the installer's first screen as its newt frontend draws it on the serial
 # console: "[!!] Select a language", or "[!!] Low memory" below ~780 MB of RAM.
 INSTALLER_MARKER = "[!!] "
@@ -73,7 +74,7 @@ if udhcpc -i eth0 -n -q -t 5 -T 2 -s /udhcpc.script; then
     echo "__CALLBACK_OK__"
   fi
 fi
-echo "PXETUI-LAB-POWEROFF"
+echo "__POWEROFF__"
 poweroff -f
 """
 
@@ -134,7 +135,8 @@ def build_initrd(cache_dir: Path) -> Path:
     for m in MODULES:
         w.file(f"lib/modules/{m}.ko", found[m])
     init = (INIT.replace("__MODULES__", " ".join(MODULES)).replace("__MARKER__", MARKER)
-            .replace("__CALLBACK_OK__", CALLBACK_OK).replace("__SECUREBOOT_ON__", SECUREBOOT_ON))
+            .replace("__CALLBACK_OK__", CALLBACK_OK).replace("__SECUREBOOT_ON__", SECUREBOOT_ON)
+            .replace("__POWEROFF__", POWEROFF))
     w.file("init", init.encode(), 0o755)
     w.file("udhcpc.script", UDHCPC_SCRIPT.encode(), 0o755)
     cache_dir.mkdir(parents=True, exist_ok=True)
