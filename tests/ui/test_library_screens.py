@@ -160,3 +160,20 @@ async def test_boot_once_offers_the_menu_entries(tmp_path):
         await pilot.pause()
         assert source.sent == [{"cmd": "set_host", "mac": "52:54:00:00:00:01",
                                 "boot_once": "debian-live"}]
+
+
+async def test_menu_revert_drops_unsaved_edits(tmp_path):
+    cfg = imported(tmp_path)
+    app, source = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f6")
+        await settle(app, pilot)
+        screen = app.screen
+        screen.query_one("#m-timeout").value = "42"
+        await pilot.pause()
+        assert screen.menu.timeout == 42 and screen.modified
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert screen.menu.timeout == stored_menu(cfg).timeout == 10
+        assert screen.query_one("#m-timeout").value == "10" and not screen.modified
+        assert source.sent == []

@@ -348,3 +348,14 @@ async def test_markup_in_what_clients_send_is_shown_literally():
             await pilot.press(key)
             await settle(app, pilot)
         assert app.is_running
+
+
+async def test_palette_restart_and_stop_send_their_commands():
+    app, source = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        commands = {c.title: c.callback for c in app.get_system_commands(app.screen)}
+        commands["Restart service tftp"]()
+        commands["Stop the engine"]()
+        await pilot.pause(0.1)
+        assert source.sent == [{"cmd": "restart", "service": "tftp"}, {"cmd": "stop"}]
