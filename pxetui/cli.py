@@ -180,7 +180,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
     console = args.console or str(cfg.state_path / "lab" / "console.log")
     try:
-        return run_ui(lambda: ControlClient.connect(sock), console)
+        return run_ui(lambda: ControlClient.connect(sock), console, state_dir=cfg.state_dir,
+                      config_path=getattr(args, "config", None))
     finally:
         if engine is not None and not args.keep_engine:
             engine.send_signal(signal.SIGTERM)

@@ -304,7 +304,7 @@ class Supervisor:
             service="engine", interface=self.cfg.interface, address=self.cfg.server_ip,
             netmask=self.cfg.netmask, dhcp_mode=self.cfg.dhcp.mode, dhcp_mode_reason=mode_reason,
             http_port=self.cfg.http.port, tftp_root=str(self.cfg.tftp_root),
-            http_root=str(self.cfg.http_root), version=__version__))
+            http_root=str(self.cfg.http_root), state_dir=self.cfg.state_dir, version=__version__))
         await self._start_control()
         for r in self.runners.values():
             r.task = asyncio.create_task(r.run())
