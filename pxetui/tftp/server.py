@@ -32,7 +32,6 @@ from pxetui.tftp.options import Limits, OptionRefused, negotiate
 from pxetui.tftp.packets import RRQ, WRQ, ErrorCode, PacketError, Request, encode_error, parse
 from pxetui.tftp.session import (
     DONE,
-    FAILED,
     NEGOTIATING,
     TRANSFERRING,
     BytesReader,
@@ -208,7 +207,7 @@ class TftpServer:
             self._reject(addr, tid, req.filename, ErrorCode.NOT_DEFINED, f"no socket: {exc.strerror or exc}")
             return
         now = time.monotonic()
-        session = Receiver(upload.write, neg, sock.send, now, MAX_UPLOAD)
+        session = Receiver(upload.write, neg, sock.send, now, MAX_UPLOAD, finish=upload.commit)
         options = {"blksize": neg.blksize, **neg.oack, "mode": req.mode, "upload": True}
         Transfer(self, addr, sock, session, tid, upload.name, neg.tsize, options, None, upload).start(now, req)
 
@@ -390,13 +389,6 @@ class Transfer:
     def _report(self, now: float) -> None:
         sess = self.session
         ip, emit = self.addr[0], self.server.emit
-        if sess.state is DONE and self.upload is not None:
-            try:
-                self.upload.commit()
-            except FileExistsError:
-                sess.state, sess.reason, sess.error_code = FAILED, "file already exists", ErrorCode.FILE_EXISTS
-            except OSError as exc:
-                sess.state, sess.reason, sess.error_code = FAILED, f"cannot store upload: {exc}", ErrorCode.DISK_FULL
         if sess.state is DONE:
             if not self.announced:
                 self._announce(now)

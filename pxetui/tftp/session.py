@@ -337,9 +337,13 @@ Write = Callable[[int, memoryview], None]
 class Receiver(_Base):
     """Takes one WRQ, lock-step (RFC 1350): ACK each block, re-ACK a retransmitted one."""
 
-    def __init__(self, write: Write, neg: Negotiated, send: Send, now: float, max_size: int) -> None:
+    def __init__(self, write: Write, neg: Negotiated, send: Send, now: float, max_size: int,
+                 finish: Callable[[], None] | None = None) -> None:
         super().__init__(neg, send, now)
         self.write = write
+        # Stores the complete upload. Called before the final ACK, so a client that sees its
+        # last block acknowledged knows the file is in place (and gets ERROR 6 if it is not).
+        self.finish = finish
         self.max_size = max_size
         self.expected = 1
         self.received = 0
@@ -396,6 +400,15 @@ class Receiver(_Base):
             self.timeouts = 0
             self.last_progress = now
             self.expected += 1
+            if len(payload) < self.blksize and self.finish is not None:
+                try:
+                    self.finish()
+                except FileExistsError:
+                    self._fail(ErrorCode.FILE_EXISTS, "file already exists")
+                    return
+                except OSError as exc:
+                    self._fail(ErrorCode.DISK_FULL, f"cannot store upload: {exc.strerror or exc}")
+                    return
             self._reply(encode_ack(block), now)
             if len(payload) < self.blksize:
                 self.state = DONE

@@ -305,6 +305,31 @@ def test_receiver_refuses_oversize_upload():
     assert parse(wire.out[-1]).__class__ is Error
 
 
+def test_upload_is_stored_before_the_final_ack():
+    """The client must not see its last block acknowledged unless the file is in place."""
+    wire, stored = Wire(), []
+    r = Receiver(lambda pos, data: None, Negotiated(blksize=512), wire.send, 0.0, 1 << 20,
+                 finish=lambda: stored.append(True))
+    r.start(0.0)
+    wire.take()
+    r.on_packet(encode_data(1, b"a" * 512), 0.01)
+    assert stored == [] and wire.take() == [Ack(1)]
+    r.on_packet(encode_data(2, b"a" * 10), 0.02)
+    assert stored == [True] and wire.take() == [Ack(2)] and r.state == DONE
+
+    def exists() -> None:
+        raise FileExistsError
+
+    wire = Wire()
+    r = Receiver(lambda pos, data: None, Negotiated(blksize=512), wire.send, 0.0, 1 << 20, finish=exists)
+    r.start(0.0)
+    wire.take()
+    r.on_packet(encode_data(1, b"a" * 10), 0.01)
+    assert r.state == FAILED and r.error_code == 6
+    (err,) = [parse(p) for p in wire.out[-1:]]
+    assert isinstance(err, Error) and Ack(1) not in wire.take()
+
+
 def test_opcode_constants():
     assert (DATA, ERROR, OACK) == (3, 5, 6)
 
