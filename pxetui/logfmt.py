@@ -9,14 +9,17 @@ from typing import Any
 VERBOSE_ONLY = {"TransferProgress", "DhcpIgnored"}
 
 
-def _size(n: float | None) -> str:
+def human_size(n: float | None, compact: bool = False) -> str:
+    """1536 -> '1.5 KiB' (compact, for narrow table columns: '1.5K')."""
     if n is None:
         return "?"
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(n) < 1024 or unit == "GiB":
+            if compact:
+                return f"{n:.0f}B" if unit == "B" else f"{n:.1f}{unit[0]}"
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
-    return f"{n:.1f} GiB"
+    return "?"  # unreachable: the GiB branch always returns
 
 
 def describe(ev: dict[str, Any]) -> str:
@@ -61,12 +64,12 @@ def describe(ev: dict[str, Any]) -> str:
         return f"boot {who}: {g('firmware')} -> {g('boot_file') or '(local disk)'} ({g('reason')})"
     if t == "TransferStarted":
         opts = " ".join(f"{k}={v}" for k, v in (g("options") or {}).items())
-        return f"{g('protocol')} {who} {g('path')} {_size(g('size'))} {opts}".rstrip()
+        return f"{g('protocol')} {who} {g('path')} {human_size(g('size'))} {opts}".rstrip()
     if t == "TransferProgress":
-        return f"{g('protocol')} {who} {_size(g('bytes_done'))}/{_size(g('size'))}"
+        return f"{g('protocol')} {who} {human_size(g('bytes_done'))}/{human_size(g('size'))}"
     if t == "TransferFinished":
-        return (f"{g('protocol')} {who} {g('path')} done {_size(g('bytes_done'))} in "
-                f"{g('seconds', 0):.2f}s ({_size(g('rate'))}/s, {g('retransmits', 0)} resent)")
+        return (f"{g('protocol')} {who} {g('path')} done {human_size(g('bytes_done'))} in "
+                f"{g('seconds', 0):.2f}s ({human_size(g('rate'))}/s, {g('retransmits', 0)} resent)")
     if t == "TransferFailed":
         return f"{g('protocol')} {who} {g('path')} FAILED: {g('reason')}"
     if t == "BootCallback":

@@ -5,17 +5,13 @@ from __future__ import annotations
 import os
 import time
 
+from pxetui.logfmt import human_size
+
 BAR_EIGHTHS = " ▏▎▍▌▋▊▉█"
 
 
 def size(n: float | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "K", "M", "G"):
-        if abs(n) < 1024 or unit == "G":
-            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-        n /= 1024
-    return f"{n:.1f}G"
+    return human_size(n, compact=True)
 
 
 def rate(bps: float | None) -> str:

@@ -10,20 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pxetui.events import Event
+from pxetui.logfmt import human_size
 
 
 def clock(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts * 1000) % 1000:03d}"
-
-
-def human(n: int | float | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 CELL = 72  # keep a row on a wide terminal line; long TFTP error texts are cut
@@ -85,7 +76,7 @@ class View:
             if t == "TransferProgress":
                 return None
             row["state"] = "done" if t == "TransferFinished" else f"failed: {d.get('reason')}"
-            return f"{clock(d['ts'])} transfer {row['path']} {row['state']} ({human(row['bytes'])})"
+            return f"{clock(d['ts'])} transfer {row['path']} {row['state']} ({human_size(row['bytes'])})"
         if t == "ClientUpdate":
             old = self.clients.get(d["mac"])
             self.clients[d["mac"]] = d
@@ -112,7 +103,7 @@ class View:
                      + "\n" + table(
             ["client", "proto", "path", "size", "state"],
             [[d.get("ip") or "?", d["protocol"], d["path"],
-              human(d.get("size") or d["bytes"]) if (d.get("size") or d["bytes"]) else "", d["state"]]
+              human_size(d.get("size") or d["bytes"]) if (d.get("size") or d["bytes"]) else "", d["state"]]
              for d in shown]))
         parts.append("Clients\n" + table(
             ["mac", "ip", "firmware", "stage", "last"],
@@ -138,7 +129,7 @@ def timeline(c: dict[str, Any]) -> str:
     for f in c.get("files", []):
         if f["status"] == "probe":
             continue
-        size = human(f.get("size") or f.get("bytes")) if (f.get("size") or f.get("bytes")) else ""
+        size = human_size(f.get("size") or f.get("bytes")) if (f.get("size") or f.get("bytes")) else ""
         lines.append(f"    {f['protocol']:<4} {f['kind']:<10} {f['status']:<7} {size:>10}  {f['path']}"
                      + (f"  ({f['reason']})" if f.get("reason") and f["status"] == "failed" else ""))
     lines.append(f"  diagnosis: {c.get('diagnosis') or 'none'}")

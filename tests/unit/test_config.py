@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from pxetui.config import Config, ConfigError, default_range, load, parse_range, resolve
-from pxetui.netinfo import InterfaceInfo, InterfaceError, check_interface
+from pxetui.netinfo import InterfaceError, InterfaceInfo, check_interface
 
 ETH1 = InterfaceInfo("eth1", True, "10.0.0.1", "255.255.255.0", "52:54:00:00:00:01", 1000, 1500)
 

@@ -47,3 +47,12 @@ def test_any_bytes_decode_or_raise_event_decode_error(data):
         from_json(data)
     except EventDecodeError:
         pass
+
+
+@pytest.mark.parametrize("n,wide,compact", [(None, "?", "?"), (512, "512 B", "512B"),
+                                            (1536, "1.5 KiB", "1.5K"), (3 * 2**30, "3.0 GiB", "3.0G"),
+                                            (5 * 2**40, "5120.0 GiB", "5120.0G")])
+def test_one_size_format_for_logs_reports_and_tables(n, wide, compact):
+    from pxetui.logfmt import human_size
+
+    assert human_size(n) == wide and human_size(n, compact=True) == compact
