@@ -33,6 +33,9 @@ class VmSpec:
     memory_mb: int = 384
     tap: str = "tap0"
     nic: str = "virtio-net-pci"
+    # A display adapter (still no window): memtest86+'s EFI build needs the firmware's GOP
+    # framebuffer and stops with "efi_setup() failed" without one. Off otherwise: TCG time.
+    vga: bool = False
 
     def __post_init__(self) -> None:
         if self.firmware not in FIRMWARES:
@@ -60,7 +63,7 @@ def command(spec: VmSpec, vm_dir: Path, console: Path) -> list[str]:
         raise LabError("qemu-system-x86_64 not found: install the Debian package qemu-system-x86")
     vm_dir.mkdir(parents=True, exist_ok=True)
     cmd = [qemu, "-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", str(spec.memory_mb),
-           "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
+           "-nodefaults", "-no-user-config", "-display", "none", "-vga", "std" if spec.vga else "none",
            "-serial", f"file:{console}", "-monitor", "none", "-no-reboot",
            "-netdev", f"tap,id=n0,ifname={spec.tap},script=no,downscript=no"]
     nic = f"{spec.nic},netdev=n0,mac={spec.mac}"

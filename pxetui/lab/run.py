@@ -266,7 +266,8 @@ class Lab:
     # -- boot ---------------------------------------------------------------------------
     def boot(self) -> qemu.Vm:
         spec = qemu.VmSpec(firmware=self.opts.firmware, mac=self.opts.mac,
-                           memory_mb=self.opts.memory_mb, tap=self.net.tap)
+                           memory_mb=self.opts.memory_mb, tap=self.net.tap,
+                           vga=self.opts.content == "memtest")
         self.vm = qemu.Vm(spec, self.console, self.dir / "vm").start(self.net.ns)
         return self.vm
 

@@ -136,3 +136,14 @@ def test_memtest_iso_imported(tmp_path: Path) -> None:
     # The tracker places files by name; memtest's image (boot/floppy.img in the .iso) does not
     # look like a kernel to it, so the timeline is checked up to the menu.
     b.assert_timeline("bootloader", "menu", booted=False)
+
+
+def test_memtest_iso_imported_uefi(tmp_path: Path) -> None:
+    # The same imported ISO on UEFI: pxetui's GRUB menu chains memtest's EFI binary, served out
+    # of the .iso over TFTP (the VM has a display adapter: memtest's EFI build needs GOP).
+    b = boot(tmp_path, "memtest-iso-uefi", firmware="uefi", content_kind="memtest")
+    assert content.MEMTEST_MARKER in b.console
+    paths = tftp_paths(b)
+    assert paths[0] == "grubx64.efi"
+    assert any(p.lower().startswith("iso/memtest/efi/boot/") for p in paths), paths
+    b.assert_timeline("bootloader", "menu", booted=False)
