@@ -36,6 +36,7 @@ class VmSpec:
     # A display adapter (still no window): memtest86+'s EFI build needs the firmware's GOP
     # framebuffer and stops with "efi_setup() failed" without one. Off otherwise: TCG time.
     vga: bool = False
+    extra_args: list[str] = field(default_factory=list)  # appended as they are
 
     def __post_init__(self) -> None:
         if self.firmware not in FIRMWARES:
@@ -80,7 +81,7 @@ def command(spec: VmSpec, vm_dir: Path, console: Path) -> list[str]:
         cmd += ["-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on",
                 *_ovmf("OVMF_CODE_4M.secboot.fd", "OVMF_VARS_4M.ms.fd", vm_dir)]
         cmd += ["-device", nic + ",romfile="]
-    return cmd
+    return cmd + spec.extra_args
 
 
 @dataclass

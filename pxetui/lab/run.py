@@ -43,6 +43,7 @@ class LabOptions:
     memory_mb: int = 384
     mac: str = "52:54:00:77:00:10"
     extra_serve_args: list[str] = field(default_factory=list)
+    vm_args: list[str] = field(default_factory=list)  # extra QEMU arguments
 
     def __post_init__(self) -> None:
         if self.content not in CONTENTS:
@@ -267,7 +268,7 @@ class Lab:
     def boot(self) -> qemu.Vm:
         spec = qemu.VmSpec(firmware=self.opts.firmware, mac=self.opts.mac,
                            memory_mb=self.opts.memory_mb, tap=self.net.tap,
-                           vga=self.opts.content == "memtest")
+                           vga=self.opts.content == "memtest", extra_args=self.opts.vm_args)
         self.vm = qemu.Vm(spec, self.console, self.dir / "vm").start(self.net.ns)
         return self.vm
 
