@@ -99,9 +99,11 @@ def test_proxydhcp_bios(tmp_path: Path) -> None:
     assert not b.of("LeaseGranted", service="dhcp"), "pxetui leased an address in proxy mode"
     assert {"pxelinux.0", "pxelinux.cfg/default", "lab/vmlinuz"} <= set(tftp_paths(b))
     # The iPXE ROM asks without the broadcast flag, so the site server's ACK is unicast and
-    # never reaches pxetui's interface (as on a switch): no "ack" stage here. The tracker
-    # also places only the transfers the capture tied to this MAC (no lease maps the IP).
-    b.assert_timeline("offer", "bootloader", base=("discover", "initrd", "booted"))
+    # never reaches pxetui's interface (as on a switch): no "ack" stage here. With no lease
+    # mapping the client's IP to its MAC, the tracker places only the TFTP transfers the
+    # capture tied to this MAC, and which of those it catches varies from run to run; so
+    # only the stages pxetui itself sees for sure are required (its offer, the callback).
+    b.assert_timeline(base=("discover", "offer", "booted"))
 
 
 def test_proxydhcp_uefi(tmp_path: Path) -> None:
