@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--content", choices=CONTENTS, default="busybox",
                    help="busybox: a kernel + small initrd that prints a marker and calls back; "
                         "debian-installer: the netboot tree up to its first screen; "
-                        "memtest: the memtest86+ ISO imported into pxetui")
+                        "memtest: the memtest86+ ISO imported into pxetui; "
+                        "live-iso: a live-boot style ISO around the busybox system, imported into pxetui")
     p.add_argument("--headless", action="store_true", help="no UI: boot once, print the result, exit 0 on success")
     p.add_argument("--timeout", type=float, default=600.0, metavar="S", help="give up on the boot after S seconds")
     p.add_argument("--state-dir", metavar="DIR", help="where the lab keeps its files (default: a new temporary directory)")

@@ -23,11 +23,12 @@ from types import FrameType
 from typing import Any
 
 from pxetui import store
+from pxetui.iso import testiso
 from pxetui.lab import content, qemu
 from pxetui.lab.network import LabError, LabNetwork, Namespace
 from pxetui.menus import model
 
-CONTENTS = ("busybox", "debian-installer", "memtest")
+CONTENTS = ("busybox", "debian-installer", "memtest", "live-iso")
 ENGINE_START_TIMEOUT = 30.0
 
 
@@ -145,6 +146,8 @@ class Lab:
         elif self.opts.content == "debian-installer":
             content.install_debian_installer(self.root)
             self._save_menu(content.installer_menu())
+        elif self.opts.content == "live-iso":
+            self._import_live_iso()
         else:
             self._import_memtest()
         self.timings["content"] = time.monotonic() - t0
@@ -162,7 +165,18 @@ class Lab:
         iso = content.MEMTEST_ISO
         if not iso.exists():
             raise LabError(f"{iso} is missing: install the Debian package memtest86+")
-        r = subprocess.run([sys.executable, "-m", "pxetui", "import", str(iso), "--name", "memtest",
+        self._import(iso, "memtest")
+
+    def _import_live_iso(self) -> None:
+        """A live-boot (Debian live) style ISO around the lab's kernel and busybox initrd,
+        imported with `pxetui import`: the generated entry boots it with both files served out
+        of the .iso. The busybox /init ignores live-boot's arguments and prints the marker."""
+        bb = content.install_busybox(self.root, self.opts.state_dir / "cache")
+        iso = testiso.live_iso(self.opts.state_dir / "live.iso", self.root / bb.kernel, self.root / bb.initrd)
+        self._import(iso, "live", extra_args=bb.args)
+
+    def _import(self, iso: Path, name: str, extra_args: str = "") -> None:
+        r = subprocess.run([sys.executable, "-m", "pxetui", "import", str(iso), "--name", name,
                             "--state-dir", str(self.engine_state), "-q"],
                            capture_output=True, text=True, timeout=120)
         if r.returncode != 0:
@@ -173,9 +187,11 @@ class Lab:
         finally:
             conn.close()
         kind = "bios" if self.opts.firmware == "bios" else "uefi64"
-        entry = next((e for e in menu.entries if e.source_iso == "memtest" and kind in e.archs), None)
+        entry = next((e for e in menu.entries if e.source_iso == name and kind in e.archs), None)
         if entry is None:
             raise LabError(f"pxetui import made no {kind} entry for {iso}: {[e.id for e in menu.entries]}")
+        if extra_args:
+            entry.args = f"{entry.args} {extra_args}".strip()
         self._save_menu(content.lab_menu(entry, menu))
 
     def boot_files(self) -> dict[str, str]:
@@ -308,6 +324,7 @@ MARKERS = {
     "busybox": content.MARKER,
     "debian-installer": content.INSTALLER_MARKER,
     "memtest": content.MEMTEST_MARKER,
+    "live-iso": content.MARKER,
 }
 
 

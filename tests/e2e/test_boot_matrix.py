@@ -140,6 +140,18 @@ def test_memtest_iso_imported(tmp_path: Path) -> None:
     b.assert_timeline("bootloader", "menu", booted=False)
 
 
+def test_live_boot_iso_imported(tmp_path: Path) -> None:
+    # A live-boot style ISO (live/vmlinuz, live/initrd.img, live/filesystem.squashfs) imported
+    # with `pxetui import`: detected as Debian live, its generated entry boots through PXELINUX
+    # with the kernel and the initrd read straight out of the .iso (no mount, no extraction).
+    b = boot(tmp_path, "live-iso", content_kind="live-iso", boot_files={"ipxe": "pxelinux.0"})
+    assert_busybox_booted(b)
+    paths = tftp_paths(b)
+    assert paths[0] == "pxelinux.0" and "pxelinux.cfg/default" in paths
+    assert {"iso/live/live/vmlinuz", "iso/live/live/initrd.img"} <= set(paths), paths
+    b.assert_timeline("bootloader", "menu")
+
+
 def test_memtest_iso_imported_uefi(tmp_path: Path) -> None:
     # The same imported ISO on UEFI: pxetui's GRUB menu chains memtest's EFI binary, served out
     # of the .iso over TFTP (the VM has a display adapter: memtest's EFI build needs GOP).
