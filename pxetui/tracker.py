@@ -1,9 +1,13 @@
 """Per-client boot progress: a state machine per MAC fed with event dicts.
 
 Stages of one boot, in order: discover, offer, ack, bootloader, menu, kernel, initrd, rootfs,
-booted. Transfers are placed in a stage by file name and by order (the first file is the boot
-loader; an unknown file after the kernel is an initrd). TFTP events carry only the client IP;
-the IP-to-MAC map comes from DHCP.
+booted. Transfers are placed in a stage by the boot menu first (a file that is an entry's
+kernel or initrd, e.g. memtest's `boot/floppy.img`), then by file name and by order (the first
+file is the boot loader; an unknown file after the kernel is an initrd). TFTP events carry only
+the client IP; the IP-to-MAC map comes from DHCP: an ACK (or a lease) is a fact, and when no
+ACK is seen (proxyDHCP: the address server's ACK may be unicast, past our port) the client's
+broadcast REQUEST (option 50, or ciaddr when renewing) binds the address it takes, unless an
+ACK gave that address to another client.
 
 The same exchange may reach the tracker twice: from our own services and from the capture of
 the wire. Our own events win: a wire event that repeats one of ours is dropped, and a wire
@@ -39,6 +43,7 @@ DEDUP_SECONDS = 5.0
 PROGRESS_EVERY = 1.0  # at most one ClientUpdate per client per second for progress alone
 MAX_EVENTS = 1000  # per client and boot, kept for diagnosis
 MAX_ALIASES = 10000
+MENU_CHECK_EVERY = 2.0  # seconds between looks at whether the stored menu changed
 SAVE_EVERY = 5.0  # seconds between SQLite writes of a client whose stage did not change
 
 _MENU = re.compile(r"(pxelinux\.cfg/|grub[^/]*\.cfg$|\.cfg$|\.ipxe$|(^|/)boot\.ipxe|\.menu$|"
@@ -69,8 +74,35 @@ CREATE TABLE IF NOT EXISTS tracker_boots (
 """
 
 
-def classify(path: str, reached: set[str]) -> str:
-    """bootloader | menu | kernel | initrd | rootfs for a file, by name, then by order."""
+def served_path(path: str) -> str:
+    """A path as the client asked for it or as a menu names it, reduced to the served path:
+    no scheme and host, no `{http}`/`{server}` template, no query, no leading slash, lower case
+    (Windows loaders use backslashes, GRUB adds a leading slash: REFERENCE.md)."""
+    p = path.split("?", 1)[0].replace("\\", "/")
+    p = re.sub(r"^(\{(http|server)\}|[a-z][a-z0-9+.-]*://[^/]*)", "", p, flags=re.I)
+    return p.lstrip("/").lower()
+
+
+def menu_kinds(entries: list[Any]) -> dict[str, str]:
+    """served path -> kernel | initrd, from the boot menu's Linux entries (memtest86+ too)."""
+    out: dict[str, str] = {}
+    for e in entries:
+        if e.kind not in ("linux", "wimboot") or not e.kernel:
+            continue
+        out.setdefault(served_path(e.kernel), "kernel")
+        if e.kind == "linux":  # wimboot's `name=path` files are BCD/SDI/WIM: named by rules
+            for i in e.initrds:
+                out.setdefault(served_path(i), "initrd")
+    return out
+
+
+def classify(path: str, reached: set[str], known: dict[str, str] | None = None) -> str:
+    """bootloader | menu | kernel | initrd | rootfs for a file: by the menu's entries (`known`,
+    from menu_kinds), then by name, then by order."""
+    if known:
+        kind = known.get(served_path(path))
+        if kind is not None:
+            return kind
     name = path.split("?", 1)[0].replace("\\", "/")  # Windows loaders use backslashes (REFERENCE.md)
     if _ROOTFS.search(name):
         return "rootfs"
@@ -117,6 +149,7 @@ class Client:
     last_event: str = ""
     stuck: bool = False
     failed: bool = False  # a definite finding: this boot cannot recover
+    requested: dict[str, Any] | None = None  # the REQUEST of this boot whose ACK was not seen
     last_update: float = 0.0
     saved_key: tuple[Any, ...] = ()
     saved_at: float = 0.0
@@ -161,8 +194,12 @@ class Tracker:
         self._seen: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # key -> (ts, own, transfer id)
         self._alias: dict[str, str | None] = {}  # wire transfer id -> ours (None: drop its events)
         self._tid_mac: dict[str, str] = {}  # transfer id -> client MAC
+        self._acked: dict[str, str] = {}  # IP -> MAC, from an ACK or a lease: facts
         self._pruned_at = 0.0
         self._dirty: set[str] = set()
+        self._menu: dict[str, str] = {}  # served path -> kernel | initrd (menu_kinds)
+        self._menu_stamp: float | None = None
+        self._menu_checked = float("-inf")
         self.db: sqlite3.Connection | None = None
         if db_path is not None:
             from pxetui.store import connect, ensure_schema
@@ -207,6 +244,21 @@ class Tracker:
                 (c.mac, c.boot, c.started, c.last, c.stage, firmware_of(c.arch, c.vendor_class, c.ipxe),
                  c.diagnosis, json.dumps(c.update(c.last).stages)))
 
+    def known_files(self, ts: float) -> dict[str, str]:
+        """The menu's kernels and initrds, re-read when the stored menu changed."""
+        if self.db is None or abs(ts - self._menu_checked) < MENU_CHECK_EVERY:
+            return self._menu
+        self._menu_checked = ts
+        from pxetui.menus.model import MenuError, load_menu, menu_updated
+
+        try:
+            stamp = menu_updated(self.db)
+            if stamp != self._menu_stamp:
+                self._menu, self._menu_stamp = menu_kinds(load_menu(self.db).entries), stamp
+        except (sqlite3.Error, MenuError):
+            pass  # an unreadable menu: the name rules still place the files
+        return self._menu
+
     def history(self, mac: str) -> list[dict[str, Any]]:
         """Every recorded boot of a client, oldest first."""
         if self.db is None:
@@ -217,8 +269,9 @@ class Tracker:
     def forget(self, mac: str) -> None:
         """Drop a client and its history (the UI's "forget")."""
         c = self.clients.pop(mac, None)
-        if c is not None and c.ip and self.ip_mac.get(c.ip) == mac:
-            del self.ip_mac[c.ip]
+        for m in (self.ip_mac, self._acked):
+            for ip in [ip for ip, owner in m.items() if owner == mac]:
+                del m[ip]
         for f in c.files if c is not None else []:
             self._tid_mac.pop(f["id"], None)
         self._dirty.discard(mac)
@@ -319,7 +372,28 @@ class Tracker:
         c.boot += 1
         c.started, c.stages, c.files, c.events = ts, [], [], []
         c.arch, c.vendor_class, c.ipxe = None, None, False
-        c.diagnosis, c.stuck, c.failed = "", False, False
+        c.diagnosis, c.stuck, c.failed, c.requested = "", False, False, None
+
+    def _bind(self, c: Client, ip: str | None, acked: bool) -> bool:
+        """Map an address to a client. An ACK or a lease is a fact and always binds; a REQUEST
+        (option 50 or ciaddr) binds only an address no ACK gave to another client."""
+        if not ip or ip in ("0.0.0.0", "255.255.255.255"):
+            return False
+        if acked:
+            self._acked[ip] = c.mac
+        elif self._acked.get(ip, c.mac) != c.mac:
+            return False
+        self.ip_mac[ip] = c.mac
+        c.ip = ip if acked or not c.ip or self._acked.get(c.ip) != c.mac else c.ip
+        return True
+
+    def _request_stage(self, c: Client) -> None:
+        """The client used the address it asked for (it fetches files): its REQUEST stands for
+        the ACK the address server sent unicast, past our port."""
+        r = c.requested
+        if r is None or "ack" in c.reached or "offer" not in c.reached:
+            return
+        self._stage(c, "ack", r["ts"], f"{r['ip']} requested from {r['server'] or '?'} (its ACK was not seen)")
 
     # -- DHCP -----------------------------------------------------------------------------
     def _on_DhcpPacket(self, ev: dict[str, Any], ts: float) -> Client | None:
@@ -339,8 +413,13 @@ class Tracker:
             # DISCOVER in the loader stage is the same boot (a chain), not a new one.
             if c.stages and ("kernel" in c.reached or ts - c.last > max(self.stuck_seconds, 60.0)):
                 self._new_boot(c, ts)
-        if not reply and ev.get("ip") and ev["ip"] not in ("0.0.0.0", "255.255.255.255"):
-            self.ip_mac[ev["ip"]] = c.mac  # a client with an address: renewals, port 4011
+        if not reply:
+            # A client with an address (renewals, port 4011: ciaddr), or one taking the address
+            # named in a broadcast REQUEST (RFC 2131 4.3.2, option 50).
+            self._bind(c, ev.get("ip"), acked=False)
+            if msg == "REQUEST" and self._bind(c, ev.get("requested_ip"), acked=False) \
+                    and ev.get("port") != 4011:
+                c.requested = {"ts": ts, "ip": ev["requested_ip"], "server": ev.get("server_ip")}
         if not reply:
             # The first identity of a boot wins: OVMF retries as an HTTP client (arch 16)
             # after PXE fails, and that is still the same x64 UEFI machine.
@@ -356,10 +435,16 @@ class Tracker:
         elif msg == "OFFER":
             what = ev.get("yiaddr") or "boot info only (proxyDHCP)"
             self._stage(c, "offer", ts, f"{what} from {who}" + (f", file {ev['boot_file']}" if ev.get("boot_file") else ""))
+        elif msg == "NAK":
+            # The address asked for was refused: a REQUEST's binding was a wrong guess.
+            if c.requested is not None and self._acked.get(c.requested["ip"]) != c.mac:
+                if self.ip_mac.get(c.requested["ip"]) == c.mac:
+                    del self.ip_mac[c.requested["ip"]]
+                if c.ip == c.requested["ip"]:
+                    c.ip = None
+            c.requested = None
         elif msg == "ACK" or (msg == "BOOTP" and reply):
-            if ev.get("yiaddr"):
-                c.ip = ev["yiaddr"]
-                self.ip_mac[ev["yiaddr"]] = c.mac
+            self._bind(c, ev.get("yiaddr"), acked=True)
             what = "boot info (proxyDHCP, port 4011)" if ev.get("port") == 4011 else ev.get("yiaddr") or "boot info"
             self._stage(c, "ack", ts, f"{what} from {who}"
                         + (f", file {ev['boot_file']}" if ev.get("boot_file") else ""))
@@ -368,10 +453,8 @@ class Tracker:
 
     def _on_LeaseGranted(self, ev: dict[str, Any], ts: float) -> Client | None:
         c = self._client(ev)
-        if c is None or not ev.get("ip"):
+        if c is None or not self._bind(c, ev.get("ip"), acked=True):
             return None
-        c.ip = ev["ip"]
-        self.ip_mac[ev["ip"]] = c.mac
         c.hostname = ev.get("hostname") or c.hostname
         self._stage(c, "ack", ts, f"{ev['ip']} from {ev.get('server_ip') or '?'}")
         return c
@@ -411,7 +494,8 @@ class Tracker:
         c = self._client(ev)
         if c is None:
             return None
-        kind = classify(path, c.reached)
+        self._request_stage(c)
+        kind = classify(path, c.reached, self.known_files(ts))
         opts = ev.get("options") or {}
         self._tid_mac[tid] = c.mac
         c.files.append({"id": tid, "source": "own" if own else "wire", "protocol": ev.get("protocol", "tftp"),
@@ -488,6 +572,7 @@ class Tracker:
         if c is None:
             return None
         stage = str(ev.get("stage") or "")
+        self._request_stage(c)
         if stage in ("booted", "installed"):
             self._stage(c, "booted", ts, stage + (f": {ev['entry']}" if ev.get("entry") else ""))
         self._record(c, ev, f"callback {stage} {ev.get('detail') or ''}".strip())

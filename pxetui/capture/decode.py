@@ -197,6 +197,9 @@ class Decoder:
             arch=d.arch, vendor_class=d.text(60), user_class=uc, uuid=d.uuid, hostname=d.text(12),
             boot_file=d.boot_file, next_server=d.text(66) or (d.siaddr if d.siaddr != "0.0.0.0" else None),
             ipxe=(uc == "iPXE") or 175 in d.options, port=seg.sport if reply else seg.dport, ours=ours,
+            # RFC 2131 4.3.2: option 50 in a broadcast REQUEST names the address the client
+            # takes; under proxyDHCP the address server's ACK may be unicast and unseen here.
+            requested_ip=None if reply else d.addr(50),
         )
         out: list[Event] = [pkt]
         if not reply:

@@ -99,11 +99,13 @@ def test_proxydhcp_bios(tmp_path: Path) -> None:
     assert not b.of("LeaseGranted", service="dhcp"), "pxetui leased an address in proxy mode"
     assert {"pxelinux.0", "pxelinux.cfg/default", "lab/vmlinuz"} <= set(tftp_paths(b))
     # The iPXE ROM asks without the broadcast flag, so the site server's ACK is unicast and
-    # never reaches pxetui's interface (as on a switch): no "ack" stage here. With no lease
-    # mapping the client's IP to its MAC, the tracker places only the TFTP transfers the
-    # capture tied to this MAC, and which of those it catches varies from run to run; so
-    # only the stages pxetui itself sees for sure are required (its offer, the callback).
-    b.assert_timeline(base=("discover", "offer", "booted"))
+    # never reaches pxetui's interface (as on a switch). The client's broadcast REQUEST
+    # (option 50) ties its address to its MAC: the "ack" stage stands for it, and every TFTP
+    # transfer is this client's.
+    stages = b.assert_timeline("bootloader", "menu", "offer")
+    assert stages == ["discover", "offer", "ack", "bootloader", "menu", "kernel", "initrd", "booted"], stages
+    ack = next(s for s in b.of("ClientUpdate", mac=b.mac)[-1]["stages"] if s["stage"] == "ack")
+    assert ack["detail"].startswith(addr), ack  # the address the site server gave
 
 
 def test_proxydhcp_uefi(tmp_path: Path) -> None:
@@ -135,9 +137,11 @@ def test_memtest_iso_imported(tmp_path: Path) -> None:
     b = boot(tmp_path, "memtest-iso", content_kind="memtest", boot_files={"ipxe": "pxelinux.0"})
     assert content.MEMTEST_MARKER in b.console
     assert any(p.startswith("iso/memtest/") for p in tftp_paths(b)), tftp_paths(b)
-    # The tracker places files by name; memtest's image (boot/floppy.img in the .iso) does not
-    # look like a kernel to it, so the timeline is checked up to the menu.
-    b.assert_timeline("bootloader", "menu", booted=False)
+    # memtest's image (boot/floppy.img in the .iso) is no kernel by name; the tracker knows it
+    # is one from the menu entry pxetui generated.
+    b.assert_timeline("bootloader", "menu", "kernel", booted=False)
+    files = b.of("ClientUpdate", mac=b.mac)[-1]["files"]
+    assert [f["kind"] for f in files if f["path"].lower().endswith("boot/floppy.img")][:1] == ["kernel"], files
 
 
 def test_live_boot_iso_imported(tmp_path: Path) -> None:

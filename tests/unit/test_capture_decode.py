@@ -207,3 +207,14 @@ def test_http_keep_alive_and_reset():
     assert fail.type == "TransferFailed" and fail.transfer_id == sb.transfer_id
     assert fail.bytes_done == 2_000_000 and "reset after 2000000 of 5000000 bytes" in fail.reason
     assert d.feed(_tcp(s, c, 80, 4000, base, 66, "FA"), 2.1) == []  # connection already closed
+
+
+def test_request_carries_the_requested_address():
+    # proxy_pxelinux.pcap: the client's broadcast REQUEST to the address server (10.99.0.2)
+    # names 10.99.0.131 in option 50; replies and the port-4011 REQUEST (ciaddr) carry none.
+    evs = decode("proxy_pxelinux.pcap")
+    reqs = of(evs, "DhcpPacket", msg_type="REQUEST")
+    assert [(e.requested_ip, e.server_ip, e.port) for e in reqs] == [
+        ("10.99.0.131", "10.99.0.2", 67), (None, None, 4011)]
+    assert reqs[1].ip == "10.99.0.131"
+    assert all(e.requested_ip is None for e in of(evs, "DhcpPacket") if e.msg_type in ("OFFER", "ACK"))

@@ -244,3 +244,108 @@ def test_uefi_proxy_timeline():
     assert "proxyDHCP" in c.stages[1]["detail"] and "from 10.99.0.2" in c.stages[2]["detail"]
     assert any(e["type"] == "DhcpPacket" and e.get("port") == 4011 and e["msg_type"] == "ACK" for e in c.events)
     assert c.update(0).firmware == "uefi64"
+
+
+def _as_our_tftp(ev: dict) -> dict:
+    """A wire transfer event as our own TFTP service reports it: client IP only, no MAC."""
+    return {**{k: v for k, v in ev.items() if k != "mac"}, "service": "tftp", "direction": "out"}
+
+
+def test_proxy_request_binds_address_when_the_ack_is_unicast_and_unseen():
+    # proxy_pxelinux.pcap as a switch port sees it when the address server's ACK is unicast
+    # and the client does no port-4011 exchange (iPXE takes the boot file from our offer):
+    # only the broadcast REQUEST (option 50) ties 10.99.0.131 to the MAC.
+    from pxetui.capture.decode import Decoder
+    from pxetui.capture.pcap import read_pcap
+
+    lt, frames = read_pcap(DATA / "proxy_pxelinux.pcap")
+    dec, tr = Decoder(linktype=lt), Tracker()
+    for ts, data in frames:
+        for e in dec.feed(data, ts):
+            ev = e.to_dict()
+            if ev["type"] == "LeaseGranted" or ev.get("msg_type") == "ACK" or ev.get("port") == 4011:
+                continue
+            tr.feed(_as_our_tftp(ev) if ev["type"].startswith("Transfer") else ev)
+    c = tr.clients["52:54:00:12:34:04"]
+    assert stages(tr, c.mac) == ["discover", "offer", "ack", "bootloader", "menu", "kernel", "initrd"]
+    assert c.ip == "10.99.0.131" and tr.ip_mac["10.99.0.131"] == c.mac
+    ack = c.stages[2]
+    assert "10.99.0.131 requested from 10.99.0.2" in ack["detail"] and "not seen" in ack["detail"]
+    assert ack["ts"] < c.stages[3]["ts"]  # the REQUEST's time, before the first transfer
+    assert {f["kind"] for f in c.files} >= {"bootloader", "menu", "kernel", "initrd"}
+
+
+def test_request_never_takes_an_address_another_client_holds_by_ack():
+    other = "52:54:00:00:00:0a"
+    tr = Tracker()
+    tr.feed({**dhcp("ACK", 1.0, "capture", "wire", yiaddr=IP, server_ip="10.99.0.2"), "mac": other})
+    tr.feed(dhcp("DISCOVER", 2.0, "dhcp", "in"))
+    tr.feed(dhcp("OFFER", 2.1, "dhcp", "out", server_ip="10.99.0.1"))
+    tr.feed(dhcp("REQUEST", 2.2, "dhcp", "in", requested_ip=IP, server_ip="10.99.0.2"))
+    assert tr.ip_mac[IP] == other and tr.clients[MAC].ip is None
+    tr.feed({"type": "TransferStarted", "ts": 3.0, "service": "tftp", "ip": IP, "transfer_id": "t1",
+             "protocol": "tftp", "path": "pxelinux.0"})
+    assert [f["id"] for f in tr.clients[other].files] == ["t1"] and not tr.clients[MAC].files
+    assert stages(tr, MAC) == ["discover", "offer"]
+
+
+def test_renewal_ciaddr_binds_and_nak_undoes_a_requested_address():
+    tr = Tracker()
+    tr.feed(dhcp("DISCOVER", 1.0, "dhcp", "in"))
+    tr.feed(dhcp("REQUEST", 1.1, "dhcp", "in", requested_ip=IP, server_ip="10.99.0.2"))
+    assert tr.ip_mac[IP] == MAC
+    tr.feed(dhcp("NAK", 1.2, "capture", "wire", server_ip="10.99.0.2"))
+    assert IP not in tr.ip_mac and tr.clients[MAC].ip is None
+    # A renewing client names its address in ciaddr (RFC 2131 4.3.2), seen as the event's ip.
+    tr.feed(dhcp("REQUEST", 5.0, "capture", "wire", ip="10.99.0.151", xid=43))
+    assert tr.ip_mac["10.99.0.151"] == MAC and tr.clients[MAC].ip == "10.99.0.151"
+    # An ACK is a fact: it moves the address to whoever it names.
+    tr.feed({**dhcp("ACK", 6.0, "capture", "wire", yiaddr="10.99.0.151", server_ip="10.99.0.2", xid=44),
+             "mac": "52:54:00:00:00:0b"})
+    assert tr.ip_mac["10.99.0.151"] == "52:54:00:00:00:0b"
+
+
+def _menu_db(path: Path, entries: list[dict]) -> None:
+    from pxetui.menus.model import Entry, Menu, local_entry, save_menu
+    from pxetui.store import connect
+
+    conn = connect(path)
+    save_menu(conn, Menu(entries=[*(Entry.from_dict(e) for e in entries), local_entry()]))
+    conn.close()
+
+
+def test_menu_entries_classify_kernel_and_initrd(tmp_path):
+    # memtest86+ through PXELINUX's LINUX: its image is boot/floppy.img inside the imported
+    # ISO, which no name rule calls a kernel; the menu entry says it is one.
+    db = tmp_path / "state.db"
+    _menu_db(db, [{"id": "memtest", "label": "memtest86+", "kernel": "iso/memtest/boot/floppy.img"},
+                  {"id": "live", "label": "live", "kernel": "{http}/iso/live/live/vmlinuz",
+                   "initrds": ["iso/live/live/stuff.img"]}])
+    tr = Tracker(db_path=db)
+    tr.feed(dhcp("ACK", 1.0, "dhcp", "out", yiaddr=IP, server_ip="10.99.0.1"))
+    for i, path in enumerate(["pxelinux.0", "ldlinux.c32", "pxelinux.cfg/default", "/ISO/memtest/boot/floppy.img"]):
+        tr.feed({"type": "TransferStarted", "ts": 2.0 + i, "service": "tftp", "ip": IP, "transfer_id": f"t{i}",
+                 "protocol": "tftp", "path": path})
+        tr.feed({"type": "TransferFinished", "ts": 2.5 + i, "service": "tftp", "ip": IP, "transfer_id": f"t{i}",
+                 "bytes_done": 10})
+    c = tr.clients[MAC]
+    assert stages(tr, MAC) == ["ack", "bootloader", "menu", "kernel"]
+    assert c.files[-1]["kind"] == "kernel"
+    # Without the menu, the same file after the menu is nothing the name rules know.
+    assert classify("iso/memtest/boot/floppy.img", {"bootloader", "menu"}) == "other"
+    # The initrd by the menu, even before any kernel; over HTTP with a leading slash too.
+    known = tr.known_files(100.0)
+    assert classify("/iso/live/live/stuff.img?x=1", {"menu"}, known) == "initrd"
+    assert classify("iso/live/live/vmlinuz", {"menu"}, known) == "kernel"
+    tr.close()
+
+
+def test_menu_change_is_seen_and_a_missing_menu_falls_back_to_names(tmp_path):
+    db = tmp_path / "state.db"
+    tr = Tracker(db_path=db)
+    assert tr.known_files(1.0) == {}
+    assert classify("iso/x/boot/floppy.img", {"menu"}, tr.known_files(1.0)) == "other"
+    _menu_db(db, [{"id": "memtest", "label": "m", "kernel": "iso/x/boot/floppy.img"}])
+    assert tr.known_files(1.5) == {}  # looked at most every MENU_CHECK_EVERY seconds
+    assert tr.known_files(10.0) == {"iso/x/boot/floppy.img": "kernel"}
+    tr.close()
