@@ -164,3 +164,17 @@ def ips(addrs: list[str]) -> bytes:
 
 def u32(value: int) -> bytes:
     return struct.pack("!I", value)
+
+
+def http_boot_url(url: bytes) -> bytes:
+    """Option 67 for a UEFI HTTP boot client: the URL with a terminating NUL.
+
+    EDK2's HttpBootDxe (HttpBootDhcp4.c, HttpBootParseDhcp4Packet) NUL-terminates option 67
+    in place: if the option's last byte is not NUL it writes one in the byte AFTER the option,
+    i.e. over the next option's code in the offer it caches. That cached offer is the one
+    Dhcp4Dxe selects; with the code of the following option (lease time, subnet mask) zeroed
+    the rest of the options parse as garbage, the subnet mask is lost, and DhcpLeaseAcquired
+    fails on the ACK: Dhcp4Dxe answers DHCPDECLINE ("Lease is denied upon entering bound").
+    Ending the option with its own NUL leaves the following options intact (dnsmasq does too).
+    """
+    return url if url.endswith(b"\0") else url + b"\0"

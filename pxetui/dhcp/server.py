@@ -337,6 +337,8 @@ class DhcpServer:
             if len(raw) <= 127:
                 out.file = raw
             opts[o.BOOTFILE] = raw
+            if choice.vendor_class == "HTTPClient":
+                opts[o.BOOTFILE] = o.http_boot_url(raw)
             out.siaddr = self.sid  # next-server
             prl = pkt.options.get(o.PARAM_REQUEST, b"")
             if o.TFTP_SERVER in prl:
