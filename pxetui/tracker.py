@@ -249,14 +249,19 @@ class Tracker:
         if self.db is None or abs(ts - self._menu_checked) < MENU_CHECK_EVERY:
             return self._menu
         self._menu_checked = ts
-        from pxetui.menus.model import MenuError, load_menu, menu_updated
+        from pxetui.menus.model import Menu
 
+        # Plain reads (WAL: never wait for an import's write transaction); no menu table yet
+        # or an unreadable menu: the name rules still place the files.
         try:
-            stamp = menu_updated(self.db)
-            if stamp != self._menu_stamp:
-                self._menu, self._menu_stamp = menu_kinds(load_menu(self.db).entries), stamp
-        except (sqlite3.Error, MenuError):
-            pass  # an unreadable menu: the name rules still place the files
+            row = self.db.execute("SELECT data, updated FROM menu WHERE id = 1").fetchone()
+            if row is None:
+                self._menu, self._menu_stamp = {}, None
+            elif row["updated"] != self._menu_stamp:
+                self._menu_stamp = row["updated"]
+                self._menu = menu_kinds(Menu.from_dict(json.loads(row["data"])).entries)
+        except (sqlite3.Error, ValueError, TypeError, AttributeError):
+            self._menu = {}
         return self._menu
 
     def history(self, mac: str) -> list[dict[str, Any]]:

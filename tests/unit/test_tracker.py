@@ -348,4 +348,9 @@ def test_menu_change_is_seen_and_a_missing_menu_falls_back_to_names(tmp_path):
     _menu_db(db, [{"id": "memtest", "label": "m", "kernel": "iso/x/boot/floppy.img"}])
     assert tr.known_files(1.5) == {}  # looked at most every MENU_CHECK_EVERY seconds
     assert tr.known_files(10.0) == {"iso/x/boot/floppy.img": "kernel"}
+    # A menu row that does not parse: the name rules again, no exception into the engine.
+    assert tr.db is not None
+    tr.db.execute("UPDATE menu SET data = '{broken', updated = updated + 1 WHERE id = 1")
+    assert tr.known_files(20.0) == {}
+    assert classify("iso/x/boot/floppy.img", {"menu"}, tr.known_files(20.0)) == "other"
     tr.close()
