@@ -77,13 +77,20 @@ class Booted:
 
 def boot(tmp_path: Path, name: str, *, firmware: str = "bios", content_kind: str = "busybox",
          dhcp: str = "full", boot_files: dict[str, str] | None = None, marker: str | None = None,
-         timeout: float = 300.0, memory_mb: int = 384) -> Booted:
-    """One boot in a fresh lab; the lab is always torn down. Wall time goes to TIMES."""
+         timeout: float = 300.0, memory_mb: int = 384,
+         root_files: dict[str, bytes] | None = None) -> Booted:
+    """One boot in a fresh lab; the lab is always torn down. Wall time goes to TIMES.
+
+    `root_files` are written into the served root before the VM starts (a real file there
+    wins over pxetui's generated one, as in a hand-built /srv/tftp)."""
     require_lab(firmware)
     opts = LabOptions(state_dir=tmp_path, firmware=firmware, content=content_kind, dhcp=dhcp,
                       boot_files=boot_files or {}, memory_mb=memory_mb)
     t0 = time.monotonic()
     with Lab(opts) as lab:
+        for rel, data in (root_files or {}).items():
+            (lab.root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (lab.root / rel).write_bytes(data)
         vm = lab.boot()
         seconds = vm.wait_for(marker or lab.marker, timeout)
         assert lab.events is not None

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from labkit import Booted, boot
+from netns import require
 
 from pxetui.lab import content
 
@@ -53,6 +54,30 @@ def test_uefi_ovmf_pxe_grub_windowsize(tmp_path: Path) -> None:
     assert any(int(e["options"].get("windowsize", 0)) == 4 for e in grub), [e["options"] for e in grub]
     assert {"grub/grub.cfg", "lab/vmlinuz", "lab/initrd.gz"} <= set(tftp_paths(b))
     assert b.of("DhcpPacket", mac=b.mac, msg_type="DISCOVER", service="dhcp")[0]["arch"] == 7
+    b.assert_timeline("bootloader", "menu")
+
+
+IPXE_LKRN = Path("/usr/lib/ipxe/ipxe.lkrn")
+
+
+def test_bios_chainloads_ipxe_then_http_script(tmp_path: Path) -> None:
+    # A real chainload from BIOS: the ROM runs PXELINUX from a hand-built pxelinux.cfg/default
+    # in the TFTP root (it wins over the generated one), which loads iPXE (ipxe.lkrn, package
+    # ipxe) over TFTP with a script as its initrd (netboot.xyz's way); that iPXE asks DHCP again
+    # and chains pxetui's per-client HTTP script, which fetches the kernel and initrd over HTTP.
+    require(IPXE_LKRN.exists(), f"needs {IPXE_LKRN} (Debian package ipxe)")
+    cfg = b"DEFAULT chain\nPROMPT 0\nTIMEOUT 1\nLABEL chain\n  KERNEL ipxe.lkrn\n  INITRD chain.ipxe\n"
+    script = b"#!ipxe\ndhcp\nchain http://${next-server}/boot.ipxe?mac=${net0/mac}&arch=${buildarch}\n"
+    b = boot(tmp_path, "bios-ipxe-chain", boot_files={"ipxe": "pxelinux.0"},
+             root_files={"pxelinux.cfg/default": cfg, "chain.ipxe": script,
+                         "ipxe.lkrn": IPXE_LKRN.read_bytes()})
+    assert_busybox_booted(b)
+    assert tftp_paths(b)[:1] == ["pxelinux.0"]
+    assert {"pxelinux.cfg/default", "ipxe.lkrn", "chain.ipxe"} <= set(tftp_paths(b)), tftp_paths(b)
+    assert not {"lab/vmlinuz", "lab/initrd.gz"} & set(tftp_paths(b))
+    assert {"boot.ipxe", "lab/vmlinuz", "lab/initrd.gz"} <= set(http_paths(b)), http_paths(b)
+    # the chained iPXE announced itself and got the script, not a boot loader again (no loop)
+    assert [p for p in b.of("DhcpPacket", mac=b.mac, direction="in", service="dhcp") if p.get("ipxe")]
     b.assert_timeline("bootloader", "menu")
 
 
