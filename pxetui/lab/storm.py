@@ -26,8 +26,9 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
+from pxetui.dhcp import codec
+
 ETH_P_IP = 0x0800
-MAGIC = b"\x63\x82\x53\x63"
 DISCOVER, OFFER, REQUEST, ACK, NAK = 1, 2, 3, 5, 6
 
 
@@ -64,18 +65,17 @@ def _csum(data: bytes) -> int:
 
 def dhcp_frame(mac: bytes, xid: int, msg: int, requested: bytes | None = None,
                server: bytes | None = None) -> bytes:
-    opts = bytes((53, 1, msg))
-    opts += b"<\x20" + b"PXEClient:Arch:00000:UNDI:002001"  # option 60, as a BIOS PXE ROM
-    opts += bytes((93, 2, 0, 0))  # RFC 4578 client architecture: x86 BIOS
-    opts += bytes((55, 5, 1, 3, 43, 60, 67))
+    opts = {
+        53: bytes((msg,)),
+        60: b"PXEClient:Arch:00000:UNDI:002001",  # as a BIOS PXE ROM
+        93: bytes((0, 0)),  # RFC 4578 client architecture: x86 BIOS
+        55: bytes((1, 3, 43, 60, 67)),
+    }
     if requested:
-        opts += bytes((50, 4)) + requested
+        opts[50] = requested
     if server:
-        opts += bytes((54, 4)) + server
-    opts += b"\xff"
-    bootp = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 0, xid, 0, 0x8000, bytes(4),
-                        bytes(4), bytes(4), bytes(4), mac.ljust(16, b"\0"), b"", b"")
-    payload = bootp + MAGIC + opts
+        opts[54] = server
+    payload = codec.build(codec.Packet(xid=xid, flags=codec.BROADCAST_FLAG, chaddr=mac, options=opts))
     udp_len = 8 + len(payload)
     src, dst = bytes(4), b"\xff\xff\xff\xff"
     pseudo = src + dst + struct.pack("!BBH", 0, 17, udp_len)
@@ -97,23 +97,14 @@ def parse_reply(frame: bytes) -> tuple[int, bytes, int, bytes, bytes, bytes, dic
     sport, dport = struct.unpack("!HH", frame[udp : udp + 4])
     if sport != 67 or dport != 68:
         return None
-    b = frame[udp + 8 :]
-    if b[0] != 2 or b[236:240] != MAGIC:
+    try:
+        pkt = codec.parse(frame[udp + 8 :])
+    except codec.DhcpParseError:
         return None
-    xid = struct.unpack("!I", b[4:8])[0]
-    opts: dict[int, bytes] = {}
-    i = 240
-    while i < len(b) and b[i] != 255:
-        if b[i] == 0:
-            i += 1
-            continue
-        if i + 1 >= len(b):
-            break
-        code, n = b[i], b[i + 1]
-        opts[code] = opts.get(code, b"") + b[i + 2 : i + 2 + n]
-        i += 2 + n
-    msg = opts.get(53, b"\0")[0]
-    return xid, b[28:34], msg, b[16:20], b[20:24], b[108:236].rstrip(b"\0"), opts
+    if pkt.op != codec.BOOTREPLY or not pkt.dhcp:
+        return None
+    msg = pkt.options.get(53, b"\0")[0]
+    return pkt.xid, pkt.chaddr[:6], msg, pkt.yiaddr, pkt.siaddr, pkt.file.rstrip(b"\0"), pkt.options
 
 
 class DhcpMux:
