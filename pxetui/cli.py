@@ -209,6 +209,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     print("boot loaders:")
     for line in find_loaders().describe_lines():
         print(f"  {line}")
+    from pxetui.tftp import pump
+
+    hint = "" if pump._pump is not None else " (reinstall with gcc and python3-dev: pip install -e .)"
+    print(f"tftp lock-step transfers: {pump.describe()}{hint}")
     for tool, pkg in (("qemu-system-x86_64", "qemu-system-x86"), ("tcpdump", "tcpdump")):
         found = shutil.which(tool)
         print(f"{tool}: {found or f'missing (apt-get install {pkg})'}")

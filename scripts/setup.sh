@@ -22,11 +22,16 @@ if [ -n "${missing// /}" ]; then
   apt-get install -y -q --no-install-recommends $missing
 fi
 
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pxetui, textual, pytest' 2>/dev/null; then
+# (Re)install when the venv is missing or broken, or the build inputs changed (the C pump).
+stamp=.venv/.pxetui-installed
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pxetui, textual, pytest' 2>/dev/null \
+   || [ ! -e "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] \
+   || [ pxetui/tftp/_pump.c -nt "$stamp" ]; then
   echo "setup.sh: creating .venv and installing pxetui with its test extras"
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -e ".[test]"
+  touch "$stamp"
 fi
 
 case "${1:-}" in

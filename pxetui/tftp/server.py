@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import os
 import socket
 import time
@@ -28,6 +29,7 @@ from pxetui.events import (
     TransferStarted,
 )
 from pxetui.files import Client, FileLookupError, Forbidden, NotFound, Resolver
+from pxetui.tftp import pump as tftp_pump
 from pxetui.tftp.options import Limits, OptionRefused, negotiate
 from pxetui.tftp.packets import RRQ, WRQ, ErrorCode, PacketError, Request, encode_error, parse
 from pxetui.tftp.session import (
@@ -89,6 +91,9 @@ class TftpServer:
     def close(self) -> None:
         for t in list(self.transfers.values()):
             t.abort("server stopping")
+        for t in list(self.transfers.values()):
+            if t.pump is not None and t.pump.running:
+                t.pump.thread.join(0.5)  # woken by abort(); its descriptors stay open until then
         if self.sock is not None and self.loop is not None:
             self.loop.remove_reader(self.sock.fileno())
             self.sock.close()
@@ -175,7 +180,10 @@ class TftpServer:
         now = time.monotonic()
         session = Sender(reader, src.size, neg, sock.send, now, batch=self._gso(sock, neg.blksize, neg.windowsize))
         options = {"blksize": neg.blksize, "windowsize": neg.windowsize, **neg.oack, "mode": req.mode}
-        Transfer(self, addr, sock, session, tid, src.name, src.size, options, fd, None).start(now, req)
+        # Lock-step transfers of real files run their data phase in the C pump (pump.py).
+        accel = (fd, src.offset) if (fd is not None and neg.windowsize == 1 and src.size >= tftp_pump.MIN_SIZE
+                                     and tftp_pump.available()) else None
+        Transfer(self, addr, sock, session, tid, src.name, src.size, options, fd, None, accel).start(now, req)
 
     def _write_request(self, req: Request, addr: tuple[str, int], tid: str) -> None:
         if self.uploads is None:
@@ -250,11 +258,13 @@ class Transfer:
 
     __slots__ = ("server", "loop", "addr", "sock", "fileno", "session", "tid", "path", "size",
                  "options", "fd", "upload", "announced", "reported", "closed", "timer", "timer_at",
-                 "writing", "next_progress", "recv_size", "request", "heard", "recv", "replaced")
+                 "writing", "next_progress", "recv_size", "request", "heard", "recv", "replaced",
+                 "lockstep", "accel", "pump")
 
     def __init__(self, server: TftpServer, addr: tuple[str, int], sock: socket.socket,
                  session: Sender | Receiver, tid: str, path: str, size: int | None,
-                 options: dict[str, object], fd: int | None, upload: Upload | None) -> None:
+                 options: dict[str, object], fd: int | None, upload: Upload | None,
+                 accel: tuple[int, int] | None = None) -> None:
         assert server.loop is not None
         self.server, self.loop, self.addr, self.sock = server, server.loop, addr, sock
         self.fileno = sock.fileno()
@@ -268,13 +278,20 @@ class Transfer:
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
         self.next_progress = 0.0
-        # A sender only reads ACKs and ERRORs; a receiver needs room for a whole block (+1 to see oversize).
-        self.recv_size = 1024 if isinstance(session, Sender) else session.blksize + 5
+        # A sender only reads ACKs and ERRORs (a cut-off error message is fine; 512 bytes stay in
+        # pymalloc); a receiver needs room for a whole block (+1 to see oversize).
+        self.recv_size = 512 if isinstance(session, Sender) else session.blksize + 5
+        self.accel = accel  # (fd, offset): the data phase goes to the C pump after negotiation
+        self.pump: tftp_pump.Pump | None = None
+        self.lockstep = isinstance(session, Sender) and session.window == 1 and accel is None
 
     def start(self, now: float, req: Request) -> None:
         self.request = req.raw
         self.server.transfers[self.addr] = self
         self.loop.add_reader(self.fileno, self._readable)
+        if self.accel is not None and self.session.state is TRANSFERRING:
+            self._handoff(now)  # no options asked for: no OACK, the data phase starts at once
+            return
         self.session.start(now)
         self._after(now)
 
@@ -292,7 +309,14 @@ class Transfer:
                 sess.unreachable(exc)
         else:
             self.heard = True
-            sess.on_packet(pkt, now)
+            if self.lockstep and sess.lockstep_ack(pkt, now):  # type: ignore[union-attr]
+                if now < self.next_progress:
+                    return  # nothing else to do: no event due, the timer only moved later
+            elif self.accel is not None and sess.take_oack_ack(pkt, now):  # type: ignore[union-attr]
+                self._handoff(now)
+                return
+            else:
+                sess.on_packet(pkt, now)
         self._after(now)
 
     def _writable(self) -> None:
@@ -310,6 +334,8 @@ class Transfer:
 
     def _after(self, now: float) -> None:
         """Bookkeeping after the session ran: events, writer, timer, the end."""
+        if self.pump is not None and self.pump.running:
+            return  # _pumped() comes back here once the data phase has ended
         sess = self.session
         state = sess.state
         if state is TRANSFERRING or state is NEGOTIATING:
@@ -337,6 +363,48 @@ class Transfer:
             self.timer_at = sess.linger_until
             self.timer = self.loop.call_later(sess.linger_until - now, self._on_timer)
 
+    # -- the data phase in the C pump -------------------------------------------------------
+    def _handoff(self, now: float) -> None:
+        sess = self.session
+        assert isinstance(sess, Sender) and self.accel is not None
+        self.loop.remove_reader(self.fileno)
+        if self.timer is not None:
+            self.timer.cancel()
+        if not self.announced:
+            self._announce(now)
+        fd, offset = self.accel
+        self.pump = tftp_pump.Pump(self.sock, fd, offset, sess.size, sess.blksize, sess.rto, sess.rto_cap,
+                                   sess.giveup, self._pumped)
+        self.pump.start()
+        self.timer = self.loop.call_later(PROGRESS_INTERVAL, self._pump_progress)
+
+    def _pump_progress(self) -> None:
+        self.timer = None
+        pump = self.pump
+        if pump is None or not pump.running:
+            return
+        sess = self.session
+        assert isinstance(sess, Sender)
+        sess.acked, sess.retransmits = pump.acked, pump.retransmits
+        self._progress(time.monotonic())
+        self.timer = self.loop.call_later(PROGRESS_INTERVAL, self._pump_progress)
+
+    def _pumped(self, out: tftp_pump.Outcome) -> None:
+        sess = self.session
+        assert isinstance(sess, Sender)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        sess.acked, sess.retransmits = max(sess.acked, out.acked), out.retransmits
+        if sess.active:  # else abort() or replace() ended it already
+            if out.code == tftp_pump.DONE:
+                sess.state, sess.deadline, sess.final_ack_lost = DONE, math.inf, out.final_ack_lost
+            elif out.code == tftp_pump.PEER_ERROR:
+                sess.peer_failed(out.peer_code, out.message)
+            else:  # the client is gone (no ERROR to it), or timed out, or the file failed us
+                sess._fail(ErrorCode.NOT_DEFINED, out.message, notify=out.code != tftp_pump.UNREACHABLE)
+        self._after(time.monotonic())
+
     def replace(self) -> None:
         """End quietly: the client started over from the same port (it will not read us)."""
         sess = self.session
@@ -345,12 +413,16 @@ class Transfer:
             sess.ended_in_negotiation = sess.state is NEGOTIATING
             sess._fail(ErrorCode.NOT_DEFINED, "client sent a new request from the same port", notify=False)
         sess.linger_until = 0.0
+        if self.pump is not None and self.pump.running:
+            self.pump.cancel()
         self._after(time.monotonic())
 
     def abort(self, reason: str, notify: bool = True) -> None:
         if self.session.active:
             self.session._fail(ErrorCode.NOT_DEFINED, reason, notify=notify)
         self.session.linger_until = 0.0
+        if self.pump is not None and self.pump.running:
+            self.pump.cancel()
         self._after(time.monotonic())
 
     def _close(self) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pxetui.config import Config
 from pxetui.files import Provider, Resolver
 from pxetui.service import ServiceContext
+from pxetui.tftp import pump as tftp_pump
 from pxetui.tftp.server import TftpServer
 from pxetui.tftp.workers import Workers, port_taken, worker_count
 
@@ -47,7 +48,8 @@ async def run(ctx: ServiceContext) -> None:
                 ctx.log(f"tftp: only {started} of {extra} extra worker processes started", "warning")
         ctx.ready([port])
         ctx.log(f"tftp: serving {cfg.tftp_root} on {cfg.server_ip}:{port} with {1 + extra} processes"
-                + (f", uploads into {cfg.tftp.uploads_dir}" if cfg.tftp.uploads_dir else ", read-only"))
+                + (f", uploads into {cfg.tftp.uploads_dir}" if cfg.tftp.uploads_dir else ", read-only")
+                + f", lock-step data in {tftp_pump.describe()}")
         while True:
             await ctx.reload_requested.wait()
             ctx.reload_requested.clear()

@@ -159,8 +159,10 @@ class _Base:
                 pass
 
     def _on_error(self, pkt: bytes) -> None:
-        code = (pkt[2] << 8) | pkt[3]
-        msg = pkt[4:].split(b"\0", 1)[0].decode("utf-8", "replace")
+        self.peer_failed((pkt[2] << 8) | pkt[3], pkt[4:].split(b"\0", 1)[0].decode("utf-8", "replace"))
+
+    def peer_failed(self, code: int, msg: str) -> None:
+        """The client ended the transfer with ERROR `code`."""
         self.ended_in_negotiation = self.state == NEGOTIATING
         self.state = FAILED
         self.error_code = code
@@ -196,6 +198,8 @@ class Sender(_Base):
         self.window_at = now
         self.window_clean = True  # no block of this window was sent before (Karn)
         self.final_ack_lost = False
+        self.ahead: bytes = b""  # lock-step: DATA packet `ahead_no`, built while the client works
+        self.ahead_no = 0
 
     @property
     def bytes_done(self) -> int:
@@ -275,6 +279,46 @@ class Sender(_Base):
         self.blocked = False
         return True
 
+    def lockstep_ack(self, pkt: bytes, now: float) -> bool:
+        """The hot path of a lock-step (windowsize 1) transfer; False leaves `pkt` to on_packet.
+
+        Handles only the ACK of the one block in flight when the next block is new: answered
+        with a packet built while the client was busy, so the round trip (which bounds
+        lock-step throughput) holds one compare and one send. Everything else (duplicates,
+        errors, the last block, resends) takes the general path.
+        """
+        n = self.next  # block n - 1 is in flight, n is the one to send now
+        if (self.acked + 2 != n or n != self.sent_max + 1 or n > self.nblocks or self.blocked
+                or self.state is not TRANSFERRING or pkt != _HDR.pack(ACK, (n - 1) & 0xFFFF)):
+            return False
+        data = self.ahead if self.ahead_no == n else None
+        try:
+            if data is None:
+                data = self._block(n)
+            self.send(data)
+        except OSError:
+            return False  # the general path resends and reports the error
+        if self.window_clean and now - self.sampled_at >= SAMPLE_EVERY:
+            self._sample(now - self.window_at, now)
+        self.acked = n - 1
+        self.timeouts = 0
+        self.last_progress = self.window_at = self.last_send = now
+        self.win_end = self.sent_max = n
+        self.next = n + 1
+        self.window_clean = True
+        self.deadline = now + self.rto
+        if n < self.nblocks:
+            try:
+                self.ahead, self.ahead_no = self._block(n + 1), n + 1
+            except OSError:
+                self.ahead_no = 0  # read again (and fail properly) on the general path
+        return True
+
+    def _block(self, n: int) -> bytes:
+        pos = (n - 1) * self.blksize
+        rest = self.size - pos
+        return _HDR.pack(DATA, n & 0xFFFF) + self.reader.view(pos, self.blksize if rest > self.blksize else rest)
+
     def on_packet(self, pkt: bytes, now: float) -> None:
         if len(pkt) < 4 or pkt[0]:
             return
@@ -308,12 +352,24 @@ class Sender(_Base):
             # Window complete, or the client saw a gap after `acked`: go on from there at once.
             self._window(self.acked + 1, now)
         elif self.state == NEGOTIATING and block == 0:
-            if self.timeouts == 0:
-                self._sample(now - self.last_send, now)
-            self.state = TRANSFERRING
-            self.timeouts = 0
-            self.last_progress = now
+            self._negotiated(now)
             self._window(1, now)
+
+    def take_oack_ack(self, pkt: bytes, now: float) -> bool:
+        """If `pkt` is the ACK of our OACK, go to TRANSFERRING without sending block 1: the
+        data phase runs elsewhere (pump.py)."""
+        if self.state is NEGOTIATING and pkt == _HDR.pack(ACK, 0):
+            self._negotiated(now)
+            self.deadline = math.inf
+            return True
+        return False
+
+    def _negotiated(self, now: float) -> None:
+        if self.timeouts == 0:
+            self._sample(now - self.last_send, now)
+        self.state = TRANSFERRING
+        self.timeouts = 0
+        self.last_progress = now
 
     def on_timer(self, now: float) -> None:
         if not self.active or now < self.deadline:

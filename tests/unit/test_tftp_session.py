@@ -370,3 +370,66 @@ def test_gso_refused_by_the_device_falls_back_to_one_datagram_per_send():
     s = Sender(BytesReader(data), len(data), Negotiated(blksize=512, windowsize=4), send, 0.0, batch=4)
     s.start(0.0)
     assert s.batch == 1 and [parse(b).block for b in raw] == [1, 2, 3, 4]
+
+
+def _lockstep_client(s: Sender, wire: Wire, fast: bool, drop_every: int = 0) -> tuple[bytes, list[int]]:
+    """Lock-step client; with `fast`, ACKs go through lockstep_ack first, as the server does.
+    Every `drop_every`-th new block is lost once (the timer resends it)."""
+    got, sent, now, expect, dropped = bytearray(), [], 1.0, 1, set()
+    for _ in range(100_000):
+        pkts = wire.take()
+        if s.state != TRANSFERRING:
+            break
+        if not pkts:
+            now += 5.0
+            s.on_timer(now)
+            continue
+        (p,) = pkts
+        assert isinstance(p, Data)
+        sent.append(p.block)
+        if drop_every and p.block % drop_every == 0 and p.block not in dropped:
+            dropped.add(p.block)
+            continue
+        if p.block == expect & 0xFFFF:
+            got += p.payload
+            expect += 1
+        now += 0.0001
+        ack = encode_ack(p.block)
+        if not (fast and s.lockstep_ack(ack, now)):
+            s.on_packet(ack, now)
+    return bytes(got), sent
+
+
+@pytest.mark.parametrize("drop_every", [0, 7])
+@pytest.mark.parametrize("size", [0, 511, 512, 70_000])
+def test_lockstep_fast_path_matches_the_general_path(size, drop_every):
+    """The hot path (lockstep_ack) sends exactly what on_packet would, loss included."""
+    data = os.urandom(size)
+    runs = []
+    for fast in (False, True):
+        s, wire = sender(data)
+        got, sent = _lockstep_client(s, wire, fast, drop_every)
+        assert s.state == DONE and got == data
+        runs.append((sent, s.retransmits, s.bytes_done))
+    assert runs[0] == runs[1]
+    assert runs[1][1] == (len(data) // 512 + 1) // drop_every if drop_every else runs[1][1] == 0
+
+
+def test_lockstep_fast_path_leaves_the_rest_to_on_packet():
+    s, wire = sender(b"x" * 2000)
+    wire.take()
+    assert not s.lockstep_ack(encode_ack(0), 1.0)  # a duplicate of nothing new
+    assert not s.lockstep_ack(encode_error(0, "bye"), 1.0)
+    assert s.lockstep_ack(encode_ack(1), 1.0) and blocks(wire.take()) == [2]
+    assert s.lockstep_ack(encode_ack(2), 1.0) and blocks(wire.take()) == [3]
+    assert s.lockstep_ack(encode_ack(3), 1.0) and blocks(wire.take()) == [4]  # the short last block
+    assert not s.lockstep_ack(encode_ack(4), 1.0)  # the end: on_packet finishes it
+    s.on_packet(encode_ack(4), 1.0)
+    assert s.state == DONE
+
+
+def test_lockstep_fast_path_rolls_over():
+    data = os.urandom(8 * 65536 + 80)  # 65,547 blocks of 8 bytes
+    s, wire = sender(data, blksize=8)
+    got, sent = _lockstep_client(s, wire, fast=True)
+    assert got == data and sent[65534:65536] == [65535, 0]
