@@ -10,11 +10,13 @@ import hashlib
 import os
 import signal
 import sys
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from impair import ImpairedLink, impaired_pair
 from netns import Netns, NetnsFactory, require_tool, sh, wait_for
 from services import ServiceProc, base_config
 
@@ -44,8 +46,10 @@ def sha(p: Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else "missing"
 
 
-def start(netns: NetnsFactory, tmp_path: Path, **tftp: object) -> Rig:
-    server, client = netns.pair(client_addr="10.99.0.2/24")
+def start(netns: NetnsFactory, tmp_path: Path, link: tuple[Netns, Netns] | None = None,
+          **tftp: object) -> Rig:
+    """The TFTP service in a server namespace; `link`: (server, client) made by the caller."""
+    server, client = link or netns.pair(client_addr="10.99.0.2/24")
     root = tmp_path / "root"
     root.mkdir()
     cfg = base_config(tmp_path, tftp={"root": str(root), **tftp})
@@ -111,44 +115,64 @@ def test_fifty_concurrent_clients(rig):
     assert rig.svc.of("TransferFailed") == []
 
 
-def impair(ns: Netns) -> str:
-    """5% loss and 5 ms delay on eth0 with netem; kernels built without sch_netem (some VM
-    kernels) get the loss from iptables' statistic match instead, and no delay."""
-    r = ns.run("tc", "qdisc", "add", "dev", "eth0", "root", "netem", "loss", "5%", "delay", "5ms", check=False)
-    if r.returncode == 0:
-        return "netem"
-    require_tool("iptables")
-    ns.run("iptables", "-A", "INPUT", "-i", "eth0", "-m", "statistic", "--mode", "random",
-           "--probability", "0.05", "-j", "DROP")
-    return "iptables"
+LOSS, DELAY = 0.05, 0.005  # each way: 5% of frames lost, the rest 5 ms late
 
 
-def test_loss_and_delay_still_complete(rig):
+def impaired(netns: NetnsFactory, tmp_path: Path) -> tuple[ImpairedLink, Rig]:
+    """5% loss and 5 ms delay each way: `tc qdisc ... netem` on a veth when the kernel has
+    sch_netem, else (this VM's and CI's kernels) the userspace relay of tests/impair.py."""
+    link = impaired_pair(netns, tmp_path, client_addr="10.99.0.2/24", loss=LOSS, delay=DELAY, seed=4)
+    return link, start(netns, tmp_path, link=(link.server, link.client))
+
+
+def test_loss_and_delay_still_complete(netns, tmp_path):
     require_tool("tftp", package="tftp-hpa")
-    require_tool("atftp", "tc")
-    digest = rig.put("kernel", 300_000)
-    for ns in (rig.server, rig.client):
-        impair(ns)
-    out = rig.tmp / "out"
-    out.mkdir()
-    c = rig.client
-    c.run("tftp", "-m", "binary", SERVER, "-c", "get", "kernel", str(out / "hpa"), timeout=90)
-    c.run("curl", "-sS", "--max-time", "60", "--tftp-blksize", "1468", "-o", str(out / "curl1468"),
-          f"tftp://{SERVER}/kernel", timeout=90)
-    c.run("curl", "-sS", "--max-time", "60", "-o", str(out / "curl"), f"tftp://{SERVER}/kernel", timeout=90)
-    for name in ("hpa", "curl1468", "curl"):
-        assert sha(out / name) == digest, f"{name} got a different file under loss"
-    done = wait_for(lambda: len(rig.finished("kernel")) == 3 and rig.finished("kernel"), what="3 finished",
-                    timeout=20)
-    # ~1000 packets each way at 5% loss: losing none would be a one-in-10^22 event.
-    assert sum(e["retransmits"] for e in done) > 0
-    # Progress: at most 4 per second per transfer (the slow transfers here emit several).
-    times: dict[str, list[float]] = defaultdict(list)
-    for e in rig.svc.of("TransferProgress"):
-        times[e["transfer_id"]].append(e["ts"])
-    assert times, "no progress events from transfers lasting seconds"
-    for ts in times.values():
-        assert all(b - a >= 0.2 for a, b in zip(ts, ts[1:], strict=False))
+    require_tool("curl")
+    link, rig = impaired(netns, tmp_path)
+    try:
+        # The delay is real: no echo comes back sooner than two one-way delays.
+        echo = link.ping(10)
+        assert echo.rtts and min(echo.rtts) >= 2 * DELAY * 0.9, echo
+        digest = rig.put("kernel", 300_000)
+        out = rig.tmp / "out"
+        out.mkdir()
+        # The three clients run at once: lock-step over a 10 ms round trip takes seconds each.
+        cmds = {
+            "hpa": ("tftp", "-m", "binary", SERVER, "-c", "get", "kernel", str(out / "hpa")),
+            "curl1468": ("curl", "-sS", "--max-time", "60", "--tftp-blksize", "1468",
+                         "-o", str(out / "curl1468"), f"tftp://{SERVER}/kernel"),
+            "curl": ("curl", "-sS", "--max-time", "60", "-o", str(out / "curl"), f"tftp://{SERVER}/kernel"),
+        }
+        t0 = time.monotonic()
+        procs = {name: rig.client.popen(*cmd) for name, cmd in cmds.items()}
+        took: dict[str, float] = {}
+        def all_done() -> bool:
+            for name, p in procs.items():
+                if name not in took and p.poll() is not None:
+                    took[name] = time.monotonic() - t0
+            return len(took) == len(procs)
+
+        wait_for(all_done, timeout=90, interval=0.02, what="three clients under loss and delay")
+        assert {name: p.returncode for name, p in procs.items()} == dict.fromkeys(cmds, 0)
+        for name in cmds:
+            assert sha(out / name) == digest, f"{name} got a different file under loss"
+        # Lock-step (RFC 1350): DATA n+1 leaves after ACK n came back, so each of the 587
+        # 512-byte blocks costs at least a round trip; without the delay this takes ~1 s.
+        assert took["hpa"] >= 587 * 2 * DELAY * 0.9, took
+        assert took["curl"] >= 587 * 2 * DELAY * 0.9, took
+        done = wait_for(lambda: len(rig.finished("kernel")) == 3 and rig.finished("kernel"),
+                        what="3 finished", timeout=20)
+        # ~1000 packets each way at 5% loss: losing none would be a one-in-10^22 event.
+        assert sum(e["retransmits"] for e in done) > 0
+        # Progress: at most 4 per second per transfer (the slow transfers here emit several).
+        times: dict[str, list[float]] = defaultdict(list)
+        for e in rig.svc.of("TransferProgress"):
+            times[e["transfer_id"]].append(e["ts"])
+        assert times, "no progress events from transfers lasting seconds"
+        for ts in times.values():
+            assert all(b - a >= 0.2 for a, b in zip(ts, ts[1:], strict=False))
+    finally:
+        rig.svc.stop()
 
 
 def test_block_numbers_roll_over_past_65535(rig):
