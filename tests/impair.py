@@ -8,7 +8,8 @@ namespace (nothing touches the root namespace), is tracked by PID like every rig
 exits on SIGTERM, when a TAP goes away, or after a bounded lifetime.
 
 This file is also the relay and a small ICMP pinger: `python impair.py relay|ping ...`, run
-inside a namespace. Both use the standard library only.
+inside a namespace. Both use the standard library only, so the rig functions import `netns`
+(and with it pytest) where they are called, not at the top.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import math
 import os
 import random
 import selectors
+import shutil
 import signal
 import socket
 import struct
@@ -71,7 +73,8 @@ class ImpairedLink:
         return Ping(got["sent"], got["rtts"])
 
     def relay_stats(self) -> dict[str, dict[str, int]]:
-        """Stop the relay and return what it counted per direction (frames read, dropped)."""
+        """Stop the relay and return what it counted per direction: frames read, dropped by
+        choice, undelivered (the far TAP was down or full)."""
         assert self.relay is not None and self.relay_log is not None, "no relay on a netem link"
         self.server.stop(self.relay)
         lines = self.relay_log.read_text().splitlines()
@@ -102,8 +105,6 @@ def impaired_pair(netns: NetnsFactory, workdir: Path, server_addr: str = "10.99.
 
 def _try_netem(netns: NetnsFactory, s: Netns, c: Netns, server_addr: str, client_addr: str,
                loss: float, delay: float) -> bool:
-    import shutil
-
     netns.link(s, c, server_addr, client_addr)
     if shutil.which("tc"):
         cmd = ("tc", "qdisc", "add", "dev", "eth0", "root", "netem",
