@@ -52,8 +52,12 @@ typedef struct {
     int64_t acked, retransmits;
     uint8_t *chunk, *pkt;
     int64_t cstart, cend;
-    int pktlen, peer_code;
+    int pktlen, peer_code, final_ack_lost;
     char message[300];
+    /* the block in flight */
+    int64_t block;
+    int timeouts, resent;  /* consecutive expiries; sent more than once (no RTT sample: Karn) */
+    double sent_at, last_send, deadline, last_progress;
 } pump_t;
 
 static double now_s(void) {
@@ -100,8 +104,9 @@ static double backoff(pump_t *p, int timeouts) {
     return t < RTO_MIN ? RTO_MIN : (t > p->rto_cap ? p->rto_cap : t);
 }
 
-/* Build DATA `block` in p->pkt; -1 with p->message set when the file cannot be read. */
-static int build(pump_t *p, int64_t block) {
+/* Build DATA p->block in p->pkt; -1 with p->message set when the file cannot be read. */
+static int build(pump_t *p) {
+    int64_t block = p->block;
     int64_t pos = (block - 1) * p->blksize;
     int64_t rest = p->size - pos;
     int len = rest > p->blksize ? p->blksize : (int)rest;
@@ -140,61 +145,69 @@ static int transmit(pump_t *p) {
     return -1;
 }
 
-static int gone(pump_t *p, int64_t block, int *final_ack_lost) {
-    if (block == p->nblocks) {
+static int gone(pump_t *p) {
+    if (p->block == p->nblocks) {
         /* Every block went out and the client closed its port: it got the last one and its
            final ACK was lost (RFC 1350 section 6: the last ACK is never confirmed). */
         p->acked = p->nblocks;
-        *final_ack_lost = 1;
+        p->final_ack_lost = 1;
         return PUMP_DONE;
     }
     snprintf(p->message, sizeof p->message, "client unreachable: %s", strerror(ECONNREFUSED));
     return PUMP_UNREACHABLE;
 }
 
-static int run(pump_t *p, int *final_ack_lost) {
-    uint8_t in[516];
-    int64_t block = 1;
-    int timeouts = 0, resent = 0, r;
-    double now = now_s(), last_send, last_progress = now, sent_at, deadline;
+/* Send p->block (first time or again); CONTINUE, or the code that ends the transfer. */
+#define CONTINUE (-1)
+static int put(pump_t *p, double now, int again) {
+    int r = transmit(p);
+    if (r != 0) return r > 0 ? gone(p) : PUMP_SEND_ERROR;
+    if (again) {
+        p->retransmits++;
+        p->resent = 1;
+        publish(p);
+    } else {
+        p->sent_at = now;
+        p->resent = 0;
+    }
+    p->last_send = now;
+    p->deadline = now + backoff(p, p->timeouts);
+    return CONTINUE;
+}
 
-    if (build(p, block) < 0) return PUMP_READ_ERROR;
-    if ((r = transmit(p)) != 0) return r > 0 ? gone(p, block, final_ack_lost) : PUMP_SEND_ERROR;
-    last_send = sent_at = now;
-    deadline = now + p->rto;
+static int run(pump_t *p) {
+    uint8_t in[516];
+    int r;
+    double now = now_s();
+
+    p->block = 1;
+    p->last_progress = now;
+    if (build(p) < 0) return PUMP_READ_ERROR;
+    if ((r = put(p, now, 0)) != CONTINUE) return r;
     for (;;) {
-        wait_at_most(p, deadline - now);
+        wait_at_most(p, p->deadline - now);
         ssize_t n = recv(p->sock, in, sizeof in, 0);
         now = now_s();
         if (cancelled(p)) return PUMP_CANCELLED;
-        if (n < 0 && errno == ECONNREFUSED) return gone(p, block, final_ack_lost);
+        if (n < 0 && errno == ECONNREFUSED) return gone(p);
         if (n >= 4 && in[0] == 0 && in[1] == OP_ACK) {
             unsigned got = ((unsigned)in[2] << 8) | in[3];
-            if (got == (unsigned)(block & 0xFFFF)) {
-                if (!resent && now - p->sampled_at >= SAMPLE_EVERY) sample(p, now - sent_at, now);
-                p->acked = block;
-                timeouts = resent = 0;
-                last_progress = now;
+            if (got == (unsigned)(p->block & 0xFFFF)) {
+                if (!p->resent && now - p->sampled_at >= SAMPLE_EVERY) sample(p, now - p->sent_at, now);
+                p->acked = p->block;
+                p->timeouts = 0;
+                p->last_progress = now;
                 publish(p);
-                if (block == p->nblocks) return PUMP_DONE;
-                block++;
-                if (build(p, block) < 0) return PUMP_READ_ERROR;
-                if ((r = transmit(p)) != 0) return r > 0 ? gone(p, block, final_ack_lost) : PUMP_SEND_ERROR;
-                last_send = sent_at = now;
-                deadline = now + p->rto;
+                if (p->block == p->nblocks) return PUMP_DONE;
+                p->block++;
+                if (build(p) < 0) return PUMP_READ_ERROR;
+                if ((r = put(p, now, 0)) != CONTINUE) return r;
                 continue;
             }
-            if (got == (unsigned)((block - 1) & 0xFFFF)) {
+            if (got == (unsigned)((p->block - 1) & 0xFFFF)) {
                 /* The client resent its ACK: our block was lost, or this is an echo. */
                 double gap = p->srtt < 0 ? p->rto : (2 * p->srtt > DUP_GAP_MIN ? 2 * p->srtt : DUP_GAP_MIN);
-                if (now - last_send >= gap) {
-                    if ((r = transmit(p)) != 0) return r > 0 ? gone(p, block, final_ack_lost) : PUMP_SEND_ERROR;
-                    p->retransmits++;
-                    resent = 1;
-                    last_send = now;
-                    deadline = now + backoff(p, timeouts);
-                    publish(p);
-                }
+                if (now - p->last_send >= gap && (r = put(p, now, 1)) != CONTINUE) return r;
             }
         } else if (n >= 4 && in[0] == 0 && in[1] == OP_ERROR) {
             size_t len = strnlen((const char *)in + 4, (size_t)n - 4);
@@ -203,19 +216,14 @@ static int run(pump_t *p, int *final_ack_lost) {
             return PUMP_PEER_ERROR;
         }
         /* Anything else from the client's TID is ignored: a stray packet must not end a boot. */
-        if (now < deadline) continue;
-        if (now - last_progress > p->giveup) {
+        if (now < p->deadline) continue;
+        if (now - p->last_progress > p->giveup) {
             snprintf(p->message, sizeof p->message, "timed out waiting for ACK of block %lld (%d retransmissions)",
-                     (long long)block, timeouts);
+                     (long long)p->block, p->timeouts);
             return PUMP_TIMEOUT;
         }
-        timeouts++;
-        if ((r = transmit(p)) != 0) return r > 0 ? gone(p, block, final_ack_lost) : PUMP_SEND_ERROR;
-        p->retransmits++;
-        resent = 1;
-        last_send = now;
-        deadline = now + backoff(p, timeouts);
-        publish(p);
+        p->timeouts++;
+        if ((r = put(p, now, 1)) != CONTINUE) return r;
     }
 }
 
@@ -267,10 +275,10 @@ static PyObject *pump_serve(PyObject *self, PyObject *args) {
         return PyErr_NoMemory();
     }
     int flags = fcntl(sock, F_GETFL);
-    int code, final_ack_lost = 0;
+    int code;
     Py_BEGIN_ALLOW_THREADS
     if (flags >= 0 && (flags & O_NONBLOCK)) fcntl(sock, F_SETFL, flags & ~O_NONBLOCK);
-    code = run(&p, &final_ack_lost);
+    code = run(&p);
     publish(&p);
     if (flags >= 0 && (flags & O_NONBLOCK)) fcntl(sock, F_SETFL, flags);
     struct timeval none = {0, 0};
@@ -280,7 +288,7 @@ static PyObject *pump_serve(PyObject *self, PyObject *args) {
     PyMem_RawFree(p.pkt);
     PyBuffer_Release(&stats);
     return Py_BuildValue("(iLLiy#O)", code, (long long)p.acked, (long long)p.retransmits, p.peer_code,
-                         p.message, (Py_ssize_t)strlen(p.message), final_ack_lost ? Py_True : Py_False);
+                         p.message, (Py_ssize_t)strlen(p.message), p.final_ack_lost ? Py_True : Py_False);
 }
 
 static PyMethodDef methods[] = {
