@@ -87,6 +87,16 @@ def runs() -> Iterator[list[Run]]:
         r.close()
 
 
+def incoming(run: Run, quiet: float, limit: int = 1000) -> Iterator[tuple[int, bytes]]:
+    """DATA packets as they come, until none for `quiet` seconds (at most `limit`)."""
+    run.cli.settimeout(quiet)
+    for _ in range(limit):
+        try:
+            yield run.recv()
+        except TimeoutError:
+            return
+
+
 def fetch(run: Run, blksize: int, limit: int = 200_000) -> bytes:
     """A well-behaved lock-step client: ACK each new block, stop after the short one."""
     out, expect = bytearray(), 1
@@ -175,11 +185,7 @@ def test_echoed_acks_do_not_double_the_traffic(tmp_path, runs):
     runs.append(r)
     got: list[int] = []
     expect = 1
-    for _ in range(500):
-        try:
-            block, payload = r.recv()
-        except TimeoutError:
-            break
+    for block, payload in incoming(r, 5.0):
         got.append(block)
         if block == expect:
             r.ack(block)
@@ -290,13 +296,8 @@ def test_file_shrinking_underneath_fails_it(tmp_path, runs):
 
 
 def _drain(r: Run) -> None:
-    """ACK whatever comes until the pump stops sending (bounded)."""
-    r.cli.settimeout(0.5)
-    for _ in range(1000):
-        try:
-            block, _ = r.recv()
-        except TimeoutError:
-            return
+    """ACK whatever comes until the pump stops sending."""
+    for block, _ in incoming(r, 0.5):
         r.ack(block)
 
 
