@@ -13,7 +13,7 @@ import struct
 import threading
 import time
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -87,6 +87,19 @@ def runs() -> Iterator[list[Run]]:
         r.close()
 
 
+@pytest.fixture
+def serve(tmp_path: Path, runs: list[Run]) -> Callable[..., Run]:
+    """serve(content, blksize, **timers): the file written, serve() running, cleanup arranged."""
+
+    def start(content: bytes, blksize: int, **kw: float) -> Run:
+        (tmp_path / "f").write_bytes(content)
+        r = Run(tmp_path / "f", blksize, **kw)  # type: ignore[arg-type]
+        runs.append(r)
+        return r
+
+    return start
+
+
 def incoming(run: Run, quiet: float, limit: int = 1000) -> Iterator[tuple[int, bytes]]:
     """DATA packets as they come, until none for `quiet` seconds (at most `limit`)."""
     run.cli.settimeout(quiet)
@@ -111,21 +124,17 @@ def fetch(run: Run, blksize: int, limit: int = 200_000) -> bytes:
     raise AssertionError("client loop bound reached")
 
 
-def test_serves_a_file_byte_exact(tmp_path, runs):
+def test_serves_a_file_byte_exact(serve):
     data = os.urandom(300_000)
-    (tmp_path / "f").write_bytes(data)
-    r = Run(tmp_path / "f", 1428)
-    runs.append(r)
+    r = serve(data, 1428)
     assert fetch(r, 1428) == data
     out = r.outcome()
     assert (out.code, out.acked, out.retransmits, out.final_ack_lost) == (pump.DONE, 300_000 // 1428 + 1, 0, False)
     assert r.stats[0] == out.acked and r.stats[3] > 0  # progress and a round-trip estimate were published
 
 
-def test_exact_multiple_ends_with_an_empty_block(tmp_path, runs):
-    (tmp_path / "f").write_bytes(b"x" * 1024)
-    r = Run(tmp_path / "f", 512)
-    runs.append(r)
+def test_exact_multiple_ends_with_an_empty_block(serve):
+    r = serve(b"x" * 1024, 512)
     blocks = [r.recv() for _ in range(1)]
     r.ack(1)
     blocks.append(r.recv())
@@ -136,11 +145,9 @@ def test_exact_multiple_ends_with_an_empty_block(tmp_path, runs):
     assert r.outcome().code == pump.DONE
 
 
-def test_block_numbers_roll_over(tmp_path, runs):
+def test_block_numbers_roll_over(serve):
     data = os.urandom(8 * 65536 + 800)  # 65,637 blocks of 8 bytes: block 65536 goes out as 0
-    (tmp_path / "f").write_bytes(data)
-    r = Run(tmp_path / "f", 8)
-    runs.append(r)
+    r = serve(data, 8)
     assert hashlib.sha256(fetch(r, 8)).digest() == hashlib.sha256(data).digest()
     out = r.outcome()
     assert out.code == pump.DONE and out.acked == 65_637
@@ -154,11 +161,9 @@ def test_a_range_inside_a_bigger_file(tmp_path, runs):
     assert fetch(r, 1000) == data[12_345:112_345]
 
 
-def test_lost_block_is_resent_after_the_timeout(tmp_path, runs):
+def test_lost_block_is_resent_after_the_timeout(serve):
     data = os.urandom(20_000)
-    (tmp_path / "f").write_bytes(data)
-    r = Run(tmp_path / "f", 1000, rto=0.05)
-    runs.append(r)
+    r = serve(data, 1000, rto=0.05)
     out, expect, dropped = bytearray(), 1, 0
     for _ in range(200):
         block, payload = r.recv()
@@ -176,13 +181,11 @@ def test_lost_block_is_resent_after_the_timeout(tmp_path, runs):
     assert res.code == pump.DONE and res.retransmits == dropped == 4
 
 
-def test_echoed_acks_do_not_double_the_traffic(tmp_path, runs):
+def test_echoed_acks_do_not_double_the_traffic(serve):
     """Sorcerer's Apprentice (RFC 1123 4.2.3.1): a duplicate ACK right after our send is an
     echo, not a loss; answering it would send every block twice from then on."""
     data = os.urandom(50_000)
-    (tmp_path / "f").write_bytes(data)
-    r = Run(tmp_path / "f", 1000)
-    runs.append(r)
+    r = serve(data, 1000)
     got: list[int] = []
     expect = 1
     for block, payload in incoming(r, 5.0):
@@ -197,13 +200,11 @@ def test_echoed_acks_do_not_double_the_traffic(tmp_path, runs):
     assert got == list(range(1, 51 + 1)), "a block was sent twice"
 
 
-def test_duplicate_ack_after_a_while_resends_before_the_timer(tmp_path, runs):
+def test_duplicate_ack_after_a_while_resends_before_the_timer(serve):
     """A client that re-ACKs the previous block well after our send lost the block: resend
     then, not at the timer. With a 0.5 s round trip the timer waits 1.5 s (srtt + 4 rttvar)
     and a duplicate counts as an echo for 2 srtt = 1 s."""
-    (tmp_path / "f").write_bytes(os.urandom(5000))
-    r = Run(tmp_path / "f", 1000, rto=1.0, rto_cap=3.0)
-    runs.append(r)
+    r = serve(os.urandom(5000), 1000, rto=1.0, rto_cap=3.0)
     assert r.recv()[0] == 1
     time.sleep(0.5)
     r.ack(1)
@@ -224,20 +225,16 @@ def test_duplicate_ack_after_a_while_resends_before_the_timer(tmp_path, runs):
     assert out.code == pump.DONE and out.retransmits >= 1
 
 
-def test_client_error_ends_it(tmp_path, runs):
-    (tmp_path / "f").write_bytes(os.urandom(5000))
-    r = Run(tmp_path / "f", 1000)
-    runs.append(r)
+def test_client_error_ends_it(serve):
+    r = serve(os.urandom(5000), 1000)
     r.recv()
     r.cli.send(b"\0\5\0\3disk full\0")
     out = r.outcome()
     assert (out.code, out.peer_code, out.message) == (pump.PEER_ERROR, 3, "disk full")
 
 
-def test_undecodable_error_text_is_kept_as_bytes(tmp_path, runs):
-    (tmp_path / "f").write_bytes(os.urandom(5000))
-    r = Run(tmp_path / "f", 1000)
-    runs.append(r)
+def test_undecodable_error_text_is_kept_as_bytes(serve):
+    r = serve(os.urandom(5000), 1000)
     r.recv()
     r.cli.send(b"\0\5\0\0\xff\xfe\0")
     r.thread.join(5)
@@ -246,10 +243,8 @@ def test_undecodable_error_text_is_kept_as_bytes(tmp_path, runs):
     assert (code, peer, msg) == (pump.PEER_ERROR, 0, b"\xff\xfe")
 
 
-def test_vanished_client_mid_transfer_is_unreachable(tmp_path, runs):
-    (tmp_path / "f").write_bytes(os.urandom(50_000))
-    r = Run(tmp_path / "f", 1000, rto=0.05)
-    runs.append(r)
+def test_vanished_client_mid_transfer_is_unreachable(serve):
+    r = serve(os.urandom(50_000), 1000, rto=0.05)
     r.recv()
     r.ack(1)
     r.recv()
@@ -258,12 +253,10 @@ def test_vanished_client_mid_transfer_is_unreachable(tmp_path, runs):
     assert out.code == pump.UNREACHABLE and out.acked == 1
 
 
-def test_final_ack_lost_counts_as_done(tmp_path, runs):
+def test_final_ack_lost_counts_as_done(serve):
     """RFC 1350 section 6: the last ACK is never confirmed; a client that has the short block
     may leave before its ACK arrives."""
-    (tmp_path / "f").write_bytes(os.urandom(2500))
-    r = Run(tmp_path / "f", 1000, rto=0.05)
-    runs.append(r)
+    r = serve(os.urandom(2500), 1000, rto=0.05)
     for b in (1, 2):
         r.recv()
         r.ack(b)
@@ -273,10 +266,8 @@ def test_final_ack_lost_counts_as_done(tmp_path, runs):
     assert out.code == pump.DONE and out.final_ack_lost and out.acked == 3
 
 
-def test_silent_client_times_out(tmp_path, runs):
-    (tmp_path / "f").write_bytes(os.urandom(5000))
-    r = Run(tmp_path / "f", 1000, rto=0.05, rto_cap=0.1, giveup=0.5)
-    runs.append(r)
+def test_silent_client_times_out(serve):
+    r = serve(os.urandom(5000), 1000, rto=0.05, rto_cap=0.1, giveup=0.5)
     t0 = time.monotonic()
     out = r.outcome()
     assert out.code == pump.TIMEOUT and "ACK of block 1" in out.message
@@ -301,10 +292,8 @@ def _drain(r: Run) -> None:
         r.ack(block)
 
 
-def test_cancel_wakes_it_at_once(tmp_path, runs):
-    (tmp_path / "f").write_bytes(os.urandom(5000))
-    r = Run(tmp_path / "f", 1000, rto=3.0, rto_cap=3.0, giveup=60)
-    runs.append(r)
+def test_cancel_wakes_it_at_once(serve):
+    r = serve(os.urandom(5000), 1000, rto=3.0, rto_cap=3.0, giveup=60)
     r.recv()
     t0 = time.monotonic()
     r.stats[2] = 1
