@@ -20,12 +20,20 @@ from __future__ import annotations
 import errno
 import math
 import os
-import struct
 from collections.abc import Callable
 from typing import Protocol
 
 from pxetui.tftp.options import Negotiated
-from pxetui.tftp.packets import ACK, DATA, ERROR, ErrorCode, encode_ack, encode_error, encode_oack
+from pxetui.tftp.packets import (
+    ACK,
+    DATA,
+    ERROR,
+    HEADER,
+    ErrorCode,
+    encode_ack,
+    encode_error,
+    encode_oack,
+)
 
 RTO_MIN = 0.05  # seconds; LAN round trips are far below, but a loaded client is not
 RTO_INITIAL = 1.0  # before the first round-trip sample (RFC 6298 says 1 s)
@@ -35,7 +43,6 @@ DUP_GAP_MIN = 0.01  # a duplicate ACK within this (or 2 RTT) of our last send is
 GIVEUP_SECONDS = 20.0  # no progress for this long: the client is gone
 DALLY_SECONDS = 1.0  # after an upload's last block, keep answering its retransmissions
 
-_HDR = struct.Struct("!HH")
 _NO_GSO = (errno.EIO, errno.EINVAL, errno.EMSGSIZE, errno.EOPNOTSUPP, errno.ENOPROTOOPT)
 
 Send = Callable[[bytes | memoryview], object]
@@ -236,17 +243,14 @@ class Sender(_Base):
     def pump(self) -> bool:
         """Transmit the rest of the current window; False if the socket buffer filled up."""
         first = n = self.next
-        end, blksize, size = self.win_end, self.blksize, self.size
-        send, view, pack = self.send, self.reader.view, _HDR.pack
+        end, send = self.win_end, self.send
         try:
             while n <= end:
                 if self.batch > 1 and n < end:
                     k = end - n + 1 if end - n < self.batch else self.batch
                     parts: list[bytes | memoryview] = []
                     for b in range(n, n + k):
-                        pos = (b - 1) * blksize
-                        rest = size - pos
-                        parts += (pack(DATA, b & 0xFFFF), view(pos, blksize if rest > blksize else rest))
+                        parts += self._parts(b)
                     try:
                         send(b"".join(parts))  # only the file's last block is short: it ends the buffer
                     except OSError as exc:
@@ -256,9 +260,7 @@ class Sender(_Base):
                         continue
                     n += k
                     continue
-                pos = (n - 1) * blksize
-                rest = size - pos
-                send(pack(DATA, n & 0xFFFF) + view(pos, blksize if rest > blksize else rest))
+                send(self._block(n))
                 n += 1
         except BlockingIOError:
             self.blocked = True
@@ -289,7 +291,7 @@ class Sender(_Base):
         """
         n = self.next  # block n - 1 is in flight, n is the one to send now
         if (self.acked + 2 != n or n != self.sent_max + 1 or n > self.nblocks or self.blocked
-                or self.state is not TRANSFERRING or pkt != _HDR.pack(ACK, (n - 1) & 0xFFFF)):
+                or self.state is not TRANSFERRING or pkt != encode_ack(n - 1)):
             return False
         data = self.ahead if self.ahead_no == n else None
         try:
@@ -314,10 +316,15 @@ class Sender(_Base):
                 self.ahead_no = 0  # read again (and fail properly) on the general path
         return True
 
-    def _block(self, n: int) -> bytes:
+    def _parts(self, n: int) -> tuple[bytes, memoryview | bytes]:
+        """DATA block `n` as header and payload (the last block is short, maybe empty)."""
         pos = (n - 1) * self.blksize
         rest = self.size - pos
-        return _HDR.pack(DATA, n & 0xFFFF) + self.reader.view(pos, self.blksize if rest > self.blksize else rest)
+        return HEADER.pack(DATA, n & 0xFFFF), self.reader.view(pos, self.blksize if rest > self.blksize else rest)
+
+    def _block(self, n: int) -> bytes:
+        header, payload = self._parts(n)
+        return header + payload
 
     def on_packet(self, pkt: bytes, now: float) -> None:
         if len(pkt) < 4 or pkt[0]:
@@ -358,7 +365,7 @@ class Sender(_Base):
     def take_oack_ack(self, pkt: bytes, now: float) -> bool:
         """If `pkt` is the ACK of our OACK, go to TRANSFERRING without sending block 1: the
         data phase runs elsewhere (pump.py)."""
-        if self.state is NEGOTIATING and pkt == _HDR.pack(ACK, 0):
+        if self.state is NEGOTIATING and pkt == encode_ack(0):
             self._negotiated(now)
             self.deadline = math.inf
             return True
