@@ -58,11 +58,12 @@ class Uploads:
         """A new upload; Forbidden (with the reason) or FileExistsError."""
         rel = normalize(request)
         final = os.path.join(self.root, rel)
-        parent = os.path.dirname(final)
-        os.makedirs(parent, exist_ok=True)
-        real_parent = os.path.realpath(parent)
+        # Resolve before creating anything: makedirs through a symlink would build directories
+        # outside the uploads root even though the upload itself is then refused.
+        real_parent = os.path.realpath(os.path.dirname(final))
         if real_parent != self.root and not real_parent.startswith(self.root + os.sep):
             raise Forbidden(rel, "upload directory resolves outside the uploads root (symlink?)")
+        os.makedirs(real_parent, exist_ok=True)
         final = os.path.join(real_parent, os.path.basename(final))
         if os.path.lexists(final):
             raise FileExistsError(final)
