@@ -116,6 +116,15 @@ class Menu:
     def for_arch(self, arch: str) -> list[Entry]:
         return [e for e in self.entries if arch in e.archs]
 
+    def for_loader(self, arch: str, kinds: tuple[str, ...],
+                   default: str | None = None) -> tuple[list[Entry], str]:
+        """What one boot loader shows a firmware: the entries for `arch` whose kind it can boot,
+        and the entry to start: `default` (a per-MAC override) when it is among them, else
+        `default_for(arch)`. The one selection every renderer makes."""
+        entries = [e for e in self.for_arch(arch) if e.kind in kinds]
+        chosen = default if default in {e.id for e in entries} else self.default_for(arch)
+        return entries, chosen
+
     def default_for(self, arch: str) -> str:
         """The default entry if that firmware can boot it; else its sibling for this firmware
         (same ISO and label: memtest86+ has a BIOS and a UEFI entry); else local disk."""
