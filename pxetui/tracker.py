@@ -165,16 +165,20 @@ class Client:
     def file(self, tid: str) -> dict[str, Any] | None:
         return next((f for f in self.files if f["id"] == tid), None)
 
-    def update(self, ts: float) -> ClientUpdate:
+    def stage_rows(self) -> list[dict[str, Any]]:
+        """The stages with each one's duration (until the next stage; None for the current)."""
         stages = []
         for i, s in enumerate(self.stages):
             nxt = self.stages[i + 1]["ts"] if i + 1 < len(self.stages) else None
             stages.append({**s, "duration": round(nxt - s["ts"], 3) if nxt is not None else None})
+        return stages
+
+    def update(self, ts: float) -> ClientUpdate:
         # The UI's vocabulary (pxetui/state.py): "stuck" and "failed" are what it alerts on;
         # `stages` keeps where the boot actually got to.
         stage = "stuck" if self.stuck else "failed" if self.failed else self.stage
         return ClientUpdate(ts=ts, service="tracker", mac=self.mac, ip=self.ip, stage=stage,
-                            stages=stages, firmware=firmware_of(self.arch, self.vendor_class, self.ipxe),
+                            stages=self.stage_rows(), firmware=firmware_of(self.arch, self.vendor_class, self.ipxe),
                             arch=self.arch, vendor_class=self.vendor_class, uuid=self.uuid,
                             hostname=self.hostname, progress=PROGRESS.get(self.stage, 0.0),
                             last_event=self.last_event, diagnosis=self.diagnosis,
@@ -228,21 +232,42 @@ class Tracker:
             for f in c.files:
                 self._tid_mac[f["id"]] = c.mac
 
-    def _save(self, c: Client) -> None:
-        if self.db is None:
+    def _execute(self, writes: list[tuple[str, tuple[Any, ...]]]) -> None:
+        """The statements as one transaction: one WAL commit, where autocommit makes one a
+        statement (a client's save is two; closing saves every client with unsaved changes)."""
+        assert self.db is not None
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, args in writes:
+                self.db.execute(sql, args)
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _save(self, *clients: Client) -> None:
+        if self.db is None or not clients:
             return
+        # The JSON is built before the write lock is taken.
+        self._execute([w for c in clients for w in self._rows(c)])
+
+    def _rows(self, c: Client) -> list[tuple[str, tuple[Any, ...]]]:
+        """The statements that store a client's current boot."""
         st = {"ip": c.ip, "boot": c.boot, "started": c.started, "last": c.last, "stages": c.stages,
               "arch": c.arch, "vendor_class": c.vendor_class, "uuid": c.uuid, "hostname": c.hostname,
               "ipxe": c.ipxe, "files": c.files, "events": c.events[-200:], "diagnosis": c.diagnosis,
               "last_event": c.last_event, "stuck": c.stuck, "failed": c.failed}
-        self.db.execute("INSERT OR REPLACE INTO tracker_clients(mac, state, updated) VALUES (?,?,?)",
-                        (c.mac, json.dumps(st, default=str), c.last))
+        rows: list[tuple[str, tuple[Any, ...]]] = [(
+            "INSERT OR REPLACE INTO tracker_clients(mac, state, updated) VALUES (?,?,?)",
+            (c.mac, json.dumps(st, default=str), c.last))]
         if c.stages:
-            self.db.execute(
+            rows.append((
                 "INSERT OR REPLACE INTO tracker_boots(mac, boot, started, ended, stage, firmware, diagnosis, stages)"
                 " VALUES (?,?,?,?,?,?,?,?)",
                 (c.mac, c.boot, c.started, c.last, c.stage, firmware_of(c.arch, c.vendor_class, c.ipxe),
-                 c.diagnosis, json.dumps(c.update(c.last).stages)))
+                 c.diagnosis, json.dumps(c.stage_rows()))))
+        return rows
 
     def known_files(self, ts: float) -> dict[str, str]:
         """The menu's kernels and initrds, re-read when the stored menu changed."""
@@ -281,14 +306,12 @@ class Tracker:
             self._tid_mac.pop(f["id"], None)
         self._dirty.discard(mac)
         if self.db is not None:
-            self.db.execute("DELETE FROM tracker_clients WHERE mac=?", (mac,))
-            self.db.execute("DELETE FROM tracker_boots WHERE mac=?", (mac,))
+            self._execute([("DELETE FROM tracker_clients WHERE mac=?", (mac,)),
+                           ("DELETE FROM tracker_boots WHERE mac=?", (mac,))])
 
     def close(self) -> None:
         if self.db is not None:
-            for mac in self._dirty:
-                if mac in self.clients:
-                    self._save(self.clients[mac])
+            self._save(*(self.clients[mac] for mac in self._dirty if mac in self.clients))
             self._dirty.clear()
             self.db.close()
             self.db = None

@@ -223,7 +223,7 @@ def test_forget_drops_client_and_history(tmp_path):
     tr = Tracker(db_path=db)
     tr.feed(dhcp("DISCOVER", 1.0, "dhcp", "in"))
     tr.feed(dhcp("ACK", 1.5, "dhcp", "out", yiaddr=IP, server_ip="10.99.0.1"))
-    for i in range(5):  # progress-only updates are written lazily, and on close
+    for i in range(5):  # a new file is written at once (progress alone: see the test below)
         tr.feed({"type": "TransferStarted", "ts": 2.0 + i, "service": "tftp", "ip": IP,
                  "transfer_id": f"t{i}", "path": f"f{i}.c32"})
     tr.close()
@@ -234,6 +234,36 @@ def test_forget_drops_client_and_history(tmp_path):
     assert tr.feed({"type": "TransferStarted", "ts": 9.0, "ip": IP, "transfer_id": "z", "path": "x"}) == []
     tr.close()
     assert MAC not in Tracker(db_path=db).clients
+
+
+def test_progress_is_written_lazily_and_on_close(tmp_path):
+    import json
+
+    from pxetui.store import connect
+
+    db = tmp_path / "t.db"
+
+    def stored_bytes() -> int:
+        conn = connect(db)
+        try:
+            row = conn.execute("SELECT state FROM tracker_clients WHERE mac=?", (MAC,)).fetchone()
+            return json.loads(row["state"])["files"][0]["bytes"]
+        finally:
+            conn.close()
+
+    tr = Tracker(db_path=db)
+    tr.feed(dhcp("ACK", 1.0, "dhcp", "out", yiaddr=IP, server_ip="10.99.0.1"))
+    tr.feed({"type": "TransferStarted", "ts": 2.0, "service": "tftp", "ip": IP, "transfer_id": "t",
+             "path": "vmlinuz", "size": 1000})
+    (u,) = tr.feed({"type": "TransferProgress", "ts": 3.5, "service": "tftp", "ip": IP, "transfer_id": "t",
+                    "bytes_done": 500, "size": 1000})
+    assert u.files[0]["bytes"] == 500
+    assert stored_bytes() == 0  # progress alone, within SAVE_EVERY of the last write: not yet
+    tr.close()
+    assert stored_bytes() == 500
+    tr = Tracker(db_path=db)
+    assert [h["stage"] for h in tr.history(MAC)] == ["kernel"]
+    tr.close()
 
 
 def test_uefi_proxy_timeline():
