@@ -161,18 +161,21 @@ class HttpServer:
         loop = asyncio.get_running_loop()
         while True:
             skip_empty_lines(buf)
-            hint = _hint(buf)
             try:
                 end = head_end(buf)
-                if end is not None:
-                    head = bytes(buf[:end])
-                    del buf[:end]
+            except HttpError as err:
+                await self._refuse(sock, ip, err, _hint(buf))
+                return None
+            if end is not None:
+                head = bytes(buf[:end])
+                del buf[:end]
+                try:
                     req = parse_head(head)
                     await self._discard_body(sock, buf, body_length(req), deadline)
-                    return req
-            except HttpError as err:
-                await self._refuse(sock, ip, err, hint)
-                return None
+                except HttpError as err:
+                    await self._refuse(sock, ip, err, _hint(head))
+                    return None
+                return req
             if deadline is None and not buf:
                 data = await self._recv(sock, self.limits.idle_timeout)
                 if not data:
@@ -435,8 +438,9 @@ def _status_of(exc: BaseException) -> tuple[int, str]:
     return 500, f"internal error: {type(exc).__name__}"
 
 
-def _hint(buf: bytearray) -> str:
-    """The request target of a refused request, shortened, for the event."""
+def _hint(buf: bytes | bytearray) -> str:
+    """The request target of a refused request, shortened, for the event (computed only when
+    refusing: never on the path of a request that parses)."""
     line = bytes(buf[:256]).split(b"\n", 1)[0]
     parts = line.split(b" ")
     text = parts[1] if len(parts) > 1 else parts[0]

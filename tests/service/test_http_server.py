@@ -445,6 +445,16 @@ def test_hostile_request(srv: Served, name: str, request_bytes: bytes, status: i
     assert failed.reason and failed.ip == "127.0.0.1"
 
 
+def test_refused_request_event_names_its_target(srv: Served):
+    """A request refused before routing is reported with its target as sent (cut to 120
+    characters): from a head over a limit, and from a head that parsed but cannot be framed."""
+    assert status_of(raw(srv, b"GET /" + b"t" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")) == 414
+    assert srv.wait("TransferFailed", status=414, path="/" + "t" * 119).reason.startswith("request line")
+    answer = raw(srv, b"GET /refused.bin HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    assert status_of(answer) == 501
+    assert srv.wait("TransferFailed", status=501, path="/refused.bin").reason.startswith("Transfer-Encoding")
+
+
 def slowloris(srv: Served, results: dict[str, Any]) -> None:
     """Headers a byte at a time, forever: must be cut off with 408 at the head deadline."""
     t0 = time.monotonic()
