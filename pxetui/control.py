@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from pxetui.events import loads
+
 # 16 MiB lines: a replay event with a long client history must not break the stream.
 LINE_LIMIT = 16 * 1024 * 1024
 
@@ -57,7 +59,7 @@ class ControlClient:
             if not line:
                 return
             try:
-                ev = json.loads(line)
+                ev = loads(line)  # per event: the fast decoder, as the engine's relay uses
             except ValueError:
                 continue
             if isinstance(ev, dict):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -23,10 +22,18 @@ import orjson
 EVENT_TYPES: dict[str, type[Event]] = {}
 
 E = TypeVar("E", bound="Event")
+
+
 # A DHCP storm emits thousands of events a second: orjson writes a DhcpPacket line in ~2 µs
 # (json.dumps: ~20 µs), the same compact JSON (non-ASCII as UTF-8 rather than \u escapes).
-def _encode(obj: Any) -> str:
-    return orjson.dumps(obj, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+def dumps(obj: Any) -> bytes:
+    """An event (dict) as one compact JSON document: how every event line is written."""
+    return orjson.dumps(obj, default=str, option=orjson.OPT_NON_STR_KEYS)
+
+
+def loads(data: str | bytes) -> Any:
+    """The matching decoder for event lines (several times faster than json.loads); raises ValueError."""
+    return orjson.loads(data)
 
 
 def register(cls: type[E]) -> type[E]:
@@ -53,7 +60,7 @@ class Event:
         return d
 
     def to_json(self) -> str:
-        return _encode(self.to_dict())
+        return dumps(self.to_dict()).decode()
 
     @property
     def type(self) -> str:
@@ -91,8 +98,8 @@ def from_dict(d: dict[str, Any]) -> Event:
 
 def from_json(line: str | bytes) -> Event:
     try:
-        d = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
+        d = loads(line)
+    except ValueError as exc:  # orjson's error is a ValueError, invalid UTF-8 included
         raise EventDecodeError(f"not JSON: {exc}") from exc
     if not isinstance(d, dict):
         raise EventDecodeError("not a JSON object")

@@ -24,7 +24,7 @@ from typing import Any
 from pxetui import __version__, store
 from pxetui.config import Config
 from pxetui.control import LINE_LIMIT, socket_path
-from pxetui.events import ClientForgotten, EngineStarted, Event, Log, ServiceState
+from pxetui.events import ClientForgotten, EngineStarted, Event, Log, ServiceState, dumps, loads
 from pxetui.netinfo import port_holders
 
 BACKOFF_START, BACKOFF_MAX, HEALTHY_AFTER = 0.5, 30.0, 60.0
@@ -179,7 +179,7 @@ class ServiceRunner:
         assert self.proc and self.proc.stdout
         while line := await self.proc.stdout.readline():
             try:
-                ev = json.loads(line)
+                ev = loads(line)
             except ValueError:
                 continue
             if isinstance(ev, dict) and "type" in ev:
@@ -229,7 +229,8 @@ class Supervisor:
         self.names = services_for(cfg) if names is None else names
         self.on_event = on_event
         self.cache = StateCache()
-        self.subscribers: set[asyncio.Queue[dict[str, Any] | None]] = set()
+        # One queue per attached UI, of encoded event lines (None: the end of its stream).
+        self.subscribers: set[asyncio.Queue[bytes | None]] = set()
         self.runners = {n: ServiceRunner(self, n) for n in self.names}
         self.stopped = asyncio.Event()
         self.config_file = cfg.state_path / "run" / "config.json"
@@ -261,12 +262,15 @@ class Supervisor:
         self.cache.add(ev)
         if self.on_event:
             self.on_event(ev)
+        if not self.subscribers:
+            return
+        line = dumps(ev) + b"\n"  # once per event, however many UIs are attached
         for q in list(self.subscribers):
             if q.qsize() > 20000:  # a UI that stopped reading: cut it loose, keep serving
                 self.subscribers.discard(q)
                 q.put_nowait(None)
             else:
-                q.put_nowait(ev)
+                q.put_nowait(line)
 
     # -- per-host overrides ---------------------------------------------------------------
     def _reload_hosts(self) -> None:
@@ -354,15 +358,15 @@ class Supervisor:
         os.chmod(path, 0o600)  # whoever can talk to it can change what machines boot
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        q: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        q: asyncio.Queue[bytes | None] = asyncio.Queue()
         for ev in self.cache.replay():
-            q.put_nowait(ev)
+            q.put_nowait(dumps(ev) + b"\n")
         self.subscribers.add(q)
 
         async def commands() -> None:
             while line := await reader.readline():
                 try:
-                    cmd = json.loads(line)
+                    cmd = json.loads(line)  # its error text goes into the Log below
                     await self.command(cmd)
                 except Exception as exc:  # a bad command is the client's problem, not ours
                     self.publish(Log(service="engine", level_name="warning",
@@ -370,10 +374,20 @@ class Supervisor:
 
         reader_task = asyncio.create_task(commands())
         try:
-            while (ev := await q.get()) is not None:
-                writer.write(json.dumps(ev, separators=(",", ":")).encode() + b"\n")
-                if q.empty():
-                    await writer.drain()
+            while True:
+                # Everything queued since the last wake-up in one write: a boot storm relays
+                # thousands of events a second, a send per event would cost more than the event.
+                item = await q.get()
+                batch: list[bytes] = []
+                while item is not None:
+                    batch.append(item)
+                    if q.empty():
+                        break
+                    item = q.get_nowait()
+                writer.write(b"".join(batch))
+                if item is None:
+                    break
+                await writer.drain()
         except (ConnectionError, OSError):
             pass
         finally:
