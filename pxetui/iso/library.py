@@ -207,25 +207,26 @@ def _store(conn: sqlite3.Connection, name: str, index: IsoIndex, det: Detection,
          for f in index.files.values()))
 
 
-def _record(conn: sqlite3.Connection, name: str) -> IsoRecord | None:
-    r = conn.execute("SELECT * FROM iso_library WHERE name = ?", (name,)).fetchone()
-    if r is None:
-        return None
+def _from_row(r: sqlite3.Row) -> IsoRecord:
     return IsoRecord(name=r["name"], path=r["path"], size=r["size"], mtime=r["mtime"],
                      volume_id=r["volume_id"], family=r["family"], label=r["label"],
                      root_fs=r["root_fs"], notes=json.loads(r["notes"]), sha256=r["sha256"],
                      files=r["files"], imported=r["imported"])
 
 
-def list_isos(conn: sqlite3.Connection) -> list[IsoRecord]:
+def _record(conn: sqlite3.Connection, name: str) -> IsoRecord | None:
+    r = conn.execute("SELECT * FROM iso_library WHERE name = ?", (name,)).fetchone()
+    return None if r is None else _from_row(r)
+
+
+def list_isos(conn: sqlite3.Connection, menu: Menu | None = None) -> list[IsoRecord]:
+    """Every imported image with its menu entries; pass `menu` when it is already loaded."""
     ensure_schema(conn)
-    menu = load_menu(conn)
-    out = []
-    for (name,) in conn.execute("SELECT name FROM iso_library ORDER BY name").fetchall():
-        rec = _record(conn, name)
-        if rec is not None:
-            rec.entries = [e.id for e in menu.entries if e.source_iso == name]
-            out.append(rec)
+    if menu is None:
+        menu = load_menu(conn)
+    out = [_from_row(r) for r in conn.execute("SELECT * FROM iso_library ORDER BY name")]
+    for rec in out:
+        rec.entries = [e.id for e in menu.entries if e.source_iso == rec.name]
     return out
 
 

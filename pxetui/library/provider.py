@@ -91,7 +91,7 @@ class LibraryState:
         self.overrides = {mac: {"entry": r["entry"], "boot_once": r["boot_once"]}
                           for mac, r in store.host_overrides(conn).items()}
         isos: dict[str, _Iso] = {}
-        for rec in library.list_isos(conn):
+        for rec in library.list_isos(conn, self.menu):  # the menu just loaded, not a second parse
             old = self.isos.get(rec.name)
             # Leases and overrides share the database: most changes are not the library's,
             # so a stored index already loaded is kept (it changes only with a new import).
