@@ -190,6 +190,19 @@ def _own(ev: dict[str, Any]) -> bool:
     return ev.get("service") != "capture" and ev.get("direction") != "wire"
 
 
+def _progress_recorded(events: list[dict[str, Any]], tid: str) -> bool:
+    """Whether a TransferProgress of this transfer is among the recorded events. Looked for
+    from the newest back to the transfer's start: our TFTP server's progress comes several
+    times a second, and a boot keeps up to MAX_EVENTS events."""
+    for e in reversed(events):
+        if e.get("transfer_id") == tid:
+            if e["type"] == "TransferProgress":
+                return True
+            if e["type"] == "TransferStarted":
+                return False
+    return False
+
+
 class Tracker:
     def __init__(self, stuck_seconds: float = 90.0, db_path: str | Path | None = None) -> None:
         self.stuck_seconds = stuck_seconds
@@ -559,8 +572,7 @@ class Tracker:
         if ev.get("retransmits"):
             row["retransmits"] = ev["retransmits"]
             self._record(c, ev, f"{row['path']}: retry {ev['retransmits']}")
-        elif ev.get("size") and not any(e.get("transfer_id") == row["id"] and e["type"] == "TransferProgress"
-                                        for e in c.events):
+        elif ev.get("size") and not _progress_recorded(c.events, row["id"]):
             self._record(c, ev, f"{row['path']}: {ev['size']} bytes")
         return c
 

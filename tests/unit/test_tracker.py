@@ -266,6 +266,23 @@ def test_progress_is_written_lazily_and_on_close(tmp_path):
     tr.close()
 
 
+def test_a_transfers_size_is_recorded_once_for_diagnosis():
+    tr = Tracker()
+    tr.feed(dhcp("ACK", 1.0, "dhcp", "out", yiaddr=IP, server_ip="10.99.0.1"))
+    for tid, start in (("a", 2.0), ("b", 3.0)):
+        tr.feed({"type": "TransferStarted", "ts": start, "service": "tftp", "ip": IP, "transfer_id": tid,
+                 "path": f"{tid}.img"})
+    for i in range(4):  # interleaved: the newest event is often the other transfer's
+        for tid in ("a", "b"):
+            tr.feed({"type": "TransferProgress", "ts": 4.0 + i, "service": "tftp", "ip": IP,
+                     "transfer_id": tid, "bytes_done": 100 * i, "size": 1000})
+    tr.feed({"type": "TransferProgress", "ts": 9.0, "service": "tftp", "ip": IP, "transfer_id": "a",
+             "bytes_done": 400, "size": 1000, "retransmits": 1})
+    recorded = [(e["transfer_id"], e.get("retransmits")) for e in tr.clients[MAC].events
+                if e["type"] == "TransferProgress"]
+    assert recorded == [("a", None), ("b", None), ("a", 1)]
+
+
 def test_uefi_proxy_timeline():
     # OVMF sets the broadcast flag, so the router's ACK is seen too; then port 4011 to the proxy.
     tr = track("uefi_proxy_grub.pcap")
