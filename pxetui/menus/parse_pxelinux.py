@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pxetui.menus.model import LOCAL_ID, Entry, Menu
+from pxetui.menus.model import LOCAL_ID, Entry, Menu, local_entry
 
 MAX_INCLUDE_DEPTH = 16
 # Understood, but only change how the menu looks or behaves at the prompt.
@@ -251,8 +251,9 @@ class _Parser:
         if self.stack:
             self.problem("(end)", 0, "", f"MENU BEGIN {self.stack[-1]!r} never ended")
         if not any(e.kind == "local" for e in menu.entries):
-            menu.entries.append(Entry(id=menu.unique_id(LOCAL_ID), label="Boot from local disk",
-                                      kind="local", archs=["bios", "uefi32", "uefi64", "arm64"]))
+            local = local_entry()
+            local.id = menu.unique_id(LOCAL_ID)  # a config's own LABEL local keeps its name
+            menu.entries.append(local)
         if default_id is None and self.default is not None:
             default_id = names.get(self.default)
             if default_id is None:
