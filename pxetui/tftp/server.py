@@ -181,9 +181,9 @@ class TftpServer:
         session = Sender(reader, src.size, neg, sock.send, now, batch=self._gso(sock, neg.blksize, neg.windowsize))
         options = {"blksize": neg.blksize, "windowsize": neg.windowsize, **neg.oack, "mode": req.mode}
         # Lock-step transfers of real files run their data phase in the C pump (pump.py).
-        accel = (fd, src.offset) if (fd is not None and neg.windowsize == 1 and src.size >= tftp_pump.MIN_SIZE
-                                     and tftp_pump.available()) else None
-        Transfer(self, addr, sock, session, tid, src.name, src.size, options, fd, None, accel).start(now, req)
+        pump_at = src.offset if (fd is not None and neg.windowsize == 1 and src.size >= tftp_pump.MIN_SIZE
+                                 and tftp_pump.available()) else None
+        Transfer(self, addr, sock, session, tid, src.name, src.size, options, fd, None, pump_at).start(now, req)
 
     def _write_request(self, req: Request, addr: tuple[str, int], tid: str) -> None:
         if self.uploads is None:
@@ -259,12 +259,12 @@ class Transfer:
     __slots__ = ("server", "loop", "addr", "sock", "fileno", "session", "tid", "path", "size",
                  "options", "fd", "upload", "announced", "reported", "closed", "timer", "timer_at",
                  "writing", "next_progress", "recv_size", "request", "heard", "recv", "replaced",
-                 "lockstep", "accel", "pump")
+                 "lockstep", "pump_at", "pump")
 
     def __init__(self, server: TftpServer, addr: tuple[str, int], sock: socket.socket,
                  session: Sender | Receiver, tid: str, path: str, size: int | None,
                  options: dict[str, object], fd: int | None, upload: Upload | None,
-                 accel: tuple[int, int] | None = None) -> None:
+                 pump_at: int | None = None) -> None:
         assert server.loop is not None
         self.server, self.loop, self.addr, self.sock = server, server.loop, addr, sock
         self.fileno = sock.fileno()
@@ -281,17 +281,17 @@ class Transfer:
         # A sender only reads ACKs and ERRORs (a cut-off error message is fine; 512 bytes stay in
         # pymalloc); a receiver needs room for a whole block (+1 to see oversize).
         self.recv_size = 512 if isinstance(session, Sender) else session.blksize + 5
-        self.accel = accel  # (fd, offset): the data phase goes to the C pump after negotiation
+        self.pump_at = pump_at  # offset in `fd`: the data phase goes to the C pump after negotiation
         self.pump: tftp_pump.Pump | None = None
-        self.lockstep = isinstance(session, Sender) and session.window == 1 and accel is None
+        self.lockstep = isinstance(session, Sender) and session.window == 1 and pump_at is None
 
     def start(self, now: float, req: Request) -> None:
         self.request = req.raw
         self.server.transfers[self.addr] = self
-        self.loop.add_reader(self.fileno, self._readable)
-        if self.accel is not None and self.session.state is TRANSFERRING:
+        if self.pump_at is not None and self.session.state is TRANSFERRING:
             self._handoff(now)  # no options asked for: no OACK, the data phase starts at once
             return
+        self.loop.add_reader(self.fileno, self._readable)
         self.session.start(now)
         self._after(now)
 
@@ -312,7 +312,7 @@ class Transfer:
             if self.lockstep and sess.lockstep_ack(pkt, now):  # type: ignore[union-attr]
                 if now < self.next_progress:
                     return  # nothing else to do: no event due, the timer only moved later
-            elif self.accel is not None and sess.take_oack_ack(pkt, now):  # type: ignore[union-attr]
+            elif self.pump_at is not None and sess.take_oack_ack(pkt, now):  # type: ignore[union-attr]
                 self._handoff(now)
                 return
             else:
@@ -366,14 +366,13 @@ class Transfer:
     # -- the data phase in the C pump -------------------------------------------------------
     def _handoff(self, now: float) -> None:
         sess = self.session
-        assert isinstance(sess, Sender) and self.accel is not None
+        assert isinstance(sess, Sender) and self.fd is not None and self.pump_at is not None
         self.loop.remove_reader(self.fileno)
         if self.timer is not None:
             self.timer.cancel()
         if not self.announced:
             self._announce(now)
-        fd, offset = self.accel
-        self.pump = tftp_pump.Pump(self.sock, fd, offset, sess.size, sess.blksize, sess.rto, sess.rto_cap,
+        self.pump = tftp_pump.Pump(self.sock, self.fd, self.pump_at, sess.size, sess.blksize, sess.rto, sess.rto_cap,
                                    sess.giveup, self._pumped)
         self.pump.start()
         self.timer = self.loop.call_later(PROGRESS_INTERVAL, self._pump_progress)
