@@ -27,6 +27,7 @@ def test_fields_survive_and_unknown_fields_are_ignored():
     d["added_by_a_newer_engine"] = 1
     back = from_json(json.dumps(d))
     assert isinstance(back, TransferStarted) and back.options == {"blksize": 1432, "windowsize": 4}
+    assert back == ev  # every field, ts included
 
 
 def test_lease_line_names_the_other_server():

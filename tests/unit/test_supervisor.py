@@ -51,7 +51,8 @@ def test_finished_transfers_are_bounded():
     for i in range(700):
         c.add(TransferStarted(transfer_id=f"t{i}").to_dict())
         c.add(TransferFinished(transfer_id=f"t{i}").to_dict())
-    assert len([e for e in c.replay() if e.get("transfer_id")]) == 500
+    kept = [e["transfer_id"] for e in c.replay() if e.get("transfer_id")]
+    assert kept == [f"t{i}" for i in range(200, 700)]  # the newest 500, oldest first
 
 
 async def test_control_socket_replays_state_and_takes_commands(tmp_path):
@@ -77,6 +78,19 @@ async def test_control_socket_replays_state_and_takes_commands(tmp_path):
                     return ev
         ev = await asyncio.wait_for(until_forgotten(), 5)
         assert ev["mac"] == "52:54:00:aa:bb:cc"
+        # A UI attaching now gets the state replayed: the start, then the history so far.
+        late = await ControlClient.connect(sock)
+        replayed = []
+        async def until_forget_logged():
+            async for e in late.events():
+                replayed.append(e)
+                if e["type"] == "Log" and "bad command" in e.get("message", ""):
+                    return
+        await asyncio.wait_for(until_forget_logged(), 5)
+        await late.close()
+        assert replayed[0]["type"] == "EngineStarted"
+        assert [e for e in replayed if e["type"] == "Log" and e.get("mac") == "52:54:00:aa:bb:cc"
+                and "'boot_once': 'local'" in e["message"]]
         conn = store.connect(cfg.db_path)
         assert store.host_overrides(conn)["52:54:00:aa:bb:cc"]["boot_once"] == "local"
         conn.close()
