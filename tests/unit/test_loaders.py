@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from netns import require_tool
 
-from pxetui.loaders import REQUIRED, SPECS, build_grub_image, find_loaders
+from pxetui.loaders import GRUB_EFI_MODULES, REQUIRED, SPECS, build_grub_image, find_loaders
 
 PACKAGES = {"pxelinux.0": "pxelinux", "ldlinux.c32": "syslinux-common", "grubx64.efi": "grub-efi-amd64-signed",
             "shimx64.efi": "shim-signed", "undionly.kpxe": "ipxe", "ipxe.efi": "ipxe", "snponly.efi": "ipxe"}
@@ -56,14 +56,20 @@ def test_fake_tree_is_found_under_a_prefix(tmp_path: Path) -> None:
 def test_grub_image_is_built_when_the_signed_one_is_missing(tmp_path: Path) -> None:
     require_tool("grub-mkimage", package="grub-common")
     require_tool("/usr/lib/grub/x86_64-efi/normal.mod", package="grub-efi-amd64-bin")
-    ld = find_loaders(prefix=tmp_path / "empty", state_dir=tmp_path / "state", build_grub=False)
-    assert ld.path("grubx64.efi") is None
-    # Modules from the real tree, everything else from the empty prefix.
-    out = build_grub_image(tmp_path / "state" / "loaders" / "grubx64.efi")
+    # No signed GRUB under the prefix; its x86_64-efi modules are the real ones.
+    prefix = tmp_path / "empty"
+    modules = prefix / GRUB_EFI_MODULES.lstrip("/")
+    modules.parent.mkdir(parents=True)
+    modules.symlink_to(GRUB_EFI_MODULES)
+    ld = find_loaders(prefix=prefix, state_dir=tmp_path / "state", build_grub=False)
+    assert ld.path("grubx64.efi") is None and ld.built == []
+    ld = find_loaders(prefix=prefix, state_dir=tmp_path / "state", build_grub=True)
+    out = tmp_path / "state" / "loaders" / "grubx64.efi"
+    assert ld.built == ["grubx64.efi"] and ld.path("grubx64.efi") == str(out)
     data = out.read_bytes()
     assert data[:2] == b"MZ" and b"(tftp)/grub" in data
-    ld = find_loaders(prefix=tmp_path / "empty", state_dir=tmp_path / "state")
-    assert ld.path("grubx64.efi") == str(out)
+    ld = find_loaders(prefix=prefix, state_dir=tmp_path / "state", build_grub=True)
+    assert ld.path("grubx64.efi") == str(out) and ld.built == []  # built once, then reused
 
 
 def test_grub_build_error_names_the_package(tmp_path: Path) -> None:
