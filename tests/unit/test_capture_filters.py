@@ -72,7 +72,7 @@ def test_tftp_markers_kept(match):
 def test_tftp_bulk_dropped(match):
     assert not match(udp(40000, 2000, b"\x00\x03\x00\x07" + b"x" * 512, src=SRV, dst=CLI))
     assert not match(udp(40000, 2000, b"\x00\x03\x00\x07" + b"x" * 1408, src=SRV, dst=CLI))
-    for block in (1, 2, 63, 65, 0x41):
+    for block in (1, 2, 63, 65, 127, 0xFFFF):  # not a multiple of 64
         assert not match(udp(2000, 40000, b"\x00\x04" + block.to_bytes(2, "big")))
     assert not match(udp(5353, 53, b"\x00\x05\x01\x00"))  # DNS with an opcode-looking id
 
