@@ -71,11 +71,12 @@ def head_end(buf: bytes | bytearray) -> int | None:
 
     Raises HttpError as soon as the partial head is over a limit, so a client cannot make us
     buffer more than MAX_HEAD bytes. Bare LF line ends are accepted (RFC 9112 2.2 allows it).
+    Both searches stop at MAX_HEAD, and the bare-LF one at the CRLF end: a buffer of pipelined
+    requests is not scanned to its end for every head it holds.
     """
-    crlf = buf.find(b"\r\n\r\n")
-    lf = buf.find(b"\n\n")
-    ends = [i + 4 for i in (crlf,) if i >= 0] + [i + 2 for i in (lf,) if i >= 0]
-    end = min(ends) if ends else None
+    crlf = buf.find(b"\r\n\r\n", 0, MAX_HEAD)
+    lf = buf.find(b"\n\n", 0, crlf + 3 if crlf >= 0 else MAX_HEAD)
+    end = lf + 2 if lf >= 0 else crlf + 4 if crlf >= 0 else None
     first_nl = buf.find(b"\n", 0, MAX_REQUEST_LINE + 2)
     if first_nl < 0 and len(buf) > MAX_REQUEST_LINE + 1:
         raise HttpError(414, f"request line longer than {MAX_REQUEST_LINE} bytes")

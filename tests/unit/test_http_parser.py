@@ -105,6 +105,34 @@ def test_over_large_head_is_431_before_it_ends():
     assert info.value.status == 431
 
 
+def test_head_end_in_a_buffer_of_pipelined_heads():
+    crlf = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n"
+    lf = b"GET /b HTTP/1.0\n\n"
+    assert head_end(crlf + lf + crlf * 50) == len(crlf)
+    assert head_end(lf + crlf * 50) == len(lf)
+    assert head_end(b"GET /c HTTP/1.1\r\nHost: h\r\n\n" + crlf) == len(crlf) - 1  # CRLF then bare LF
+
+
+def test_head_ending_exactly_at_the_limit_is_accepted():
+    line = b"GET / HTTP/1.1\r\nHost: h\r\n"
+    pad = b"X-P: " + b"p" * (MAX_HEAD - len(line) - 9) + b"\r\n"
+    head = line + pad + b"\r\n"
+    assert len(head) == MAX_HEAD
+    assert head_end(head + b"GET / HTTP/1.1\r\n" * 10) == MAX_HEAD
+    with pytest.raises(HttpError) as info:
+        head_end(line + b"X" + pad + b"\r\n")
+    assert info.value.status == 431
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from([b"\r\n", b"\n", b"\r", b"a", b": "]), max_size=40))
+def test_head_end_is_just_past_the_first_empty_line(pieces: list[bytes]):
+    buf = b"GET / HTTP/1.1" + b"".join(pieces)
+    ends = [i + 4 for i in range(len(buf)) if buf[i:i + 4] == b"\r\n\r\n"]
+    ends += [i + 2 for i in range(len(buf)) if buf[i:i + 2] == b"\n\n"]
+    assert head_end(buf) == min(ends, default=None)
+
+
 def test_bodies():
     req = parse_head(b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n")
     assert body_length(req) == 5
