@@ -144,23 +144,23 @@ def cmd_menu(args: argparse.Namespace) -> int:
             for p in parsed.ignored:
                 print(f"ignored: {p}", file=sys.stderr)
         new = parsed.menu
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+
+        def merge(target: model.Menu) -> None:
             if args.replace:
-                keep = [e for e in menu.entries if e.source_iso]  # ISO entries stay
-                target = model.Menu(title=new.title, entries=new.entries, default=new.default,
-                                    timeout=new.timeout, serial=new.serial)
+                keep = [e for e in target.entries if e.source_iso]  # ISO entries stay
+                target.title, target.entries, target.default = new.title, new.entries, new.default
+                target.timeout, target.serial = new.timeout, new.serial
                 for e in keep:
                     target.add(e)
             else:
-                target = menu
                 for e in new.entries:
                     if e.kind != "local":
                         target.add(e)
-            model.save_menu(conn, target)
-            conn.execute("COMMIT")
+
+        try:
+            # Read, merged and stored under one write lock: a change made meanwhile is not lost.
+            model.update_menu(conn, merge)
         except model.MenuError as exc:
-            conn.execute("ROLLBACK")
             print(f"pxetui menu import-pxelinux: {exc}", file=sys.stderr)
             return 1
         imported = [e for e in new.entries if e.kind != "local" or args.replace]
@@ -196,7 +196,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
     return 0
 
 
-def _menu_set(conn: object, args: argparse.Namespace) -> int:
+def _menu_set(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
     from pxetui.menus import model
 
     def change(m: model.Menu) -> None:
@@ -217,7 +217,7 @@ def _menu_set(conn: object, args: argparse.Namespace) -> int:
             e.args = f"{e.args} {extra}".strip()
 
     try:
-        menu = model.update_menu(conn, change)  # type: ignore[arg-type]
+        menu = model.update_menu(conn, change)
     except model.MenuError as exc:
         print(f"pxetui menu set: {exc}", file=sys.stderr)
         return 1

@@ -75,3 +75,25 @@ def test_seed_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert "no menu entry 'nope'" in capsys.readouterr().err
     assert main(["seed", "--mac", "not-a-mac", str(seed), "--state-dir", state]) == 1
     assert "not a MAC address" in capsys.readouterr().err
+
+
+def test_import_pxelinux_merges_or_replaces(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = str(tmp_path / "state")
+    first, second = tmp_path / "first.cfg", tmp_path / "second.cfg"
+    first.write_text("MENU TITLE First\nDEFAULT a\nLABEL a\n  LINUX ka\nLABEL disk\n  LOCALBOOT 0\n")
+    second.write_text("MENU TITLE Second\nLABEL b\n  LINUX kb\n  APPEND quiet\n")
+    assert main(["menu", "import-pxelinux", str(first), "--replace", "--state-dir", state]) == 0
+    assert "imported 2 entries" in capsys.readouterr().out
+    assert main(["menu", "import-pxelinux", str(second), "--state-dir", state]) == 0
+    assert "imported 1 entries" in capsys.readouterr().out  # its own local entry is not added
+    assert main(["menu", "render", "--state-dir", state]) == 0
+    px = capsys.readouterr().out
+    # Merged: the first menu's title and default stay, `b` goes before the local-disk entry.
+    assert "MENU TITLE First" in px and "DEFAULT a" in px
+    assert px.index("LABEL a") < px.index("LABEL b") < px.index("LABEL disk")
+    assert "APPEND quiet" in px
+    assert main(["menu", "import-pxelinux", str(second), "--replace", "--state-dir", state]) == 0
+    capsys.readouterr()
+    assert main(["menu", "render", "--state-dir", state]) == 0
+    px = capsys.readouterr().out
+    assert "MENU TITLE Second" in px and "LABEL a" not in px and "LABEL b" in px
