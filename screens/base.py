@@ -8,8 +8,8 @@ keys and catch up when shown again.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import ComposeResult, SystemCommand
 from textual.screen import Screen
@@ -17,7 +17,7 @@ from textual.widget import Widget
 from textual.widgets import Footer
 
 from pxetui.state import EngineState
-from screens.widgets import NavBar, StatusHeader, nav_text
+from screens.widgets import Column, LiveTable, NavBar, Row, StatusHeader, nav_text
 
 if TYPE_CHECKING:
     from screens.app import PxetuiApp
@@ -112,3 +112,56 @@ class PxeScreen(Screen):
     def palette(self) -> Iterable[SystemCommand]:
         """Commands this screen adds to the command palette."""
         return ()
+
+
+class TableScreen(PxeScreen):
+    """A screen that is one LiveTable over one keyed state table (clients, leases, transfers).
+
+    Subclasses name the table (TABLE: an EngineState attribute, also the widget id and what
+    the screen watches), its COLUMNS, how an item becomes a row (row_of) and, per column, a
+    sort key the cells do not show (SORT; other columns sort by their text).
+    """
+
+    TABLE = ""
+    COLUMNS: ClassVar[tuple[Column, ...]] = ()
+    SORT: ClassVar[Mapping[str, Callable[[Any], Any]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.TABLE:
+            cls.WATCH = frozenset({cls.TABLE})
+
+    def items(self) -> Mapping[str, Any]:
+        return getattr(self.state, self.TABLE)  # type: ignore[no-any-return]
+
+    def body(self) -> Iterable[Widget]:
+        yield LiveTable(self.COLUMNS, self.row, self.sort_value,
+                        structural_interval=self.structural_interval(), id=self.TABLE)
+
+    @property
+    def table(self) -> LiveTable:
+        return self.query_one(f"#{self.TABLE}", LiveTable)
+
+    def row_of(self, item: Any) -> Row:
+        raise NotImplementedError
+
+    def row(self, key: str) -> Row | None:
+        item = self.items().get(key)
+        return None if item is None else self.row_of(item)
+
+    def sort_value(self, key: str, column: str) -> Any:
+        by = self.SORT.get(column)
+        if by is None:
+            return None
+        item = self.items().get(key)
+        return None if item is None else by(item)
+
+    def show(self, changed: dict[str, set[str]], full: bool) -> None:
+        if full:
+            self.table.resync(self.items())
+        elif self.TABLE in changed:
+            self.table.sync(changed[self.TABLE])
+
+    def palette(self) -> Iterable[SystemCommand]:
+        yield SystemCommand(f"Sort {self.TABLE} by the next column", "s in the table",
+                            self.table.action_cycle_sort)

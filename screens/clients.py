@@ -8,12 +8,12 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import SystemCommand
-from textual.widget import Widget
 from textual.widgets import DataTable
 
+from pxetui.state import ClientInfo
 from screens import fmt
-from screens.base import PxeScreen
-from screens.widgets import Column, LiveTable
+from screens.base import TableScreen
+from screens.widgets import Column
 
 COLUMNS = (
     Column("mac", "MAC", 17), Column("ip", "IP", 15), Column("fw", "Firmware", 8),
@@ -30,23 +30,18 @@ def ip_order(ip: str | None) -> Any:
         return -1
 
 
-class ClientsScreen(PxeScreen):
-    WATCH = frozenset({"clients"})
+class ClientsScreen(TableScreen):
+    TABLE = "clients"
     TITLE_TEXT = "Clients"
     NAV_MODE = "clients"
+    COLUMNS = COLUMNS
+    SORT = {
+        "mac": lambda c: c.mac, "ip": lambda c: ip_order(c.ip),
+        "fw": lambda c: fmt.firmware(c.firmware, c.arch), "stage": lambda c: c.stage,
+        "progress": lambda c: c.progress, "last": lambda c: c.ts, "diag": lambda c: c.diagnosis,
+    }
 
-    def body(self) -> Iterable[Widget]:
-        yield LiveTable(COLUMNS, self.row, self.sort_value,
-                        structural_interval=self.structural_interval(), id="clients")
-
-    @property
-    def table(self) -> LiveTable:
-        return self.query_one("#clients", LiveTable)
-
-    def row(self, mac: str) -> tuple[Any, ...] | None:
-        c = self.state.clients.get(mac)
-        if c is None:
-            return None
+    def row_of(self, c: ClientInfo) -> tuple[Any, ...]:
         return (
             c.mac, c.ip or "-", fmt.firmware(c.firmware, c.arch),
             Text(c.stage or "new", "bold red" if c.diagnosis else STAGE_STYLE.get(c.stage, "")),
@@ -54,21 +49,6 @@ class ClientsScreen(PxeScreen):
             f"{fmt.clock(c.ts)} {c.last_event}",
             Text(c.diagnosis, "yellow") if c.diagnosis else "",
         )
-
-    def sort_value(self, mac: str, column: str) -> Any:
-        c = self.state.clients.get(mac)
-        if c is None:
-            return None
-        return {
-            "mac": c.mac, "ip": ip_order(c.ip), "fw": fmt.firmware(c.firmware, c.arch),
-            "stage": c.stage, "progress": c.progress, "last": c.ts, "diag": c.diagnosis,
-        }.get(column)
-
-    def show(self, changed: dict[str, set[str]], full: bool) -> None:
-        if full:
-            self.table.resync(self.state.clients)
-        elif "clients" in changed:
-            self.table.sync(changed["clients"])
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.open_detail(str(event.row_key.value))
@@ -82,5 +62,4 @@ class ClientsScreen(PxeScreen):
     def palette(self) -> Iterable[SystemCommand]:
         yield SystemCommand("Open the selected client", "its timeline, files and actions",
                             lambda: self.open_detail(self.table.selected_key()))
-        yield SystemCommand("Sort clients by the next column", "s in the table",
-                            self.table.action_cycle_sort)
+        yield from super().palette()

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from rich.text import Text
-from textual.app import SystemCommand
-from textual.widget import Widget
 
 from pxetui.state import TransferInfo
 from screens import fmt
-from screens.base import PxeScreen
-from screens.widgets import Column, LiveTable
+from screens.base import TableScreen
+from screens.widgets import Column
 
 COLUMNS = (
     Column("client", "Client", 17), Column("proto", "Via", 4), Column("file", "File", 22),
@@ -38,47 +35,22 @@ def status_text(t: TransferInfo) -> Text:
     return Text("running", "cyan")
 
 
-class TransfersScreen(PxeScreen):
-    WATCH = frozenset({"transfers"})
+class TransfersScreen(TableScreen):
+    TABLE = "transfers"
     TITLE_TEXT = "Transfers"
     NAV_MODE = "transfers"
+    COLUMNS = COLUMNS
+    SORT = {"progress": lambda t: t.fraction or 0.0, "rate": lambda t: t.rate,
+            "rtx": lambda t: t.retransmits, "status": lambda t: t.status}
     # Every live transfer changes every tick: 2 redraws a second and rows added/removed every
     # 2 s keep 100 live transfers under 20 % of a core (bench/ui).
     MIN_INTERVAL = 0.5
     STRUCTURAL = 2.0
 
-    def body(self) -> Iterable[Widget]:
-        yield LiveTable(COLUMNS, self.row, self.sort_value,
-                        structural_interval=self.structural_interval(), id="transfers")
-
-    @property
-    def table(self) -> LiveTable:
-        return self.query_one("#transfers", LiveTable)
-
-    def row(self, tid: str) -> tuple[Any, ...] | None:
-        t = self.state.transfers.get(tid)
-        if t is None:
-            return None
+    def row_of(self, t: TransferInfo) -> tuple[Any, ...]:
         f = t.fraction
         return (
             t.mac or t.ip or "?", t.protocol, t.path, options_text(t),
             fmt.bar(f, 9) + " " + fmt.percent(f), fmt.rate(t.rate), str(t.retransmits),
             status_text(t),
         )
-
-    def sort_value(self, tid: str, column: str) -> Any:
-        t = self.state.transfers.get(tid)
-        if t is None:
-            return None
-        return {"progress": t.fraction or 0.0, "rate": t.rate, "rtx": t.retransmits,
-                "status": t.status}.get(column)
-
-    def show(self, changed: dict[str, set[str]], full: bool) -> None:
-        if full:
-            self.table.resync(self.state.transfers)
-        elif "transfers" in changed:
-            self.table.sync(changed["transfers"])
-
-    def palette(self) -> Iterable[SystemCommand]:
-        yield SystemCommand("Sort transfers by the next column", "s in the table",
-                            self.table.action_cycle_sort)
