@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import json
 import os
 import signal
@@ -26,6 +25,7 @@ from pxetui.config import Config
 from pxetui.control import LINE_LIMIT, socket_path
 from pxetui.events import ClientForgotten, EngineStarted, Event, Log, ServiceState, dumps, loads
 from pxetui.netinfo import port_holders
+from pxetui.tracker import Tracker
 
 BACKOFF_START, BACKOFF_MAX, HEALTHY_AFTER = 0.5, 30.0, 60.0
 STOP_GRACE = 1.5
@@ -234,7 +234,7 @@ class Supervisor:
         self.runners = {n: ServiceRunner(self, n) for n in self.names}
         self.stopped = asyncio.Event()
         self.config_file = cfg.state_path / "run" / "config.json"
-        self.tracker: Any = None
+        self.tracker: Tracker | None = None  # made by start()
         # Set when a service fails before it ever ran: `serve` exits non-zero with the reason.
         self.fatal = ""
         self.boot_once_entries: set[str] = set()
@@ -250,13 +250,17 @@ class Supervisor:
         if ev.get("type") == "BootCallback" and ev.get("mac") in self.boot_once_entries:
             self._boot_once_used(str(ev["mac"]))
         if self.tracker is not None and ev.get("type") not in ("ClientUpdate", "Log"):
-            try:
-                derived = self.tracker.feed(ev)
-            except Exception as exc:  # a tracker bug must not take the engine down
-                self._emit(Log(service="tracker", level_name="error", message=f"tracker: {exc!r}").to_dict())
-                derived = []
-            for d in derived:
-                self._emit(d.to_dict() if isinstance(d, Event) else d)
+            self._derive(self.tracker.feed, ev)
+
+    def _derive(self, step: Callable[[Any], list[Event]], arg: Any) -> None:
+        """Emit what a tracker step (feed an event, tick the clock) derives."""
+        try:
+            derived = step(arg)
+        except Exception as exc:  # a tracker bug must not take the engine down
+            self._emit(Log(service="tracker", level_name="error", message=f"tracker: {exc!r}").to_dict())
+            return
+        for d in derived:
+            self._emit(d.to_dict())
 
     def _emit(self, ev: dict[str, Any]) -> None:
         self.cache.add(ev)
@@ -302,7 +306,7 @@ class Supervisor:
         self.cfg.state_path.mkdir(parents=True, exist_ok=True)
         self.config_file.parent.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(self.cfg.to_json())
-        self._load_tracker()
+        self.tracker = Tracker(stuck_seconds=self.cfg.tracker.stuck_seconds, db_path=self.cfg.db_path)
         self._reload_hosts()
         self.publish(EngineStarted(
             service="engine", interface=self.cfg.interface, address=self.cfg.server_ip,
@@ -314,25 +318,11 @@ class Supervisor:
             r.task = asyncio.create_task(r.run())
         asyncio.create_task(self._tick())
 
-    def _load_tracker(self) -> None:
-        if importlib.util.find_spec("pxetui.tracker") is None:
-            return
-        from pxetui.tracker import Tracker  # the tracker is optional only while it is built
-
-        self.tracker = Tracker(stuck_seconds=self.cfg.tracker.stuck_seconds, db_path=self.cfg.db_path)
-
     async def _tick(self) -> None:
         while not self.stopped.is_set():
             await asyncio.sleep(1.0)
-            if self.tracker is None:
-                continue
-            try:
-                derived = self.tracker.tick(time.time())
-            except Exception as exc:  # a tracker bug must not take the engine down
-                self._emit(Log(service="tracker", level_name="error", message=f"tracker: {exc!r}").to_dict())
-                continue
-            for d in derived:
-                self._emit(d.to_dict() if isinstance(d, Event) else d)
+            if self.tracker is not None:
+                self._derive(self.tracker.tick, time.time())
 
     async def stop(self) -> None:
         if self.stopped.is_set():
@@ -413,7 +403,7 @@ class Supervisor:
             self.publish(Log(service="engine", mac=mac, message=f"host {mac}: {fields}"))
         elif name == "forget":
             mac = str(cmd["mac"]).lower()
-            if self.tracker is not None and hasattr(self.tracker, "forget"):
+            if self.tracker is not None:
                 self.tracker.forget(mac)
             self.publish(ClientForgotten(service="engine", mac=mac))
         elif name == "restart":
