@@ -58,7 +58,6 @@ class EventLog:
     """Events from the engine's control socket, collected by a thread (replay + live)."""
 
     def __init__(self, sock_path: Path) -> None:
-        self.sock_path = sock_path
         self.events: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -116,17 +115,9 @@ class Lab:
         self.console = self.dir / "console.log"
         self.net = LabNetwork()
         self.engine: subprocess.Popen[bytes] | None = None
-        self.site_dhcp: Namespace | None = None
         self.vm: qemu.Vm | None = None
         self.events: EventLog | None = None
-        self.bb: content.Busybox | None = None
-        self.timings: dict[str, float] = {}
         self._closing = threading.Lock()
-
-    @property
-    def http_base(self) -> str:
-        port = "" if self.opts.http_port == 80 else f":{self.opts.http_port}"
-        return f"http://{self.net.server_ip}{port}"
 
     @property
     def marker(self) -> str:
@@ -137,12 +128,11 @@ class Lab:
         """Files under the served root, and pxetui's own boot menu (stored in the engine's
         state database) pointing at them; pxetui renders PXELINUX, GRUB and iPXE menus and
         serves the boot loaders from their Debian packages."""
-        t0 = time.monotonic()
         self.root.mkdir(parents=True, exist_ok=True)
         self.engine_state.mkdir(parents=True, exist_ok=True)
         if self.opts.content == "busybox":
-            self.bb = content.install_busybox(self.root, self.opts.state_dir / "cache")
-            self._save_menu(content.busybox_menu(self.bb))
+            bb = content.install_busybox(self.root, self.opts.state_dir / "cache")
+            self._save_menu(content.busybox_menu(bb))
         elif self.opts.content == "debian-installer":
             content.install_debian_installer(self.root)
             self._save_menu(content.installer_menu())
@@ -150,7 +140,6 @@ class Lab:
             self._import_live_iso()
         else:
             self._import_memtest()
-        self.timings["content"] = time.monotonic() - t0
 
     def _save_menu(self, menu: model.Menu) -> None:
         conn = store.connect(self.engine_state / "pxetui.db")
@@ -224,12 +213,10 @@ class Lab:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             self.prepare_content()
-            t0 = time.monotonic()
             self.net.create()
             if self.opts.dhcp == "proxy":
                 self._start_site_dhcp()
             self._start_engine()
-            self.timings["engine_start"] = time.monotonic() - t0
         except BaseException:
             self.close()
             raise
@@ -242,15 +229,14 @@ class Lab:
         if not Path(dnsmasq).exists():
             raise LabError("dnsmasq not found: install the Debian package dnsmasq-base")
         base = self.net.subnet_base
-        self.site_dhcp = self.net.add_peer(f"{base}.2/{self.net.prefix}")
+        site = self.net.add_peer(f"{base}.2/{self.net.prefix}")  # destroyed with the network
         log = open(self.dir / "site-dhcp.log", "wb")  # noqa: SIM115 - the child owns it
-        self.site_dhcp.popen([dnsmasq, "--no-daemon", "--conf-file=/dev/null", "--port=0",
-                              "--interface=eth0", "--bind-interfaces", "--log-dhcp",
-                              f"--dhcp-range={base}.150,{base}.199,1h",
-                              f"--dhcp-leasefile={self.dir / 'site-dhcp.leases'}"], stdout=log)
+        site.popen([dnsmasq, "--no-daemon", "--conf-file=/dev/null", "--port=0",
+                    "--interface=eth0", "--bind-interfaces", "--log-dhcp",
+                    f"--dhcp-range={base}.150,{base}.199,1h",
+                    f"--dhcp-leasefile={self.dir / 'site-dhcp.leases'}"], stdout=log)
 
     def _start_engine(self) -> None:
-        self.engine_state.mkdir(parents=True, exist_ok=True)
         sock = self.engine_state / "control.sock"
         sock.unlink(missing_ok=True)
         log = open(self.dir / "engine.log", "wb")  # noqa: SIM115 - the child owns it
@@ -291,9 +277,7 @@ class Lab:
     def wait_booted(self, timeout: float) -> float:
         """Seconds from VM start to the content's marker on the serial console."""
         assert self.vm is not None, "boot() first"
-        seconds = self.vm.wait_for(self.marker, timeout)
-        self.timings["boot"] = seconds
-        return seconds
+        return self.vm.wait_for(self.marker, timeout)
 
     # -- teardown -----------------------------------------------------------------------
     def close(self) -> None:
