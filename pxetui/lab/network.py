@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -88,9 +87,6 @@ class Namespace:
                              env=self.env(env), start_new_session=True)
         self.procs.append(p)
         return p
-
-    def python(self, *args: str, **kw: object) -> subprocess.Popen[bytes]:
-        return self.popen([sys.executable, *args], **kw)  # type: ignore[arg-type]
 
     @staticmethod
     def stop(p: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
