@@ -97,17 +97,18 @@ class Writer:
                 self.dirs.add(d)
                 self._member(d, stat.S_IFDIR | 0o755)
 
-    def file(self, name: str, data: bytes, mode: int = 0o644) -> None:
+    def _entry(self, name: str, mode: int, data: bytes) -> None:
+        """A non-directory member, after its parent directories."""
         name = name.strip("/")
         if "/" in name:
             self.mkdir(name.rsplit("/", 1)[0])
-        self._member(name, stat.S_IFREG | mode, data)
+        self._member(name, mode, data)
+
+    def file(self, name: str, data: bytes, mode: int = 0o644) -> None:
+        self._entry(name, stat.S_IFREG | mode, data)
 
     def symlink(self, name: str, target: str) -> None:
-        name = name.strip("/")
-        if "/" in name:
-            self.mkdir(name.rsplit("/", 1)[0])
-        self._member(name, stat.S_IFLNK | 0o777, target.encode())
+        self._entry(name, stat.S_IFLNK | 0o777, target.encode())
 
     def finish(self) -> bytes:
         self._member(TRAILER, 0)
