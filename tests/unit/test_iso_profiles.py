@@ -10,7 +10,7 @@ from netns import require_tool
 
 from pxetui.iso import testiso
 from pxetui.iso.profiles import Detection, detect
-from pxetui.iso.reader import read_index
+from pxetui.iso.reader import IsoIndex, read_index
 
 # family in testiso -> (detected family, substrings every argument line must hold)
 EXPECT: dict[str, tuple[str, list[str]]] = {
@@ -45,14 +45,19 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
-def _detect(path: Path) -> tuple[Detection, set[str]]:
-    idx = read_index(path)
+@pytest.fixture(scope="module")
+def indexes(images: dict[str, Path]) -> dict[str, IsoIndex]:
+    """Each family's image indexed once for the whole module."""
+    return {fam: read_index(path) for fam, path in images.items()}
+
+
+def _detect(idx: IsoIndex) -> tuple[Detection, set[str]]:
     return detect(idx, "fam"), set(idx.files)
 
 
 @pytest.mark.parametrize("family", testiso.FAMILIES)
-def test_family_detected_with_files_that_exist(images: dict[str, Path], family: str) -> None:
-    det, files = _detect(images[family])
+def test_family_detected_with_files_that_exist(indexes: dict[str, IsoIndex], family: str) -> None:
+    det, files = _detect(indexes[family])
     want_family, want_args = EXPECT[family]
     assert det.family == want_family
     assert det.entries, "every bootable family yields at least one menu entry"
@@ -67,8 +72,9 @@ def test_family_detected_with_files_that_exist(images: dict[str, Path], family: 
             assert part in e.args.split() or part in e.args, (part, e.args)
 
 
-def test_ubuntu_server_seed_and_ram_disk_size(images: dict[str, Path]) -> None:
-    det, _ = _detect(images["ubuntu-server"])
+def test_ubuntu_server_seed_and_ram_disk_size(images: dict[str, Path],
+                                              indexes: dict[str, IsoIndex]) -> None:
+    det, _ = _detect(indexes["ubuntu-server"])
     e = det.entries[0]
     size = images["ubuntu-server"].stat().st_size
     ramdisk = int(next(a for a in e.args.split() if a.startswith("ramdisk_size=")).split("=")[1])
@@ -77,44 +83,44 @@ def test_ubuntu_server_seed_and_ram_disk_size(images: dict[str, Path]) -> None:
     assert any("RAM" in n for n in det.notes)
 
 
-def test_seed_arguments_for_installers(images: dict[str, Path]) -> None:
-    assert "url={http}/seed/fam/preseed.cfg" in _detect(images["debian-installer"])[0].entries[0].seed_args
-    assert _detect(images["fedora-installer"])[0].entries[0].seed_args == "inst.ks={http}/seed/fam/ks.cfg"
+def test_seed_arguments_for_installers(indexes: dict[str, IsoIndex]) -> None:
+    assert "url={http}/seed/fam/preseed.cfg" in _detect(indexes["debian-installer"])[0].entries[0].seed_args
+    assert _detect(indexes["fedora-installer"])[0].entries[0].seed_args == "inst.ks={http}/seed/fam/ks.cfg"
 
 
-def test_debian_cd_installer_warns_about_its_initrd(images: dict[str, Path]) -> None:
-    det, _ = _detect(images["debian-installer-cd"])
+def test_debian_cd_installer_warns_about_its_initrd(indexes: dict[str, IsoIndex]) -> None:
+    det, _ = _detect(indexes["debian-installer-cd"])
     assert "netboot" in det.entries[0].notes
 
 
-def test_archiso_microcode_goes_first(images: dict[str, Path]) -> None:
+def test_archiso_microcode_goes_first(indexes: dict[str, IsoIndex]) -> None:
     for fam in ("arch", "systemrescue"):
-        e = _detect(images[fam])[0].entries[0]
+        e = _detect(indexes[fam])[0].entries[0]
         assert "ucode" in e.initrds[0] and "ucode" in e.initrds[1]
         assert "ucode" not in e.initrds[-1]
 
 
-def test_labels_come_from_the_image(images: dict[str, Path]) -> None:
-    assert _detect(images["ubuntu-live"])[0].label.startswith("Ubuntu 24.04 LTS")
-    assert _detect(images["fedora-installer"])[0].label == "Fedora 40"
-    assert _detect(images["alpine"])[0].label == "Alpine Linux 3.20.0"
+def test_labels_come_from_the_image(indexes: dict[str, IsoIndex]) -> None:
+    assert _detect(indexes["ubuntu-live"])[0].label.startswith("Ubuntu 24.04 LTS")
+    assert _detect(indexes["fedora-installer"])[0].label == "Fedora 40"
+    assert _detect(indexes["alpine"])[0].label == "Alpine Linux 3.20.0"
 
 
-def test_memtest_has_a_bios_and_a_uefi_entry(images: dict[str, Path]) -> None:
-    det, _ = _detect(images["memtest86+"])
+def test_memtest_has_a_bios_and_a_uefi_entry(indexes: dict[str, IsoIndex]) -> None:
+    det, _ = _detect(indexes["memtest86+"])
     kinds = {(e.kind, tuple(e.archs)) for e in det.entries}
     assert kinds == {("linux", ("bios",)), ("efi", ("uefi64",))}
 
 
-def test_windows_boots_through_wimboot_with_named_files(images: dict[str, Path]) -> None:
-    e = _detect(images["windows"])[0].entries[0]
+def test_windows_boots_through_wimboot_with_named_files(indexes: dict[str, IsoIndex]) -> None:
+    e = _detect(indexes["windows"])[0].entries[0]
     assert e.kind == "wimboot" and e.kernel == "wimboot"
     names = [i.split("=", 1)[0] for i in e.initrds]
     assert {"bootmgr", "BCD", "boot.sdi", "boot.wim"} <= set(names)
 
 
-def test_unknown_el_torito_image_gets_entries_to_complete(images: dict[str, Path]) -> None:
-    det, _ = _detect(images["unknown"])
+def test_unknown_el_torito_image_gets_entries_to_complete(indexes: dict[str, IsoIndex]) -> None:
+    det, _ = _detect(indexes["unknown"])
     whole = [e for e in det.entries if e.kind == "iso"]
     assert len(whole) == 1 and whole[0].kernel == "iso/fam.iso" and whole[0].needs_review
     from_menu = [e for e in det.entries if e.kind == "linux"]
@@ -124,7 +130,7 @@ def test_unknown_el_torito_image_gets_entries_to_complete(images: dict[str, Path
 def test_no_el_torito_and_no_layout_is_data_only(tmp_path: Path) -> None:
     require_tool("xorriso")
     iso = testiso.build(tmp_path / "data.iso", {"docs/readme.txt": b"hi"}, boot_image=None)
-    det, _ = _detect(iso)
+    det, _ = _detect(read_index(iso))
     assert det.family == "data" and det.entries == []
 
 
