@@ -1,6 +1,7 @@
 """The HTTP server on loopback with real clients: curl, busybox wget, http.client and raw
-sockets. Files on disk, files inside an .iso (pycdlib byte extents), boot endpoints, hostile
-requests while another client keeps being served, limits and events.
+sockets. Files on disk, files inside an .iso (imported into a real ISO library: its provider's
+byte extents), boot endpoints, hostile requests while another client keeps being served, limits
+and events.
 
 The server runs in a thread with its own (uvloop) event loop so tests can inject the menu
 library (a fake with the real signatures) and short timeouts.
@@ -31,6 +32,8 @@ from pxetui.events import Event  # noqa: E402
 from pxetui.files import Client, Source, virtual  # noqa: E402
 from pxetui.http.routes import Router  # noqa: E402
 from pxetui.http.server import HttpServer, Limits  # noqa: E402
+from pxetui.iso.library import import_iso  # noqa: E402
+from pxetui.library.provider import IsoProvider, state_for  # noqa: E402
 
 GiB = 1 << 30
 SPARSE_SIZE = 5 * GiB + 123
@@ -38,38 +41,6 @@ MARKS = {4 * GiB - 5: b"<before-4G>", 4 * GiB + 7: b"<after-4G>", SPARSE_SIZE - 
 
 
 # -- the content ---------------------------------------------------------------------------
-
-class IsoProvider:
-    """What the ISO library exposes: iso/<name>/<path inside> as a byte extent of the .iso
-    (from pycdlib), and iso/<name>.iso for the whole image."""
-
-    def __init__(self, name: str, iso: Path) -> None:
-        self.name, self.iso = name, iso
-        st = iso.stat()
-        self.mtime = st.st_mtime
-        self.files: dict[str, tuple[int, int]] = {}
-        p = pycdlib.PyCdlib()
-        p.open(str(iso))
-        try:
-            for dirname, _, files in p.walk(rr_path="/"):
-                for f in files:
-                    rr = f"{dirname.rstrip('/')}/{f}"
-                    ((offset, length),) = p.get_file_byte_extents(rr_path=rr)
-                    self.files[rr.lstrip("/")] = (offset, length)
-        finally:
-            p.close()
-
-    def lookup(self, path: str, client: Client) -> Source | None:
-        if path == f"iso/{self.name}.iso":
-            return Source(name=path, size=self.iso.stat().st_size, mtime=self.mtime,
-                          path=str(self.iso), origin="iso")
-        prefix = f"iso/{self.name}/"
-        if path.startswith(prefix) and path[len(prefix):] in self.files:
-            offset, length = self.files[path[len(prefix):]]
-            return Source(name=path, size=length, mtime=self.mtime, path=str(self.iso),
-                          offset=offset, origin="iso")
-        return None
-
 
 class FakeBoot:
     """The menu library's functions with their real signatures."""
@@ -112,7 +83,10 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     iso.parent.mkdir()
     subprocess.run(["xorriso", "-as", "mkisofs", "-quiet", "-J", "-R", "-V", "TEST",
                     "-o", str(iso), str(content)], check=True, capture_output=True, timeout=60)
-    return {"root": root, "content": content, "iso": iso, "provider": IsoProvider("test", iso)}
+    # The ISO library's own import and provider, as the service serves iso/<name>/<file>.
+    cfg = Config.from_dict({"interface": "lo", "state_dir": str(base / "state")})
+    import_iso(cfg, iso, name="test")
+    return {"root": root, "content": content, "iso": iso, "provider": IsoProvider(state_for(cfg))}
 
 
 # -- the server ----------------------------------------------------------------------------
@@ -316,8 +290,15 @@ def test_byte_exact_ranges(srv: Served, tree: dict[str, Any], where: str, spec: 
 def test_iso_extent_matches_pycdlib(tree: dict[str, Any]):
     """The provider's Source is the byte extent pycdlib reports: reading it from the .iso gives
     the original file (so sendfile from there is byte-exact)."""
-    prov = tree["provider"]
-    offset, length = prov.files["casper/vmlinuz"]
+    src = tree["provider"].lookup("iso/test/casper/vmlinuz", Client())
+    assert src is not None and src.path == str(tree["iso"])
+    p = pycdlib.PyCdlib()
+    p.open(str(tree["iso"]))
+    try:
+        assert p.get_file_byte_extents(rr_path="/casper/vmlinuz") == [(src.offset, src.size)]
+    finally:
+        p.close()
+    offset, length = src.offset, src.size
     with open(tree["iso"], "rb") as fh:
         fh.seek(offset)
         assert fh.read(length) == (tree["content"] / "casper" / "vmlinuz").read_bytes()
