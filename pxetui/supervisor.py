@@ -72,19 +72,20 @@ class StateCache:
         self.recent: deque[dict[str, Any]] = deque(maxlen=history)
         self.finished_transfers: deque[tuple[str, str]] = deque()
 
-    KEYS: dict[str, Callable[[dict[str, Any]], str | None]] = {
-        "ServiceState": lambda e: e.get("service"),
-        "DhcpModeDecided": lambda e: "mode",
-        "LeaseGranted": lambda e: f"{e.get('ip')}",
-        "LeaseEnded": lambda e: f"{e.get('ip')}",
-        "TransferStarted": lambda e: e.get("transfer_id"),
-        "TransferProgress": lambda e: e.get("transfer_id"),
-        "TransferFinished": lambda e: e.get("transfer_id"),
-        "TransferFailed": lambda e: e.get("transfer_id"),
-        "ClientUpdate": lambda e: e.get("mac"),
-        "ClientForgotten": lambda e: e.get("mac"),
-        "Alert": lambda e: e.get("key"),
-        "ForeignDhcpServer": lambda e: e.get("server_ip"),
+    # The field naming a keyed event's slot ("type": one slot for the type, the latest wins).
+    KEYS: dict[str, str] = {
+        "ServiceState": "service",
+        "DhcpModeDecided": "type",
+        "LeaseGranted": "ip",
+        "LeaseEnded": "ip",
+        "TransferStarted": "transfer_id",
+        "TransferProgress": "transfer_id",
+        "TransferFinished": "transfer_id",
+        "TransferFailed": "transfer_id",
+        "ClientUpdate": "mac",
+        "ClientForgotten": "mac",
+        "Alert": "key",
+        "ForeignDhcpServer": "server_ip",
     }
     GROUP = {"LeaseEnded": "LeaseGranted", "TransferProgress": "TransferStarted",
              "TransferFinished": "TransferStarted", "TransferFailed": "TransferStarted",
@@ -95,12 +96,11 @@ class StateCache:
         if t == "EngineStarted":
             self.started = ev
             return
-        keyf = self.KEYS.get(t)
-        if keyf is None:
+        field = self.KEYS.get(t)
+        if field is None:
             self.recent.append(ev)
             return
-        group = self.GROUP.get(t, t)
-        key = (group, str(keyf(ev)))
+        key = (self.GROUP.get(t, t), str(ev.get(field)))
         if t in ("LeaseEnded", "ClientForgotten") or (t == "Alert" and ev.get("cleared")):
             self.keyed.pop(key, None)
             return

@@ -6,8 +6,10 @@ from pxetui import store
 from pxetui.config import Config
 from pxetui.control import ControlClient, is_live, socket_path
 from pxetui.events import (
+    DhcpModeDecided,
     LeaseEnded,
     LeaseGranted,
+    ServiceState,
     TransferFinished,
     TransferProgress,
     TransferStarted,
@@ -44,6 +46,20 @@ def test_state_cache_keeps_latest_per_key_and_drops_ended():
     # the start's path and options survive, the outcome is merged in
     assert t["path"] == "pxelinux.0" and t["options"] == {"blksize": 1432}
     assert t["bytes_done"] == 100 and t["state"] == "TransferFinished"
+
+
+def test_state_cache_keeps_one_state_per_service_and_one_dhcp_mode():
+    c = StateCache()
+    for state in ("starting", "running"):
+        c.add(ServiceState(service="tftp", state=state).to_dict())
+    c.add(ServiceState(service="http", state="starting").to_dict())
+    c.add(DhcpModeDecided(mode="full").to_dict())
+    c.add(DhcpModeDecided(mode="proxy", reason="another server answered").to_dict())
+    replay = c.replay()
+    assert {e["service"]: e["state"] for e in replay if e["type"] == "ServiceState"} == {
+        "tftp": "running", "http": "starting"}
+    assert len([e for e in replay if e["type"] == "ServiceState"]) == 2
+    assert [e["mode"] for e in replay if e["type"] == "DhcpModeDecided"] == ["proxy"]
 
 
 def test_finished_transfers_are_bounded():
