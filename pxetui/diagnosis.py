@@ -26,7 +26,9 @@ BIOS_LOADER = re.compile(r"(\.0|\.k?k?pxe|\.pxe|\.com|\.n12|\.lkrn)$", re.I)
 UEFI_LOADER = re.compile(r"\.efi$", re.I)
 MEMSIZE = re.compile(r"memsize=(\d+)")  # iPXE's ${memsize}, MiB
 ROOTFS = re.compile(r"(\.squashfs|\.sfs|squashfs\.img|\.iso|modloop[-\w]*|\.wim)$", re.I)
-SIZE_PROBE = "size probe"  # decode.SIZE_PROBE: OVMF's tsize-only request, not a failure
+# How a TransferFailed reason starts for OVMF's tsize-only request (pxetui.capture.decode
+# writes it): a probe, not a failure.
+SIZE_PROBE = "size probe"
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pxetui.capture.packets import LINKTYPE_ETHERNET, Segment, parse_dhcp, parse_frame
+from pxetui.diagnosis import SIZE_PROBE
 from pxetui.events import (
     Alert,
     DhcpPacket,
@@ -33,8 +34,8 @@ TFTP_ERRORS = {0: "not defined", 1: "file not found", 2: "access violation", 3: 
                4: "illegal operation", 5: "unknown transfer id", 6: "file exists",
                7: "no such user", 8: "option negotiation refused"}
 # OVMF asks for the size first and ends that request with ERROR 8 after the OACK (REFERENCE.md):
-# a probe, not a failure. The tracker recognises this reason prefix.
-SIZE_PROBE = "size probe"
+# a probe, not a failure: its reason starts with SIZE_PROBE, which the diagnosis rules and the
+# tracker recognise.
 UNANSWERED_AFTER = 10.0  # seconds a PXE client's DISCOVERs may go unanswered before an alert
 TFTP_IDLE = 10.0  # a TFTP transfer with no packet for this long has stopped
 HTTP_FORGET = 3600.0
@@ -47,6 +48,19 @@ _HTTP_RESP = re.compile(rb"^HTTP/1\.[01] (\d{3})(?: ([^\r\n]*))?\r?\n")
 _CLEN = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.I)
 _CRANGE = re.compile(rb"\r\ncontent-range:\s*bytes\s+\d+-\d+/(\d+)", re.I)
 _HOST = re.compile(rb"\r\nhost:\s*([^\r\n]+)", re.I)
+
+
+def _options(fields: list[bytes]) -> dict[str, str]:
+    """TFTP option name/value fields (RFC 2347), names lower case; a name without a value is
+    dropped. Latin-1: a capture takes any bytes a client sends."""
+    return {fields[i].decode("latin-1").lower(): fields[i + 1].decode("latin-1")
+            for i in range(0, len(fields) - 1, 2)}
+
+
+def _error(p: bytes) -> tuple[int, str]:
+    """A TFTP ERROR packet's code, and its message as ': message' (empty if it has none)."""
+    msg = p[4:].split(b"\0", 1)[0].decode("latin-1")
+    return struct.unpack_from("!H", p, 2)[0], f": {msg}" if msg else ""
 
 
 @dataclass
@@ -263,8 +277,7 @@ class Decoder:
         if len(parts) < 3:
             return []
         path = parts[0].decode("latin-1")
-        opts = {parts[i].decode("latin-1").lower(): parts[i + 1].decode("latin-1")
-                for i in range(2, len(parts) - 2, 2)}
+        opts = _options(parts[2:-1])  # the mode, and the empty field after the last NUL, left out
         key = (seg.src, seg.sport)
         t = self.tftp.get(key)
         if t is not None and t.path == path and not t.answered:  # the client asked again
@@ -287,8 +300,7 @@ class Decoder:
                   started=ts, last=ts, mac=mac, ours=seg.dst in self.our_ips,
                   size=self.sizes.get((seg.src, seg.dst, path)))
         self.tftp[key] = t
-        options: dict[str, object] = {k: v for k, v in opts.items()}
-        options["server"] = seg.dst
+        options: dict[str, object] = {**opts, "server": seg.dst}
         out.append(TransferStarted(ts=ts, service=SERVICE, mac=mac, ip=seg.src, transfer_id=t.tid,
                                    protocol="tftp", path=path, options=options, ours=t.ours))
         return out
@@ -313,9 +325,7 @@ class Decoder:
     def _from_server(self, t: _Tftp, op: int, p: bytes, seg: Segment, ts: float) -> list[Event]:
         t.answered, t.last, t.server_port = True, ts, seg.sport
         if op == 6:  # OACK
-            parts = p[2:].split(b"\0")
-            opts = {parts[i].decode("latin-1").lower(): parts[i + 1].decode("latin-1")
-                    for i in range(0, len(parts) - 1, 2)}
+            opts = _options(p[2:].split(b"\0"))
             if opts.get("blksize", "").isdigit():
                 t.blksize = int(opts["blksize"])
             if opts.get("tsize", "").isdigit():
@@ -327,11 +337,10 @@ class Decoder:
             return [TransferProgress(ts=ts, service=SERVICE, mac=t.mac, ip=t.client[0], transfer_id=t.tid,
                                      bytes_done=0, size=t.size)]
         if op == 5:
-            code = struct.unpack_from("!H", p, 2)[0]
-            msg = p[4:].split(b"\0", 1)[0].decode("latin-1")
+            code, msg = _error(p)
             del self.tftp[t.client]
-            reason = f"TFTP error {code} ({TFTP_ERRORS.get(code, 'unknown')})" + (f": {msg}" if msg else "")
-            return [self._failed(t, ts, reason, status=code)]
+            return [self._failed(t, ts, f"TFTP error {code} ({TFTP_ERRORS.get(code, 'unknown')}){msg}",
+                                 status=code)]
         # op 3: only short DATA passes the filter; a block shorter than blksize is the last.
         data_len = len(p) - 4
         if data_len >= t.blksize:
@@ -343,13 +352,12 @@ class Decoder:
         return [self._finished(t, ts, done)]
 
     def _client_error(self, t: _Tftp, p: bytes, ts: float) -> list[Event]:
-        code = struct.unpack_from("!H", p, 2)[0]
-        msg = p[4:].split(b"\0", 1)[0].decode("latin-1")
+        code, msg = _error(p)
         del self.tftp[t.client]
         if t.bytes_done == 0 and t.answered:
             reason = f"{SIZE_PROBE}: the client stopped after learning the size ({t.size} bytes)"
         else:
-            reason = f"client aborted with TFTP error {code}" + (f": {msg}" if msg else "")
+            reason = f"client aborted with TFTP error {code}{msg}"
         return [self._failed(t, ts, reason, status=code)]
 
     def _advance(self, t: _Tftp, block: int) -> None:
