@@ -219,7 +219,7 @@ class LeaseStore:
 
     # -- state changes (queued; written by commit) ----------------------------------------
     def bind(self, mac: str, ip: int, lease_time: int, hostname: str | None, now: float) -> Lease | None:
-        """Bind `ip` to `mac`; None if someone else holds it (the caller NAKs)."""
+        """Bind `ip` to `mac`; None when `usable_by` says no (the caller NAKs)."""
         if not self.usable_by(ip, mac, now):
             return None
         self.drop_offer(mac, keep=ip)

@@ -50,7 +50,7 @@ class Request:
     """One parsed request and the facts every handler needs, decoded once."""
 
     __slots__ = ("pkt", "src", "port", "msg", "mac", "vendor_class", "user_class", "ipxe",
-                 "arch", "facts")
+                 "arch", "facts", "boot_client", "requested", "hostname")
 
     def __init__(self, pkt: Packet, src: Address, port: int) -> None:
         self.pkt, self.src, self.port = pkt, src, port
@@ -64,11 +64,9 @@ class Request:
         self.ipxe = "iPXE" in classes or o.IPXE_ENCAP in opts
         self.arch = o.arch(pkt) if o.CLIENT_ARCH in opts else None
         self.facts = ClientFacts(self.mac, self.arch, self.vendor_class, self.ipxe)
-
-    @property
-    def boot_client(self) -> bool:
-        vc = self.vendor_class or ""
-        return vc.startswith(("PXEClient", "HTTPClient"))
+        self.boot_client = (self.vendor_class or "").startswith(("PXEClient", "HTTPClient"))
+        self.requested = o.ip_opt(pkt, o.REQUESTED_IP)  # option 50
+        self.hostname = o.text(pkt, o.HOSTNAME) if o.HOSTNAME in opts else None
 
 
 class DhcpServer:
@@ -84,15 +82,15 @@ class DhcpServer:
         self.server_ip = cfg.server_ip
         self.sid = socket.inet_aton(cfg.server_ip)
         self.lease_time = cfg.dhcp.lease_time
-        self.home = cfg.network
-        self.netmask = socket.inet_aton(cfg.netmask)
         self._exhausted: dict[str, float] = {}
         self._by_giaddr: dict[bytes, Pool | None] = {}
-        # Options shared by every reply of a pool, pre-encoded once.
-        self._pool_opts: dict[str, dict[int, bytes]] = {}
+        t, home = self.lease_time, cfg.network
+        times = {o.LEASE_TIME: o.u32(t), o.RENEWAL_T1: o.u32(t // 2), o.REBINDING_T2: o.u32(t * 7 // 8)}
+        # The options every reply of a pool carries, encoded once: (pool, with lease times).
+        self._tails: dict[tuple[str | None, bool], bytes] = {(None, False): b"", (None, True): b""}
         for pool in store.pools:
             po: dict[int, bytes] = {o.SUBNET_MASK: pool.network.netmask.packed}
-            router = pool.router or (cfg.dhcp.router if pool.network == self.home else None)
+            router = pool.router or (cfg.dhcp.router if pool.network == home else None)
             if router:
                 po[o.ROUTER] = o.ip(router)
             if cfg.dhcp.dns:
@@ -100,14 +98,8 @@ class DhcpServer:
             if cfg.dhcp.domain:
                 po[o.DOMAIN] = cfg.dhcp.domain.encode()
             po[o.BROADCAST_ADDR] = pool.network.broadcast_address.packed
-            self._pool_opts[pool.name] = po
-        t = self.lease_time
-        times = {o.LEASE_TIME: o.u32(t), o.RENEWAL_T1: o.u32(t // 2), o.REBINDING_T2: o.u32(t * 7 // 8)}
-        # The options every reply of a pool carries, encoded once: (pool, with lease times).
-        self._tails: dict[tuple[str | None, bool], bytes] = {(None, False): b"", (None, True): b""}
-        for name, po in self._pool_opts.items():
-            self._tails[(name, False)] = encode_options(po)
-            self._tails[(name, True)] = encode_options({**times, **po})
+            self._tails[(pool.name, False)] = encode_options(po)
+            self._tails[(pool.name, True)] = encode_options({**times, **po})
 
     # -- entry point ----------------------------------------------------------------------
     def handle(self, data: bytes, src: Address, port: int = SERVER_PORT) -> list[Reply]:
@@ -165,8 +157,8 @@ class DhcpServer:
             self._ignore(req, f"relay giaddr {req.pkt.ip('giaddr')} matches no pool")
             return []
         now = self.clock()
-        requested = o.ip_opt(req.pkt, o.REQUESTED_IP)
-        ip = self.store.offer(req.mac, pool, int.from_bytes(requested) if requested else None, now)
+        requested = int.from_bytes(req.requested) if req.requested else None
+        ip = self.store.offer(req.mac, pool, requested, now)
         if ip is None:
             fixed = self.store.reserved.get(req.mac)
             if fixed is not None:
@@ -188,9 +180,8 @@ class DhcpServer:
             self.store.drop_offer(req.mac)
             self._ignore(req, f"client chose server {socket.inet_ntoa(sid)}")
             return []
-        requested = o.ip_opt(pkt, o.REQUESTED_IP)
         # SELECTING / INIT-REBOOT carry option 50; RENEWING / REBINDING carry ciaddr.
-        addr = requested if requested is not None else pkt.ciaddr
+        addr = req.requested if req.requested is not None else pkt.ciaddr
         if addr == ZERO_IP:
             self._ignore(req, "REQUEST names no address (no option 50, no ciaddr)")
             return []
@@ -201,23 +192,20 @@ class DhcpServer:
         ip = int.from_bytes(addr)
         if not pool.on_subnet(ip):
             return self._nak(req, f"{socket.inet_ntoa(addr)} is not on subnet {pool.network}")
-        if not self.store.usable_by(ip, req.mac, now):
+        lease = self.store.bind(req.mac, ip, self.lease_time, req.hostname, now)
+        if lease is None:  # bind refuses exactly what store.usable_by refuses: say which case
             holder = self.store.holder(ip, now)
             why = ("quarantined (declined)" if holder == "" else "held by another client" if holder
                    else "not in the pool or reserved for another")
             return self._nak(req, f"{socket.inet_ntoa(addr)} is {why}")
-        hostname = o.text(pkt, o.HOSTNAME)
-        lease = self.store.bind(req.mac, ip, self.lease_time, hostname, now)
-        if lease is None:
-            return self._nak(req, f"{socket.inet_ntoa(addr)} could not be bound")
         choice = self._decide(req, now)
         self.emit(LeaseGranted(mac=req.mac, ip=socket.inet_ntoa(addr), expires=lease.expires,
-                               hostname=hostname, server_ip=self.server_ip))
+                               hostname=req.hostname, server_ip=self.server_ip))
         return [self._reply(req, o.ACK, addr, choice, pool, lease=True)]
 
     def _decline(self, req: Request) -> list[Reply]:
         sid = o.ip_opt(req.pkt, o.SERVER_ID)
-        addr = o.ip_opt(req.pkt, o.REQUESTED_IP)
+        addr = req.requested
         if sid is not None and sid != self.sid:
             self._ignore(req, f"DECLINE is for server {socket.inet_ntoa(sid)}")
         elif addr is None:
@@ -388,10 +376,9 @@ class DhcpServer:
             direction="in", msg_type=o.msg_name(req.msg), xid=pkt.xid, mac=req.mac,
             ip=req.src[0], arch=req.arch, vendor_class=req.vendor_class,
             user_class=req.user_class, uuid=o.client_uuid(pkt) if o.CLIENT_UUID in pkt.options else None,
-            hostname=o.text(pkt, o.HOSTNAME) if o.HOSTNAME in pkt.options else None,
-            ipxe=req.ipxe, port=req.port,
+            hostname=req.hostname, ipxe=req.ipxe, port=req.port,
             # in proxy mode this is how the client's address (from another server) is known
-            requested_ip=socket.inet_ntoa(rq) if (rq := o.ip_opt(pkt, o.REQUESTED_IP)) else None))
+            requested_ip=socket.inet_ntoa(req.requested) if req.requested else None))
 
     def _packet_out(self, req: Request, out: Packet, dest: Address, boot_file: str | None) -> None:
         yi = out.yiaddr
