@@ -1,7 +1,8 @@
 """Distribution detection and kernel arguments, from an ISO's file index.
 
 One function per family; each recognises its layout and returns menu entries whose paths are
-served paths (`iso/<name>/...`) and whose arguments are `{http}` templates. The families and
+served paths (`iso/<name>/...`) and whose arguments are `{http}` templates. Entries boot on
+BIOS and x64 UEFI (the model's default `archs`) unless they name others. The families and
 their arguments follow REFERENCE.md, "Booting ISO-derived content over HTTP (kernel arguments
 by family)".
 """
@@ -15,8 +16,6 @@ from dataclasses import dataclass, field
 
 from pxetui.iso.reader import IsoIndex
 from pxetui.menus.model import Entry
-
-BOTH = ["bios", "uefi64"]
 
 
 @dataclass
@@ -101,13 +100,13 @@ def ubuntu(iso: _Iso) -> Detection | None:
         ramdisk_kib = iso.index.iso_size // 1024 + 65536
         args = (f"root=/dev/ram0 ramdisk_size={ramdisk_kib} ip=dhcp url={iso.whole} "
                 "cloud-config-url=/dev/null")
-        e = Entry(id=iso.name, label=label, kernel=k, initrds=i, args=args, archs=BOTH,
-                  source_iso=iso.name, notes=note,
+        e = Entry(id=iso.name, label=label, kernel=k, initrds=i, args=args, source_iso=iso.name,
+                  notes=note,
                   seed_args=f"autoinstall ds=nocloud-net;s={{http}}/seed/{iso.name}/")
         return Detection("ubuntu-server", label, [e], root_fs=f"{iso.name}.iso", notes=[note])
     args = f"boot=casper ip=dhcp netboot=url url={iso.whole}"
-    e = Entry(id=iso.name, label=label, kernel=k, initrds=i, args=args, archs=BOTH,
-              source_iso=iso.name, notes=note)
+    e = Entry(id=iso.name, label=label, kernel=k, initrds=i, args=args, source_iso=iso.name,
+              notes=note)
     return Detection("ubuntu-live", label, [e], root_fs=f"{iso.name}.iso", notes=[note])
 
 
@@ -129,7 +128,7 @@ def debian_live(iso: _Iso) -> Detection | None:
     note = _ram_note(iso, squash)
     args = f"boot=live components fetch={iso.tree}/{squash}"  # live-boot brings the network up
     e = Entry(id=iso.name, label=label, kernel=iso.served(kernel), initrds=[iso.served(initrd)],
-              args=args, archs=BOTH, source_iso=iso.name, notes=note)
+              args=args, source_iso=iso.name, notes=note)
     return Detection("debian-live", label, [e], root_fs=squash, notes=[note])
 
 
@@ -146,7 +145,7 @@ def debian_installer(iso: _Iso) -> Detection | None:
     assert k is not None and i is not None
     label = iso.label("Debian installer")
     e = Entry(id=iso.name, label=label, kernel=iso.served(k), initrds=[iso.served(i)], args="",
-              archs=BOTH, source_iso=iso.name, notes=caveat,
+              source_iso=iso.name, notes=caveat,
               seed_args=f"auto=true priority=critical url={{http}}/seed/{iso.name}/preseed.cfg")
     return Detection("debian-installer", label, [e], notes=[caveat] if caveat else [])
 
@@ -174,12 +173,12 @@ def fedora(iso: _Iso) -> Detection | None:
         note = _ram_note(iso, live)
         args = f"root=live:{iso.tree}/{live} rd.live.image ip=dhcp"
         e = Entry(id=iso.name, label=label, kernel=iso.served(k), initrds=[iso.served(i)], args=args,
-                  archs=BOTH, source_iso=iso.name, notes=note)
+                  source_iso=iso.name, notes=note)
         return Detection("fedora-live", label, [e], root_fs=live, notes=[note])
     # anaconda: the served ISO tree is the install repository (.treeinfo, images/install.img).
     args = f"inst.repo={iso.tree} ip=dhcp"
     e = Entry(id=iso.name, label=label, kernel=iso.served(k), initrds=[iso.served(i)], args=args,
-              archs=BOTH, source_iso=iso.name,
+              source_iso=iso.name,
               seed_args=f"inst.ks={{http}}/seed/{iso.name}/ks.cfg")
     return Detection("fedora-installer", label, [e], root_fs=stage2)
 
@@ -195,7 +194,7 @@ def _archiso(iso: _Iso, base: str, kernel: str, initrd: str, ucode: tuple[str, .
     note = _ram_note(iso, sfs[0] if sfs else None)
     args = f"archisobasedir={base.split('/')[0]} archiso_http_srv={iso.tree}/ ip=dhcp"
     e = Entry(id=iso.name, label=label, kernel=iso.served(k), initrds=[*micro, iso.served(i)],
-              args=args, archs=BOTH, source_iso=iso.name, notes=note)
+              args=args, source_iso=iso.name, notes=note)
     return Detection(family, label, [e], root_fs=sfs[0] if sfs else None, notes=[note])
 
 
@@ -224,7 +223,7 @@ def alpine(iso: _Iso) -> Detection | None:
     label = f"Alpine Linux {release}".strip() if release else iso.label("Alpine Linux")
     args = f"ip=dhcp alpine_repo={iso.tree}/apks modloop={iso.tree}/{modloop}"
     e = Entry(id=iso.name, label=label, kernel=iso.served(k), initrds=[iso.served(i)], args=args,
-              archs=BOTH, source_iso=iso.name)
+              source_iso=iso.name)
     return Detection("alpine", label, [e], root_fs=modloop)
 
 
@@ -277,7 +276,7 @@ def windows(iso: _Iso) -> Detection | None:
     label = iso.label("Windows PE")
     note = "boots through iPXE + wimboot (https://ipxe.org/wimboot; not packaged in Debian)"
     e = Entry(id=iso.name, label=label, kind="wimboot", kernel="wimboot", initrds=named,
-              archs=BOTH, source_iso=iso.name, notes=note)
+              source_iso=iso.name, notes=note)
     return Detection("windows", label, [e], root_fs=found["boot.wim"], notes=[note])
 
 
@@ -293,7 +292,7 @@ def unknown(iso: _Iso) -> Detection | None:
     if cfg:
         entries += _from_isolinux(iso, cfg)
     entries.append(Entry(id=f"{iso.name}-image", label=f"{label} (whole image)", kind="iso",
-                         kernel=f"iso/{iso.name}.iso", archs=["bios", "uefi64"], source_iso=iso.name,
+                         kernel=f"iso/{iso.name}.iso", source_iso=iso.name,
                          needs_review=True,
                          notes="boots the whole image from RAM (iPXE sanboot, PXELINUX memdisk); "
                                "works for small images that do not look for their CD afterwards"))

@@ -72,6 +72,14 @@ def test_family_detected_with_files_that_exist(indexes: dict[str, IsoIndex], fam
             assert part in e.args.split() or part in e.args, (part, e.args)
 
 
+def test_entries_do_not_share_their_arch_lists(indexes: dict[str, IsoIndex]) -> None:
+    a, b = _detect(indexes["arch"])[0].entries[0], _detect(indexes["alpine"])[0].entries[0]
+    assert a.archs == b.archs == ["bios", "uefi64"]
+    a.archs.remove("bios")  # editing one imported entry leaves every other one as it was
+    assert b.archs == ["bios", "uefi64"]
+    assert _detect(indexes["arch"])[0].entries[0].archs == ["bios", "uefi64"]
+
+
 def test_ubuntu_server_seed_and_ram_disk_size(images: dict[str, Path],
                                               indexes: dict[str, IsoIndex]) -> None:
     det, _ = _detect(indexes["ubuntu-server"])
