@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pxetui import __version__
-from pxetui.config import BOOT_KINDS, DHCP_MODES, Config, ConfigError, load, resolve
+from pxetui.config import BOOT_KINDS, DHCP_MODES, Config, ConfigError, merge, read_file, resolve
 from pxetui.netinfo import interfaces, usable
 
 DEFAULT_CONFIG = Path("/etc/pxetui/pxetui.toml")
@@ -90,21 +90,21 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
 def config_from(args: argparse.Namespace, need_interface: bool = True) -> Config:
     path = getattr(args, "config", None) or os.environ.get("PXETUI_CONFIG") or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
     over = overrides_from(args)
-    cfg = load(path, over)
-    if "state_dir" not in over and not (path and "state_dir" in _file_keys(path)):
+    raw = read_file(path) if path else {}  # read once: the config, and whether it sets state_dir
+    cfg = Config.from_dict(merge(raw, over))  # config.load, without a second read of the file
+    if "state_dir" not in over and "state_dir" not in raw:
         cfg.state_dir = default_state_dir()
     if need_interface:
-        if not cfg.interface:
-            ok = ", ".join(i.describe() for i in usable(interfaces())) or "none"
-            raise ConfigError([f"interface: not set; pass --interface IFACE (usable: {ok})"])
-        resolve(cfg)
+        _resolve_interface(cfg)
     return cfg
 
 
-def _file_keys(path: str | Path) -> set[str]:
-    from pxetui.config import read_file
-
-    return set(read_file(path))
+def _resolve_interface(cfg: Config) -> None:
+    """Fill in what the interface decides, or say which interfaces could be used."""
+    if not cfg.interface:
+        ok = ", ".join(i.describe() for i in usable(interfaces())) or "none"
+        raise ConfigError([f"interface: not set; pass --interface IFACE (usable: {ok})"])
+    resolve(cfg)
 
 
 # -- serve ----------------------------------------------------------------------------
@@ -167,7 +167,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     sock = socket_path(cfg.state_dir)
     engine = None
     if not is_live(sock):
-        cfg = config_from(args)
+        _resolve_interface(cfg)  # the engine needs it; the file is not read again
         engine = start_engine(args, cfg)
         deadline = time.monotonic() + 15
         while not is_live(sock):

@@ -59,3 +59,14 @@ def test_version_and_help_everywhere(capsys):
             main([name, "--help"])
         assert exc.value.code == 0
         assert "usage: pxetui " + name in capsys.readouterr().out
+
+
+def test_ui_without_an_engine_needs_an_interface_before_starting_one(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("pxetui.cli.DEFAULT_CONFIG", tmp_path / "absent.toml")
+    monkeypatch.delenv("PXETUI_CONFIG", raising=False)
+    assert main(["--state-dir", str(tmp_path / "st")]) == 2
+    err = capsys.readouterr().err
+    assert "pxetui: interface: not set; pass --interface IFACE (usable: " in err
+    assert main(["--state-dir", str(tmp_path / "st"), "-i", "pxt-no-such-if"]) == 2
+    assert "pxetui: interface pxt-no-such-if: does not exist; usable interfaces: " in capsys.readouterr().err
+    assert not (tmp_path / "st" / "engine.log").exists()  # no engine was started
