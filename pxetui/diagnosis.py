@@ -282,21 +282,31 @@ def _path_of(events: list[Ev], tid: str | None) -> str:
     return next((_name(e) for e in events if e["type"] == "TransferStarted" and e.get("transfer_id") == tid), "")
 
 
-RULES: tuple[Callable[[list[Ev]], Finding | None], ...] = (
+Rule = Callable[[list[Ev]], Finding | None]
+RULES: tuple[Rule, ...] = (
     ipxe_chain_loop, squashfs_ram, http_404_kernel_arg, firmware_mismatch, foreign_offer_won,
     no_boot_file, no_answer, grub_under_proxy, tftp_timeouts, tftp_not_found,
 )
+# The rules that can return a definite finding, in RULES order: the tracker looks for one after
+# every transfer start or failure, and the others cannot give it one.
+DEFINITE_RULES: tuple[Rule, ...] = tuple(
+    r for r in RULES if r in (ipxe_chain_loop, squashfs_ram, http_404_kernel_arg, tftp_timeouts, tftp_not_found))
 
 
-def diagnose(events: list[Ev]) -> list[Finding]:
+def diagnose(events: list[Ev], rules: tuple[Rule, ...] = RULES) -> list[Finding]:
     """Every rule that matches this boot's events, most specific first."""
     events = sorted(events, key=lambda e: e.get("ts", 0.0))
     out = []
-    for rule in RULES:
+    for rule in rules:
         f = rule(events)
         if f is not None:
             out.append(f)
     return out
+
+
+def definite(events: list[Ev]) -> list[Finding]:
+    """The findings that are certain already (DEFINITE_RULES), most specific first."""
+    return [f for f in diagnose(events, DEFINITE_RULES) if f.definite]
 
 
 def stalled(stage: str, idle: float, last: str) -> str:

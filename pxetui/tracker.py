@@ -401,7 +401,7 @@ class Tracker:
 
     def _definite(self, c: Client) -> None:
         """Publish at once what cannot recover (a loop, a 404 after the kernel started)."""
-        definite = [f for f in diagnosis.diagnose(c.events) if f.definite]
+        definite = diagnosis.definite(c.events)
         if definite:
             c.diagnosis = " ".join(f.message for f in definite)
             c.failed = True

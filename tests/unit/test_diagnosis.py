@@ -74,6 +74,26 @@ def test_definite_findings_appear_without_waiting():
     assert len(healthy) > 10 and all(u.diagnosis == "" for u in healthy[:-1])
 
 
+def test_only_the_definite_rules_can_give_a_definite_finding():
+    # The tracker asks only DEFINITE_RULES after each transfer: any other rule must never
+    # return a definite finding, from its code (no `definite=`) and on every test capture.
+    import inspect
+
+    others = [r for r in diagnosis.RULES if r not in diagnosis.DEFINITE_RULES]
+    assert len(others) == 5 and all("definite=" not in inspect.getsource(r) for r in others)
+    assert all("definite=" in inspect.getsource(r) for r in diagnosis.DEFINITE_RULES)
+    found = set()
+    for pcap in sorted(DATA.glob("*.pcap")):
+        tr = Tracker()
+        for _ in replay(str(pcap), tracker=tr):
+            pass
+        for c in tr.clients.values():
+            everything = diagnosis.diagnose(c.events)
+            assert diagnosis.definite(c.events) == [f for f in everything if f.definite], pcap
+            found |= {f.rule for f in everything if f.definite}
+    assert {"ipxe_chain_loop", "squashfs_ram", "http_404_kernel_arg"} <= found
+
+
 def test_squashfs_rule_needs_memory_and_size():
     base = [{"type": "TransferStarted", "ts": 1.0, "path": "/live/filesystem.squashfs", "transfer_id": "a"},
             {"type": "TransferProgress", "ts": 1.1, "transfer_id": "a", "size": 900 << 20}]
