@@ -113,13 +113,23 @@ def test_requested_address_honoured_when_free(rig: Rig) -> None:
 
 
 def test_renew_is_unicast_and_rebind_extends(rig: Rig) -> None:
+    rig.server.clock = lambda: 1000.0
     ack = rig.dora(mac_bytes(3))
     ip = ack.ip("yiaddr")
+    assert rig.store.lease_of("52:54:00:aa:00:03").expires == 1000.0 + 3600  # type: ignore[union-attr]
+    rig.server.clock = lambda: 2000.0
     renew, dest = rig.one(client_packet(o.REQUEST, mac_bytes(3), ciaddr=ip), src=(ip, 68))
     assert o.msg_type(renew) == o.ACK and renew.ip("yiaddr") == ip
     assert dest == (ip, 68)  # RFC 2131 4.1: ciaddr set -> unicast
+    assert rig.store.lease_of("52:54:00:aa:00:03").expires == 2000.0 + 3600  # type: ignore[union-attr]
+    rig.server.clock = lambda: 3000.0
     rebind, _ = rig.one(client_packet(o.REQUEST, mac_bytes(3), ciaddr=ip))
-    assert o.msg_type(rebind) == o.ACK
+    assert o.msg_type(rebind) == o.ACK and rebind.ip("yiaddr") == ip
+    # each ACK extends the lease from its own time, in memory, on disk and in the event
+    assert rig.store.lease_of("52:54:00:aa:00:03").expires == 3000.0 + 3600  # type: ignore[union-attr]
+    assert rig.of("LeaseGranted")[-1].expires == 3000.0 + 3600  # type: ignore[attr-defined]
+    row = rig.conn.execute("SELECT expires FROM dhcp_leases WHERE ip=?", (ip,)).fetchone()
+    assert row[0] == 3000.0 + 3600
 
 
 def test_init_reboot_outside_subnet_is_nakked(rig: Rig) -> None:
@@ -132,6 +142,8 @@ def test_init_reboot_for_another_clients_address_is_nakked(rig: Rig) -> None:
     ip = rig.dora(mac_bytes(5)).yiaddr
     nak, _ = rig.one(client_packet(o.REQUEST, mac_bytes(6), o50=ip))
     assert o.msg_type(nak) == o.NAK
+    assert nak.options[o.MESSAGE] == socket.inet_ntoa(ip).encode() + b" is held by another client"
+    assert rig.store.lease_of("52:54:00:aa:00:05").ip == int.from_bytes(ip)  # type: ignore[union-attr]
 
 
 def test_init_reboot_own_address_is_acked(rig: Rig) -> None:
@@ -167,6 +179,9 @@ def test_release_frees_the_address(rig: Rig) -> None:
     rig.send(client_packet(o.RELEASE, mac_bytes(11), ciaddr=ip, o54=socket.inet_aton("10.99.0.1")))
     assert rig.of("LeaseEnded")[-1].reason == "released"  # type: ignore[attr-defined]
     assert rig.conn.execute("SELECT count(*) FROM dhcp_leases").fetchone()[0] == 0
+    # free: another client that asks for the address gets it
+    offer, _ = rig.one(client_packet(o.DISCOVER, mac_bytes(13), o50=socket.inet_aton(ip)))
+    assert offer.ip("yiaddr") == ip
 
 
 def test_inform_gets_configuration_without_a_lease(rig: Rig) -> None:
@@ -228,12 +243,19 @@ def test_denied_and_unknown_macs_are_ignored_with_reason(tmp_path: Path) -> None
     rig.dora(mac_bytes(2))
 
 
-@pytest.mark.parametrize("junk", [b"", b"\x01" * 10, b"\x05" + bytes(299),
-                                  bytes(236) + b"\x63\x82\x53\x63\x35\x05"])
-def test_malformed_is_ignored_with_reason(rig: Rig, junk: bytes) -> None:
+@pytest.mark.parametrize("junk, reason", [
+    (b"", "malformed: too short"),
+    (b"\x01" * 10, "malformed: too short"),
+    (b"\x05" + bytes(299), "malformed: op 5 is neither BOOTREQUEST"),
+    (bytes(236) + b"\x63\x82\x53\x63\x35\x05", "malformed: op 0 is neither BOOTREQUEST"),
+    (b"\x01\x01\x06\x00" + bytes(232) + b"\x63\x82\x53\x63\x35\x05", "malformed: options: option 53 claims 5"),
+    (build(Packet(op=BOOTREPLY, chaddr=mac_bytes(1), options={o.MSG_TYPE: b"\x02"})),
+     "not a BOOTREQUEST (a reply sent to the server port)"),
+])
+def test_malformed_is_ignored_with_reason(rig: Rig, junk: bytes, reason: str) -> None:
     assert rig.server.handle(junk, ("10.99.0.7", 68), 67) == []
     ev = rig.of("DhcpIgnored")[-1]
-    assert ev.reason.startswith("malformed:") or "BOOTREQUEST" in ev.reason  # type: ignore[attr-defined]
+    assert ev.reason.startswith(reason) and ev.ip == "10.99.0.7", ev  # type: ignore[attr-defined]
 
 
 def test_every_packet_in_and_out_is_an_event(rig: Rig) -> None:
@@ -334,6 +356,8 @@ def test_proxy_ipxe_offer_skips_the_wait(proxy: Rig) -> None:
 def test_proxy_ignores_requests_on_67(proxy: Rig) -> None:
     assert proxy.send(client_packet(o.REQUEST, mac_bytes(1), o60=OVMF_VC,
                                     o50=socket.inet_aton("10.99.0.5"))) == []
+    assert proxy.of("DhcpIgnored")[-1].reason == "proxy mode: REQUEST is for the address server"  # type: ignore[attr-defined]
+    assert not proxy.of("LeaseGranted") and proxy.store.lease_of("52:54:00:aa:00:01") is None
 
 
 def test_port_4011_bios_request_echoes_boot_item(proxy: Rig) -> None:
