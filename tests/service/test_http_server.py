@@ -25,7 +25,7 @@ import pycdlib
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from netns import require_tool  # noqa: E402
+from netns import require_tool, wait_for  # noqa: E402
 
 from pxetui.config import Config  # noqa: E402
 from pxetui.events import Event  # noqa: E402
@@ -252,7 +252,23 @@ def test_python_client_keep_alive(srv: Served, tree: dict[str, Any]):
     finally:
         conn.close()
     head = srv.wait("TransferFinished", path="data.bin", bytes_done=0, status=200)
-    assert head.status == 200
+    (started,) = srv.of("TransferStarted", transfer_id=head.transfer_id)
+    assert started.options["method"] == "HEAD" and started.size == 3_000_001
+
+
+def responses(data: bytes, methods: list[str]) -> list[tuple[int, bytes]]:
+    """(status, body) of each answer to pipelined `methods` (Content-Length framed; an answer
+    to HEAD has no body); nothing may be left over."""
+    out = []
+    for method in methods:
+        end = data.index(b"\r\n\r\n") + 4
+        head = data[:end].lower()
+        i = head.index(b"content-length: ") + 16
+        length = 0 if method == "HEAD" else int(head[i:head.index(b"\r", i)])
+        out.append((status_of(data), data[end:end + length]))
+        data = data[end + length:]
+    assert data == b"", data[:80]
+    return out
 
 
 def test_pipelined_requests_answered_in_order(srv: Served):
@@ -260,6 +276,15 @@ def test_pipelined_requests_answered_in_order(srv: Served):
     out = raw(srv, req + req + b"GET /small.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
               first_only=False)
     assert out.count(b"HTTP/1.1 200 OK") == 3 and out.count(b"hello\n") == 3
+    # Different answers, so the order shows: each in the order asked, framed exactly.
+    out = raw(srv, req + b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+              + b"HEAD /data.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+              + b"GET /sub/name%20with%20space.cfg HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+              first_only=False)
+    got = responses(out, ["GET", "GET", "HEAD", "GET"])
+    assert [status for status, _ in got] == [200, 404, 200, 200]
+    assert got[0][1] == b"hello\n" and got[1][1].startswith(b"404 Not Found")
+    assert got[2][1] == b"" and got[3][1] == b"label x\n"
 
 
 # -- byte ranges ---------------------------------------------------------------------------
@@ -419,9 +444,8 @@ def test_hostile_request(srv: Served, name: str, request_bytes: bytes, status: i
     answer = raw(srv, request_bytes)
     assert status_of(answer) == status, answer[:200]
     assert b"root:" not in answer  # /etc/passwd never leaks
-    deadline = time.monotonic() + 5
-    while len(srv.of("TransferFailed", status=status)) == before and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: len(srv.of("TransferFailed", status=status)) > before, timeout=5,
+             interval=0.02, what=f"a TransferFailed with status {status}")
     failed = srv.of("TransferFailed", status=status)[-1]
     assert failed.reason and failed.ip == "127.0.0.1"
 
@@ -511,9 +535,7 @@ def test_bounded_connections(tree: dict[str, Any]):
         assert status_of(answer) == 503 and b"max_connections=3" in answer
         assert s.wait("TransferFailed", status=503)
         held.pop().close()
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and s.server.active >= 3:
-            time.sleep(0.02)
+        wait_for(lambda: s.server.active < 3, timeout=5, interval=0.02, what="a connection slot freed")
         assert status_of(raw(s, b"GET /small.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")) == 200
     finally:
         for c in held:
@@ -652,10 +674,7 @@ def test_pipelining_client_that_never_reads_is_dropped(tree: dict[str, Any]):
                     break
             failed = s.wait("TransferFailed", timeout=10, mac="52:54:00:00:00:44")
             assert failed.reason == "client read nothing for 1 s" and failed.path == "blob"
-            deadline = time.monotonic() + 5
-            while s.server.active and time.monotonic() < deadline:
-                time.sleep(0.02)
-            assert s.server.active == 0
+            wait_for(lambda: s.server.active == 0, timeout=5, interval=0.02, what="every connection closed")
         assert get(s, "/small.txt")[2] == b"hello\n"
     finally:
         s.stop()
