@@ -48,6 +48,10 @@ def test_import_show_render_remove(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "memtest86+" in capsys.readouterr().out
     assert main(["isos", "--remove", "mt", "--state-dir", state]) == 0
     assert "mt-bios" in capsys.readouterr().out
+    assert main(["isos", "--state-dir", state]) == 0
+    assert capsys.readouterr().out == ""  # the library is empty again
+    assert main(["menu", "show", "--state-dir", state]) == 0
+    assert "mt-" not in capsys.readouterr().out.split("in effect:")[0]  # its entries went too
 
 
 def test_import_pxelinux(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

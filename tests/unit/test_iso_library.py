@@ -165,10 +165,12 @@ def test_an_iso_changed_on_disk_is_not_served(cfg: Config, tmp_path: Path) -> No
     provider._STATES.clear()
     prov = provider.IsoProvider(provider.state_for(cfg))
     assert prov.lookup("iso/alp/boot/vmlinuz-lts", Client()) is not None
+    assert prov.lookup("iso/alp.iso", Client()) is not None
     testiso.build(iso, {"other": b"x" * 9000})  # rebuilt in place: the stored extents are stale
     provider._STATES.clear()
     prov = provider.IsoProvider(provider.state_for(cfg))
     assert prov.lookup("iso/alp/boot/vmlinuz-lts", Client()) is None
+    assert prov.lookup("iso/alp.iso", Client()) is None  # nor the whole image
     conn = library.connect(cfg)
     try:
         assert "changed since it was imported" in (list_isos(conn)[0].changed() or "")

@@ -83,7 +83,7 @@ def test_files_inside_the_iso_and_the_whole_iso(cfg: Config, live: Path) -> None
     finally:
         os.close(fd)
     whole = res.resolve("iso/live.iso")
-    assert (whole.offset, whole.size) == (0, live.stat().st_size)
+    assert (whole.origin, whole.path, whole.offset, whole.size) == ("iso", str(live), 0, live.stat().st_size)
     with pytest.raises(NotFound):
         res.resolve("iso/live/nope")
     with pytest.raises(NotFound):

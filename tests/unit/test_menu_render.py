@@ -88,6 +88,8 @@ def test_each_renderer_keeps_only_what_its_firmware_can_boot(cfg: Config) -> Non
     assert "--id memtest-uefi" in grub and "memtest-bios" not in grub
     assert "winpe" not in grub and "rescue-image" not in grub  # GRUB cannot sanboot or wimboot
     ipxe_efi = render_ipxe.render(m, cfg, "uefi64")
+    assert "item memtest-uefi" in ipxe_efi and "memtest-bios" not in ipxe_efi
+    assert "memtest-uefi" not in render_ipxe.render(m, cfg, "bios")
     assert "sanboot http://10.99.0.1/iso/rescue.iso" in ipxe_efi
     assert "initrd --name BCD http://10.99.0.1/iso/winpe/boot/bcd BCD" in ipxe_efi
 
