@@ -28,5 +28,5 @@ def test_guard_allows_inside_and_names_a_missing_namespace(netns, monkeypatch):
     r = ns.run(sys.executable, "-c", PROBE, check=False, env={GUARD_ENV: other.name})
     assert r.returncode != 0 and "refusing to run DHCP outside" in r.stderr
     monkeypatch.setenv(GUARD_ENV, "pxt-no-such-ns")
-    with pytest.raises(UnsafeNetwork, match="no such network namespace"):
+    with pytest.raises(UnsafeNetwork, match=f"^{GUARD_ENV}=pxt-no-such-ns: no such network namespace$"):
         check_netns_guard()

@@ -45,11 +45,18 @@ def test_every_problem_is_reported_with_its_key():
     assert "dhcp.boot_files.amiga: unknown kind" in joined
     assert "tftp.port: 70000 is not a port number (1..65535)" in joined
     assert "tftp.windowsize_max: 65 is outside 1..64" in joined
+    assert problems({"http": {"header_timeout": 0, "idle_timeout": 3601}}) == [
+        "http.header_timeout: 0.0 is outside 0..3600 seconds",
+        "http.idle_timeout: 3601.0 is outside 0..3600 seconds",
+    ]
 
 
 def test_uploads_dir_inside_root_is_refused(tmp_path):
     got = problems({"tftp": {"root": str(tmp_path), "uploads_dir": str(tmp_path / "up")}})
-    assert got[0].startswith("tftp.uploads_dir:")
+    assert got == [f"tftp.uploads_dir: {(tmp_path / 'up').resolve()} is inside tftp.root; "
+                   "uploads must not overwrite served files"]
+    got = problems({"tftp": {"root": str(tmp_path), "uploads_dir": str(tmp_path)}})  # the root itself
+    assert got[0].startswith("tftp.uploads_dir:") and "is inside tftp.root" in got[0]
 
 
 def test_duplicate_reservation_and_mac_normalisation():
