@@ -52,7 +52,7 @@ class ServiceProc:
             found = self.of(type_, **match)
             if found:
                 return found[0]
-            if self.proc.poll() is not None and not found:
+            if self.proc.poll() is not None:
                 time.sleep(0.2)  # let the reader drain
                 found = self.of(type_, **match)
                 if found:
