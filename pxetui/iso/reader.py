@@ -27,6 +27,8 @@ from pycdlib.pycdlibexception import PyCdlibException
 Progress = Callable[[str, int, int], None]  # (step, done, total)
 BLOCK = 2048
 FOUR_GIB = 1 << 32
+# pycdlib trusts on-disk structures; garbage in them surfaces as these.
+_GARBAGE = (ValueError, IndexError, KeyError, UnicodeError, struct.error)
 
 
 class IsoError(Exception):
@@ -43,6 +45,11 @@ class IsoFile:
     @property
     def contiguous(self) -> bool:
         return not self.extents
+
+    @property
+    def runs(self) -> tuple[tuple[int, int], ...]:
+        """(offset, length) of each piece of the data, in order."""
+        return self.extents or ((self.offset, self.size),)
 
 
 @dataclass
@@ -68,10 +75,9 @@ class IsoIndex:
         f = self.get(path)
         if f is None:
             raise KeyError(path)
-        runs = f.extents or ((f.offset, f.size),)
         out = bytearray()
         with open(self.iso_path, "rb") as fh:
-            for off, length in runs:
+            for off, length in f.runs:
                 if len(out) >= limit:
                     break
                 fh.seek(off)
@@ -214,8 +220,7 @@ def read_index(path: str | Path, progress: Progress | None = None) -> IsoIndex:
             if exc.errno == errno.EIO:
                 raise IsoError(f"{p}: I/O error while reading (bad medium?)") from None
             raise IsoError(f"{p}: cannot read: {exc.strerror or exc}") from None
-        except (ValueError, IndexError, KeyError, UnicodeError, struct.error) as exc:
-            # pycdlib trusts on-disk structures; garbage in them surfaces as these.
+        except _GARBAGE as exc:
             raise IsoError(f"{p}: corrupt ISO (unreadable directory structures: {exc})") from None
         try:
             declared = int(iso.pvd.space_size) * int(iso.logical_block_size)
@@ -226,7 +231,7 @@ def read_index(path: str | Path, progress: Progress | None = None) -> IsoIndex:
                 index = index_pycdlib(iso, os.path.abspath(p), st.st_size, st.st_mtime, progress)
             except PyCdlibException as exc:
                 raise IsoError(f"{p}: corrupt ISO: {exc}") from None
-            except (ValueError, IndexError, KeyError, UnicodeError, struct.error) as exc:
+            except _GARBAGE as exc:
                 raise IsoError(f"{p}: corrupt ISO (unreadable directory structures: {exc})") from None
         finally:
             try:
@@ -234,8 +239,7 @@ def read_index(path: str | Path, progress: Progress | None = None) -> IsoIndex:
             except PyCdlibException:
                 pass
     for f in index.files.values():
-        runs = f.extents or ((f.offset, f.size),)
-        end = max(o + n for o, n in runs)
+        end = max(o + n for o, n in f.runs)
         if end > st.st_size:
             raise IsoError(f"{p}: truncated: {f.path} ends at byte {end} but the file has only "
                            f"{st.st_size}")
