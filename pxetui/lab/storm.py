@@ -27,9 +27,9 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from pxetui.dhcp import codec
+from pxetui.dhcp import options as o
 
 ETH_P_IP = 0x0800
-DISCOVER, OFFER, REQUEST, ACK, NAK = 1, 2, 3, 5, 6
 
 
 @dataclass
@@ -66,15 +66,15 @@ def _csum(data: bytes) -> int:
 def dhcp_frame(mac: bytes, xid: int, msg: int, requested: bytes | None = None,
                server: bytes | None = None) -> bytes:
     opts = {
-        53: bytes((msg,)),
-        60: b"PXEClient:Arch:00000:UNDI:002001",  # as a BIOS PXE ROM
-        93: bytes((0, 0)),  # RFC 4578 client architecture: x86 BIOS
-        55: bytes((1, 3, 43, 60, 67)),
+        o.MSG_TYPE: bytes((msg,)),
+        o.VENDOR_CLASS: b"PXEClient:Arch:00000:UNDI:002001",  # as a BIOS PXE ROM
+        o.CLIENT_ARCH: bytes((0, 0)),  # RFC 4578 client architecture: x86 BIOS
+        o.PARAM_REQUEST: bytes((o.SUBNET_MASK, o.ROUTER, o.VENDOR_SPECIFIC, o.VENDOR_CLASS, o.BOOTFILE)),
     }
     if requested:
-        opts[50] = requested
+        opts[o.REQUESTED_IP] = requested
     if server:
-        opts[54] = server
+        opts[o.SERVER_ID] = server
     payload = codec.build(codec.Packet(xid=xid, flags=codec.BROADCAST_FLAG, chaddr=mac, options=opts))
     udp_len = 8 + len(payload)
     src, dst = bytes(4), b"\xff\xff\xff\xff"
@@ -86,8 +86,8 @@ def dhcp_frame(mac: bytes, xid: int, msg: int, requested: bytes | None = None,
     return b"\xff" * 6 + mac + struct.pack("!H", ETH_P_IP) + ip + udp
 
 
-def parse_reply(frame: bytes) -> tuple[int, bytes, int, bytes, bytes, bytes, dict[int, bytes]] | None:
-    """(xid, chaddr, msg type, yiaddr, siaddr, file, options) of a BOOTREPLY, else None."""
+def parse_reply(frame: bytes) -> codec.Packet | None:
+    """The DHCP message in a frame from port 67 to port 68 if it is a BOOTREPLY, else None."""
     if len(frame) < 14 + 20 + 8 + 240 or frame[12:14] != b"\x08\x00":
         return None
     ihl = (frame[14] & 0x0F) * 4
@@ -103,8 +103,7 @@ def parse_reply(frame: bytes) -> tuple[int, bytes, int, bytes, bytes, bytes, dic
         return None
     if pkt.op != codec.BOOTREPLY or not pkt.dhcp:
         return None
-    msg = pkt.options.get(53, b"\0")[0]
-    return pkt.xid, pkt.chaddr[:6], msg, pkt.yiaddr, pkt.siaddr, pkt.file.rstrip(b"\0"), pkt.options
+    return pkt
 
 
 class DhcpMux:
@@ -115,7 +114,7 @@ class DhcpMux:
         self.sock.bind((ifname, ETH_P_IP))
         self.sock.setblocking(False)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        self.waiters: dict[int, asyncio.Queue[tuple[int, bytes, bytes, bytes, dict[int, bytes]]]] = {}
+        self.waiters: dict[int, asyncio.Queue[codec.Packet]] = {}
         loop = asyncio.get_running_loop()
         loop.add_reader(self.sock.fileno(), self._readable)
 
@@ -125,13 +124,12 @@ class DhcpMux:
                 frame = self.sock.recv(4096)
             except BlockingIOError:
                 return
-            r = parse_reply(frame)
-            if r is None:
+            pkt = parse_reply(frame)
+            if pkt is None:
                 continue
-            xid, _chaddr, msg, yiaddr, siaddr, file, opts = r
-            q = self.waiters.get(xid)
+            q = self.waiters.get(pkt.xid)
             if q is not None:
-                q.put_nowait((msg, yiaddr, siaddr, file, opts))
+                q.put_nowait(pkt)
 
     def send(self, frame: bytes) -> None:
         self.sock.send(frame)
@@ -144,31 +142,30 @@ class DhcpMux:
 async def dhcp(mux: DhcpMux, mac: bytes, res: ClientResult, deadline: float) -> tuple[str, str, str]:
     """(address, server, boot file); retransmits like a PXE ROM (4, 8, 16 s)."""
     xid = random.getrandbits(32)
-    q: asyncio.Queue[tuple[int, bytes, bytes, bytes, dict[int, bytes]]] = asyncio.Queue()
+    q: asyncio.Queue[codec.Packet] = asyncio.Queue()
     mux.waiters[xid] = q
     offered, server, next_server, boot = b"", b"", "", ""
     try:
-        for state, msg in (("offer", DISCOVER), ("ack", REQUEST)):
+        for state, msg in (("offer", o.DISCOVER), ("ack", o.REQUEST)):
             wait = 4.0
             while True:
                 res.dhcp_tries += 1
-                if msg == DISCOVER:
-                    mux.send(dhcp_frame(mac, xid, DISCOVER))
-                else:
-                    mux.send(dhcp_frame(mac, xid, REQUEST, offered, server))
+                mux.send(dhcp_frame(mac, xid, msg, offered, server))  # the REQUEST names the offer
                 try:
                     async with asyncio.timeout(min(wait, max(0.1, deadline - time.monotonic()))):
                         while True:
-                            m, yiaddr, siaddr, file, opts = await q.get()
-                            if state == "offer" and m == OFFER:
-                                offered, server = yiaddr, opts.get(54, siaddr)
-                                boot = opts.get(67, file).rstrip(b"\0").decode()
-                                next_server = socket.inet_ntoa(siaddr) if siaddr != bytes(4) else socket.inet_ntoa(server)
+                            reply = await q.get()
+                            m = o.msg_type(reply)
+                            if state == "offer" and m == o.OFFER:
+                                offered, server = reply.yiaddr, reply.options.get(o.SERVER_ID, reply.siaddr)
+                                boot = reply.options.get(o.BOOTFILE, reply.file).rstrip(b"\0").decode()
+                                next_server = socket.inet_ntoa(reply.siaddr if reply.siaddr != codec.ZERO_IP
+                                                               else server)
                                 break
-                            if state == "ack" and m == NAK:
+                            if state == "ack" and m == o.NAK:
                                 raise RuntimeError("DHCP NAK")
-                            if state == "ack" and m == ACK:
-                                return socket.inet_ntoa(yiaddr), next_server, boot
+                            if state == "ack" and m == o.ACK:
+                                return reply.ip("yiaddr"), next_server, boot
                     break
                 except TimeoutError:
                     if time.monotonic() >= deadline or res.dhcp_tries > 8:
@@ -311,7 +308,7 @@ def _add_address(ip: str, spec: StormSpec) -> None:
 
 async def one_client(i: int, spec: StormSpec, mux: DhcpMux, t0: float, deadline: float) -> ClientResult:
     mac = (spec.mac_base + i).to_bytes(6, "big")
-    res = ClientResult(mac=":".join(f"{b:02x}" for b in mac))
+    res = ClientResult(mac=mac.hex(":"))
     try:
         ip, server, boot = await dhcp(mux, mac, res, deadline)
         res.ip, res.boot_file, res.t_dhcp = ip, boot, time.monotonic() - t0
