@@ -190,6 +190,11 @@ def _own(ev: dict[str, Any]) -> bool:
     return ev.get("service") != "capture" and ev.get("direction") != "wire"
 
 
+def _save_key(c: Client) -> tuple[Any, ...]:
+    """What a restart must not lose: a change of it is written at once, anything else later."""
+    return (c.boot, c.stage, c.diagnosis, len(c.files))
+
+
 def _progress_recorded(events: list[dict[str, Any]], tid: str) -> bool:
     """Whether a TransferProgress of this transfer is among the recorded events. Looked for
     from the newest back to the transfer's start: our TFTP server's progress comes several
@@ -349,11 +354,13 @@ class Tracker:
     def _emit(self, c: Client, ts: float) -> ClientUpdate:
         c.last_update = ts
         # Write when something a restart must not lose changed, else at most every few
-        # seconds: a storm of progress events must not become a storm of SQLite writes.
-        key = (c.boot, c.stage, c.diagnosis, len(c.files))
+        # seconds (then, or from tick(), `_flush`): a storm of progress events must not become
+        # a storm of SQLite writes.
+        key = _save_key(c)
         if key != c.saved_key or ts - c.saved_at >= SAVE_EVERY:
             self._save(c)
             c.saved_key, c.saved_at = key, ts
+            self._dirty.discard(c.mac)
         else:
             self._dirty.add(c.mac)
         return c.update(ts)
@@ -637,7 +644,20 @@ class Tracker:
             c.diagnosis = " ".join(f.message for f in found) if found else \
                 diagnosis.stalled(c.stage, idle, c.last_event)
             out.append(self._emit(c, now))
+        self._flush(now)
         return out
+
+    def _flush(self, now: float) -> None:
+        """Write the clients whose changes `_emit` held back, once SAVE_EVERY has passed: a
+        client that went quiet keeps its last progress across a restart (the engine does not
+        wait for close())."""
+        if self.db is None or not self._dirty:
+            return
+        due = [c for mac in self._dirty if (c := self.clients.get(mac)) is not None and now - c.saved_at >= SAVE_EVERY]
+        self._save(*due)
+        for c in due:
+            c.saved_key, c.saved_at = _save_key(c), now
+            self._dirty.discard(c.mac)
 
     def snapshot(self) -> list[ClientUpdate]:
         return [c.update(c.last) for c in self.clients.values()]

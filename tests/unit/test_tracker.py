@@ -236,7 +236,7 @@ def test_forget_drops_client_and_history(tmp_path):
     assert MAC not in Tracker(db_path=db).clients
 
 
-def test_progress_is_written_lazily_and_on_close(tmp_path):
+def test_progress_is_written_lazily_by_tick_and_on_close(tmp_path):
     import json
 
     from pxetui.store import connect
@@ -259,8 +259,15 @@ def test_progress_is_written_lazily_and_on_close(tmp_path):
                     "bytes_done": 500, "size": 1000})
     assert u.files[0]["bytes"] == 500
     assert stored_bytes() == 0  # progress alone, within SAVE_EVERY of the last write: not yet
-    tr.close()
+    tr.tick(6.0)
+    assert stored_bytes() == 0
+    tr.tick(7.0)  # SAVE_EVERY after the last write, the engine's clock writes it
     assert stored_bytes() == 500
+    tr.feed({"type": "TransferProgress", "ts": 8.5, "service": "tftp", "ip": IP, "transfer_id": "t",
+             "bytes_done": 700, "size": 1000})
+    assert stored_bytes() == 500
+    tr.close()  # and close writes what is left
+    assert stored_bytes() == 700
     tr = Tracker(db_path=db)
     assert [h["stage"] for h in tr.history(MAC)] == ["kernel"]
     tr.close()
