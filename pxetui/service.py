@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pxetui.config import Config
-from pxetui.events import Event, Log, ServiceState
+from pxetui.events import Event, Log, ServiceState, dumps
 
 # name -> module path with `async def run(ctx)`
 SERVICES: dict[str, str] = {
@@ -58,13 +58,13 @@ class LineEmitter:
     def __init__(self, fd: int, service: str) -> None:
         self.fd = fd
         self.service = service
-        self.buf: list[str] = []
+        self.buf: list[bytes] = []  # encoded lines: to_json's str would be decoded, then encoded again
         self._scheduled = False
 
     def __call__(self, ev: Event) -> None:
         if not ev.service:
             ev.service = self.service
-        self.buf.append(ev.to_json())
+        self.buf.append(dumps(ev.to_dict()))
         if len(self.buf) >= 512:
             self.flush()
         elif not self._scheduled:
@@ -75,7 +75,7 @@ class LineEmitter:
         self._scheduled = False
         if not self.buf:
             return
-        data = ("\n".join(self.buf) + "\n").encode()
+        data = b"\n".join(self.buf) + b"\n"
         self.buf.clear()
         view = memoryview(data)
         while view:
