@@ -3,6 +3,7 @@ survive EDK2's in-place parsing of the offer it caches."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,25 +28,25 @@ def edk2_cached_options(raw: bytes) -> dict[int, bytes]:
     is not NUL it writes a NUL into the byte after the option data (the next option's code).
     Dhcp4Dxe then parses the options again (PAD is skipped, END stops)."""
     buf = bytearray(raw)
-    i = COOKIE_END
-    while i < len(buf) and buf[i] != 255:
-        if buf[i] == 0:
-            i += 1
-            continue
-        code, length = buf[i], buf[i + 1]
+    for i, code, length in walk_options(buf):
         if code == o.BOOTFILE and buf[i + 1 + length] != 0:
             buf[i + 2 + length] = 0
-        i += 2 + length
     out: dict[int, bytes] = {}
+    for i, code, length in walk_options(buf):
+        out.setdefault(code, bytes(buf[i + 2:i + 2 + length]))
+    return out
+
+
+def walk_options(buf: bytearray) -> Iterator[tuple[int, int, int]]:
+    """(offset, code, length) of each option after the cookie, as EDK2 walks them: PAD is
+    skipped, END stops. Reads `buf` as it goes, so a change made during the walk is seen."""
     i = COOKIE_END
     while i < len(buf) and buf[i] != 255:
         if buf[i] == 0:
             i += 1
             continue
-        code, length = buf[i], buf[i + 1]
-        out.setdefault(code, bytes(buf[i + 2:i + 2 + length]))
-        i += 2 + length
-    return out
+        yield i, buf[i], buf[i + 1]
+        i += 2 + buf[i + 1]
 
 
 @pytest.fixture
