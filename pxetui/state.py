@@ -314,8 +314,12 @@ class EngineState:
 
     def _on_LeaseEnded(self, ev: dict[str, Any], ts: float) -> set[str]:
         mac, ip, ours = ev.get("mac"), ev.get("ip"), bool(ev.get("ours", True))
-        gone = [k for k, le in self.leases.items()
-                if le.ours == ours and (ip is None or le.ip == ip) and (mac is None or le.mac == mac)]
+        if mac is not None and ip is not None:  # the usual case: one lease, found by its key
+            key = lease_key(mac, ip, ours)
+            gone = [key] if key in self.leases else []
+        else:  # a wildcard end (every lease of a MAC, or of an address): scan
+            gone = [k for k, le in self.leases.items() if le.ours == ours
+                    and (ip is None or le.ip == ip) and (mac is None or le.mac == mac)]
         for k in gone:
             del self.leases[k]
             self.mark("leases", k)

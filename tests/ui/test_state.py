@@ -65,6 +65,20 @@ def test_lease_ended_removes_only_the_matching_side():
     assert [le.ours for le in s.leases.values()] == [False]
 
 
+def test_lease_ended_without_a_mac_ends_every_lease_of_that_address_on_its_side():
+    s = EngineState()
+    for mac, ip, ours in (("aa:bb:cc:dd:ee:01", "10.0.0.5", True),
+                          ("aa:bb:cc:dd:ee:02", "10.0.0.5", True),
+                          ("aa:bb:cc:dd:ee:01", "10.0.0.5", False),
+                          ("aa:bb:cc:dd:ee:01", "10.0.0.6", True)):
+        s.apply(ev("LeaseGranted", 1, mac=mac, ip=ip, ours=ours))
+    s.take_dirty()
+    s.apply(ev("LeaseEnded", 2, ip="10.0.0.5", reason="released"))
+    assert sorted(s.leases) == ["ours|aa:bb:cc:dd:ee:01|10.0.0.6", "wire|aa:bb:cc:dd:ee:01|10.0.0.5"]
+    assert s.take_dirty()["leases"] == {"ours|aa:bb:cc:dd:ee:01|10.0.0.5",
+                                        "ours|aa:bb:cc:dd:ee:02|10.0.0.5"}
+
+
 def test_throughput_is_bucketed_by_event_time_not_a_clock():
     s = EngineState(throughput_window=5)
     s.apply(ev("TransferStarted", 0, transfer_id="a", size=100))
