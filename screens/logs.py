@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import takewhile
 
 from textual.app import SystemCommand
 from textual.containers import Horizontal
@@ -81,8 +82,10 @@ class LogsScreen(PxeScreen):
         self.last_seq = records[-1].seq if records else self.last_seq
 
     def append_new(self) -> None:
-        records = [r for r in self.state.logs if r.seq > self.last_seq] if self.state.logs and \
-            self.state.logs[-1].seq > self.last_seq else []
+        # The ring is in seq order: walk back from the newest only as far as what is new
+        # (not the whole ring of 3,000 on every redraw).
+        records = list(takewhile(lambda r: r.seq > self.last_seq, reversed(self.state.logs)))
+        records.reverse()
         if not records:
             return
         self._note_services(records)

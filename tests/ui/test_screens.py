@@ -207,6 +207,23 @@ async def test_logs_filter_by_level_service_and_client():
         assert any(r.type == "TransferProgress" for r in about)  # debug shows progress
 
 
+async def test_logs_append_only_what_is_new():
+    app, source = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f7")
+        await settle(app, pilot)
+        log = app.screen.query_one("#log")
+        before = list(log.lines)
+        source.push(ev("Log", 95, service="tftp", message="first new line"))
+        source.push(ev("Log", 96, service="http", message="second new line"))
+        await settle(app, pilot)
+        assert log.lines[:len(before)] == before
+        assert [line.split(" ", 1)[1] for line in log.lines[len(before):]] == [
+            "  tftp     first new line", "  http     second new line"]
+        await settle(app, pilot)  # nothing new: nothing written twice
+        assert len(log.lines) == len(before) + 2
+
+
 async def test_feed_that_drops_is_an_alert_not_a_crash():
     source = MemorySource(lab_feed()[:3], fail_with="peer reset the connection")
     app, _ = make_app(source=source)
