@@ -274,11 +274,11 @@ class LiveTable(DataTable):
         keep = self.selected_key()
         col = self.sort_column
         sv = self.sort_value
+        idx = self._sort_index() or 0
 
         def value(k: str) -> Any:
             v = sv(k, col) if sv is not None else None
             if v is None:
-                idx = self._sort_index() or 0
                 v = str(self._shown[k][idx])
             return (0, v) if not isinstance(v, str) else (1, v)
 
