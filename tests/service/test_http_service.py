@@ -70,7 +70,8 @@ def test_port_in_use_is_a_clear_failure(netns, tmp_path: Path):
     holder = server.popen(sys.executable, "-c",
                           "import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,"
                           "socket.SO_REUSEADDR,1); s.bind(('10.99.0.1',80)); s.listen(); time.sleep(30)")
-    time.sleep(0.5)
+    wait_for(lambda: server.run("ss", "-H", "-ltn", "sport = :80", check=False).stdout.strip(),
+             what="the holder listening on port 80")
     cfg = base_config(tmp_path)
     cfg_file = tmp_path / "http.json"
     cfg_file.write_text(cfg.to_json())
