@@ -23,7 +23,15 @@ from pxetui.config import Config
 from pxetui.events import Event, IsoImported, MenuChanged
 from pxetui.iso.profiles import Detection, detect
 from pxetui.iso.reader import IsoError, IsoFile, IsoIndex, Progress, read_index
-from pxetui.menus.model import Menu, MenuError, load_menu, run_ddl, save_menu, slug
+from pxetui.menus.model import (
+    Menu,
+    MenuError,
+    load_menu,
+    run_ddl,
+    save_menu,
+    slug,
+    write_transaction,
+)
 
 LIBRARY_DDL = """
 CREATE TABLE IF NOT EXISTS iso_library (
@@ -166,19 +174,14 @@ def import_iso(cfg: Config, path: str | Path, name: str | None = None,
             e.source_iso = name
         if progress is not None:
             progress("storing index", 0, 1)
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            menu = load_menu(conn)
-            added = [menu.add(e).id for e in det.entries]
-            _store(conn, name, index, det, digest)
-            save_menu(conn, menu)
-            conn.execute("COMMIT")
-        except sqlite3.IntegrityError:
-            conn.execute("ROLLBACK")  # another import took the name since the check above
+            with write_transaction(conn):
+                menu = load_menu(conn)
+                added = [menu.add(e).id for e in det.entries]
+                _store(conn, name, index, det, digest)
+                save_menu(conn, menu)
+        except sqlite3.IntegrityError:  # rolled back: another import took the name meanwhile
             raise IsoError(f"{name}: already in the library; choose another --name") from None
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         record = _record(conn, name)
     finally:
         conn.close()
@@ -247,8 +250,7 @@ def remove_iso(cfg: Config, name: str, emit: Callable[[Event], None] | None = No
     try:
         if _record(conn, name) is None:
             raise IsoError(f"{name}: not in the library")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(conn):
             menu: Menu = load_menu(conn)
             gone = [e.id for e in menu.entries if e.source_iso == name]
             for eid in gone:
@@ -256,10 +258,6 @@ def remove_iso(cfg: Config, name: str, emit: Callable[[Event], None] | None = No
             conn.execute("DELETE FROM iso_files WHERE iso = ?", (name,))
             conn.execute("DELETE FROM iso_library WHERE name = ?", (name,))
             save_menu(conn, menu)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
     finally:
         conn.close()
     if emit is not None:

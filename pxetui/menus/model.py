@@ -19,7 +19,8 @@ import json
 import re
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -217,6 +218,19 @@ def run_ddl(conn: sqlite3.Connection, ddl: str) -> None:
             conn.execute(stmt)
 
 
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE (the write lock first, so what is read inside stays current), COMMIT at
+    the end of the block, ROLLBACK if anything in it (or the COMMIT) raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
 def ensure_schema(conn: sqlite3.Connection) -> None:
     run_ddl(conn, MENU_DDL)
 
@@ -252,13 +266,8 @@ def update_menu(conn: sqlite3.Connection, change: Callable[[Menu], None]) -> Men
     """Load, change and store the menu in one transaction (the UI's editor, `menu set`);
     a MenuError from `change` or from validation leaves the stored menu as it was."""
     ensure_schema(conn)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         menu = load_menu(conn)
         change(menu)
         save_menu(conn, menu)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return menu

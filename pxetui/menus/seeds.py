@@ -12,7 +12,7 @@ import re
 import sqlite3
 
 from pxetui.config import normalize_mac
-from pxetui.menus.model import MenuError, load_menu, run_ddl, save_menu
+from pxetui.menus.model import MenuError, load_menu, run_ddl, save_menu, write_transaction
 
 SEEDS_DDL = """
 CREATE TABLE IF NOT EXISTS menu_seeds (
@@ -40,8 +40,7 @@ def set_seed(conn: sqlite3.Connection, file: str, data: bytes, entry: str | None
     if len(data) > MAX_SEED:
         raise MenuError(f"seed {file}: {len(data)} bytes is over the {MAX_SEED}-byte limit")
     ensure_schema(conn)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         if entry is not None:
             menu = load_menu(conn)
             e = menu.get(entry)
@@ -55,10 +54,6 @@ def set_seed(conn: sqlite3.Connection, file: str, data: bytes, entry: str | None
             key = scope
         conn.execute("INSERT OR REPLACE INTO menu_seeds(scope, name, data) VALUES (?, ?, ?)",
                      (scope, name, data))
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return f"seed/{key}/{file}"
 
 
