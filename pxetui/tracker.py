@@ -521,8 +521,7 @@ class Tracker:
         own = _own(ev)
         # Our TFTP server reports the name it resolved; the wire shows what the client asked
         # ('/boot.0' from GRUB, backslashes from Windows loaders, REFERENCE.md).
-        norm = path.split("?", 1)[0].replace("\\", "/").lstrip("/").lower()
-        key = ("xfer", ev.get("ip"), ev.get("protocol", "tftp"), norm)
+        key = ("xfer", ev.get("ip"), ev.get("protocol", "tftp"), served_path(path))
         prev = self._seen.get(key)
         if prev is not None and ts - prev[0] <= DEDUP_SECONDS and prev[1] != own:
             if not own:
