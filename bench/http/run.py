@@ -96,8 +96,9 @@ def make_data(data: Path, size_mib: int) -> tuple[Path, Path]:
         print(f"writing {size_mib} MiB of random data to {big} ...", flush=True)
         chunk = os.urandom(16 << 20)
         with open(big, "wb") as fh:
-            for i in range(size_mib // 16):
-                fh.write(chunk[i % 7:] + chunk[:i % 7])  # not one repeated block
+            for i, at in enumerate(range(0, size_mib << 20, len(chunk))):
+                block = chunk[i % 7:] + chunk[:i % 7]  # not one repeated block
+                fh.write(block[:(size_mib << 20) - at])  # the last one cut: any whole MiB count
     iso = root / "big.iso"
     if not iso.exists() or iso.stat().st_mtime < big.stat().st_mtime:
         print(f"building {iso} with xorriso ...", flush=True)
