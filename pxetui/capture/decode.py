@@ -14,6 +14,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from pxetui.capture.filters import DHCP_PORTS
 from pxetui.capture.packets import LINKTYPE_ETHERNET, Segment, parse_dhcp, parse_frame
 from pxetui.diagnosis import SIZE_PROBE
 from pxetui.events import (
@@ -29,7 +30,6 @@ from pxetui.events import (
 )
 
 SERVICE = "capture"
-DHCP_PORTS = (67, 68, 4011)
 TFTP_ERRORS = {0: "not defined", 1: "file not found", 2: "access violation", 3: "disk full",
                4: "illegal operation", 5: "unknown transfer id", 6: "file exists",
                7: "no such user", 8: "option negotiation refused"}

@@ -13,6 +13,7 @@ import struct
 from dataclasses import dataclass, field
 
 from pxetui.dhcp.codec import DhcpParseError, parse
+from pxetui.dhcp.options import msg_name
 
 # pcap link types (https://www.tcpdump.org/linktypes.html)
 LINKTYPE_ETHERNET = 1
@@ -20,9 +21,6 @@ LINKTYPE_RAW = 101
 LINKTYPE_LINUX_SLL = 113
 LINKTYPE_IPV4 = 228
 LINKTYPE_LINUX_SLL2 = 276
-
-MSG_TYPES = {1: "DISCOVER", 2: "OFFER", 3: "REQUEST", 4: "DECLINE", 5: "ACK", 6: "NAK",
-             7: "RELEASE", 8: "INFORM"}
 
 
 @dataclass(slots=True)
@@ -124,9 +122,7 @@ class Dhcp:
     @property
     def msg_type(self) -> str:
         v = self.options.get(53)
-        if not v:
-            return "BOOTP"  # plain BOOTP (RFC 951), named as the DHCP service names it
-        return MSG_TYPES.get(v[0], f"TYPE{v[0]}")
+        return msg_name(v[0] if v else None)  # None: plain BOOTP (RFC 951), "BOOTP"
 
     def text(self, code: int) -> str | None:
         v = self.options.get(code)
