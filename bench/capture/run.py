@@ -28,25 +28,18 @@ from netns import NetnsFactory  # noqa: E402
 
 XID_BASE = 0x50000000
 
+# A BIOS PXE client's broadcast DISCOVER from its own MAC, as the boot-storm lab builds it.
 SENDER = r"""
-import socket, struct, sys, time
+import socket, sys, time
+from pxetui.dhcp.options import DISCOVER
+from pxetui.lab.storm import dhcp_frame
 n, rate, base = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
 s.bind(("eth0", 0))
-def csum(b):
-    if len(b) % 2: b += b"\0"
-    t = sum(struct.unpack("!%dH" % (len(b) // 2), b)); t = (t >> 16) + (t & 0xffff); t += t >> 16
-    return ~t & 0xffff
 start = time.monotonic()
 for i in range(n):
     mac = bytes([0x52, 0x54, 0x01]) + (i + 1).to_bytes(3, "big")
-    bootp = struct.pack("!BBBBIHH4s4s4s4s16s64s128s", 1, 1, 6, 0, base + i, 0, 0x8000, bytes(4), bytes(4),
-                        bytes(4), bytes(4), mac + bytes(10), bytes(64), bytes(128))
-    opts = b"\x63\x82\x53\x63\x35\x01\x01\x5d\x02\x00\x00" + bytes([60, 32]) + b"PXEClient:Arch:00000:UNDI:002001" + b"\xff"
-    udp = struct.pack("!HHHH", 68, 67, 8 + len(bootp + opts), 0) + bootp + opts
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), i & 0xffff, 0, 64, 17, 0, bytes(4), b"\xff" * 4)
-    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
-    s.send(b"\xff" * 6 + mac + b"\x08\x00" + ip + udp)
+    s.send(dhcp_frame(mac, base + i, DISCOVER))
     delay = start + (i + 1) / rate - time.monotonic()
     if delay > 0:
         time.sleep(delay)
@@ -59,7 +52,7 @@ def wire_packets(ns) -> int:  # noqa: ANN001
     return sum(int(x) for x in r.stdout.split())
 
 
-def one(kind: str, args: argparse.Namespace, f: NetnsFactory, server, client, work: Path) -> dict:  # noqa: ANN001
+def one(kind: str, args: argparse.Namespace, server, client) -> dict:  # noqa: ANN001
     worker = server.python(str(HERE / "worker.py"), kind, "eth0", str(args.seconds + 2), str(XID_BASE),
                            stdout=subprocess.PIPE)
     assert worker.stdout is not None
@@ -111,7 +104,7 @@ def main() -> int:
                      "--tftp-max=200", log=work / "dnsmasq.log")
         time.sleep(1.0)
         for kind in args.kinds.split(","):
-            rows.append(one(kind, args, f, server, client, work))
+            rows.append(one(kind, args, server, client))
             time.sleep(1.0)
     finally:
         f.cleanup()
