@@ -55,7 +55,7 @@ def test_records_all_boot_traffic_when_asked(tmp_path):
 
 
 def test_watch_view_tables_and_bounded_transfer_list():
-    from pxetui.capture.report import SHOW_TRANSFERS, View
+    from pxetui.capture.report import MAX_TRANSFERS, SHOW_TRANSFERS, View
     from pxetui.events import LeaseGranted, TransferFinished, TransferStarted
 
     v = View()
@@ -68,6 +68,10 @@ def test_watch_view_tables_and_bounded_transfer_list():
     out = v.render()
     assert f"the last {SHOW_TRANSFERS}; 5 older not shown" in out
     assert "f44" in out and "2.0 KiB" in out and "  f0  " not in out
+    # A long watch keeps at most MAX_TRANSFERS rows, dropping the oldest.
+    for i in range(MAX_TRANSFERS):
+        v.apply(TransferStarted(ts=3.0, ip="10.0.0.6", transfer_id=f"u{i}", path=f"g{i}"))
+    assert len(v.transfers) == MAX_TRANSFERS and "t44" not in v.transfers and "u0" in v.transfers
 
 
 def test_our_own_probe_is_not_a_booting_client():
