@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
 from dhcp_rig import exchange, write_script
-from netns import require_tool, wait_for
+from netns import Netns, require_tool, wait_for
 from services import ServiceProc, base_config
 
 from pxetui.dhcp import options as o
@@ -36,6 +35,27 @@ echo "$reason $new_ip_address" >> "{log}"
 
 def full_config(tmp_path: Path, **dhcp: object):  # type: ignore[no-untyped-def]
     return base_config(tmp_path, dhcp={"mode": "full", "probe_seconds": 0, "lease_time": 600, **dhcp})
+
+
+def dhclient_args(tmp_path: Path, log: Path) -> list[str]:
+    """ISC dhclient, one try, with its pid and lease files and our script in tmp_path (the
+    interface name goes last)."""
+    script = write_script(tmp_path / "dhclient.sh", DHCLIENT_SCRIPT.format(log=log))
+    return ["dhclient", "-1", "-v", "-pf", str(tmp_path / "dh.pid"), "-lf", str(tmp_path / "dh.leases"),
+            "-sf", str(script)]
+
+
+def ask(ns: Netns, msg: int, mac: bytes, xid: int, **opts: bytes) -> Packet:
+    """Broadcast one client message (options as o<code>=value) from port 68 and return the one
+    reply to it."""
+    options = {o.MSG_TYPE: bytes((msg,)), **{int(k[1:]): v for k, v in opts.items()}}
+    (reply, _src), = exchange(ns, [Packet(xid=xid, chaddr=mac, options=options)],
+                              ("255.255.255.255", 67), expect=1)
+    return reply
+
+
+def discover(ns: Netns, mac: bytes, **opts: bytes) -> Packet:
+    return ask(ns, o.DISCOVER, mac, int.from_bytes(mac[-2:]), **opts)
 
 
 def test_udhcpc_gets_a_lease_and_renews(netns, tmp_path: Path) -> None:
@@ -68,9 +88,7 @@ def test_dhclient_gets_a_lease_reboots_and_releases(netns, tmp_path: Path) -> No
     svc = ServiceProc(server, "dhcp", full_config(tmp_path), tmp_path)
     svc.wait_running()
     log = tmp_path / "dhclient.log"
-    script = write_script(tmp_path / "dhclient.sh", DHCLIENT_SCRIPT.format(log=log))
-    args = ["dhclient", "-1", "-v", "-pf", str(tmp_path / "dh.pid"), "-lf", str(tmp_path / "dh.leases"),
-            "-sf", str(script)]
+    args = dhclient_args(tmp_path, log)
     r = client.run(*args, "eth0", timeout=60, check=False)
     assert r.returncode == 0, r.stderr
     ip = log.read_text().split("BOUND ", 1)[1].split()[0]
@@ -95,23 +113,17 @@ def test_restart_keeps_leases(netns, tmp_path: Path) -> None:
     svc = ServiceProc(server, "dhcp", cfg, tmp_path)
     svc.wait_running()
     mac = bytes.fromhex("525400bb0001")
-    offer = exchange(client, [Packet(xid=1, chaddr=mac, options={o.MSG_TYPE: b"\x01"})],
-                     ("255.255.255.255", 67), expect=1)[0][0]
-    ack = exchange(client, [Packet(xid=2, chaddr=mac, options={
-        o.MSG_TYPE: b"\x03", o.SERVER_ID: offer.options[o.SERVER_ID], o.REQUESTED_IP: offer.yiaddr})],
-        ("255.255.255.255", 67), expect=1)[0][0]
+    offer = ask(client, o.DISCOVER, mac, 1)
+    ack = ask(client, o.REQUEST, mac, 2, o54=offer.options[o.SERVER_ID], o50=offer.yiaddr)
     assert o.msg_type(ack) == o.ACK
     ip = ack.ip("yiaddr")
     svc.stop()
     svc2 = ServiceProc(server, "dhcp", cfg, tmp_path)
     svc2.wait_running()
     svc2.wait_event("LeaseGranted", ip=ip, mac="52:54:00:bb:00:01")  # restored at start
-    other = exchange(client, [Packet(xid=3, chaddr=bytes.fromhex("525400bb0002"),
-                                     options={o.MSG_TYPE: b"\x01", o.REQUESTED_IP: ack.yiaddr})],
-                     ("255.255.255.255", 67), expect=1)[0][0]
+    other = ask(client, o.DISCOVER, bytes.fromhex("525400bb0002"), 3, o50=ack.yiaddr)
     assert other.ip("yiaddr") != ip  # not given to another client after the restart
-    again = exchange(client, [Packet(xid=4, chaddr=mac, options={o.MSG_TYPE: b"\x01"})],
-                     ("255.255.255.255", 67), expect=1)[0][0]
+    again = ask(client, o.DISCOVER, mac, 4)
     assert again.ip("yiaddr") == ip
     with sqlite3.connect(cfg.db_path) as db:
         assert db.execute("SELECT mac FROM dhcp_leases WHERE ip=?", (ip,)).fetchone()[0] == "52:54:00:bb:00:01"
@@ -129,9 +141,7 @@ def test_malformed_packets_leave_it_serving(netns, tmp_path: Path) -> None:
     reasons = [e["reason"] for e in svc.of("DhcpIgnored")]
     assert any(r.startswith("malformed:") for r in reasons), reasons
     assert any("plain BOOTP" in r for r in reasons), reasons
-    replies = exchange(client, [Packet(xid=7, chaddr=bytes.fromhex("525400bb0009"),
-                                       options={o.MSG_TYPE: b"\x01"})], ("255.255.255.255", 67), expect=1)
-    assert replies and o.msg_type(replies[0][0]) == o.OFFER
+    assert o.msg_type(ask(client, o.DISCOVER, bytes.fromhex("525400bb0009"), 7)) == o.OFFER
     assert svc.proc.poll() is None
 
 
@@ -140,26 +150,15 @@ def test_decline_is_quarantined_on_the_wire(netns, tmp_path: Path) -> None:
     svc = ServiceProc(server, "dhcp", full_config(tmp_path), tmp_path)
     svc.wait_running()
     mac = bytes.fromhex("525400bb0010")
-    offer = exchange(client, [Packet(xid=1, chaddr=mac, options={o.MSG_TYPE: b"\x01"})],
-                     ("255.255.255.255", 67), expect=1)[0][0]
+    offer = ask(client, o.DISCOVER, mac, 1)
     sid = offer.options[o.SERVER_ID]
-    exchange(client, [Packet(xid=2, chaddr=mac, options={o.MSG_TYPE: b"\x03", o.SERVER_ID: sid,
-                                                         o.REQUESTED_IP: offer.yiaddr})],
-             ("255.255.255.255", 67), expect=1)
-    exchange(client, [Packet(xid=3, chaddr=mac, options={o.MSG_TYPE: b"\x04", o.SERVER_ID: sid,
-                                                         o.REQUESTED_IP: offer.yiaddr})],
-             ("255.255.255.255", 67), wait=0.3)
+    assert o.msg_type(ask(client, o.REQUEST, mac, 2, o54=sid, o50=offer.yiaddr)) == o.ACK
+    assert exchange(client, [Packet(xid=3, chaddr=mac, options={o.MSG_TYPE: b"\x04", o.SERVER_ID: sid,
+                                                                o.REQUESTED_IP: offer.yiaddr})],
+                    ("255.255.255.255", 67), wait=0.3) == []  # a DECLINE has no answer
     svc.wait_event("LeaseEnded", reason="declined", ip=offer.ip("yiaddr"))
-    time.sleep(0.1)
-    again = exchange(client, [Packet(xid=4, chaddr=mac, options={o.MSG_TYPE: b"\x01"})],
-                     ("255.255.255.255", 67), expect=1)[0][0]
+    again = ask(client, o.DISCOVER, mac, 4)
     assert again.yiaddr != offer.yiaddr
-
-
-def discover(ns, mac: bytes, **opts: bytes) -> list:  # type: ignore[no-untyped-def, type-arg]
-    options = {o.MSG_TYPE: b"\x01", **{int(k[1:]): v for k, v in opts.items()}}
-    return exchange(ns, [Packet(xid=int.from_bytes(mac[-2:]), chaddr=mac, options=options)],
-                    ("255.255.255.255", 67), expect=1, wait=2)
 
 
 def test_overrides_reload_on_sighup(netns, tmp_path: Path) -> None:
@@ -173,16 +172,16 @@ def test_overrides_reload_on_sighup(netns, tmp_path: Path) -> None:
     svc.wait_running()
     mac = bytes.fromhex("525400bb0020")
     bios = {"o93": b"\x00\x00", "o60": b"PXEClient:Arch:00000:UNDI:002001"}
-    assert discover(client, mac, **bios)[0][0].file == b"pxelinux.0"
+    assert discover(client, mac, **bios).file == b"pxelinux.0"
     conn = dbstore.connect(cfg.db_path)
     dbstore.set_host_override(conn, "52:54:00:bb:00:20", boot_file="special.0")
     os.kill(svc.proc.pid, signal.SIGHUP)
     wait_for(lambda: svc.of("Log", message="reloaded per-MAC overrides"), timeout=5, what="reload")
-    assert discover(client, mac, **bios)[0][0].file == b"special.0"
+    assert discover(client, mac, **bios).file == b"special.0"
     dbstore.set_host_override(conn, "52:54:00:bb:00:20", boot_once="local")
     os.kill(svc.proc.pid, signal.SIGHUP)
     wait_for(lambda: len(svc.of("Log", message="reloaded per-MAC overrides")) == 2, timeout=5, what="reload")
-    offer = discover(client, mac, **bios)[0][0]
+    offer = discover(client, mac, **bios)
     assert offer.file == b"" and o.BOOTFILE not in offer.options  # this boot: local disk
     assert dbstore.host_overrides(conn)["52:54:00:bb:00:20"]["boot_once"] is None  # used up
     decision = svc.wait_event("BootDecision", firmware="local")
@@ -198,20 +197,20 @@ def test_never_answers_on_another_interface(netns, tmp_path: Path) -> None:
     svc.wait_running()
     assert exchange(other, [Packet(xid=5, chaddr=bytes.fromhex("525400bb0030"),
                                    options={o.MSG_TYPE: b"\x01"})], ("255.255.255.255", 67), wait=1) == []
-    assert discover(client, bytes.fromhex("525400bb0031"))[0][0].ip("yiaddr").startswith("10.99.0.")
+    assert discover(client, bytes.fromhex("525400bb0031")).ip("yiaddr").startswith("10.99.0.")
     assert not svc.of("DhcpPacket", mac="52:54:00:bb:00:30")  # never even saw it (SO_BINDTODEVICE)
 
 
 def test_dhclient_renews_at_t1(netns, tmp_path: Path) -> None:
-    """A 60 s lease: dhclient renews (RENEWING, unicast from its address) after T1 = 30 s."""
+    """A 60 s lease: dhclient renews (RENEWING, unicast from its address) at T1 = 30 s, which
+    ISC dhclient randomises to 3/4 T1 .. T1 (23 to 31 s; dhclient.c, "randomness to the renewal
+    time")."""
     require_tool("dhclient", package="isc-dhcp-client")
     server, client = netns.pair()
     svc = ServiceProc(server, "dhcp", full_config(tmp_path, lease_time=60), tmp_path)
     svc.wait_running()
     log = tmp_path / "dhclient.log"
-    script = write_script(tmp_path / "dhclient.sh", DHCLIENT_SCRIPT.format(log=log))
-    r = client.run("dhclient", "-1", "-v", "-pf", str(tmp_path / "dh.pid"), "-lf", str(tmp_path / "dh.leases"),
-                   "-sf", str(script), "eth0", timeout=60, check=False)
+    r = client.run(*dhclient_args(tmp_path, log), "eth0", timeout=60, check=False)
     assert r.returncode == 0, r.stderr
     ip = log.read_text().split("BOUND ", 1)[1].split()[0]
     ack = svc.wait_event("DhcpPacket", direction="out", msg_type="ACK", yiaddr=ip)
@@ -219,5 +218,6 @@ def test_dhclient_renews_at_t1(netns, tmp_path: Path) -> None:
     wait_for(lambda: "RENEW " + ip in log.read_text(), timeout=50, interval=0.5, what="dhclient RENEW")
     renew = svc.wait_event("DhcpPacket", direction="in", msg_type="REQUEST", ip=ip)
     assert renew["mac"] == ack["mac"]
+    assert renew["ts"] - ack["ts"] >= 20, "renewed before T1: not the T1 timer"
     assert svc.of("DhcpPacket", direction="out", msg_type="ACK", ip=ip)  # unicast back
     os.kill(int((tmp_path / "dh.pid").read_text()), signal.SIGTERM)
