@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -67,17 +68,17 @@ class Event:
         return type(self).__name__
 
 
-_CONTAINERS: dict[type, tuple[str, ...]] = {}
-
-
+@functools.cache
 def _containers(cls: type) -> tuple[str, ...]:
-    """The fields of `cls` that hold a list or dict (copied by to_dict), cached per class."""
-    names = _CONTAINERS.get(cls)
-    if names is None:
-        names = tuple(f.name for f in dataclasses.fields(cls)
-                      if "list" in str(f.type) or "dict" in str(f.type) or "Any" in str(f.type))
-        _CONTAINERS[cls] = names
-    return names
+    """The fields of `cls` that hold a list or dict (copied by to_dict), found once per class."""
+    return tuple(f.name for f in dataclasses.fields(cls)
+                 if "list" in str(f.type) or "dict" in str(f.type) or "Any" in str(f.type))
+
+
+@functools.cache
+def _field_names(cls: type) -> frozenset[str]:
+    """What from_dict passes on (everything else in a line is ignored), found once per class."""
+    return frozenset(f.name for f in dataclasses.fields(cls))
 
 
 class EventDecodeError(ValueError):
@@ -89,7 +90,7 @@ def from_dict(d: dict[str, Any]) -> Event:
     cls = EVENT_TYPES.get(name) if isinstance(name, str) else None
     if cls is None:
         raise EventDecodeError(f"unknown event type {name!r}")
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = _field_names(cls)
     try:
         return cls(**{k: v for k, v in d.items() if k in names})
     except TypeError as exc:
