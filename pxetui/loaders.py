@@ -68,13 +68,17 @@ class Found:
     spec: Spec
     path: str | None
 
+    def remedy(self) -> str:
+        """What to install to get it (shown when it is missing)."""
+        if self.spec.package:
+            extra = f" ({self.spec.hint})" if self.spec.hint else ""
+            return f"apt-get install {self.spec.package}{extra}"
+        return self.spec.hint
+
     def describe(self) -> str:
         if self.path:
             return f"{self.spec.name:14} {self.path}"
-        if self.spec.package:
-            extra = f" ({self.spec.hint})" if self.spec.hint else ""
-            return f"{self.spec.name:14} missing: apt-get install {self.spec.package}{extra}"
-        return f"{self.spec.name:14} missing: {self.spec.hint}"
+        return f"{self.spec.name:14} missing: {self.remedy()}"
 
 
 @dataclass

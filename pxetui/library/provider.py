@@ -267,5 +267,5 @@ def effective_sources(cfg: Config) -> dict[str, str]:
         elif f.path:
             out[name] = f"package: {f.path}"
         else:
-            out[name] = "missing: " + f.describe().split("missing: ", 1)[1]
+            out[name] = f"missing: {f.remedy()}"
     return out

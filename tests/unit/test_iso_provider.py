@@ -102,6 +102,7 @@ def test_a_real_file_wins_and_the_ui_can_tell(cfg: Config, live: Path) -> None:
     assert eff["pxelinux.cfg/default"] == f"file: {real}"
     assert eff["grub/grub.cfg"] == "generated"
     assert eff["pxelinux.0"].startswith(("package: ", "missing: "))
+    assert set(eff) >= {"pxelinux.0", "grubx64.efi", "wimboot"}  # every boot loader is listed
     (Path(cfg.http_root) / "boot.ipxe").write_text("#!ipxe\n")
     assert effective_sources(cfg)["boot.ipxe"].startswith("file: ")
     outside = Path(cfg.tftp_root).parent / "outside.cfg"

@@ -38,6 +38,8 @@ def test_missing_loaders_name_their_debian_package(tmp_path: Path) -> None:
     for name, pkg in PACKAGES.items():
         assert f"apt-get install {pkg}" in missing[name], missing[name]
     assert "not packaged in Debian" in ld.found["wimboot"].describe()
+    for f in ld.found.values():  # the line shows the remedy as it is, after "missing: "
+        assert f.describe() == f"{f.spec.name:14} missing: {f.remedy()}"
     assert ld.path("chain.c32") is None
 
 
