@@ -305,22 +305,23 @@ def _from_isolinux(iso: _Iso, cfg_path: str) -> list[Entry]:
 
     base = cfg_path.rsplit("/", 1)[0] if "/" in cfg_path else ""
 
+    def find(name: str) -> str | None:
+        """A path the config names: from the image's root, else next to the config."""
+        return iso.has(name.lstrip("/")) or (iso.has(f"{base}/{name}") if base else None)
+
     def include(name: str) -> str | None:
-        for cand in (name, f"{base}/{name}" if base else name):
-            if iso.has(cand.lstrip("/")):
-                return iso.text(cand.lstrip("/"))
-        return None
+        real = find(name)
+        return iso.text(real) if real else None
 
     parsed = parse_text(iso.text(cfg_path), cfg_path, include)
     out = []
     for e in parsed.menu.entries:
         if e.kind != "linux":
             continue
-        real = iso.has(e.kernel.lstrip("/")) or (iso.has(f"{base}/{e.kernel}") if base else None)
+        real = find(e.kernel)
         if real is None:
             continue
-        initrds = [iso.served(r) for i in e.initrds
-                   if (r := iso.has(i.lstrip("/")) or (iso.has(f"{base}/{i}") if base else None))]
+        initrds = [iso.served(r) for i in e.initrds if (r := find(i))]
         out.append(Entry(id=f"{iso.name}-{e.id}", label=e.label, kernel=iso.served(real),
                          initrds=initrds, args=e.args, archs=["bios"], source_iso=iso.name,
                          needs_review=True, notes=f"from the image's {cfg_path}"))

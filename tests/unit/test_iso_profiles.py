@@ -172,3 +172,19 @@ def test_live_iso_helper_makes_a_debian_live_entry(tmp_path: Path) -> None:
     assert det.family == "debian-live"
     e = det.entries[0]
     assert (e.kernel, e.initrds) == ("iso/live/live/vmlinuz", ["iso/live/live/initrd.img"])
+
+
+def test_unknown_image_menu_paths_resolve_from_the_root_or_next_to_the_config(tmp_path: Path) -> None:
+    require_tool("xorriso")
+    files = {
+        "isolinux/isolinux.cfg": b"INCLUDE menu.cfg\n",  # next to the config
+        "isolinux/menu.cfg": b"LABEL rel\n  KERNEL vmlinuz\n  INITRD /boot/initrd.img,extra.img\n"
+                             b"LABEL gone\n  KERNEL nowhere/vmlinuz\n",
+        "isolinux/vmlinuz": testiso.fake_kernel("rel"), "isolinux/extra.img": b"extra",
+        "boot/initrd.img": b"initrd",
+    }
+    det = detect(read_index(testiso.build(tmp_path / "rel.iso", files)), "rel")
+    assert det.family == "unknown"
+    linux = [e for e in det.entries if e.kind == "linux"]
+    assert [(e.id, e.kernel, e.initrds) for e in linux] == [
+        ("rel-rel", "iso/rel/isolinux/vmlinuz", ["iso/rel/boot/initrd.img", "iso/rel/isolinux/extra.img"])]
