@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from ui_helpers import make_app, screen_text, settle
+from ui_helpers import goto, make_app, screen_text, settle
 from ui_isos import debian_live_iso
 
-from pxetui import store
 from pxetui.config import Config
 from pxetui.iso.library import import_iso
-from pxetui.menus.model import load_menu
+from pxetui.menus.model import Menu
 from screens.menu_editor import MenuScreen
+from screens.menu_store import load_from
 
 SIZE = (80, 24)
 
@@ -76,21 +76,15 @@ def imported(tmp_path) -> Config:
     return cfg
 
 
-def stored_menu(cfg: Config):
-    conn = store.connect(cfg.db_path)
-    try:
-        return load_menu(conn)
-    finally:
-        conn.close()
+def stored_menu(cfg: Config) -> Menu:
+    return load_from(cfg.db_path)
 
 
 async def test_menu_editor_validates_previews_reorders_and_saves(tmp_path):
     cfg = imported(tmp_path)
     app, source = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("f6")
-        await settle(app, pilot)
-        screen = app.screen
+        screen = await goto(app, pilot, "f6")
         assert isinstance(screen, MenuScreen)
         assert [e.id for e in screen.menu.entries] == ["debian-live", "local"]
         timeout = screen.query_one("#m-timeout")
@@ -123,9 +117,7 @@ async def test_menu_editor_new_entry_needs_a_kernel_and_can_be_removed(tmp_path)
     cfg = imported(tmp_path)
     app, source = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("f6")
-        await settle(app, pilot)
-        screen = app.screen
+        screen = await goto(app, pilot, "f6")
         await pilot.press("ctrl+n")
         await pilot.pause()
         assert screen.current == "new-entry"
@@ -149,8 +141,7 @@ async def test_boot_once_offers_the_menu_entries(tmp_path):
     imported(tmp_path)
     app, source = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("f2")
-        await settle(app, pilot)
+        await goto(app, pilot, "f2")
         await pilot.press("enter", "b")
         await pilot.pause()
         options = app.screen.query_one("#entries")
@@ -166,9 +157,7 @@ async def test_menu_revert_drops_unsaved_edits(tmp_path):
     cfg = imported(tmp_path)
     app, source = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("f6")
-        await settle(app, pilot)
-        screen = app.screen
+        screen = await goto(app, pilot, "f6")
         screen.query_one("#m-timeout").value = "42"
         await pilot.pause()
         assert screen.menu.timeout == 42 and screen.modified

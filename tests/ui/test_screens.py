@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ui_feed import T0, ev, lab_feed, mac
-from ui_helpers import make_app, screen_text, settle
+from ui_helpers import goto, make_app, screen_text, settle
 
 from screens.client_detail import ClientDetailScreen
 from screens.pick import EntryPicker
@@ -71,9 +71,7 @@ async def test_dashboard_services_stages_throughput_alerts():
 async def test_clients_update_in_place_and_the_cursor_stays():
     app, source = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("f2")
-        await settle(app, pilot)
-        table = app.screen.query_one(LiveTable)
+        table = (await goto(app, pilot, "f2")).query_one(LiveTable)
         assert table.row_count == 5
         await pilot.press("down", "down")
         assert table.selected_key() == mac(3)
@@ -95,9 +93,7 @@ async def test_clients_update_in_place_and_the_cursor_stays():
 async def test_clients_sort_by_column_keeps_the_selected_client():
     app, _ = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("f2")
-        await settle(app, pilot)
-        table = app.screen.query_one(LiveTable)
+        table = (await goto(app, pilot, "f2")).query_one(LiveTable)
         await pilot.press("down")  # client 2
         for _ in range(5):  # mac -> ip -> fw -> stage -> progress
             await pilot.press("s")
@@ -117,8 +113,7 @@ async def test_clients_sort_by_column_keeps_the_selected_client():
 async def test_client_detail_timeline_files_diagnosis_and_actions():
     app, source = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("f2")
-        await settle(app, pilot)
+        await goto(app, pilot, "f2")
         await pilot.press("down", "down", "enter")
         await pilot.pause()
         assert isinstance(app.screen, ClientDetailScreen)
@@ -158,25 +153,25 @@ async def test_client_detail_timeline_files_diagnosis_and_actions():
 async def test_leases_ours_and_seen_on_the_wire():
     app, source = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("f3")
-        await settle(app, pilot)
-        table = app.screen.query_one(LiveTable)
+        table = (await goto(app, pilot, "f3")).query_one(LiveTable)
         by = {table.get_cell(k, "ip").plain: table.get_cell(k, "by").plain for k in table.keys_shown}
         assert by["10.99.0.50"] == "10.99.0.2" and by["10.99.0.120"] == "pxetui"
         source.push(ev("LeaseEnded", 60, mac=mac(9), ip="10.99.0.120", ours=True))
         await settle(app, pilot)
         assert table.row_count == 5
+        ips = {table.get_cell(k, "ip").plain for k in table.keys_shown}
+        assert ips == {f"10.99.0.{50 + i}" for i in range(5)}  # ours ended, the wire's stay
 
 
 async def test_transfers_options_progress_rate_retransmits():
     app, source = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("f4")
-        await settle(app, pilot)
-        table = app.screen.query_one(LiveTable)
+        table = (await goto(app, pilot, "f4")).query_one(LiveTable)
         assert table.get_cell("t1", "opts").plain == "1468/4"
         assert table.get_cell("t1", "progress").plain.endswith(" 60%")
         assert table.get_cell("t1", "rtx").plain == "1"
+        assert table.get_cell("t1", "rate").plain == "390.6K/s"  # 400,000 B/s
+        assert table.get_cell("t0", "rate").plain == "162.1K/s"  # the finish's average
         assert table.get_cell("t0", "status").plain.startswith("done")
         source.push(ev("TransferFailed", 70, transfer_id="t2", protocol="http",
                        reason="client closed the connection"))
@@ -187,9 +182,7 @@ async def test_transfers_options_progress_rate_retransmits():
 async def test_logs_filter_by_level_service_and_client():
     app, _ = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("f7")
-        await settle(app, pilot)
-        screen = app.screen
+        screen = await goto(app, pilot, "f7")
         log = screen.query_one("#log")
         assert any("lease 10.99.0.50" in line for line in log.lines)
         assert not any("TransferProgress" in line or "/1.9" in line for line in log.lines)
@@ -210,8 +203,7 @@ async def test_logs_filter_by_level_service_and_client():
 async def test_logs_append_only_what_is_new():
     app, source = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("f7")
-        await settle(app, pilot)
+        await goto(app, pilot, "f7")
         log = app.screen.query_one("#log")
         before = list(log.lines)
         source.push(ev("Log", 95, service="tftp", message="first new line"))
@@ -266,8 +258,7 @@ async def test_command_palette_offers_every_action_and_runs_them():
         await pilot.press("enter")
         await pilot.pause(0.1)
         assert source.sent == [{"cmd": "reload"}]
-        await pilot.press("f2")
-        await settle(app, pilot)
+        await goto(app, pilot, "f2")
         await pilot.press("enter")
         await pilot.pause()
         detail = [c.title for c in app.get_system_commands(app.screen)]
@@ -277,8 +268,7 @@ async def test_command_palette_offers_every_action_and_runs_them():
 async def test_isos_screen_lists_imported_images():
     app, source = make_app()
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("f5")
-        await settle(app, pilot)
+        await goto(app, pilot, "f5")
         source.push(ev("IsoImported", 80, name="debian-live-12", family="debian-live",
                        path="/srv/isos/debian-live-12.iso", entries=["debian-live-12"]))
         await settle(app, pilot)
@@ -348,8 +338,7 @@ async def test_markup_in_what_clients_send_is_shown_literally():
     hostile = "[/bold][red]x[/nope]"
     app, source = make_app()
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("f2")
-        await settle(app, pilot)
+        await goto(app, pilot, "f2")
         source.push(ev("ClientUpdate", 90, mac=mac(1), stage="bootloader",
                        last_event=hostile, diagnosis=hostile,
                        files=[{"path": hostile, "protocol": "tftp", "status": "failed",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from textual.screen import Screen
 from ui_feed import lab_feed
 
 from pxetui.netinfo import InterfaceInfo
@@ -36,6 +37,13 @@ async def settle(app: PxetuiApp, pilot: Any) -> None:
     await pilot.pause()
     app.flush()
     await pilot.pause()
+
+
+async def goto(app: PxetuiApp, pilot: Any, key: str) -> Screen:
+    """Press a screen's key (F1..F9), let the feed land and draw it: the screen shown."""
+    await pilot.press(key)
+    await settle(app, pilot)
+    return app.screen
 
 
 def screen_text(app: PxetuiApp) -> str:
