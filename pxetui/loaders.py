@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,15 +165,19 @@ def build_grub_image(out: str | Path, modules_dir: str | Path = GRUB_EFI_MODULES
         raise GrubBuildError(f"{modules_dir}: no GRUB x86_64-efi modules: apt-get install grub-efi-amd64-bin")
     dest = Path(out)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".building")
+    # A temporary name of its own: the TFTP and HTTP services each build at start, maybe at
+    # the same moment; each renames a complete image into place, never a half-written one.
+    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.{threading.get_ident()}.building")
     mods = [m for m in GRUB_MODULES if Path(modules_dir, f"{m}.mod").is_file()]
     cmd = [tool, "-O", "x86_64-efi", "-d", str(modules_dir), "-p", prefix, "-o", str(tmp), *mods]
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise GrubBuildError(f"grub-mkimage took over {timeout:.0f} s") from None
-    if res.returncode != 0:
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise GrubBuildError(f"grub-mkimage took over {timeout:.0f} s") from None
+        if res.returncode != 0:
+            raise GrubBuildError(f"grub-mkimage failed: {res.stderr.strip()[:500]}")
+        tmp.replace(dest)
+    finally:
         tmp.unlink(missing_ok=True)
-        raise GrubBuildError(f"grub-mkimage failed: {res.stderr.strip()[:500]}")
-    tmp.replace(dest)
     return dest

@@ -79,3 +79,29 @@ def test_grub_build_error_names_the_package(tmp_path: Path) -> None:
 
     with pytest.raises(GrubBuildError, match="grub-efi-amd64-bin"):
         build_grub_image(tmp_path / "x.efi", modules_dir=tmp_path)
+
+
+def test_concurrent_grub_builds_each_rename_a_whole_image(tmp_path: Path) -> None:
+    """The TFTP and HTTP services may both build at start: neither sees the other's half."""
+    import threading
+
+    require_tool("grub-mkimage", package="grub-common")
+    require_tool("/usr/lib/grub/x86_64-efi/normal.mod", package="grub-efi-amd64-bin")
+    out = tmp_path / "loaders" / "grubx64.efi"
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            build_grub_image(out)
+        except BaseException as exc:  # reported below, in the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads) and errors == []
+    data = out.read_bytes()
+    assert data[:2] == b"MZ" and b"(tftp)/grub" in data
+    assert sorted(p.name for p in out.parent.iterdir()) == ["grubx64.efi"]  # no temporaries left
