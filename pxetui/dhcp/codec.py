@@ -118,17 +118,14 @@ def parse(data: bytes) -> Packet:
 
 def _put_options(options: dict[int, bytes], out: bytearray) -> None:
     for code, value in options.items():
+        if code in (OPT_PAD, OPT_END):  # framing, not options: never written from the dict
+            continue
         n = len(value)
-        if 0 < n <= 255 and code not in (OPT_PAD, OPT_END):
+        if n <= 255:
             out += bytes((code, n)) + value
             continue
-        if code in (OPT_PAD, OPT_END):
-            continue
-        if not value:
-            out += bytes((code, 0))
-            continue
         # RFC 3396: values over 255 bytes go out as consecutive instances of the same code.
-        for start in range(0, len(value), 255):
+        for start in range(0, n, 255):
             chunk = value[start : start + 255]
             out += bytes((code, len(chunk)))
             out += chunk
