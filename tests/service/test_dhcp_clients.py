@@ -70,7 +70,8 @@ def test_udhcpc_gets_a_lease_and_renews(netns, tmp_path: Path) -> None:
     wait_for(lambda: log.exists() and "bound 10.99.0." in log.read_text(), timeout=20, what="udhcpc lease")
     ip = log.read_text().split("bound ", 1)[1].split()[0]
     granted = svc.wait_event("LeaseGranted", ip=ip)
-    assert granted["mac"] and granted["ours"]
+    assert granted["mac"] == client.run("cat", "/sys/class/net/eth0/address").stdout.strip()
+    assert granted["ours"]
     os.kill(proc.pid, signal.SIGUSR1)  # busybox udhcpc: renew now
     wait_for(lambda: "renew " + ip in log.read_text(), timeout=15, what="udhcpc renew")
     # the renew was unicast from the client's address (RENEWING, RFC 2131 4.3.2)
