@@ -329,6 +329,12 @@ class Supervisor:
             return
         await asyncio.gather(*(r.stop() for r in self.runners.values()))
         self.stopped.set()
+        if self.tracker is not None:
+            tracker, self.tracker = self.tracker, None
+            try:
+                tracker.close()  # writes what it still holds back (saves are lazy)
+            except Exception as exc:  # noqa: BLE001 - the stop goes on
+                self._emit(Log(service="tracker", level_name="error", message=f"tracker: {exc!r}").to_dict())
         for q in list(self.subscribers):
             q.put_nowait(None)
         if self._server:

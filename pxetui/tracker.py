@@ -348,6 +348,7 @@ class Tracker:
         c.last = max(c.last, ts)
         c.stuck = False  # activity: diagnose again if it stops again
         if kind == "TransferProgress" and ts - c.last_update < PROGRESS_EVERY:
+            self._dirty.add(c.mac)  # not shown yet, but tick() or close() must still save it
             return []
         return [self._emit(c, ts)]
 

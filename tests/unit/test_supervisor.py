@@ -141,3 +141,37 @@ async def test_boot_once_into_an_entry_is_spent_by_the_boot_callback(tmp_path):
         assert sup.boot_once_entries == set()
     finally:
         await sup.stop()
+
+
+async def test_stop_writes_what_the_tracker_still_holds(tmp_path):
+    """Progress is saved lazily (tracker.SAVE_EVERY); the engine's stop must not lose it."""
+    import json
+    import time
+
+    from pxetui.tracker import Tracker
+
+    cfg = cfg_for(tmp_path)
+    sup = Supervisor(cfg, names=[])
+    await sup.start()
+    mac, ip, now = "52:54:00:aa:bb:07", "10.99.0.57", time.time()
+    try:
+        for ev in (
+            {"type": "DhcpPacket", "ts": now, "service": "dhcp", "mac": mac, "msg_type": "ACK", "xid": 1,
+             "direction": "out", "arch": 0, "yiaddr": ip, "server_ip": "10.99.0.1"},
+            {"type": "TransferStarted", "ts": now + 0.1, "service": "tftp", "ip": ip, "transfer_id": "t",
+             "path": "vmlinuz", "size": 1000},
+            {"type": "TransferProgress", "ts": now + 0.2, "service": "tftp", "ip": ip, "transfer_id": "t",
+             "bytes_done": 600, "size": 1000},
+        ):
+            sup.relay(ev)
+        conn = store.connect(cfg.db_path)
+        row = conn.execute("SELECT state FROM tracker_clients WHERE mac=?", (mac,)).fetchone()
+        conn.close()
+        assert json.loads(row["state"])["files"][0]["bytes"] == 0  # held back, not yet written
+    finally:
+        await sup.stop()
+    tr = Tracker(db_path=cfg.db_path)
+    try:
+        assert tr.clients[mac].files[0]["bytes"] == 600
+    finally:
+        tr.close()
