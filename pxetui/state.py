@@ -178,7 +178,6 @@ class EngineState:
         self.leases: dict[str, LeaseInfo] = {}
         self.transfers: dict[str, TransferInfo] = {}
         self.library: dict[str, IsoInfo] = {}
-        self.menu_entries: int | None = None
         self.logs: deque[LogRecord] = deque(maxlen=log_size)
         self.log_seq = 0
         self.finished_keep = finished_keep
@@ -431,7 +430,8 @@ class EngineState:
         return set()
 
     def _on_MenuChanged(self, ev: dict[str, Any], ts: float) -> set[str]:
-        self.menu_entries = int(ev.get("entries") or 0)
+        # The menu itself lives in the state database (the editor reads it there): the event
+        # only tells the screens that watch the library to look again.
         self.mark("library", "menu")
         return {"library"}
 

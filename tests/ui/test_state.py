@@ -123,3 +123,9 @@ def test_stuck_alert_follows_the_diagnosis():
     assert "TFTP timed out" in s.alerts["stuck:52:54:00:00:00:03"].message
     s.apply(ev("ClientUpdate", 30, mac="52:54:00:00:00:03", stage="kernel", diagnosis=""))
     assert "stuck:52:54:00:00:00:03" not in s.alerts and s.clients_in_trouble() == 0
+
+
+def test_menu_changed_marks_the_library_for_the_screens_that_read_the_menu():
+    s = EngineState()
+    assert s.apply(ev("MenuChanged", 1, entries=3)) == {"logs", "library"}
+    assert s.take_dirty()["library"] == {"menu"}
