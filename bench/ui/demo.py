@@ -7,15 +7,14 @@ checking rendering over tmux/SSH in 16 colours):
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.ui.feed import running  # noqa: E402
 from pxetui.control import ControlClient  # noqa: E402
 from screens.run import run_ui  # noqa: E402
 
@@ -28,18 +27,8 @@ def main() -> int:
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         sock = str(Path(tmp) / "control.sock")
-        feed = subprocess.Popen([sys.executable, str(Path(__file__).with_name("feed.py")), sock,
-                                 "--clients", str(args.clients), "--transfers", str(args.transfers),
-                                 "--seconds", str(args.seconds)])
-        try:
-            for _ in range(100):
-                if Path(sock).exists():
-                    break
-                time.sleep(0.05)
+        with running(sock, args.clients, args.transfers, args.seconds):
             return run_ui(lambda: ControlClient.connect(sock), None)
-        finally:
-            feed.terminate()
-            feed.wait(5)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,11 @@ import argparse
 import asyncio
 import json
 import random
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 STAGES = ("dhcp", "tftp", "menu", "kernel", "initrd", "booting", "booted")
@@ -120,6 +124,22 @@ class Feed:
                 for w in list(self.writers):
                     w.write(data)
                     await w.drain()
+
+
+@contextmanager
+def running(sock: str, clients: int, transfers: int, seconds: float) -> Iterator[None]:
+    """This feed in its own process serving `sock` (waited for, bounded), stopped on exit."""
+    feed = subprocess.Popen([sys.executable, __file__, sock, "--clients", str(clients),
+                             "--transfers", str(transfers), "--seconds", str(seconds)])
+    try:
+        for _ in range(100):
+            if Path(sock).exists():
+                break
+            time.sleep(0.05)
+        yield
+    finally:
+        feed.terminate()
+        feed.wait(5)
 
 
 def main() -> None:

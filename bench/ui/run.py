@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.ui.feed import running  # noqa: E402
 from pxetui.control import ControlClient  # noqa: E402
 from screens.app import PxetuiApp  # noqa: E402
 
@@ -116,18 +116,8 @@ def main() -> int:
     total = (args.window + args.warmup) * len(SCREENS) + 60
     with tempfile.TemporaryDirectory() as tmp:
         sock = str(Path(tmp) / "control.sock")
-        feed = subprocess.Popen([sys.executable, str(Path(__file__).with_name("feed.py")), sock,
-                                 "--clients", str(args.clients), "--transfers", str(args.transfers),
-                                 "--seconds", str(total)])
-        try:
-            for _ in range(100):
-                if Path(sock).exists():
-                    break
-                time.sleep(0.05)
+        with running(sock, args.clients, args.transfers, total):
             results = asyncio.run(bench(args, sock))
-        finally:
-            feed.terminate()
-            feed.wait(5)
     print(f"UI benchmark: {args.clients} clients, {args.transfers} live transfers, "
           f"{args.size}, {args.window:.0f} s per screen, CPU of the UI process (goal < 20 %)")
     for r in results:
