@@ -121,21 +121,23 @@ class Menu:
                    default: str | None = None) -> tuple[list[Entry], str]:
         """What one boot loader shows a firmware: the entries for `arch` whose kind it can boot,
         and the entry to start: `default` (a per-MAC override) when it is among them, else
-        `default_for(arch)`. The one selection every renderer makes."""
+        `default_for` among them. The one selection every renderer makes."""
         entries = [e for e in self.for_arch(arch) if e.kind in kinds]
-        chosen = default if default in {e.id for e in entries} else self.default_for(arch)
+        chosen = default if default in {e.id for e in entries} else self.default_for(arch, entries)
         return entries, chosen
 
-    def default_for(self, arch: str) -> str:
-        """The default entry if that firmware can boot it; else its sibling for this firmware
-        (same ISO and label: memtest86+ has a BIOS and a UEFI entry); else local disk."""
+    def default_for(self, arch: str, among: list[Entry] | None = None) -> str:
+        """The default entry if that firmware (and loader: `among`) can start it; else its
+        sibling there (same ISO and label: memtest86+ has a BIOS and a UEFI entry); else local
+        disk. A default the loader cannot show (wimboot under PXELINUX) must not be named, or
+        the loader boots a label that is not in its file."""
+        pool = self.for_arch(arch) if among is None else among
         e = self.get(self.default)
         if e is None:
             return LOCAL_ID
-        if arch in e.archs:
+        if any(o.id == e.id for o in pool):
             return e.id
-        twin = next((o for o in self.entries if arch in o.archs and o.label == e.label
-                     and o.source_iso == e.source_iso), None)
+        twin = next((o for o in pool if o.label == e.label and o.source_iso == e.source_iso), None)
         return twin.id if twin is not None else LOCAL_ID
 
     def unique_id(self, want: str) -> str:

@@ -107,6 +107,19 @@ def test_default_falls_back_to_local_when_the_firmware_cannot_boot_it(cfg: Confi
     assert "choose --default memtest-uefi" in render_ipxe.render(m, cfg, "uefi64")
 
 
+def test_default_the_loader_cannot_show_is_not_named(cfg: Config) -> None:
+    """A wimboot default has no PXELINUX or GRUB form: naming it would make the loader look for
+    a label that is not in its file. Those fall back to local disk; iPXE boots it."""
+    m = sample_menu()
+    m.default = "winpe"
+    pxe, grub = render_pxelinux.render(m, cfg), render_grub.render(m, cfg)
+    assert "DEFAULT local" in pxe and "winpe" not in pxe
+    assert "set default=local" in grub and "winpe" not in grub
+    assert "choose --default winpe" in render_ipxe.render(m, cfg, "bios")
+    # A per-MAC override the loader cannot show falls back the same way.
+    assert "DEFAULT local" in render_pxelinux.render(m, cfg, default="winpe")
+
+
 def test_timeouts_in_each_unit(cfg: Config) -> None:
     m = sample_menu()
     assert "TIMEOUT 50" in render_pxelinux.render(m, cfg)  # tenths of a second
