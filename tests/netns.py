@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from pxetui.lab.network import Namespace
 from pxetui.safety import GUARD_ENV
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -101,32 +101,13 @@ class Netns:
         return self.popen(sys.executable, *args, **kw)  # type: ignore[arg-type]
 
     def stop(self, p: subprocess.Popen[bytes], timeout: float = 5) -> None:
-        if p.poll() is not None:
-            return
-        try:
-            os.killpg(p.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.wait(5)
+        """SIGTERM to the process group, SIGKILL after `timeout` (the lab's way, by PID)."""
+        Namespace.stop(p, timeout)
 
     def cleanup(self) -> None:
-        for p in reversed(self.procs):
-            self.stop(p)
-        # Anything else left inside (a daemon that forked): end it by PID, it is ours.
-        r = subprocess.run(["ip", "netns", "pids", self.name], capture_output=True, text=True)
-        for pid in r.stdout.split():
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
-        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+        """End our processes, anything else left inside (a daemon that forked: it is ours),
+        then delete the namespace; as the lab's Namespace.destroy() does."""
+        Namespace(self.name, procs=self.procs).destroy()
 
 
 class NetnsFactory:
