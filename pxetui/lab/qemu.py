@@ -123,11 +123,10 @@ class Vm:
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            running = self.running  # before the read: an exited VM's console is then final
             if marker in self.console_text():
                 return time.monotonic() - self.started
-            if not self.running:
-                if marker in self.console_text():
-                    return time.monotonic() - self.started
+            if not running:
                 raise LabError(f"the VM exited ({self.exit_reason()}) before {marker!r}"
                                f"\n--- console tail ---\n{self.console_text()[-3000:]}")
             time.sleep(0.2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from netns import require
 
 from pxetui.lab import content, cpio
 from pxetui.lab.network import LabError
-from pxetui.lab.qemu import VmSpec, command
+from pxetui.lab.qemu import Vm, VmSpec, command
 
 
 def test_cpio_round_trip() -> None:
@@ -63,3 +64,22 @@ def test_qemu_always_tcg_and_firmware_specific(tmp_path: Path) -> None:
 def test_vm_spec_refuses_unknown_firmware() -> None:
     with pytest.raises(LabError, match="firmware 'coreboot'"):
         VmSpec(firmware="coreboot")
+
+
+def test_vm_wait_for_reads_the_console_until_the_marker_or_the_vm_ends(tmp_path: Path) -> None:
+    """A plain process stands in for QEMU: wait_for needs only `proc` and the console file."""
+    con = tmp_path / "console.log"
+    vm = Vm(VmSpec(), con, tmp_path)
+    con.write_text("SeaBIOS\nPXETUI-LAB-BOOTED\n")
+    vm.proc = subprocess.Popen(["true"], start_new_session=True)  # as Namespace.popen
+    vm.proc.wait()
+    assert vm.wait_for("PXETUI-LAB-BOOTED", 5) >= 0  # written before the VM ended: found
+    with pytest.raises(LabError, match=r"the VM exited \(exit code 0\) before 'never'"):
+        vm.wait_for("never", 5)
+    vm.proc = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        with pytest.raises(LabError, match=r"no 'never' on the VM console within 0s"):
+            vm.wait_for("never", 0.3)
+    finally:
+        vm.stop()
+    assert not vm.running
