@@ -19,11 +19,10 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
+from pxetui.cli import DEFAULT_CONFIG
 from pxetui.config import DHCP_MODES, Config, ConfigError, merge, read_file, resolve
 from pxetui.netinfo import InterfaceError, InterfaceInfo, check_interface
 from screens.base import PxeScreen
-
-DEFAULT_CONFIG = Path("/etc/pxetui/pxetui.toml")
 
 
 def validate(raw: dict[str, Any], ifaces: dict[str, InterfaceInfo]) -> list[str]:
