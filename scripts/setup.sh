@@ -2,6 +2,7 @@
 # pxetui setup for a fresh Debian 12 / Ubuntu machine, as root.
 #   bash scripts/setup.sh lab    install everything, then open pxetui on its lab network
 #   bash scripts/setup.sh test   install everything, then run the whole test suite
+#   bash scripts/setup.sh bench  install everything plus the benchmarks' anchor servers
 #   bash scripts/setup.sh        install everything only
 # Installs the Debian packages in scripts/debian-packages.txt and a virtualenv in .venv.
 set -euo pipefail
@@ -13,13 +14,25 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-pkgs=$(grep -v '^\s*#' scripts/debian-packages.txt | tr '\n' ' ')
-missing=$(for p in $pkgs; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"; done | tr '\n' ' ')
-if [ -n "${missing// /}" ]; then
-  echo "setup.sh: installing Debian packages: $missing"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q
-  apt-get install -y -q --no-install-recommends $missing
+install_list() {  # the packages of a list file that are not installed yet
+  local pkgs missing
+  pkgs=$(grep -v '^\s*#' "$1" | tr '\n' ' ')
+  missing=$(for p in $pkgs; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"; done | tr '\n' ' ')
+  if [ -n "${missing// /}" ]; then
+    echo "setup.sh: installing Debian packages: $missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends $missing
+  fi
+}
+install_list scripts/debian-packages.txt
+if [ "${1:-}" = bench ]; then
+  install_list scripts/bench-packages.txt
+  # The benchmarks start their own servers in namespaces; the host daemons these packages
+  # start would hold ports 69 and 80 that pxetui needs on a real interface.
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl disable --now tftpd-hpa.service nginx.service 2>/dev/null || true
+  fi
 fi
 
 # (Re)install when the venv is missing or broken, or the build inputs changed (the C pump).
@@ -47,8 +60,11 @@ case "${1:-}" in
   "")
     echo "setup.sh: done. Run .venv/bin/pxetui --help"
     ;;
+  bench)
+    echo "setup.sh: done. Run a benchmark, e.g. .venv/bin/python bench/tftp/run.py (see README)"
+    ;;
   *)
-    echo "usage: bash scripts/setup.sh [lab|test] [args...]" >&2
+    echo "usage: bash scripts/setup.sh [lab|test|bench] [args...]" >&2
     exit 2
     ;;
 esac
