@@ -7,18 +7,21 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from pxetui.capture.decode import TFTP_IDLE, Decoder
-from pxetui.capture.pcap import PcapError, read_pcap
-from pxetui.capture.report import View, timeline
-from pxetui.events import Event
-from pxetui.tracker import Tracker
+if TYPE_CHECKING:  # imported where used: every `pxetui` command builds this parser
+    from pxetui.events import Event
+    from pxetui.tracker import Tracker
 
 
 def replay(path: str, stuck_seconds: float = 90.0, http_ports: tuple[int, ...] = (80,),
            our_ips: tuple[str, ...] = (), tracker: Tracker | None = None) -> Iterator[Event]:
     """Every decoded and tracked event of a pcap, in capture order; the tracker's clock is
     the packets' time, and the end of the capture counts as `stuck_seconds` of silence."""
+    from pxetui.capture.decode import TFTP_IDLE, Decoder
+    from pxetui.capture.pcap import read_pcap
+    from pxetui.tracker import Tracker
+
     linktype, frames = read_pcap(path)
     dec = Decoder(our_ips=our_ips, http_ports=http_ports, linktype=linktype)
     tr = tracker if tracker is not None else Tracker(stuck_seconds=stuck_seconds)
@@ -47,6 +50,9 @@ def replay(path: str, stuck_seconds: float = 90.0, http_ports: tuple[int, ...] =
 
 
 def main(args: argparse.Namespace) -> int:
+    from pxetui.capture.pcap import PcapError
+    from pxetui.capture.report import View, timeline
+
     view = View()
     try:
         for ev in replay(args.pcap, stuck_seconds=args.stuck_seconds, http_ports=tuple(args.http_port)):

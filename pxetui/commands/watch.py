@@ -9,17 +9,20 @@ import asyncio
 import signal
 import sys
 import time
+from typing import TYPE_CHECKING
 
-from pxetui.capture.report import View
-from pxetui.capture.service import Capture
-from pxetui.capture.sniffer import CaptureError
-from pxetui.events import Event
-from pxetui.tracker import Tracker
+if TYPE_CHECKING:  # imported where used: every `pxetui` command builds this parser
+    from pxetui.events import Event
 
 
 async def watch(iface: str, duration: float | None, refresh: float, stuck_seconds: float,
                 pcap: str = "", all_boot_traffic: bool = False, db: str | None = None,
                 http_ports: list[int] | None = None) -> int:
+    from pxetui.capture.report import View
+    from pxetui.capture.service import Capture
+    from pxetui.capture.sniffer import CaptureError
+    from pxetui.tracker import Tracker
+
     view = View()
     tracker = Tracker(stuck_seconds=stuck_seconds, db_path=db)
     changed = False
