@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ui_feed import T0, ev, lab_feed
 
-from pxetui.state import EngineState
+from pxetui.state import STAGE_ORDER, EngineState
+from pxetui.tracker import STAGES
 
 
 def fed(events: list[dict]) -> EngineState:
@@ -129,3 +130,8 @@ def test_menu_changed_marks_the_library_for_the_screens_that_read_the_menu():
     s = EngineState()
     assert s.apply(ev("MenuChanged", 1, entries=3)) == {"logs", "library"}
     assert s.take_dirty()["library"] == {"menu"}
+
+
+def test_stage_order_is_the_trackers_with_new_first_and_installed_last():
+    # A copy, so the UI does not import the tracker at start-up; this keeps it in step.
+    assert STAGE_ORDER == ("new", *STAGES, "installed")
