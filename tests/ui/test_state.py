@@ -45,7 +45,21 @@ def test_unknown_and_malformed_events_do_not_break_state():
     assert s.apply({"type": "SomethingNew", "ts": T0}) == {"logs"}
     s.apply({"type": "TransferFinished", "ts": T0, "transfer_id": "x", "seconds": None})
     assert s.transfers["x"].status == "done"
-    assert "unreadable" in s.logs[-1].text or s.logs[-1].type == "TransferFinished"
+    # Every event with a type is logged (whether or not it could be worded), none without.
+    assert [(r.seq, r.type) for r in s.logs] == [(1, "SomethingNew"), (2, "TransferFinished")]
+    assert s.logs[-1].text.startswith("TransferFinished")
+
+
+def test_an_event_that_cannot_be_worded_is_logged_as_unreadable(monkeypatch):
+    def refuse(ev: dict) -> str:
+        raise ValueError("bad field")
+
+    monkeypatch.setattr("pxetui.state.describe", refuse)
+    s = EngineState()
+    assert s.apply(ev("LeaseGranted", 1, mac="aa:bb:cc:dd:ee:01", ip="10.0.0.5")) == {
+        "logs", "leases"}
+    assert s.logs[-1].text == "LeaseGranted: unreadable (bad field)"
+    assert s.logs[-1].mac == "aa:bb:cc:dd:ee:01" and "ours|aa:bb:cc:dd:ee:01|10.0.0.5" in s.leases
 
 
 def test_service_failure_raises_and_recovery_clears_alert():
