@@ -7,6 +7,8 @@ to open the database safely from several processes (WAL, busy timeout).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -24,7 +26,25 @@ def connect(path: str | Path) -> sqlite3.Connection:
 
 
 def ensure_schema(conn: sqlite3.Connection, ddl: str) -> None:
-    conn.executescript(ddl)
+    """CREATE IF NOT EXISTS, one statement at a time: `executescript` would COMMIT an open
+    transaction (and break an all-or-nothing import half-way)."""
+    for stmt in ddl.split(";"):
+        if stmt.strip():
+            conn.execute(stmt)
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE (the write lock first, so what is read inside stays current), COMMIT at
+    the end of the block, ROLLBACK if anything in it (or the COMMIT) raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 HOSTS_DDL = """

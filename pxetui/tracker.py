@@ -33,6 +33,7 @@ from typing import Any
 
 from pxetui import diagnosis
 from pxetui.events import ClientUpdate, Event
+from pxetui.store import connect, ensure_schema, write_transaction
 
 STAGES = ("discover", "offer", "ack", "bootloader", "menu", "kernel", "initrd", "rootfs", "booted")
 PROGRESS = {"discover": 0.05, "offer": 0.1, "ack": 0.15, "bootloader": 0.3, "menu": 0.4,
@@ -224,8 +225,6 @@ class Tracker:
         self._menu_checked = float("-inf")
         self.db: sqlite3.Connection | None = None
         if db_path is not None:
-            from pxetui.store import connect, ensure_schema
-
             self.db = connect(db_path)
             ensure_schema(self.db, DDL)
             self._load()
@@ -254,15 +253,9 @@ class Tracker:
         """The statements as one transaction: one WAL commit, where autocommit makes one a
         statement (a client's save is two; closing saves every client with unsaved changes)."""
         assert self.db is not None
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self.db):
             for sql, args in writes:
                 self.db.execute(sql, args)
-        except BaseException:
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
 
     def _save(self, *clients: Client) -> None:
         if self.db is None or not clients:

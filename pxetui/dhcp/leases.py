@@ -16,7 +16,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from pxetui.store import ensure_schema
+from pxetui.store import ensure_schema, write_transaction
 
 LEASES_DDL = """
 CREATE TABLE IF NOT EXISTS dhcp_leases (
@@ -271,11 +271,6 @@ class LeaseStore:
         if not self.pending:
             return
         pending, self.pending = self.pending, []
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self.conn):
             for sql, args in pending:
                 self.conn.execute(sql, args)
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")

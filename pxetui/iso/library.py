@@ -27,11 +27,10 @@ from pxetui.menus.model import (
     Menu,
     MenuError,
     load_menu,
-    run_ddl,
     save_menu,
     slug,
-    write_transaction,
 )
+from pxetui.store import write_transaction
 
 LIBRARY_DDL = """
 CREATE TABLE IF NOT EXISTS iso_library (
@@ -89,7 +88,7 @@ class IsoRecord:
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
-    run_ddl(conn, LIBRARY_DDL)
+    store.ensure_schema(conn, LIBRARY_DDL)
 
 
 def connect(cfg: Config) -> sqlite3.Connection:

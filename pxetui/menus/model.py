@@ -19,12 +19,13 @@ import json
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from pxetui import store
 from pxetui.config import Config
+from pxetui.store import write_transaction
 
 KINDS = ("linux", "efi", "iso", "wimboot", "local")
 # Firmware kinds a menu can be rendered for (the config's BOOT_KINDS naming).
@@ -212,29 +213,8 @@ CREATE TABLE IF NOT EXISTS menu (
 """
 
 
-def run_ddl(conn: sqlite3.Connection, ddl: str) -> None:
-    """CREATE IF NOT EXISTS, one statement at a time: `executescript` would COMMIT an open
-    transaction (and break an all-or-nothing import half-way)."""
-    for stmt in ddl.split(";"):
-        if stmt.strip():
-            conn.execute(stmt)
-
-
-@contextmanager
-def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE (the write lock first, so what is read inside stays current), COMMIT at
-    the end of the block, ROLLBACK if anything in it (or the COMMIT) raises."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-
-
 def ensure_schema(conn: sqlite3.Connection) -> None:
-    run_ddl(conn, MENU_DDL)
+    store.ensure_schema(conn, MENU_DDL)
 
 
 def load_menu(conn: sqlite3.Connection) -> Menu:

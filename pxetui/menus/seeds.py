@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 import sqlite3
 
+from pxetui import store
 from pxetui.config import normalize_mac
-from pxetui.menus.model import MenuError, load_menu, run_ddl, save_menu, write_transaction
+from pxetui.menus.model import MenuError, load_menu, save_menu
+from pxetui.store import write_transaction
 
 SEEDS_DDL = """
 CREATE TABLE IF NOT EXISTS menu_seeds (
@@ -27,7 +29,7 @@ MAX_SEED = 1 << 20
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
-    run_ddl(conn, SEEDS_DDL)
+    store.ensure_schema(conn, SEEDS_DDL)
 
 
 def set_seed(conn: sqlite3.Connection, file: str, data: bytes, entry: str | None = None,
