@@ -23,13 +23,8 @@ def save_to(db: Path, menu: Menu) -> None:
     """One transaction: a menu that fails its checks is not stored (save_menu raises)."""
     conn = store.connect(db)
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with store.write_transaction(conn):
             save_menu(conn, menu)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
     finally:
         conn.close()
 
