@@ -14,10 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from pxetui import __version__
-from pxetui.config import BOOT_KINDS, DHCP_MODES, Config, ConfigError, merge, read_file, resolve
+from pxetui.config import (
+    BOOT_KINDS,
+    DEFAULT_CONFIG,
+    DHCP_MODES,
+    Config,
+    ConfigError,
+    merge,
+    read_file,
+    resolve,
+)
 from pxetui.netinfo import interfaces, usable
 
-DEFAULT_CONFIG = Path("/etc/pxetui/pxetui.toml")
 # Subcommands other modules contribute: each has register(subparsers).
 COMMAND_MODULES = ("import_", "lab", "watch", "analyze")
 

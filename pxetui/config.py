@@ -18,6 +18,8 @@ from typing import Any
 
 from pxetui.netinfo import InterfaceInfo, check_interface
 
+DEFAULT_CONFIG = Path("/etc/pxetui/pxetui.toml")  # read when it exists and --config is not given
+
 BOOT_KINDS = ("bios", "uefi32", "uefi64", "arm64", "http64", "ipxe")
 DHCP_MODES = ("auto", "full", "proxy", "off")
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")

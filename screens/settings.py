@@ -19,8 +19,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
 
-from pxetui.cli import DEFAULT_CONFIG
-from pxetui.config import DHCP_MODES, Config, ConfigError, merge, read_file, resolve
+from pxetui.config import DEFAULT_CONFIG, DHCP_MODES, Config, ConfigError, merge, read_file, resolve
 from pxetui.netinfo import InterfaceError, InterfaceInfo, check_interface
 from screens.base import PxeScreen
 
