@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ui_feed import T0, ev, lab_feed, mac
+from ui_feed import ev, lab_feed, mac
 from ui_helpers import goto, make_app, screen_text, settle
 
 from screens.client_detail import ClientDetailScreen
@@ -305,10 +305,6 @@ async def test_no_console_path_says_how_to_get_one():
         await pilot.press("f9")
         await pilot.pause()
         assert "No console file" in screen_text(app)
-
-
-def test_t0_is_fixed():
-    assert T0 == 1_790_000_000.0
 
 
 async def test_reconnects_and_rebuilds_from_the_new_replay(monkeypatch):
