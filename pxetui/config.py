@@ -108,6 +108,13 @@ class TrackerConfig:
 
 
 @dataclass
+class SecurityConfig:
+    # Services drop to this user once their sockets are open (docs/SECURITY.md); "nobody" when
+    # it does not exist; "root" keeps every privilege (logged as a warning).
+    user: str = "pxetui"
+
+
+@dataclass
 class Config:
     interface: str = ""
     state_dir: str = "/var/lib/pxetui"
@@ -116,6 +123,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
     # Filled in by resolve(); not config-file keys.
     server_ip: str = ""
     netmask: str = ""
@@ -222,7 +230,8 @@ def _coerce(tp: Any, value: Any, where: str, problems: list[str]) -> Any:
     return float(value) if t == "float" else value
 
 
-for _cls in (DhcpConfig, TftpConfig, HttpConfig, CaptureConfig, TrackerConfig, Reservation, RelayPool):
+for _cls in (DhcpConfig, TftpConfig, HttpConfig, CaptureConfig, TrackerConfig, SecurityConfig,
+             Reservation, RelayPool):
     _NESTED[_cls.__name__] = _cls
 
 
@@ -312,6 +321,8 @@ def _check(cfg: Config, problems: list[str]) -> None:
             problems.append(f"tftp.uploads_dir: {up} is inside tftp.root; uploads must not overwrite served files")
     if cfg.tracker.stuck_seconds <= 0:
         problems.append(f"tracker.stuck_seconds: {cfg.tracker.stuck_seconds} must be positive")
+    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}\$?", cfg.security.user):
+        problems.append(f"security.user: {cfg.security.user!r} is not a user name")
 
 
 def default_range(info: InterfaceInfo) -> str:
