@@ -15,6 +15,7 @@ import copy
 import dataclasses
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -318,6 +319,64 @@ class BootCallback(Event):
     stage: str = "booting"  # booting (kernel about to start) | booted | installed
     entry: str | None = None
     detail: str = ""
+
+
+# --- limits (docs/SECURITY.md) ------------------------------------------------------------
+
+
+@register
+@dataclass(kw_only=True)
+class LimitHit(Event):
+    """A configured limit refused or cut something. `ip` (or `mac`) is the client that hit it,
+    None for a global limit; `count` is how many hits this event stands for (LimitReporter
+    sends one event per interval per limit and client, not one per packet)."""
+
+    level: ClassVar[str] = "warning"
+    limit: str = ""  # the config key, e.g. tftp.max_per_client
+    count: int = 1
+    message: str = ""
+
+
+class LimitReporter:
+    """Emits LimitHit at most once per `interval` per (limit, client), with the number of hits
+    since the previous one; past `per_interval` distinct clients of one limit in an interval
+    (a spoofed flood), the rest fold into one event without a client."""
+
+    MAX_KEYS = 4096
+
+    def __init__(self, emit: Callable[[Event], None], interval: float = 10.0,
+                 per_interval: int = 32) -> None:
+        self.emit, self.interval, self.per_interval = emit, interval, per_interval
+        self._keys: dict[tuple[str, str | None], list[float]] = {}  # -> [last emit, hits since]
+        self._budget: dict[str, list[float]] = {}  # limit -> [interval start, clients reported]
+
+    def hit(self, limit: str, ip: str | None, message: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        key = (limit, ip)
+        st = self._keys.get(key)
+        if st is not None:
+            st[1] += 1
+            if now - st[0] < self.interval:
+                return
+        if ip is not None and st is None:
+            budget = self._budget.setdefault(limit, [now, 0])
+            if now - budget[0] >= self.interval:
+                budget[0], budget[1] = now, 0
+            if budget[1] >= self.per_interval:
+                self.hit(limit, None, f"{limit}: many clients hit this limit; latest {ip}: {message}", now)
+                return
+            budget[1] += 1
+        count = int(st[1]) if st is not None else 1
+        if len(self._keys) >= self.MAX_KEYS:
+            self._prune(now)
+        self._keys[key] = [now, 0]
+        self.emit(LimitHit(ip=ip, limit=limit, count=count, message=message))
+
+    def _prune(self, now: float) -> None:
+        for k in [k for k, st in self._keys.items() if now - st[0] >= self.interval]:
+            del self._keys[k]
+        while len(self._keys) >= self.MAX_KEYS:  # all recent: drop the oldest
+            del self._keys[next(iter(self._keys))]
 
 
 # --- clients (derived by the tracker) ---------------------------------------------------

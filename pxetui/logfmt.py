@@ -83,6 +83,9 @@ def describe(ev: dict[str, Any]) -> str:
         return f"another DHCP server on the wire: {g('server_ip')} ({g('server_mac')}) offers {g('offered')}"
     if t == "PoolExhausted":
         return f"address pool {g('pool')} is full"
+    if t == "LimitHit":
+        times = f" ({g('count')} times)" if (g("count") or 1) > 1 else ""
+        return f"limit {g('limit')} hit{times}: {g('message')}"
     fields = {k: v for k, v in ev.items() if k not in ("type", "ts", "service", "mac", "ip")}
     return f"{t} {who} {fields}".rstrip()
 
@@ -91,7 +94,7 @@ def level_of(ev: dict[str, Any]) -> str:
     t = ev.get("type")
     if t == "Log":
         return str(ev.get("level_name", "info"))
-    if t in ("TransferFailed", "PoolExhausted", "ForeignDhcpServer", "Alert"):
+    if t in ("TransferFailed", "PoolExhausted", "ForeignDhcpServer", "Alert", "LimitHit"):
         return "warning"
     if t == "ServiceState" and ev.get("state") == "failed":
         return "error"
