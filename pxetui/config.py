@@ -108,6 +108,16 @@ class TrackerConfig:
 
 
 @dataclass
+class EventsConfig:
+    # Events a service holds while its reader (the supervisor) is behind; serving never waits
+    # for it. 100,000 is ~4 s of a 5,000 DORA/s storm (5 events per DORA), ~40 MB at worst.
+    queue_max: int = 100_000
+    # Events queued for one attached UI before the engine cuts it loose (it reattaches and gets
+    # the state replayed).
+    ui_queue_max: int = 20_000
+
+
+@dataclass
 class SecurityConfig:
     # Services drop to this user once their sockets are open (docs/SECURITY.md); "nobody" when
     # it does not exist; "root" keeps every privilege (logged as a warning).
@@ -123,6 +133,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     # Filled in by resolve(); not config-file keys.
     server_ip: str = ""
@@ -231,7 +242,7 @@ def _coerce(tp: Any, value: Any, where: str, problems: list[str]) -> Any:
 
 
 for _cls in (DhcpConfig, TftpConfig, HttpConfig, CaptureConfig, TrackerConfig, SecurityConfig,
-             Reservation, RelayPool):
+             Reservation, RelayPool, EventsConfig):
     _NESTED[_cls.__name__] = _cls
 
 
@@ -321,6 +332,9 @@ def _check(cfg: Config, problems: list[str]) -> None:
             problems.append(f"tftp.uploads_dir: {up} is inside tftp.root; uploads must not overwrite served files")
     if cfg.tracker.stuck_seconds <= 0:
         problems.append(f"tracker.stuck_seconds: {cfg.tracker.stuck_seconds} must be positive")
+    for key in ("queue_max", "ui_queue_max"):
+        if not 100 <= getattr(cfg.events, key) <= 10_000_000:
+            problems.append(f"events.{key}: {getattr(cfg.events, key)} is outside 100..10000000 events")
     if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}\$?", cfg.security.user):
         problems.append(f"security.user: {cfg.security.user!r} is not a user name")
 

@@ -51,6 +51,9 @@ class Event:
     ip: str | None = None
 
     level: ClassVar[str] = "info"
+    # "Latest value wins": the field naming the slot a newer event of the same type replaces
+    # an older one still queued for a reader that fell behind (pxetui/emitter.py).
+    coalesce: ClassVar[str | None] = None
 
     def to_dict(self) -> dict[str, Any]:
         # Not dataclasses.asdict: it costs ~90 µs an event, and a DHCP storm emits thousands a
@@ -130,6 +133,18 @@ class ServiceState(Event):
     pid: int | None = None
     restarts: int = 0
     ports: list[int] = field(default_factory=list)
+
+
+@register
+@dataclass(kw_only=True)
+class EventsDropped(Event):
+    """Events that never reached their reader: a service's queue (or a UI's link) was full
+    because the reader fell behind, and serving never waits for it. Counts since the previous
+    EventsDropped from the same place; `service` names the queue ("ui": a UI cut loose)."""
+
+    level: ClassVar[str] = "warning"
+    counts: dict[str, int] = field(default_factory=dict)  # event type -> how many dropped
+    total: int = 0
 
 
 @register
@@ -278,6 +293,7 @@ class TransferStarted(Event):
 @dataclass(kw_only=True)
 class TransferProgress(Event):
     level: ClassVar[str] = "debug"
+    coalesce: ClassVar[str | None] = "transfer_id"  # only the newest count of a transfer matters
     transfer_id: str = ""
     protocol: str = "tftp"
     bytes_done: int = 0
