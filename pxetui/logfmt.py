@@ -83,6 +83,10 @@ def describe(ev: dict[str, Any]) -> str:
         return f"another DHCP server on the wire: {g('server_ip')} ({g('server_mac')}) offers {g('offered')}"
     if t == "PoolExhausted":
         return f"address pool {g('pool')} is full"
+    if t == "EventsDropped":
+        counts = g("counts") or {}
+        top = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:4])
+        return f"{g('total', 0)} events dropped, the reader fell behind ({top})"
     if t == "LimitHit":
         times = f" ({g('count')} times)" if (g("count") or 1) > 1 else ""
         return f"limit {g('limit')} hit{times}: {g('message')}"
@@ -94,7 +98,8 @@ def level_of(ev: dict[str, Any]) -> str:
     t = ev.get("type")
     if t == "Log":
         return str(ev.get("level_name", "info"))
-    if t in ("TransferFailed", "PoolExhausted", "ForeignDhcpServer", "Alert", "LimitHit"):
+    if t in ("TransferFailed", "PoolExhausted", "ForeignDhcpServer", "Alert", "LimitHit",
+             "EventsDropped"):
         return "warning"
     if t == "ServiceState" and ev.get("state") == "failed":
         return "error"
