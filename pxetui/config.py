@@ -83,6 +83,12 @@ class TftpConfig:
     blksize_max: int = 65464
     case_insensitive: bool = False
     uploads_dir: str = ""  # empty = uploads refused (TFTP error 2)
+    # Limits (docs/SECURITY.md): what one host on the LAN can take.
+    max_transfers: int = 1024  # at once, all TFTP processes together
+    max_per_client: int = 8  # at once from one client address (pxelinux and firmware fetch one by one)
+    idle_timeout: float = 30.0  # a silent client's transfer ends after this, whatever timeout it asked for
+    oack_timeout: float = 5.0  # a client that never acknowledges our OACK is dropped after this
+    pump_threads: int = 64  # C pump threads per TFTP process; lock-step transfers past them run in Python
 
 
 @dataclass
@@ -93,6 +99,10 @@ class HttpConfig:
     max_connections: int = 512
     header_timeout: float = 10.0  # a request head must arrive within this (slowloris cut-off)
     idle_timeout: float = 30.0  # keep-alive connections idle longer than this are closed
+    max_per_client: int = 16  # connections at once from one client address (more: 503)
+    send_timeout: float = 60.0  # a client that reads nothing of a response for this long is cut
+    min_rate: int = 1024  # bytes/s a response must move, averaged over min_rate_window (0: off)
+    min_rate_window: float = 30.0  # seconds
 
 
 @dataclass
@@ -323,9 +333,10 @@ def _check(cfg: Config, problems: list[str]) -> None:
         problems.append(f"tftp.blksize_max: {cfg.tftp.blksize_max} is outside 8..65464")
     if not 1 <= cfg.http.max_connections <= 100000:
         problems.append(f"http.max_connections: {cfg.http.max_connections} is outside 1..100000")
-    for key in ("header_timeout", "idle_timeout"):
+    for key in ("header_timeout", "idle_timeout", "send_timeout", "min_rate_window"):
         if not 0 < getattr(cfg.http, key) <= 3600:
             problems.append(f"http.{key}: {getattr(cfg.http, key)} is outside 0..3600 seconds")
+    _limits(cfg, problems)
     if cfg.tftp.uploads_dir and cfg.tftp.root:
         up, root = Path(cfg.tftp.uploads_dir).resolve(), Path(cfg.tftp.root).resolve()
         if up == root or root in up.parents:
@@ -337,6 +348,25 @@ def _check(cfg: Config, problems: list[str]) -> None:
             problems.append(f"events.{key}: {getattr(cfg.events, key)} is outside 100..10000000 events")
     if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}\$?", cfg.security.user):
         problems.append(f"security.user: {cfg.security.user!r} is not a user name")
+
+
+def _limits(cfg: Config, problems: list[str]) -> None:
+    """The TFTP and HTTP limits (docs/SECURITY.md)."""
+    t, h = cfg.tftp, cfg.http
+    if not 1 <= t.max_transfers <= 100000:
+        problems.append(f"tftp.max_transfers: {t.max_transfers} is outside 1..100000")
+    elif not 1 <= t.max_per_client <= t.max_transfers:
+        problems.append(f"tftp.max_per_client: {t.max_per_client} is outside 1..tftp.max_transfers ({t.max_transfers})")
+    if not 1 <= t.idle_timeout <= 600:
+        problems.append(f"tftp.idle_timeout: {t.idle_timeout} is outside 1..600 seconds")
+    if not 0.5 <= t.oack_timeout <= 60:
+        problems.append(f"tftp.oack_timeout: {t.oack_timeout} is outside 0.5..60 seconds")
+    if not 0 <= t.pump_threads <= 1024:
+        problems.append(f"tftp.pump_threads: {t.pump_threads} is outside 0..1024 (0: lock-step in Python only)")
+    if 1 <= h.max_connections <= 100000 and not 1 <= h.max_per_client <= h.max_connections:
+        problems.append(f"http.max_per_client: {h.max_per_client} is outside 1..http.max_connections ({h.max_connections})")
+    if not 0 <= h.min_rate <= 1 << 30:
+        problems.append(f"http.min_rate: {h.min_rate} is outside 0..1073741824 bytes/s (0: off)")
 
 
 def default_range(info: InterfaceInfo) -> str:
