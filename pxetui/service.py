@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pxetui.config import Config
-from pxetui.events import Event, Log, ServiceState, dumps
+from pxetui.emitter import LineEmitter
+from pxetui.events import Event, Log, ServiceState
 
 # name -> module path with `async def run(ctx)`
 SERVICES: dict[str, str] = {
@@ -31,6 +32,9 @@ SERVICES: dict[str, str] = {
 }
 
 log = logging.getLogger("pxetui.service")
+# The longest the last events wait for the supervisor to read them when the service stops (it
+# is killed 1.5 s after SIGTERM).
+EMIT_GRACE = 0.5
 
 
 @dataclass
@@ -46,46 +50,6 @@ class ServiceContext:
 
     def log(self, message: str, level: str = "info", **kw: object) -> None:
         self.emit(Log(service=self.name, level_name=level, message=message, **kw))  # type: ignore[arg-type]
-
-
-class LineEmitter:
-    """Buffers events and writes them as JSON lines; one write per batch, not per event.
-
-    A service in a boot storm emits thousands of events a second: a syscall per event would
-    cost more than the packet it reports.
-    """
-
-    def __init__(self, fd: int, service: str) -> None:
-        self.fd = fd
-        self.service = service
-        self.buf: list[bytes] = []  # encoded lines: to_json's str would be decoded, then encoded again
-        self._scheduled = False
-
-    def __call__(self, ev: Event) -> None:
-        if not ev.service:
-            ev.service = self.service
-        self.buf.append(dumps(ev.to_dict()))
-        if len(self.buf) >= 512:
-            self.flush()
-        elif not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_later(0.02, self.flush)
-
-    def flush(self) -> None:
-        self._scheduled = False
-        if not self.buf:
-            return
-        data = b"\n".join(self.buf) + b"\n"
-        self.buf.clear()
-        view = memoryview(data)
-        while view:
-            try:
-                n = os.write(self.fd, view)
-            except BlockingIOError:
-                continue
-            except BrokenPipeError:  # supervisor gone: nothing left to tell
-                return
-            view = view[n:]
 
 
 def load_runner(name: str) -> Callable[[ServiceContext], object]:
@@ -127,18 +91,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format=f"{name}: %(message)s", stream=sys.stderr)
     config = Config.from_json(Path(cfg_file).read_text())
     install_loop_policy()
-    emitter = LineEmitter(sys.stdout.fileno(), name)
+    # Events own stdout (made non-blocking: pxetui/emitter.py); a stray print() goes to the log.
+    emitter = LineEmitter(sys.stdout.fileno(), name, config.events.queue_max)
+    sys.stdout = sys.stderr
 
     async def _main() -> None:
         try:
             await host(name, config, emitter)
         finally:
-            emitter.flush()
+            emitter.close(EMIT_GRACE)
 
     try:
         asyncio.run(_main())
     except OSError as exc:  # bind failures and the like: say what, exit non-zero
-        emitter.flush()
+        emitter.close(EMIT_GRACE)
         print(f"{name}: cannot start: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -185,6 +185,9 @@ class EngineState:
         self.throughput_window = throughput_window
         self._buckets: dict[int, float] = {}
         self.now = 0.0  # the latest event time seen: "now" for durations, without a clock
+        # Events that never reached us, per service (or "ui": a UI link cut loose); the
+        # engine drops rather than slows serving when its readers fall behind.
+        self.dropped: Counter[str] = Counter()
         self.events_seen = 0
         self.connected = False
         self.dirty: dict[str, set[str]] = {t: set() for t in TABLES}
@@ -278,6 +281,19 @@ class EngineState:
         else:
             self.clear_alert(key)
         return {"services", "alerts"}
+
+    def _on_EventsDropped(self, ev: dict[str, Any], ts: float) -> set[str]:
+        name = str(ev.get("service") or "?")
+        total = ev.get("total")
+        if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+            counts = ev.get("counts")
+            total = sum(n for n in counts.values() if isinstance(n, int) and n > 0) \
+                if isinstance(counts, dict) else 0
+        if not total:
+            return set()
+        self.dropped[name] += total
+        self.mark("services", name)
+        return {"services"}
 
     def _on_Alert(self, ev: dict[str, Any], ts: float) -> set[str]:
         key = str(ev.get("key") or ev.get("message") or "")

@@ -16,14 +16,24 @@ import os
 import signal
 import sys
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
 from pxetui import __version__, store
 from pxetui.config import Config
 from pxetui.control import LINE_LIMIT, socket_path
-from pxetui.events import ClientForgotten, EngineStarted, Event, Log, ServiceState, dumps, loads
+from pxetui.emitter import LineReader
+from pxetui.events import (
+    ClientForgotten,
+    EngineStarted,
+    Event,
+    EventsDropped,
+    Log,
+    ServiceState,
+    dumps,
+    loads,
+)
 from pxetui.netinfo import port_holders
 from pxetui.tracker import Tracker
 
@@ -95,6 +105,15 @@ class StateCache:
         t = ev.get("type", "")
         if t == "EngineStarted":
             self.started = ev
+            return
+        if t == "EventsDropped":  # one running total per queue: a late UI sees the live UI's sum
+            key = (t, str(ev.get("service")))
+            total = self.keyed.get(key)
+            counts = dict(total["counts"]) if total is not None else {}
+            new = ev.get("counts")
+            for k, n in (new.items() if isinstance(new, dict) else ()):
+                counts[str(k)] = counts.get(str(k), 0) + (n if isinstance(n, int) else 0)
+            self.keyed[key] = {**ev, "counts": counts, "total": sum(counts.values())}
             return
         field = self.KEYS.get(t)
         if field is None:
@@ -176,18 +195,25 @@ class ServiceRunner:
             backoff = min(backoff * 2, BACKOFF_MAX)
 
     async def _pump_events(self) -> None:
+        """Keep up with the service: one read per chunk of lines, not per line (a service never
+        waits for us, pxetui/emitter.py, so whatever we fail to read it drops and counts)."""
         assert self.proc and self.proc.stdout
-        while line := await self.proc.stdout.readline():
-            try:
-                ev = loads(line)
-            except ValueError:
-                continue
-            if isinstance(ev, dict) and "type" in ev:
-                ev.setdefault("service", self.name)
-                if ev["type"] == "ServiceState":
-                    ev["restarts"] = self.restarts
-                    self.ever_running |= ev.get("state") == "running"
-                self.sup.relay(ev)
+        reader = LineReader(self.proc.stdout)
+        async for lines in reader.batches():
+            for line in lines:
+                try:
+                    ev = loads(line)
+                except ValueError:
+                    continue
+                if isinstance(ev, dict) and "type" in ev:
+                    ev.setdefault("service", self.name)
+                    if ev["type"] == "ServiceState":
+                        ev["restarts"] = self.restarts
+                        self.ever_running |= ev.get("state") == "running"
+                    self.sup.relay(ev)
+        if reader.skipped:
+            self.sup.publish(Log(service=self.name, level_name="error",
+                                 message=f"{reader.skipped} over-long event lines skipped"))
 
     async def _pump_stderr(self) -> None:
         assert self.proc and self.proc.stderr
@@ -229,8 +255,9 @@ class Supervisor:
         self.names = services_for(cfg) if names is None else names
         self.on_event = on_event
         self.cache = StateCache()
-        # One queue per attached UI, of encoded event lines (None: the end of its stream).
-        self.subscribers: set[asyncio.Queue[bytes | None]] = set()
+        # One queue per attached UI, of (type, encoded event line) (None: the end of its
+        # stream), with how many it may hold: its replay plus events.ui_queue_max.
+        self.subscribers: dict[asyncio.Queue[tuple[str, bytes] | None], int] = {}
         self.runners = {n: ServiceRunner(self, n) for n in self.names}
         self.stopped = asyncio.Event()
         self.config_file = cfg.state_path / "run" / "config.json"
@@ -268,13 +295,24 @@ class Supervisor:
             self.on_event(ev)
         if not self.subscribers:
             return
-        line = dumps(ev) + b"\n"  # once per event, however many UIs are attached
-        for q in list(self.subscribers):
-            if q.qsize() > 20000:  # a UI that stopped reading: cut it loose, keep serving
-                self.subscribers.discard(q)
-                q.put_nowait(None)
-            else:
-                q.put_nowait(line)
+        item = (str(ev.get("type")), dumps(ev) + b"\n")  # once per event, however many UIs
+        cut = [q for q, most in self.subscribers.items() if q.qsize() >= most]
+        for q in self.subscribers:
+            q.put_nowait(item)
+        for q in cut:
+            self._cut(q)
+
+    def _cut(self, q: asyncio.Queue[tuple[str, bytes] | None]) -> None:
+        """A UI that stopped reading: cut it loose, keep serving. It reattaches and gets the
+        state replayed; everyone learns what it never got (what was still queued for it)."""
+        self.subscribers.pop(q, None)
+        lost: Counter[str] = Counter()
+        while not q.empty():
+            item = q.get_nowait()
+            if item is not None:
+                lost[item[0]] += 1
+        q.put_nowait(None)
+        self._emit(EventsDropped(service="ui", counts=dict(lost), total=sum(lost.values())).to_dict())
 
     # -- per-host overrides ---------------------------------------------------------------
     def _reload_hosts(self) -> None:
@@ -354,10 +392,10 @@ class Supervisor:
         os.chmod(path, 0o600)  # whoever can talk to it can change what machines boot
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        q: asyncio.Queue[bytes | None] = asyncio.Queue()
+        q: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
         for ev in self.cache.replay():
-            q.put_nowait(dumps(ev) + b"\n")
-        self.subscribers.add(q)
+            q.put_nowait((str(ev.get("type")), dumps(ev) + b"\n"))
+        self.subscribers[q] = q.qsize() + self.cfg.events.ui_queue_max
 
         async def commands() -> None:
             while line := await reader.readline():
@@ -376,7 +414,7 @@ class Supervisor:
                 item = await q.get()
                 batch: list[bytes] = []
                 while item is not None:
-                    batch.append(item)
+                    batch.append(item[1])
                     if q.empty():
                         break
                     item = q.get_nowait()
@@ -387,7 +425,7 @@ class Supervisor:
         except (ConnectionError, OSError):
             pass
         finally:
-            self.subscribers.discard(q)
+            self.subscribers.pop(q, None)
             reader_task.cancel()
             writer.close()
 

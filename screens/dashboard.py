@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.containers import Horizontal, Vertical
@@ -29,6 +30,21 @@ def services_table(state: EngineState) -> Table:
         t.add_row(Text(h.name), Text(h.state + restarts, HEALTH_STYLE.get(h.state, "")),
                   Text(",".join(map(str, h.ports)) or "-"), Text(str(h.pid or "-")))
     return t
+
+
+def dropped_text(state: EngineState) -> Text | None:
+    """One line: events per service that never reached the UI (None when there are none)."""
+    shown = [(name, n) for name, n in sorted(state.dropped.items()) if n]
+    if not shown:
+        return None
+    t = Text("dropped events: ", "yellow", no_wrap=True, overflow="ellipsis")
+    t.append("  ".join(f"{name} {n:,}" for name, n in shown), "bold yellow")
+    return t
+
+
+def services_view(state: EngineState) -> RenderableType:
+    table, dropped = services_table(state), dropped_text(state)
+    return table if dropped is None else Group(table, dropped)
 
 
 def stages_text(state: EngineState) -> Text:
@@ -89,7 +105,7 @@ class DashboardScreen(PxeScreen):
     def show(self, changed: dict[str, set[str]], full: bool) -> None:
         s = self.state
         if full or "services" in changed:
-            self.query_one("#services", Static).update(services_table(s))
+            self.query_one("#services", Static).update(services_view(s))
         if full or {"clients", "transfers"} & changed.keys():
             self.query_one("#stages", Static).update(stages_text(s))
         if full or {"throughput", "transfers"} & changed.keys():

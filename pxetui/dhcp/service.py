@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import gc
 import ipaddress
-import os
 import socket
 import sqlite3
-import stat
 import time
 
 from pxetui import store as dbstore
@@ -38,7 +35,6 @@ EXPIRY_CHECK = 10.0  # seconds between scans for leases that ran out (reported a
 # of its requests to full queues; SO_RCVBUFFORCE (root) lifts the cap.
 RCVBUF = 2 << 20
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux; Python 3.11 lacks the name
-F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux
 
 
 def open_socket(interface: str, port: int) -> socket.socket:
@@ -150,17 +146,6 @@ class Transport:
                 self.ctx.log(f"send to {dest[0]}:{dest[1]} failed: {exc}", "warning")
 
 
-def widen_event_pipe(fd: int = 1, size: int = 1 << 20) -> None:
-    """Events leave through a pipe to the supervisor (5 JSON lines per DORA, ~1.7 kB). With the
-    default 64 kB pipe a reader that is late by a few tens of ms blocks the whole server in
-    write(); 1 MB (the default pipe-max-size) rides that out. Not a pipe: nothing to do."""
-    try:
-        if stat.S_ISFIFO(os.fstat(fd).st_mode):
-            fcntl.fcntl(fd, F_SETPIPE_SZ, size)
-    except OSError:
-        pass  # unprivileged and over pipe-max-size: the default pipe still works
-
-
 async def report_expiries(ctx: ServiceContext, store: LeaseStore) -> None:
     while True:
         await asyncio.sleep(EXPIRY_CHECK)
@@ -194,7 +179,6 @@ async def run(ctx: ServiceContext) -> None:
         dbstore.clear_boot_once(conn, mac)
 
     server = DhcpServer(cfg, store, policy, mode, ctx.emit, boot_once_used)
-    widen_event_pipe()
     # The restored leases live as long as the process: keep them out of every future full
     # collection (a pause there is a burst of requests waiting in the socket queue).
     gc.freeze()

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable
 
 from pxetui.config import Config
+from pxetui.emitter import LineEmitter, LineReader
 from pxetui.events import Event, EventDecodeError, Log, ServiceState, from_json
 
 MAX_WORKERS = 4
@@ -84,17 +85,20 @@ class Workers:
         return sum(1 for f in ready if f.done() and f.result())
 
     async def _relay(self, proc: asyncio.subprocess.Process, ready: asyncio.Future[bool]) -> None:
+        """A worker's events into ours. Never blocks: the read awaits, and our emitter queues
+        (pxetui/emitter.py); a worker whose lines we read late queues and counts on its side."""
         assert proc.stdout is not None
-        async for line in proc.stdout:
-            try:
-                ev = from_json(line)
-            except EventDecodeError:
-                continue
-            if isinstance(ev, ServiceState):  # the worker's own health: ours to report, not theirs
-                if not ready.done():
-                    ready.set_result(ev.state == "running")
-                continue
-            self.emit(ev)
+        async for lines in LineReader(proc.stdout).batches():
+            for line in lines:
+                try:
+                    ev = from_json(line)
+                except EventDecodeError:
+                    continue
+                if isinstance(ev, ServiceState):  # the worker's own health: ours to report
+                    if not ready.done():
+                        ready.set_result(ev.state == "running")
+                    continue
+                self.emit(ev)
         code = await proc.wait()
         if not ready.done():
             ready.set_result(False)
@@ -128,14 +132,14 @@ def _die_with_parent() -> None:
 
 
 def main() -> int:
-    from pxetui.service import LineEmitter, install_loop_policy
+    from pxetui.service import install_loop_policy
     from pxetui.tftp.server import TftpServer
     from pxetui.tftp.service import build_resolver
 
     _die_with_parent()
     cfg = Config.from_json(sys.stdin.read())
     install_loop_policy()
-    emitter = LineEmitter(sys.stdout.fileno(), "tftp")
+    emitter = LineEmitter(sys.stdout.fileno(), "tftp", cfg.events.queue_max)
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
@@ -165,7 +169,7 @@ def main() -> int:
     try:
         asyncio.run(serve())
     finally:
-        emitter.flush()
+        emitter.close()
     return 0
 
 

@@ -1,0 +1,332 @@
+"""The event pipe: a service never waits for its reader (pxetui/emitter.py), and the supervisor
+reads in chunks, keeps the drop counts and cuts a UI that stopped reading.
+
+Every test here uses a real pipe (or socket) whose reader stops reading. A blocking or spinning
+writer would hang the test (the timeout marks are only a guard against that; nothing asserts a
+duration): the assertions are counts, order and bounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import socket
+import threading
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from pxetui.config import Config
+from pxetui.control import socket_path
+from pxetui.emitter import F_SETPIPE_SZ, FLUSH_AT, LineEmitter, LineReader
+from pxetui.events import (
+    DhcpIgnored,
+    DhcpPacket,
+    Event,
+    EventsDropped,
+    LeaseGranted,
+    Log,
+    ServiceState,
+    TransferProgress,
+    TransferStarted,
+    loads,
+)
+from pxetui.state import EngineState
+from pxetui.supervisor import StateCache, Supervisor
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def small_pipe() -> tuple[int, int]:
+    """A pipe of one page (the emitter widens its pipe; shrinking keeps the tests small)."""
+    r, w = os.pipe()
+    return r, w
+
+
+def shrink(fd: int) -> None:
+    fcntl.fcntl(fd, F_SETPIPE_SZ, 4096)
+
+
+def idle(em: LineEmitter) -> bool:
+    return len(em) == 0 and em.backlog == 0 and not em._waiting and em._pending is None
+
+
+async def read_until_idle(r: int, em: LineEmitter) -> list[dict[str, Any]]:
+    """Resume reading on the loop (the emitter's writability callback does the rest) until the
+    emitter has nothing left and the pipe is empty; bounded in rounds, not in time."""
+    loop = asyncio.get_running_loop()
+    os.set_blocking(r, False)
+    data = bytearray()
+
+    def readable() -> None:
+        try:
+            while chunk := os.read(r, 1 << 16):
+                data.extend(chunk)
+        except BlockingIOError:
+            pass
+
+    loop.add_reader(r, readable)
+    try:
+        for _ in range(20000):
+            await asyncio.sleep(0.001)
+            if idle(em) and not em._scheduled and not em.dropped:
+                readable()
+                break
+        else:
+            raise AssertionError("the emitter never drained")
+    finally:
+        loop.remove_reader(r)
+    return [loads(line) for line in bytes(data).splitlines()]
+
+
+def seq_events(n: int) -> list[Event]:
+    """A mix of what a DHCP service emits, each stamped with its place (ts = index)."""
+    out: list[Event] = []
+    for i in range(n):
+        kind = i % 5
+        if kind == 0:
+            out.append(ServiceState(ts=i, state="running", pid=1))
+        elif kind == 1:
+            out.append(LeaseGranted(ts=i, mac="52:54:00:00:00:01", ip="10.0.0.5"))
+        elif kind == 2:
+            out.append(Log(ts=i, message=f"line {i}"))
+        else:
+            out.append(DhcpPacket(ts=i, msg_type="DISCOVER", xid=i))
+    return out
+
+
+async def test_a_stalled_reader_never_stalls_the_loop_and_every_drop_is_counted():
+    r, w = small_pipe()
+    try:
+        em = LineEmitter(w, "dhcp", queue_max=300)
+        shrink(w)
+        loop = asyncio.get_running_loop()
+        ran = scheduled = 0
+
+        def probe() -> None:
+            nonlocal ran
+            ran += 1
+
+        events = seq_events(6000)
+        for i, ev in enumerate(events):
+            em(ev)
+            if i % 50 == 0:  # the service's own work between packets: it must still get the loop
+                loop.call_soon(probe)
+                scheduled += 1
+                await asyncio.sleep(0)
+            assert len(em) <= 300 + 1 and em.backlog <= 2 * 300 + FLUSH_AT  # bounded, always
+        await asyncio.sleep(0)
+        assert ran == scheduled == 120  # every probe ran: the emitting loop stayed responsive
+        assert em._waiting  # parked on add_writer, not spinning and not blocked in write()
+        assert sum(em.dropped.values()) > 5000  # the pipe and the queue hold a few hundred
+
+        out = await read_until_idle(r, em)
+    finally:
+        os.close(r)
+        os.close(w)
+    reports = [e for e in out if e["type"] == "EventsDropped"]
+    delivered = [e for e in out if e["type"] != "EventsDropped"]
+    assert len(reports) == 1 and reports[0]["service"] == "dhcp"
+    # Exact: every event emitted was either delivered or counted as dropped, per type.
+    emitted = Counter(type(e).__name__ for e in events)
+    got = Counter(e["type"] for e in delivered)
+    assert got + Counter(reports[0]["counts"]) == emitted
+    assert reports[0]["total"] == sum(reports[0]["counts"].values()) == len(events) - len(delivered)
+    # Order: what was delivered is the emitted sequence with holes, never reordered.
+    stamps = [e["ts"] for e in delivered]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    assert stamps[:10] == list(range(10))  # the first events went out before the pipe filled
+    assert out[-1]["type"] == "EventsDropped"  # told once the pressure eased, after the rest
+
+
+async def test_progress_is_coalesced_to_the_latest_per_transfer_and_states_are_kept():
+    r, w = small_pipe()
+    try:
+        em = LineEmitter(w, "tftp", queue_max=5000)
+        shrink(w)
+        seq = 0
+
+        def stamp() -> int:
+            nonlocal seq
+            seq += 1
+            return seq
+
+        for i in range(200):  # fill the pipe: from here on the emitter is under pressure
+            em(Log(ts=stamp(), message=f"filler {i}"))
+        em.flush()
+        assert em._waiting
+        em(TransferStarted(ts=stamp(), transfer_id="t1", path="a"))
+        em(TransferStarted(ts=stamp(), transfer_id="t2", path="b"))
+        for i in range(1000):
+            em(TransferProgress(ts=stamp(), transfer_id=f"t{1 + i % 2}", bytes_done=i))
+            if i % 100 == 0:
+                em(ServiceState(ts=stamp(), state="running"))  # never coalesced away
+        assert em.coalesced == 998 and not em.dropped
+        out = await read_until_idle(r, em)
+    finally:
+        os.close(r)
+        os.close(w)
+    progress = [e for e in out if e["type"] == "TransferProgress"]
+    assert {e["transfer_id"]: e["bytes_done"] for e in progress} == {"t1": 998, "t2": 999}
+    assert len(progress) == 2  # one per transfer: the latest
+    assert len([e for e in out if e["type"] == "ServiceState"]) == 10
+    assert len([e for e in out if e["type"] == "Log"]) == 200
+    stamps = [e["ts"] for e in out]
+    assert stamps == sorted(stamps)  # the latest progress moved back, nothing moved forward
+    assert not [e for e in out if e["type"] == "EventsDropped"]  # coalescing loses nothing
+
+
+async def test_no_pressure_no_coalescing():
+    r, w = small_pipe()
+    try:
+        em = LineEmitter(w, "http", queue_max=1000)
+        for i in range(5):  # a wide pipe that keeps up: every progress event goes through
+            em(TransferProgress(ts=i, transfer_id="h1", bytes_done=i))
+        out = await read_until_idle(r, em)
+    finally:
+        os.close(r)
+        os.close(w)
+    assert [e["bytes_done"] for e in out] == [0, 1, 2, 3, 4] and em.coalesced == 0
+
+
+async def test_full_queue_drops_progress_of_a_new_transfer_and_a_state_counted():
+    r, w = small_pipe()
+    try:
+        em = LineEmitter(w, "tftp", queue_max=100, report_every=3600.0)
+        shrink(w)
+        for i in range(2000):
+            em(Log(ts=i, message="x" * 50))
+        em(ServiceState(ts=2000, state="running"))
+        em(TransferProgress(ts=2001, transfer_id="new", bytes_done=1))
+        assert em.dropped["ServiceState"] == 1 and em.dropped["TransferProgress"] == 1
+        first = await read_until_idle(r, em)
+        # A second episode within the report interval: no second EventsDropped yet ...
+        for i in range(2000):
+            em(DhcpIgnored(ts=3000 + i, reason="x" * 50))
+        em.flush()
+        await asyncio.sleep(0)
+        assert em.dropped["DhcpIgnored"] > 0
+        # ... until the end of the process, when close() reports what is left.
+        got = bytearray()
+        reader = threading.Thread(target=lambda: got.extend(drain_fd(r)))
+        reader.start()
+        em.close(timeout=10)
+        os.close(w)
+        w = -1
+        reader.join(10)
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+    second = [loads(line) for line in bytes(got).splitlines()]
+    reports = [e for e in first + second if e["type"] == "EventsDropped"]
+    assert [sorted(e["counts"]) for e in reports] == [["Log", "ServiceState", "TransferProgress"],
+                                                      ["DhcpIgnored"]]
+    delivered = Counter(e["type"] for e in first + second if e["type"] != "EventsDropped")
+    dropped = sum((Counter(e["counts"]) for e in reports), Counter())
+    assert delivered + dropped == Counter({"Log": 2000, "ServiceState": 1, "TransferProgress": 1,
+                                           "DhcpIgnored": 2000})
+    assert em.closed
+
+
+def drain_fd(fd: int) -> bytes:
+    os.set_blocking(fd, True)
+    out = bytearray()
+    while chunk := os.read(fd, 1 << 16):
+        out.extend(chunk)
+    return bytes(out)
+
+
+async def test_a_reader_that_is_gone_ends_the_stream_quietly():
+    r, w = small_pipe()
+    em = LineEmitter(w, "dhcp")
+    os.close(r)
+    try:
+        for i in range(FLUSH_AT + 1):  # the batch is written at once: EPIPE
+            em(Log(ts=i, message="x"))
+        assert em.closed and len(em) == 0
+        em(Log(message="after"))  # ignored, nothing raised
+        em.close()
+    finally:
+        os.close(w)
+
+
+async def test_reader_splits_chunks_into_lines_and_skips_an_overlong_one():
+    stream = asyncio.StreamReader()
+    for piece in (b'{"a":1}\n{"b"', b':2}\n' + b"x" * 300, b"x" * 300 + b"\n{\"c\":3}\n", b"tail"):
+        stream.feed_data(piece)
+    stream.feed_eof()
+    reader = LineReader(stream, limit=200, chunk=64)
+    lines = [line async for batch in reader.batches() for line in batch]
+    assert lines == [b'{"a":1}', b'{"b":2}', b'{"c":3}', b"tail"] and reader.skipped == 1
+
+
+# -- the supervisor's end -------------------------------------------------------------------
+
+
+def test_drops_fold_into_one_running_total_per_service_for_late_uis():
+    live = EngineState()
+    cache = StateCache()
+    for e in (EventsDropped(service="dhcp", counts={"DhcpPacket": 70, "Log": 3}, total=73),
+              EventsDropped(service="tftp", counts={"TransferProgress": 5}, total=5),
+              EventsDropped(service="dhcp", counts={"DhcpPacket": 30}, total=30)):
+        d = e.to_dict()
+        live.apply(d)
+        cache.add(d)
+    replayed = [e for e in cache.replay() if e["type"] == "EventsDropped"]
+    assert {e["service"]: (e["counts"], e["total"]) for e in replayed} == {
+        "dhcp": ({"DhcpPacket": 100, "Log": 3}, 103), "tftp": ({"TransferProgress": 5}, 5)}
+    late = EngineState()
+    for d in cache.replay():
+        late.apply(d)
+    assert live.dropped == late.dropped == Counter({"dhcp": 103, "tftp": 5})
+
+
+async def test_a_ui_that_stops_reading_is_cut_and_its_losses_are_counted(tmp_path):
+    cfg = Config.from_dict({"interface": "eth0", "state_dir": str(tmp_path / "st"),
+                            "events": {"ui_queue_max": 200}})
+    cfg.server_ip, cfg.netmask = "10.99.0.1", "255.255.255.0"
+    sup = Supervisor(cfg, names=[])
+    await sup.start()
+    stuck = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        stuck.connect(str(socket_path(cfg.state_dir)))
+        for _ in range(1000):
+            if sup.subscribers:
+                break
+            await asyncio.sleep(0.005)
+        assert sup.subscribers
+        cut_at = None
+        for i in range(5000):  # a storm relayed with no await in between: the UI reads nothing
+            sup.publish(DhcpIgnored(service="dhcp", reason=f"storm {i}"))
+            if not sup.subscribers:
+                cut_at = i
+                break
+        assert cut_at is not None  # cut, and the engine went on
+        for i in range(100):
+            sup.publish(DhcpIgnored(service="dhcp", reason=f"after {i}"))
+        stuck.setblocking(False)
+        got = bytearray()
+        loop = asyncio.get_running_loop()
+        for _ in range(2000):  # the UI wakes up: what it was sent, then the end of its stream
+            try:
+                chunk = await loop.sock_recv(stuck, 1 << 16)
+            except ConnectionError:
+                break
+            if not chunk:
+                break
+            got.extend(chunk)
+        received = [loads(line) for line in bytes(got).splitlines()]
+    finally:
+        stuck.close()
+        await sup.stop()
+    (lost,) = [e for e in sup.cache.replay() if e["type"] == "EventsDropped"]
+    assert lost["service"] == "ui"
+    storm = [e for e in received if e["type"] == "DhcpIgnored"]
+    assert all("storm" in e["reason"] for e in storm)  # nothing after the cut
+    # Exact: each storm event up to the cut was either sent to the UI or counted as lost.
+    assert len(storm) + lost["counts"]["DhcpIgnored"] == cut_at + 1
+    assert lost["total"] == sum(lost["counts"].values())
