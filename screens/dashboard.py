@@ -37,9 +37,16 @@ def dropped_text(state: EngineState) -> Text | None:
     shown = [(name, n) for name, n in sorted(state.dropped.items()) if n]
     if not shown:
         return None
-    t = Text("dropped events: ", "yellow", no_wrap=True, overflow="ellipsis")
-    t.append("  ".join(f"{name} {n:,}" for name, n in shown), "bold yellow")
+    t = Text("dropped: ", "yellow", no_wrap=True, overflow="ellipsis")
+    t.append("  ".join(f"{name} {count(n)}" for name, n in shown), "bold yellow")
     return t
+
+
+def count(n: int) -> str:
+    """12,345 / 123k / 45M: a count that fits a narrow box."""
+    if n < 100_000:
+        return f"{n:,}"
+    return f"{n // 1000:,}k" if n < 10_000_000 else f"{n // 1_000_000:,}M"
 
 
 def services_view(state: EngineState) -> RenderableType:
