@@ -99,6 +99,8 @@ class HttpConfig:
     max_connections: int = 512
     header_timeout: float = 10.0  # a request head must arrive within this (slowloris cut-off)
     idle_timeout: float = 30.0  # keep-alive connections idle longer than this are closed
+    # Per-boot callback and seed tokens live this long (docs/SECURITY.md, "Callbacks and seeds").
+    token_ttl: float = 14400.0
     max_per_client: int = 16  # connections at once from one client address (more: 503)
     send_timeout: float = 60.0  # a client that reads nothing of a response for this long is cut
     min_rate: int = 1024  # bytes/s a response must move, averaged over min_rate_window (0: off)
@@ -331,6 +333,8 @@ def _check(cfg: Config, problems: list[str]) -> None:
         problems.append(f"tftp.windowsize_max: {cfg.tftp.windowsize_max} is outside 1..64")
     if not 8 <= cfg.tftp.blksize_max <= 65464:
         problems.append(f"tftp.blksize_max: {cfg.tftp.blksize_max} is outside 8..65464")
+    if not 60 <= cfg.http.token_ttl <= 604800:
+        problems.append(f"http.token_ttl: {cfg.http.token_ttl} is outside 60..604800 seconds")
     if not 1 <= cfg.http.max_connections <= 100000:
         problems.append(f"http.max_connections: {cfg.http.max_connections} is outside 1..100000")
     for key in ("header_timeout", "idle_timeout", "send_timeout", "min_rate_window"):

@@ -5,8 +5,17 @@
                                            iso/<name>.iso)
   /boot.ipxe?mac=${net0/mac}&arch=${buildarch}&platform=${platform}
                                            the per-client iPXE script (no query: by client IP)
-  /callback/<stage>?mac=..&entry=..        a milestone the script reports just before `boot`
-  /seed/<mac-or-entry>/<file>              autoinstall / preseed / kickstart seeds
+  /callback/<token>/<stage>?entry=..       a milestone the script (or the booted system)
+                                           reports; counts only with this boot's callback token
+                                           and from the machine's own address
+  /seed/<token>/<mac-or-entry>/<file>      autoinstall / preseed / kickstart seeds, only with
+                                           this boot's seed token
+
+Who asks is attributed by source address (pxetui.attribution), never by `?mac=`: a claimed MAC
+that disagrees is ignored, and one that cannot be checked only picks the per-MAC default of
+boot.ipxe. Tokens: pxetui.tokens; why: docs/SECURITY.md "Callbacks and seeds". A URL without a
+token (an old menu, or a host on the LAN trying its luck) is 403 and an Alert, one per source
+per interval.
 
 A real file in the root wins over a generated one (issue 6: an existing tree is served as it
 is), so boot.ipxe and seeds are a Provider placed first among the virtual ones.
@@ -16,20 +25,22 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections import OrderedDict
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
+from pxetui import attribution, tokens
 from pxetui.config import Config, normalize_mac
-from pxetui.events import BootCallback, Event
-from pxetui.files import Client, Provider, Resolver, Source, virtual
+from pxetui.events import Alert, BootCallback, Event, Log
+from pxetui.files import Client, Forbidden, Provider, Resolver, Source, virtual
 
 BOOT_MODULE = "pxetui.library.provider"
 _STAGE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 _SEED_PART = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_REMEMBER = 4096  # clients whose MAC/arch we keep by IP (a bounded LRU)
+REPORT_INTERVAL = 10.0  # seconds between two alerts of one kind about one source
+REPORT_SOURCES = 32  # sources alerted on per kind and interval; past that they fold into one
 
 # iPXE ${buildarch} + ${platform} -> DHCP option 93 (RFC 4578, REFERENCE.md "Option 93").
 # A BIOS iPXE (undionly.kpxe) is built for i386; EFI builds are x86_64/arm64/...
@@ -75,11 +86,62 @@ def _mac_or_none(text: str) -> str | None:
         return None
 
 
-class BootFiles:
-    """boot.ipxe and seed/<mac-or-entry>/<file>, rendered by the menu library per client."""
+class TokenCheck(Protocol):
+    def verify(self, token: str, purpose: str) -> tokens.Grant | None: ...
 
-    def __init__(self, cfg: Config, boot: ModuleType | Any) -> None:
-        self.cfg, self.boot = cfg, boot
+
+class Refusals:
+    """Refused callbacks and seeds as Alerts (key `<kind>:<ip>`): at most one per kind and
+    source per REPORT_INTERVAL, with the number of refusals since the last one; past
+    REPORT_SOURCES sources of one kind in an interval (a spoofed flood) the rest fold into one
+    alert `<kind>:many`, so an attack never floods the event stream."""
+
+    MAX_KEYS = 4096
+
+    def __init__(self, emit: Callable[[Event], None], clock: Callable[[], float] = time.monotonic) -> None:
+        self.emit, self.clock = emit, clock
+        self._last: dict[tuple[str, str], list[float]] = {}  # (kind, ip) -> [last alert, refused since]
+        self._budget: dict[str, list[float]] = {}  # kind -> [interval start, sources alerted]
+
+    def report(self, kind: str, ip: str | None, message: str, alert: bool = True) -> None:
+        self._report(kind, ip, ip or "?", message, alert)
+
+    def _report(self, kind: str, ip: str | None, who: str, message: str, alert: bool) -> None:
+        now = self.clock()
+        st = self._last.get((kind, who))
+        if st is not None and now - st[0] < REPORT_INTERVAL:
+            st[1] += 1
+            return
+        if st is None and who != "many":
+            budget = self._budget.setdefault(kind, [now, 0])
+            if now - budget[0] >= REPORT_INTERVAL:
+                budget[0], budget[1] = now, 0
+            budget[1] += 1
+            if budget[1] > REPORT_SOURCES:
+                self._report(kind, None, "many", f"many hosts refused like this; latest {message}", alert)
+                return
+        since = int(st[1]) if st is not None else 0
+        if len(self._last) >= self.MAX_KEYS:
+            self._last = {k: v for k, v in self._last.items() if now - v[0] < REPORT_INTERVAL}
+        self._last[(kind, who)] = [now, 0]
+        if since:
+            message += f" ({since} more since the last alert)"
+        if alert:
+            self.emit(Alert(service="http", ip=ip, key=f"{kind}:{who}", severity="warning", message=message))
+        else:
+            self.emit(Log(service="http", ip=ip, level_name="info", message=message))
+
+    def refuse(self, kind: str, ip: str | None, path: str, why: str) -> Forbidden:
+        """Report and return the 403 to raise."""
+        self.report(kind, ip, f"{ip or '?'}: {path[:80]} refused: {why} (docs/SECURITY.md)")
+        return Forbidden(path, why)
+
+
+class BootFiles:
+    """boot.ipxe and seed/<token>/<mac-or-entry>/<file>, rendered by the menu library per client."""
+
+    def __init__(self, cfg: Config, boot: ModuleType | Any, check: TokenCheck, refusals: Refusals) -> None:
+        self.cfg, self.boot, self.check, self.refusals = cfg, boot, check, refusals
 
     def lookup(self, path: str, client: Client) -> Source | None:
         if path == "boot.ipxe":
@@ -88,29 +150,49 @@ class BootFiles:
             text = self.boot.ipxe_script(self.cfg, client.mac, client.arch, client.ip)
             return virtual("boot.ipxe", text.encode("utf-8"))
         if path.startswith("seed/"):
-            parts = path.split("/")
-            if len(parts) != 3 or not all(_SEED_PART.match(p) for p in parts[1:]):
-                return None
-            if self.boot is None:
-                raise Unavailable(f"seeds unavailable: {BOOT_MODULE} could not be loaded")
-            key, name = parts[1], parts[2]
-            mac = _mac_or_none(key)
-            # By MAC: the seed for that machine. By entry: `<entry>/<file>` names the entry's seed.
-            data = self.boot.seed_file(self.cfg, mac, name if mac else f"{key}/{name}")
-            return None if data is None else virtual(path, data)
+            return self._seed(path, client)
         return None
+
+    def _seed(self, path: str, client: Client) -> Source | None:
+        parts = path.split("/")
+        if not all(_SEED_PART.match(p) for p in parts[1:]):
+            return None
+        if len(parts) == 3:
+            raise self.refusals.refuse("untokened", client.ip, path, "a seed URL without a per-boot token")
+        if len(parts) != 4:
+            return None
+        token, key, name = parts[1:]
+        grant = self.check.verify(token, "seed")
+        if grant is None:
+            raise self.refusals.refuse("badtoken", client.ip, f"seed/{key}/{name}",
+                                       "the seed token is unknown, expired or from an earlier boot")
+        mac = _mac_or_none(key)
+        if mac is not None and mac != grant.mac:
+            raise self.refusals.refuse("misattributed", client.ip, f"seed/{key}/{name}",
+                                       f"a seed of {mac} asked with the token of {grant.mac}")
+        if self.boot is None:
+            raise Unavailable(f"seeds unavailable: {BOOT_MODULE} could not be loaded")
+        # By MAC: the seed for that machine. By entry: `<entry>/<file>` names the entry's seed.
+        data = self.boot.seed_file(self.cfg, mac, name if mac else f"{key}/{name}")
+        # Named without the token: the name goes into transfer events and the client's file list.
+        return None if data is None else virtual(f"seed/{key}/{name}", data)
 
 
 class Router:
     def __init__(self, cfg: Config, emit: Callable[[Event], None],
                  log: Callable[[str, str], None] | None = None,
-                 boot: ModuleType | Any | None = None) -> None:
+                 boot: ModuleType | Any | None = None,
+                 attribute: Callable[[str | None], str | None] | None = None,
+                 check: TokenCheck | None = None) -> None:
         """`boot` is the menu library (ipxe_script, seed_file, virtual_providers); by default
-        pxetui.library.provider, loaded lazily so a broken library never stops file serving."""
+        pxetui.library.provider, loaded lazily so a broken library never stops file serving.
+        `attribute` (IP -> MAC) and `check` (token verification) default to the state dir's."""
         self.cfg, self.emit = cfg, emit
         self.log = log or (lambda msg, level: None)
         self._boot_given = boot
-        self._seen: OrderedDict[str, str] = OrderedDict()  # IP -> MAC, most recent last
+        self.attribute = attribute or attribution.for_config(cfg).mac_for
+        self.check: TokenCheck = check or tokens.for_config(cfg)
+        self.refusals = Refusals(emit)
         self.resolver = self._build()
 
     # -- (re)loading ---------------------------------------------------------------------
@@ -125,7 +207,7 @@ class Router:
 
     def _build(self) -> Resolver:
         boot = self._load_boot()
-        providers: list[Provider] = [BootFiles(self.cfg, boot)]
+        providers: list[Provider] = [BootFiles(self.cfg, boot, self.check, self.refusals)]
         if boot is not None:
             try:
                 providers.extend(boot.virtual_providers(self.cfg))
@@ -139,17 +221,18 @@ class Router:
 
     # -- clients -------------------------------------------------------------------------
     def identify(self, ip: str, query: dict[str, str]) -> Client:
-        """MAC and arch from the query (iPXE fills them in). A request without `mac=` (a kernel
-        named in the script) gets the MAC this IP gave before, so its transfer is attributed to
-        the machine; the arch is never remembered, since an address can pass to another machine
-        and a wrong arch would mean a wrong menu."""
-        mac, arch = self._from_query(query)
-        if mac is not None:
-            self._seen.pop(ip, None)
-            self._seen[ip] = mac
-            while len(self._seen) > _REMEMBER:
-                self._seen.popitem(last=False)
-        return Client(ip=ip, mac=mac or self._seen.get(ip), arch=arch)
+        """The machine behind `ip` as the wire says (neighbour table, our leases), and the arch
+        from the query (iPXE fills it in). `?mac=` decides nothing here: a claim that disagrees
+        is ignored, and a request we cannot attribute has no MAC, so its transfers are never
+        put on another machine's record (docs/SECURITY.md). The arch is never remembered: an
+        address can pass to another machine, and a wrong arch would mean a wrong menu."""
+        claimed, arch = self._from_query(query)
+        mac = self.attribute(ip)
+        if claimed is not None and mac is None:
+            self.refusals.report("claimed", ip, f"{ip} says it is {claimed}, which its address cannot "
+                                 "confirm (no lease of ours, not on our segment): treated as a claim only",
+                                 alert=False)
+        return Client(ip=ip, mac=mac, arch=arch)
 
     @staticmethod
     def _from_query(query: dict[str, str]) -> tuple[str | None, int | None]:
@@ -170,19 +253,34 @@ class Router:
             return self._callback(rel[len("callback/"):], query, client, report=method == "GET")
         if rel == "boot.ipxe":
             # Only what this request says: with no query the library's script asks iPXE for its
-            # MAC and build arch and chains back, rather than trusting what an IP said before.
+            # MAC and build arch and chains back. The claimed MAC picks the menu only when the
+            # address cannot be attributed; the library mints tokens for attributed MACs only.
             mac, arch = self._from_query(query)
             client = Client(ip=client.ip, mac=mac, arch=arch)
         src = self.resolver.resolve(path, client)
-        dynamic = src.origin == "virtual" and (src.name == "boot.ipxe" or src.name.startswith("seed/"))
-        return Routed(src, dynamic=dynamic)
+        # Generated per request (menus carry the asking machine's tokens): never cached.
+        return Routed(src, dynamic=src.origin == "virtual")
 
-    def _callback(self, stage: str, query: dict[str, str], client: Client, report: bool) -> Routed:
-        if not _STAGE.match(stage):
-            raise BadRequest(f"callback stage {stage[:40]!r} is not a word of 1..32 letters, digits, '_-.'")
+    def _callback(self, rest: str, query: dict[str, str], client: Client, report: bool) -> Routed:
+        parts = rest.split("/")
+        stage = parts[-1]
+        if not _STAGE.match(stage) or len(parts) > 2:
+            raise BadRequest(f"callback stage {rest[:40]!r} is not a word of 1..32 letters, digits, '_-.'")
+        where = f"callback/{stage}"
+        if len(parts) == 1:
+            raise self.refusals.refuse("untokened", client.ip, where, "a callback without a per-boot token")
+        grant = self.check.verify(parts[0], "callback")
+        if grant is None:
+            raise self.refusals.refuse("badtoken", client.ip, where,
+                                       "the callback token is unknown, expired or from an earlier boot")
+        sender = self.attribute(client.ip)
+        if sender != grant.mac:
+            who = f"it is {sender}" if sender else "no lease of ours, not on our segment"
+            raise self.refusals.refuse("misattributed", client.ip, where,
+                                       f"the token is {grant.mac}'s but this address is not ({who})")
         entry = query.get("entry") or None
         if report:  # a HEAD (a probe, a link checker) is not the machine booting
-            self.emit(BootCallback(stage=stage, mac=client.mac, ip=client.ip,
+            self.emit(BootCallback(stage=stage, mac=grant.mac, ip=client.ip,
                                    entry=entry[:200] if entry else None,
                                    detail=query.get("detail", "")[:200]))
         return Routed(virtual("callback", b"ok\n"), dynamic=True, quiet=True)

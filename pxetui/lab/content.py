@@ -3,8 +3,8 @@
 `busybox`: the Debian installer's kernel (package debian-installer-12-netboot-amd64) with a
 small initrd built here: static busybox (busybox-static), the NIC modules taken from the
 installer's own initrd (so they match that kernel), and an /init that prints MARKER on the
-serial console, gets an address with udhcpc, calls `<http>/callback/booted?mac=...` and powers
-off. Built once per source version into a cache directory.
+serial console, gets an address with udhcpc, calls `<callback>/booted` (the per-boot callback
+URL its menu put on the kernel command line, docs/SECURITY.md) and powers off. Built once per source version into a cache directory.
 
 Also here: the Debian installer netboot tree (copied as it is), the memtest86+ ISO's path, and
 the menu entries the lab puts into pxetui's own menu model. Boot loaders are not copied:
@@ -59,18 +59,17 @@ for m in __MODULES__; do insmod /lib/modules/$m.ko 2>/dev/null; done
 echo "__MARKER__"
 # The kernel logs this when the firmware booted it with Secure Boot enforced.
 dmesg | grep -q "Secure boot enabled" && echo "__SECUREBOOT_ON__"
-http=""
+cb=""
 for arg in $(cat /proc/cmdline); do
-  case "$arg" in pxetui_http=*) http="${arg#pxetui_http=}" ;; esac
+  case "$arg" in pxetui_callback=*) cb="${arg#pxetui_callback=}" ;; esac
 done
 i=0
 while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
-mac=$(cat /sys/class/net/eth0/address 2>/dev/null)
 ip link set eth0 up
 if udhcpc -i eth0 -n -q -t 5 -T 2 -s /udhcpc.script; then
   echo "PXETUI-LAB-ADDRESS $(ip -4 -o addr show dev eth0 | awk '{print $4}')"
   # no wget -T: it crashes busybox 1.35 (Debian 12) when the connection is refused
-  if [ -n "$http" ] && timeout 15 wget -q -O /dev/null "$http/callback/booted?mac=$mac"; then
+  if [ -n "$cb" ] && timeout 15 wget -q -O /dev/null "$cb/booted"; then
     echo "__CALLBACK_OK__"
   fi
 fi
@@ -90,10 +89,11 @@ class Busybox:
     kernel: str  # paths relative to the served root
     initrd: str
 
-    # console=ttyS0: the marker must reach the serial console the lab records. pxetui_http
-    # (no dot: not a module parameter) is read by /init from /proc/cmdline; `{http}` is filled
-    # in by pxetui's menu renderer with the address the client asked on.
-    args: str = "console=ttyS0 loglevel=3 pxetui_http={http}"
+    # console=ttyS0: the marker must reach the serial console the lab records. pxetui_callback
+    # (no dot: not a module parameter) is read by /init from /proc/cmdline; `{callback}` is
+    # filled in by pxetui's menu renderer with this boot's callback URL and token (empty for a
+    # machine it cannot attribute: /init then does not call back).
+    args: str = "console=ttyS0 loglevel=3 pxetui_callback={callback}"
 
 
 def _need(path: Path, package: str) -> Path:

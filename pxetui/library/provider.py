@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from pxetui import store
+from pxetui import store, tokens
 from pxetui.config import Config, normalize_mac
 from pxetui.files import Client, FileLookupError, Forbidden, Provider, Resolver, Source, virtual
 from pxetui.iso import library
@@ -133,8 +133,12 @@ class MenuProvider:
     def lookup(self, path: str, client: Client) -> Source | None:
         st = self.state.refresh()
         cfg = st.cfg
+        # Every menu is rendered for the machine that asks, attributed by its address (a TFTP
+        # request names no MAC): its per-MAC default and its per-boot tokens (pxetui.tokens).
         if path == PXELINUX_DEFAULT:
-            return virtual(path, render_pxelinux.render(st.menu, cfg).encode(), st.updated)
+            owner, mint = tokens.for_request(cfg, client.ip, client.mac)
+            text = render_pxelinux.render(st.menu, cfg, st.per_mac_default(owner), mint)
+            return virtual(path, text.encode(), st.updated)
         if path.startswith("pxelinux.cfg/01-"):
             try:
                 mac = normalize_mac(path[len("pxelinux.cfg/01-"):])
@@ -143,11 +147,14 @@ class MenuProvider:
             default = st.per_mac_default(mac)
             if default is None:
                 return None
-            return virtual(path, render_pxelinux.render(st.menu, cfg, default).encode(), st.updated)
+            owner, mint = tokens.for_request(cfg, client.ip, mac)
+            text = render_pxelinux.render(st.menu, cfg, default, mint if owner == mac else None)
+            return virtual(path, text.encode(), st.updated)
         if path in GRUB_CFGS:
             kind = arch_kind(client.arch)
             arch = kind if kind in ("uefi32", "uefi64", "arm64") else "uefi64"
-            text = render_grub.render(st.menu, cfg, arch, st.per_mac_default(client.mac))
+            owner, mint = tokens.for_request(cfg, client.ip, client.mac)
+            text = render_grub.render(st.menu, cfg, arch, st.per_mac_default(owner), mint)
             return virtual(path, text.encode(), st.updated)
         if path == IPXE_SCRIPT:
             return virtual(path, ipxe_script(cfg, client.mac, client.arch, client.ip).encode())
@@ -226,8 +233,9 @@ def ipxe_script(cfg: Config, mac: str | None, arch: int | None, client_ip: str |
             "",
         ])
     kind = arch_kind(arch)
+    owner, mint = tokens.for_request(cfg, client_ip, mac)  # `mac` is a claim: see pxetui.tokens
     return render_ipxe.render(st.menu, cfg, kind if kind != "unknown" else "bios",
-                              st.per_mac_default(mac))
+                              st.per_mac_default(owner), mint)
 
 
 def seed_file(cfg: Config, mac: str | None, name: str) -> bytes | None:

@@ -3,6 +3,10 @@
 Paths in entries are served paths relative to the TFTP/HTTP root (`iso/<name>/casper/vmlinuz`).
 Arguments are templates: `{http}` (cfg.http_base) and `{server}` (cfg.server_ip) are filled in
 per request, so one stored menu works on every listening address (issue 6, point 2).
+`{callback}` is this boot's callback URL (`<http>/callback/<token>`; append `/<stage>`), and
+seed URLs (`{http}/seed/<entry>/...`) get this boot's seed token: both only in a menu rendered
+for one attributed machine, see pxetui.tokens and docs/SECURITY.md "Callbacks and seeds".
+Without a token `{callback}` is empty and an entry's seed arguments are left out.
 
 Entry kinds:
   linux    kernel + initrds + arguments (any Linux-boot-protocol image: memtest86+ too)
@@ -32,7 +36,12 @@ KINDS = ("linux", "efi", "iso", "wimboot", "local")
 ARCHS = ("bios", "uefi32", "uefi64", "arm64")
 LOCAL_ID = "local"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_TEMPLATE = re.compile(r"\{(http|server)\}")
+_TEMPLATE = re.compile(r"\{(http|server|callback)\}")
+_SEED_URL = "{http}/seed/"
+
+# purpose ("callback" | "seed") -> a per-boot token (pxetui.tokens.Mint; not imported here: the
+# model stays free of the state database).
+Mint = Callable[[str], str]
 
 
 class MenuError(ValueError):
@@ -92,6 +101,11 @@ class Entry:
 
     def full_args(self) -> str:
         return " ".join(a for a in (self.args, self.seed_args if self.seeded else "") if a)
+
+    def boot_args(self, cfg: Config, mint: Mint | None = None) -> str:
+        """The expanded command line for one client: with its seed arguments only when the
+        client's tokens can be minted (a shared menu must not carry a working seed URL)."""
+        return expand(self.full_args() if mint is not None else self.args, cfg, mint)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Entry:
@@ -196,10 +210,18 @@ class Menu:
         return m
 
 
-def expand(template: str, cfg: Config) -> str:
-    """Fill `{http}` / `{server}` for the address this request came in on."""
-    values = {"http": cfg.http_base, "server": cfg.server_ip}
-    return _TEMPLATE.sub(lambda m: values[m.group(1)], template)
+def expand(template: str, cfg: Config, mint: Mint | None = None) -> str:
+    """Fill `{http}` / `{server}` for the address this request came in on, and `{callback}` and
+    seed URLs with this boot's tokens (minted only if the template needs them)."""
+    if mint is not None and _SEED_URL in template:
+        template = template.replace(_SEED_URL, f"{_SEED_URL}{mint('seed')}/")
+
+    def value(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name == "callback":
+            return f"{cfg.http_base}/callback/{mint('callback')}" if mint is not None else ""
+        return cfg.http_base if name == "http" else cfg.server_ip
+    return _TEMPLATE.sub(value, template)
 
 
 # -- storage (SQLite in the state dir; one transaction with the ISO library) ----------------

@@ -1,4 +1,5 @@
-"""URL -> source: root files, virtual providers, boot.ipxe, callbacks and seeds."""
+"""URL -> source: root files, virtual providers, boot.ipxe, callbacks and seeds; who asks is
+attributed by address, and callbacks and seeds need their per-boot tokens (docs/SECURITY.md)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,18 @@ from pathlib import Path
 import pytest
 
 from pxetui.config import Config
-from pxetui.events import BootCallback
+from pxetui.events import Alert, BootCallback, Log
 from pxetui.files import Client, Forbidden, NotFound, virtual
-from pxetui.http.routes import BadRequest, Router, Unavailable, arch_code
+from pxetui.http.routes import (
+    REPORT_INTERVAL,
+    REPORT_SOURCES,
+    BadRequest,
+    Refusals,
+    Router,
+    Unavailable,
+    arch_code,
+)
+from pxetui.tokens import Grant
 
 
 class FakeBoot:
@@ -33,6 +43,19 @@ class FakeBoot:
         return [Menus()]
 
 
+VICTIM, OTHER = "52:54:00:aa:bb:cc", "52:54:00:66:66:66"
+CB_TOKEN, SEED_TOKEN = "c" * 32, "5" * 32
+
+
+class FakeTokens:
+    """The token table: one callback and one seed token, both VICTIM's."""
+
+    def verify(self, token, purpose):
+        if (token, purpose) in ((CB_TOKEN, "callback"), (SEED_TOKEN, "seed")):
+            return Grant(VICTIM, purpose, "10.0.0.5", 0.0, 1e12)
+        return None
+
+
 @pytest.fixture
 def setup(tmp_path: Path):
     root = tmp_path / "http"
@@ -41,31 +64,51 @@ def setup(tmp_path: Path):
     cfg = Config.from_dict({"interface": "eth0", "http": {"root": str(root)}})
     events: list = []
     boot = FakeBoot()
-    return Router(cfg, events.append, boot=boot), boot, events, root
+    # 10.0.0.5 is VICTIM on the wire, 10.0.0.66 is OTHER; anything else cannot be attributed.
+    wire = {"10.0.0.5": VICTIM, "10.0.0.66": OTHER}
+    router = Router(cfg, events.append, boot=boot, attribute=wire.get, check=FakeTokens())
+    return router, boot, events, root
+
+
+def alerts(events: list) -> list[Alert]:
+    return [e for e in events if isinstance(e, Alert)]
 
 
 def test_files_and_virtual_providers(setup):
     router, _, _, _ = setup
     client = router.identify("10.0.0.5", {})
     assert router.route("/kernel", {}, client).source.size == 10
-    assert router.route("/menu.ipxe", {}, client).source.data == b"menu"
+    routed = router.route("/menu.ipxe", {}, client)
+    assert routed.source.data == b"menu" and routed.dynamic  # generated per client: never cached
     with pytest.raises(NotFound):
         router.route("/nope", {}, client)
     with pytest.raises(Forbidden):
         router.route("/../etc/passwd", {}, client)
 
 
-def test_boot_ipxe_per_client_and_remembered_by_ip(setup):
+def test_clients_are_attributed_by_address_not_by_query(setup):
+    router, _, events, _ = setup
+    assert router.identify("10.0.0.5", {}).mac == VICTIM  # no query: the wire says who it is
+    # Another host claiming to be VICTIM stays itself (issue 14: no attributing to others).
+    assert router.identify("10.0.0.66", {"mac": VICTIM}).mac == OTHER
+    # An address nothing vouches for has no MAC, whatever it claims; the claim is logged once.
+    assert router.identify("10.20.0.9", {"mac": VICTIM}).mac is None
+    assert router.identify("10.20.0.9", {"mac": VICTIM}).mac is None
+    logs = [e for e in events if isinstance(e, Log)]
+    assert len(logs) == 1 and VICTIM in logs[0].message and logs[0].ip == "10.20.0.9"
+
+
+def test_boot_ipxe_gets_the_claim_and_the_library_decides(setup):
     router, boot, _, _ = setup
     q = {"mac": "52-54-00-AA-BB-CC", "arch": "x86_64", "platform": "efi"}
     client = router.identify("10.0.0.5", q)
     routed = router.route("/boot.ipxe", q, client)
     assert routed.dynamic and not routed.quiet
-    assert boot.calls[-1] == ("ipxe", "52:54:00:aa:bb:cc", 7, "10.0.0.5")
-    # Later requests from that IP without a query are attributed to the same machine (MAC),
-    # but the arch is not assumed, and boot.ipxe without a query goes by the IP alone.
+    # The library gets the claimed MAC and the address; it mints tokens only for the MAC the
+    # address is attributed to (pxetui.tokens.for_request).
+    assert boot.calls[-1] == ("ipxe", VICTIM, 7, "10.0.0.5")
     later = router.identify("10.0.0.5", {})
-    assert (later.mac, later.arch) == ("52:54:00:aa:bb:cc", None)
+    assert (later.mac, later.arch) == (VICTIM, None)  # the arch is never assumed
     router.route("/boot.ipxe", {}, later)
     assert boot.calls[-1] == ("ipxe", None, None, "10.0.0.5")
 
@@ -81,32 +124,85 @@ def test_bad_mac_is_a_clear_400(setup):
     router, _, _, _ = setup
     with pytest.raises(BadRequest, match="not a MAC"):
         router.identify("10.0.0.5", {"mac": "zz:zz"})
-    assert router.identify("10.0.0.5", {"mac": ""}).mac is None  # ${net0/mac} unset
+    assert router.identify("10.20.0.9", {"mac": ""}).mac is None  # ${net0/mac} unset
 
 
-def test_callback_emits_boot_event(setup):
+def test_callback_counts_with_its_token_from_its_machine(setup):
     router, _, events, _ = setup
-    q = {"mac": "52:54:00:aa:bb:cc", "entry": "ubuntu-24.04"}
-    routed = router.route("/callback/booting", q, router.identify("10.0.0.5", q))
+    q = {"entry": "ubuntu-24.04"}
+    routed = router.route(f"/callback/{CB_TOKEN}/booting", q, router.identify("10.0.0.5", q))
     assert routed.quiet and routed.source.data == b"ok\n"
     (ev,) = events
     assert isinstance(ev, BootCallback)
-    assert (ev.stage, ev.mac, ev.ip, ev.entry) == ("booting", "52:54:00:aa:bb:cc", "10.0.0.5", "ubuntu-24.04")
+    assert (ev.stage, ev.mac, ev.ip, ev.entry) == ("booting", VICTIM, "10.0.0.5", "ubuntu-24.04")
     with pytest.raises(BadRequest):
-        router.route("/callback/bad stage!", {}, Client(ip="10.0.0.5"))
-    router.route("/callback/booting", q, router.identify("10.0.0.5", q), "HEAD")
+        router.route(f"/callback/{CB_TOKEN}/bad stage!", {}, Client(ip="10.0.0.5"))
+    with pytest.raises(BadRequest):
+        router.route(f"/callback/a/{CB_TOKEN}/booted", {}, Client(ip="10.0.0.5"))
+    router.route(f"/callback/{CB_TOKEN}/booting", q, router.identify("10.0.0.5", q), "HEAD")
     assert len(events) == 1  # a HEAD is answered but is not a boot milestone
 
 
-def test_seeds_by_mac_and_by_entry(setup):
-    router, boot, _, _ = setup
-    client = Client(ip="10.0.0.5")
-    assert router.route("/seed/52:54:00:aa:bb:cc/user-data", {}, client).source.data == b"#cloud-config\n"
-    assert boot.calls[-1] == ("seed", "52:54:00:aa:bb:cc", "user-data")
-    assert router.route("/seed/ubuntu/user-data", {}, client).dynamic
+def test_callback_refusals_mark_nothing_and_alert_once_per_source(setup):
+    router, _, events, _ = setup
+    victim = {"mac": VICTIM}
+    refusals = [
+        ("10.0.0.66", "/callback/booted", victim, "untokened:10.0.0.66"),  # the old URL form
+        ("10.0.0.66", f"/callback/{'0' * 32}/booted", victim, "badtoken:10.0.0.66"),
+        ("10.0.0.66", f"/callback/{SEED_TOKEN}/booted", {}, "badtoken:10.0.0.66"),  # a seed token
+        # VICTIM's own token, but from another machine's address, or from one nothing vouches for
+        ("10.0.0.66", f"/callback/{CB_TOKEN}/booted", victim, "misattributed:10.0.0.66"),
+        ("10.20.0.9", f"/callback/{CB_TOKEN}/booted", victim, "misattributed:10.20.0.9"),
+    ]
+    for ip, path, q, key in refusals:
+        with pytest.raises(Forbidden):
+            router.route(path, q, router.identify(ip, q))
+        assert alerts(events)[-1].key == key
+    assert not [e for e in events if isinstance(e, BootCallback)]
+    assert {a.ip for a in alerts(events)} == {"10.0.0.66", "10.20.0.9"}
+    # Repeats within the interval are counted, not alerted again.
+    n = len(alerts(events))
+    for _ in range(50):
+        with pytest.raises(Forbidden):
+            router.route("/callback/booted", victim, router.identify("10.0.0.66", victim))
+    assert len(alerts(events)) == n
+
+
+def test_refusals_from_many_sources_fold_into_one_alert():
+    events: list = []
+    now = [0.0]
+    r = Refusals(events.append, clock=lambda: now[0])
+    for i in range(200):
+        r.report("untokened", f"10.9.{i // 250}.{i % 250}", "no token")
+    keys = [e.key for e in events]
+    assert len(keys) == REPORT_SOURCES + 1 and keys[-1] == "untokened:many"
+    r.report("untokened", "10.9.0.0", "no token")
+    assert len(events) == REPORT_SOURCES + 1  # still within the interval
+    now[0] += REPORT_INTERVAL
+    r.report("untokened", "10.9.0.0", "no token")
+    assert events[-1].key == "untokened:10.9.0.0" and "1 more" in events[-1].message
+
+
+def test_seeds_only_with_their_token(setup):
+    router, boot, events, _ = setup
+    client = Client(ip="10.0.0.66")  # a seed needs only its token (the installer may use another NIC)
+    src = router.route(f"/seed/{SEED_TOKEN}/ubuntu/user-data", {}, client).source
+    assert src.data == b"#cloud-config\n" and src.name == "seed/ubuntu/user-data"  # no token in events
     assert boot.calls[-1] == ("seed", None, "ubuntu/user-data")
+    src = router.route(f"/seed/{SEED_TOKEN}/{VICTIM}/user-data", {}, client).source
+    assert boot.calls[-1] == ("seed", VICTIM, "user-data")
     with pytest.raises(NotFound):
-        router.route("/seed/ubuntu/ks.cfg", {}, client)
+        router.route(f"/seed/{SEED_TOKEN}/ubuntu/ks.cfg", {}, client)
+    calls = len(boot.calls)
+    for path in ["/seed/ubuntu/user-data", f"/seed/{VICTIM}/user-data",  # the old URL forms
+                 f"/seed/{'0' * 32}/ubuntu/user-data",
+                 f"/seed/{CB_TOKEN}/ubuntu/user-data",  # a callback token
+                 f"/seed/{SEED_TOKEN}/{OTHER}/user-data"]:  # VICTIM's token for another's seed
+        with pytest.raises(Forbidden):
+            router.route(path, {}, Client(ip="10.0.0.7"))
+    assert len(boot.calls) == calls  # a refused seed is never read
+    assert {a.key for a in alerts(events)} == {"untokened:10.0.0.7", "badtoken:10.0.0.7",
+                                               "misattributed:10.0.0.7"}
 
 
 def test_missing_library_still_serves_files(tmp_path: Path, monkeypatch):

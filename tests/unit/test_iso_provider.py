@@ -11,7 +11,7 @@ import pytest
 from netns import require_tool
 from services import base_config
 
-from pxetui import store
+from pxetui import attribution, store, tokens
 from pxetui.config import Config
 from pxetui.files import Client, NotFound, Resolver
 from pxetui.iso import library, testiso
@@ -133,10 +133,13 @@ def test_per_mac_pxelinux_menu_only_for_overridden_hosts(cfg: Config, live: Path
         res.resolve("pxelinux.cfg/01-52-54-00-99-99-99")
 
 
-def test_ipxe_script_per_architecture(cfg: Config, tmp_path: Path) -> None:
+def test_ipxe_script_per_architecture(cfg: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     require_tool("xorriso")
     import_iso(cfg, testiso.build(tmp_path / "mt.iso", testiso.layout("memtest86+")), name="mt")
     import_iso(cfg, testiso.build(tmp_path / "arch.iso", testiso.layout("arch")), name="arch")
+    # 10.99.0.50 is 52:54:00:00:00:01 on the wire: its script carries its tokens.
+    wire = {"10.99.0.50": "52:54:00:00:00:01"}
+    monkeypatch.setattr(attribution.for_config(cfg), "mac_for", wire.get)
     bios = ipxe_script(cfg, "52:54:00:00:00:01", 0, "10.99.0.50")
     efi7 = ipxe_script(cfg, "52:54:00:00:00:01", 7, "10.99.0.50")
     efi9 = ipxe_script(cfg, "52:54:00:00:00:01", 9, "10.99.0.50")
@@ -145,15 +148,21 @@ def test_ipxe_script_per_architecture(cfg: Config, tmp_path: Path) -> None:
     assert "item mt-uefi" in efi7 and "item mt-bios" not in efi7
     assert "kernel http://10.99.0.1/iso/arch/arch/boot/x86_64/vmlinuz-linux initrd=intel-ucode.img" in efi7
     assert "initrd=" not in bios.split(":arch\n", 1)[1].split("\n")[0]
-    # The callback comes right before boot, with iPXE's own MAC variable.
+    # The callback comes right before boot, with this machine's callback token.
     block = efi7.split(":arch\n", 1)[1].split("\n\n", 1)[0].splitlines()
-    assert block[-2].startswith("imgfetch --name pxetui-callback http://10.99.0.1/callback/booting?mac=${net0/mac}&entry=arch")
+    prefix = "imgfetch --name pxetui-callback http://10.99.0.1/callback/"
+    assert block[-2].startswith(prefix) and block[-2].endswith("/booting?entry=arch && imgfree pxetui-callback"
+                                                               " || echo callback failed")
+    grant = tokens.for_config(cfg).verify(block[-2][len(prefix):].split("/")[0], "callback")
+    assert grant is not None and (grant.mac, grant.ip) == ("52:54:00:00:00:01", "10.99.0.50")
     assert block[-1].startswith("boot")
+    # Claiming the MAC from an address that is not that machine gets no callback at all.
+    assert "/callback/" not in ipxe_script(cfg, "52:54:00:00:00:01", 7, "10.99.0.66")
     unknown = ipxe_script(cfg, None, None, None)
     assert "arch=${buildarch}&platform=${platform}" in unknown and "isset ${pxetui-asked}" in unknown
 
 
-def test_seeds_per_entry_and_per_mac(cfg: Config, tmp_path: Path) -> None:
+def test_seeds_per_entry_and_per_mac(cfg: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     require_tool("xorriso")
     import_iso(cfg, testiso.build(tmp_path / "srv.iso", testiso.layout("ubuntu-server")), name="srv")
     conn = store.connect(cfg.db_path)
@@ -172,7 +181,16 @@ def test_seeds_per_entry_and_per_mac(cfg: Config, tmp_path: Path) -> None:
     assert seed_file(cfg, None, "srv/vendor-data") is None
     provider._STATES.clear()
     res = Resolver(cfg.tftp_root, virtual_providers(cfg))
-    grub = text(res, "grub/grub.cfg")
-    # `;` ends a GRUB command: the seed URL must be quoted.
-    assert "'ds=nocloud-net;s=http://10.99.0.1/seed/srv/'" in grub
-    assert "autoinstall ds=nocloud-net;s=http://10.99.0.1/seed/srv/" in text(res, "pxelinux.cfg/default")
+    # Menus over TFTP name no MAC: they are rendered for the machine behind the address.
+    monkeypatch.setattr(attribution.for_config(cfg), "mac_for", {"10.99.0.60": "52:54:00:00:00:02"}.get)
+    me = Client(ip="10.99.0.60")
+    grub = text(res, "grub/grub.cfg", me)
+    # `;` ends a GRUB command: the seed URL must be quoted; it carries the machine's seed token.
+    tok = grub.split("s=http://10.99.0.1/seed/", 1)[1].split("/", 1)[0]
+    grant = tokens.for_config(cfg).verify(tok, "seed")
+    assert grant is not None and grant.mac == "52:54:00:00:00:02"
+    assert f"'ds=nocloud-net;s=http://10.99.0.1/seed/{tok}/srv/'" in grub
+    assert f"autoinstall ds=nocloud-net;s=http://10.99.0.1/seed/{tok}/srv/" in text(res, "pxelinux.cfg/default", me)
+    # For an address we cannot attribute the entry boots without its seed (no shared secret).
+    for name in ("grub/grub.cfg", "pxelinux.cfg/default"):
+        assert "/seed/" not in text(res, name, Client(ip="10.99.0.61"))

@@ -67,6 +67,23 @@ def test_templates_are_filled_per_address(tmp_path: Path) -> None:
     assert expand("{http}", cfg) == "http://10.1.2.3:8080"
 
 
+def test_callback_and_seed_templates_take_the_boot_tokens(tmp_path: Path) -> None:
+    cfg = base_config(tmp_path, server_ip="10.1.2.3")
+    asked: list[str] = []
+
+    def mint(purpose: str) -> str:
+        asked.append(purpose)
+        return purpose[0] * 32
+    assert expand("cb={callback} s={http}/seed/e/", cfg, mint) == \
+        f"cb=http://10.1.2.3/callback/{'c' * 32} s=http://10.1.2.3/seed/{'s' * 32}/e/"
+    assert sorted(asked) == ["callback", "seed"]
+    # Without a minter (a machine we cannot attribute): no callback URL at all.
+    assert expand("cb={callback}", cfg) == "cb="
+    e = Entry(id="e", label="E", kernel="k", args="quiet", seed_args="ks={http}/seed/e/ks.cfg", seeded=True)
+    assert e.boot_args(cfg) == "quiet"  # seeds only with a token
+    assert e.boot_args(cfg, mint) == f"quiet ks=http://10.1.2.3/seed/{'s' * 32}/e/ks.cfg"
+
+
 def test_store_round_trip_and_unreadable_menu(tmp_path: Path) -> None:
     conn = store.connect(tmp_path / "db")
     try:

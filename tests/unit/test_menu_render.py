@@ -5,6 +5,7 @@ Regenerate after an intended change with PXETUI_UPDATE_GOLDEN=1, then review the
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -63,20 +64,78 @@ def golden(name: str, text: str) -> None:
     assert text == path.read_text(), f"{name} differs from its golden file"
 
 
+# A fixed minter: the goldens are menus rendered for one attributed machine.
+TOKENS = {"callback": "c" * 32, "seed": "5" * 32}
+
+
+class Minter:
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def __call__(self, purpose: str) -> str:
+        self.asked.append(purpose)
+        return TOKENS[purpose]
+
+
 def test_pxelinux_golden(cfg: Config) -> None:
-    golden("sample.pxelinux.cfg", render_pxelinux.render(sample_menu(), cfg))
+    golden("sample.pxelinux.cfg", render_pxelinux.render(sample_menu(), cfg, mint=Minter()))
 
 
 def test_grub_golden(cfg: Config) -> None:
-    golden("sample.grub.cfg", render_grub.render(sample_menu(), cfg))
+    golden("sample.grub.cfg", render_grub.render(sample_menu(), cfg, mint=Minter()))
 
 
 def test_ipxe_bios_golden(cfg: Config) -> None:
-    golden("sample.bios.ipxe", render_ipxe.render(sample_menu(), cfg, "bios"))
+    golden("sample.bios.ipxe", render_ipxe.render(sample_menu(), cfg, "bios", mint=Minter()))
 
 
 def test_ipxe_efi_golden(cfg: Config) -> None:
-    golden("sample.efi.ipxe", render_ipxe.render(sample_menu(), cfg, "uefi64"))
+    golden("sample.efi.ipxe", render_ipxe.render(sample_menu(), cfg, "uefi64", mint=Minter()))
+
+
+def test_seed_and_callback_urls_carry_the_boot_tokens(cfg: Config) -> None:
+    """docs/SECURITY.md "Callbacks and seeds": the seed URL (any family's form) gets the seed
+    token as a path element (cloud-init appends file names to `s=`), callbacks the callback one."""
+    seed = f"http://10.99.0.1/seed/{TOKENS['seed']}"
+    px = render_pxelinux.render(sample_menu(), cfg, mint=Minter())
+    assert f"autoinstall ds=nocloud-net;s={seed}/ubuntu-server/" in px
+    grub = render_grub.render(sample_menu(), cfg, mint=Minter())
+    assert f"'ds=nocloud-net;s={seed}/ubuntu-server/'" in grub
+    ipxe = render_ipxe.render(sample_menu(), cfg, "uefi64", mint=Minter())
+    assert f"http://10.99.0.1/callback/{TOKENS['callback']}/booting?entry=arch" in ipxe
+    assert "mac=" not in ipxe.replace("?mac=", "")  # the token says whose boot it is
+    m = Menu(entries=[Entry(id="d", label="Debian", kernel="k", args="priority=critical",
+                            seed_args="auto=true url={http}/seed/d/preseed.cfg", seeded=True),
+                      Entry(id="f", label="Fedora", kernel="k", seed_args="inst.ks={http}/seed/f/ks.cfg",
+                            seeded=True),
+                      Entry(id="lab", label="Lab", kernel="k", args="pxetui_callback={callback}"),
+                      local_entry()], default="d")
+    px = render_pxelinux.render(m, cfg, mint=Minter())
+    assert f"url={seed}/d/preseed.cfg" in px and f"inst.ks={seed}/f/ks.cfg" in px
+    assert f"pxetui_callback=http://10.99.0.1/callback/{TOKENS['callback']}" in px
+
+
+def test_menu_without_tokens_has_no_working_seed_or_callback(cfg: Config) -> None:
+    """A menu rendered for a machine we cannot attribute carries no shared secret: seed
+    arguments are left out, `{callback}` is empty, iPXE reports no callback."""
+    m = sample_menu()
+    m.add(Entry(id="lab", label="Lab", kernel="k", args="console=ttyS0 pxetui_callback={callback}"))
+    for text in (render_pxelinux.render(m, cfg), render_grub.render(m, cfg),
+                 render_ipxe.render(m, cfg, "bios"), render_ipxe.render(m, cfg, "uefi64")):
+        assert "/seed/" not in text and "/callback/" not in text and "{callback}" not in text
+        assert re.search(r"pxetui_callback=(\s|$)", text, re.M), text  # an empty value
+        assert "cloud-config-url=/dev/null" in text  # the entry itself still boots (interactive)
+
+
+def test_tokens_are_minted_only_when_a_url_needs_one(cfg: Config) -> None:
+    m = Menu(entries=[Entry(id="plain", label="Plain", kernel="k", args="quiet"), local_entry()],
+             default="plain")
+    minter = Minter()
+    render_pxelinux.render(m, cfg, mint=minter)
+    render_grub.render(m, cfg, mint=minter)
+    assert minter.asked == []  # no seed, no callback: nothing written to the token table
+    render_ipxe.render(m, cfg, "bios", mint=minter)
+    assert set(minter.asked) == {"callback"}
 
 
 def test_each_renderer_keeps_only_what_its_firmware_can_boot(cfg: Config) -> None:
