@@ -112,11 +112,34 @@ class CaptureConfig:
     enabled: bool = True
     pcap: str = ""  # record DHCP traffic here when set
     all_boot_traffic: bool = False
+    # The recording rotates (docs/SECURITY.md, "Bounded disk and memory"): a new file past
+    # max_bytes and at every start, NAME.1.pcap ... older, at most `files` in all.
+    max_bytes: int = 100 * 1024 * 1024
+    files: int = 5
 
 
 @dataclass
 class TrackerConfig:
     stuck_seconds: float = 90.0
+    # Bounded memory and disk (docs/SECURITY.md, "Bounded disk and memory"); the defaults hold
+    # 10,000 clients.
+    max_clients: int = 10000  # past this the least recently active client is forgotten
+    idle_expiry: float = 7 * 86400.0  # seconds without activity before a client is forgotten
+    history_days: float = 30.0  # recorded boots older than this are deleted
+    max_boots_per_client: int = 50  # recorded boots kept per client
+    max_files_per_client: int = 200  # file rows per boot; the oldest are dropped (and counted)
+    max_events_per_client: int = 200  # events kept per boot for the diagnosis
+    max_addresses_per_client: int = 4  # IP addresses mapped to one MAC
+
+
+@dataclass
+class LogConfig:
+    """The engine's own log (`pxetui serve --log-file`; the UI's engine writes
+    <state_dir>/engine.log): rotated by size, engine.log.1 ... engine.log.N older."""
+
+    file: str = ""  # empty: stderr (journald rotates)
+    max_bytes: int = 10 * 1024 * 1024
+    backups: int = 3
 
 
 @dataclass
@@ -145,6 +168,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     # Filled in by resolve(); not config-file keys.
@@ -254,7 +278,7 @@ def _coerce(tp: Any, value: Any, where: str, problems: list[str]) -> Any:
 
 
 for _cls in (DhcpConfig, TftpConfig, HttpConfig, CaptureConfig, TrackerConfig, SecurityConfig,
-             Reservation, RelayPool, EventsConfig):
+             Reservation, RelayPool, EventsConfig, LogConfig):
     _NESTED[_cls.__name__] = _cls
 
 
@@ -347,6 +371,7 @@ def _check(cfg: Config, problems: list[str]) -> None:
             problems.append(f"tftp.uploads_dir: {up} is inside tftp.root; uploads must not overwrite served files")
     if cfg.tracker.stuck_seconds <= 0:
         problems.append(f"tracker.stuck_seconds: {cfg.tracker.stuck_seconds} must be positive")
+    _check_bounds(cfg, problems)
     for key in ("queue_max", "ui_queue_max"):
         if not 100 <= getattr(cfg.events, key) <= 10_000_000:
             problems.append(f"events.{key}: {getattr(cfg.events, key)} is outside 100..10000000 events")
@@ -371,6 +396,29 @@ def _limits(cfg: Config, problems: list[str]) -> None:
         problems.append(f"http.max_per_client: {h.max_per_client} is outside 1..http.max_connections ({h.max_connections})")
     if not 0 <= h.min_rate <= 1 << 30:
         problems.append(f"http.min_rate: {h.min_rate} is outside 0..1073741824 bytes/s (0: off)")
+
+
+def _check_bounds(cfg: Config, problems: list[str]) -> None:
+    """Caps on memory and disk: tracker state, the engine log, the capture recording."""
+    t, lg, cap = cfg.tracker, cfg.log, cfg.capture
+    for key, value, low, high, unit in (
+            ("tracker.max_clients", t.max_clients, 1, 10_000_000, "clients"),
+            ("tracker.idle_expiry", t.idle_expiry, 60, 366 * 86400, "seconds"),
+            ("tracker.history_days", t.history_days, 0.01, 3660, "days"),
+            ("tracker.max_boots_per_client", t.max_boots_per_client, 1, 100_000, "boots"),
+            ("tracker.max_files_per_client", t.max_files_per_client, 1, 100_000, "files"),
+            ("tracker.max_events_per_client", t.max_events_per_client, 10, 100_000, "events"),
+            ("tracker.max_addresses_per_client", t.max_addresses_per_client, 1, 1024, "addresses"),
+            ("log.max_bytes", lg.max_bytes, 4096, 1 << 40, "bytes"),
+            ("log.backups", lg.backups, 0, 1000, "files"),
+            ("capture.max_bytes", cap.max_bytes, 1 << 20, 1 << 40, "bytes"),
+            ("capture.files", cap.files, 1, 1000, "files")):
+        if not low <= value <= high:
+            problems.append(f"{key}: {value} is outside {_num(low)}..{_num(high)} {unit}")
+
+
+def _num(x: float) -> str:
+    return f"{x:.0f}" if x == int(x) else f"{x:g}"
 
 
 def default_range(info: InterfaceInfo) -> str:

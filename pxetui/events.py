@@ -401,7 +401,13 @@ class LimitReporter:
 @register
 @dataclass(kw_only=True)
 class ClientUpdate(Event):
-    """The tracker's view of one client changed."""
+    """The tracker's view of one client changed.
+
+    `files` are the rows of the files this boot fetched (pxetui.tracker), keyed by their `id`.
+    A `full` update holds every row; a live one (`full` false) holds only the rows that changed
+    since the client's previous update, and `files_removed` the ids dropped since (the oldest,
+    past tracker.max_files_per_client): fold them with `apply_file_rows`. `files_dropped`
+    counts the rows of this boot dropped so far."""
 
     stage: str = ""
     stages: list[dict[str, Any]] = field(default_factory=list)  # [{"stage", "ts", "detail"}]
@@ -413,13 +419,31 @@ class ClientUpdate(Event):
     progress: float = 0.0  # 0..1 of the whole boot, roughly
     last_event: str = ""
     diagnosis: str = ""
+    boot: int = 0  # the client's boot count
+    full: bool = True  # an older line (no such field) carried the whole list
     files: list[dict[str, Any]] = field(default_factory=list)
+    files_removed: list[str] = field(default_factory=list)
+    files_dropped: int = 0
+
+
+def apply_file_rows(rows: dict[str, dict[str, Any]], ev: dict[str, Any]) -> None:
+    """Fold a ClientUpdate's file rows into `rows` (id -> row, oldest first): a full update
+    replaces them, a live one upserts what changed and drops what was removed."""
+    if ev.get("full", True):
+        rows.clear()
+    for rid in ev.get("files_removed") or ():
+        rows.pop(rid, None)
+    for i, f in enumerate(ev.get("files") or ()):
+        if isinstance(f, dict):
+            rows[str(f.get("id") or f"#{i}")] = f
 
 
 @register
 @dataclass(kw_only=True)
 class ClientForgotten(Event):
-    pass
+    """A client left the tracker: the UI's "forget", or a cap or idle expiry (`reason`)."""
+
+    reason: str = ""
 
 
 # --- library and menus ------------------------------------------------------------------

@@ -77,6 +77,8 @@ def describe(ev: dict[str, Any]) -> str:
     if t == "ClientUpdate":
         diag = f" - {g('diagnosis')}" if g("diagnosis") else ""
         return f"client {who} {g('stage')}{diag}"
+    if t == "ClientForgotten":
+        return f"client {who} forgotten ({g('reason') or 'by request'})"
     if t == "Alert":
         return f"ALERT {g('message')}"
     if t == "ForeignDhcpServer":

@@ -14,7 +14,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from pxetui.events import EVENT_TYPES
+from pxetui.events import EVENT_TYPES, apply_file_rows
 from pxetui.logfmt import describe
 
 TABLES = (
@@ -80,7 +80,8 @@ class ClientInfo:
     progress: float = 0.0
     last_event: str = ""
     diagnosis: str = ""
-    files: list[dict[str, Any]] = field(default_factory=list)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> row, oldest first
+    files_dropped: int = 0  # older rows the tracker no longer keeps (tracker.max_files_per_client)
     ts: float = 0.0
 
 
@@ -424,8 +425,9 @@ class EngineState:
             c.progress = float(ev["progress"] or 0.0)
         if "stages" in ev:
             c.stages = list(ev["stages"] or [])
-        if "files" in ev:
-            c.files = list(ev["files"] or [])
+        if "files" in ev:  # a full list, or (live) the rows that changed: pxetui.events
+            apply_file_rows(c.files, ev)
+        c.files_dropped = int(ev.get("files_dropped") or 0)
         c.ts = ts
         self.mark("clients", mac)
         # The tracker fills `diagnosis` only when a boot is stuck or failed (empty while it

@@ -92,20 +92,19 @@ class StateCache:
         "TransferProgress": "transfer_id",
         "TransferFinished": "transfer_id",
         "TransferFailed": "transfer_id",
-        "ClientUpdate": "mac",
-        "ClientForgotten": "mac",
         "Alert": "key",
         "ForeignDhcpServer": "server_ip",
     }
     GROUP = {"LeaseEnded": "LeaseGranted", "TransferProgress": "TransferStarted",
-             "TransferFinished": "TransferStarted", "TransferFailed": "TransferStarted",
-             "ClientForgotten": "ClientUpdate"}
+             "TransferFinished": "TransferStarted", "TransferFailed": "TransferStarted"}
 
     def add(self, ev: dict[str, Any]) -> None:
         t = ev.get("type", "")
         if t == "EngineStarted":
             self.started = ev
             return
+        if t in ("ClientUpdate", "ClientForgotten"):
+            return  # live updates are deltas: a UI that attaches gets the tracker's snapshot
         if t == "EventsDropped":  # one running total per queue: a late UI sees the live UI's sum
             key = (t, str(ev.get("service")))
             total = self.keyed.get(key)
@@ -120,7 +119,7 @@ class StateCache:
             self.recent.append(ev)
             return
         key = (self.GROUP.get(t, t), str(ev.get(field)))
-        if t in ("LeaseEnded", "ClientForgotten") or (t == "Alert" and ev.get("cleared")):
+        if t == "LeaseEnded" or (t == "Alert" and ev.get("cleared")):
             self.keyed.pop(key, None)
             return
         if t in ("TransferProgress", "TransferFinished", "TransferFailed") and key in self.keyed:
@@ -344,7 +343,7 @@ class Supervisor:
         self.cfg.state_path.mkdir(parents=True, exist_ok=True)
         self.config_file.parent.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(self.cfg.to_json())
-        self.tracker = Tracker(stuck_seconds=self.cfg.tracker.stuck_seconds, db_path=self.cfg.db_path)
+        self.tracker = Tracker(db_path=self.cfg.db_path, config=self.cfg.tracker)
         self._reload_hosts()
         self.publish(EngineStarted(
             service="engine", interface=self.cfg.interface, address=self.cfg.server_ip,
@@ -393,7 +392,10 @@ class Supervisor:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         q: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
-        for ev in self.cache.replay():
+        replay = self.cache.replay()
+        if self.tracker is not None:  # every client whole (live ClientUpdates are deltas)
+            replay += [u.to_dict() for u in self.tracker.snapshot()]
+        for ev in replay:
             q.put_nowait((str(ev.get("type")), dumps(ev) + b"\n"))
         self.subscribers[q] = q.qsize() + self.cfg.events.ui_queue_max
 

@@ -13,13 +13,21 @@ The same exchange may reach the tracker twice: from our own services and from th
 the wire. Our own events win: a wire event that repeats one of ours is dropped, and a wire
 transfer that turns out to be ours is re-labelled with our transfer id.
 
-State survives restarts in SQLite (tables tracker_clients and tracker_boots).
-
 What a ClientUpdate carries, for the UI: `stages` = [{stage, ts, detail, duration}] (duration
-until the next stage, None for the current one); `files` = [{id, source (own|wire), protocol,
-path, kind (bootloader|menu|kernel|initrd|rootfs|other), size, bytes, status
-(running|done|failed|probe), started, ended, server, ours, reason?, rate?, retransmits?}];
-`diagnosis` = plain-language reason, empty while the boot is progressing.
+until the next stage, None for the current one); `files` = rows {id, source (own|wire),
+protocol, path, kind (bootloader|menu|kernel|initrd|rootfs|other), size, bytes, status
+(running|done|failed|probe), started, ended, server, ours, reason?, rate?, retransmits?};
+`diagnosis` = plain-language reason, empty while the boot is progressing. Live updates are
+deltas: `full` false means `files` holds only the rows that changed since the client's previous
+update and `files_removed` the ids dropped since (pxetui.events.apply_file_rows folds them);
+a new boot, and every update of `snapshot()` (a UI that attaches late), is `full`.
+
+Cost per event is O(1) whatever a client's history (docs/SECURITY.md, "Bounded disk and
+memory"): rows are found by transfer id, an update carries what changed, and SQLite writes are
+batched into one transaction per `tick()`: a client's row, its boot's row, the file rows that
+changed (tracker_files, keyed by (mac, boot, id)) and the events recorded since (tracker_events,
+trimmed to the newest). Memory and disk are capped by TrackerConfig: files and events per
+client, clients (the least recently active go first), idle expiry and history age.
 """
 
 from __future__ import annotations
@@ -27,12 +35,16 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from collections import OrderedDict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from pxetui import diagnosis
-from pxetui.events import ClientUpdate, Event
+from pxetui.config import TrackerConfig
+from pxetui.events import ClientForgotten, ClientUpdate, Event, LimitReporter, Log, dumps, loads
 from pxetui.store import connect, ensure_schema, write_transaction
 
 STAGES = ("discover", "offer", "ack", "bootloader", "menu", "kernel", "initrd", "rootfs", "booted")
@@ -42,10 +54,9 @@ FIRMWARE = {0: "bios", 6: "uefi32", 7: "uefi64", 9: "uefi64", 10: "arm32", 11: "
             15: "http32", 16: "http64", 18: "arm32-http", 19: "arm64-http", 20: "bios-http"}
 DEDUP_SECONDS = 5.0
 PROGRESS_EVERY = 1.0  # at most one ClientUpdate per client per second for progress alone
-MAX_EVENTS = 1000  # per client and boot, kept for diagnosis
 MAX_ALIASES = 10000
 MENU_CHECK_EVERY = 2.0  # seconds between looks at whether the stored menu changed
-SAVE_EVERY = 5.0  # seconds between SQLite writes of a client whose stage did not change
+PRUNE_HISTORY_EVERY = 60.0  # seconds between deletions of boots older than tracker.history_days
 
 _MENU = re.compile(r"(pxelinux\.cfg/|grub[^/]*\.cfg$|\.cfg$|\.ipxe$|(^|/)boot\.ipxe|\.menu$|"
                    r"(^|/)menu\.|\.conf$|(^|/)bcd$)", re.I)
@@ -58,7 +69,7 @@ _LOADER = re.compile(r"(\.0|\.k?k?pxe|\.pxe|\.efi|\.com|\.n12|\.c32|\.lkrn)$", r
 DDL = """
 CREATE TABLE IF NOT EXISTS tracker_clients (
     mac TEXT PRIMARY KEY,
-    state TEXT NOT NULL,          -- JSON: the client's current boot, as in ClientUpdate
+    state TEXT NOT NULL,          -- JSON: the client's current boot, without files and events
     updated REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS tracker_boots (
@@ -72,7 +83,32 @@ CREATE TABLE IF NOT EXISTS tracker_boots (
     stages TEXT NOT NULL,         -- JSON list of {stage, ts, detail, duration}
     PRIMARY KEY (mac, boot)
 );
+CREATE INDEX IF NOT EXISTS tracker_boots_ended ON tracker_boots(ended);
+CREATE TABLE IF NOT EXISTS tracker_files (
+    mac TEXT NOT NULL,
+    boot INTEGER NOT NULL,
+    id TEXT NOT NULL,             -- the transfer id
+    started REAL NOT NULL,
+    data TEXT NOT NULL,           -- JSON: the row as in ClientUpdate
+    PRIMARY KEY (mac, boot, id)
+);
+CREATE TABLE IF NOT EXISTS tracker_events (
+    mac TEXT NOT NULL,
+    seq INTEGER NOT NULL,         -- the client's event counter: the newest are kept
+    data TEXT NOT NULL,           -- JSON: the event as recorded for diagnosis
+    PRIMARY KEY (mac, seq)
+) WITHOUT ROWID
 """
+
+_UPSERT_CLIENT = "INSERT OR REPLACE INTO tracker_clients(mac, state, updated) VALUES (?,?,?)"
+_UPSERT_BOOT = ("INSERT OR REPLACE INTO tracker_boots(mac, boot, started, ended, stage, firmware, diagnosis,"
+                " stages) VALUES (?,?,?,?,?,?,?,?)")
+_UPSERT_FILE = ("INSERT INTO tracker_files(mac, boot, id, started, data) VALUES (?,?,?,?,?)"
+                " ON CONFLICT(mac, boot, id) DO UPDATE SET data = excluded.data")
+_DELETE_FILE = "DELETE FROM tracker_files WHERE mac=? AND boot=? AND id=?"
+_INSERT_EVENT = "INSERT OR REPLACE INTO tracker_events(mac, seq, data) VALUES (?,?,?)"
+_FORGET = tuple(f"DELETE FROM {t} WHERE mac=?"
+                for t in ("tracker_clients", "tracker_boots", "tracker_files", "tracker_events"))
 
 
 def served_path(path: str) -> str:
@@ -131,7 +167,11 @@ def firmware_of(arch: int | None, vendor_class: str | None, ipxe: bool) -> str:
     return fw
 
 
-@dataclass
+def _events(limit: int) -> deque[dict[str, Any]]:
+    return deque(maxlen=limit)
+
+
+@dataclass(eq=False)
 class Client:
     mac: str
     ip: str | None = None
@@ -144,16 +184,29 @@ class Client:
     uuid: str | None = None
     hostname: str | None = None
     ipxe: bool = False
-    files: list[dict[str, Any]] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # transfer id -> row, oldest first
+    files_dropped: int = 0  # rows of this boot dropped by tracker.max_files_per_client
+    events: deque[dict[str, Any]] = field(default_factory=lambda: _events(TrackerConfig.max_events_per_client))
     diagnosis: str = ""
     last_event: str = ""
     stuck: bool = False
     failed: bool = False  # a definite finding: this boot cannot recover
     requested: dict[str, Any] | None = None  # the REQUEST of this boot whose ACK was not seen
     last_update: float = 0.0
-    saved_key: tuple[Any, ...] = ()
-    saved_at: float = 0.0
+    ips: list[str] = field(default_factory=list)  # addresses mapped to this MAC, newest last
+    http_running: set[str] = field(default_factory=set)  # a big download shows no packets until it ends
+    progress_recorded: set[str] = field(default_factory=set)  # transfers with a progress event recorded
+    # What changed since the last ClientUpdate (the UI's delta) ...
+    sent_full: bool = False
+    changed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
+    # ... and since the last save (rows to upsert and delete; events after saved_seq).
+    unsaved: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unsaved_gone: set[str] = field(default_factory=set)
+    event_seq: int = 0  # events recorded for this MAC, ever: their key in tracker_events
+    saved_seq: int = 0
+    boot_seq: int = 0  # event_seq when this boot began
+    saved_boot: int = 0  # the boot whose rows the database holds
 
     @property
     def stage(self) -> str:
@@ -164,7 +217,7 @@ class Client:
         return {s["stage"] for s in self.stages}
 
     def file(self, tid: str) -> dict[str, Any] | None:
-        return next((f for f in self.files if f["id"] == tid), None)
+        return self.files.get(tid)
 
     def stage_rows(self) -> list[dict[str, Any]]:
         """The stages with each one's duration (until the next stage; None for the current)."""
@@ -174,7 +227,7 @@ class Client:
             stages.append({**s, "duration": round(nxt - s["ts"], 3) if nxt is not None else None})
         return stages
 
-    def update(self, ts: float) -> ClientUpdate:
+    def _update(self, ts: float, rows: Iterable[dict[str, Any]], full: bool, removed: list[str]) -> ClientUpdate:
         # The UI's vocabulary (pxetui/state.py): "stuck" and "failed" are what it alerts on;
         # `stages` keeps where the boot actually got to.
         stage = "stuck" if self.stuck else "failed" if self.failed else self.stage
@@ -182,8 +235,23 @@ class Client:
                             stages=self.stage_rows(), firmware=firmware_of(self.arch, self.vendor_class, self.ipxe),
                             arch=self.arch, vendor_class=self.vendor_class, uuid=self.uuid,
                             hostname=self.hostname, progress=PROGRESS.get(self.stage, 0.0),
-                            last_event=self.last_event, diagnosis=self.diagnosis,
-                            files=[dict(f) for f in self.files])
+                            last_event=self.last_event, diagnosis=self.diagnosis, boot=self.boot,
+                            full=full, files=[dict(f) for f in rows], files_removed=removed,
+                            files_dropped=self.files_dropped)
+
+    def update(self, ts: float) -> ClientUpdate:
+        """The whole current state (every file row): for a UI that attaches late."""
+        return self._update(ts, self.files.values(), True, [])
+
+    def delta(self, ts: float) -> ClientUpdate:
+        """What changed since the previous delta; the whole state the first time and after a
+        new boot. Costs the rows that changed, not the list."""
+        if self.sent_full:
+            u = self._update(ts, self.changed.values(), False, self.removed)
+        else:
+            u = self._update(ts, self.files.values(), True, [])
+        self.sent_full, self.changed, self.removed = True, {}, []
+        return u
 
 
 def _own(ev: dict[str, Any]) -> bool:
@@ -191,35 +259,32 @@ def _own(ev: dict[str, Any]) -> bool:
     return ev.get("service") != "capture" and ev.get("direction") != "wire"
 
 
-def _save_key(c: Client) -> tuple[Any, ...]:
-    """What a restart must not lose: a change of it is written at once, anything else later."""
-    return (c.boot, c.stage, c.diagnosis, len(c.files))
-
-
-def _progress_recorded(events: list[dict[str, Any]], tid: str) -> bool:
-    """Whether a TransferProgress of this transfer is among the recorded events. Looked for
-    from the newest back to the transfer's start: our TFTP server's progress comes several
-    times a second, and a boot keeps up to MAX_EVENTS events."""
-    for e in reversed(events):
-        if e.get("transfer_id") == tid:
-            if e["type"] == "TransferProgress":
-                return True
-            if e["type"] == "TransferStarted":
-                return False
-    return False
+def _compact(ev: dict[str, Any]) -> dict[str, Any]:
+    """An event as kept for diagnosis: without its None fields (a DhcpPacket has a dozen),
+    about half the memory; the rules read fields with .get()."""
+    return {k: v for k, v in ev.items() if v is not None}
 
 
 class Tracker:
-    def __init__(self, stuck_seconds: float = 90.0, db_path: str | Path | None = None) -> None:
-        self.stuck_seconds = stuck_seconds
-        self.clients: dict[str, Client] = {}
+    def __init__(self, stuck_seconds: float | None = None, db_path: str | Path | None = None,
+                 config: TrackerConfig | None = None) -> None:
+        self.cfg = config or TrackerConfig()
+        self.stuck_seconds = self.cfg.stuck_seconds if stuck_seconds is None else stuck_seconds
+        self.clients: OrderedDict[str, Client] = OrderedDict()  # least recently active first
         self.ip_mac: dict[str, str] = {}
         self._seen: dict[tuple[Any, ...], tuple[Any, ...]] = {}  # key -> (ts, own, transfer id)
         self._alias: dict[str, str | None] = {}  # wire transfer id -> ours (None: drop its events)
         self._tid_mac: dict[str, str] = {}  # transfer id -> client MAC
         self._acked: dict[str, str] = {}  # IP -> MAC, from an ACK or a lease: facts
         self._pruned_at = 0.0
-        self._dirty: set[str] = set()
+        self._history_pruned = float("-inf")
+        self._watch: set[str] = set()  # clients that may go stuck: booting, not yet diagnosed
+        self._due: set[str] = set()  # clients to look at for a definite finding at the next tick
+        self._dirty: set[str] = set()  # clients to write at the next tick
+        self._gone: set[str] = set()  # clients to delete from the database at the next tick
+        self._queued: list[tuple[str, tuple[Any, ...]]] = []  # statements for the next tick
+        self._out: list[Event] = []  # events made on the way (limits, forgotten clients)
+        self._limits = LimitReporter(self._out.append, interval=60.0)
         self._menu: dict[str, str] = {}  # served path -> kernel | initrd (menu_kinds)
         self._menu_stamp: float | None = None
         self._menu_checked = float("-inf")
@@ -230,55 +295,121 @@ class Tracker:
             self._load()
 
     # -- persistence --------------------------------------------------------------------
+    def _new_client(self, mac: str, ts: float) -> Client:
+        return Client(mac=mac, started=ts, last=ts, events=_events(self.cfg.max_events_per_client))
+
     def _load(self) -> None:
         assert self.db is not None
-        for row in self.db.execute("SELECT mac, state FROM tracker_clients"):
+        for row in self.db.execute("SELECT mac, state FROM tracker_clients ORDER BY updated"):
             try:
                 st = json.loads(row["state"])
             except ValueError:
                 continue
-            c = Client(mac=row["mac"], ip=st.get("ip"), boot=st.get("boot", 1), started=st.get("started", 0.0),
-                       last=st.get("last", 0.0), stages=st.get("stages", []), arch=st.get("arch"),
-                       vendor_class=st.get("vendor_class"), uuid=st.get("uuid"), hostname=st.get("hostname"),
-                       ipxe=st.get("ipxe", False), files=st.get("files", []), events=st.get("events", []),
-                       diagnosis=st.get("diagnosis", ""), last_event=st.get("last_event", ""),
-                       stuck=st.get("stuck", False), failed=st.get("failed", False))
+            c = self._new_client(row["mac"], st.get("started", 0.0))
+            c.ip, c.boot, c.last, c.stages = st.get("ip"), st.get("boot", 1), st.get("last", 0.0), st.get("stages", [])
+            c.arch, c.vendor_class, c.uuid = st.get("arch"), st.get("vendor_class"), st.get("uuid")
+            c.hostname, c.ipxe = st.get("hostname"), st.get("ipxe", False)
+            c.diagnosis, c.last_event = st.get("diagnosis", ""), st.get("last_event", "")
+            c.stuck, c.failed = st.get("stuck", False), st.get("failed", False)
+            c.files_dropped = st.get("files_dropped", 0)
+            c.event_seq = c.saved_seq = st.get("event_seq", 0)
+            c.boot_seq, c.saved_boot = st.get("boot_seq", 0), c.boot
+            if "files" in st or "events" in st:  # written by an older pxetui: all in the JSON
+                for f in st.get("files") or []:
+                    c.files[f["id"]] = c.unsaved[f["id"]] = f
+                c.events.extend(_compact(e) for e in st.get("events") or [])
+                c.event_seq, c.saved_seq, c.saved_boot = len(c.events), 0, 0
+                self._dirty.add(c.mac)
             self.clients[c.mac] = c
             if c.ip:
                 self.ip_mac[c.ip] = c.mac
-            for f in c.files:
-                self._tid_mac[f["id"]] = c.mac
+                c.ips.append(c.ip)
+        for row in self.db.execute("SELECT mac, boot, data FROM tracker_files ORDER BY mac, started, rowid"):
+            cl = self.clients.get(row["mac"])
+            if cl is not None and row["boot"] == cl.boot:
+                f = loads(row["data"])
+                cl.files[f["id"]] = f
+        for row in self.db.execute("SELECT mac, data FROM tracker_events ORDER BY mac, seq"):
+            cl = self.clients.get(row["mac"])
+            if cl is not None:
+                cl.events.append(loads(row["data"]))
+        for c in self.clients.values():
+            for tid, f in c.files.items():
+                self._tid_mac[tid] = c.mac
+                if f.get("status") == "running" and f.get("protocol") == "http":
+                    c.http_running.add(tid)
+            c.progress_recorded = {str(e.get("transfer_id")) for e in c.events if e["type"] == "TransferProgress"}
+            if c.stages and c.stage != "booted" and not c.stuck:
+                self._watch.add(c.mac)
+        while len(self.clients) > self.cfg.max_clients:  # the cap was lowered since
+            self._out.append(self._evict(next(iter(self.clients)), "tracker.max_clients lowered"))
 
-    def _execute(self, writes: list[tuple[str, tuple[Any, ...]]]) -> None:
-        """The statements as one transaction: one WAL commit, where autocommit makes one a
-        statement (a client's save is two; closing saves every client with unsaved changes)."""
+    def _write(self, c: Client) -> None:
+        """A client's changes since its last save: its row, its boot's row, the file rows that
+        changed and the events recorded since. The rest of its history is not rewritten."""
         assert self.db is not None
-        with write_transaction(self.db):
-            for sql, args in writes:
-                self.db.execute(sql, args)
-
-    def _save(self, *clients: Client) -> None:
-        if self.db is None or not clients:
-            return
-        # The JSON is built before the write lock is taken.
-        self._execute([w for c in clients for w in self._rows(c)])
-
-    def _rows(self, c: Client) -> list[tuple[str, tuple[Any, ...]]]:
-        """The statements that store a client's current boot."""
+        db, mac = self.db, c.mac
         st = {"ip": c.ip, "boot": c.boot, "started": c.started, "last": c.last, "stages": c.stages,
               "arch": c.arch, "vendor_class": c.vendor_class, "uuid": c.uuid, "hostname": c.hostname,
-              "ipxe": c.ipxe, "files": c.files, "events": c.events[-200:], "diagnosis": c.diagnosis,
-              "last_event": c.last_event, "stuck": c.stuck, "failed": c.failed}
-        rows: list[tuple[str, tuple[Any, ...]]] = [(
-            "INSERT OR REPLACE INTO tracker_clients(mac, state, updated) VALUES (?,?,?)",
-            (c.mac, json.dumps(st, default=str), c.last))]
+              "ipxe": c.ipxe, "diagnosis": c.diagnosis, "last_event": c.last_event, "stuck": c.stuck,
+              "failed": c.failed, "files_dropped": c.files_dropped, "event_seq": c.event_seq,
+              "boot_seq": c.boot_seq}
+        db.execute(_UPSERT_CLIENT, (mac, dumps(st).decode(), c.last))
         if c.stages:
-            rows.append((
-                "INSERT OR REPLACE INTO tracker_boots(mac, boot, started, ended, stage, firmware, diagnosis, stages)"
-                " VALUES (?,?,?,?,?,?,?,?)",
-                (c.mac, c.boot, c.started, c.last, c.stage, firmware_of(c.arch, c.vendor_class, c.ipxe),
-                 c.diagnosis, json.dumps(c.stage_rows()))))
-        return rows
+            db.execute(_UPSERT_BOOT, self._boot_row(c))
+        if c.saved_boot != c.boot:  # a new boot: the last one's files and events go
+            db.execute("DELETE FROM tracker_files WHERE mac=? AND boot<>?", (mac, c.boot))
+            db.execute("DELETE FROM tracker_events WHERE mac=? AND seq<=?", (mac, c.boot_seq))
+            db.execute("DELETE FROM tracker_boots WHERE mac=? AND boot<=?",
+                       (mac, c.boot - self.cfg.max_boots_per_client))
+            c.saved_boot = c.boot
+        if c.unsaved_gone:
+            db.executemany(_DELETE_FILE, [(mac, c.boot, tid) for tid in c.unsaved_gone])
+        if c.unsaved:
+            db.executemany(_UPSERT_FILE, [(mac, c.boot, tid, f["started"], dumps(f).decode())
+                                          for tid, f in c.unsaved.items()])
+        new = min(c.event_seq - c.saved_seq, len(c.events))
+        if new > 0:
+            first = c.event_seq - new + 1
+            recent = reversed(list(islice(reversed(c.events), new)))
+            db.executemany(_INSERT_EVENT, [(mac, first + i, dumps(e).decode()) for i, e in enumerate(recent)])
+            oldest_kept = c.event_seq - len(c.events) + 1
+            if oldest_kept > c.boot_seq + 1:  # the deque is full: what fell out of it goes too
+                db.execute("DELETE FROM tracker_events WHERE mac=? AND seq<?", (mac, oldest_kept))
+        c.unsaved, c.unsaved_gone, c.saved_seq = {}, set(), c.event_seq
+
+    def _boot_row(self, c: Client) -> tuple[Any, ...]:
+        return (c.mac, c.boot, c.started, c.last, c.stage, firmware_of(c.arch, c.vendor_class, c.ipxe),
+                c.diagnosis, json.dumps(c.stage_rows()))
+
+    def _flush(self, now: float | None = None) -> None:
+        """Everything held back, in one transaction (one WAL commit): clients to delete, then
+        every client changed since the last tick, then (every PRUNE_HISTORY_EVERY) boots older
+        than tracker.history_days."""
+        if self.db is None:
+            return
+        prune = now is not None and now - self._history_pruned >= PRUNE_HISTORY_EVERY
+        if not (self._gone or self._queued or self._dirty or prune):
+            return
+        with write_transaction(self.db):
+            for sql in _FORGET:
+                self.db.executemany(sql, [(mac,) for mac in self._gone])
+            for sql, args in self._queued:
+                self.db.execute(sql, args)
+            for mac in self._dirty:
+                c = self.clients.get(mac)
+                if c is not None:
+                    self._write(c)
+            if prune:
+                assert now is not None
+                self.db.execute("DELETE FROM tracker_boots WHERE ended < ?",
+                                (now - self.cfg.history_days * 86400.0,))
+        self._gone.clear()
+        self._queued.clear()
+        self._dirty.clear()
+        if prune:
+            assert now is not None
+            self._history_pruned = now
 
     def known_files(self, ts: float) -> dict[str, str]:
         """The menu's kernels and initrds, re-read when the stored menu changed."""
@@ -301,29 +432,47 @@ class Tracker:
         return self._menu
 
     def history(self, mac: str) -> list[dict[str, Any]]:
-        """Every recorded boot of a client, oldest first."""
+        """Every recorded boot of a client, oldest first (what is held back is written first)."""
         if self.db is None:
             return []
+        self._flush()
         rows = self.db.execute("SELECT * FROM tracker_boots WHERE mac=? ORDER BY boot", (mac,))
         return [{**dict(r), "stages": json.loads(r["stages"])} for r in rows]
 
+    def _drop(self, mac: str) -> Client | None:
+        """Take a client out of memory: its addresses, transfers and pending work."""
+        c = self.clients.pop(mac, None)
+        if c is None:
+            return None
+        for ip in c.ips:
+            for m in (self.ip_mac, self._acked):
+                if m.get(ip) == mac:
+                    del m[ip]
+        for tid in c.files:
+            self._tid_mac.pop(tid, None)
+        for s in (self._dirty, self._watch, self._due):
+            s.discard(mac)
+        return c
+
+    def _evict(self, mac: str, reason: str) -> ClientForgotten:
+        """Forget a client the caps or idle expiry remove; the database follows at the next tick."""
+        self._drop(mac)
+        if self.db is not None:
+            self._gone.add(mac)
+        return ClientForgotten(service="tracker", mac=mac, reason=reason)
+
     def forget(self, mac: str) -> None:
         """Drop a client and its history (the UI's "forget")."""
-        c = self.clients.pop(mac, None)
-        for m in (self.ip_mac, self._acked):
-            for ip in [ip for ip, owner in m.items() if owner == mac]:
-                del m[ip]
-        for f in c.files if c is not None else []:
-            self._tid_mac.pop(f["id"], None)
-        self._dirty.discard(mac)
+        self._drop(mac)
+        self._gone.discard(mac)
         if self.db is not None:
-            self._execute([("DELETE FROM tracker_clients WHERE mac=?", (mac,)),
-                           ("DELETE FROM tracker_boots WHERE mac=?", (mac,))])
+            with write_transaction(self.db):
+                for sql in _FORGET:
+                    self.db.execute(sql, (mac,))
 
     def close(self) -> None:
         if self.db is not None:
-            self._save(*(self.clients[mac] for mac in self._dirty if mac in self.clients))
-            self._dirty.clear()
+            self._flush()
             self.db.close()
             self.db = None
 
@@ -336,28 +485,31 @@ class Tracker:
         ts = float(ev.get("ts") or 0.0)
         self._prune(ts)
         c = handler(ev, ts)
+        out = self._take_out()
         if c is None:
-            return []
+            return out
         c.last = max(c.last, ts)
+        self.clients.move_to_end(c.mac)  # least recently active first: expiry and caps take from the front
         c.stuck = False  # activity: diagnose again if it stops again
+        if c.stages and c.stage != "booted":
+            self._watch.add(c.mac)
+        if self.db is not None:
+            self._dirty.add(c.mac)  # written at the next tick, with every other change
         if kind == "TransferProgress" and ts - c.last_update < PROGRESS_EVERY:
-            self._dirty.add(c.mac)  # not shown yet, but tick() or close() must still save it
+            return out
+        out.append(self._emit(c, ts))
+        return out
+
+    def _take_out(self) -> list[Event]:
+        if not self._out:
             return []
-        return [self._emit(c, ts)]
+        out = list(self._out)
+        self._out.clear()
+        return out
 
     def _emit(self, c: Client, ts: float) -> ClientUpdate:
         c.last_update = ts
-        # Write when something a restart must not lose changed, else at most every few
-        # seconds (then, or from tick(), `_flush`): a storm of progress events must not become
-        # a storm of SQLite writes.
-        key = _save_key(c)
-        if key != c.saved_key or ts - c.saved_at >= SAVE_EVERY:
-            self._save(c)
-            c.saved_key, c.saved_at = key, ts
-            self._dirty.discard(c.mac)
-        else:
-            self._dirty.add(c.mac)
-        return c.update(ts)
+        return c.delta(ts)
 
     def _client(self, ev: dict[str, Any]) -> Client | None:
         mac = ev.get("mac") or (self.ip_mac.get(ev["ip"]) if ev.get("ip") else None)
@@ -365,7 +517,14 @@ class Tracker:
             return None
         c = self.clients.get(mac)
         if c is None:
-            c = self.clients[mac] = Client(mac=mac, started=float(ev.get("ts") or 0.0))
+            ts = float(ev.get("ts") or 0.0)
+            while len(self.clients) >= self.cfg.max_clients:
+                old = next(iter(self.clients))
+                self._out.append(self._evict(old, "tracker.max_clients: the least recently active client"))
+                self._limits.hit("tracker.max_clients", None,
+                                 f"more than {self.cfg.max_clients} clients: forgot the least recently "
+                                 f"active ({old})", ts)
+            c = self.clients[mac] = self._new_client(mac, ts)
         return c
 
     def _prune(self, ts: float) -> None:
@@ -396,26 +555,76 @@ class Tracker:
 
     def _record(self, c: Client, ev: dict[str, Any], label: str) -> None:
         c.last_event = label
-        c.events.append(ev)
-        if len(c.events) > MAX_EVENTS:
-            del c.events[: len(c.events) - MAX_EVENTS]
+        c.events.append(_compact(ev))  # a bounded deque: the oldest go (tracker.max_events_per_client)
+        c.event_seq += 1
 
     def _definite(self, c: Client) -> None:
-        """Publish at once what cannot recover (a loop, a 404 after the kernel started)."""
-        definite = diagnosis.definite(c.events)
-        if definite:
-            c.diagnosis = " ".join(f.message for f in definite)
-            c.failed = True
+        """Publish what cannot recover (a loop, a 404 after the kernel started): looked for at
+        the next tick, once per client however many events came (the rules read every event
+        of the boot, too much for every packet of a flood)."""
+        self._due.add(c.mac)
 
     def _new_boot(self, c: Client, ts: float) -> None:
-        self._save(c)
-        for f in c.files:
-            self._tid_mac.pop(f["id"], None)
+        if self.db is not None and c.stages:
+            self._queued.append((_UPSERT_BOOT, self._boot_row(c)))  # the finished boot, as it ended
+        for tid in c.files:
+            self._tid_mac.pop(tid, None)
         c.boot += 1
-        c.started, c.stages, c.files, c.events = ts, [], [], []
+        c.started, c.stages, c.files, c.files_dropped = ts, [], {}, 0
+        c.events.clear()
+        c.boot_seq = c.saved_seq = c.event_seq
+        c.http_running, c.progress_recorded = set(), set()
+        c.changed, c.removed, c.sent_full = {}, [], False  # the next update is whole (and empty)
+        c.unsaved, c.unsaved_gone = {}, set()
         c.arch, c.vendor_class, c.ipxe = None, None, False
         c.diagnosis, c.stuck, c.failed, c.requested = "", False, False, None
 
+    # -- file rows ------------------------------------------------------------------------
+    def _touch(self, c: Client, row: dict[str, Any]) -> None:
+        """A row changed: in the next delta and the next save."""
+        c.changed[row["id"]] = row
+        if self.db is not None:
+            c.unsaved[row["id"]] = row
+
+    def _gone_row(self, c: Client, tid: str) -> None:
+        """A row left the client's list: the UI and the database drop it too."""
+        self._tid_mac.pop(tid, None)
+        c.http_running.discard(tid)
+        c.progress_recorded.discard(tid)
+        c.changed.pop(tid, None)
+        c.removed.append(tid)
+        if self.db is not None:
+            c.unsaved.pop(tid, None)
+            c.unsaved_gone.add(tid)
+
+    def _add_file(self, c: Client, row: dict[str, Any], ts: float) -> None:
+        tid = row["id"]
+        c.files[tid] = row
+        self._tid_mac[tid] = c.mac
+        self._touch(c, row)
+        if len(c.files) > self.cfg.max_files_per_client:  # the oldest row goes
+            old = next(iter(c.files))
+            del c.files[old]
+            self._gone_row(c, old)
+            c.files_dropped += 1
+            self._limits.hit("tracker.max_files_per_client", c.ip,
+                             f"{c.mac} fetched more than {self.cfg.max_files_per_client} files this boot: "
+                             f"the oldest are dropped ({c.files_dropped} so far)", ts)
+
+    def _rekey(self, c: Client, old: str, tid: str) -> dict[str, Any]:
+        """The wire's row of a transfer becomes ours: same row, our transfer id."""
+        row = c.files.pop(old)
+        running = old in c.http_running
+        self._gone_row(c, old)
+        row["id"] = tid
+        c.files[tid] = row
+        self._tid_mac[tid] = c.mac
+        if running:
+            c.http_running.add(tid)
+        self._touch(c, row)
+        return row
+
+    # -- addresses ------------------------------------------------------------------------
     def _bind(self, c: Client, ip: str | None, acked: bool) -> bool:
         """Map an address to a client. An ACK or a lease is a fact and always binds; a REQUEST
         (option 50 or ciaddr) binds only an address no ACK gave to another client."""
@@ -427,7 +636,26 @@ class Tracker:
             return False
         self.ip_mac[ip] = c.mac
         c.ip = ip if acked or not c.ip or self._acked.get(c.ip) != c.mac else c.ip
+        self._remember_ip(c, ip)
         return True
+
+    def _remember_ip(self, c: Client, ip: str) -> None:
+        """The addresses a MAC holds, newest last, at most tracker.max_addresses_per_client: a
+        host asking for address after address cannot grow the IP-to-MAC map."""
+        if c.ips and c.ips[-1] == ip:
+            return
+        if ip in c.ips:
+            c.ips.remove(ip)
+        c.ips.append(ip)
+        if len(c.ips) > self.cfg.max_addresses_per_client:
+            old = next(a for a in c.ips if a != c.ip)
+            c.ips.remove(old)
+            for m in (self.ip_mac, self._acked):
+                if m.get(old) == c.mac:
+                    del m[old]
+            self._limits.hit("tracker.max_addresses_per_client", ip,
+                             f"{c.mac} asked for more than {self.cfg.max_addresses_per_client} "
+                             f"addresses: forgot {old}", c.last)
 
     def _request_stage(self, c: Client) -> None:
         """The client used the address it asked for (it fetches files): its REQUEST stands for
@@ -526,9 +754,8 @@ class Tracker:
             if found is not None:
                 c, row = found
                 self._alias[row["id"]] = tid
-                self._tid_mac.pop(row["id"], None)
-                self._tid_mac[tid] = c.mac
-                row.update(id=tid, source="own", size=ev.get("size") or row["size"])
+                row = self._rekey(c, row["id"], tid)
+                row.update(source="own", size=ev.get("size") or row["size"])
                 self._seen[key] = (ts, True, tid)
                 return c
         self._seen[key] = (ts, own, tid)
@@ -538,15 +765,17 @@ class Tracker:
         self._request_stage(c)
         kind = classify(path, c.reached, self.known_files(ts))
         opts = ev.get("options") or {}
-        self._tid_mac[tid] = c.mac
-        c.files.append({"id": tid, "source": "own" if own else "wire", "protocol": ev.get("protocol", "tftp"),
-                        "path": path, "kind": kind, "size": ev.get("size"), "bytes": 0, "status": "running",
-                        "started": ts, "ended": None, "server": opts.get("server"),
-                        "ours": bool(ev.get("ours", True))})
+        protocol = ev.get("protocol", "tftp")
+        self._add_file(c, {"id": tid, "source": "own" if own else "wire", "protocol": protocol,
+                           "path": path, "kind": kind, "size": ev.get("size"), "bytes": 0,
+                           "status": "running", "started": ts, "ended": None,
+                           "server": opts.get("server"), "ours": bool(ev.get("ours", True))}, ts)
+        if protocol == "http":
+            c.http_running.add(tid)
         # Menu probes fail on every normal pxelinux boot: the menu stage counts the one that arrives.
         if kind not in ("menu", "other"):
             self._stage(c, kind, ts, path)
-        self._record(c, ev, f"{ev.get('protocol', 'tftp').upper()} {path}")
+        self._record(c, ev, f"{protocol.upper()} {path}")
         self._definite(c)
         return c
 
@@ -569,10 +798,15 @@ class Tracker:
         row["bytes"] = ev.get("bytes_done", row["bytes"])
         row["size"] = ev.get("size") or row["size"]
         row["rate"] = ev.get("rate", 0.0)
+        self._touch(c, row)
+        tid = row["id"]
         if ev.get("retransmits"):
-            row["retransmits"] = ev["retransmits"]
-            self._record(c, ev, f"{row['path']}: retry {ev['retransmits']}")
-        elif ev.get("size") and not _progress_recorded(c.events, row["id"]):
+            if ev["retransmits"] != row.get("retransmits"):  # each new retry once, not every progress line
+                row["retransmits"] = ev["retransmits"]
+                c.progress_recorded.add(tid)
+                self._record(c, ev, f"{row['path']}: retry {ev['retransmits']}")
+        elif ev.get("size") and tid not in c.progress_recorded:
+            c.progress_recorded.add(tid)  # the size, once per transfer, for diagnosis
             self._record(c, ev, f"{row['path']}: {ev['size']} bytes")
         return c
 
@@ -583,6 +817,8 @@ class Tracker:
         c, row = found
         row.update(bytes=ev.get("bytes_done", row["bytes"]), status="done", ended=ts,
                    seconds=ev.get("seconds"), rate=ev.get("rate"))
+        self._touch(c, row)
+        c.http_running.discard(row["id"])
         if row["kind"] == "menu":
             self._stage(c, "menu", row["started"], row["path"])
         self._record(c, ev, f"{row['path']} done ({row['bytes']} bytes)")
@@ -603,6 +839,8 @@ class Tracker:
             probe = reason.startswith(diagnosis.SIZE_PROBE)
             row.update(status="probe" if probe else "failed", ended=ts, reason=reason,
                        bytes=ev.get("bytes_done", row["bytes"]))
+            self._touch(c, row)
+            c.http_running.discard(row["id"])
         self._record(c, ev, f"{ev.get('path') or '?'} failed: {reason}")
         self._definite(c)
         return c
@@ -621,36 +859,67 @@ class Tracker:
 
     # -- time ---------------------------------------------------------------------------------
     def tick(self, now: float) -> list[Event]:
-        """Diagnose clients that made no progress for `stuck_seconds`."""
-        out: list[Event] = []
-        for c in self.clients.values():
-            if c.stuck or not c.stages or c.stage == "booted":
+        """Once a second: definite findings for clients with new transfers, diagnose clients
+        that made no progress for `stuck_seconds`, expire idle clients, write what changed."""
+        out = self._take_out()
+        for mac in self._due:
+            c = self.clients.get(mac)
+            if c is None:
+                continue
+            found = diagnosis.definite(list(c.events))
+            message = " ".join(f.message for f in found)
+            if found and (not c.failed or c.diagnosis != message):
+                c.diagnosis, c.failed = message, True
+                out.append(self._emit(c, now))
+                if self.db is not None:
+                    self._dirty.add(mac)
+        self._due.clear()
+        for mac in list(self._watch):
+            c = self.clients.get(mac)
+            if c is None or c.stuck or not c.stages or c.stage == "booted":
+                self._watch.discard(mac)
                 continue
             idle = now - c.last
             if idle < self.stuck_seconds:
                 continue
-            if any(f["status"] == "running" and f["protocol"] == "http" for f in c.files) \
-                    and idle < 10 * self.stuck_seconds:
+            if c.http_running and idle < 10 * self.stuck_seconds:
                 continue  # a big HTTP download shows no packets until it ends
             c.stuck = True
-            found = diagnosis.diagnose(c.events)
+            self._watch.discard(mac)
+            found = diagnosis.diagnose(list(c.events))
             c.diagnosis = " ".join(f.message for f in found) if found else \
                 diagnosis.stalled(c.stage, idle, c.last_event)
             out.append(self._emit(c, now))
+            if self.db is not None:
+                self._dirty.add(mac)
+        out += self._expire(now)
         self._flush(now)
         return out
 
-    def _flush(self, now: float) -> None:
-        """Write the clients whose changes `_emit` held back, once SAVE_EVERY has passed: a
-        client that went quiet keeps its last progress across a restart (the engine does not
-        wait for close())."""
-        if self.db is None or not self._dirty:
-            return
-        due = [c for mac in self._dirty if (c := self.clients.get(mac)) is not None and now - c.saved_at >= SAVE_EVERY]
-        self._save(*due)
-        for c in due:
-            c.saved_key, c.saved_at = _save_key(c), now
-            self._dirty.discard(c.mac)
+    def _expire(self, now: float) -> list[Event]:
+        """Clients idle for longer than tracker.idle_expiry leave memory and the database (the
+        least recently active are at the front: this looks at no other client)."""
+        out: list[Event] = []
+        cutoff = now - self.cfg.idle_expiry
+        while self.clients:
+            mac, c = next(iter(self.clients.items()))
+            if c.last > cutoff:
+                break
+            out.append(self._evict(mac, f"idle for more than {_span(self.cfg.idle_expiry)}"))
+        if out:
+            out.append(Log(ts=now, service="tracker",
+                           message=f"forgot {len(out)} client(s) idle for more than "
+                                   f"{_span(self.cfg.idle_expiry)} (tracker.idle_expiry)"))
+        return out
 
     def snapshot(self) -> list[ClientUpdate]:
+        """Every client's whole state: what a UI that attaches now must see first."""
         return [c.update(c.last) for c in self.clients.values()]
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 86400 and seconds % 86400 == 0:
+        return f"{seconds / 86400:.0f} day(s)"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds:.0f} s"

@@ -122,7 +122,9 @@ class ClientDetailScreen(PxeScreen):
                     else Text("Diagnosis: nothing wrong seen so far.", "green"))
         # A client's history is short (a dozen stages): redraw both lists in place.
         fill_rows(tl, timeline_rows(c, self.state.now))
-        fill_rows(files, [file_row(f) for f in c.files])
+        fill_rows(files, [file_row(f) for f in c.files.values()])
+        files.border_title = "Files fetched" + (
+            f" (the oldest {c.files_dropped} not kept)" if c.files_dropped else "")
 
     # -- actions -------------------------------------------------------------------------
     def on_button_pressed(self, event: Button.Pressed) -> None:

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pxetui.events import Event
+from pxetui.events import Event, apply_file_rows
 from pxetui.logfmt import human_size
 
 
@@ -43,7 +43,12 @@ class View:
     transfers: dict[str, dict[str, Any]] = field(default_factory=dict)
     servers: dict[str, dict[str, Any]] = field(default_factory=dict)
     clients: dict[str, dict[str, Any]] = field(default_factory=dict)
+    files: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # mac -> id -> row
     alerts: dict[str, str] = field(default_factory=dict)
+
+    def client_states(self) -> list[dict[str, Any]]:
+        """Each client's last update with every file row it fetched (updates carry deltas)."""
+        return [{**d, "files": list(self.files.get(mac, {}).values())} for mac, d in self.clients.items()]
 
     def apply(self, ev: Event) -> str | None:
         """Update the tables; return one line describing the change, or None if none."""
@@ -77,8 +82,13 @@ class View:
                 return None
             row["state"] = "done" if t == "TransferFinished" else f"failed: {d.get('reason')}"
             return f"{clock(d['ts'])} transfer {row['path']} {row['state']} ({human_size(row['bytes'])})"
+        if t == "ClientForgotten":
+            self.clients.pop(d["mac"], None)
+            self.files.pop(d["mac"], None)
+            return f"{clock(d['ts'])} client   {d['mac']} forgotten ({d.get('reason') or 'by request'})"
         if t == "ClientUpdate":
             old = self.clients.get(d["mac"])
+            apply_file_rows(self.files.setdefault(d["mac"], {}), d)
             self.clients[d["mac"]] = d
             if old and old["stage"] == d["stage"] and old["diagnosis"] == d["diagnosis"]:
                 return None
@@ -109,7 +119,7 @@ class View:
             ["mac", "ip", "firmware", "stage", "last"],
             [[mac, d.get("ip") or "", d.get("firmware") or "", d["stage"], d.get("last_event") or ""]
              for mac, d in self.clients.items()]))
-        for d in self.clients.values():
+        for d in self.client_states():
             parts.append(timeline(d))
         return "\n\n".join(parts)
 

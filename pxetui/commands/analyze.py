@@ -67,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
             print(json.dumps(s, default=str))
         for key, msg in view.alerts.items():
             print(json.dumps({"type": "Alert", "key": key, "message": msg}))
-        for c in view.clients.values():
+        for c in view.client_states():
             print(json.dumps(c, default=str))
         return 0
     if args.verbose:
@@ -81,7 +81,7 @@ def main(args: argparse.Namespace) -> int:
     if not view.clients:
         print("no boot clients in this capture")
         return 0
-    for c in view.clients.values():
+    for c in view.client_states():
         print()
         print(timeline(c))
     return 0

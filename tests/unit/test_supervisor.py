@@ -144,8 +144,8 @@ async def test_boot_once_into_an_entry_is_spent_by_the_boot_callback(tmp_path):
 
 
 async def test_stop_writes_what_the_tracker_still_holds(tmp_path):
-    """Progress is saved lazily (tracker.SAVE_EVERY); the engine's stop must not lose it."""
-    import json
+    """The tracker writes at its tick (once a second); the engine's stop must not lose what
+    it still holds."""
     import time
 
     from pxetui.tracker import Tracker
@@ -165,13 +165,42 @@ async def test_stop_writes_what_the_tracker_still_holds(tmp_path):
         ):
             sup.relay(ev)
         conn = store.connect(cfg.db_path)
-        row = conn.execute("SELECT state FROM tracker_clients WHERE mac=?", (mac,)).fetchone()
+        row = conn.execute("SELECT data FROM tracker_files WHERE mac=?", (mac,)).fetchone()
         conn.close()
-        assert json.loads(row["state"])["files"][0]["bytes"] == 0  # held back, not yet written
+        assert row is None  # held back until the tracker's next tick
     finally:
         await sup.stop()
     tr = Tracker(db_path=cfg.db_path)
     try:
-        assert tr.clients[mac].files[0]["bytes"] == 600
+        assert tr.clients[mac].files["t"]["bytes"] == 600
     finally:
         tr.close()
+
+
+async def test_a_late_ui_gets_every_file_of_a_client_though_live_updates_are_deltas(tmp_path):
+    from pxetui.state import EngineState
+
+    cfg = cfg_for(tmp_path)
+    sup = Supervisor(cfg, names=[])
+    live = EngineState()
+    sup.on_event = live.apply
+    await sup.start()
+    mac, ip = "52:54:00:aa:bb:08", "10.99.0.58"
+    try:
+        sup.relay({"type": "LeaseGranted", "ts": 1.0, "service": "dhcp", "mac": mac, "ip": ip})
+        for i in range(5):
+            sup.relay({"type": "TransferStarted", "ts": 2.0 + i, "service": "http", "ip": ip,
+                       "transfer_id": f"h{i}", "protocol": "http", "path": f"/f{i}"})
+        client = await ControlClient.connect(socket_path(cfg.state_dir))
+        late = EngineState()
+        async def until_client():
+            async for ev in client.events():
+                late.apply(ev)
+                if ev["type"] == "ClientUpdate":
+                    return ev
+        first = await asyncio.wait_for(until_client(), 5)
+        await client.close()
+        assert first["full"] and [f["id"] for f in first["files"]] == [f"h{i}" for i in range(5)]
+        assert list(late.clients[mac].files) == list(live.clients[mac].files) == [f"h{i}" for i in range(5)]
+    finally:
+        await sup.stop()

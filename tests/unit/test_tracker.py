@@ -56,7 +56,7 @@ def test_http_timeline_with_rootfs():
     tr = track("http404.pcap")
     c = tr.clients["52:54:00:12:34:0b"]
     assert stages(tr, c.mac) == ["discover", "offer", "ack", "menu", "kernel", "initrd", "rootfs"]
-    kinds = {f["path"]: f["kind"] for f in c.files}
+    kinds = {f["path"]: f["kind"] for f in c.files.values()}
     assert kinds == {"/boot.ipxe": "menu", "/cb?memsize=1024": "other", "/linux": "kernel",
                      "/initrd.gz": "initrd", "/live/filesystem.squashfs": "rootfs"}
 
@@ -65,7 +65,7 @@ def test_uefi_identity_survives_http_boot_retry():
     tr = track("uefi_shim_notfound.pcap")
     c = tr.clients["52:54:00:12:34:02"]
     assert c.update(0).firmware == "uefi64" and c.arch == 7
-    assert [f for f in c.files if f["status"] == "probe"]  # EDK2's size probe, kept apart
+    assert [f for f in c.files.values() if f["status"] == "probe"]  # EDK2's size probe, kept apart
 
 
 @pytest.mark.parametrize("path,reached,kind", [
@@ -118,7 +118,7 @@ def test_own_and_wire_copies_of_one_exchange_count_once():
     assert tr.feed({"type": "TransferFailed", "ts": 4.5, "service": "capture", "ip": IP,
                     "transfer_id": "wire-tftp-2", "path": "ldlinux.c32", "reason": "x"}) == []
     c = tr.clients[MAC]
-    assert [f["id"] for f in c.files] == ["t1", "t2"]
+    assert list(c.files) == ["t1", "t2"]
     assert [s["stage"] for s in c.stages] == ["discover", "ack", "bootloader"]
 
 
@@ -160,13 +160,13 @@ def test_new_boot_after_kernel_and_history_survives_restart(tmp_path):
     tr.close()
     tr = Tracker(db_path=db)
     c = tr.clients[MAC]
-    assert c.stage == "kernel" and c.ip == IP and [f["id"] for f in c.files] == ["a", "b"]
+    assert c.stage == "kernel" and c.ip == IP and list(c.files) == ["a", "b"]
     tr.feed({"type": "TransferStarted", "ts": 4.0, "service": "tftp", "ip": IP, "transfer_id": "c",
              "path": "initrd.img"})  # IP -> MAC remembered across the restart
     assert tr.clients[MAC].stage == "initrd"
     tr.feed(dhcp("DISCOVER", 500.0, "dhcp", "in", xid=43))  # the machine boots again
     c = tr.clients[MAC]
-    assert c.boot == 2 and [s["stage"] for s in c.stages] == ["discover"] and c.files == []
+    assert c.boot == 2 and [s["stage"] for s in c.stages] == ["discover"] and c.files == {}
     hist = tr.history(MAC)
     assert [h["boot"] for h in hist] == [1, 2]
     assert hist[0]["stage"] == "initrd" and [s["stage"] for s in hist[0]["stages"]][-1] == "initrd"
@@ -212,7 +212,7 @@ def test_ipxe_http_timeline():
     c = tr.clients["52:54:00:12:34:03"]
     assert stages(tr, c.mac) == ["discover", "offer", "ack", "menu", "kernel", "initrd"]
     assert c.update(0).firmware == "bios/ipxe"
-    done = {f["path"]: (f["protocol"], f["kind"], f["bytes"]) for f in c.files if f["status"] == "done"}
+    done = {f["path"]: (f["protocol"], f["kind"], f["bytes"]) for f in c.files.values() if f["status"] == "done"}
     assert done["/boot.ipxe"] == ("http", "menu", 223)
     assert done["/linux"] == ("http", "kernel", 8222656)
     assert done["/initrd.gz"] == ("http", "initrd", 1_500_000)
@@ -236,40 +236,47 @@ def test_forget_drops_client_and_history(tmp_path):
     assert MAC not in Tracker(db_path=db).clients
 
 
-def test_progress_is_written_lazily_by_tick_and_on_close(tmp_path):
+def stored_bytes(db: Path, mac: str = MAC) -> int | None:
+    """The bytes of a client's first file row as the database holds it (None: no row yet)."""
     import json
 
     from pxetui.store import connect
 
+    conn = connect(db)
+    try:
+        row = conn.execute("SELECT data FROM tracker_files WHERE mac=? ORDER BY started LIMIT 1", (mac,)).fetchone()
+        return None if row is None else json.loads(row["data"])["bytes"]
+    finally:
+        conn.close()
+
+
+def test_changes_are_written_at_the_tick_in_one_transaction_and_on_close(tmp_path):
     db = tmp_path / "t.db"
-
-    def stored_bytes() -> int:
-        conn = connect(db)
-        try:
-            row = conn.execute("SELECT state FROM tracker_clients WHERE mac=?", (MAC,)).fetchone()
-            return json.loads(row["state"])["files"][0]["bytes"]
-        finally:
-            conn.close()
-
     tr = Tracker(db_path=db)
+    assert tr.db is not None
+    statements: list[str] = []
+    tr.db.set_trace_callback(statements.append)
     tr.feed(dhcp("ACK", 1.0, "dhcp", "out", yiaddr=IP, server_ip="10.99.0.1"))
     tr.feed({"type": "TransferStarted", "ts": 2.0, "service": "tftp", "ip": IP, "transfer_id": "t",
              "path": "vmlinuz", "size": 1000})
     (u,) = tr.feed({"type": "TransferProgress", "ts": 3.5, "service": "tftp", "ip": IP, "transfer_id": "t",
                     "bytes_done": 500, "size": 1000})
-    assert u.files[0]["bytes"] == 500
-    assert stored_bytes() == 0  # progress alone, within SAVE_EVERY of the last write: not yet
-    tr.tick(6.0)
-    assert stored_bytes() == 0
-    tr.tick(7.0)  # SAVE_EVERY after the last write, the engine's clock writes it
-    assert stored_bytes() == 500
+    assert [f["bytes"] for f in u.files] == [500] and not u.full  # the changed row only
+    assert statements == [] and stored_bytes(db) is None  # nothing written between ticks
+    tr.tick(4.0)
+    assert statements.count("BEGIN IMMEDIATE") == 1 and statements[-1] == "COMMIT"
+    assert stored_bytes(db) == 500
+    statements.clear()
+    tr.tick(5.0)
+    assert statements == []  # nothing changed: no transaction at all
     tr.feed({"type": "TransferProgress", "ts": 8.5, "service": "tftp", "ip": IP, "transfer_id": "t",
              "bytes_done": 700, "size": 1000})
-    assert stored_bytes() == 500
+    assert stored_bytes(db) == 500
     tr.close()  # and close writes what is left
-    assert stored_bytes() == 700
+    assert stored_bytes(db) == 700
     tr = Tracker(db_path=db)
     assert [h["stage"] for h in tr.history(MAC)] == ["kernel"]
+    assert tr.clients[MAC].files["t"]["bytes"] == 700 and tr.ip_mac[IP] == MAC
     tr.close()
 
 
@@ -326,7 +333,7 @@ def test_proxy_request_binds_address_when_the_ack_is_unicast_and_unseen():
     ack = c.stages[2]
     assert "10.99.0.131 requested from 10.99.0.2" in ack["detail"] and "not seen" in ack["detail"]
     assert ack["ts"] < c.stages[3]["ts"]  # the REQUEST's time, before the first transfer
-    assert {f["kind"] for f in c.files} >= {"bootloader", "menu", "kernel", "initrd"}
+    assert {f["kind"] for f in c.files.values()} >= {"bootloader", "menu", "kernel", "initrd"}
 
 
 def test_request_never_takes_an_address_another_client_holds_by_ack():
@@ -339,7 +346,7 @@ def test_request_never_takes_an_address_another_client_holds_by_ack():
     assert tr.ip_mac[IP] == other and tr.clients[MAC].ip is None
     tr.feed({"type": "TransferStarted", "ts": 3.0, "service": "tftp", "ip": IP, "transfer_id": "t1",
              "protocol": "tftp", "path": "pxelinux.0"})
-    assert [f["id"] for f in tr.clients[other].files] == ["t1"] and not tr.clients[MAC].files
+    assert list(tr.clients[other].files) == ["t1"] and not tr.clients[MAC].files
     assert stages(tr, MAC) == ["discover", "offer"]
 
 
@@ -384,7 +391,7 @@ def test_menu_entries_classify_kernel_and_initrd(tmp_path):
                  "bytes_done": 10})
     c = tr.clients[MAC]
     assert stages(tr, MAC) == ["ack", "bootloader", "menu", "kernel"]
-    assert c.files[-1]["kind"] == "kernel"
+    assert list(c.files.values())[-1]["kind"] == "kernel"
     # Without the menu, the same file after the menu is nothing the name rules know.
     assert classify("iso/memtest/boot/floppy.img", {"bootloader", "menu"}) == "other"
     # The initrd by the menu, even before any kernel; over HTTP with a leading slash too.
