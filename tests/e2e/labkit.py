@@ -12,6 +12,7 @@ from typing import Any
 
 from netns import require, require_root, require_tool
 
+from pxetui.events import apply_file_rows
 from pxetui.lab import content
 from pxetui.lab.qemu import OVMF_DIR
 from pxetui.lab.run import Lab, LabOptions
@@ -51,6 +52,13 @@ class Booted:
     def of(self, type_: str, **match: Any) -> list[dict[str, Any]]:
         return [e for e in self.events if e.get("type") == type_
                 and all(e.get(k) == v for k, v in match.items())]
+
+    def files(self) -> list[dict[str, Any]]:
+        """Every file row the tracker reported for this client (live updates carry deltas)."""
+        rows: dict[str, dict[str, Any]] = {}
+        for u in self.of("ClientUpdate", mac=self.mac):
+            apply_file_rows(rows, u)
+        return list(rows.values())
 
     def timeline(self) -> list[str]:
         ups = self.of("ClientUpdate", mac=self.mac)
