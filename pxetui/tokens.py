@@ -19,6 +19,7 @@ never for one a request merely claims.
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import sqlite3
@@ -31,6 +32,8 @@ from pathlib import Path
 from pxetui import attribution, store
 from pxetui.config import Config
 from pxetui.store import write_transaction
+
+log = logging.getLogger("pxetui.tokens")
 
 PURPOSES = ("callback", "seed")
 REUSE_SECONDS = 30.0
@@ -50,6 +53,10 @@ CREATE INDEX IF NOT EXISTS boot_tokens_mac ON boot_tokens(mac, purpose);
 
 # purpose -> token: handed to the menu renderers, called only when a URL needs one.
 Mint = Callable[[str], str]
+
+
+class TokenUnavailable(RuntimeError):
+    """A token could not be stored (the state database is read-only or locked)."""
 
 
 @dataclass(frozen=True)
@@ -83,20 +90,26 @@ class TokenStore:
             raise ValueError(f"token purpose {purpose!r} is not one of {', '.join(PURPOSES)}")
         now = self.clock()
         with self.lock:
-            conn = self._connect(create=True)
-            assert conn is not None
-            # Read first: a repeated render (the same boot) takes no write lock.
-            token = self._same_boot(conn, mac, purpose, ip, now)
-            if token is not None:
-                return token
-            with write_transaction(conn):
-                token = self._same_boot(conn, mac, purpose, ip, now)  # another service just minted
-                if token is None:
-                    token = secrets.token_hex(16)
-                    conn.execute("DELETE FROM boot_tokens WHERE expires <= ? OR (mac = ? AND purpose = ?)",
-                                 (now, mac, purpose))
-                    conn.execute("INSERT INTO boot_tokens(token, mac, purpose, ip, issued, expires)"
-                                 " VALUES (?, ?, ?, ?, ?, ?)", (token, mac, purpose, ip, now, now + self.ttl))
+            try:
+                return self._issue(mac, purpose, ip, now)
+            except sqlite3.Error as exc:
+                raise TokenUnavailable(f"cannot store a boot token in {self.db_path}: {exc}") from None
+
+    def _issue(self, mac: str, purpose: str, ip: str, now: float) -> str:
+        conn = self._connect(create=True)
+        assert conn is not None
+        # Read first: a repeated render (the same boot) takes no write lock.
+        token = self._same_boot(conn, mac, purpose, ip, now)
+        if token is not None:
+            return token
+        with write_transaction(conn):
+            token = self._same_boot(conn, mac, purpose, ip, now)  # another service just minted
+            if token is None:
+                token = secrets.token_hex(16)
+                conn.execute("DELETE FROM boot_tokens WHERE expires <= ? OR (mac = ? AND purpose = ?)",
+                             (now, mac, purpose))
+                conn.execute("INSERT INTO boot_tokens(token, mac, purpose, ip, issued, expires)"
+                             " VALUES (?, ?, ?, ?, ?, ?)", (token, mac, purpose, ip, now, now + self.ttl))
         return token
 
     @staticmethod
@@ -153,3 +166,15 @@ def for_request(cfg: Config, ip: str | None, claimed: str | None = None) -> tupl
     def mint(purpose: str) -> str:
         return tokens.issue(mac, purpose, addr)
     return mac, mint
+
+
+def rendered(render: Callable[[Mint | None], str], mint: Mint | None) -> str:
+    """`render(mint)`; when a token cannot be stored, the menu without tokens (no seeds, no
+    callback: the machine still boots, interactively) and an error in the service's log."""
+    if mint is None:
+        return render(None)
+    try:
+        return render(mint)
+    except TokenUnavailable as exc:
+        log.error("%s; this menu is rendered without seeds and callbacks", exc)
+        return render(None)

@@ -137,7 +137,8 @@ class MenuProvider:
         # request names no MAC): its per-MAC default and its per-boot tokens (pxetui.tokens).
         if path == PXELINUX_DEFAULT:
             owner, mint = tokens.for_request(cfg, client.ip, client.mac)
-            text = render_pxelinux.render(st.menu, cfg, st.per_mac_default(owner), mint)
+            default = st.per_mac_default(owner)
+            text = tokens.rendered(lambda m: render_pxelinux.render(st.menu, cfg, default, m), mint)
             return virtual(path, text.encode(), st.updated)
         if path.startswith("pxelinux.cfg/01-"):
             try:
@@ -148,13 +149,15 @@ class MenuProvider:
             if default is None:
                 return None
             owner, mint = tokens.for_request(cfg, client.ip, mac)
-            text = render_pxelinux.render(st.menu, cfg, default, mint if owner == mac else None)
+            text = tokens.rendered(lambda m: render_pxelinux.render(st.menu, cfg, default, m),
+                                   mint if owner == mac else None)
             return virtual(path, text.encode(), st.updated)
         if path in GRUB_CFGS:
             kind = arch_kind(client.arch)
             arch = kind if kind in ("uefi32", "uefi64", "arm64") else "uefi64"
             owner, mint = tokens.for_request(cfg, client.ip, client.mac)
-            text = render_grub.render(st.menu, cfg, arch, st.per_mac_default(owner), mint)
+            default = st.per_mac_default(owner)
+            text = tokens.rendered(lambda m: render_grub.render(st.menu, cfg, arch, default, m), mint)
             return virtual(path, text.encode(), st.updated)
         if path == IPXE_SCRIPT:
             return virtual(path, ipxe_script(cfg, client.mac, client.arch, client.ip).encode())
@@ -234,8 +237,8 @@ def ipxe_script(cfg: Config, mac: str | None, arch: int | None, client_ip: str |
         ])
     kind = arch_kind(arch)
     owner, mint = tokens.for_request(cfg, client_ip, mac)  # `mac` is a claim: see pxetui.tokens
-    return render_ipxe.render(st.menu, cfg, kind if kind != "unknown" else "bios",
-                              st.per_mac_default(owner), mint)
+    firmware, default = kind if kind != "unknown" else "bios", st.per_mac_default(owner)
+    return tokens.rendered(lambda m: render_ipxe.render(st.menu, cfg, firmware, default, m), mint)
 
 
 def seed_file(cfg: Config, mac: str | None, name: str) -> bytes | None:

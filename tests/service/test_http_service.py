@@ -29,6 +29,9 @@ def test_service_serves_clients_in_another_namespace(netns, tmp_path: Path):
     (root / "initrd.img").write_bytes(payload)
     server, client = netns.pair(client_addr="10.99.0.2/24")
     cfg = base_config(tmp_path, http={"root": str(root), "header_timeout": 2.0})
+    # The client's own MAC: requests are attributed by address (the server's neighbour table),
+    # and a `?mac=` that agrees with it is the usual iPXE case.
+    client.run("ip", "link", "set", "eth0", "address", "52:54:00:00:00:01")
     svc = ServiceProc(server, "http", cfg, tmp_path)
     try:
         state = svc.wait_running()
@@ -41,11 +44,13 @@ def test_service_serves_clients_in_another_namespace(netns, tmp_path: Path):
         assert (fin["ip"], fin["mac"], fin["status"], fin["bytes_done"]) == (
             "10.99.0.2", "52:54:00:00:00:01", 200, len(payload))
         assert fin["service"] == "http" and fin["protocol"] == "http"
-        # Later requests from that client carry its MAC without a query string.
-        r = client.run("busybox", "wget", "-q", "-O", str(tmp_path / "w"), f"{URL}/initrd.img")
+        # Later requests from that client carry its MAC without a query string; claiming another
+        # machine's MAC changes nothing (issue 14: no attributing requests to another client).
+        r = client.run("busybox", "wget", "-q", "-O", str(tmp_path / "w"), f"{URL}/initrd.img?mac=52:54:00:00:00:99")
         assert r.returncode == 0 and (tmp_path / "w").read_bytes() == payload
         wait_for(lambda: len(svc.of("TransferFinished", path="initrd.img", mac="52:54:00:00:00:01")) == 2,
                  what="the second transfer attributed to the MAC")
+        assert not svc.of("TransferStarted", mac="52:54:00:00:00:99")
         r = client.run("curl", "-sS", "--path-as-is", f"{URL}/../../etc/passwd")
         assert r.stdout.startswith("403 Forbidden") and "root:" not in r.stdout
         assert svc.wait_event("TransferFailed", status=403)["ip"] == "10.99.0.2"
@@ -110,11 +115,13 @@ def build_iso(tmp: Path) -> tuple[Path, dict[str, bytes]]:
 def test_boot_flow_through_the_iso_library(netns, tmp_path: Path):
     """Import an ISO with the real library while the service runs, then do what iPXE does:
     fetch the per-client script, the kernel and initrd it names (straight out of the .iso),
-    the whole .iso (casper's url=), the boot callback, and the entry's autoinstall seed."""
+    the whole .iso (casper's url=), the boot callback, and the entry's seed, the last two with
+    the per-boot tokens the script carries (docs/SECURITY.md, "Callbacks and seeds")."""
     require_tool("curl")
     require_tool("xorriso")
     from pxetui.iso import library
-    from pxetui.menus import seeds
+    from pxetui import privileges
+    from pxetui.menus import model, seeds
 
     iso, files = build_iso(tmp_path)
     root = tmp_path / "http"
@@ -127,13 +134,25 @@ def test_boot_flow_through_the_iso_library(netns, tmp_path: Path):
         library.import_iso(cfg, iso, "ubuntu")
         conn = library.connect(cfg)
         try:
+            def seeded(menu: model.Menu) -> None:  # a live entry has no seed arguments of its own
+                e = menu.get("ubuntu")
+                assert e is not None
+                e.seed_args = "ds=nocloud-net;s={http}/seed/ubuntu/"
+            model.update_menu(conn, seeded)
             seeds.set_seed(conn, "user-data", b"#cloud-config\nautoinstall: {version: 1}\n", entry="ubuntu")
         finally:
             conn.close()
+        # This test (root) created the state database after the service dropped to its user; the
+        # service writes its boot tokens there, so hand the database over as the engine does.
+        ident = privileges.service_identity(cfg)
+        if ident is not None:
+            for f in cfg.state_path.glob("pxetui.db*"):
+                os.chown(f, ident.uid, ident.gid)
         os.killpg(svc.proc.pid, signal.SIGHUP)
         svc.wait_event("Log", message="http: reloaded menus and ISO library")
 
         mac = "52:54:00:aa:bb:01"
+        client.run("ip", "link", "set", "eth0", "address", mac)
         kernel = f"{URL}/iso/ubuntu/casper/vmlinuz"
         # The library re-reads its database at most once a second: poll, bounded.
         def script_with_entry() -> str | None:
@@ -161,14 +180,21 @@ def test_boot_flow_through_the_iso_library(netns, tmp_path: Path):
         fin = svc.wait_event("TransferFinished", path="iso/ubuntu/casper/vmlinuz", status=200)
         assert fin["mac"] == mac and fin["ip"] == "10.99.0.2"  # attributed from the script's query
 
-        # The callback line of the script, with iPXE's ${net0/mac} filled in.
+        # The callback line of the script carries this boot's callback token.
         line = next(ln for ln in script.splitlines() if "/callback/" in ln)
-        url = next(w for w in line.split() if "/callback/" in w).replace("${net0/mac}", mac)
+        url = next(w for w in line.split() if "/callback/" in w)
+        assert url.startswith(f"{URL}/callback/") and "${" not in url
         assert client.run("curl", "-sS", url).stdout == "ok\n"
         cb = svc.wait_event("BootCallback")
         assert (cb["stage"], cb["mac"], cb["ip"], cb["entry"]) == ("booting", mac, "10.99.0.2", "ubuntu")
 
-        r = client.run("curl", "-sS", f"{URL}/seed/ubuntu/user-data")
+        # The seed, through the URL on the kernel line (cloud-init appends the file name).
+        base = script.split("ds=nocloud-net;s=", 1)[1].split()[0]
+        assert base.startswith(f"{URL}/seed/") and base.endswith("/ubuntu/")
+        r = client.run("curl", "-sS", f"{base}user-data")
         assert r.stdout == "#cloud-config\nautoinstall: {version: 1}\n"
+        # The old URL without a token is refused.
+        r = client.run("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", f"{URL}/seed/ubuntu/user-data")
+        assert r.stdout == "403"
     finally:
         svc.stop()

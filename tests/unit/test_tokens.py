@@ -3,6 +3,7 @@ the next boot or the TTL (docs/SECURITY.md, "Callbacks and seeds")."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,19 @@ def test_token_ttl_is_checked() -> None:
     with pytest.raises(ConfigError, match="http.token_ttl"):
         Config.from_dict({"interface": "eth0", "http": {"token_ttl": 5}})
     assert Config.from_dict({"interface": "eth0"}).http.token_ttl == 14400
+
+
+def test_a_database_that_cannot_store_tokens_gives_a_menu_without_them(store: TokenStore, monkeypatch,
+                                                                        caplog) -> None:
+    def readonly(*args: object) -> str:
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+    monkeypatch.setattr(store, "_issue", readonly)
+    with pytest.raises(tokens.TokenUnavailable, match="readonly"):
+        store.issue(MAC, "seed", "10.0.0.5")
+
+    def render(mint: tokens.Mint | None) -> str:
+        return "seed=" + (mint("seed") if mint else "none")
+    mint = lambda purpose: store.issue(MAC, purpose, "10.0.0.5")  # noqa: E731
+    assert tokens.rendered(render, mint) == "seed=none"  # the machine still boots, interactively
+    assert "readonly" in caplog.text and "without seeds and callbacks" in caplog.text
+    assert tokens.rendered(render, lambda p: "t") == "seed=t"
