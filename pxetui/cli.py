@@ -128,6 +128,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if os.geteuid() != 0 and ("dhcp" in names or "capture" in names or cfg.tftp.port < 1024
                               or cfg.http.port < 1024):
         problems.append("needs root (DHCP and ports below 1024): run with sudo")
+    problems += privilege_problems(cfg)
     if problems:
         for p in problems:
             print(f"pxetui: cannot start: {p}", file=sys.stderr)
@@ -140,7 +141,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     async def main() -> int:
         sup = Supervisor(cfg, names, on_event=show)
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # Installed explicitly, whatever was inherited (a parent that ignores SIGINT); SIGHUP
+        # (the terminal went away) stops it too: it is a foreground command.
+        for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(sup.stop()))
         await sup.start()
         await sup.wait()
@@ -153,6 +156,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     install_loop_policy()
     return asyncio.run(main())
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def privilege_problems(cfg: Config) -> list[str]:
+    """What stops the services from running as the service user (docs/SECURITY.md)."""
+    from pxetui import privileges
+
+    try:
+        ident = privileges.service_identity(cfg)
+    except privileges.PrivilegeError as exc:
+        return [str(exc)]
+    return privileges.code_problems(ident) if ident is not None else []
 
 
 # -- the UI ---------------------------------------------------------------------------
@@ -187,6 +204,14 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from screens.run import run_ui
 
     console = args.console or str(cfg.state_path / "lab" / "console.log")
+    if engine is not None:
+        # SIGTERM or a closed terminal must not leave the engine we started behind (it runs in
+        # a session of its own): end the UI through the `finally` below.
+        def leave(signum: int, frame: object) -> None:
+            raise SystemExit(128 + signum)
+
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, leave)
     try:
         return run_ui(lambda: ControlClient.connect(sock), console, state_dir=cfg.state_dir,
                       config_path=getattr(args, "config", None))
@@ -232,7 +257,46 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     except Exception as exc:  # scapy raises several types here
         ok = False
         print(f"libpcap: cannot compile BPF filters ({exc}); apt-get install libpcap0.8")
-    return 0 if ok else 1
+    problems = doctor_privileges(config_from(args, need_interface=False))
+    for p in problems:
+        print(f"  {p}")
+    return 0 if ok and not problems else 1
+
+
+def doctor_privileges(cfg: Config) -> list[str]:
+    """Print who the services run as; return what that user cannot reach (docs/SECURITY.md)."""
+    from pxetui import privileges
+
+    try:
+        ident = privileges.service_identity(cfg)
+    except privileges.PrivilegeError as exc:
+        print("service user: none")
+        return [str(exc)]
+    if ident is None:
+        print("service user: none (not root, or security.user = root): services keep the caller's privileges")
+        return []
+    print(f"service user: {ident.name} (uid {ident.uid}, gid {ident.gid}); services drop to it "
+          "once their sockets are open")
+    problems = privileges.code_problems(ident)
+    for what, root in (("tftp.root", cfg.tftp_root), ("http.root", cfg.http_root)):
+        if root.exists() and not privileges.readable_by(root, ident):
+            problems.append(f"{what}: {privileges.how_to_grant(root, ident)}")
+    up = cfg.tftp.uploads_dir
+    if up and Path(up).exists() and not privileges.writable_by(up, ident):
+        problems.append(f"tftp.uploads_dir: {up}: {ident.name} cannot write there; "
+                        f"`chown {ident.name} {up}` (or `setfacl -m u:{ident.name}:rwx {up}`)")
+    if cfg.db_path.exists():
+        from pxetui.iso.library import connect, list_isos
+
+        conn = connect(cfg)
+        try:
+            isos = list_isos(conn)
+        finally:
+            conn.close()
+        for r in isos:
+            if not privileges.readable_by(r.path, ident):
+                problems.append(f"ISO {r.name}: {privileges.how_to_grant(r.path, ident)}")
+    return problems
 
 
 # -- parser ---------------------------------------------------------------------------
@@ -269,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Private by default: the state dir holds leases, seeds and passwords (docs/SECURITY.md).
+    # Restored on return: tests call main() in their own process.
+    umask = os.umask(0o077)
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
@@ -277,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    finally:
+        os.umask(umask)
 
 
 if __name__ == "__main__":

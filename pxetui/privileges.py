@@ -19,6 +19,7 @@ import pwd
 import signal
 import stat
 import struct
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,8 +41,9 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 
-class PrivilegeError(RuntimeError):
-    """Dropping privileges failed or did not stick: the service must not go on serving."""
+class PrivilegeError(OSError):
+    """Dropping privileges failed or did not stick: the service must not go on serving (an
+    OSError, so service hosts report it as "cannot start", like a failed bind)."""
 
 
 @dataclass(frozen=True)
@@ -237,10 +239,11 @@ def may(path: str, st: os.stat_result, ident: Identity, want: int) -> bool:
     return other & want == want
 
 
-def unreadable_part(path: str | Path, ident: Identity) -> str | None:
-    """The first component of `path` that `ident` cannot get through: a directory it cannot
-    search (+x), or the file itself it cannot read (+r; a directory also needs +x). None when
-    it can read it. Symlinks are resolved first: the kernel checks their targets' directories."""
+def _first_denied(path: str | Path, ident: Identity, want_last: int | None = None) -> str | None:
+    """The first component of `path` that `ident` cannot get through: a directory on the way it
+    cannot search (+x), or the path itself lacking `want_last` (default: +r for a file, +rx for
+    a directory). None when nothing stops it. Symlinks are resolved first: the kernel checks
+    their targets' directories."""
     real = os.path.realpath(path)
     parts = Path(real).parts
     current = "/"
@@ -250,15 +253,19 @@ def unreadable_part(path: str | Path, ident: Identity) -> str | None:
             st = os.stat(current)
         except OSError:
             return current
-        last = i == len(parts) - 1
-        if not last:
+        if i < len(parts) - 1:
             if not may(current, st, ident, 1):
                 return current
             continue
-        want = 5 if stat.S_ISDIR(st.st_mode) else 4
+        want = want_last if want_last is not None else (5 if stat.S_ISDIR(st.st_mode) else 4)
         if not may(current, st, ident, want):
             return current
     return None
+
+
+def unreadable_part(path: str | Path, ident: Identity) -> str | None:
+    """Where `ident` is stopped on its way to reading `path` (None: it can read it)."""
+    return _first_denied(path, ident)
 
 
 def readable_by(path: str | Path, ident: Identity) -> bool:
@@ -337,3 +344,177 @@ def chown_tree(top: Path, ident: Identity) -> list[str]:
     for s in skipped:
         log.warning("state dir: not chowned to %s: %s", ident.name, s)
     return skipped
+
+
+def hand_over_empty_dir(path: str | Path, ident: Identity) -> bool:
+    """chown an empty, root-owned, real directory (e.g. the TFTP uploads directory the service
+    just created) to `ident`, which must write there. A directory with anything in it is the
+    admin's to grant: nothing of theirs is given away."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != 0 or os.listdir(fd):
+            return False
+        os.fchown(fd, ident.uid, ident.gid)
+        return True
+    finally:
+        os.close(fd)
+
+
+def writable_by(path: str | Path, ident: Identity) -> bool:
+    """Can `ident` create files in directory `path` (every directory on the way searchable,
+    the directory itself writable and searchable)."""
+    return _first_denied(path, ident, 3) is None
+
+
+def drop_for_service(cfg: Config, name: str, parent: int | None = None) -> Identity | None:
+    """What a service process does once its sockets are open: hand what it made as root in the
+    state directory (a GRUB image, a new database) to the service user, drop to that user, and
+    re-arm the parent-death signal (a uid change clears it, prctl(2)). None: nothing dropped."""
+    ident = service_identity(cfg)
+    if ident is None:
+        return None
+    secure_state_dir(cfg, ident)
+    if name == "tftp" and cfg.tftp.uploads_dir:
+        hand_over_empty_dir(cfg.tftp.uploads_dir, ident)
+    drop_privileges(ident)
+    if parent is not None:
+        die_with_parent(signal.SIGTERM, parent)
+    return ident
+
+
+def make_served_dir(path: str | Path) -> None:
+    """Create a missing TFTP/HTTP root (and its missing parents) 0755: its files are served to
+    anyone on the LAN anyway, and the unprivileged services must get through (umask is 077)."""
+    p = Path(path)
+    missing = []
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    for d in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            d.mkdir()
+            os.chmod(d, 0o755)
+
+
+def code_paths() -> list[Path]:
+    """Where pxetui's code and the Python it runs on live (stdlib, site-packages)."""
+    import sysconfig
+
+    import pxetui
+
+    paths = {Path(pxetui.__file__).resolve().parent}
+    for key in ("stdlib", "purelib", "platlib"):
+        with contextlib.suppress(KeyError):
+            paths.add(Path(sysconfig.get_paths()[key]))
+    return sorted(p for p in paths if p.exists())
+
+
+def code_problems(ident: Identity) -> list[str]:
+    """Services import modules lazily after they dropped root: pxetui's code and the Python
+    libraries it uses must be readable by the service user, or a service dies mid-request."""
+    return [f"pxetui's code: {how_to_grant(p, ident)}" for p in code_paths() if not readable_by(p, ident)]
+
+
+def grant_search(directory: str | Path, ident: Identity) -> None:
+    """Add a POSIX ACL entry `u:<ident>:x` to `directory` (what `setfacl -m u:NAME:x` does,
+    without needing the acl package): search only, for the service user only, no listing."""
+    path = str(directory)
+    st = os.stat(path)
+    acl = _acl(path)
+    if acl is None:  # the mode bits as the three base entries (acl(5))
+        m = st.st_mode
+        acl = [(ACL_USER_OBJ, (m >> 6) & 7, 0xFFFFFFFF), (ACL_GROUP_OBJ, (m >> 3) & 7, 0xFFFFFFFF),
+               (ACL_OTHER, m & 7, 0xFFFFFFFF)]
+    entries = {(t, q): p for t, p, q in acl if t != ACL_MASK}
+    entries[(ACL_USER, ident.uid)] = entries.get((ACL_USER, ident.uid), 0) | 1
+    group_class = [p for (t, _), p in entries.items() if t in (ACL_USER, ACL_GROUP_OBJ, ACL_GROUP)]
+    mask = 0
+    for p in group_class:
+        mask |= p
+    entries[(ACL_MASK, 0xFFFFFFFF)] = mask
+    raw = struct.pack("<I", 2) + b"".join(
+        struct.pack("<HHI", t, p, q) for (t, q), p in sorted(entries.items()))
+    os.setxattr(path, _ACL_XATTR, raw, follow_symlinks=False)
+
+
+def grant_code(ident: Identity) -> list[str]:
+    """Let `ident` search every directory that stops it from reading pxetui's code (a checkout
+    or Python under /root, say): used by scripts/setup.sh. Returns the directories changed."""
+    changed = []
+    for _ in range(64):  # each pass unblocks one directory; paths are not that deep
+        blocked = None
+        for p in code_paths():
+            part = unreadable_part(p, ident)
+            if part is not None and os.path.isdir(part) and os.path.realpath(part) != os.path.realpath(p):
+                blocked = part
+                break
+        if blocked is None:
+            break
+        grant_search(blocked, ident)
+        changed.append(blocked)
+    return changed
+
+
+def _main(argv: list[str]) -> int:
+    """`python -m pxetui.privileges grant-code USER`: scripts/setup.sh's step (as root)."""
+    if len(argv) != 2 or argv[0] != "grant-code":
+        print("usage: python -m pxetui.privileges grant-code USER", file=sys.stderr)
+        return 2
+    try:
+        pw = pwd.getpwnam(argv[1])
+    except KeyError:
+        print(f"no user {argv[1]!r}", file=sys.stderr)
+        return 1
+    ident = Identity(pw.pw_name, pw.pw_uid, pw.pw_gid)
+    for d in grant_code(ident):
+        print(f"granted {ident.name} search (ACL u:{ident.name}:x) on {d}: pxetui's code or Python lives below it")
+    problems = code_problems(ident)
+    for p in problems:
+        print(p, file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))
+
+
+def allow_search(directory: str | Path) -> None:
+    """o+x on a directory of ours (search, no listing): the services get through to what is
+    below it that they may read."""
+    os.chmod(directory, os.stat(directory).st_mode & 0o7777 | 0o001)
+
+
+def share_tree(top: str | Path) -> None:
+    """Make served content (the lab's boot files, a test ISO) readable by anyone: o+rx on
+    directories, o+r on files, nothing followed. For content that is public by nature: a TFTP
+    and HTTP server hands it to every host on the LAN anyway."""
+    if not os.path.isdir(top):
+        if os.path.isfile(top) and not os.path.islink(top):
+            os.chmod(top, os.stat(top).st_mode & 0o7777 | 0o004)
+        return
+    for _dirpath, _dirs, files, dfd in os.fwalk(top, follow_symlinks=False):
+        os.fchmod(dfd, os.fstat(dfd).st_mode & 0o7777 | 0o005)
+        for name in files:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode):
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dfd)
+                try:
+                    os.fchmod(fd, os.fstat(fd).st_mode & 0o7777 | 0o004)
+                finally:
+                    os.close(fd)
+
+
+def drop_for_worker(cfg: Config, parent: int) -> None:
+    """A TFTP worker process, its socket bound: the same drop as its service (which hands the
+    state dir over in its own ready()). Also what makes PR_SET_PDEATHSIG work for it at all:
+    the kernel checks kill permission from the dying parent, and an unprivileged service
+    cannot signal a root worker."""
+    ident = service_identity(cfg)
+    if ident is None:
+        return
+    drop_privileges(ident)
+    die_with_parent(signal.SIGTERM, parent)

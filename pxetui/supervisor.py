@@ -20,7 +20,7 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
-from pxetui import __version__, store
+from pxetui import __version__, privileges, store
 from pxetui.config import Config
 from pxetui.control import LINE_LIMIT, socket_path
 from pxetui.emitter import LineReader
@@ -169,13 +169,19 @@ class ServiceRunner:
         while not self.stopping:
             started = time.monotonic()
             self.state("starting" if self.restarts == 0 else "restarting")
+            # The config goes down the stdin pipe, whose write end we keep: the service stops at
+            # its EOF, so it cannot outlive us (docs/SECURITY.md, process hygiene), and no file
+            # holds it that an unprivileged service could rewrite for its next, root, start.
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "pxetui.service", self.name, str(self.sup.config_file),
+                sys.executable, "-m", "pxetui.service", self.name, "-", "--parent", str(os.getpid()),
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                stdin=asyncio.subprocess.DEVNULL, limit=LINE_LIMIT,
+                stdin=asyncio.subprocess.PIPE, limit=LINE_LIMIT,
             )
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(self.sup.config_line)
             await asyncio.gather(self._pump_events(), self._pump_stderr())
             code = await self.proc.wait()
+            self.proc.stdin.close()
             if self.stopping:
                 break
             reason = self.last_error or f"exited with code {code}"
@@ -259,7 +265,8 @@ class Supervisor:
         self.subscribers: dict[asyncio.Queue[tuple[str, bytes] | None], int] = {}
         self.runners = {n: ServiceRunner(self, n) for n in self.names}
         self.stopped = asyncio.Event()
-        self.config_file = cfg.state_path / "run" / "config.json"
+        self.config_line = cfg.to_json().encode() + b"\n"  # what each service reads first
+        self.identity: privileges.Identity | None = None  # who the services run as (start())
         self.tracker: Tracker | None = None  # made by start()
         # Set when a service fails before it ever ran: `serve` exits non-zero with the reason.
         self.fatal = ""
@@ -340,11 +347,11 @@ class Supervisor:
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self, mode_reason: str = "") -> None:
-        self.cfg.state_path.mkdir(parents=True, exist_ok=True)
-        self.config_file.parent.mkdir(parents=True, exist_ok=True)
-        self.config_file.write_text(self.cfg.to_json())
+        self.identity = privileges.service_identity(self.cfg)
+        self.cfg.state_path.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.tracker = Tracker(db_path=self.cfg.db_path, config=self.cfg.tracker)
         self._reload_hosts()
+        self._prepare_files()
         self.publish(EngineStarted(
             service="engine", interface=self.cfg.interface, address=self.cfg.server_ip,
             netmask=self.cfg.netmask, dhcp_mode=self.cfg.dhcp.mode, dhcp_mode_reason=mode_reason,
@@ -354,6 +361,23 @@ class Supervisor:
         for r in self.runners.values():
             r.task = asyncio.create_task(r.run())
         asyncio.create_task(self._tick())
+
+    def _prepare_files(self) -> None:
+        """Before any service starts: served roots exist, and the state directory (with the
+        database just made) is private and belongs to the service user, who writes leases,
+        pcaps and uploads there once unprivileged (docs/SECURITY.md)."""
+        for root in (self.cfg.tftp_root, self.cfg.http_root):
+            privileges.make_served_dir(root)
+        privileges.secure_state_dir(self.cfg, self.identity)
+        if self.identity is None:
+            if os.geteuid() == 0:
+                self.publish(Log(service="engine", level_name="warning",
+                                 message="security.user is root: services keep every privilege"))
+            return
+        for what, root in (("tftp.root", self.cfg.tftp_root), ("http.root", self.cfg.http_root)):
+            if not privileges.readable_by(root, self.identity):
+                self.publish(Log(service="engine", level_name="error",
+                                 message=f"{what}: {privileges.how_to_grant(root, self.identity)}"))
 
     async def _tick(self) -> None:
         while not self.stopped.is_set():

@@ -47,6 +47,14 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pxetui, textual, p
   touch "$stamp"
 fi
 
+# The unprivileged user every service drops to once its sockets are open (docs/SECURITY.md).
+if ! id -u pxetui >/dev/null 2>&1; then
+  echo "setup.sh: creating the system user pxetui (services run as it)"
+  useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin pxetui
+fi
+# It must read pxetui's code and Python's (a checkout or an interpreter under /root, say).
+.venv/bin/python -m pxetui.privileges grant-code pxetui
+
 case "${1:-}" in
   lab)
     shift

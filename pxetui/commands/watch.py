@@ -50,7 +50,9 @@ async def watch(iface: str, duration: float | None, refresh: float, stuck_second
         tracker.close()
         return 1
     stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # Set explicitly, whatever was inherited (a parent that ignores SIGINT); SIGHUP: the
+    # terminal went away.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
     print(f"watching {iface} (watch-only: serving nothing); Ctrl-C to stop", flush=True)
     end = time.monotonic() + duration if duration else None

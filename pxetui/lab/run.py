@@ -1,8 +1,8 @@
 """The lab, end to end: network, content, the pxetui engine inside the namespace, the VM.
 
 `Lab` is the reusable piece (the e2e tests drive it); `run()` is what `pxetui lab` calls.
-Teardown is one idempotent `close()`, reached on normal exit, on an exception, on Ctrl-C
-(KeyboardInterrupt) and on SIGTERM/SIGHUP (turned into KeyboardInterrupt), and when the VM
+Teardown is one idempotent `close()`, reached on normal exit, on an exception, and on
+SIGINT/SIGTERM/SIGHUP (turned into KeyboardInterrupt, whatever disposition was inherited), and when the VM
 dies: the VM and the engine are ended by PID, then the namespaces are deleted.
 """
 
@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from pxetui import store
+from pxetui import privileges, store
 from pxetui.iso import testiso
 from pxetui.lab import content, qemu
 from pxetui.lab.network import LabError, LabNetwork, Namespace
@@ -130,6 +130,10 @@ class Lab:
         serves the boot loaders from their Debian packages."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.engine_state.mkdir(parents=True, exist_ok=True)
+        # The engine's services run unprivileged (docs/SECURITY.md): they must get through the
+        # lab's directories (made 0700 under the CLI's umask) to the content they serve.
+        for d in (self.opts.state_dir, self.dir):
+            privileges.allow_search(d)
         if self.opts.content == "busybox":
             bb = content.install_busybox(self.root, self.opts.state_dir / "cache")
             self._save_menu(content.busybox_menu(bb))
@@ -140,6 +144,7 @@ class Lab:
             self._import_live_iso()
         else:
             self._import_memtest()
+        privileges.share_tree(self.root)
 
     def _save_menu(self, menu: model.Menu) -> None:
         conn = store.connect(self.engine_state / "pxetui.db")
@@ -162,6 +167,7 @@ class Lab:
         of the .iso. The busybox /init ignores live-boot's arguments and prints the marker."""
         bb = content.install_busybox(self.root, self.opts.state_dir / "cache")
         iso = testiso.live_iso(self.opts.state_dir / "live.iso", self.root / bb.kernel, self.root / bb.initrd)
+        privileges.share_tree(iso)  # served out of the .iso by the unprivileged services
         self._import(iso, "live", extra_args=bb.args)
 
     def _import(self, iso: Path, name: str, extra_args: str = "") -> None:
@@ -314,12 +320,13 @@ MARKERS = {
 
 @contextmanager
 def interrupts_as_keyboard() -> Iterator[None]:
-    """SIGTERM and SIGHUP (a closed terminal) tear the lab down like Ctrl-C does."""
+    """SIGINT, SIGTERM and SIGHUP (a closed terminal) tear the lab down. SIGINT is set too:
+    Python leaves it ignored when the parent ignored it (a shell's `cmd &`, nohup)."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
