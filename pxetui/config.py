@@ -58,6 +58,20 @@ class RelayPool:
 
 
 @dataclass
+class DhcpLimits:
+    """Rate limits and caps of the DHCP server (docs/SECURITY.md, "DHCP on a network that is
+    not ours"); the defaults hold a 1,000-client boot storm and 10,000 clients."""
+
+    mac_rate: float = 10.0  # messages per second from one MAC (token bucket) ...
+    mac_burst: int = 20  # ... and its burst
+    mac_table: int = 16384  # MACs the per-MAC limit remembers (least recently seen forgotten)
+    new_offers_per_second: float = 1000.0  # offers to MACs with no lease or offer yet ...
+    new_offers_burst: int = 2000  # ... and their burst; excess DISCOVERs are dropped, counted
+    max_offers: int = 8192  # offers not yet REQUESTed; the oldest is reclaimed past this
+    offer_hold_seconds: float = 15.0  # an offered address is set aside this long
+
+
+@dataclass
 class DhcpConfig:
     mode: str = "auto"
     range: str = ""  # START-END; empty = a slice of the interface subnet
@@ -72,6 +86,10 @@ class DhcpConfig:
     boot_files: dict[str, str] = field(default_factory=dict)
     reservations: list[Reservation] = field(default_factory=list)
     relay_pools: list[RelayPool] = field(default_factory=list)
+    # full mode: seconds between probes for a DHCP server that appeared after start (0: only
+    # listen for other servers' replies); one that answers turns us into proxyDHCP
+    recheck_seconds: float = 60.0
+    limits: DhcpLimits = field(default_factory=DhcpLimits)
 
 
 @dataclass
@@ -277,7 +295,7 @@ def _coerce(tp: Any, value: Any, where: str, problems: list[str]) -> Any:
     return float(value) if t == "float" else value
 
 
-for _cls in (DhcpConfig, TftpConfig, HttpConfig, CaptureConfig, TrackerConfig, SecurityConfig,
+for _cls in (DhcpConfig, DhcpLimits, TftpConfig, HttpConfig, CaptureConfig, TrackerConfig, SecurityConfig,
              Reservation, RelayPool, EventsConfig, LogConfig):
     _NESTED[_cls.__name__] = _cls
 
@@ -321,6 +339,9 @@ def _check(cfg: Config, problems: list[str]) -> None:
         problems.append(f"dhcp.lease_time: {d.lease_time} is outside 60..31536000 seconds")
     if not 0 <= d.probe_seconds <= 30:
         problems.append(f"dhcp.probe_seconds: {d.probe_seconds} is outside 0..30")
+    if not (d.recheck_seconds == 0 or 1 <= d.recheck_seconds <= 3600):
+        problems.append(f"dhcp.recheck_seconds: {d.recheck_seconds} is neither 0 (off) nor 1..3600")
+    _check_dhcp_limits(d.limits, problems)
     for key in ("allow", "deny"):
         macs = getattr(d, key)
         for i, m in enumerate(macs):
@@ -419,6 +440,16 @@ def _check_bounds(cfg: Config, problems: list[str]) -> None:
 
 def _num(x: float) -> str:
     return f"{x:.0f}" if x == int(x) else f"{x:g}"
+
+
+def _check_dhcp_limits(lim: DhcpLimits, problems: list[str]) -> None:
+    for key, low, high in (("mac_rate", 0.1, 10000), ("mac_burst", 1, 100000),
+                           ("mac_table", 64, 10000000), ("new_offers_per_second", 1, 1000000),
+                           ("new_offers_burst", 1, 1000000), ("max_offers", 1, 10000000),
+                           ("offer_hold_seconds", 1, 300)):
+        value = getattr(lim, key)
+        if not low <= value <= high:
+            problems.append(f"dhcp.limits.{key}: {value} is outside {low}..{high}")
 
 
 def default_range(info: InterfaceInfo) -> str:

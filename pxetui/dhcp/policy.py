@@ -111,6 +111,12 @@ class BootPolicy:
         out["http64"] = (f"{cfg.http_base}/{http_efi}", "default HTTP boot URL")
         return out
 
+    def set_proxy(self, proxy: bool) -> None:
+        """Full mode turned proxyDHCP (another server appeared): the proxy defaults apply."""
+        if proxy != self.proxy:
+            self.proxy = proxy
+            self.defaults = self._defaults()
+
     def set_overrides(self, overrides: Mapping[str, Mapping[str, Any]]) -> None:
         """Per-MAC rows of pxetui.store.host_overrides (sqlite3.Row or dicts)."""
         self.overrides = {mac: dict(row) for mac, row in overrides.items()}

@@ -2,7 +2,12 @@
 
 No sockets here (see service.py) and no boot policy (see policy.py): `DhcpServer.handle()` is
 a pure function of the packet, the lease store and the clock, plus the events it emits.
-RFC 2131 is the reference for full mode; the PXE 2.1 spec and REFERENCE.md for proxyDHCP.
+RFC 2131 is the reference for full mode; the PXE 2.1 spec and docs/FIELD-NOTES.md for proxyDHCP.
+
+On a network that is not ours (docs/SECURITY.md, "DHCP on a network that is not ours"): every
+MAC and the rate of new offers are limited before a packet costs more than its parse; we are
+silent about addresses that are not ours; DECLINE and RELEASE count only from the holder; and
+`saw_reply()` turns full mode into proxyDHCP when another server hands out addresses.
 """
 
 from __future__ import annotations
@@ -25,15 +30,20 @@ from pxetui.dhcp.codec import (
     encode_options,
     parse,
 )
-from pxetui.dhcp.leases import LeaseStore, Pool
+from pxetui.dhcp.leases import Lease, LeaseStore, Pool
+from pxetui.dhcp.limits import Bucket, KeyedBuckets
 from pxetui.dhcp.policy import BootChoice, BootPolicy, ClientFacts
 from pxetui.events import (
+    Alert,
     BootDecision,
     DhcpIgnored,
+    DhcpModeDecided,
     DhcpPacket,
     Event,
+    ForeignDhcpServer,
     LeaseEnded,
     LeaseGranted,
+    LimitReporter,
     Log,
     PoolExhausted,
 )
@@ -83,6 +93,16 @@ class DhcpServer:
         self.sid = socket.inet_aton(cfg.server_ip)
         self.lease_time = cfg.dhcp.lease_time
         self._exhausted: dict[str, float] = {}
+        lim = cfg.dhcp.limits
+        self.mac_limit = KeyedBuckets(lim.mac_rate, lim.mac_burst, lim.mac_table)
+        self.offer_limit = Bucket(lim.new_offers_per_second, lim.new_offers_burst, clock())
+        self.limits = LimitReporter(emit)
+        store.on_reclaim = self._reclaimed
+        self.probe_mac: str | None = None  # our own probe for other servers (service.py): ignored
+        # Switched from full to proxy: our running leases are still confirmed to their
+        # holders until they expire, never extended (docs/SECURITY.md).
+        self.keep_leases = False
+        self.foreign: str | None = None  # the server that made us switch
         self._by_giaddr: dict[bytes, Pool | None] = {}
         t, home = self.lease_time, cfg.network
         times = {o.LEASE_TIME: o.u32(t), o.RENEWAL_T1: o.u32(t // 2), o.REBINDING_T2: o.u32(t * 7 // 8)}
@@ -114,6 +134,10 @@ class DhcpServer:
                          mac=pkt.mac)
             return []
         req = Request(pkt, src, port)
+        if req.mac == self.probe_mac:
+            return []  # our own DISCOVER looking for other servers: not a client
+        if not self._within_limits(req):
+            return []
         self._packet_in(req)
         if req.msg is None:
             self._ignore(req, "plain BOOTP (no DHCP message type) is not served")
@@ -134,6 +158,39 @@ class DhcpServer:
             self._ignore(req, f"{o.msg_name(req.msg)} is not a client message")
             return []
         return handler(self, req)
+
+    # -- limits (docs/SECURITY.md) ----------------------------------------------------------
+    def _within_limits(self, req: Request) -> bool:
+        """Per-MAC rate, then the rate of offers to new clients; what is over a limit is dropped
+        before it costs an event, and counted (one LimitHit per interval, not per packet)."""
+        now, mac = self.clock(), req.mac
+        if not self.mac_limit.take(mac, now):
+            lim = self.cfg.dhcp.limits
+            self.limits.hit("dhcp.limits.mac_rate", None,
+                            f"{mac} sent more than {lim.mac_rate:g} messages/s (burst {lim.mac_burst}): "
+                            "dropped", now)
+            return False
+        if req.msg != o.DISCOVER or req.port == PXE_PORT or (self.mode == "proxy" and not req.boot_client):
+            return True
+        store = self.store
+        if mac in store.by_mac or mac in store.offers or mac in store.reserved:
+            return True  # a client we know: not a new offer
+        if self.offer_limit.take(now):
+            return True
+        self.limits.hit("dhcp.limits.new_offers_per_second", None,
+                        f"more than {self.cfg.dhcp.limits.new_offers_per_second:g} new clients/s: "
+                        f"DISCOVER dropped (latest {mac})", now)
+        return False
+
+    def _reclaimed(self, why: str, lease: Lease) -> None:
+        if why == "cap":
+            key, text = "dhcp.limits.max_offers", f"{self.store.max_offers} offers outstanding"
+        else:
+            pool = self.store.pool_for(lease.ip)
+            key = "dhcp.range" if pool is None or pool is self.store.pools[0] else "dhcp.relay_pools"
+            text = f"pool {pool.name if pool else '?'} full"
+        self.limits.hit(key, None, f"{text}: took back the unanswered offer of {lease.address} "
+                                   f"to {lease.mac}", self.clock())
 
     # -- full mode (RFC 2131 4.3) ---------------------------------------------------------
     def _pool(self, req: Request) -> Pool | None:
@@ -185,14 +242,21 @@ class DhcpServer:
         if addr == ZERO_IP:
             self._ignore(req, "REQUEST names no address (no option 50, no ciaddr)")
             return []
+        ip = int.from_bytes(addr)
+        if sid is None and not self.store.ours(ip):
+            # INIT-REBOOT, RENEWING or REBINDING about an address outside our pools that we
+            # hold no lease on: another server's client. RFC 2131 4.3.2: no record, stay silent
+            # (a NAK would tear down a lease we know nothing of; docs/SECURITY.md).
+            self._ignore(req, f"{socket.inet_ntoa(addr)} is not ours (outside our pools, no lease "
+                              "of ours): silent (RFC 2131 4.3.2)")
+            return []
         pool = self._pool(req)
         if pool is None:
             self._ignore(req, f"relay giaddr {pkt.ip('giaddr')} matches no pool")
             return []
-        ip = int.from_bytes(addr)
         if not pool.on_subnet(ip):
             return self._nak(req, f"{socket.inet_ntoa(addr)} is not on subnet {pool.network}")
-        lease = self.store.bind(req.mac, ip, self.lease_time, req.hostname, now)
+        lease = self.store.bind(req.mac, ip, self.lease_time, req.hostname, now, selecting=sid is not None)
         if lease is None:  # bind refuses exactly what store.usable_by refuses: say which case
             holder = self.store.holder(ip, now)
             why = ("quarantined (declined)" if holder == "" else "held by another client" if holder
@@ -203,28 +267,48 @@ class DhcpServer:
                                hostname=req.hostname, server_ip=self.server_ip))
         return [self._reply(req, o.ACK, addr, choice, pool, lease=True)]
 
-    def _decline(self, req: Request) -> list[Reply]:
+    def _not_for_us(self, req: Request) -> str | None:
+        """RFC 2131 table 5: DECLINE and RELEASE MUST carry the server identifier. Without
+        ours, the message is for another server or forged: never a state change here."""
         sid = o.ip_opt(req.pkt, o.SERVER_ID)
+        if sid is None:
+            return "no server identifier (option 54)"
+        if sid != self.sid:
+            return f"it is for server {socket.inet_ntoa(sid)}"
+        return None
+
+    def _decline(self, req: Request) -> list[Reply]:
         addr = req.requested
-        if sid is not None and sid != self.sid:
-            self._ignore(req, f"DECLINE is for server {socket.inet_ntoa(sid)}")
-        elif addr is None:
-            self._ignore(req, "DECLINE without option 50")
-        elif self.store.decline(req.mac, int.from_bytes(addr), self.clock()):
-            ip = socket.inet_ntoa(addr)
-            self.emit(LeaseEnded(mac=req.mac, ip=ip, reason="declined"))
-            self.emit(Log(level_name="warning", mac=req.mac, ip=ip,
-                          message=f"{req.mac} declined {ip}: in use by another host; quarantined"))
-        else:
-            self._ignore(req, f"DECLINE of {socket.inet_ntoa(addr)}, not this client's address")
+        why = self._not_for_us(req)
+        if why is None and addr is None:
+            why = "no option 50"
+        if why is None:
+            assert addr is not None
+            why = self.store.decline(req.mac, int.from_bytes(addr), self.clock())
+        ip = socket.inet_ntoa(addr) if addr is not None else "?"
+        if why is not None:
+            self._ignore(req, f"DECLINE of {ip} refused: {why}")
+            return []
+        self.emit(LeaseEnded(mac=req.mac, ip=ip, reason="declined"))
+        self.emit(Log(level_name="warning", mac=req.mac, ip=ip,
+                      message=f"{req.mac} declined {ip}: in use by another host; quarantined"))
         return []
 
     def _release(self, req: Request) -> list[Reply]:
-        ip = req.pkt.ip("ciaddr")
-        if self.store.release(req.mac, int.from_bytes(req.pkt.ciaddr)):
-            self.emit(LeaseEnded(mac=req.mac, ip=ip, reason="released"))
-        else:
-            self._ignore(req, f"RELEASE of {ip}, which this client does not hold")
+        pkt = req.pkt
+        ip = pkt.ip("ciaddr")
+        why = self._not_for_us(req)
+        if why is None and pkt.ciaddr == ZERO_IP:
+            why = "no ciaddr"
+        if why is None and pkt.giaddr == ZERO_IP and req.src[0] != ip:
+            # RFC 2131 4.4.6: the client unicasts RELEASE from the address it gives back
+            why = f"sent from {req.src[0]}, not from the released address"
+        if why is None:
+            why = self.store.release(req.mac, int.from_bytes(pkt.ciaddr))
+        if why is not None:
+            self._ignore(req, f"RELEASE of {ip} refused: {why}")
+            return []
+        self.emit(LeaseEnded(mac=req.mac, ip=ip, reason="released"))
         return []
 
     def _inform(self, req: Request) -> list[Reply]:
@@ -256,8 +340,12 @@ class DhcpServer:
         self.emit(Log(level_name="info", mac=req.mac, message=f"NAK to {req.mac}: {why}"))
         return [(build(nak), dest)]
 
-    # -- proxyDHCP (PXE 2.1; REFERENCE.md) ------------------------------------------------
+    # -- proxyDHCP (PXE 2.1; docs/FIELD-NOTES.md) ------------------------------------------
     def _proxy(self, req: Request) -> list[Reply]:
+        if self.keep_leases and req.msg == o.REQUEST:
+            return self._confirm(req)
+        if self.keep_leases and req.msg in (o.RELEASE, o.DECLINE):
+            return self._full[req.msg](self, req)  # the holder of one of our leases gives it up
         if req.msg != o.DISCOVER:
             self._ignore(req, f"proxy mode: {o.msg_name(req.msg)} is for the address server")
             return []
@@ -269,6 +357,29 @@ class DhcpServer:
             self._ignore(req, f"proxy mode: no boot file ({choice.reason})")
             return []
         return [self._reply(req, o.OFFER, ZERO_IP, choice, None, lease=False)]
+
+    def _confirm(self, req: Request) -> list[Reply]:
+        """Switched to proxy (another server appeared): a holder of one of our running leases
+        still gets its address confirmed, for the time the lease has left and no longer, so it
+        moves to the other server when the lease runs out (docs/SECURITY.md)."""
+        pkt, now = req.pkt, self.clock()
+        sid = o.ip_opt(pkt, o.SERVER_ID)
+        if sid is not None and sid != self.sid:
+            self._ignore(req, f"client chose server {socket.inet_ntoa(sid)}")
+            return []
+        addr = req.requested if req.requested is not None else pkt.ciaddr
+        lease = self.store.lease_of(req.mac)
+        if (lease is not None and addr == lease.ip.to_bytes(4) and lease.state == "bound"
+                and lease.expires - now >= 1):
+            pool = self.store.pool_for(lease.ip) or self._pool(req)
+            choice = self._decide(req, now)
+            return [self._reply(req, o.ACK, addr, choice, pool, lease=False,
+                                lease_secs=int(lease.expires - now))]
+        why = f"DHCP server {self.foreign or 'another server'} hands out addresses here now"
+        if sid == self.sid:  # it answers an offer of ours: tell it to start over, at once
+            return self._nak(req, f"we stopped handing out addresses: {why}")
+        self._ignore(req, f"proxy mode: {why}; not a running lease of ours")
+        return []
 
     def _pxe_request(self, req: Request) -> list[Reply]:
         """Port 4011: the client has its address and asks us for the boot file; answer to
@@ -296,9 +407,13 @@ class DhcpServer:
         return choice
 
     def _reply(self, req: Request, msg: int, yiaddr: bytes, choice: BootChoice, pool: Pool | None,
-               lease: bool, dest: Address | None = None) -> Reply:
+               lease: bool, dest: Address | None = None, lease_secs: int | None = None) -> Reply:
         pkt = req.pkt
         opts: dict[int, bytes] = {o.MSG_TYPE: bytes((msg,)), o.SERVER_ID: self.sid}
+        if lease_secs is not None:  # a lease time of its own (what is left of a lease)
+            opts[o.LEASE_TIME] = o.u32(lease_secs)
+            opts[o.RENEWAL_T1] = o.u32(lease_secs // 2)
+            opts[o.REBINDING_T2] = o.u32(lease_secs * 7 // 8)
         tail = self._tails[(pool.name if pool is not None else None, lease)]
         out = Packet(op=BOOTREPLY, htype=pkt.htype, hlen=pkt.hlen, xid=pkt.xid, flags=pkt.flags,
                      ciaddr=pkt.ciaddr, yiaddr=yiaddr, giaddr=pkt.giaddr, chaddr=pkt.chaddr,
@@ -368,6 +483,39 @@ class DhcpServer:
             o.PXE_BOOT_MENU: item_type + bytes((len(label),)) + label,
             o.PXE_MENU_PROMPT: b"\x00" + label,
         }, end=True)
+
+    # -- another server on the segment (docs/SECURITY.md) ----------------------------------
+    def saw_reply(self, data: bytes, src: Address) -> bool:
+        """A datagram heard on the client port (68): another server's OFFER or ACK that hands
+        out an address makes full mode step back to proxyDHCP. True when it did."""
+        if self.mode != "full" or src[0] == self.server_ip:
+            return False  # Linux loops our own broadcast replies back to us: not a server
+        try:
+            pkt = parse(data)
+        except DhcpParseError:
+            return False
+        if pkt.op != BOOTREPLY or o.msg_type(pkt) not in (o.OFFER, o.ACK) or pkt.yiaddr == ZERO_IP:
+            return False  # a proxyDHCP offer (no address) takes nothing from us
+        sid = o.ip_opt(pkt, o.SERVER_ID)
+        server = socket.inet_ntoa(sid) if sid is not None else src[0]
+        if sid == self.sid:
+            return False  # ours, relayed back to us
+        self.switch_to_proxy(server, src[0], pkt.ip("yiaddr"), o.msg_name(o.msg_type(pkt)))
+        return True
+
+    def switch_to_proxy(self, server: str, sender: str, offered: str, what: str) -> None:
+        """Stop handing out addresses: answer as proxyDHCP from now on, drop our outstanding
+        offers, keep (and confirm) the leases already granted until they expire."""
+        self.mode, self.keep_leases, self.foreign = "proxy", True, server
+        self.policy.set_proxy(True)
+        dropped = self.store.drop_offers()
+        iface = self.cfg.interface
+        reason = (f"DHCP server {server} appeared on {iface} ({what} of {offered}): stopped handing out "
+                  f"addresses, proxyDHCP only; our leases are kept until they expire")
+        self.emit(ForeignDhcpServer(server_ip=server, ip=sender, offered=offered))
+        self.emit(DhcpModeDecided(mode="proxy", reason=reason, other_server=server))
+        self.emit(Alert(key=f"foreign-dhcp:{server}", severity="error", message=reason))
+        self.emit(Log(level_name="warning", message=f"{reason} ({dropped} outstanding offers dropped)"))
 
     # -- events ---------------------------------------------------------------------------
     def _packet_in(self, req: Request) -> None:

@@ -1,10 +1,12 @@
 """The DHCP service: guard, decide the mode (probe in auto mode), bind, serve.
 
 Sockets are bound to the one configured interface with SO_BINDTODEVICE, so a packet from any
-other interface never reaches us and no reply leaves by another one (DESIGN.md, safety).
-Each wake-up drains a batch of datagrams, handles them, commits the lease changes in one
-transaction, and only then sends the replies: an ACK is never on the wire before its lease
-is on disk.
+other interface never reaches us and no reply leaves by another one (docs/SECURITY.md).
+Every socket the service will ever need (67; 4011, also in full mode, for a later switch to
+proxyDHCP; 68 in full mode, to hear other servers: watch.py) is bound before `ctx.ready()`
+drops root. Each wake-up drains a batch of datagrams, handles them, commits the lease changes
+in one transaction (synchronous=FULL: fsync'd), and only then sends the replies: an ACK is
+never on the wire before its lease is on disk (README, "Leases").
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import gc
 import ipaddress
+import os
 import socket
 import sqlite3
 import time
@@ -22,8 +25,9 @@ from pxetui.config import Config, parse_range
 from pxetui.dhcp.leases import LeaseStore, Pool
 from pxetui.dhcp.policy import BootPolicy
 from pxetui.dhcp.probe import probe
-from pxetui.dhcp.server import PXE_PORT, SERVER_PORT, DhcpServer
-from pxetui.events import DhcpModeDecided, ForeignDhcpServer, LeaseEnded, LeaseGranted
+from pxetui.dhcp.server import CLIENT_PORT, PXE_PORT, SERVER_PORT, DhcpServer
+from pxetui.dhcp.watch import ForeignWatch
+from pxetui.events import DhcpModeDecided, ForeignDhcpServer, LeaseEnded, LeaseGranted, ServiceState
 from pxetui.safety import check_netns_guard
 from pxetui.service import ServiceContext
 
@@ -67,7 +71,41 @@ def build_pools(cfg: Config) -> list[Pool]:
 
 def open_store(cfg: Config, conn: sqlite3.Connection) -> LeaseStore:
     reserved = {r.mac: int(ipaddress.IPv4Address(r.ip)) for r in cfg.dhcp.reservations if r.ip}
-    return LeaseStore(conn, build_pools(cfg), reserved, exclude={int(ipaddress.IPv4Address(cfg.server_ip))})
+    lim = cfg.dhcp.limits
+    return LeaseStore(conn, build_pools(cfg), reserved, exclude={int(ipaddress.IPv4Address(cfg.server_ip))},
+                      offer_hold=lim.offer_hold_seconds, max_offers=lim.max_offers)
+
+
+def open_lease_db(cfg: Config) -> sqlite3.Connection:
+    """The lease database, with every commit fsync'd (synchronous=FULL, this connection only):
+    a lease we ACKed survives a power cut, not only a crash (README, "Leases")."""
+    conn = dbstore.connect(cfg.db_path)
+    conn.execute("PRAGMA synchronous=FULL")
+    return conn
+
+
+def bind_sockets(ctx: ServiceContext, mode: str) -> dict[int, socket.socket]:
+    """Every port the service may need, while still root: 67; 4011 (proxy mode serves it; full
+    mode binds it too, so a switch to proxy needs no privileged bind); 68 in full mode to hear
+    other servers. In full mode 4011 and 68 are best effort (a warning when taken)."""
+    iface = ctx.config.interface
+    socks = {SERVER_PORT: open_socket(iface, SERVER_PORT)}
+    try:
+        extra = [PXE_PORT] + ([CLIENT_PORT] if mode == "full" else [])
+        for port in extra:
+            try:
+                socks[port] = open_socket(iface, port)
+            except OSError as exc:
+                if mode != "full":
+                    raise
+                what = ("a later switch to proxyDHCP will not answer on port 4011" if port == PXE_PORT
+                        else "another DHCP server that appears will only be seen by capture")
+                ctx.log(f"cannot bind UDP port {port} on {iface} ({exc}): {what}", "warning")
+    except OSError:
+        for sock in socks.values():
+            sock.close()
+        raise
+    return socks
 
 
 async def decide_mode(ctx: ServiceContext) -> str:
@@ -164,7 +202,7 @@ async def run(ctx: ServiceContext) -> None:
         ctx.ready([])
         await asyncio.Event().wait()
         return
-    conn = dbstore.connect(cfg.db_path)
+    conn = open_lease_db(cfg)
     store = open_store(cfg, conn)
     # Leases are ours to announce only when we hand them out (not in proxy mode).
     restored = store.restored(time.time()) if mode == "full" else []
@@ -182,12 +220,22 @@ async def run(ctx: ServiceContext) -> None:
     # The restored leases live as long as the process: keep them out of every future full
     # collection (a pause there is a burst of requests waiting in the socket queue).
     gc.freeze()
-    ports = [SERVER_PORT] + ([PXE_PORT] if mode == "proxy" else [])
-    socks = [open_socket(cfg.interface, p) for p in ports]
+    socks = bind_sockets(ctx, mode)
+    watch_sock = socks.pop(CLIENT_PORT, None)
     loop = asyncio.get_running_loop()
-    for sock, port in zip(socks, ports, strict=True):
+    for port, sock in socks.items():
         loop.add_reader(sock.fileno(), Transport(ctx, server, sock, port).readable)
+    served = sorted(socks)
+
+    def switched() -> None:  # port 68 is closed: say which ports are left
+        ctx.emit(ServiceState(service=ctx.name, state="running", pid=os.getpid(), ports=served))
+
+    watch = None
+    if watch_sock is not None:
+        watch = ForeignWatch(ctx, server, watch_sock, cfg.dhcp.recheck_seconds, switched)
+        watch.start()
     expiry = asyncio.ensure_future(report_expiries(ctx, store))
+    ports = sorted([*socks, *([CLIENT_PORT] if watch_sock is not None else [])])
     ctx.ready(ports)
     ctx.log(f"{mode} DHCP on {cfg.interface} ({cfg.server_ip}), ports {ports}, pool {cfg.dhcp.range}")
     try:
@@ -198,7 +246,9 @@ async def run(ctx: ServiceContext) -> None:
             ctx.log("reloaded per-MAC overrides")
     finally:
         expiry.cancel()
-        for sock in socks:
+        if watch is not None:
+            watch.stop()
+        for sock in socks.values():
             loop.remove_reader(sock.fileno())
             sock.close()
         with contextlib.suppress(sqlite3.Error):

@@ -132,8 +132,9 @@ def test_renew_is_unicast_and_rebind_extends(rig: Rig) -> None:
     assert row[0] == 3000.0 + 3600
 
 
-def test_init_reboot_outside_subnet_is_nakked(rig: Rig) -> None:
-    nak, dest = rig.one(client_packet(o.REQUEST, mac_bytes(4), o50=socket.inet_aton("192.168.5.7")))
+def test_selecting_us_for_an_address_off_our_subnet_is_nakked(rig: Rig) -> None:
+    nak, dest = rig.one(client_packet(o.REQUEST, mac_bytes(4), o50=socket.inet_aton("192.168.5.7"),
+                                      o54=socket.inet_aton("10.99.0.1")))
     assert o.msg_type(nak) == o.NAK and dest == ("255.255.255.255", 68)
     assert b"not on subnet" in nak.options[o.MESSAGE]
 
@@ -176,7 +177,8 @@ def test_decline_quarantines_the_address(rig: Rig) -> None:
 
 def test_release_frees_the_address(rig: Rig) -> None:
     ip = rig.dora(mac_bytes(11)).ip("yiaddr")
-    rig.send(client_packet(o.RELEASE, mac_bytes(11), ciaddr=ip, o54=socket.inet_aton("10.99.0.1")))
+    rig.send(client_packet(o.RELEASE, mac_bytes(11), ciaddr=ip, o54=socket.inet_aton("10.99.0.1")),
+             src=(ip, 68))
     assert rig.of("LeaseEnded")[-1].reason == "released"  # type: ignore[attr-defined]
     assert rig.conn.execute("SELECT count(*) FROM dhcp_leases").fetchone()[0] == 0
     # free: another client that asks for the address gets it
