@@ -5,12 +5,19 @@ Resolution order (issue 6: an existing tree is served as it is):
   1. a real file under the root (after confinement checks);
   2. each virtual provider in turn (menus, ISO library).
 Confinement: the request is normalised (backslashes to `/` for Windows boot files, leading `/`
-dropped, `.` and empty parts removed); `..`, NUL and control characters are refused outright;
-the final path must stay inside the root by realpath, so a symlink pointing out is refused.
+dropped, `.` and empty parts removed); `..`, NUL and control characters are refused outright.
+The file is then opened once beneath the root's directory fd without following any symlink
+(pxetui.safeopen; docs/SECURITY.md, "Files cannot be swapped under us"), and the Source carries
+that open fd: what was looked up is what is served, never a path opened a second time.
+
+Ownership: a Source returned by `Resolver.resolve` owns its fd. The server either takes it
+(`take_fd()`: the transfer closes it when it ends) or calls `close()` when it answers without
+the file (HEAD, 304, a refused option).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Sequence
@@ -18,13 +25,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from pxetui.events import Event
+from pxetui.safeopen import Opened, Refused, Root
+
 
 class FileLookupError(Exception):
     """Base for lookup failures; `reason` is safe to show to the user and to log."""
 
-    def __init__(self, path: str, reason: str) -> None:
+    def __init__(self, path: str, reason: str, events: Sequence[Event] = ()) -> None:
         self.path = path
         self.reason = reason
+        # Events the server should emit with its refusal (a changed ISO's Alert, raised once by
+        # the provider that noticed): providers have no emit of their own.
+        self.events = tuple(events)
         super().__init__(f"{path!r}: {reason}")
 
 
@@ -36,23 +49,43 @@ class Forbidden(FileLookupError):
     pass
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Source:
     """Something that can be sent: a file (or a byte range of one), or bytes in memory."""
 
     name: str  # the normalised request path
     size: int
     mtime: float
-    path: str | None = None  # file to open (the real file or the .iso)
-    offset: int = 0  # where the content starts inside `path` (ISO extents)
+    path: str | None = None  # the file (the real file or the .iso), for display
+    offset: int = 0  # where the content starts inside the file (ISO extents)
     data: bytes | None = None  # virtual content
     origin: str = "file"  # file | virtual | iso
+    fd: int | None = None  # the open file; `size`/`mtime` are its fstat (or the ISO index's)
 
-    def open_fd(self) -> int:
-        """An fd positioned at the content start (callers use pread/sendfile with offset)."""
-        if self.path is None:
-            raise ValueError("virtual source has no file")
-        return os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+    def take_fd(self) -> int:
+        """The open fd (callers use pread/sendfile with `offset`), handed over: the caller
+        closes it."""
+        fd = self.fd
+        if fd is None:
+            raise ValueError(f"{self.name}: no open file (virtual, or already taken)")
+        self.fd = None
+        return fd
+
+    def close(self) -> None:
+        """Close the fd unless it was taken; safe to call more than once."""
+        fd, self.fd = self.fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # a safety net only: every server closes explicitly
+        if self.fd is not None:
+            self.close()
 
     def read(self, fd: int | None, pos: int, length: int) -> bytes:
         """`length` bytes at `pos` of the content (short at the end)."""
@@ -100,9 +133,26 @@ def normalize(request: str) -> str:
 class Resolver:
     def __init__(self, root: str | Path, providers: Sequence[Provider] = (),
                  case_insensitive: bool = False) -> None:
-        self.root = os.path.realpath(root)
+        self.root = os.path.realpath(root)  # resolved once: the admin may name a symlink
         self.providers = list(providers)
         self.case_insensitive = case_insensitive
+        self._dir: Root | None = None
+        self._open_root()
+
+    def _open_root(self) -> Root | None:
+        """The root's directory fd, opened once; a root missing at start (HTTP serving only
+        menus and ISOs) is tried again on later requests."""
+        if self._dir is None:
+            try:
+                self._dir = Root(self.root, self.case_insensitive)
+            except OSError:
+                return None
+            self.root = self._dir.path
+        return self._dir
+
+    def close(self) -> None:
+        if self._dir is not None:
+            self._dir.close()
 
     def resolve(self, request: str, client: Client | None = None) -> Source:
         rel = normalize(request)
@@ -117,42 +167,25 @@ class Resolver:
         raise NotFound(rel, "file not found")
 
     def _real(self, rel: str) -> Source | None:
-        candidate = os.path.join(self.root, rel)
-        if not os.path.lexists(candidate) and self.case_insensitive:
-            candidate = self._casefold(rel) or candidate
+        root = self._open_root()
+        if root is None:
+            return None
         try:
-            real = os.path.realpath(candidate, strict=True)
-        except (OSError, RuntimeError):
+            opened: Opened = root.open(rel)
+        except Refused as exc:
+            raise Forbidden(rel, exc.reason) from None
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG):
+                return None  # not a real file: the virtual providers may have it
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                raise Forbidden(rel, "not readable") from None
+            raise Forbidden(rel, f"cannot open: {exc.strerror}") from None
+        st = opened.st
+        if not stat.S_ISREG(st.st_mode):  # a directory, a FIFO: not a file to send
+            os.close(opened.fd)
             return None
-        if real != self.root and not real.startswith(self.root + os.sep):
-            raise Forbidden(rel, "resolves outside the served root (symlink?)")
-        try:
-            st = os.stat(real)
-        except OSError:
-            return None
-        if not stat.S_ISREG(st.st_mode):
-            return None
-        if not os.access(real, os.R_OK):
-            raise Forbidden(rel, "not readable")
-        return Source(name=rel, size=st.st_size, mtime=st.st_mtime, path=real)
-
-    def _casefold(self, rel: str) -> str | None:
-        """Walk the root matching each component case-insensitively (Windows clients)."""
-        cur = self.root
-        for part in rel.split("/"):
-            try:
-                names = os.listdir(cur)
-            except OSError:
-                return None
-            if part in names:
-                cur = os.path.join(cur, part)
-                continue
-            low = part.lower()
-            match = next((n for n in names if n.lower() == low), None)
-            if match is None:
-                return None
-            cur = os.path.join(cur, match)
-        return cur
+        return Source(name=rel, size=st.st_size, mtime=st.st_mtime,
+                      path=os.path.join(root.path, opened.rel), fd=opened.fd)
 
 
 def virtual(name: str, data: bytes, mtime: float = 0.0) -> Source:

@@ -3,8 +3,14 @@
 Import is all or nothing: the image is verified and indexed first (nothing written), then the
 library row, the file index and the new menu entries go in with one SQLite transaction, so a
 failure at any point leaves the library and the menu as they were. The index is stored, so a
-restart serves files from the .iso without opening it again (REFERENCE.md: opening a 50,000-file
-image costs ~2 s and 167 MiB).
+restart serves files from the .iso without opening pycdlib again (opening a 50,000-file image
+costs ~2 s and 167 MiB).
+
+Each row pins the image it indexed: device, inode, size and mtime (ns) of the real file, taken
+from the descriptor that was indexed. Every open for serving checks the pin on the open fd
+(docs/SECURITY.md, "Files cannot be swapped under us"). Rows from before the pin columns have
+none: they are refused until imported again, since a pin taken later would trust whatever the
+path names at that moment, not the file that was verified and indexed.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from pxetui.menus.model import (
     save_menu,
     slug,
 )
+from pxetui.safeopen import Pin, PinMismatch, open_pinned
 from pxetui.store import write_transaction
 
 LIBRARY_DDL = """
@@ -47,7 +54,10 @@ CREATE TABLE IF NOT EXISTS iso_library (
     notes TEXT NOT NULL,          -- JSON list
     sha256 TEXT,                  -- set when verified against a SHA256SUMS file
     files INTEGER NOT NULL,
-    imported REAL NOT NULL
+    imported REAL NOT NULL,
+    dev INTEGER,                  -- the pin (NULL in rows imported before pins existed)
+    ino INTEGER,
+    mtime_ns INTEGER
 );
 CREATE TABLE IF NOT EXISTS iso_files (
     iso TEXT NOT NULL,
@@ -75,20 +85,52 @@ class IsoRecord:
     files: int
     imported: float
     entries: list[str] = field(default_factory=list)
+    pin: Pin | None = None
+
+    def unpinned(self) -> str | None:
+        """Why a row without a pin is refused (imported by an older pxetui), or None."""
+        if self.pin is not None:
+            return None
+        return (f"{self.path} was imported before pxetui pinned images; import it again "
+                f"(pxetui isos --remove {self.name}; pxetui import {self.path})")
+
+    def open(self) -> tuple[int, os.stat_result]:
+        """The image opened for serving: the stored real path with O_NOFOLLOW, checked against
+        the pin on the fd. PinMismatch says what changed; the caller owns the fd."""
+        if self.pin is None:
+            raise PinMismatch(self.path, "has no pin")
+        return open_pinned(self.path, self.pin)
 
     def changed(self) -> str | None:
-        """Why the stored index no longer fits the file on disk, or None."""
+        """Why the image on disk is no longer the one imported, or None (for `pxetui isos` and
+        the UI; the services check the same on every open)."""
+        why = self.unpinned()
+        if why is not None:
+            return why
         try:
-            st = os.stat(self.path)
-        except OSError as exc:
-            return f"{self.path}: {exc.strerror}"
-        if st.st_size != self.size or abs(st.st_mtime - self.mtime) > 1e-3:
-            return f"{self.path} changed since it was imported; import it again"
+            fd, _ = self.open()
+        except PinMismatch as exc:
+            return f"{exc.path} {exc.reason}; import it again"
+        os.close(fd)
         return None
+
+
+_PIN_COLUMNS = (("dev", "INTEGER"), ("ino", "INTEGER"), ("mtime_ns", "INTEGER"))
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
     store.ensure_schema(conn, LIBRARY_DDL)
+    # Migration: a library from before pins gains the columns (NULL: refused until re-imported).
+    have = {r[1] for r in conn.execute("PRAGMA table_info(iso_library)")}
+    for col, kind in _PIN_COLUMNS:
+        if col not in have:
+            try:
+                conn.execute(f"ALTER TABLE iso_library ADD COLUMN {col} {kind}")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):  # another process migrated meanwhile
+                    if "readonly" in str(exc):
+                        return  # a service that may only read: rows load without pins
+                    raise
 
 
 def connect(cfg: Config) -> sqlite3.Connection:
@@ -121,12 +163,24 @@ def expected_sha256(sums_file: str | Path, iso_path: str | Path) -> str:
     raise IsoError(f"{sums_file}: no SHA256 line for {want}")
 
 
-def sha256_file(path: str | Path, progress: Progress | None = None, chunk: int = 4 << 20) -> str:
+def sha256_file(path: str | Path, progress: Progress | None = None, chunk: int = 4 << 20,
+                pin: Pin | None = None) -> str:
+    """The file's SHA256; with `pin`, of the pinned file only (PinMismatch -> IsoError)."""
     h = hashlib.sha256()
-    total = os.path.getsize(path)
+    try:
+        if pin is not None:
+            fd, st = open_pinned(str(path), pin)
+        else:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            st = os.fstat(fd)
+    except PinMismatch as exc:
+        raise IsoError(f"{exc.path} {exc.reason} while it was being imported") from None
+    except OSError as exc:
+        raise IsoError(f"{path}: cannot read: {exc.strerror}") from None
+    total = st.st_size
     done = 0
     try:
-        with open(path, "rb") as fh:
+        with os.fdopen(fd, "rb") as fh:
             while block := fh.read(chunk):
                 h.update(block)
                 done += len(block)
@@ -135,6 +189,16 @@ def sha256_file(path: str | Path, progress: Progress | None = None, chunk: int =
     except OSError as exc:
         raise IsoError(f"{path}: cannot read: {exc.strerror}") from None
     return h.hexdigest()
+
+
+def _still_pinned(index: IsoIndex) -> None:
+    """The file indexed (and hashed) is still the one at the path, unchanged, as it is stored."""
+    assert index.pin is not None
+    try:
+        fd, _ = open_pinned(index.iso_path, index.pin)
+    except PinMismatch as exc:
+        raise IsoError(f"{exc.path} {exc.reason} while it was being imported; import it again") from None
+    os.close(fd)
 
 
 # -- import / remove / list -----------------------------------------------------------------
@@ -153,26 +217,28 @@ def import_iso(cfg: Config, path: str | Path, name: str | None = None,
                emit: Callable[[Event], None] | None = None) -> ImportResult:
     """Verify, index, detect and store an image; IsoError/MenuError leave everything unchanged."""
     t0 = time.monotonic()
-    iso_path = os.path.abspath(str(path))
-    name = slug(name or Path(iso_path).stem, "iso")
+    given = os.path.abspath(str(path))
+    iso_path = os.path.realpath(given)  # a symlink is resolved once, here: the real file is stored
+    name = slug(name or Path(given).stem, "iso")
     conn = connect(cfg)
     try:
         row = conn.execute("SELECT path FROM iso_library WHERE name = ?", (name,)).fetchone()
         if row is not None:
             raise IsoError(f"{name}: already in the library (from {row[0]}); choose another "
                            "--name or remove it first")
+        want = expected_sha256(sha256sums, given) if sha256sums is not None else None
+        index = read_index(iso_path, progress)  # opened once, with O_NOFOLLOW, and pinned
         digest = None
-        if sha256sums is not None:
-            want = expected_sha256(sha256sums, iso_path)
-            digest = sha256_file(iso_path, progress)
+        if want is not None:
+            digest = sha256_file(iso_path, progress, pin=index.pin)  # the pinned file's bytes
             if digest != want:
                 raise IsoError(f"{iso_path}: SHA256 mismatch: {digest} but {sha256sums} lists {want}")
-        index = read_index(iso_path, progress)
         det = detect(index, name)
         for e in det.entries:
             e.source_iso = name
         if progress is not None:
             progress("storing index", 0, 1)
+        _still_pinned(index)
         try:
             with write_transaction(conn):
                 menu = load_menu(conn)
@@ -197,12 +263,15 @@ def import_iso(cfg: Config, path: str | Path, name: str | None = None,
 
 def _store(conn: sqlite3.Connection, name: str, index: IsoIndex, det: Detection,
            digest: str | None) -> None:
+    pin = index.pin
+    assert pin is not None  # read_index pins every image it indexes
     conn.execute(
         "INSERT INTO iso_library(name, path, size, mtime, volume_id, namespace, el_torito, family,"
-        " label, root_fs, notes, sha256, files, imported) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        " label, root_fs, notes, sha256, files, imported, dev, ino, mtime_ns)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (name, index.iso_path, index.iso_size, index.iso_mtime, index.volume_id, index.namespace,
          int(index.el_torito), det.family, det.label, det.root_fs, json.dumps(det.notes), digest,
-         len(index.files), time.time()))
+         len(index.files), time.time(), pin.dev, pin.ino, pin.mtime_ns))
     conn.executemany(
         "INSERT INTO iso_files(iso, path, offset, size, extents) VALUES (?,?,?,?,?)",
         ((name, f.path, f.offset, f.size, json.dumps(f.extents) if f.extents else None)
@@ -210,10 +279,13 @@ def _store(conn: sqlite3.Connection, name: str, index: IsoIndex, det: Detection,
 
 
 def _from_row(r: sqlite3.Row) -> IsoRecord:
+    keys = r.keys()  # a library not migrated yet (read-only to this process) has no pin columns
+    pinned = "dev" in keys and None not in (r["dev"], r["ino"], r["mtime_ns"])
+    pin = Pin(r["dev"], r["ino"], r["size"], r["mtime_ns"]) if pinned else None
     return IsoRecord(name=r["name"], path=r["path"], size=r["size"], mtime=r["mtime"],
                      volume_id=r["volume_id"], family=r["family"], label=r["label"],
                      root_fs=r["root_fs"], notes=json.loads(r["notes"]), sha256=r["sha256"],
-                     files=r["files"], imported=r["imported"])
+                     files=r["files"], imported=r["imported"], pin=pin)
 
 
 def _record(conn: sqlite3.Connection, name: str) -> IsoRecord | None:

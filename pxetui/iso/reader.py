@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import pycdlib
 from pycdlib.pycdlibexception import PyCdlibException
+
+from pxetui.safeopen import Pin, PinMismatch, Refused, open_nofollow, open_pinned
 
 Progress = Callable[[str, int, int], None]  # (step, done, total)
 BLOCK = 2048
@@ -61,6 +62,9 @@ class IsoIndex:
     namespace: str  # rockridge | joliet | udf | iso9660
     el_torito: bool
     files: dict[str, IsoFile] = field(default_factory=dict)
+    # What the image was when it was indexed (docs/SECURITY.md, "Files cannot be swapped under
+    # us"): every later open must find this very file at `iso_path`.
+    pin: Pin | None = None
 
     def get(self, path: str) -> IsoFile | None:
         """Exact path, else a case-insensitive match (ISO9660 names are upper case)."""
@@ -76,12 +80,20 @@ class IsoIndex:
         if f is None:
             raise KeyError(path)
         out = bytearray()
-        with open(self.iso_path, "rb") as fh:
+        if self.pin is not None:  # the indexed file itself, not whatever the path names now
+            try:
+                fd, _ = open_pinned(self.iso_path, self.pin)
+            except PinMismatch as exc:
+                raise IsoError(f"{exc.path} {exc.reason} while it was being imported") from None
+        else:
+            fd = os.open(self.iso_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
             for off, length in f.runs:
                 if len(out) >= limit:
                     break
-                fh.seek(off)
-                out += fh.read(min(length, limit - len(out)))
+                out += os.pread(fd, min(length, limit - len(out)), off)
+        finally:
+            os.close(fd)
         return bytes(out)
 
 
@@ -184,24 +196,27 @@ def _file(rel: str, ext: list[tuple[int, int]]) -> IsoFile:
 
 
 def read_index(path: str | Path, progress: Progress | None = None) -> IsoIndex:
-    """Open and index an image; IsoError for anything that is not a complete, readable ISO."""
+    """Open and index an image; IsoError for anything that is not a complete, readable ISO.
+
+    A symlink is resolved once, here: the index names the real file, opened once with
+    O_NOFOLLOW and indexed through that descriptor, and carries its pin (device, inode, size,
+    mtime) so every later open can prove it is still the same file (docs/SECURITY.md)."""
     p = str(path)
+    real = os.path.realpath(p)
     try:
-        st = os.stat(p)
+        fd, st = open_nofollow(real)
     except FileNotFoundError:
         raise IsoError(f"{p}: no such file") from None
+    except Refused as exc:  # a directory, a device; or swapped for a symlink since realpath
+        raise IsoError(f"{p}: {exc.reason}") from None
     except OSError as exc:
         raise IsoError(f"{p}: cannot read: {exc.strerror}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise IsoError(f"{p}: not a regular file")
-    if st.st_size < 17 * BLOCK:
-        raise IsoError(f"{p}: not an ISO image ({st.st_size} bytes is smaller than the "
-                       "system area and volume descriptors, 34816 bytes): truncated or another format")
-    try:
-        fh = open(p, "rb")  # noqa: SIM115 - closed below, after pycdlib is done with it
-    except OSError as exc:
-        raise IsoError(f"{p}: cannot read: {exc.strerror}") from None
+    pin = Pin.of(st)
+    fh = os.fdopen(fd, "rb")  # noqa: SIM115 - closed below, after pycdlib is done with it
     with fh:
+        if st.st_size < 17 * BLOCK:
+            raise IsoError(f"{p}: not an ISO image ({st.st_size} bytes is smaller than the system "
+                           "area and volume descriptors, 34816 bytes): truncated or another format")
         try:
             fh.seek(16 * BLOCK)
             head = fh.read(6)
@@ -228,7 +243,7 @@ def read_index(path: str | Path, progress: Progress | None = None) -> IsoIndex:
                 raise IsoError(f"{p}: truncated: the volume declares {declared} bytes but the "
                                f"file has only {st.st_size}")
             try:
-                index = index_pycdlib(iso, os.path.abspath(p), st.st_size, st.st_mtime, progress)
+                index = index_pycdlib(iso, real, st.st_size, st.st_mtime, progress)
             except PyCdlibException as exc:
                 raise IsoError(f"{p}: corrupt ISO: {exc}") from None
             except _GARBAGE as exc:
@@ -238,10 +253,13 @@ def read_index(path: str | Path, progress: Progress | None = None) -> IsoIndex:
                 iso.close()
             except PyCdlibException:
                 pass
+        changed = pin.differs(os.fstat(fh.fileno()))
+        if changed is not None:  # written to while we read it: the extents may be stale
+            raise IsoError(f"{p}: changed while it was being indexed ({changed}); import it again")
     for f in index.files.values():
         end = max(o + n for o, n in f.runs)
         if end > st.st_size:
             raise IsoError(f"{p}: truncated: {f.path} ends at byte {end} but the file has only "
                            f"{st.st_size}")
+    index.pin = pin
     return index
-

@@ -157,11 +157,14 @@ class TftpServer:
             self._reject(addr, tid, req.filename, ErrorCode.FILE_NOT_FOUND, "file not found")
             return
         except FileLookupError as exc:
+            for ev in exc.events:  # a changed ISO's Alert, the first time (library/provider.py)
+                self.emit(ev)
             self._reject(addr, tid, req.filename, ErrorCode.ACCESS_VIOLATION, exc.reason)
             return
         try:
             neg = negotiate(req.options, src.size, self.limits)
         except OptionRefused as exc:
+            src.close()
             self._reject(addr, tid, src.name, ErrorCode.OPTION_REFUSED, str(exc))
             return
         fd: int | None = None
@@ -169,7 +172,9 @@ class TftpServer:
             if src.data is not None:
                 reader: BytesReader | FdReader = BytesReader(src.data)
             else:
-                fd = src.open_fd()
+                # The fd the lookup opened (docs/SECURITY.md: never opened again by path);
+                # Transfer._close closes it when the transfer ends.
+                fd = src.take_fd()
                 reader = FdReader(fd, src.offset, src.size)
             sock = self._transfer_socket(addr)
         except OSError as exc:

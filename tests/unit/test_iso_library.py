@@ -4,6 +4,7 @@ SHA256SUMS verification, progress, events, removal."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -14,8 +15,8 @@ from netns import require_tool
 from services import base_config
 
 from pxetui.config import Config
-from pxetui.events import Event, IsoImported, MenuChanged
-from pxetui.files import Client, Resolver
+from pxetui.events import Alert, Event, IsoImported, Log, MenuChanged
+from pxetui.files import Client, Forbidden, Resolver
 from pxetui.iso import library, testiso
 from pxetui.iso.library import import_iso, list_isos, remove_iso
 from pxetui.iso.reader import IsoError
@@ -79,13 +80,8 @@ def test_restart_serves_from_stored_index_without_opening_the_iso(cfg: Config, t
     res = Resolver(cfg.tftp_root, provider.virtual_providers(cfg))
     src = res.resolve("iso/live/live/filesystem.squashfs", Client())
     assert src.origin == "iso" and src.path == str(iso)
-    fd = src.open_fd()
-    try:
-        assert src.read(fd, 0, src.size) == files["live/filesystem.squashfs"]
-    finally:
-        import os
-
-        os.close(fd)
+    with src:
+        assert src.read(src.fd, 0, src.size) == files["live/filesystem.squashfs"]
 
 
 def test_failed_imports_leave_the_library_unchanged(cfg: Config, tmp_path: Path,
@@ -158,21 +154,130 @@ def test_remove_drops_rows_and_entries(cfg: Config, tmp_path: Path) -> None:
         remove_iso(cfg, "arch")
 
 
-def test_an_iso_changed_on_disk_is_not_served(cfg: Config, tmp_path: Path) -> None:
+def _refusal(prov: provider.IsoProvider, path: str) -> Forbidden:
+    with pytest.raises(Forbidden) as info:
+        prov.lookup(path, Client())
+    return info.value
+
+
+def test_an_iso_changed_on_disk_is_refused_with_an_alert_once(cfg: Config, tmp_path: Path) -> None:
     require_tool("xorriso")
     iso = testiso.build(tmp_path / "alp.iso", testiso.layout("alpine"))
     import_iso(cfg, iso, name="alp")
     provider._STATES.clear()
     prov = provider.IsoProvider(provider.state_for(cfg))
-    assert prov.lookup("iso/alp/boot/vmlinuz-lts", Client()) is not None
-    assert prov.lookup("iso/alp.iso", Client()) is not None
+    for path in ("iso/alp/boot/vmlinuz-lts", "iso/alp.iso"):
+        src = prov.lookup(path, Client())
+        assert src is not None and src.fd is not None
+        src.close()
     testiso.build(iso, {"other": b"x" * 9000})  # rebuilt in place: the stored extents are stale
-    provider._STATES.clear()
-    prov = provider.IsoProvider(provider.state_for(cfg))
-    assert prov.lookup("iso/alp/boot/vmlinuz-lts", Client()) is None
-    assert prov.lookup("iso/alp.iso", Client()) is None  # nor the whole image
+    first = _refusal(prov, "iso/alp/boot/vmlinuz-lts")
+    assert "ISO alp:" in first.reason and str(iso) in first.reason
+    assert "imported again" in first.reason
+    alerts = [e for e in first.events if isinstance(e, Alert)]
+    assert [a.key for a in alerts] == ["iso-changed:alp"] and alerts[0].severity == "error"
+    assert any(isinstance(e, Log) and "ISO alp" in e.message for e in first.events)
+    again = _refusal(prov, "iso/alp.iso")  # nor the whole image; the alert is not repeated
+    assert again.reason == first.reason and again.events == ()
     conn = library.connect(cfg)
     try:
-        assert "changed since it was imported" in (list_isos(conn)[0].changed() or "")
+        assert "import it again" in (list_isos(conn)[0].changed() or "")
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize("how", ["touched", "grown", "replaced", "symlink", "deleted"])
+def test_each_kind_of_change_is_named(cfg: Config, tmp_path: Path, how: str) -> None:
+    require_tool("xorriso")
+    iso = testiso.build(tmp_path / "alp.iso", testiso.layout("alpine"))
+    import_iso(cfg, iso, name="alp")
+    size = iso.stat().st_size
+    if how == "touched":  # same inode and size, new mtime (rewritten in place)
+        os.utime(iso, ns=(0, iso.stat().st_mtime_ns + 1_000_000_000))
+    elif how == "grown":
+        with open(iso, "ab") as fh:
+            fh.write(b"\0" * 2048)
+    elif how == "replaced":  # another file of the same size, the same mtime, renamed over it
+        other = tmp_path / "other"
+        other.write_bytes(b"\0" * size)
+        st = iso.stat()
+        os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+        other.replace(iso)
+    elif how == "symlink":
+        iso.unlink()
+        iso.symlink_to("/etc/shadow")
+    else:
+        iso.unlink()
+    want = {"touched": "modified after import", "grown": "changed size", "replaced": "replaced by another file",
+            "symlink": "replaced by a symlink", "deleted": "is gone"}[how]
+    provider._STATES.clear()
+    prov = provider.IsoProvider(provider.state_for(cfg))
+    assert want in _refusal(prov, "iso/alp.iso").reason
+    assert want in _refusal(prov, "iso/alp/boot/vmlinuz-lts").reason
+
+
+def test_a_swapped_iso_stays_refused_until_imported_again(cfg: Config, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    require_tool("xorriso")
+    monkeypatch.setattr(provider, "_RECHECK", 0.0)
+    iso = testiso.build(tmp_path / "alp.iso", testiso.layout("alpine"))
+    import_iso(cfg, iso, name="alp")
+    provider._STATES.clear()
+    prov = provider.IsoProvider(provider.state_for(cfg))
+    iso.rename(tmp_path / "kept.iso")
+    iso.symlink_to("/etc/shadow")
+    _refusal(prov, "iso/alp.iso")
+    iso.unlink()
+    (tmp_path / "kept.iso").rename(iso)  # the original is back: still refused
+    assert "replaced by a symlink" in _refusal(prov, "iso/alp.iso").reason
+    remove_iso(cfg, "alp")
+    import_iso(cfg, iso, name="alp")  # imported again: served again
+    src = prov.lookup("iso/alp.iso", Client())
+    assert src is not None and src.size == iso.stat().st_size
+    src.close()
+
+
+def test_a_symlinked_iso_is_stored_by_its_real_path(cfg: Config, tmp_path: Path) -> None:
+    require_tool("xorriso")
+    real = testiso.build(tmp_path / "real-alpine.iso", testiso.layout("alpine"))
+    link = tmp_path / "alpine.iso"
+    link.symlink_to(real)
+    rec = import_iso(cfg, link).record
+    st = real.stat()
+    assert (rec.name, rec.path) == ("alpine", str(real))
+    assert rec.pin is not None and (rec.pin.dev, rec.pin.ino, rec.pin.size, rec.pin.mtime_ns) == (
+        st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    link.unlink()  # the link the user typed is not what is served
+    provider._STATES.clear()
+    src = provider.IsoProvider(provider.state_for(cfg)).lookup("iso/alpine.iso", Client())
+    assert src is not None
+    src.close()
+
+
+def test_rows_from_before_pins_are_migrated_and_refused_until_reimported(cfg: Config, tmp_path: Path) -> None:
+    require_tool("xorriso")
+    iso = testiso.build(tmp_path / "alp.iso", testiso.layout("alpine"))
+    import_iso(cfg, iso, name="alp")
+    # Make it look like a library written before pins existed: the table without the columns.
+    conn = sqlite3.connect(cfg.db_path)
+    cols = "name, path, size, mtime, volume_id, namespace, el_torito, family, label, root_fs, notes, sha256, files, imported"
+    conn.executescript(f"""
+        CREATE TABLE old AS SELECT {cols} FROM iso_library;
+        DROP TABLE iso_library;
+        ALTER TABLE old RENAME TO iso_library;
+    """)
+    conn.close()
+    conn = library.connect(cfg)  # migrates
+    try:
+        have = {r[1] for r in conn.execute("PRAGMA table_info(iso_library)")}
+        assert {"dev", "ino", "mtime_ns"} <= have
+        (rec,) = list_isos(conn)
+    finally:
+        conn.close()
+    assert rec.pin is None and "import it again" in (rec.changed() or "")
+    provider._STATES.clear()
+    first = _refusal(provider.IsoProvider(provider.state_for(cfg)), "iso/alp/boot/vmlinuz-lts")
+    assert "before pxetui pinned images" in first.reason and "pxetui isos --remove alp" in first.reason
+    assert [e.key for e in first.events if isinstance(e, Alert)] == ["iso-changed:alp"]
+    remove_iso(cfg, "alp")
+    assert import_iso(cfg, iso, name="alp").record.pin is not None

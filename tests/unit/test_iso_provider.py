@@ -77,11 +77,8 @@ def test_files_inside_the_iso_and_the_whole_iso(cfg: Config, live: Path) -> None
     want = testiso.layout("debian-live")["live/vmlinuz-6.1.0-18-amd64"]
     src = res.resolve("iso/live/live/vmlinuz-6.1.0-18-amd64")
     assert (src.origin, src.path, src.size) == ("iso", str(live), len(want))
-    fd = src.open_fd()
-    try:
-        assert src.read(fd, 0, src.size) == want
-    finally:
-        os.close(fd)
+    with src:
+        assert src.read(src.fd, 0, src.size) == want
     whole = res.resolve("iso/live.iso")
     assert (whole.origin, whole.path, whole.offset, whole.size) == ("iso", str(live), 0, live.stat().st_size)
     with pytest.raises(NotFound):

@@ -15,6 +15,7 @@ from netns import require_tool
 
 from pxetui.iso import reader, testiso
 from pxetui.iso.reader import IsoError, IsoIndex, index_pycdlib, read_index
+from pxetui.safeopen import Pin
 
 MEMTEST = "/usr/lib/memtest86+/memtest86+x64.iso"
 IPXE = "/usr/lib/ipxe/ipxe.iso"
@@ -229,8 +230,32 @@ def test_unreadable(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def denied(*a: object, **k: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(reader, "open", denied, raising=False)
+    monkeypatch.setattr(reader, "open_nofollow", denied)
     with pytest.raises(IsoError, match="cannot read: Permission denied"):
+        read_index(iso)
+
+
+def test_symlink_is_resolved_once_and_the_index_pins_the_real_file(built: Path, tmp_path: Path) -> None:
+    iso = testiso.build(built / "pinned.iso", {"a": b"a"})
+    link = tmp_path / "link.iso"
+    link.symlink_to(iso)
+    idx = read_index(link)
+    st = iso.stat()
+    assert idx.iso_path == str(iso)
+    assert idx.pin == Pin(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def test_written_to_while_indexed(built: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    iso = testiso.build(built / "busy.iso", {"a": b"a"})
+    real_index = reader.index_pycdlib
+
+    def touch_meanwhile(*a: object, **k: object) -> IsoIndex:
+        out = real_index(*a, **k)  # type: ignore[arg-type]
+        os.utime(iso, ns=(0, iso.stat().st_mtime_ns + 5_000_000_000))
+        return out
+
+    monkeypatch.setattr(reader, "index_pycdlib", touch_meanwhile)
+    with pytest.raises(IsoError, match="changed while it was being indexed"):
         read_index(iso)
 
 
