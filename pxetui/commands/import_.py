@@ -25,6 +25,36 @@ def _config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+def _hand_over(cfg: Config) -> None:
+    """A database this command made (or grew a -wal for) as root belongs to the service user,
+    who writes leases and reads seeds there once unprivileged; the state dir stays private
+    (docs/SECURITY.md, least privilege)."""
+    from pxetui import privileges
+
+    if not cfg.state_path.is_dir():
+        return
+    try:
+        ident = privileges.service_identity(cfg)
+    except privileges.PrivilegeError:
+        ident = None  # `serve` says so; the files still become private
+    privileges.secure_state_dir(cfg, ident)
+
+
+def _service_cannot_read(cfg: Config, path: str) -> str | None:
+    """Why the unprivileged TFTP/HTTP services could not serve `path` (None: they can). They
+    serve an ISO's files straight out of the .iso, as the service user, like dnsmasq's TFTP
+    serves only what its user may read."""
+    from pxetui import privileges
+
+    try:
+        ident = privileges.service_identity(cfg)
+    except privileges.PrivilegeError as exc:
+        return str(exc)
+    if ident is None or privileges.readable_by(path, ident):
+        return None
+    return f"{privileges.how_to_grant(path, ident)}. The TFTP and HTTP services run as {ident.name}"
+
+
 def _progress(quiet: bool) -> Callable[[str, int, int], None] | None:
     if quiet:
         return None
@@ -48,6 +78,14 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     try:
         cfg = _config(args)
+    except ConfigError as exc:
+        print(f"pxetui import: {exc}", file=sys.stderr)
+        return 1
+    refused = _service_cannot_read(cfg, args.file)
+    if refused:
+        print(f"pxetui import: {refused}", file=sys.stderr)
+        return 1
+    try:
         res = import_iso(cfg, args.file, name=args.name, sha256sums=args.sha256sums,
                          progress=_progress(args.quiet))
     except (IsoError, MenuError, ConfigError) as exc:
@@ -56,6 +94,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     except sqlite3.Error as exc:
         print(f"pxetui import: state database: {exc}", file=sys.stderr)
         return 1
+    finally:
+        _hand_over(cfg)
     r, d = res.record, res.detection
     print(f"imported {r.name}: {d.family} ({d.label}), {r.files} files, "
           f"indexed in {res.seconds:.2f} s" + (", SHA256 verified" if r.sha256 else ""))
@@ -71,30 +111,40 @@ def cmd_isos(args: argparse.Namespace) -> int:
     from pxetui.iso.reader import IsoError
 
     cfg = _config(args)
-    if args.remove:
-        try:
-            gone = remove_iso(cfg, args.remove)
-        except IsoError as exc:
-            print(f"pxetui isos: {exc}", file=sys.stderr)
-            return 1
-        print(f"removed {args.remove} and its entries: {', '.join(gone) or 'none'}")
-        return 0
-    conn = connect(cfg)
     try:
-        for r in list_isos(conn):
-            state = r.changed() or "ok"
-            print(f"{r.name:24} {r.family:17} {r.files:6} files  {r.path}  [{state}]")
+        if args.remove:
+            try:
+                gone = remove_iso(cfg, args.remove)
+            except IsoError as exc:
+                print(f"pxetui isos: {exc}", file=sys.stderr)
+                return 1
+            print(f"removed {args.remove} and its entries: {', '.join(gone) or 'none'}")
+            return 0
+        conn = connect(cfg)
+        try:
+            for r in list_isos(conn):
+                state = r.changed() or "ok"
+                print(f"{r.name:24} {r.family:17} {r.files:6} files  {r.path}  [{state}]")
+        finally:
+            conn.close()
+        return 0
     finally:
-        conn.close()
-    return 0
+        _hand_over(cfg)
 
 
 def cmd_menu(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    try:
+        return _menu(cfg, args)
+    finally:
+        _hand_over(cfg)
+
+
+def _menu(cfg: Config, args: argparse.Namespace) -> int:
     from pxetui import store
     from pxetui.menus import model, render_grub, render_ipxe, render_pxelinux
     from pxetui.menus.parse_pxelinux import parse_file
 
-    cfg = _config(args)
     if args.action == "loaders":
         from pxetui.loaders import find_loaders
 
@@ -192,6 +242,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
         return 1
     finally:
         conn.close()
+        _hand_over(cfg)  # seeds hold passwords: 0600, the service user's
     print(f"stored; served as {served}")
     return 0
 
