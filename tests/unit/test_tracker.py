@@ -415,3 +415,201 @@ def test_menu_change_is_seen_and_a_missing_menu_falls_back_to_names(tmp_path):
     assert tr.known_files(20.0) == {}
     assert classify("iso/x/boot/floppy.img", {"menu"}, tr.known_files(20.0)) == "other"
     tr.close()
+
+
+# -- bounded cost, memory and disk (docs/SECURITY.md, "Bounded disk and memory") ------------
+
+def _flood(tr: Tracker, requests: int, window: int, counted: list[str]) -> tuple[list[int], list[int], list[int]]:
+    """`requests` GET /boot.ipxe from one client (the issue's flood), the tracker ticked once a
+    second of event time. Per window of requests: SQL statements run, bytes of SQL (with the
+    bound values), and the largest ClientUpdate sent."""
+    from pxetui.events import dumps
+
+    tr.feed({"type": "LeaseGranted", "ts": 1000.0, "service": "dhcp", "mac": MAC, "ip": IP})
+    statements, sql_bytes, biggest = [], [], []
+    next_tick, seen, size = 1001.0, 0, 0
+    for i in range(requests):
+        ts = 1000.0 + (i + 1) * 0.01
+        for ev in ({"type": "TransferStarted", "ts": ts, "service": "http", "ip": IP, "transfer_id": f"h{i:05d}",
+                    "protocol": "http", "path": f"/boot.ipxe?mac={MAC}"},
+                   {"type": "TransferFinished", "ts": ts + 0.005, "service": "http", "ip": IP,
+                    "transfer_id": f"h{i:05d}", "protocol": "http", "bytes_done": 223, "status": 200}):
+            for u in tr.feed(ev):
+                size = max(size, len(dumps(u.to_dict())))
+        if ts >= next_tick:
+            tr.tick(ts)
+            next_tick += 1.0
+        if (i + 1) % window == 0:
+            statements.append(len(counted) - seen)
+            sql_bytes.append(sum(len(s) for s in counted[seen:]))
+            biggest.append(size)
+            seen, size = len(counted), 0
+    return statements, sql_bytes, biggest
+
+
+def test_a_flood_of_requests_for_one_client_costs_the_same_per_event_as_its_list_grows(tmp_path, monkeypatch):
+    from pxetui import diagnosis
+    from pxetui.config import TrackerConfig
+    from pxetui.store import connect
+
+    looks = []
+    real = diagnosis.definite
+    monkeypatch.setattr(diagnosis, "definite", lambda evs: looks.append(len(evs)) or real(evs))
+    tr = Tracker(db_path=tmp_path / "t.db", config=TrackerConfig(max_files_per_client=200))
+    assert tr.db is not None
+    counted: list[str] = []
+    tr.db.set_trace_callback(counted.append)
+    statements, sql_bytes, biggest = _flood(tr, 4000, 500, counted)
+    # Windows 2..8 (the file list at its cap of 200, rows dropping) cost the same as each
+    # other: a whole-list copy or rewrite per update would grow with every request.
+    steady = statements[1:]
+    assert max(steady) <= min(steady) * 1.02 and max(steady) / 500 <= 6, statements
+    assert max(sql_bytes[1:]) <= min(sql_bytes[1:]) * 1.02, sql_bytes
+    assert max(biggest) <= min(biggest) + 64, biggest  # each update: the changed row, not the list
+    assert len(looks) <= 41  # the diagnosis rules ran once per tick, not per request
+    c = tr.clients[MAC]
+    assert len(c.files) == 200 and c.files_dropped == 3800 and list(c.files)[0] == "h03800"
+    tr.close()
+    conn = connect(tmp_path / "t.db")
+    assert conn.execute("SELECT count(*) FROM tracker_files").fetchone()[0] == 200
+    assert conn.execute("SELECT count(*) FROM tracker_events").fetchone()[0] == TrackerConfig.max_events_per_client
+    conn.close()
+
+
+def test_the_ui_and_a_late_snapshot_see_every_kept_file_and_the_dropped_count():
+    from pxetui.config import TrackerConfig
+    from pxetui.events import LimitHit
+    from pxetui.state import EngineState
+
+    tr, live = Tracker(config=TrackerConfig(max_files_per_client=5)), EngineState()
+    out = tr.feed({"type": "LeaseGranted", "ts": 1.0, "service": "dhcp", "mac": MAC, "ip": IP})
+    for i in range(8):
+        out += tr.feed({"type": "TransferStarted", "ts": 2.0 + i, "service": "tftp", "ip": IP,
+                        "transfer_id": f"t{i}", "path": f"f{i}.c32"})
+        out += tr.feed({"type": "TransferFinished", "ts": 2.5 + i, "service": "tftp", "ip": IP,
+                        "transfer_id": f"t{i}", "bytes_done": 10 * i})
+    for ev in out:
+        live.apply(ev.to_dict())
+    updates = [e for e in out if e.type == "ClientUpdate"]
+    assert updates[0].full and all(not u.full and len(u.files) == 1 for u in updates[1:])
+    assert [u.files_removed for u in updates if u.files_removed] == [["t0"], ["t1"], ["t2"]]
+    hits = [e for e in out if isinstance(e, LimitHit)]
+    assert [h.limit for h in hits] == ["tracker.max_files_per_client"]  # once, not per file
+    late = EngineState()
+    for u in tr.snapshot():
+        late.apply(u.to_dict())
+    want = {f"t{i}": 10 * i for i in range(3, 8)}
+    for state in (live, late):
+        c = state.clients[MAC]
+        assert {k: f["bytes"] for k, f in c.files.items()} == want and c.files_dropped == 3
+
+
+def test_12000_clients_keep_memory_and_database_at_the_cap(tmp_path):
+    from pxetui.config import TrackerConfig
+    from pxetui.events import ClientForgotten, LimitHit
+    from pxetui.store import connect
+
+    cfg = TrackerConfig()
+    assert cfg.max_clients == 10000
+    tr = Tracker(db_path=tmp_path / "t.db", config=cfg)
+    forgotten, hits = [], []
+    for i in range(12000):
+        mac, ip, ts = f"52:54:00:{i >> 16:02x}:{(i >> 8) & 255:02x}:{i & 255:02x}", f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}", 1000.0 + i * 0.01
+        out = tr.feed(dhcp("DISCOVER", ts, "dhcp", "in", xid=i) | {"mac": mac})
+        out += tr.feed({"type": "LeaseGranted", "ts": ts, "service": "dhcp", "mac": mac, "ip": ip})
+        out += tr.feed({"type": "TransferStarted", "ts": ts, "service": "tftp", "ip": ip,
+                        "transfer_id": f"t{i}", "path": "pxelinux.0"})
+        if i % 1000 == 999:
+            out += tr.tick(ts)
+        forgotten += [e for e in out if isinstance(e, ClientForgotten)]
+        hits += [e for e in out if isinstance(e, LimitHit)]
+    tr.tick(1000.0 + 12000 * 0.01)
+    assert len(tr.clients) == 10000 and len(forgotten) == 2000
+    assert {f.mac for f in forgotten} == {f"52:54:00:00:{i >> 8:02x}:{i & 255:02x}" for i in range(2000)}
+    assert all("tracker.max_clients" in f.reason for f in forgotten)
+    assert hits and all(h.limit == "tracker.max_clients" for h in hits) and len(hits) <= 3
+    assert len(tr.ip_mac) == 10000 and len(tr._tid_mac) == 10000
+    conn = connect(tmp_path / "t.db")
+    for table in ("tracker_clients", "tracker_boots", "tracker_files"):
+        assert conn.execute(f"SELECT count(DISTINCT mac) FROM {table}").fetchone()[0] == 10000, table
+    conn.close()
+    tr.close()
+
+
+def test_idle_clients_expire_from_memory_and_the_database(tmp_path):
+    from pxetui.config import TrackerConfig
+    from pxetui.events import ClientForgotten, Log
+
+    tr = Tracker(db_path=tmp_path / "t.db", config=TrackerConfig(idle_expiry=3600.0))
+    other = "52:54:00:00:00:77"
+    tr.feed({"type": "LeaseGranted", "ts": 1000.0, "service": "dhcp", "mac": MAC, "ip": IP})
+    tr.feed({"type": "TransferStarted", "ts": 1001.0, "service": "tftp", "ip": IP, "transfer_id": "t",
+             "path": "pxelinux.0"})
+    tr.feed({"type": "LeaseGranted", "ts": 3000.0, "service": "dhcp", "mac": other, "ip": "10.99.0.151"})
+    assert not [e for e in tr.tick(4600.0) if isinstance(e, ClientForgotten)]  # 3599 s idle: kept
+    out = tr.tick(4602.0)
+    assert [(e.mac, e.reason) for e in out if isinstance(e, ClientForgotten)] == [(MAC, "idle for more than 1.0 hours")]
+    assert [e for e in out if isinstance(e, Log) and "tracker.idle_expiry" in e.message]
+    assert list(tr.clients) == [other] and IP not in tr.ip_mac and tr.history(MAC) == []
+    tr.close()
+    tr = Tracker(db_path=tmp_path / "t.db")
+    assert list(tr.clients) == [other]
+    tr.close()
+
+
+def test_history_is_pruned_by_count_and_by_age(tmp_path):
+    from pxetui.config import TrackerConfig
+
+    tr = Tracker(db_path=tmp_path / "t.db", config=TrackerConfig(max_boots_per_client=3, history_days=1.0))
+    for boot in range(6):  # six boots, each to the kernel: the next DISCOVER is a new boot
+        t0 = 1000.0 + boot * 100
+        tr.feed(dhcp("DISCOVER", t0, "dhcp", "in", xid=boot))
+        tr.feed(dhcp("ACK", t0 + 1, "dhcp", "out", xid=boot, yiaddr=IP, server_ip="10.99.0.1"))
+        tr.feed({"type": "TransferStarted", "ts": t0 + 2, "service": "tftp", "ip": IP,
+                 "transfer_id": f"k{boot}", "path": "vmlinuz"})
+        tr.tick(t0 + 3)
+    assert [h["boot"] for h in tr.history(MAC)] == [4, 5, 6]
+    assert tr.db is not None
+    assert tr.db.execute("SELECT count(*) FROM tracker_files").fetchone()[0] == 1  # this boot's only
+    tr.feed({"type": "LeaseGranted", "ts": 90000.0, "service": "dhcp", "mac": "52:54:00:00:00:78",
+             "ip": "10.99.0.152"})
+    tr.tick(1000.0 + 86400 + 600)  # a day after the last boot ended: its history goes
+    assert tr.history(MAC) == [] and MAC in tr.clients  # the client itself is not idle-expired
+    tr.close()
+
+
+def test_one_mac_asking_for_address_after_address_cannot_grow_the_ip_map():
+    from pxetui.config import TrackerConfig
+
+    tr = Tracker(config=TrackerConfig(max_addresses_per_client=4))
+    tr.feed({"type": "LeaseGranted", "ts": 1.0, "service": "dhcp", "mac": MAC, "ip": IP})
+    for i in range(200):
+        tr.feed(dhcp("REQUEST", 2.0 + i, "capture", "wire", xid=i, requested_ip=f"10.98.{i >> 8}.{i & 255}"))
+    assert len(tr.ip_mac) == 4 and tr.ip_mac[IP] == MAC and tr.clients[MAC].ip == IP
+    tr.forget(MAC)
+    assert tr.ip_mac == {} and tr._acked == {}
+
+
+def test_history_written_by_an_older_pxetui_is_read_and_moved_to_the_new_tables(tmp_path):
+    import json
+
+    from pxetui.store import connect
+
+    db = tmp_path / "t.db"
+    conn = connect(db)
+    conn.execute("CREATE TABLE tracker_clients (mac TEXT PRIMARY KEY, state TEXT NOT NULL, updated REAL NOT NULL)")
+    state = {"ip": IP, "boot": 1, "started": 1.0, "last": 3.0, "stages": [{"stage": "bootloader", "ts": 2.0,
+             "detail": "pxelinux.0"}], "files": [{"id": "a", "path": "pxelinux.0", "status": "done",
+             "protocol": "tftp", "kind": "bootloader", "bytes": 5, "started": 2.0}],
+             "events": [{"type": "TransferStarted", "ts": 2.0, "transfer_id": "a", "path": "pxelinux.0"}]}
+    conn.execute("INSERT INTO tracker_clients VALUES (?,?,?)", (MAC, json.dumps(state), 3.0))
+    conn.close()
+    tr = Tracker(db_path=db)
+    c = tr.clients[MAC]
+    assert list(c.files) == ["a"] and len(c.events) == 1 and tr.ip_mac[IP] == MAC
+    tr.tick(4.0)
+    tr.close()
+    assert stored_bytes(db) == 5
+    tr = Tracker(db_path=db)
+    assert list(tr.clients[MAC].files) == ["a"] and len(tr.clients[MAC].events) == 1
+    tr.close()
