@@ -24,7 +24,10 @@ from pxetui.config import Config
 ARP_PATH = "/proc/net/arp"
 ATF_COM = 0x02  # <linux/if_arp.h>: the entry is complete (a MAC is known)
 CACHE_SECONDS = 2.0  # how long one answer (found or not) is reused
-REREAD_SECONDS = 0.25  # a miss re-reads the neighbour table at most this often
+# A miss re-reads the neighbour table: a new client's entry is made while its TCP handshake
+# (or first TFTP reply) is answered, just before its request. Beyond this many re-reads a second
+# (a flood of unknown addresses) a miss uses the last table and is not remembered.
+REREADS_PER_SECOND = 100
 MAX_CACHED = 16384  # answers kept; the cache is cleared when full (a flood of addresses)
 
 
@@ -62,6 +65,7 @@ class Attributor:
         self._cache: dict[str, tuple[float, str | None]] = {}  # ip -> (until, mac)
         self._arp: dict[str, str] = {}
         self._arp_read = float("-inf")
+        self._rereads = (0.0, 0)  # (second, re-reads in it)
         self._conn: sqlite3.Connection | None = None
 
     def mac_for(self, ip: str | None) -> str | None:
@@ -72,23 +76,33 @@ class Attributor:
         if hit is not None and hit[0] > now:
             return hit[1]
         with self.lock:
-            mac = self._lookup(ip, now)
-            if len(self._cache) >= MAX_CACHED:
-                self._cache.clear()
-            self._cache[ip] = (now + CACHE_SECONDS, mac)
+            mac, fresh = self._lookup(ip, now)
+            if mac is not None or fresh:
+                if len(self._cache) >= MAX_CACHED:
+                    self._cache.clear()
+                self._cache[ip] = (now + CACHE_SECONDS, mac)
         return mac
 
-    def _lookup(self, ip: str, now: float) -> str | None:
+    def _lookup(self, ip: str, now: float) -> tuple[str | None, bool]:
+        """The MAC, and whether the neighbour table it was looked up in is current."""
         neighbour = self._arp.get(ip)
-        age = now - self._arp_read
-        # The snapshot serves every address for CACHE_SECONDS; a miss may refresh it sooner.
-        if age >= CACHE_SECONDS or (neighbour is None and age >= REREAD_SECONDS):
-            self._arp, self._arp_read = read_neighbours(self.arp_path), now
+        fresh = now == self._arp_read
+        if now - self._arp_read >= CACHE_SECONDS or (neighbour is None and self._may_reread(now)):
+            self._arp, self._arp_read, fresh = read_neighbours(self.arp_path), now, True
             neighbour = self._arp.get(ip)
         leased = self._leased(ip)
         if neighbour and leased and neighbour != leased:
-            return None  # an address we leased to another machine: trust neither
-        return neighbour or leased
+            return None, fresh  # an address we leased to another machine: trust neither
+        return neighbour or leased, fresh or neighbour is not None
+
+    def _may_reread(self, now: float) -> bool:
+        second, n = self._rereads
+        if now - second >= 1.0:
+            second, n = now, 0
+        if n >= REREADS_PER_SECOND:
+            return False
+        self._rereads = (second, n + 1)
+        return True
 
     def _leased(self, ip: str) -> str | None:
         """The MAC holding a bound, unexpired lease of ours on `ip` (full mode)."""
