@@ -215,28 +215,29 @@ def _acl(path: str) -> list[tuple[int, int, int]] | None:
 
 def may(path: str, st: os.stat_result, ident: Identity, want: int) -> bool:
     """Whether `ident` (uid, primary gid only: services drop supplementary groups) has every
-    permission in `want` (4 read, 2 write, 1 search) on the file, as the kernel decides it:
-    owner bits alone for the owner, else a named-user ACL entry, else the group class, else
-    other (acl(5), "access check algorithm")."""
+    permission in `want` (4 read, 2 write, 1 search) on the file, as Linux decides it
+    (fs/namei.c acl_permission_check): owner bits alone for the owner; else the POSIX ACL, but
+    only while its mask (the mode's group bits) is not empty; else the group bits for the
+    owning group, else other. Not modelled: LSMs (AppArmor, SELinux), mount options."""
     if ident.uid == 0:
         return True
     if ident.uid == st.st_uid:
         return (st.st_mode >> 6) & want == want
-    acl = _acl(path)
-    if acl is None:
-        if ident.gid == st.st_gid:
-            return (st.st_mode >> 3) & want == want
-        return st.st_mode & want == want
-    mask = next((p for t, p, _ in acl if t == ACL_MASK), 7)
-    for tag, perm, qid in acl:
-        if tag == ACL_USER and qid == ident.uid:
-            return perm & mask & want == want
-    groups = [p for t, p, q in acl
-              if (t == ACL_GROUP_OBJ and st.st_gid == ident.gid) or (t == ACL_GROUP and q == ident.gid)]
-    if groups:
-        return any(p & mask & want == want for p in groups)
-    other = next((p for t, p, _ in acl if t == ACL_OTHER), st.st_mode & 7)
-    return other & want == want
+    acl = _acl(path) if st.st_mode & 0o070 else None
+    if acl is not None:
+        mask = next((p for t, p, _ in acl if t == ACL_MASK), 7)
+        for tag, perm, qid in acl:
+            if tag == ACL_USER and qid == ident.uid:
+                return perm & mask & want == want
+        groups = [p for t, p, q in acl
+                  if (t == ACL_GROUP_OBJ and st.st_gid == ident.gid) or (t == ACL_GROUP and q == ident.gid)]
+        if groups:
+            return any(p & mask & want == want for p in groups)
+        other = next((p for t, p, _ in acl if t == ACL_OTHER), st.st_mode & 7)
+        return other & want == want
+    if ident.gid == st.st_gid:
+        return (st.st_mode >> 3) & want == want
+    return st.st_mode & want == want
 
 
 def _first_denied(path: str | Path, ident: Identity, want_last: int | None = None) -> str | None:
