@@ -1,7 +1,9 @@
 """Write captured frames to a pcap file, and read pcap/pcapng files (ours or tcpdump's).
 
 Classic pcap (https://www.tcpdump.org/manpages/pcap-savefile.5.html) is written and read here
-directly; pcapng (tcpdump -w on newer builds, Wireshark) is read through scapy.
+directly; pcapng (tcpdump -w on newer builds, Wireshark) is read through scapy. The engine's
+recording rotates (RotatingPcapWriter): bounded in size and count, and a restart starts a new
+file rather than truncating the last one (docs/SECURITY.md, "Bounded disk and memory").
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pxetui.capture.packets import LINKTYPE_ETHERNET
+from pxetui.logfile import numbered, shift
 
 MAGIC_US = 0xA1B2C3D4
 MAGIC_NS = 0xA1B23C4D
 PCAPNG = b"\x0a\x0d\x0d\x0a"
+HEADER_BYTES, RECORD_BYTES = 24, 16  # the file header, and each frame's record header
 
 
 class PcapError(ValueError):
@@ -26,13 +30,14 @@ class PcapWriter:
     """Appends frames to a classic pcap file; flushes every `flush_every` frames."""
 
     def __init__(self, path: str | Path, linktype: int = LINKTYPE_ETHERNET, snaplen: int = 65535,
-                 flush_every: int = 16) -> None:
+                 flush_every: int = 16, exclusive: bool = False) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.snaplen = snaplen
         self.flush_every = flush_every
         self._n = 0
-        self._fh: BinaryIO = open(self.path, "wb")  # noqa: SIM115 - closed in close()
+        # exclusive: never open a file that exists (nor a link planted in its place)
+        self._fh: BinaryIO = open(self.path, "xb" if exclusive else "wb")  # noqa: SIM115 - closed in close()
         self._fh.write(struct.pack("<IHHiIII", MAGIC_US, 2, 4, 0, 0, snaplen, linktype))
         self._fh.flush()
 
@@ -53,6 +58,53 @@ class PcapWriter:
             self._fh.close()
 
     def __enter__(self) -> PcapWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def pcap_name(path: Path, n: int) -> Path:
+    """boot.pcap, boot.1.pcap, boot.2.pcap ...: older recordings keep the extension."""
+    return numbered(path, n, path.suffix)
+
+
+class RotatingPcapWriter:
+    """A recording of at most `files` files of at most `max_bytes` each: `path` is the newest,
+    NAME.1.pcap the one before, and so on; the oldest is deleted. A new file starts when the
+    next frame would pass `max_bytes`, and at every start (the supervisor restarts the capture
+    service): an earlier recording is never truncated. `rotated` counts the rotations."""
+
+    def __init__(self, path: str | Path, max_bytes: int, files: int, linktype: int = LINKTYPE_ETHERNET,
+                 snaplen: int = 65535, flush_every: int = 16) -> None:
+        self.path = Path(path)
+        self.max_bytes, self.files = max_bytes, files
+        self.linktype, self.snaplen, self.flush_every = linktype, snaplen, flush_every
+        self.rotated = 0
+        self._w = self._new()
+
+    def _new(self) -> PcapWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        shift(self.path, self.files, self.path.suffix)
+        self.size = HEADER_BYTES
+        return PcapWriter(self.path, self.linktype, self.snaplen, self.flush_every, exclusive=True)
+
+    def write(self, data: bytes, ts: float) -> bool:
+        """Record one frame; True when this frame started a new file."""
+        rec = RECORD_BYTES + min(len(data), self.snaplen)
+        rotate = self.size > HEADER_BYTES and self.size + rec > self.max_bytes
+        if rotate:
+            self._w.close()
+            self._w = self._new()
+            self.rotated += 1
+        self._w.write(data, ts)
+        self.size += rec
+        return rotate
+
+    def close(self) -> None:
+        self._w.close()
+
+    def __enter__(self) -> RotatingPcapWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:

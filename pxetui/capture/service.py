@@ -2,21 +2,23 @@
 
 Runs in its own process under the supervisor like the other services. It serves nothing, so
 it needs no netns guard; it does need CAP_NET_RAW, and says so (an Alert and a failed start)
-rather than showing an empty table.
+rather than showing an empty table. The recording rotates (capture.max_bytes, capture.files),
+and one that cannot be written stops with an Alert while the capture goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 
 from pxetui.capture.decode import Decoder
 from pxetui.capture.filters import boot_filter
-from pxetui.capture.pcap import PcapWriter
+from pxetui.capture.pcap import RotatingPcapWriter, pcap_name
 from pxetui.capture.sniffer import CaptureError, RawSniffer
 from pxetui.config import Config
-from pxetui.events import Alert, Event
+from pxetui.events import Alert, Event, LimitHit
 from pxetui.netinfo import interfaces
 from pxetui.service import ServiceContext
 
@@ -39,11 +41,17 @@ class Capture:
     """Sniffer + decoder + optional pcap writer; `emit` receives every decoded event."""
 
     def __init__(self, iface: str, our_ips: set[str], ports: list[int], emit: Callable[[Event], None],
-                 pcap: str = "", all_boot_traffic: bool = False, own_mac: str | None = None) -> None:
+                 pcap: str = "", all_boot_traffic: bool = False, own_mac: str | None = None,
+                 pcap_max_bytes: int = 100 * 1024 * 1024, pcap_files: int = 5) -> None:
         self.sniffer = RawSniffer(iface, boot_filter(ports))
         self.decoder = Decoder(our_ips=our_ips, http_ports=ports, progress_for_ours=False)
         self.emit = emit
-        self.writer = PcapWriter(pcap) if pcap else None
+        self.writer: RotatingPcapWriter | None = None
+        if pcap:
+            try:
+                self.writer = RotatingPcapWriter(pcap, pcap_max_bytes, pcap_files)
+            except OSError as exc:
+                self._unwritable(pcap, exc)
         self.all_boot_traffic = all_boot_traffic
         # Our DHCP service probes for other servers with the interface's own MAC (auto mode):
         # that DISCOVER is not a client booting.
@@ -52,10 +60,30 @@ class Capture:
     def on_frame(self, data: bytes, ts: float) -> None:
         events = self.decoder.feed(data, ts)
         if self.writer is not None and (self.all_boot_traffic or _is_dhcp(events)):
-            self.writer.write(data, ts)
+            self._record(data, ts)
         for ev in events:
             if self.own_mac is None or ev.mac != self.own_mac:
                 self.emit(ev)
+
+    def _record(self, data: bytes, ts: float) -> None:
+        w = self.writer
+        assert w is not None
+        try:
+            if w.write(data, ts):
+                oldest = pcap_name(w.path, w.files - 1).name if w.files > 1 else "the previous one"
+                self.emit(LimitHit(service="capture", limit="capture.max_bytes", count=w.rotated,
+                                   message=f"capture recording {w.path} reached {w.max_bytes} bytes: "
+                                           f"a new file started, the oldest kept is {oldest} (capture.files)"))
+        except OSError as exc:  # disk full, or a directory the service user cannot write
+            self.writer = None
+            with contextlib.suppress(OSError):
+                w.close()
+            self._unwritable(str(w.path), exc)
+
+    def _unwritable(self, path: str, exc: OSError) -> None:
+        self.emit(Alert(service="capture", key="capture.pcap", severity="error",
+                        message=f"capture.pcap: cannot record to {path}: {exc.strerror or exc}; "
+                                "the capture itself goes on"))
 
     def tick(self) -> None:
         for ev in self.decoder.tick(time.time()):
@@ -76,7 +104,8 @@ async def run(ctx: ServiceContext) -> None:
     own = interfaces().get(cfg.interface)
     cap = Capture(cfg.interface, our_addresses(cfg), http_ports(cfg), ctx.emit,
                   pcap=cfg.capture.pcap, all_boot_traffic=cfg.capture.all_boot_traffic,
-                  own_mac=own.mac if own else None)
+                  own_mac=own.mac if own else None, pcap_max_bytes=cfg.capture.max_bytes,
+                  pcap_files=cfg.capture.files)
     loop = asyncio.get_running_loop()
     try:
         cap.sniffer.attach(loop, cap.on_frame)

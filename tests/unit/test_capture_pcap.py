@@ -105,3 +105,102 @@ def test_linux_cooked_capture():
     sll = struct.pack("!HHH8sH", 0, 1, 6, bytes.fromhex("525400000001") + b"\0\0", 0x0800)
     seg = parse_frame(sll + ip, LINKTYPE_LINUX_SLL)
     assert seg is not None and seg.src_mac == "52:54:00:00:00:01" and seg.dport == 67
+
+
+# -- the recording is bounded (docs/SECURITY.md, "Bounded disk and memory") -------------------
+
+def frames_of(p: Path) -> list[bytes]:
+    return [d for _, d in read_pcap(p)[1]]
+
+
+def test_the_recording_rotates_at_its_size_cap_and_keeps_the_newest_files(tmp_path):
+    from pxetui.capture.pcap import HEADER_BYTES, RECORD_BYTES, RotatingPcapWriter, pcap_name
+
+    p = tmp_path / "boot.pcap"
+    cap = HEADER_BYTES + 3 * (RECORD_BYTES + len(frame(10)))  # three frames a file
+    with RotatingPcapWriter(p, max_bytes=cap, files=3) as w:
+        started = [w.write(frame(10 + i), 100.0 + i) for i in range(20)]
+    assert started.count(True) == w.rotated == 6  # a new file every third frame
+    kept = [pcap_name(p, n) for n in (2, 1, 0)]  # oldest first
+    assert [x.name for x in sorted(tmp_path.iterdir())] == ["boot.1.pcap", "boot.2.pcap", "boot.pcap"]
+    assert all(x.stat().st_size <= cap for x in kept)
+    # What is kept is the newest frames, whole and in order: 20 frames, 3 a file, 3 files.
+    assert [f for x in kept for f in frames_of(x)] == [frame(10 + i) for i in range(12, 20)]
+
+
+def test_a_restart_starts_a_new_file_and_never_truncates_the_earlier_capture(tmp_path):
+    from pxetui.capture.pcap import RotatingPcapWriter
+
+    p = tmp_path / "boot.pcap"
+    with RotatingPcapWriter(p, max_bytes=1 << 20, files=3) as w:
+        for i in range(3):
+            w.write(frame(i), 1.0 + i)
+    first = p.read_bytes()
+    with RotatingPcapWriter(p, max_bytes=1 << 20, files=3) as w:  # the service restarted
+        w.write(frame(9), 9.0)
+    assert (tmp_path / "boot.1.pcap").read_bytes() == first
+    assert frames_of(p) == [frame(9)]
+
+
+def test_restarts_past_the_count_remove_the_oldest_files_and_leftovers(tmp_path):
+    from pxetui.capture.pcap import RotatingPcapWriter
+
+    p = tmp_path / "boot.pcap"
+    (tmp_path / "boot.4.pcap").write_bytes(b"left from capture.files = 5")
+    (tmp_path / "other.pcap").write_bytes(b"not ours")
+    for run in range(4):
+        with RotatingPcapWriter(p, max_bytes=1 << 20, files=2) as w:
+            w.write(frame(run), float(run))
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["boot.1.pcap", "boot.pcap", "other.pcap"]
+    assert frames_of(tmp_path / "boot.1.pcap") == [frame(2)] and frames_of(p) == [frame(3)]
+
+
+def test_a_link_planted_where_the_recording_goes_is_not_written_through(tmp_path):
+    from pxetui.capture.pcap import RotatingPcapWriter
+
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    p = tmp_path / "boot.pcap"
+    p.symlink_to(victim)
+    with RotatingPcapWriter(p, max_bytes=1 << 20, files=2) as w:
+        w.write(frame(1), 1.0)
+    assert victim.read_bytes() == b"precious" and not p.is_symlink() and frames_of(p) == [frame(1)]
+
+
+def test_a_recording_that_cannot_be_written_stops_with_an_alert_and_the_capture_goes_on(tmp_path):
+    import errno
+
+    from pxetui.capture.service import Capture
+    from pxetui.events import Alert, LimitHit
+
+    events: list = []
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    cap = Capture("eth0", set(), [80], events.append, pcap=str(blocked / "x.pcap"))
+    assert cap.writer is None
+    (alert,) = [e for e in events if isinstance(e, Alert)]
+    assert alert.key == "capture.pcap" and str(blocked / "x.pcap") in alert.message
+    cap.close()
+
+    events.clear()
+    _, frames = read_pcap(DATA / "bios_pxelinux.pcap")
+    frames = list(frames)
+    cap = Capture("eth0", set(), [80], events.append, pcap=str(tmp_path / "r.pcap"), pcap_max_bytes=1200,
+                  pcap_files=2)
+    for ts, data in frames[:6]:  # DHCP frames of ~350 bytes: the 1200-byte cap rotates
+        cap.on_frame(data, ts)
+    hits = [e for e in events if isinstance(e, LimitHit)]
+    assert cap.writer is not None and hits and len(hits) == cap.writer.rotated
+    assert {h.limit for h in hits} == {"capture.max_bytes"} and "capture.files" in hits[0].message
+
+    def full(*_: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    cap.writer._new = full  # type: ignore[method-assign]
+    cap.writer.max_bytes = 1  # the next recorded frame starts a new file: the disk is full
+    for ts, data in frames[:6] + frames[6:]:  # the DHCP frames again (recorded), then TFTP
+        cap.on_frame(data, ts + 100)
+    alerts = [e for e in events if isinstance(e, Alert)]
+    assert cap.writer is None and len(alerts) == 1 and "No space left" in alerts[0].message
+    assert any(e.type == "TransferStarted" for e in events)  # decoding went on after the alert
+    cap.close()
