@@ -64,7 +64,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     o: dict[str, Any] = {}
     a = {k: getattr(args, k, None) for k in (
         "interface", "dhcp", "range", "router", "dns", "boot_file", "tftp_root", "http_root",
-        "http_port", "state_dir", "no_capture", "config")}
+        "http_port", "state_dir", "no_capture", "config", "log_file")}
 
     def put(path: str, value: Any) -> None:
         if value is None:
@@ -90,6 +90,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     put("http.root", a['http_root'])
     put("http.port", a['http_port'])
     put("state_dir", a['state_dir'])
+    put("log.file", a['log_file'])
     if a['no_capture']:
         put("capture.enabled", False)
     return o
@@ -119,10 +120,11 @@ def _resolve_interface(cfg: Config) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from pxetui import logfmt
+    from pxetui import logfile, logfmt
     from pxetui.supervisor import Supervisor, preflight, services_for
 
     cfg = config_from(args)
+    logfile.log_to_file(cfg.log)  # --log-file: a size-rotated file instead of stderr
     names = services_for(cfg)
     problems = preflight(cfg, names)
     if os.geteuid() != 0 and ("dhcp" in names or "capture" in names or cfg.tftp.port < 1024
@@ -175,14 +177,23 @@ def privilege_problems(cfg: Config) -> list[str]:
 # -- the UI ---------------------------------------------------------------------------
 
 
+def engine_logs(cfg: Config) -> list[Path]:
+    """Where a UI-started engine writes: what it printed before its log was open (a start-up
+    crash; rewritten at each start), then its log, rotated by size (log.max_bytes)."""
+    return [cfg.state_path / "engine.stderr", Path(cfg.log.file) if cfg.log.file else cfg.state_path / "engine.log"]
+
+
 def start_engine(args: argparse.Namespace, cfg: Config) -> subprocess.Popen[bytes]:
     """`pxetui serve` with the same options, its log in the state dir."""
     cmd = [sys.executable, "-m", "pxetui", "serve", *sys.argv[1:]]
     if "--state-dir" not in cmd:
         cmd += ["--state-dir", cfg.state_dir]
+    stray, log = engine_logs(cfg)
+    if not cfg.log.file:
+        cmd += ["--log-file", str(log)]
     cfg.state_path.mkdir(parents=True, exist_ok=True)
-    log = open(cfg.state_path / "engine.log", "ab")  # noqa: SIM115 - the child owns it
-    return subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    err = open(stray, "wb")  # noqa: SIM115 - the child owns it
+    return subprocess.Popen(cmd, stdout=err, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -197,7 +208,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
         deadline = time.monotonic() + 15
         while not is_live(sock):
             if engine.poll() is not None or time.monotonic() > deadline:
-                tail = (cfg.state_path / "engine.log").read_text(errors="replace").splitlines()[-8:]
+                from pxetui.logfile import tail as tail_of
+
+                tail = tail_of(engine_logs(cfg), 8)
                 print("pxetui: the engine did not start:\n  " + "\n  ".join(tail), file=sys.stderr)
                 return 1
             time.sleep(0.1)
@@ -314,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run the engine headless in the foreground (logs to stderr)")
     add_common(s, sub=True)
     s.add_argument("-v", "--verbose", action="store_true", help="also log progress and ignored packets")
+    s.add_argument("--log-file", metavar="FILE",
+                   help="log here instead of stderr, rotated by size (log.max_bytes, log.backups) [log.file]")
     s.set_defaults(func=cmd_serve)
 
     d = sub.add_parser("doctor", help="check this machine: root, interfaces, boot loaders, libpcap")

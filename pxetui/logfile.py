@@ -8,10 +8,14 @@ customer's LAN; nothing it writes may grow without bound.
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
+import sys
 import threading
 from pathlib import Path
+
+from pxetui.config import ConfigError, LogConfig
 
 # Created private (the log names every client's MAC and address) and never through a link
 # someone planted where the file goes.
@@ -74,6 +78,7 @@ class RotatingLog(io.TextIOBase):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = -1
         self._buf: list[bytes] = []
+        self._line_start = True  # rotate between lines only (print writes a line, then its end)
         self._open()
 
     def _open(self) -> None:
@@ -109,9 +114,11 @@ class RotatingLog(io.TextIOBase):
             raise ValueError("write to a closed log")
         data = text.encode("utf-8", "replace")
         with self._lock:
-            if self.size and self.size + len(data) > self.max_bytes:
+            if self._line_start and self.size and self.size + len(data) > self.max_bytes:
                 self._rotate()
             self._write_locked(data)
+            if text:
+                self._line_start = text.endswith("\n")
             if text.endswith("\n") and len(self._buf) > 64:
                 self._flush_locked()
         return len(text)
@@ -154,3 +161,24 @@ def tail(paths: list[Path], lines: int) -> list[str]:
         except OSError:
             continue
     return out[-lines:]
+
+
+def log_to_file(cfg: LogConfig) -> RotatingLog | None:
+    """With log.file set (`pxetui serve --log-file`), the engine's stderr goes to a size-rotated
+    file: its log lines, and a warning or traceback too, so nothing it writes grows unbounded.
+    Without it, stderr stays as it is (under systemd, journald rotates)."""
+    if not cfg.file:
+        return None
+    try:
+        log = RotatingLog(cfg.file, cfg.max_bytes, cfg.backups)
+    except OSError as exc:
+        raise ConfigError([f"log.file: {exc.strerror or exc}"]) from None
+    sys.stderr = log
+    atexit.register(_restore, log)
+    return log
+
+
+def _restore(log: RotatingLog) -> None:
+    if sys.stderr is log:
+        sys.stderr = sys.__stderr__
+    log.close()

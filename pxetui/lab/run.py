@@ -245,8 +245,10 @@ class Lab:
     def _start_engine(self) -> None:
         sock = self.engine_state / "control.sock"
         sock.unlink(missing_ok=True)
-        log = open(self.dir / "engine.log", "wb")  # noqa: SIM115 - the child owns it
-        self.engine = self.net.ns.popen(self.serve_command(), stdout=log)
+        # Its log rotates by size (log.max_bytes); engine.stderr holds what came before it opened.
+        err = open(self.dir / "engine.stderr", "wb")  # noqa: SIM115 - the child owns it
+        self.engine = self.net.ns.popen([*self.serve_command(), "--log-file", str(self.dir / "engine.log")],
+                                        stdout=err)
         deadline = time.monotonic() + ENGINE_START_TIMEOUT
         while True:
             if self.engine.poll() is not None:
@@ -267,10 +269,9 @@ class Lab:
                           ENGINE_START_TIMEOUT, "running DHCP, TFTP and HTTP services")
 
     def engine_log(self, lines: int = 30) -> str:
-        path = self.dir / "engine.log"
-        if not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        from pxetui.logfile import tail
+
+        return "\n".join(tail([self.dir / "engine.stderr", self.dir / "engine.log"], lines))
 
     # -- boot ---------------------------------------------------------------------------
     def boot(self) -> qemu.Vm:
