@@ -9,8 +9,9 @@
  *
  * Retransmission as in session.py: timeout estimated from round trips (RFC 6298, no samples
  * from resent blocks: Karn), doubled on each expiry up to the client's timeout option
- * (RFC 2349); a duplicate ACK of the previous block resends only when it comes well after our
- * last send (else it is an echo: the Sorcerer's Apprentice bug, RFC 1123 4.2.3.1).
+ * (RFC 2349), never waiting past `giveup` seconds of silence; a duplicate ACK of the previous
+ * block resends only when it comes well after our last send (else it is an echo: the
+ * Sorcerer's Apprentice bug, RFC 1123 4.2.3.1).
  * Block numbers are 16 bits on the wire and roll over (REFERENCE.md).
  *
  * The caller owns both descriptors and closes them only after serve() returned; cancel() (from
@@ -172,6 +173,8 @@ static int put(pump_t *p, double now, int again) {
     }
     p->last_send = now;
     p->deadline = now + backoff(p, p->timeouts);
+    /* Never wait past the give-up moment: a silent client's slot is freed on time (SECURITY.md). */
+    if (p->deadline > p->last_progress + p->giveup) p->deadline = p->last_progress + p->giveup;
     return CONTINUE;
 }
 
@@ -217,7 +220,7 @@ static int run(pump_t *p) {
         }
         /* Anything else from the client's TID is ignored: a stray packet must not end a boot. */
         if (now < p->deadline) continue;
-        if (now - p->last_progress > p->giveup) {
+        if (now - p->last_progress >= p->giveup) {
             snprintf(p->message, sizeof p->message, "timed out waiting for ACK of block %lld (%d retransmissions)",
                      (long long)p->block, p->timeouts);
             return PUMP_TIMEOUT;

@@ -7,6 +7,11 @@ objects): per packet, one recv and one send (a pread per 128 KiB; with UDP GSO o
 window).
 Timers are lazy: one per transfer, re-armed only when it fires early or the deadline moves
 earlier, never per packet.
+
+Limits (docs/SECURITY.md): transfers at once per client address and in all (counted across the
+worker processes: slots.py), a silent client's slot freed within tftp.idle_timeout and an
+unacknowledged OACK's within tftp.oack_timeout (session.py), the C pump on a bounded pool
+(pump.py). Every socket is bound to the configured interface (SO_BINDTODEVICE), as DHCP's.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from collections.abc import Callable
 from pxetui.config import Config
 from pxetui.events import (
     Event,
+    LimitReporter,
     Log,
     TransferFailed,
     TransferFinished,
@@ -32,6 +38,7 @@ from pxetui.files import Client, FileLookupError, Forbidden, NotFound, Resolver
 from pxetui.tftp import pump as tftp_pump
 from pxetui.tftp.options import Limits, OptionRefused, negotiate
 from pxetui.tftp.packets import RRQ, WRQ, ErrorCode, PacketError, Request, encode_error, parse
+from pxetui.tftp.pump import PumpPool
 from pxetui.tftp.session import (
     DONE,
     NEGOTIATING,
@@ -41,9 +48,9 @@ from pxetui.tftp.session import (
     Receiver,
     Sender,
 )
+from pxetui.tftp.slots import Slots, slot_of
 from pxetui.tftp.uploads import MAX_UPLOAD, Upload, Uploads
 
-MAX_TRANSFERS = 1024
 PROGRESS_INTERVAL = 0.25  # at most 4 TransferProgress events per second per transfer
 LISTEN_RCVBUF = 1 << 20  # a boot storm sends hundreds of RRQs at once
 DRAIN_MAX = 64  # datagrams handled per readiness callback before yielding to others
@@ -54,7 +61,8 @@ Emit = Callable[[Event], None]
 
 
 class TftpServer:
-    def __init__(self, cfg: Config, resolver: Resolver, emit: Emit, reuse_port: bool = False) -> None:
+    def __init__(self, cfg: Config, resolver: Resolver, emit: Emit, reuse_port: bool = False,
+                 slots: Slots | None = None) -> None:
         if not cfg.server_ip:
             raise ValueError("tftp: server_ip is not set; resolve the config against an interface first")
         self.cfg = cfg
@@ -65,6 +73,11 @@ class TftpServer:
         self.port = cfg.tftp.port
         self.reuse_port = reuse_port  # several worker processes share the port (workers.py)
         self.uploads = Uploads(cfg.tftp.uploads_dir) if cfg.tftp.uploads_dir else None
+        self.slots = slots if slots is not None else Slots.private()
+        self.pool = PumpPool(cfg.tftp.pump_threads if tftp_pump.available() else 0)
+        self.limit_hits = LimitReporter(emit)
+        self.device = cfg.interface  # empty (benchmarks on loopback): bound by address only
+        self.device_per_transfer = True  # False once the kernel refused it (see _bind_device)
         self.transfers: dict[tuple[str, int], Transfer] = {}
         self.sock: socket.socket | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -79,6 +92,8 @@ class TftpServer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, LISTEN_RCVBUF)
             if self.reuse_port:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if self.device:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.device.encode())
             sock.bind((self.host, self.port))
         except OSError:
             sock.close()
@@ -91,9 +106,7 @@ class TftpServer:
     def close(self) -> None:
         for t in list(self.transfers.values()):
             t.abort("server stopping")
-        for t in list(self.transfers.values()):
-            if t.pump is not None and t.pump.running:
-                t.pump.thread.join(0.5)  # woken by abort(); its descriptors stay open until then
+        self.pool.close(0.5)  # pumps woken by abort(); their descriptors stay open until then
         if self.sock is not None and self.loop is not None:
             self.loop.remove_reader(self.sock.fileno())
             self.sock.close()
@@ -141,8 +154,7 @@ class TftpServer:
             self._reject(addr, tid, req.filename, ErrorCode.ILLEGAL_OPERATION,
                          f"transfer mode {req.mode!r} not supported")
             return
-        if len(self.transfers) >= MAX_TRANSFERS:
-            self._reject(addr, tid, req.filename, ErrorCode.NOT_DEFINED, "server busy, try again")
+        if not self._admit(req, addr, tid):
             return
         if req.opcode == WRQ:
             self._write_request(req, addr, tid)
@@ -183,11 +195,13 @@ class TftpServer:
             self._reject(addr, tid, src.name, ErrorCode.ACCESS_VIOLATION, f"cannot open: {exc.strerror or exc}")
             return
         now = time.monotonic()
-        session = Sender(reader, src.size, neg, sock.send, now, batch=self._gso(sock, neg.blksize, neg.windowsize))
+        session = Sender(reader, src.size, neg, sock.send, now, batch=self._gso(sock, neg.blksize, neg.windowsize),
+                         idle_max=self.cfg.tftp.idle_timeout, oack_giveup=self.cfg.tftp.oack_timeout)
         options = {"blksize": neg.blksize, "windowsize": neg.windowsize, **neg.oack, "mode": req.mode}
-        # Lock-step transfers of real files run their data phase in the C pump (pump.py).
+        # Lock-step transfers of real files run their data phase in the C pump (pump.py), while
+        # its pool has a free thread when the data phase starts.
         pump_at = src.offset if (fd is not None and neg.windowsize == 1 and src.size >= tftp_pump.MIN_SIZE
-                                 and tftp_pump.available()) else None
+                                 and self.pool.size) else None
         Transfer(self, addr, sock, session, tid, src.name, src.size, options, fd, None, pump_at).start(now, req)
 
     def _write_request(self, req: Request, addr: tuple[str, int], tid: str) -> None:
@@ -220,7 +234,8 @@ class TftpServer:
             self._reject(addr, tid, req.filename, ErrorCode.NOT_DEFINED, f"no socket: {exc.strerror or exc}")
             return
         now = time.monotonic()
-        session = Receiver(upload.write, neg, sock.send, now, MAX_UPLOAD, finish=upload.commit)
+        session = Receiver(upload.write, neg, sock.send, now, MAX_UPLOAD, finish=upload.commit,
+                           idle_max=self.cfg.tftp.idle_timeout)
         options = {"blksize": neg.blksize, **neg.oack, "mode": req.mode, "upload": True}
         Transfer(self, addr, sock, session, tid, upload.name, neg.tsize, options, None, upload).start(now, req)
 
@@ -235,9 +250,44 @@ class TftpServer:
             return 1
         return batch
 
+    def _admit(self, req: Request, addr: tuple[str, int], tid: str) -> bool:
+        """The caps: per client address, then in all (docs/SECURITY.md). A refusal is answered
+        with an ERROR and counted in a LimitHit, not one TransferFailed per request."""
+        ip = addr[0]
+        tftp = self.cfg.tftp
+        slots = self.slots
+        held = slots.count(slot_of(ip))
+        if held >= tftp.max_per_client:
+            self._reject(addr, tid, req.filename, ErrorCode.NOT_DEFINED, "too many transfers from your address",
+                         report=False)
+            self.limit_hits.hit("tftp.max_per_client", ip, f"{ip} has {held} transfers open "
+                                f"(tftp.max_per_client={tftp.max_per_client}); refused {req.filename!r}")
+            return False
+        if slots.total() >= tftp.max_transfers:
+            self._reject(addr, tid, req.filename, ErrorCode.NOT_DEFINED, "server busy, try again", report=False)
+            self.limit_hits.hit("tftp.max_transfers", None, f"{tftp.max_transfers} transfers open "
+                                f"(tftp.max_transfers); refused {req.filename!r} from {ip}")
+            return False
+        return True
+
+    def _bind_device(self, sock: socket.socket) -> None:
+        """A per-transfer or reply socket on the interface too. After the drop of root this needs
+        Linux >= 5.7 (SO_BINDTODEVICE on a socket not yet bound to a device is unprivileged
+        there; older kernels want CAP_NET_RAW). Refused, the sockets stay bound to the server's
+        address and connected to a client whose request came in through the bound listener."""
+        if not self.device or not self.device_per_transfer:
+            return
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.device.encode())
+        except PermissionError as exc:
+            self.device_per_transfer = False
+            self.emit(Log(level_name="warning", message=f"tftp: transfer sockets cannot be bound to "
+                          f"{self.device} ({exc.strerror}; Linux < 5.7 needs CAP_NET_RAW): bound by address only"))
+
     def _transfer_socket(self, addr: tuple[str, int]) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
+            self._bind_device(sock)
             sock.bind((self.host, 0))
             sock.connect(addr)
             sock.setblocking(False)
@@ -246,16 +296,19 @@ class TftpServer:
             raise
         return sock
 
-    def _reject(self, addr: tuple[str, int], tid: str, path: str, code: int, reason: str) -> None:
+    def _reject(self, addr: tuple[str, int], tid: str, path: str, code: int, reason: str,
+                report: bool = True) -> None:
         """ERROR from a fresh TID, as RFC 1350 wants for any reply to a request."""
         try:
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                self._bind_device(s)
                 s.bind((self.host, 0))
                 s.setblocking(False)
                 s.sendto(encode_error(code, reason), addr)
         except OSError:
             pass
-        self.emit(TransferFailed(ip=addr[0], transfer_id=tid, path=path, reason=reason, status=int(code)))
+        if report:
+            self.emit(TransferFailed(ip=addr[0], transfer_id=tid, path=path, reason=reason, status=int(code)))
 
 
 class Transfer:
@@ -264,7 +317,7 @@ class Transfer:
     __slots__ = ("server", "loop", "addr", "sock", "fileno", "session", "tid", "path", "size",
                  "options", "fd", "upload", "announced", "reported", "closed", "timer", "timer_at",
                  "writing", "next_progress", "recv_size", "request", "heard", "recv", "replaced",
-                 "lockstep", "pump_at", "pump")
+                 "lockstep", "pump_at", "pump", "slot")
 
     def __init__(self, server: TftpServer, addr: tuple[str, int], sock: socket.socket,
                  session: Sender | Receiver, tid: str, path: str, size: int | None,
@@ -289,13 +342,14 @@ class Transfer:
         self.pump_at = pump_at  # offset in `fd`: the data phase goes to the C pump after negotiation
         self.pump: tftp_pump.Pump | None = None
         self.lockstep = isinstance(session, Sender) and session.window == 1 and pump_at is None
+        self.slot = slot_of(addr[0])
 
     def start(self, now: float, req: Request) -> None:
         self.request = req.raw
         self.server.transfers[self.addr] = self
-        if self.pump_at is not None and self.session.state is TRANSFERRING:
-            self._handoff(now)  # no options asked for: no OACK, the data phase starts at once
-            return
+        self.server.slots.take(self.slot)
+        if self.pump_at is not None and self.session.state is TRANSFERRING and self._handoff(now):
+            return  # no options asked for: no OACK, the data phase starts at once
         self.loop.add_reader(self.fileno, self._readable)
         self.session.start(now)
         self._after(now)
@@ -318,8 +372,9 @@ class Transfer:
                 if now < self.next_progress:
                     return  # nothing else to do: no event due, the timer only moved later
             elif self.pump_at is not None and sess.take_oack_ack(pkt, now):  # type: ignore[union-attr]
-                self._handoff(now)
-                return
+                if self._handoff(now):
+                    return
+                sess.begin_data(now)  # type: ignore[union-attr]  # every pump thread is busy
             else:
                 sess.on_packet(pkt, now)
         self._after(now)
@@ -369,18 +424,28 @@ class Transfer:
             self.timer = self.loop.call_later(sess.linger_until - now, self._on_timer)
 
     # -- the data phase in the C pump -------------------------------------------------------
-    def _handoff(self, now: float) -> None:
+    def _handoff(self, now: float) -> bool:
+        """The data phase to the C pump; False (it stays here, lock-step in Python) when every
+        thread of the pool is busy."""
         sess = self.session
         assert isinstance(sess, Sender) and self.fd is not None and self.pump_at is not None
+        pump = tftp_pump.Pump(self.sock, self.fd, self.pump_at, sess.size, sess.blksize, sess.rto, sess.rto_cap,
+                              sess.giveup, self._pumped)
+        pool = self.server.pool
+        if not pump.start(pool):
+            self.pump_at = None
+            self.lockstep = True
+            self.server.limit_hits.hit("tftp.pump_threads", None, f"all {pool.size} pump threads busy "
+                                       "(tftp.pump_threads): lock-step transfers run in Python meanwhile")
+            return False
+        self.pump = pump
         self.loop.remove_reader(self.fileno)
         if self.timer is not None:
             self.timer.cancel()
         if not self.announced:
             self._announce(now)
-        self.pump = tftp_pump.Pump(self.sock, self.fd, self.pump_at, sess.size, sess.blksize, sess.rto, sess.rto_cap,
-                                   sess.giveup, self._pumped)
-        self.pump.start()
         self.timer = self.loop.call_later(PROGRESS_INTERVAL, self._pump_progress)
+        return True
 
     def _pump_progress(self) -> None:
         self.timer = None
@@ -407,6 +472,7 @@ class Transfer:
                 sess.peer_failed(out.peer_code, out.message)
             else:  # the client is gone (no ERROR to it), or timed out, or the file failed us
                 sess._fail(ErrorCode.NOT_DEFINED, out.message, notify=out.code != tftp_pump.UNREACHABLE)
+                sess.timed_out = out.code == tftp_pump.TIMEOUT
         self._after(time.monotonic())
 
     def replace(self) -> None:
@@ -444,6 +510,7 @@ class Transfer:
             os.close(self.fd)
         if self.upload is not None and not self.upload.closed:
             self.upload.discard()
+        self.server.slots.give(self.slot)
         if self.server.transfers.get(self.addr) is self:
             del self.server.transfers[self.addr]
 
@@ -479,3 +546,16 @@ class Transfer:
         else:
             emit(TransferFailed(ip=ip, transfer_id=self.tid, path=self.path, reason=sess.reason,
                                 bytes_done=sess.bytes_done, status=sess.error_code))
+            if sess.timed_out:
+                self._timed_out(ip)
+
+    def _timed_out(self, ip: str) -> None:
+        """A LimitHit when our limit, not the client's own timeout, ended it (docs/SECURITY.md)."""
+        sess, tftp = self.session, self.server.cfg.tftp
+        if sess.ended_in_negotiation:
+            self.server.limit_hits.hit("tftp.oack_timeout", ip, f"{ip} never acknowledged the OACK for "
+                                       f"{self.path} (tftp.oack_timeout={tftp.oack_timeout:g} s)")
+        elif sess.neg.timeout and sess.giveup < 5.0 * sess.neg.timeout:
+            self.server.limit_hits.hit("tftp.idle_timeout", ip, f"{ip} asked for timeout={sess.neg.timeout} "
+                                       f"and went silent: {self.path} ended after "
+                                       f"{sess.giveup:g} s (tftp.idle_timeout)")

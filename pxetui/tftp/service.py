@@ -15,6 +15,7 @@ from pxetui.files import Provider, Resolver
 from pxetui.service import ServiceContext
 from pxetui.tftp import pump as tftp_pump
 from pxetui.tftp.server import TftpServer
+from pxetui.tftp.slots import Slots
 from pxetui.tftp.workers import Workers, port_taken, worker_count
 
 # Virtual files (menus, per-MAC configs, files inside ISOs) come from the library, when present.
@@ -38,9 +39,11 @@ async def run(ctx: ServiceContext) -> None:
     extra = worker_count() - 1
     if extra and port_taken(cfg.server_ip, cfg.tftp.port):
         raise OSError(f"UDP port {cfg.tftp.port} on {cfg.server_ip} is already in use")
-    server = TftpServer(cfg, build_resolver(cfg), ctx.emit, reuse_port=extra > 0)
+    # One table of transfer counts for every process: the caps are per client, not per worker.
+    slots, slots_fd = Slots.shared(1 + extra) if extra else (Slots.private(), None)
+    server = TftpServer(cfg, build_resolver(cfg), ctx.emit, reuse_port=extra > 0, slots=slots)
     port = server.start()
-    workers = Workers(cfg, ctx.emit, ctx.log)
+    workers = Workers(cfg, ctx.emit, ctx.log, slots, slots_fd)
     try:
         if extra:
             started = await workers.start(extra)
@@ -63,3 +66,5 @@ async def run(ctx: ServiceContext) -> None:
     finally:
         server.close()
         await workers.stop()
+        if slots_fd is not None:
+            os.close(slots_fd)

@@ -9,10 +9,13 @@ continues when the socket is writable again) or another OSError (the client is g
 Retransmission (RFC 1350 section 2, RFC 7440 section 4): go-back-N from the first
 unacknowledged block, with a timeout estimated from round trips as in RFC 6298 (Karn's rule:
 no samples from resent windows), doubled on each consecutive expiry and never longer than the
-timeout the client agreed (RFC 2349). An ACK for an earlier block than the window's last (the
-client saw a gap) resends from there at once. A duplicate ACK resends only if it arrives well
-after our last transmission, i.e. the client is stuck, not echoing: answering every duplicate
-is the Sorcerer's Apprentice bug (RFC 1123 section 4.2.3.1), which doubles traffic.
+timeout the client agreed (RFC 2349). The client's timeout (up to 255 s) is honoured only as far
+as `idle_max` allows: a silent client is dropped after idle_max seconds whatever it asked for,
+and one that never acknowledges our OACK after `oack_giveup` (docs/SECURITY.md). An ACK for an
+earlier block than the window's last (the client saw a gap) resends from there at once. A
+duplicate ACK resends only if it arrives well after our last transmission, i.e. the client is
+stuck, not echoing: answering every duplicate is the Sorcerer's Apprentice bug (RFC 1123
+section 4.2.3.1), which doubles traffic.
 """
 
 from __future__ import annotations
@@ -94,23 +97,27 @@ class BytesReader:
 
 
 class _Base:
-    def __init__(self, neg: Negotiated, send: Send, now: float) -> None:
+    def __init__(self, neg: Negotiated, send: Send, now: float, idle_max: float = math.inf,
+                 oack_giveup: float = math.inf) -> None:
         self.neg = neg
         self.send = send
         self.blksize = neg.blksize
         self.state = NEGOTIATING if neg.oack else TRANSFERRING
         self.retransmits = 0
         self.timeouts = 0  # consecutive expiries without progress
-        self.rto_cap = float(neg.timeout) if neg.timeout else RTO_CAP
+        self.giveup = min(max(GIVEUP_SECONDS, 5.0 * (neg.timeout or 0)), idle_max)
+        # At least three resends fit in the idle limit, whatever timeout the client asked for.
+        self.rto_cap = max(RTO_MIN, min(float(neg.timeout) if neg.timeout else RTO_CAP, self.giveup / 3))
         self.rto = min(RTO_INITIAL, self.rto_cap)
+        self.oack_giveup = oack_giveup
         self.srtt: float | None = None
         self.rttvar = 0.0
         self.sampled_at = -math.inf
         self.started = now
         self.last_send = now
         self.last_progress = now
-        self.giveup = max(GIVEUP_SECONDS, 5.0 * (neg.timeout or 0))
         self.deadline = math.inf
+        self.timed_out = False  # ended by giveup (or oack_giveup): the client went silent
         self.error_code: int | None = None  # set when FAILED
         self.reason = ""
         self.peer_error = False  # the client ended it with an ERROR packet
@@ -177,20 +184,25 @@ class _Base:
         self.reason = f"client sent ERROR {code}" + (f": {msg}" if msg else "")
         self.deadline = math.inf
 
-    def _check_giveup(self, now: float, waiting_for: str) -> bool:
-        if now - self.last_progress > self.giveup:
+    def _check_giveup(self, now: float, waiting_for: str, giveup: float | None = None) -> bool:
+        if now - self.last_progress >= (self.giveup if giveup is None else giveup):
             self._fail(ErrorCode.NOT_DEFINED,
                        f"timed out waiting for {waiting_for} ({self.timeouts} retransmissions)")
+            self.timed_out = True
             return True
         return False
+
+    def _resend_at(self, now: float, giveup: float | None = None) -> float:
+        """The next timer after a resend: backed off, but never past the give-up moment."""
+        return min(now + self._backoff_rto(), self.last_progress + (self.giveup if giveup is None else giveup))
 
 
 class Sender(_Base):
     """Serves one RRQ: OACK (if options were asked for), then windows of DATA blocks."""
 
     def __init__(self, reader: BlockReader, size: int, neg: Negotiated, send: Send, now: float,
-                 batch: int = 1) -> None:
-        super().__init__(neg, send, now)
+                 batch: int = 1, idle_max: float = math.inf, oack_giveup: float = math.inf) -> None:
+        super().__init__(neg, send, now, idle_max, oack_giveup)
         # Blocks per send: >1 when the socket segments a buffer into datagrams of 4 + blksize
         # bytes (UDP GSO, Linux UDP_SEGMENT), so a whole window costs one system call.
         self.batch = batch
@@ -227,7 +239,7 @@ class Sender(_Base):
         if self.state == NEGOTIATING:
             self._xmit(encode_oack(self.neg.oack))
             self.last_send = now
-            self.deadline = now + self._backoff_rto()
+            self.deadline = self._resend_at(now, self.oack_giveup)
         else:
             self._window(1, now)
 
@@ -237,7 +249,7 @@ class Sender(_Base):
         self.win_end = end if end < self.nblocks else self.nblocks
         self.window_at = self.last_send = now
         self.window_clean = first > self.sent_max
-        self.deadline = now + (self._backoff_rto() if self.timeouts else self.rto)
+        self.deadline = self._resend_at(now) if self.timeouts else now + self.rto
         self.pump()
 
     def pump(self) -> bool:
@@ -362,6 +374,10 @@ class Sender(_Base):
             self._negotiated(now)
             self._window(1, now)
 
+    def begin_data(self, now: float) -> None:
+        """After take_oack_ack, when the data phase stays here after all: send block 1."""
+        self._window(1, now)
+
     def take_oack_ack(self, pkt: bytes, now: float) -> bool:
         """If `pkt` is the ACK of our OACK, go to TRANSFERRING without sending block 1: the
         data phase runs elsewhere (pump.py)."""
@@ -381,15 +397,18 @@ class Sender(_Base):
     def on_timer(self, now: float) -> None:
         if not self.active or now < self.deadline:
             return
-        if self._check_giveup(now, "ACK of the OACK" if self.state == NEGOTIATING
-                              else f"ACK of block {self.acked + 1}"):
+        if self.state == NEGOTIATING:
+            if self._check_giveup(now, "ACK of the OACK", self.oack_giveup):
+                self.ended_in_negotiation = True
+                return
+        elif self._check_giveup(now, f"ACK of block {self.acked + 1}"):
             return
         self.timeouts += 1
         if self.state == NEGOTIATING:
             self.retransmits += 1
             if self._xmit(encode_oack(self.neg.oack)):
                 self.last_send = now
-                self.deadline = now + self._backoff_rto()
+                self.deadline = self._resend_at(now, self.oack_giveup)
         else:
             self._window(self.acked + 1, now)
 
@@ -401,8 +420,8 @@ class Receiver(_Base):
     """Takes one WRQ, lock-step (RFC 1350): ACK each block, re-ACK a retransmitted one."""
 
     def __init__(self, write: Write, neg: Negotiated, send: Send, now: float, max_size: int,
-                 finish: Callable[[], None] | None = None) -> None:
-        super().__init__(neg, send, now)
+                 finish: Callable[[], None] | None = None, idle_max: float = math.inf) -> None:
+        super().__init__(neg, send, now, idle_max)
         self.write = write
         # Stores the complete upload. Called before the final ACK, so a client that sees its
         # last block acknowledged knows the file is in place (and gets ERROR 6 if it is not).
@@ -425,7 +444,7 @@ class Receiver(_Base):
         self.last_reply = pkt
         if self._xmit(pkt):
             self.last_send = now
-            self.deadline = now + self._backoff_rto()
+            self.deadline = self._resend_at(now)
 
     def on_packet(self, pkt: bytes, now: float) -> None:
         if len(pkt) < 4 or pkt[0]:

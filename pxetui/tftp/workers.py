@@ -3,7 +3,8 @@
 One Python process tops out at one core; a boot storm has dozens of transfers. The kernel
 spreads requests over the sockets of a SO_REUSEPORT group by a hash of the client's address
 and port, so a retransmitted request reaches the same worker, and each transfer lives in one
-process. Workers print their events as JSON lines; the service process re-emits them.
+process. The per-client and total transfer caps count over every process: each worker maps the
+service's slot table (slots.py), passed as a memfd. Workers print their events as JSON lines; the service process re-emits them.
 
     python -m pxetui.tftp.workers      (config JSON on stdin; started by service.py only)
 """
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from pxetui.config import Config
 from pxetui.emitter import LineEmitter, LineReader
 from pxetui.events import Event, EventDecodeError, Log, ServiceState, from_json
+from pxetui.tftp.slots import Slots
 
 MAX_WORKERS = 4
 READY_TIMEOUT = 15.0
@@ -61,8 +63,10 @@ def port_taken(ip: str, port: int) -> bool:
 class Workers:
     """The extra worker processes of one service, with their event relays."""
 
-    def __init__(self, cfg: Config, emit: Callable[[Event], None], log: Callable[[str, str], None]) -> None:
+    def __init__(self, cfg: Config, emit: Callable[[Event], None], log: Callable[[str, str], None],
+                 slots: Slots | None = None, slots_fd: int | None = None) -> None:
         self.cfg, self.emit, self.log = cfg, emit, log
+        self.slots, self.slots_fd = slots, slots_fd  # row 0 is the service's, worker i has row i
         self.procs: list[asyncio.subprocess.Process] = []
         self.relays: list[asyncio.Task[None]] = []
 
@@ -70,21 +74,25 @@ class Workers:
         """Start `count` workers; returns how many got their socket (the others are logged)."""
         ready: list[asyncio.Future[bool]] = []
         loop = asyncio.get_running_loop()
-        for _ in range(count):
+        for i in range(count):
+            share: list[str] = []
+            if self.slots is not None and self.slots_fd is not None:
+                share = ["--slots", f"{self.slots_fd}:{self.slots.rows}:{i + 1}"]
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "pxetui.tftp.workers",
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+                sys.executable, "-m", "pxetui.tftp.workers", *share,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                pass_fds=(self.slots_fd,) if share else ())
             assert proc.stdin is not None
             proc.stdin.write(self.cfg.to_json().encode())
             proc.stdin.close()
             fut: asyncio.Future[bool] = loop.create_future()
             self.procs.append(proc)
             ready.append(fut)
-            self.relays.append(asyncio.create_task(self._relay(proc, fut)))
+            self.relays.append(asyncio.create_task(self._relay(proc, fut, i + 1)))
         await asyncio.wait(ready, timeout=READY_TIMEOUT)
         return sum(1 for f in ready if f.done() and f.result())
 
-    async def _relay(self, proc: asyncio.subprocess.Process, ready: asyncio.Future[bool]) -> None:
+    async def _relay(self, proc: asyncio.subprocess.Process, ready: asyncio.Future[bool], row: int) -> None:
         """A worker's events into ours. Never blocks: the read awaits, and our emitter queues
         (pxetui/emitter.py); a worker whose lines we read late queues and counts on its side."""
         assert proc.stdout is not None
@@ -100,6 +108,8 @@ class Workers:
                     continue
                 self.emit(ev)
         code = await proc.wait()
+        if self.slots is not None and row < self.slots.rows:
+            self.slots.clear_row(row)  # its transfers ended with it
         if not ready.done():
             ready.set_result(False)
         if code not in (0, -signal.SIGTERM):
@@ -131,6 +141,17 @@ def _die_with_parent() -> None:
         pass
 
 
+def _slots(argv: list[str]) -> Slots:
+    """`--slots FD:ROWS:ROW` from the service, else counts of our own."""
+    if len(argv) == 2 and argv[0] == "--slots":
+        fd, rows, row = (int(x) for x in argv[1].split(":"))
+        try:
+            return Slots.attach(fd, rows, row)
+        finally:
+            os.close(fd)
+    return Slots.private()
+
+
 def main() -> int:
     from pxetui.service import install_loop_policy
     from pxetui.tftp.server import TftpServer
@@ -138,12 +159,13 @@ def main() -> int:
 
     _die_with_parent()
     cfg = Config.from_json(sys.stdin.read())
+    slots = _slots(sys.argv[1:])
     install_loop_policy()
     emitter = LineEmitter(sys.stdout.fileno(), "tftp", cfg.events.queue_max)
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
-        server = TftpServer(cfg, build_resolver(cfg), emitter, reuse_port=True)
+        server = TftpServer(cfg, build_resolver(cfg), emitter, reuse_port=True, slots=slots)
         try:
             port = server.start()
         except OSError as exc:

@@ -100,8 +100,17 @@ def test_four_real_clients_fetch_byte_exact(rig):
     assert sha(out / "again") == digest
 
 
-def test_fifty_concurrent_clients(rig):
+def test_fifty_concurrent_clients(netns, tmp_path):
     require_tool("curl")
+    # Fifty machines, simulated from one address: past tftp.max_per_client (8) otherwise.
+    rig = start(netns, tmp_path, max_per_client=64)
+    try:
+        fifty_at_once(rig)
+    finally:
+        rig.svc.stop()
+
+
+def fifty_at_once(rig: Rig) -> None:
     digest = rig.put("initrd", 300_000)
     out = rig.tmp / "out"
     out.mkdir()

@@ -183,10 +183,65 @@ def test_gives_up_after_silence_and_tells_the_client():
         s.on_timer(now)
         if s.state == FAILED:
             break
-    assert s.state == FAILED and now > GIVEUP_SECONDS
+    # At the give-up moment itself, not at the next backed-off resend after it.
+    assert s.state == FAILED and now == pytest.approx(GIVEUP_SECONDS) and s.timed_out
     assert "timed out" in s.reason
     err = wire.take()[-1]
     assert isinstance(err, Error) and err.code == 0
+
+
+def silent_until_failed(s: Sender | Receiver) -> tuple[float, list[float]]:
+    """Fire every timer of a client that never answers; (when it failed, the resend gaps)."""
+    now, gaps = 0.0, []
+    for _ in range(1000):
+        before, now = now, s.deadline
+        s.on_timer(now)
+        gaps.append(now - before)
+        if s.state == FAILED:
+            return now, gaps
+    raise AssertionError("never gave up")
+
+
+def test_timeout_255_is_accepted_but_a_silent_client_is_dropped_within_idle_max():
+    # RFC 2349 allows 1..255 s; echoed in the OACK, but the slot is freed within idle_max.
+    wire = Wire()
+    s = Sender(BytesReader(b"x" * 2048), 2048, Negotiated(timeout=255, oack={"timeout": 255}),
+               wire.send, 0.0, idle_max=30.0, oack_giveup=5.0)
+    s.start(0.0)
+    oack = wire.take()[0]
+    assert isinstance(oack, OAck) and oack.options == {"timeout": "255"}
+    s.on_packet(encode_ack(0), 0.0)  # OACK acknowledged: the data phase
+    assert s.state == TRANSFERRING and s.rto_cap <= 10.0
+    failed, gaps = silent_until_failed(s)
+    assert failed == pytest.approx(30.0) and max(gaps) <= 10.0 + 1e-9 and len(gaps) >= 4
+    assert s.timed_out and "ACK of block 1" in s.reason
+
+
+def test_a_client_that_never_acknowledges_the_oack_is_dropped_after_oack_giveup():
+    s = Sender(BytesReader(b"x" * 2048), 2048, Negotiated(timeout=255, oack={"timeout": 255}),
+               Wire().send, 0.0, idle_max=30.0, oack_giveup=5.0)
+    s.start(0.0)
+    failed, _ = silent_until_failed(s)
+    assert failed == pytest.approx(5.0) and s.ended_in_negotiation
+    assert s.timed_out and "ACK of the OACK" in s.reason
+
+
+def test_an_upload_from_a_silent_client_is_dropped_within_idle_max():
+    r = Receiver(lambda pos, data: None, Negotiated(timeout=200, oack={"timeout": 200}),
+                 Wire().send, 0.0, 1 << 20, idle_max=12.0)
+    r.start(0.0)
+    failed, gaps = silent_until_failed(r)
+    assert failed == pytest.approx(12.0) and max(gaps) <= 4.0 + 1e-9
+
+
+def test_begin_data_sends_block_one_after_the_oack_was_taken_elsewhere():
+    wire = Wire()
+    s = Sender(BytesReader(b"y" * 1000), 1000, Negotiated(blksize=512, oack={"blksize": 512}), wire.send, 0.0)
+    s.start(0.0)
+    assert s.take_oack_ack(encode_ack(0), 0.1) and s.state == TRANSFERRING
+    wire.take()
+    s.begin_data(0.1)
+    assert blocks(wire.take()) == [1]
 
 
 def test_rto_adapts_to_round_trips():

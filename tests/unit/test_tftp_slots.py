@@ -1,0 +1,50 @@
+"""The transfer counts shared by the TFTP processes (slots.py)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from pxetui.tftp.slots import SLOTS, Slots, slot_of
+
+
+def test_a_client_address_picks_its_slot_by_its_low_16_bits():
+    assert slot_of("10.99.0.2") == 2 and slot_of("10.99.1.2") == 258
+    assert slot_of("192.168.255.255") == SLOTS - 1
+    assert slot_of("not an address") == 0
+
+
+def test_counts_and_total_of_one_process():
+    s = Slots.private()
+    a, b = slot_of("10.0.0.5"), slot_of("10.0.0.6")
+    for _ in range(3):
+        s.take(a)
+    s.take(b)
+    assert (s.count(a), s.count(b), s.total()) == (3, 1, 4)
+    s.give(a)
+    s.give(b)
+    s.give(b)  # never below zero
+    assert (s.count(a), s.count(b), s.total()) == (2, 0, 2)
+
+
+def test_every_process_sees_the_sum_of_all_rows_and_a_dead_row_is_cleared():
+    service, fd = Slots.shared(3)
+    try:
+        w1, w2 = Slots.attach(fd, 3, 1), Slots.attach(fd, 3, 2)
+    finally:
+        os.close(fd)
+    a = slot_of("10.0.0.5")
+    service.take(a)
+    w1.take(a)
+    w1.take(a)
+    w2.take(slot_of("10.0.0.9"))
+    for view in (service, w1, w2):
+        assert view.count(a) == 3 and view.total() == 4
+    service.clear_row(1)  # worker 1 exited: its transfers went with it
+    assert (w2.count(a), w2.total()) == (1, 2)
+
+
+def test_a_row_that_does_not_exist_is_refused():
+    with pytest.raises(ValueError, match="no row 3 of 3"):
+        Slots(bytearray(4 * (SLOTS + 1) * 3), 3, 3)
