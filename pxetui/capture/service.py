@@ -18,6 +18,7 @@ from pxetui.capture.filters import boot_filter
 from pxetui.capture.pcap import RotatingPcapWriter, pcap_name
 from pxetui.capture.sniffer import CaptureError, RawSniffer
 from pxetui.config import Config
+from pxetui.dhcp.probe import recheck_mac
 from pxetui.events import Alert, Event, LimitHit
 from pxetui.netinfo import interfaces
 from pxetui.service import ServiceContext
@@ -53,16 +54,17 @@ class Capture:
             except OSError as exc:
                 self._unwritable(pcap, exc)
         self.all_boot_traffic = all_boot_traffic
-        # Our DHCP service probes for other servers with the interface's own MAC (auto mode):
-        # that DISCOVER is not a client booting.
+        # Our DHCP service probes for other servers with the interface's own MAC (auto mode),
+        # and in full mode from a MAC made up from it (pxetui/dhcp/probe.py): not clients booting.
         self.own_mac = own_mac.lower() if own_mac else None
+        self.own_macs = {self.own_mac, recheck_mac(self.own_mac)} if self.own_mac else set()
 
     def on_frame(self, data: bytes, ts: float) -> None:
         events = self.decoder.feed(data, ts)
         if self.writer is not None and (self.all_boot_traffic or _is_dhcp(events)):
             self._record(data, ts)
         for ev in events:
-            if self.own_mac is None or ev.mac != self.own_mac:
+            if ev.mac not in self.own_macs:
                 self.emit(ev)
 
     def _record(self, data: bytes, ts: float) -> None:

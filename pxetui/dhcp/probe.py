@@ -44,6 +44,16 @@ def interface_mac(interface: str) -> bytes:
     return bytes.fromhex(text.replace(":", ""))
 
 
+def recheck_mac(own: str) -> str:
+    """The MAC full mode's later probes come from (pxetui/dhcp/watch.py): made up from the
+    interface's own, locally administered (IEEE 802: bit 1 of the first octet set, bit 0, the
+    group bit, clear) and differing from it in bit 2, so that it is no real NIC's, and so that
+    capture can tell our probes from clients without being told (docs/SECURITY.md)."""
+    raw = bytes.fromhex(own.replace(":", ""))
+    first = ((raw[0] ^ 0x04) | 0x02) & 0xFE
+    return (bytes((first,)) + raw[1:]).hex(":")
+
+
 def discover_packet(mac: bytes, xid: int) -> bytes:
     return build(Packet(xid=xid, flags=BROADCAST_FLAG, chaddr=mac, options={
         o.MSG_TYPE: bytes((o.DISCOVER,)),

@@ -4,9 +4,10 @@ network that is not ours").
 The probe at start only sees the servers that answer then. While we serve full DHCP, this
 listens on the client port (68) for other servers' OFFERs and ACKs (passively: a broadcast one
 reaches every host on the segment) and, every `dhcp.recheck_seconds`, sends a DISCOVER of its
-own from a made-up MAC with the broadcast flag set, so that a quiet server answers where we
-hear it. The first reply that hands out an address from a server id that is not ours makes the
-server step back to proxyDHCP (`DhcpServer.saw_reply`); then the watch ends.
+own from a made-up MAC (`probe.recheck_mac`, which our server ignores) with the broadcast flag
+set, so that a quiet server answers where we hear it. The first reply that hands out an address
+from a server id that is not ours makes the server step back to proxyDHCP
+(`DhcpServer.saw_reply`); then the watch ends.
 
 The port-68 socket is opened before the service drops root (`ServiceContext.ready`); sending on
 it later needs no privilege.
@@ -19,19 +20,11 @@ import os
 import socket
 from collections.abc import Callable
 
-from pxetui.dhcp.probe import discover_packet
+from pxetui.dhcp.probe import discover_packet, interface_mac, recheck_mac
 from pxetui.dhcp.server import SERVER_PORT, DhcpServer
 from pxetui.service import ServiceContext
 
 BATCH = 64  # datagrams read per wake-up
-
-
-def probe_mac() -> bytes:
-    """A random locally administered unicast MAC (IEEE 802: bit 1 of the first octet set, bit 0
-    clear): it can belong to no real client, and our own server recognises and ignores it."""
-    raw = bytearray(os.urandom(6))
-    raw[0] = (raw[0] & 0xFC) | 0x02
-    return bytes(raw)
 
 
 class ForeignWatch:
@@ -39,7 +32,7 @@ class ForeignWatch:
                  interval: float, on_switch: Callable[[], None] = lambda: None) -> None:
         self.ctx, self.server, self.sock, self.interval = ctx, server, sock, interval
         self.on_switch = on_switch
-        self.mac = probe_mac()
+        self.mac = bytes.fromhex(recheck_mac(interface_mac(ctx.config.interface).hex(":")).replace(":", ""))
         server.probe_mac = self.mac.hex(":")
         self.task: asyncio.Future[None] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None

@@ -12,6 +12,7 @@ from test_dhcp_server import OVMF_VC, SEABIOS_VC, Rig, client_packet, mac_bytes
 
 from pxetui.dhcp import options as o
 from pxetui.dhcp.codec import BOOTREPLY, BROADCAST_FLAG, Packet, build
+from pxetui.dhcp.probe import recheck_mac
 
 US = socket.inet_aton("10.99.0.1")
 OTHER = socket.inet_aton("10.99.0.2")
@@ -220,3 +221,12 @@ def test_our_probe_mac_is_never_served(booted: Rig) -> None:
     probe = client_packet(o.DISCOVER, bytes.fromhex("021122334455"), o60=SEABIOS_VC, o93=b"\x00\x00")
     assert booted.send(probe) == []
     assert not booted.of("DhcpPacket") and booted.store.offers == {}
+
+
+def test_the_recheck_mac_is_made_up_from_ours_and_no_real_nics() -> None:
+    for own in ("52:54:00:12:34:56", "00:1b:21:aa:bb:cc", "06:00:00:00:00:01", "fe:ff:ff:ff:ff:ff"):
+        mac = recheck_mac(own)
+        first = int(mac[:2], 16)
+        assert mac != own and mac[2:] == own[2:]
+        assert first & 0x02 and not first & 0x01  # locally administered, unicast
+    assert recheck_mac("52:54:00:12:34:56") == recheck_mac("52:54:00:12:34:56")  # capture derives it too
