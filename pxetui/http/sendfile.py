@@ -15,21 +15,34 @@ class ShortFile(Exception):
     """The file ended before Content-Length bytes (truncated while being served)."""
 
 
+class TooSlow(TimeoutError):
+    """The client took fewer than min_rate bytes/s over a whole window (docs/SECURITY.md)."""
+
+    def __init__(self, rate: float) -> None:
+        super().__init__(f"{rate:.0f} bytes/s")
+        self.rate = rate
+
+
 class FileSender:
     """os.sendfile driven by a writer callback: one registration for the whole transfer and
     one sendfile call per writable event, so no future, task switch or epoll_ctl per chunk
     (measured, 20 clients x 1 GiB: 2.4 s of server CPU when awaiting writability per chunk,
     1.9 s this way, nginx 1.6 s), and connections take turns fairly. `done` resolves when
-    `count` bytes are sent, or with the error (OSError, ShortFile, TimeoutError)."""
+    `count` bytes are sent, or with the error (OSError, ShortFile, TimeoutError, TooSlow).
+
+    The slow-reader checks cost nothing per chunk: one timer per transfer looks at the bytes
+    sent when `timeout` of idleness or a `window` of `min_rate` is due."""
 
     def __init__(self, out: int, fd: int, offset: int, count: int, xfer: Transfer,
-                 timeout: float) -> None:
+                 timeout: float, min_rate: int = 0, window: float = 30.0) -> None:
         self.loop = asyncio.get_running_loop()
         self.out, self.fd, self.offset, self.count = out, fd, offset, count
         self.xfer, self.timeout = xfer, timeout
+        self.min_rate, self.window = min_rate, window
         self.sent = 0
         self.done: asyncio.Future[None] = self.loop.create_future()
         self._last = self.loop.time()
+        self._mark_at, self._mark_sent = self._last, 0  # start of the current rate window
         self._watch: asyncio.TimerHandle | None = None
         self._registered = False
 
@@ -39,7 +52,7 @@ class FileSender:
             return self.done
         self.loop.add_writer(self.out, self._step)
         self._registered = True
-        self._watch = self.loop.call_later(self.timeout, self._watchdog)
+        self._watch = self.loop.call_later(self._next_check(self._last), self._watchdog)
         return self.done
 
     def stop(self) -> None:
@@ -70,12 +83,26 @@ class FileSender:
         if self.sent >= self.count:
             self._finish(None)
 
+    def _next_check(self, now: float) -> float:
+        """Seconds until the idle limit or the end of the rate window, whichever comes first."""
+        wait = self._last + self.timeout - now
+        if self.min_rate:
+            wait = min(wait, self._mark_at + self.window - now)
+        return max(wait, 0.01)
+
     def _watchdog(self) -> None:
-        idle = self.loop.time() - self._last
-        if idle >= self.timeout:
+        now = self.loop.time()
+        if now - self._last >= self.timeout:
             self._finish(TimeoutError())
-        else:
-            self._watch = self.loop.call_later(self.timeout - idle, self._watchdog)
+            return
+        span = now - self._mark_at
+        if self.min_rate and span >= self.window:
+            moved = self.sent - self._mark_sent
+            if moved < self.min_rate * span:
+                self._finish(TooSlow(moved / span))
+                return
+            self._mark_at, self._mark_sent = now, self.sent
+        self._watch = self.loop.call_later(self._next_check(now), self._watchdog)
 
     def _finish(self, exc: BaseException | None) -> None:
         self.stop()

@@ -4,6 +4,12 @@ and zero-copy sendfile from files on disk and from byte extents inside .iso imag
 Raw non-blocking sockets on the loop (sock_accept / sock_recv, and os.sendfile driven by
 add_writer) rather than streams: uvloop implements neither loop.sendfile for its transports nor
 loop.sock_sendfile, and the stream fallback copies every byte through Python.
+
+Limits (docs/SECURITY.md): connections in all and per client address (503 past either), a
+whole request head within header_timeout (slowloris), a response that moves fewer than
+min_rate bytes/s over min_rate_window (a slow reader) or nothing for send_timeout is cut. Each
+refusal or cut is a LimitHit, once per interval per limit and client. The listening socket is
+bound to the interface (SO_BINDTODEVICE); accepted connections inherit it.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pxetui import __version__
-from pxetui.events import Event
+from pxetui.events import Event, LimitReporter
 from pxetui.files import Forbidden, NotFound, Source
 from pxetui.http.parser import (
     HttpError,
@@ -39,7 +45,7 @@ from pxetui.http.semantics import (
     not_modified,
     precondition_failed,
 )
-from pxetui.http.sendfile import FileSender, ShortFile
+from pxetui.http.sendfile import FileSender, ShortFile, TooSlow
 from pxetui.http.transfer import Transfer
 
 SERVER = f"pxetui/{__version__}"
@@ -61,10 +67,15 @@ LogFn = Callable[[str, str], None]
 
 @dataclass
 class Limits:
+    """As the http.* config keys of the same names."""
+
     max_connections: int = 512
     header_timeout: float = 10.0  # whole request head, from accept or from its first byte
     idle_timeout: float = 30.0  # keep-alive wait for the next request
     send_timeout: float = 60.0  # a client that reads nothing for this long is dropped
+    max_per_client: int = 16  # connections at once from one address
+    min_rate: int = 1024  # bytes/s of a file response, averaged over min_rate_window (0: off)
+    min_rate_window: float = 30.0
 
 
 class HttpServer:
@@ -73,6 +84,8 @@ class HttpServer:
         self.router, self.emit, self.limits = router, emit, limits
         self.log: LogFn = log or (lambda msg, level: None)
         self.active = 0
+        self.per_client: dict[str, int] = {}  # open connections by client address
+        self.limit_hits = LimitReporter(emit)
         self._refusing = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._date_ts = -1
@@ -81,11 +94,14 @@ class HttpServer:
 
     # -- listening -----------------------------------------------------------------------
     @staticmethod
-    def bind(host: str, port: int) -> socket.socket:
-        """A listening socket on exactly one address (never all interfaces)."""
+    def bind(host: str, port: int, device: str = "") -> socket.socket:
+        """A listening socket on exactly one address (never all interfaces) and, given a
+        device, only for connections that come in through it (as DHCP's sockets)."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if device:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
             sock.bind((host, port))
             sock.listen(1024)
             sock.setblocking(False)
@@ -110,11 +126,17 @@ class HttpServer:
                 except OSError:  # reset between accept and here
                     conn.close()
                     continue
+                ip = addr[0]
                 if self.active >= self.limits.max_connections:
-                    self._refuse_busy(conn, addr[0])
+                    self._refuse_busy(conn, ip, "http.max_connections", self.limits.max_connections)
                     continue
+                held = self.per_client.get(ip, 0)
+                if held >= self.limits.max_per_client:
+                    self._refuse_busy(conn, ip, "http.max_per_client", self.limits.max_per_client)
+                    continue
+                self.per_client[ip] = held + 1
                 self.active += 1
-                self._spawn(self._connection(conn, addr[0]))
+                self._spawn(self._connection(conn, ip))
         finally:
             for t in list(self._tasks):
                 t.cancel()
@@ -144,6 +166,9 @@ class HttpServer:
         finally:
             sock.close()
             self.active -= 1
+            left = self.per_client.pop(ip, 1) - 1
+            if left > 0:
+                self.per_client[ip] = left
 
     async def _recv(self, sock: socket.socket, timeout: float) -> bytes | None:
         """Data, b'' at EOF, or None when `timeout` passed first."""
@@ -189,6 +214,8 @@ class HttpServer:
                     if buf:  # slowloris: a head trickling in byte by byte is cut off here
                         err = HttpError(408, f"request head not complete within "
                                              f"{self.limits.header_timeout:g} s")
+                        self.limit_hits.hit("http.header_timeout", ip, f"{ip}: {err.reason} "
+                                            f"(http.header_timeout); connection closed")
                         await self._refuse(sock, ip, err, _hint(buf))
                     return None
                 if not data:
@@ -296,9 +323,17 @@ class HttpServer:
         except (ConnectionError, BrokenPipeError):
             xfer.failed(f"client closed the connection after {xfer.done} of {length} bytes", status)
             return False
+        except TooSlow as slow:
+            reason = (f"client read {slow.rate:.0f} bytes/s over {self.limits.min_rate_window:g} s, under "
+                      f"http.min_rate={self.limits.min_rate} ({xfer.done} of {length} bytes)")
+            xfer.failed(reason, status)
+            self.limit_hits.hit("http.min_rate", xfer.ip, f"{xfer.ip}: {src.name}: {reason}; connection closed")
+            return False
         except TimeoutError:
             xfer.failed(f"client read nothing for {self.limits.send_timeout:g} s "
                         f"after {xfer.done} of {length} bytes", status)
+            self.limit_hits.hit("http.send_timeout", xfer.ip, f"{xfer.ip}: {src.name}: read nothing for "
+                                f"{self.limits.send_timeout:g} s (http.send_timeout); connection closed")
             return False
         except ShortFile:
             xfer.failed(f"file shrank while being sent ({xfer.done} of {length} bytes)", status)
@@ -357,7 +392,9 @@ class HttpServer:
 
     async def _sendfile(self, sock: socket.socket, fd: int, offset: int, count: int,
                         xfer: Transfer) -> None:
-        sender = FileSender(sock.fileno(), fd, offset, count, xfer, self.limits.send_timeout)
+        lim = self.limits
+        sender = FileSender(sock.fileno(), fd, offset, count, xfer, lim.send_timeout, lim.min_rate,
+                            lim.min_rate_window)
         try:
             await sender.start()
         finally:
@@ -406,19 +443,24 @@ class HttpServer:
             self._warned = now
             self.log(message, "warning")
 
-    def _refuse_busy(self, conn: socket.socket, ip: str) -> None:
-        self._warn_once(f"http: {self.active} connections open (http.max_connections="
-                        f"{self.limits.max_connections}); refusing new ones with 503")
+    def _refuse_busy(self, conn: socket.socket, ip: str, limit: str, value: int) -> None:
+        """503 with Retry-After (RFC 9110 15.6.4), reported as one LimitHit per interval (a
+        flood of refusals must not become a flood of events)."""
+        if limit == "http.max_connections":
+            reason = f"too many connections (http.max_connections={value})"
+            self.limit_hits.hit(limit, None, f"{self.active} connections open ({limit}={value}); "
+                                f"refusing new ones with 503, latest from {ip}")
+        else:
+            reason = f"too many connections from your address ({limit}={value})"
+            self.limit_hits.hit(limit, ip, f"{ip} has {value} connections open ({limit}); refused with 503")
         if self._refusing >= self.limits.max_connections:
             conn.close()  # a flood: do not even spend a task on it
             return
         self._refusing += 1
-        self._spawn(self._busy(conn, ip))
+        self._spawn(self._busy(conn, reason))
 
-    async def _busy(self, conn: socket.socket, ip: str) -> None:
+    async def _busy(self, conn: socket.socket, reason: str) -> None:
         try:
-            reason = f"too many connections (http.max_connections={self.limits.max_connections})"
-            Transfer(self.emit, ip, None, "").failed(reason, 503)
             async with asyncio.timeout(LINGER):
                 await self._send_error(conn, 503, reason, False, extra=["Retry-After: 1"])
             await self._linger(conn)

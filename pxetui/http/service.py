@@ -27,12 +27,16 @@ async def run(ctx: ServiceContext) -> None:
         ctx.log(f"http: root {cfg.http_root} is not a directory; serving generated menus and "
                 "imported ISOs only", "warning")
     router = Router(cfg, ctx.emit, log=ctx.log)
-    limits = Limits(max_connections=cfg.http.max_connections,
-                    header_timeout=cfg.http.header_timeout, idle_timeout=cfg.http.idle_timeout)
+    h = cfg.http
+    limits = Limits(max_connections=h.max_connections, header_timeout=h.header_timeout,
+                    idle_timeout=h.idle_timeout, send_timeout=h.send_timeout,
+                    max_per_client=h.max_per_client, min_rate=h.min_rate, min_rate_window=h.min_rate_window)
     server = HttpServer(router, ctx.emit, limits, log=ctx.log)
-    lsock = HttpServer.bind(cfg.server_ip, cfg.http.port)
+    # Bound to the interface too (docs/SECURITY.md): the address alone would take connections
+    # that reach it through any other interface of this host.
+    lsock = HttpServer.bind(cfg.server_ip, cfg.http.port, cfg.interface)
     port = lsock.getsockname()[1]
-    ctx.log(f"http: serving {cfg.http_root} on {cfg.server_ip}:{port}")
+    ctx.log(f"http: serving {cfg.http_root} on {cfg.interface} {cfg.server_ip}:{port}")
     ctx.ready([port])
     reloader = asyncio.ensure_future(_reload_on_request(ctx, router))
     try:

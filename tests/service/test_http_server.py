@@ -147,7 +147,8 @@ class Served:
 @pytest.fixture(scope="module")
 def srv(tree: dict[str, Any]):
     s = Served(tree["root"], FakeBoot([tree["provider"]]),
-               Limits(max_connections=64, header_timeout=1.0, idle_timeout=2.0, send_timeout=10))
+               Limits(max_connections=64, header_timeout=1.0, idle_timeout=2.0, send_timeout=10,
+                      max_per_client=64))  # every client here is 127.0.0.1
     yield s
     s.stop()
 
@@ -533,9 +534,45 @@ def test_bounded_connections(tree: dict[str, Any]):
             held.append(c)  # keep-alive: each holds a slot
         answer = raw(s, b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n")
         assert status_of(answer) == 503 and b"max_connections=3" in answer
-        assert s.wait("TransferFailed", status=503)
+        hit = s.wait("LimitHit", limit="http.max_connections")
+        assert hit.count == 1 and "latest from 127.0.0.1" in hit.message
         held.pop().close()
         wait_for(lambda: s.server.active < 3, timeout=5, interval=0.02, what="a connection slot freed")
+        assert status_of(raw(s, b"GET /small.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")) == 200
+    finally:
+        for c in held:
+            c.close()
+        s.stop()
+
+
+def test_connections_per_client_address(tree: dict[str, Any]):
+    """http.max_per_client: a third connection from one address gets 503 with Retry-After and
+    one LimitHit; another address is still served meanwhile."""
+    s = Served(tree["root"], FakeBoot([]), Limits(max_connections=8, max_per_client=2,
+                                                  header_timeout=10.0, idle_timeout=10.0))
+    held = []
+    try:
+        for _ in range(2):
+            c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=5)
+            c.request("GET", "/small.txt")
+            assert c.getresponse().read() == b"hello\n"
+            held.append(c)
+        for _ in range(3):
+            answer = raw(s, b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert status_of(answer) == 503 and b"Retry-After: 1\r\n" in answer
+            assert b"too many connections from your address (http.max_per_client=2)" in answer
+        hit = s.wait("LimitHit", limit="http.max_per_client")
+        assert hit.ip == "127.0.0.1" and len(s.of("LimitHit")) == 1  # once per interval, not per refusal
+        other = socket.create_connection(("127.0.0.1", s.port), timeout=5, source_address=("127.0.0.2", 0))
+        with other:
+            other.sendall(b"GET /small.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            got = b""
+            while chunk := other.recv(4096):
+                got += chunk
+        assert status_of(got) == 200 and got.endswith(b"hello\n")
+        held.pop().close()
+        wait_for(lambda: s.server.per_client.get("127.0.0.1") == 1, timeout=5, interval=0.02,
+                 what="the closed connection's slot given back")
         assert status_of(raw(s, b"GET /small.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")) == 200
     finally:
         for c in held:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pxetui.http.sendfile import FileSender, ShortFile
+from pxetui.http.sendfile import FileSender, ShortFile, TooSlow
 from pxetui.http.transfer import Transfer
 
 
@@ -86,4 +86,34 @@ async def test_slow_peer_that_keeps_reading_outlives_the_timeout(tmp_path: Path)
         got, _ = await asyncio.gather(drain(b, len(data), pause=0.02, chunk=64 << 10), sender.start())
         sender.stop()
         assert loop.time() - t0 > 0.5, "the transfer did not outlast the timeout: test proves nothing"
+        assert got == data
+
+
+async def test_reader_under_min_rate_is_cut_though_it_never_stalls(tmp_path: Path):
+    """A slow reader (docs/SECURITY.md): reads a little all the time, so the idle timeout never
+    fires, but moves less than min_rate over a window."""
+    with link(tmp_path / "big", os.urandom(16 << 20)) as (a, b, fd):
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        sender = FileSender(a.fileno(), fd, 0, 16 << 20, Transfer(lambda e: None, "ip", None, "big"), 30.0,
+                            min_rate=4 << 20, window=0.5)
+        reader = asyncio.ensure_future(drain(b, 16 << 20, pause=0.05, chunk=4096))
+        try:
+            with pytest.raises(TooSlow) as slow:
+                await sender.start()
+        finally:
+            reader.cancel()
+            sender.stop()
+        assert 0 < slow.value.rate < 4 << 20 and 0 < sender.sent < 16 << 20
+
+
+async def test_reader_over_min_rate_completes_across_windows(tmp_path: Path):
+    data = os.urandom(4 << 20)
+    with link(tmp_path / "ok", data) as (a, b, fd):
+        loop = asyncio.get_running_loop()
+        sender = FileSender(a.fileno(), fd, 0, len(data), Transfer(lambda e: None, "ip", None, "ok"), 30.0,
+                            min_rate=1024, window=0.2)
+        t0 = loop.time()
+        got, _ = await asyncio.gather(drain(b, len(data), pause=0.02, chunk=64 << 10), sender.start())
+        sender.stop()
+        assert loop.time() - t0 > 0.4, "fewer than two rate windows passed: test proves nothing"
         assert got == data
