@@ -117,7 +117,8 @@ def atftpd_binary() -> str:
 
 def start_servers(ns: Netns, root: Path, work: Path) -> dict[str, Server]:
     servers: dict[str, Server] = {}
-    cfg = Config.from_dict({"state_dir": str(work / "state"), "tftp": {"root": str(root)}})
+    # The storm's clients all come from one address: tftp.max_per_client would refuse past 8.
+    cfg = Config.from_dict({"state_dir": str(work / "state"), "tftp": {"root": str(root), "max_per_client": 1024}})
     cfg.server_ip, cfg.netmask, cfg.mtu = ADDR["pxetui"], "255.255.255.0", 65536  # lo's MTU
     (work / "pxetui.json").write_text(cfg.to_json())
     cmds: dict[str, list[str]] = {
