@@ -100,6 +100,8 @@ class LineEmitter:
             ev.service = self.service
         if self._live >= self.queue_max and not self._waiting:
             self.flush()  # full, but the pipe may still take some: drop only when it does not
+            if self.closed:
+                return
         field = ev.coalesce
         if field is None:
             if self._live >= self.queue_max:
@@ -257,12 +259,12 @@ class LineEmitter:
         `timeout` for the reader (no event loop is left to wait on), then gives up."""
         if self.closed:
             return
-        if self._report_timer is not None:
-            self._report_timer.cancel()
-            self._report_timer = None
-        if self._waiting and self._loop is not None:
-            with contextlib.suppress(Exception):  # the loop may be closed already
+        with contextlib.suppress(Exception):  # the loop may be closed already
+            if self._report_timer is not None:
+                self._report_timer.cancel()
+            if self._waiting and self._loop is not None:
                 self._loop.remove_writer(self.fd)
+        self._report_timer = None
         self._waiting = False
         if self.dropped:
             self._queue_report()
