@@ -8,8 +8,10 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_dhcp_server import Rig, client_packet, mac_bytes
 
+from pxetui.config import Config, ConfigError
 from pxetui.dhcp import options as o
 from pxetui.dhcp.limits import Bucket, KeyedBuckets
 
@@ -152,3 +154,28 @@ def test_offers_expire_after_the_hold_time(tmp_path: Path) -> None:
     assert rig.store.holder(int.from_bytes(a.yiaddr), rig.now[0]) is None  # type: ignore[attr-defined]
     ack = rig.dora(mac_bytes(2))
     assert ack.yiaddr == a.yiaddr
+
+
+def test_config_defaults_are_the_documented_ones() -> None:
+    cfg = Config.from_dict({})
+    lim = cfg.dhcp.limits
+    assert (lim.mac_rate, lim.mac_burst, lim.mac_table, lim.new_offers_per_second, lim.new_offers_burst,
+            lim.max_offers, lim.offer_hold_seconds) == (10.0, 20, 16384, 1000.0, 2000, 8192, 15.0)
+    assert cfg.dhcp.recheck_seconds == 60.0
+
+
+@pytest.mark.parametrize(("raw", "problem"), [
+    ({"limits": {"mac_rate": 0}}, "dhcp.limits.mac_rate: 0.0 is outside 0.1..10000"),
+    ({"limits": {"mac_burst": 0}}, "dhcp.limits.mac_burst: 0 is outside 1..100000"),
+    ({"limits": {"mac_table": 10}}, "dhcp.limits.mac_table: 10 is outside 64..10000000"),
+    ({"limits": {"new_offers_per_second": -1}}, "dhcp.limits.new_offers_per_second: -1.0 is outside 1..1000000"),
+    ({"limits": {"max_offers": 0}}, "dhcp.limits.max_offers: 0 is outside 1..10000000"),
+    ({"limits": {"offer_hold_seconds": 3600}}, "dhcp.limits.offer_hold_seconds: 3600.0 is outside 1..300"),
+    ({"limits": {"max_offers": "lots"}}, "dhcp.limits.max_offers: expected an integer, got 'lots'"),
+    ({"limits": {"per_ip": 3}}, "dhcp.limits.per_ip: unknown key"),
+    ({"recheck_seconds": 0.5}, "dhcp.recheck_seconds: 0.5 is neither 0 (off) nor 1..3600"),
+])
+def test_config_bad_limits_are_named_by_their_key(raw: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        Config.from_dict({"dhcp": raw})
+    assert problem in err.value.problems
