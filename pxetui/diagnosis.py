@@ -29,6 +29,14 @@ ROOTFS = re.compile(r"(\.squashfs|\.sfs|squashfs\.img|\.iso|modloop[-\w]*|\.wim)
 # How a TransferFailed reason starts for OVMF's tsize-only request (pxetui.capture.decode
 # writes it): a probe, not a failure.
 SIZE_PROBE = "size probe"
+# The fields the rules read. The tracker keeps only these of each event it records, for the
+# memory and disk each client costs (docs/SECURITY.md, "Bounded disk and memory"): a rule that
+# reads another field adds it here.
+FIELDS = frozenset({
+    "type", "ts", "direction", "ours", "msg_type", "arch", "vendor_class", "boot_file", "yiaddr",
+    "server_ip", "port", "path", "transfer_id", "protocol", "size", "bytes_done", "retransmits",
+    "reason", "status", "detail",
+})
 
 
 @dataclass(frozen=True)
