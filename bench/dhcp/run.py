@@ -19,6 +19,12 @@ Each server writes durable leases: pxetui SQLite WAL (commit before the ACK), dn
 lease file, Kea its memfile CSV. dnsmasq runs with --no-ping and --quiet-dhcp (its best case);
 pxetui emits its events (JSON lines, 5 per DORA) into a pipe that is read and discarded, as
 the supervisor would read them. Kea is skipped if kea-dhcp4 is not installed.
+
+`--reader slow|stalled` reads pxetui's events the way a supervisor that falls behind does (16 kB
+every 50 ms, ~1,000 events/s: a fifth of what a 1,000 DORA/s storm emits), or not at all: the
+service must hold its DORA rate anyway (it queues, coalesces and drops events, never waits).
+`--tree DIR` runs pxetui from another checkout (e.g. `git archive` of an older commit), to
+compare before and after in one run.
 """
 
 from __future__ import annotations
@@ -122,27 +128,46 @@ class Server:
 
 class Pxetui(Server):
     name = "pxetui"
+    reader = "fast"  # fast | slow | stalled (set from --reader)
+    tree = ""  # another checkout to run (set from --tree); empty: this one
+    dropped = 0  # events the service reported as dropped (EventsDropped totals) in the last run
 
     def start(self) -> None:
         state = self.work / "pxetui-state"
         shutil.rmtree(state, ignore_errors=True)
-        cfg = Config.from_dict({"interface": "eth0", "state_dir": str(state),
-                                "dhcp": {"mode": "full", "probe_seconds": 0, "lease_time": 3600,
-                                         "range": f"{POOL[0]}-{POOL[1]}"}})
-        cfg.server_ip, cfg.netmask = SERVER_IP, "255.255.0.0"
+        raw = {"interface": "eth0", "state_dir": str(state),
+               "dhcp": {"mode": "full", "probe_seconds": 0, "lease_time": 3600,
+                        "range": f"{POOL[0]}-{POOL[1]}"}}
+        Config.from_dict(raw)  # checked here; written as given, so an older --tree reads it too
         cfg_file = self.work / "pxetui.json"
-        cfg_file.write_text(cfg.to_json())
-        self.proc = self.ns.popen(sys.executable, "-m", "pxetui.service", "dhcp", str(cfg_file),
-                                  stdout=subprocess.PIPE)
-        threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
+        cfg_file.write_text(json.dumps({**raw, "server_ip": SERVER_IP, "netmask": "255.255.0.0"}))
+        # -P: the tree on PYTHONPATH, not the working directory, provides pxetui
+        env = {"PYTHONPATH": self.tree} if self.tree else None
+        self.proc = self.ns.popen(sys.executable, "-P", "-m", "pxetui.service", "dhcp", str(cfg_file),
+                                  stdout=subprocess.PIPE, env=env)
+        self.dropped = 0
+        if self.reader != "stalled":  # stalled: the pipe stays open and is never read
+            threading.Thread(target=self._drain, args=(self.proc, self.reader), daemon=True).start()
 
-    @staticmethod
-    def _drain(proc: subprocess.Popen[bytes]) -> None:
-        """Read and discard the event lines in big chunks, as fast as a supervisor would read them."""
+    def _drain(self, proc: subprocess.Popen[bytes], reader: str) -> None:
+        """Read and discard the event lines in big chunks, as fast as a supervisor would read
+        them (fast), or 16 kB every 50 ms (slow); count the drops the service reports."""
         assert proc.stdout is not None
         fd = proc.stdout.fileno()
-        while os.read(fd, 1 << 20):
-            pass
+        size = 1 << 20 if reader == "fast" else 1 << 14
+        tail = b""
+        while data := os.read(fd, size):
+            data, cut = tail + data, data.rfind(b"\n")
+            if cut >= 0:
+                if b'"EventsDropped"' in data:
+                    self.dropped += sum(json.loads(ln).get("total", 0)
+                                          for ln in data[: len(tail) + cut].split(b"\n")
+                                          if b'"EventsDropped"' in ln)
+                tail = data[len(tail) + cut + 1:]
+            else:
+                tail = data
+            if reader == "slow":
+                time.sleep(0.05)
 
 
 class Dnsmasq(Server):
@@ -237,6 +262,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="three low rates, 2 s each (smoke test)")
     ap.add_argument("--servers", default="pxetui,dnsmasq,kea", help="comma-separated subset")
     ap.add_argument("--rates", default="", help="comma-separated rates instead of the steps")
+    ap.add_argument("--reader", choices=("fast", "slow", "stalled"), default="fast",
+                    help="how pxetui's events are read: as fast as possible, slowly, or never")
+    ap.add_argument("--tree", default="", help="run pxetui from this checkout instead")
+    ap.add_argument("--trees", default="",
+                    help="LABEL=DIR,LABEL=DIR: several pxetui checkouts, interleaved like servers "
+                         "(e.g. before=/tmp/old,after=.): ratios from one run")
     ap.add_argument("--repeat", type=int, default=2,
                     help="tries per rate and server; a rate is held if any try holds it (the "
                          "machine is shared: one noisy neighbour should not decide the result)")
@@ -249,7 +280,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         rates, seconds, repeat = [250, 500, 1000], 2, 1
     wanted = set(args.servers.split(","))
+    Pxetui.reader, Pxetui.tree = args.reader, str(Path(args.tree).resolve()) if args.tree else ""
     kinds: list[type[Server]] = [k for k in (Pxetui, Dnsmasq) if k.name in wanted]
+    if args.trees:
+        trees = [t.split("=", 1) for t in args.trees.split(",")]
+        kinds = [type(f"Pxetui_{label}", (Pxetui,), {"name": label, "tree": str(Path(d).resolve())})
+                 for label, d in trees] + [k for k in kinds if k is not Pxetui]
     if "kea" in wanted:
         if shutil.which("kea-dhcp4"):
             kinds.append(Kea)
@@ -281,7 +317,9 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"{srv.name:8} {rate:6d}/s  try {attempt + 1}  sent {res.sent:6d}  "
                               f"acked {res.acked:6d}  lost {res.lost * 100:6.2f}%  "
                               f"cpu {res.cpu_us:5.0f} µs/DORA  queue drops {res.queue_drops}/{res.client_drops}"
-                              f"  {flag}{'  ' + res.error if res.error else ''}", flush=True)
+                              f"  {flag}{'  ' + res.error if res.error else ''}"
+                              f"{f'  events dropped {srv.dropped}' if getattr(srv, 'dropped', 0) else ''}",
+                              flush=True)
                 for srv in servers:
                     if fails[srv.name] < 2:
                         fails[srv.name] = 0 if held_here[srv.name] else fails[srv.name] + 1
@@ -298,8 +336,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:8} {rate:6d} DORA/s{cost}")
     p = best.get("pxetui", 0)
     for name, rate in best.items():
-        if name != "pxetui" and rate:
+        if name != "pxetui" and rate and p:
             print(f"  pxetui/{name}: {p / rate:.2f}x")
+    if args.trees:
+        print("lost exchanges per rate, best try of each (-: sat out after two failed rates):")
+        for rate in rates:
+            row = []
+            for name in best:
+                lost = [r.lost for r in results if r.server == name and r.rate == rate and not r.error]
+                row.append(f"{name} {min(lost) * 100:5.1f}%" if lost else f"{name}     -")
+            print(f"  {rate:6d}/s   " + "   ".join(row))
     print(f"(highest rate tried: {rates[-1]}/s; {time.monotonic() - start:.0f} s)")
     return 0
 

@@ -17,6 +17,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+import uvloop
 
 from pxetui.config import Config
 from pxetui.control import socket_path
@@ -40,13 +41,23 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def small_pipe() -> tuple[int, int]:
-    """A pipe of one page (the emitter widens its pipe; shrinking keeps the tests small)."""
+    """A pipe (shrunk to one page by `shrink` once the emitter has widened it)."""
     r, w = os.pipe()
     return r, w
 
 
 def shrink(fd: int) -> None:
     fcntl.fcntl(fd, F_SETPIPE_SZ, 4096)
+
+
+def channel(kind: str) -> tuple[int, int]:
+    """(read end, write end): a pipe, or the socket pair uvloop gives a subprocess's stdout."""
+    if kind == "pipe":
+        return small_pipe()
+    a, b = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    return a.detach(), b.detach()
 
 
 def idle(em: LineEmitter) -> bool:
@@ -97,11 +108,26 @@ def seq_events(n: int) -> list[Event]:
     return out
 
 
-async def test_a_stalled_reader_never_stalls_the_loop_and_every_drop_is_counted():
-    r, w = small_pipe()
+@pytest.mark.parametrize("kind", ["pipe", "socketpair"])
+async def test_a_stalled_reader_never_stalls_the_loop_and_every_drop_is_counted(kind):
+    await stalled_reader(kind)
+
+
+@pytest.mark.parametrize("kind", ["pipe", "socketpair"])
+def test_the_same_on_uvloop_the_services_loop(kind):
+    loop = uvloop.new_event_loop()
+    try:
+        loop.run_until_complete(stalled_reader(kind))
+    finally:
+        loop.close()
+
+
+async def stalled_reader(kind: str) -> None:
+    r, w = channel(kind)
     try:
         em = LineEmitter(w, "dhcp", queue_max=300)
-        shrink(w)
+        if kind == "pipe":
+            shrink(w)
         loop = asyncio.get_running_loop()
         ran = scheduled = 0
 
