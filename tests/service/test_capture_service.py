@@ -170,7 +170,7 @@ def test_own_tftp_service_and_capture_count_once(netns, tmp_path):
     merged = sorted(tftp.events + cap.events, key=lambda e: e.get("ts", 0.0))
     for ev in merged:
         tr.feed(ev)
-    files = tr.clients["52:54:00:00:00:77"].files
+    files = list(tr.clients["52:54:00:00:00:77"].files.values())
     assert len(files) == 2, files
     assert all(f["source"] == "own" and f["status"] == "done" and f["bytes"] == len(LOADER) for f in files), files
 
