@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import os
 import select
+import socket
 import stat
 import time
 from collections import Counter, deque
@@ -37,16 +38,27 @@ REPORT_EVERY = 1.0  # at most one EventsDropped a second
 # 1 MB is the default pipe-max-size, so it works unprivileged too.
 PIPE_SIZE = 1 << 20
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux; Python 3.11 lacks the name
+SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)  # Linux
 LINE_MAX = 16 * 1024 * 1024  # a longer line is a bug in the writer: skipped, counted
 
 
 def widen_pipe(fd: int, size: int = PIPE_SIZE) -> None:
-    """Enlarge `fd`'s pipe buffer where the kernel allows; anything else is left as it is."""
+    """Enlarge `fd`'s kernel buffer where allowed: a pipe, or the socket pair uvloop gives a
+    subprocess for its stdout (`pxetui serve` runs on uvloop). Anything else is left alone."""
     try:
-        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISFIFO(mode):
             fcntl.fcntl(fd, F_SETPIPE_SZ, size)
+        elif stat.S_ISSOCK(mode):
+            sock = socket.socket(fileno=os.dup(fd))
+            try:  # FORCE: past net.core.wmem_max, as root (services start as root)
+                sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, size)
+            except OSError:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+            finally:
+                sock.close()
     except OSError:
-        pass  # over pipe-max-size unprivileged: the default pipe still works
+        pass  # over the limits unprivileged: the default buffer still works
 
 
 class _Slot:

@@ -12,6 +12,7 @@ import asyncio
 import fcntl
 import os
 import socket
+import stat
 import threading
 from collections import Counter
 from typing import Any
@@ -21,7 +22,7 @@ import uvloop
 
 from pxetui.config import Config
 from pxetui.control import socket_path
-from pxetui.emitter import F_SETPIPE_SZ, FLUSH_AT, LineEmitter, LineReader
+from pxetui.emitter import F_SETPIPE_SZ, FLUSH_AT, LineEmitter, LineReader, widen_pipe
 from pxetui.events import (
     DhcpIgnored,
     DhcpPacket,
@@ -41,13 +42,19 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def small_pipe() -> tuple[int, int]:
-    """A pipe (shrunk to one page by `shrink` once the emitter has widened it)."""
+    """A pipe (shrunk by `shrink` once the emitter has widened it)."""
     r, w = os.pipe()
     return r, w
 
 
 def shrink(fd: int) -> None:
-    fcntl.fcntl(fd, F_SETPIPE_SZ, 4096)
+    """Undo the emitter's widening: a small buffer fills after a few dozen events."""
+    if stat.S_ISFIFO(os.fstat(fd).st_mode):
+        fcntl.fcntl(fd, F_SETPIPE_SZ, 4096)
+        return
+    sock = socket.socket(fileno=os.dup(fd))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    sock.close()
 
 
 def channel(kind: str) -> tuple[int, int]:
@@ -56,7 +63,6 @@ def channel(kind: str) -> tuple[int, int]:
         return small_pipe()
     a, b = socket.socketpair()
     a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    b.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     return a.detach(), b.detach()
 
 
@@ -126,8 +132,7 @@ async def stalled_reader(kind: str) -> None:
     r, w = channel(kind)
     try:
         em = LineEmitter(w, "dhcp", queue_max=300)
-        if kind == "pipe":
-            shrink(w)
+        shrink(w)
         loop = asyncio.get_running_loop()
         ran = scheduled = 0
 
@@ -277,6 +282,23 @@ async def test_a_reader_that_is_gone_ends_the_stream_quietly():
         em.close()
     finally:
         os.close(w)
+
+
+def test_the_channel_is_widened_whether_pipe_or_socket_pair():
+    r, w = os.pipe()
+    a, b = socket.socketpair()
+    try:
+        before = fcntl.fcntl(w, F_SETPIPE_SZ + 1)  # F_GETPIPE_SZ
+        widen_pipe(w)
+        assert fcntl.fcntl(w, F_SETPIPE_SZ + 1) > before
+        before = b.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        widen_pipe(b.fileno())
+        assert b.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) > before
+    finally:
+        for fd in (r, w):
+            os.close(fd)
+        a.close()
+        b.close()
 
 
 async def test_reader_splits_chunks_into_lines_and_skips_an_overlong_one():
