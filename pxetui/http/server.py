@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import struct
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ SERVER = f"pxetui/{__version__}"
 RECV_SIZE = 65536
 MAX_DISCARD = 65536  # request body bytes we read and drop before refusing with 413
 LINGER = 1.0  # seconds to drain a refused client so our error is not lost to a RST
+LINGER_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends a RST
 
 REASONS = {
     200: "OK", 206: "Partial Content", 304: "Not Modified", 400: "Bad Request",
@@ -327,13 +329,15 @@ class HttpServer:
             reason = (f"client read {slow.rate:.0f} bytes/s over {self.limits.min_rate_window:g} s, under "
                       f"http.min_rate={self.limits.min_rate} ({xfer.done} of {length} bytes)")
             xfer.failed(reason, status)
-            self.limit_hits.hit("http.min_rate", xfer.ip, f"{xfer.ip}: {src.name}: {reason}; connection closed")
+            self.limit_hits.hit("http.min_rate", xfer.ip, f"{xfer.ip}: {src.name}: {reason}; connection reset")
+            _reset(sock)
             return False
         except TimeoutError:
             xfer.failed(f"client read nothing for {self.limits.send_timeout:g} s "
                         f"after {xfer.done} of {length} bytes", status)
             self.limit_hits.hit("http.send_timeout", xfer.ip, f"{xfer.ip}: {src.name}: read nothing for "
-                                f"{self.limits.send_timeout:g} s (http.send_timeout); connection closed")
+                                f"{self.limits.send_timeout:g} s (http.send_timeout); connection reset")
+            _reset(sock)
             return False
         except ShortFile:
             xfer.failed(f"file shrank while being sent ({xfer.done} of {length} bytes)", status)
@@ -469,6 +473,16 @@ class HttpServer:
         finally:
             conn.close()
             self._refusing -= 1
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with a RST (SO_LINGER 0) once the socket is closed: a plain close would leave the
+    kernel feeding the slow reader what our send buffer still holds, at its pace, long after
+    its slot was freed (what nginx's reset_timedout_connection does)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+    except OSError:
+        pass
 
 
 def _status_of(exc: BaseException) -> tuple[int, str]:
