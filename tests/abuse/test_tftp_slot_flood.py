@@ -1,0 +1,245 @@
+"""TFTP slot flood against the real service (docs/SECURITY.md, "TFTP and HTTP limits").
+
+One host opens hundreds of transfers and never acknowledges an OACK, asks for timeout=255 and
+goes silent, and (from many addresses) opens 1,500 lock-step transfers at once. Each is bounded:
+tftp.max_per_client refuses past the cap with an ERROR, an unacknowledged OACK frees its slot
+after tftp.oack_timeout and a silent client's after tftp.idle_timeout whatever it asked for,
+and the C pump runs on at most tftp.pump_threads threads (the rest stay in the event loop).
+Each limit is reported as LimitHit, once per interval rather than per request. A legitimate
+client at another address of the same namespace downloads its file, byte-exact, meanwhile.
+
+Server 10.99.0.1; the attacker 10.99.0.2 (and 10.99.0.10-59); the legitimate client 10.99.0.3.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from netns import Netns, NetnsFactory, require_tool, sh, wait_for
+from services import ServiceProc, base_config
+
+from pxetui.tftp.workers import worker_count
+
+pytestmark = [pytest.mark.root, pytest.mark.timeout(240)]
+
+SERVER = "10.99.0.1"
+ATTACKER, LEGIT = "10.99.0.2", "10.99.0.3"
+
+# In the client namespace: one RRQ per socket (sources x per_source sockets), resent to the
+# ones still unanswered every 2 s (as a client would) until `wait` seconds; then one JSON line
+# with the first answer of each ({"oack", "data", "error": {message: n}, "none"}) and the
+# sockets held open, never acknowledging, until stdin closes or `hold` seconds pass.
+FLOOD = r"""
+import json, resource, select, socket, sys, time
+a = json.loads(sys.argv[1])
+want = len(a["sources"]) * a["per_source"] + 64
+resource.setrlimit(resource.RLIMIT_NOFILE, (max(want, 1024), max(want, 1024)))
+opts = b"".join(k.encode() + b"\0" + str(v).encode() + b"\0" for k, v in a["options"].items())
+rrq = b"\0\1" + a["file"].encode() + b"\0octet\0" + opts
+socks = []
+for src in a["sources"]:
+    for _ in range(a["per_source"]):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((src, 0))
+        s.setblocking(False)
+        socks.append(s)
+first = {}
+poller = select.poll()
+for s in socks:
+    poller.register(s, select.POLLIN)
+by_fd = {s.fileno(): s for s in socks}
+deadline, resend_at = time.monotonic() + a["wait"], 0.0
+while len(first) < len(socks) and time.monotonic() < deadline:
+    if time.monotonic() >= resend_at:
+        for i, s in enumerate(socks):
+            if s.fileno() not in first:
+                try:
+                    s.sendto(rrq, (a["server"], 69))
+                except BlockingIOError:
+                    pass
+                if i % 100 == 99:
+                    time.sleep(0.01)  # a burst the listener's buffer can take
+        resend_at = time.monotonic() + 2.0
+    for fd, _ in poller.poll(100):
+        s = by_fd[fd]
+        try:
+            pkt = s.recv(2048)
+        except OSError:
+            continue
+        if fd not in first:
+            first[fd] = pkt
+out = {"oack": 0, "data": 0, "error": {}, "none": len(socks) - len(first)}
+for pkt in first.values():
+    op = pkt[1]
+    if op == 6:
+        out["oack"] += 1
+    elif op == 3:
+        out["data"] += 1
+    else:
+        msg = pkt[4:].split(b"\0")[0].decode("ascii", "replace")
+        out["error"][msg] = out["error"].get(msg, 0) + 1
+print(json.dumps(out), flush=True)
+select.select([sys.stdin], [], [], a["hold"])
+"""
+
+# In the client namespace: RRQ with timeout=255, ACK the OACK, take block 1, then silence with
+# the port open (the client that used to hold a slot ~21 minutes); exits after `hold` seconds.
+SILENT = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 0))
+s.settimeout(5)
+s.sendto(b"\0\1big.bin\0octet\0blksize\0" + b"1428\0timeout\0" + b"255\0", (sys.argv[2], 69))
+pkt, addr = s.recvfrom(2048)
+assert pkt[:2] == b"\0\6" and b"timeout\0" + b"255\0" in pkt, pkt
+s.connect(addr)
+s.send(b"\0\4\0\0")
+pkt = s.recv(2048)
+assert pkt[:4] == b"\0\3\0\1", pkt[:4]
+print("silent", flush=True)
+time.sleep(float(sys.argv[3]))
+"""
+
+
+def flood(client: Netns, sources: list[str], per_source: int, options: dict[str, object], wait: float,
+          hold: float) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    args = {"server": SERVER, "sources": sources, "per_source": per_source, "file": "big.bin",
+            "options": options, "wait": wait, "hold": hold}
+    p = client.popen(sys.executable, "-c", FLOOD, json.dumps(args), stdout=subprocess.PIPE,
+                     stdin=subprocess.PIPE)
+    assert p.stdout is not None
+    line = p.stdout.readline()  # bounded: the script answers within `wait` seconds
+    assert line, f"the flood script ended without a result ({p.wait(5)})"
+    return p, json.loads(line)
+
+
+def end(client: Netns, p: subprocess.Popen[bytes]) -> None:
+    if p.stdin is not None:
+        p.stdin.close()  # the script closes its sockets and exits
+    try:
+        p.wait(10)
+    except subprocess.TimeoutExpired:
+        client.stop(p)
+
+
+def legit_fetch(client: Netns, tmp: Path, digest: str, name: str) -> None:
+    out = tmp / f"legit-{name}"
+    client.run("curl", "-sS", "--max-time", "60", "--interface", LEGIT, "--tftp-blksize", "1428",
+               "-o", str(out), f"tftp://{SERVER}/big.bin", timeout=90)
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == digest
+
+
+def start(netns: NetnsFactory, tmp: Path, **tftp: object) -> tuple[Netns, Netns, ServiceProc, str]:
+    require_tool("curl")
+    server, client = netns.pair(server_addr=f"{SERVER}/24", client_addr=f"{ATTACKER}/24")
+    client.run("ip", "addr", "add", f"{LEGIT}/24", "dev", "eth0")
+    root = tmp / "root"
+    root.mkdir()
+    data = os.urandom(1_000_000)
+    (root / "big.bin").write_bytes(data)
+    svc = ServiceProc(server, "tftp", base_config(tmp, tftp={"root": str(root), **tftp}), tmp)
+    svc.wait_running()
+    return server, client, svc, hashlib.sha256(data).hexdigest()
+
+
+def test_one_host_cannot_hold_every_slot(netns: NetnsFactory, tmp_path: Path):
+    server, client, svc, digest = start(netns, tmp_path, idle_timeout=6.0)
+    procs = worker_count()  # the service and its workers share one count per client address
+    cap = 8  # tftp.max_per_client's default
+    held: list[subprocess.Popen[bytes]] = []
+    try:
+        # 200 requests with options from one host, never acknowledging an OACK.
+        p, res = flood(client, [ATTACKER], 200, {"blksize": 1428, "timeout": 255}, wait=15, hold=60)
+        held.append(p)
+        refused = res["error"].get("too many transfers from your address", 0)
+        assert res["none"] == 0 and res["data"] == 0, res
+        assert 1 <= res["oack"] <= cap + procs - 1, res  # over by at most one per other process
+        assert refused == 200 - res["oack"], res
+        hits = wait_for(lambda: svc.of("LimitHit", limit="tftp.max_per_client"), what="LimitHit")
+        assert all(h["ip"] == ATTACKER and h["service"] == "tftp" for h in hits)
+        # Reported once per interval (and process), not once per refused request.
+        assert len(svc.of("LimitHit", limit="tftp.max_per_client")) <= 2 * procs
+        assert not [e for e in svc.of("TransferFailed") if "too many" in e.get("reason", "")]
+
+        # A legitimate client at another address is served during the attack.
+        legit_fetch(client, tmp_path, digest, "during")
+
+        # The unacknowledged OACKs free their slots after tftp.oack_timeout (5 s), and the
+        # attacker gets a slot again (bounded wait).
+        wait_for(lambda: len(svc.of("TransferFailed", ip=ATTACKER)) >= res["oack"], timeout=30,
+                 what="the unacknowledged OACKs dropped")
+        for ev in svc.of("TransferFailed", ip=ATTACKER):
+            assert ev["reason"].startswith("timed out waiting for ACK of the OACK"), ev
+        assert svc.of("LimitHit", limit="tftp.oack_timeout", ip=ATTACKER)
+        p2, again = flood(client, [ATTACKER], 1, {"blksize": 1428}, wait=10, hold=60)
+        held.append(p2)
+        assert again["oack"] == 1, again
+
+        # timeout=255, OACK acknowledged, block 1 taken, then silence: freed within
+        # tftp.idle_timeout (6 s here), not after 5 x 255 s.
+        silent = client.popen(sys.executable, "-c", SILENT, ATTACKER, SERVER, "120", stdout=subprocess.PIPE)
+        held.append(silent)
+        assert silent.stdout is not None and silent.stdout.readline() == b"silent\n"
+        fail = wait_for(lambda: [e for e in svc.of("TransferFailed", ip=ATTACKER)
+                                 if e["reason"].startswith("timed out waiting for ACK of block")],
+                        timeout=40, what="the silent timeout=255 transfer dropped")[0]
+        assert fail["bytes_done"] < 1_000_000
+        hit = svc.wait_event("LimitHit", limit="tftp.idle_timeout", ip=ATTACKER)
+        assert "timeout=255" in hit["message"]
+        legit_fetch(client, tmp_path, digest, "after")
+    finally:
+        for p in held:
+            end(client, p)
+        svc.stop()
+
+
+def threads_of(server: Netns) -> dict[int, int]:
+    """Threads of every TFTP process in the server namespace (the service and its workers)."""
+    out = {}
+    for pid in sh("ip", "netns", "pids", server.name).stdout.split():
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        if b"pxetui.service\0tftp" in cmd or b"pxetui.tftp.workers" in cmd:
+            out[int(pid)] = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("Threads:")))
+    return out
+
+
+def test_lock_step_flood_runs_on_a_bounded_pool(netns: NetnsFactory, tmp_path: Path):
+    pool = 4
+    server, client, svc, digest = start(netns, tmp_path, pump_threads=pool, max_per_client=64,
+                                        max_transfers=4000, idle_timeout=30.0)
+    sources = [f"10.99.0.{i}" for i in range(10, 60)]
+    for ip in sources:
+        client.run("ip", "addr", "add", f"{ip}/24", "dev", "eth0")
+    idle = threads_of(server)
+    assert idle and len(idle) == worker_count()
+    held: list[subprocess.Popen[bytes]] = []
+    try:
+        # 1,500 lock-step transfers (no options: the data phase starts at once) of a file for
+        # the C pump, none ever acknowledged: each would hold a pump thread for its whole life.
+        p, res = flood(client, sources, 30, {}, wait=40, hold=90)
+        held.append(p)
+        assert res == {"oack": 0, "data": 1500, "error": {}, "none": 0}, res
+        samples = [threads_of(server) for _ in range(5)]
+        most = max(n for s in samples for n in s.values())
+        assert most <= pool + max(idle.values()) + 2, (idle, samples)
+        # The pool was full, so the rest stayed in Python; said once per interval.
+        hits = svc.of("LimitHit", limit="tftp.pump_threads")
+        assert 1 <= len(hits) <= 2 * worker_count()
+        # A legitimate client is served meanwhile (in the event loop: every thread is busy).
+        legit_fetch(client, tmp_path, digest, "pool")
+        assert max(threads_of(server).values()) <= pool + max(idle.values()) + 2
+    finally:
+        for p in held:
+            end(client, p)
+        svc.stop()
