@@ -363,7 +363,6 @@ class Tracker:
             db.execute("DELETE FROM tracker_events WHERE mac=? AND seq<=?", (mac, c.boot_seq))
             db.execute("DELETE FROM tracker_boots WHERE mac=? AND boot<=?",
                        (mac, c.boot - self.cfg.max_boots_per_client))
-            c.saved_boot = c.boot
         if c.unsaved_gone:
             db.executemany(_DELETE_FILE, [(mac, c.boot, tid) for tid in c.unsaved_gone])
         if c.unsaved:
@@ -377,7 +376,12 @@ class Tracker:
             oldest_kept = c.event_seq - len(c.events) + 1
             if oldest_kept > c.boot_seq + 1:  # the deque is full: what fell out of it goes too
                 db.execute("DELETE FROM tracker_events WHERE mac=? AND seq<?", (mac, oldest_kept))
-        c.unsaved, c.unsaved_gone, c.saved_seq = {}, set(), c.event_seq
+
+    @staticmethod
+    def _written(c: Client) -> None:
+        """After the commit: what `_write` wrote is no longer pending (a failed transaction
+        leaves it pending for the next tick)."""
+        c.unsaved, c.unsaved_gone, c.saved_seq, c.saved_boot = {}, set(), c.event_seq, c.boot
 
     def _boot_row(self, c: Client) -> tuple[Any, ...]:
         return (c.mac, c.boot, c.started, c.last, c.stage, firmware_of(c.arch, c.vendor_class, c.ipxe),
@@ -392,19 +396,20 @@ class Tracker:
         prune = now is not None and now - self._history_pruned >= PRUNE_HISTORY_EVERY
         if not (self._gone or self._queued or self._dirty or prune):
             return
+        written = [c for mac in self._dirty if (c := self.clients.get(mac)) is not None]
         with write_transaction(self.db):
-            for sql in _FORGET:
+            for sql in _FORGET if self._gone else ():
                 self.db.executemany(sql, [(mac,) for mac in self._gone])
             for sql, args in self._queued:
                 self.db.execute(sql, args)
-            for mac in self._dirty:
-                c = self.clients.get(mac)
-                if c is not None:
-                    self._write(c)
+            for c in written:
+                self._write(c)
             if prune:
                 assert now is not None
                 self.db.execute("DELETE FROM tracker_boots WHERE ended < ?",
                                 (now - self.cfg.history_days * 86400.0,))
+        for c in written:
+            self._written(c)
         self._gone.clear()
         self._queued.clear()
         self._dirty.clear()

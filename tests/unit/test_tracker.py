@@ -613,3 +613,24 @@ def test_history_written_by_an_older_pxetui_is_read_and_moved_to_the_new_tables(
     tr = Tracker(db_path=db)
     assert list(tr.clients[MAC].files) == ["a"] and len(tr.clients[MAC].events) == 1
     tr.close()
+
+
+def test_a_failed_write_keeps_the_changes_for_the_next_tick(tmp_path):
+    import sqlite3
+
+    from pxetui.store import ensure_schema
+    from pxetui.tracker import DDL
+
+    db = tmp_path / "t.db"
+    tr = Tracker(db_path=db)
+    assert tr.db is not None
+    tr.feed({"type": "LeaseGranted", "ts": 1.0, "service": "dhcp", "mac": MAC, "ip": IP})
+    tr.feed({"type": "TransferStarted", "ts": 2.0, "service": "tftp", "ip": IP, "transfer_id": "t",
+             "path": "pxelinux.0"})
+    tr.db.execute("DROP TABLE tracker_files")  # the write fails half-way and is rolled back
+    with pytest.raises(sqlite3.OperationalError):
+        tr.tick(3.0)
+    ensure_schema(tr.db, DDL)
+    tr.tick(4.0)
+    assert stored_bytes(db) == 0 and tr.history(MAC)[0]["stage"] == "bootloader"
+    tr.close()
