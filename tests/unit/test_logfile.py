@@ -114,3 +114,27 @@ def test_the_ui_starts_the_engine_with_a_rotating_log_and_a_fresh_start_up_captu
     assert (tmp_path / "engine.stderr").read_text() == ""  # rewritten at each start: bounded
     (tmp_path / "engine.log").write_text("pxetui: cannot start: UDP port 67 is held by dnsmasq\n")
     assert tail(cli.engine_logs(cfg), 8) == ["pxetui: cannot start: UDP port 67 is held by dnsmasq"]
+
+
+@pytest.mark.parametrize("raw,problem", [
+    ({"log": {"max_bytes": 100}}, "log.max_bytes: 100 is outside 4096..1099511627776 bytes"),
+    ({"log": {"backups": -1}}, "log.backups: -1 is outside 0..1000 files"),
+    ({"capture": {"max_bytes": 1000}}, "capture.max_bytes: 1000 is outside 1048576..1099511627776 bytes"),
+    ({"capture": {"files": 0}}, "capture.files: 0 is outside 1..1000 files"),
+    ({"tracker": {"max_clients": 0}}, "tracker.max_clients: 0 is outside 1..10000000 clients"),
+    ({"tracker": {"idle_expiry": 1}}, "tracker.idle_expiry: 1.0 is outside 60..31622400 seconds"),
+    ({"tracker": {"history_days": 0}}, "tracker.history_days: 0.0 is outside 0.01..3660 days"),
+    ({"tracker": {"max_files_per_client": 0}}, "tracker.max_files_per_client: 0 is outside 1..100000 files"),
+    ({"tracker": {"max_events_per_client": 5}}, "tracker.max_events_per_client: 5 is outside 10..100000 events"),
+    ({"tracker": {"max_boots_per_client": 0}}, "tracker.max_boots_per_client: 0 is outside 1..100000 boots"),
+    ({"tracker": {"max_addresses_per_client": 0}},
+     "tracker.max_addresses_per_client: 0 is outside 1..1024 addresses"),
+    ({"log": {"max_bytes": "big"}}, "log.max_bytes: expected an integer, got 'big'"),
+])
+def test_every_bound_is_checked_with_its_key(raw, problem):
+    from pxetui.config import Config
+
+    with pytest.raises(ConfigError) as exc:
+        Config.from_dict(raw)
+    assert exc.value.problems == [problem]
+    assert Config.from_dict({}).log == LogConfig()  # and the defaults pass
