@@ -153,10 +153,12 @@ def _slots(argv: list[str]) -> Slots:
 
 
 def main() -> int:
+    from pxetui import privileges
     from pxetui.service import install_loop_policy
     from pxetui.tftp.server import TftpServer
     from pxetui.tftp.service import build_resolver
 
+    parent = os.getppid()  # the service: PR_SET_PDEATHSIG is re-armed after the uid change
     _die_with_parent()
     cfg = Config.from_json(sys.stdin.read())
     slots = _slots(sys.argv[1:])
@@ -168,6 +170,7 @@ def main() -> int:
         server = TftpServer(cfg, build_resolver(cfg), emitter, reuse_port=True, slots=slots)
         try:
             port = server.start()
+            privileges.drop_for_worker(cfg, parent)  # root only for the bind (docs/SECURITY.md)
         except OSError as exc:
             emitter(ServiceState(state="failed", reason=str(exc), pid=os.getpid()))
             return
