@@ -119,8 +119,8 @@ def test_boot_flow_through_the_iso_library(netns, tmp_path: Path):
     the per-boot tokens the script carries (docs/SECURITY.md, "Callbacks and seeds")."""
     require_tool("curl")
     require_tool("xorriso")
-    from pxetui.iso import library
     from pxetui import privileges
+    from pxetui.iso import library
     from pxetui.menus import model, seeds
 
     iso, files = build_iso(tmp_path)
