@@ -455,8 +455,14 @@ def grant_code(ident: Identity) -> list[str]:
                 break
         if blocked is None:
             break
-        grant_search(blocked, ident)
-        changed.append(blocked)
+        try:
+            grant_search(blocked, ident)
+            changed.append(f"{blocked} (ACL u:{ident.name}:x)")
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            allow_search(blocked)  # no ACLs on this file system: search for everyone, no listing
+            changed.append(f"{blocked} (chmod o+x: its file system takes no ACLs)")
     return changed
 
 
@@ -472,7 +478,7 @@ def _main(argv: list[str]) -> int:
         return 1
     ident = Identity(pw.pw_name, pw.pw_uid, pw.pw_gid)
     for d in grant_code(ident):
-        print(f"granted {ident.name} search (ACL u:{ident.name}:x) on {d}: pxetui's code or Python lives below it")
+        print(f"granted {ident.name} search on {d}: pxetui's code or Python lives below it")
     problems = code_problems(ident)
     for p in problems:
         print(p, file=sys.stderr)
