@@ -298,6 +298,10 @@ def doctor_privileges(cfg: Config) -> list[str]:
     if up and Path(up).exists() and not privileges.writable_by(up, ident):
         problems.append(f"tftp.uploads_dir: {up}: {ident.name} cannot write there; "
                         f"`chown {ident.name} {up}` (or `setfacl -m u:{ident.name}:rwx {up}`)")
+    pcap_dir = Path(cfg.capture.pcap).parent if cfg.capture.pcap else None
+    if pcap_dir is not None and pcap_dir.exists() and not privileges.writable_by(pcap_dir, ident):
+        problems.append(f"capture.pcap: {ident.name} cannot write in {pcap_dir}, where the recording "
+                        f"rotates; `chown {ident.name} {pcap_dir}` or record into the state directory")
     if cfg.db_path.exists():
         from pxetui.iso.library import connect, list_isos
 
