@@ -34,8 +34,27 @@ from pxetui.http.routes import Router  # noqa: E402
 from pxetui.http.server import HttpServer, Limits  # noqa: E402
 from pxetui.iso.library import import_iso  # noqa: E402
 from pxetui.library.provider import IsoProvider, state_for  # noqa: E402
+from pxetui.tokens import Grant  # noqa: E402
 
 GiB = 1 << 30
+# The router attributes a request to a machine by its source address, never by `?mac=`
+# (docs/SECURITY.md, "Callbacks and seeds"). Here 127.0.0.N (N = 10..99) is 52:54:00:00:00:N,
+# and 127.0.0.1 is no machine we know; a test that follows one client connects from its own.
+CB_TOKEN, SEED_TOKEN = "c" * 32, "5" * 32
+
+
+def loopback_mac(ip: str | None) -> str | None:
+    n = int(ip.rsplit(".", 1)[1]) if ip and ip.startswith("127.0.0.") else 0
+    return f"52:54:00:00:00:{n:02d}" if 10 <= n <= 99 else None
+
+
+class FakeTokens:
+    """The token table: one callback and one seed token, both 127.0.0.56's machine's."""
+
+    def verify(self, token: str, purpose: str) -> Grant | None:
+        if (token, purpose) in ((CB_TOKEN, "callback"), (SEED_TOKEN, "seed")):
+            return Grant("52:54:00:00:00:56", purpose, "127.0.0.56", 0.0, 1e12)
+        return None
 SPARSE_SIZE = 5 * GiB + 123
 MARKS = {4 * GiB - 5: b"<before-4G>", 4 * GiB + 7: b"<after-4G>", SPARSE_SIZE - 6: b"<END!>"}
 
@@ -109,7 +128,8 @@ class Served:
 
         loop = uvloop.new_event_loop()
         self.loop = loop
-        router = Router(self.cfg, self.events.append, boot=self.boot)
+        router = Router(self.cfg, self.events.append, boot=self.boot, attribute=loopback_mac,
+                        check=FakeTokens())
         self.server = HttpServer(router, self.events.append, self.limits)
         lsock = HttpServer.bind("127.0.0.1", 0)
         self.port = lsock.getsockname()[1]
@@ -158,8 +178,9 @@ def sha(data: bytes) -> str:
 
 
 def get(srv: Served, path: str, headers: dict[str, str] | None = None,
-        method: str = "GET") -> tuple[int, dict[str, str], bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+        method: str = "GET", source: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10,
+                                      source_address=(source, 0) if source else None)
     try:
         conn.request(method, path, headers=headers or {})
         r = conn.getresponse()
@@ -392,21 +413,30 @@ def test_file_over_4_gib(srv: Served):
 # -- boot endpoints ------------------------------------------------------------------------
 
 def test_boot_script_callback_and_seed(srv: Served):
-    status, hdrs, body = get(srv, "/boot.ipxe?mac=52:54:00:12:34:56&arch=x86_64&platform=efi")
+    me, mac = "127.0.0.56", "52:54:00:00:00:56"
+    status, hdrs, body = get(srv, "/boot.ipxe?mac=52:54:00:12:34:56&arch=x86_64&platform=efi", source=me)
     assert status == 200 and hdrs["cache-control"] == "no-store"
-    assert body == b"#!ipxe\necho mac=52:54:00:12:34:56 arch=7 ip=127.0.0.1\n"
-    assert srv.wait("TransferFinished", path="boot.ipxe", mac="52:54:00:12:34:56").status == 200
+    # The library gets the claim with the address (it mints tokens for the attributed MAC only);
+    # the transfer is the attributed machine's, not the claimed one's.
+    assert body == f"#!ipxe\necho mac=52:54:00:12:34:56 arch=7 ip={me}\n".encode()
+    assert srv.wait("TransferFinished", path="boot.ipxe", mac=mac).status == 200
+    assert not srv.of("TransferStarted", mac="52:54:00:12:34:56")
     # No query: only the client IP goes to the library (its script then asks iPXE again).
-    assert get(srv, "/boot.ipxe")[2] == b"#!ipxe\necho mac=None arch=None ip=127.0.0.1\n"
-    status, _, body = get(srv, "/callback/booting?mac=52:54:00:12:34:56&entry=ubuntu")
+    assert get(srv, "/boot.ipxe", source=me)[2] == f"#!ipxe\necho mac=None arch=None ip={me}\n".encode()
+    status, _, body = get(srv, f"/callback/{CB_TOKEN}/booting?entry=ubuntu", source=me)
     assert (status, body) == (200, b"ok\n")
     cb = srv.wait("BootCallback")
-    assert (cb.stage, cb.mac, cb.ip, cb.entry) == ("booting", "52:54:00:12:34:56", "127.0.0.1", "ubuntu")
+    assert (cb.stage, cb.mac, cb.ip, cb.entry) == ("booting", mac, me, "ubuntu")
     assert not srv.of("TransferStarted", path="callback")
-    status, _, body = get(srv, "/seed/52-54-00-12-34-56/user-data")
-    assert status == 200 and body == b"#cloud-config\n# 52:54:00:12:34:56 user-data\n"
-    assert get(srv, "/seed/ubuntu/user-data")[2] == b"#cloud-config\n# None ubuntu/user-data\n"
-    assert get(srv, "/seed/ubuntu/nothing")[0] == 404
+    # Without the token, or with it from another address: 403, and nothing reported.
+    assert get(srv, f"/callback/booting?mac={mac}&entry=ubuntu", source=me)[0] == 403
+    assert get(srv, f"/callback/{CB_TOKEN}/booted")[0] == 403
+    assert len(srv.of("BootCallback")) == 1
+    status, _, body = get(srv, f"/seed/{SEED_TOKEN}/52-54-00-00-00-56/user-data")
+    assert status == 200 and body == f"#cloud-config\n# {mac} user-data\n".encode()
+    assert get(srv, f"/seed/{SEED_TOKEN}/ubuntu/user-data")[2] == b"#cloud-config\n# None ubuntu/user-data\n"
+    assert get(srv, f"/seed/{SEED_TOKEN}/ubuntu/nothing")[0] == 404
+    assert get(srv, "/seed/ubuntu/user-data")[0] == 403
     status, _, body = get(srv, "/boot.ipxe?mac=not-a-mac")
     assert status == 400 and b"not a MAC" in body
     assert get(srv, "/callback/no%20spaces")[0] == 400
@@ -580,9 +610,9 @@ def test_connections_per_client_address(tree: dict[str, Any]):
         s.stop()
 
 
-def slow_download(srv: Served, path: str, rate: float) -> int:
+def slow_download(srv: Served, path: str, rate: float, source: str = "127.0.0.1") -> int:
     """A client that reads at most `rate` bytes/s through a small receive buffer."""
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10, source_address=(source, 0)) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
         got = 0
@@ -595,7 +625,7 @@ def slow_download(srv: Served, path: str, rate: float) -> int:
 def test_progress_at_most_four_per_second_and_final_numbers(srv: Served, tree: dict[str, Any]):
     # 16 MiB read at <= 8 MB/s: at least (16 MiB - 4 MiB socket buffers) / 8 MB/s = 1.5 s
     # pass on the server's side, so progress must be reported, and at most 4 times a second.
-    got = slow_download(srv, "/big.bin?mac=52:54:00:00:00:99", 8e6)
+    got = slow_download(srv, "/big.bin", 8e6, source="127.0.0.99")
     assert got > 16 << 20
     fin = srv.wait("TransferFinished", path="big.bin", mac="52:54:00:00:00:99")
     started = srv.of("TransferStarted", transfer_id=fin.transfer_id)
@@ -606,15 +636,15 @@ def test_progress_at_most_four_per_second_and_final_numbers(srv: Served, tree: d
     assert len(prog) <= 4 * fin.seconds + 1
     gaps = [b.ts - a.ts for a, b in zip(prog, prog[1:], strict=False)]
     assert all(g >= 0.24 for g in gaps), gaps
-    assert all(p.mac == "52:54:00:00:00:99" and p.ip == "127.0.0.1" for p in prog)
+    assert all(p.mac == "52:54:00:00:00:99" and p.ip == "127.0.0.99" for p in prog)
     assert prog[-1].bytes_done <= fin.bytes_done == 16 << 20
     assert fin.rate == pytest.approx(fin.bytes_done / fin.seconds, rel=0.01)
 
 
 def test_client_closing_mid_transfer_is_a_failed_transfer(srv: Served):
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5, source_address=("127.0.0.77", 0)) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        s.sendall(b"GET /big.bin?mac=52:54:00:00:00:77 HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
         assert s.recv(100).startswith(b"HTTP/1.1 200")
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
     failed = srv.wait("TransferFailed", mac="52:54:00:00:00:77")
@@ -637,9 +667,9 @@ def test_idle_keep_alive_connection_is_closed(srv: Served):
 def test_client_that_stops_reading_is_dropped(tree: dict[str, Any]):
     s = Served(tree["root"], FakeBoot([]), Limits(max_connections=8, send_timeout=1.0))
     try:
-        with socket.create_connection(("127.0.0.1", s.port), timeout=5) as c:
+        with socket.create_connection(("127.0.0.1", s.port), timeout=5, source_address=("127.0.0.55", 0)) as c:
             c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            c.sendall(b"GET /big.bin?mac=52:54:00:00:00:55 HTTP/1.1\r\nHost: x\r\n\r\n")
+            c.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
             assert c.recv(64).startswith(b"HTTP/1.1 200")
             failed = s.wait("TransferFailed", timeout=10, mac="52:54:00:00:00:55")
         assert "read nothing for 1 s" in failed.reason and failed.status == 200
@@ -696,9 +726,9 @@ def test_pipelining_client_that_never_reads_is_dropped(tree: dict[str, Any]):
     gives up after send_timeout instead of holding the connection slot forever."""
     s = Served(tree["root"], FakeBoot([Blob()]), Limits(max_connections=8, send_timeout=1.0))
     try:
-        with socket.create_connection(("127.0.0.1", s.port), timeout=5) as c:
+        with socket.create_connection(("127.0.0.1", s.port), timeout=5, source_address=("127.0.0.44", 0)) as c:
             c.setblocking(False)
-            req = b"GET /blob?mac=52:54:00:00:00:44 HTTP/1.1\r\nHost: x\r\n\r\n" * 50
+            req = b"GET /blob HTTP/1.1\r\nHost: x\r\n\r\n" * 50
             deadline = time.monotonic() + 20
             pending = b""
             while not s.of("TransferFailed", mac="52:54:00:00:00:44") and time.monotonic() < deadline:
