@@ -15,8 +15,10 @@ decide). Once a server fails two rates in a row it sits out the rest. Bounded in
 Also printed per run: the server's CPU per completed DORA (less distorted by a busy machine
 than the rate) and the datagrams the kernel dropped at the server's / perfdhcp's full queue.
 
-Each server writes durable leases: pxetui SQLite WAL (commit before the ACK), dnsmasq its
-lease file, Kea its memfile CSV. dnsmasq runs with --no-ping and --quiet-dhcp (its best case);
+Each server writes durable leases: pxetui SQLite WAL with synchronous=FULL (an fsync'd commit
+before the ACKs of each batch), dnsmasq its lease file, Kea its memfile CSV. Every perfdhcp client
+is a new MAC, so pxetui's dhcp.limits.new_offers_per_second (default 1,000/s, a boot storm's
+worth) is lifted above the load. dnsmasq runs with --no-ping and --quiet-dhcp (its best case);
 pxetui emits its events (JSON lines, 5 per DORA) into a pipe that is read and discarded, as
 the supervisor would read them. Kea is skipped if kea-dhcp4 is not installed.
 
@@ -138,6 +140,10 @@ class Pxetui(Server):
         raw = {"interface": "eth0", "state_dir": str(state),
                "dhcp": {"mode": "full", "probe_seconds": 0, "lease_time": 3600,
                         "range": f"{POOL[0]}-{POOL[1]}"}}
+        if "class DhcpLimits" in (Path(self.tree or REPO) / "pxetui" / "config.py").read_text():
+            # every perfdhcp client is new: lift the rate of new offers above the load (its
+            # check still runs on every packet; it never says no)
+            raw["dhcp"]["limits"] = {"new_offers_per_second": 1e6, "new_offers_burst": 1000000}
         Config.from_dict(raw)  # checked here; written as given, so an older --tree reads it too
         cfg_file = self.work / "pxetui.json"
         cfg_file.write_text(json.dumps({**raw, "server_ip": SERVER_IP, "netmask": "255.255.0.0"}))
