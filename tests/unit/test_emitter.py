@@ -13,6 +13,7 @@ import fcntl
 import os
 import socket
 import stat
+import subprocess
 import threading
 from collections import Counter
 from typing import Any
@@ -36,7 +37,7 @@ from pxetui.events import (
     loads,
 )
 from pxetui.state import EngineState
-from pxetui.supervisor import StateCache, Supervisor
+from pxetui.supervisor import OBSERVER_NICE, SERVING_NICE, StateCache, Supervisor, prioritize
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -378,3 +379,19 @@ async def test_a_ui_that_stops_reading_is_cut_and_its_losses_are_counted(tmp_pat
     # Exact: each storm event up to the cut was either sent to the UI or counted as lost.
     assert len(storm) + lost["counts"]["DhcpIgnored"] == cut_at + 1
     assert lost["total"] == sum(lost["counts"].values())
+
+
+def test_services_are_scheduled_before_observers():
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    procs = {name: subprocess.Popen(["sleep", "30"]) for name in ("dhcp", "capture")}
+    try:
+        for name, p in procs.items():
+            prioritize(p.pid, name)
+        assert os.getpriority(os.PRIO_PROCESS, procs["capture"].pid) == base + OBSERVER_NICE
+        serving = os.getpriority(os.PRIO_PROCESS, procs["dhcp"].pid)
+        # raising a priority needs root; unprivileged the service stays at ours
+        assert serving == (base + SERVING_NICE if os.geteuid() == 0 else base)
+    finally:
+        for p in procs.values():
+            p.kill()
+            p.wait()
