@@ -154,7 +154,7 @@ class LabNetwork:
             # it, and an interface without carrier is "down" to psutil, so pxetui would refuse
             # it. A veth port whose other end is up keeps the bridge up from the start (a
             # dummy would do, but not every kernel has the dummy driver).
-            ns.run("ip", "link", "add", "keep0", "type", "veth", "peer", name := "keep1")
+            ns.run("ip", "link", "add", "keep0", "type", "veth", "peer", "name", "keep1")
             # keep1 sits on the bridge's segment in the same namespace: with Linux's default
             # arp_ignore=0 it answers ARP for the bridge's address too ("ARP flux"), a client
             # that learns its MAC sends to keep1, and sockets bound to the bridge
