@@ -2,14 +2,17 @@
 
 Off unless `tftp.uploads_dir` is set (config refuses a directory inside the TFTP root). The
 name is confined like a read (`files.normalize`: no `..`, NUL or control characters, `\\` as
-`/`), every directory on the way must stay inside the uploads directory by realpath, the data
-goes to a hidden temporary file, and only a complete upload is linked into place; an existing
-file is never replaced (ERROR 6).
+`/`). Every directory on the way is made and opened relative to the one before it with
+O_NOFOLLOW (docs/SECURITY.md, "Files cannot be swapped under us"): a symlink planted anywhere in
+the uploads tree is refused, and nothing is ever checked by one path and created by another. The
+data goes to a hidden temporary file in the opened directory, and only a complete upload is
+linked into place; an existing file is never replaced (ERROR 6).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 
 from pxetui.files import Forbidden, normalize
@@ -20,7 +23,8 @@ MAX_UPLOAD = 4 << 30  # bytes; TFTP is for crash dumps and configs, not disk ima
 @dataclass
 class Upload:
     name: str  # normalised request path
-    final: str
+    dirfd: int  # the directory the upload lands in, opened without following links
+    final: str  # its name in that directory
     tmp: str
     fd: int
     closed: bool = field(default=False)
@@ -32,16 +36,23 @@ class Upload:
         """Link the finished file into place; FileExistsError if someone got there first."""
         self._close()
         try:
-            os.link(self.tmp, self.final)  # atomic and never replaces
+            # atomic and never replaces; both names relative to the directory we opened
+            os.link(self.tmp, self.final, src_dir_fd=self.dirfd, dst_dir_fd=self.dirfd)
         finally:
-            os.unlink(self.tmp)
+            os.unlink(self.tmp, dir_fd=self.dirfd)
+            os.close(self.dirfd)
 
     def discard(self) -> None:
+        was_open = not self.closed
         self._close()
+        if not was_open:
+            return
         try:
-            os.unlink(self.tmp)
+            os.unlink(self.tmp, dir_fd=self.dirfd)
         except FileNotFoundError:
             pass
+        finally:
+            os.close(self.dirfd)
 
     def _close(self) -> None:
         if not self.closed:
@@ -49,24 +60,52 @@ class Upload:
             os.close(self.fd)
 
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 class Uploads:
     def __init__(self, directory: str) -> None:
         os.makedirs(directory, exist_ok=True)
-        self.root = os.path.realpath(directory)
+        self.root = os.path.realpath(directory)  # the admin's choice: resolved once, at start
+
+    def _parent(self, rel: str, parts: list[str]) -> int:
+        """The upload's directory, made and opened one component at a time beneath the root."""
+        fd = os.open(self.root, _DIR_FLAGS)
+        try:
+            for part in parts:
+                try:
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass
+                try:
+                    nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                except OSError:  # a symlink (O_NOFOLLOW|O_DIRECTORY: ENOTDIR) or a file in the way
+                    st = os.stat(part, dir_fd=fd, follow_symlinks=False)
+                    what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
+                    raise Forbidden(rel, f"upload directory {part!r} is {what}") from None
+                os.close(fd)
+                fd = nxt
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def open(self, request: str, tag: str) -> Upload:
         """A new upload; Forbidden (with the reason) or FileExistsError."""
         rel = normalize(request)
-        final = os.path.join(self.root, rel)
-        # Resolve before creating anything: makedirs through a symlink would build directories
-        # outside the uploads root even though the upload itself is then refused.
-        real_parent = os.path.realpath(os.path.dirname(final))
-        if real_parent != self.root and not real_parent.startswith(self.root + os.sep):
-            raise Forbidden(rel, "upload directory resolves outside the uploads root (symlink?)")
-        os.makedirs(real_parent, exist_ok=True)
-        final = os.path.join(real_parent, os.path.basename(final))
-        if os.path.lexists(final):
-            raise FileExistsError(final)
-        tmp = os.path.join(real_parent, f".{os.path.basename(final)}.{tag}.part")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        return Upload(rel, final, tmp, fd)
+        *dirs, base = rel.split("/")
+        dirfd = self._parent(rel, dirs)
+        try:
+            try:
+                os.stat(base, dir_fd=dirfd, follow_symlinks=False)
+            except FileNotFoundError:
+                pass
+            else:
+                raise FileExistsError(os.path.join(self.root, rel))
+            tmp = f".{base}.{tag}.part"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o644, dir_fd=dirfd)
+        except BaseException:
+            os.close(dirfd)
+            raise
+        return Upload(rel, dirfd, base, tmp, fd)
