@@ -67,6 +67,11 @@ class Event:
     def to_json(self) -> str:
         return dumps(self.to_dict()).decode()
 
+    def view(self) -> dict[str, Any]:
+        """The event as a dict for a reader that only reads it now (a log line): shares its
+        lists and dicts with the event, so it costs one shallow copy, not to_dict's."""
+        return {**self.__dict__, "type": type(self).__name__}
+
     @property
     def type(self) -> str:
         return type(self).__name__
