@@ -166,6 +166,7 @@ class ForeignServer:
     offered: str | None
     boot_file: str | None
     ts: float
+    mac: str | None = None  # the client it last answered
 
 
 @dataclass
@@ -202,6 +203,21 @@ class IsoInfo:
 
 def lease_key(mac: str, ip: str, ours: bool) -> str:
     return f"{'ours' if ours else 'wire'}|{mac}|{ip}"
+
+
+def client_update(c: ClientInfo) -> ClientUpdate:
+    """A client whole, as the full ClientUpdate that rebuilds it (what a late UI is sent)."""
+    return ClientUpdate(
+        ts=c.ts, service="tracker", mac=c.mac, ip=c.ip, stage=c.stage, stages=list(c.stages),
+        firmware=c.firmware, arch=c.arch, vendor_class=c.vendor_class, uuid=c.uuid,
+        hostname=c.hostname, progress=c.progress, last_event=c.last_event,
+        diagnosis=c.diagnosis, boot=c.boot, full=True, files=list(c.files.values()),
+        files_dropped=c.files_dropped)
+
+
+def foreign_server(s: ForeignServer) -> ForeignDhcpServer:
+    return ForeignDhcpServer(ts=s.ts, service="capture", mac=s.mac, server_ip=s.server_ip,
+                             server_mac=s.server_mac, offered=s.offered, boot_file=s.boot_file)
 
 
 def event_level(ev: dict[str, Any]) -> str:
@@ -402,7 +418,7 @@ class EngineState:
     @_on(ForeignDhcpServer)
     def _on_foreign(self, ev: ForeignDhcpServer, ts: float) -> set[str]:
         ip = str(ev.server_ip or "?")
-        self.foreign[ip] = ForeignServer(ip, ev.server_mac, ev.offered, ev.boot_file, ts)
+        self.foreign[ip] = ForeignServer(ip, ev.server_mac, ev.offered, ev.boot_file, ts, ev.mac)
         what = f", offering {ev.offered}" if ev.offered else ""
         self.set_alert(f"foreign-dhcp:{ip}", "warning",
                        f"another DHCP server on the wire: {ip}{what}", ts)
@@ -603,10 +619,7 @@ class EngineState:
         for name, total in self.dropped.items():
             out.append(EventsDropped(ts=self.now, service=name, total=total,
                                      counts=dict(self.dropped_types.get(name, {}))))
-        for s in self.foreign.values():
-            out.append(ForeignDhcpServer(ts=s.ts, service="capture", server_ip=s.server_ip,
-                                         server_mac=s.server_mac, offered=s.offered,
-                                         boot_file=s.boot_file))
+        out += [foreign_server(s) for s in self.foreign.values()]
         for le in self.leases.values():
             out.append(LeaseGranted(ts=le.ts, mac=le.mac, ip=le.ip, ours=le.ours,
                                     server_ip=le.server_ip, hostname=le.hostname,
@@ -615,13 +628,7 @@ class EngineState:
         ended = [self.transfers[tid] for tid in self._finished if tid in self.transfers]
         for tr in running + ended:
             out += self._transfer_events(tr)
-        for c in self.clients.values():
-            out.append(ClientUpdate(
-                ts=c.ts, service="tracker", mac=c.mac, ip=c.ip, stage=c.stage,
-                stages=list(c.stages), firmware=c.firmware, arch=c.arch,
-                vendor_class=c.vendor_class, uuid=c.uuid, hostname=c.hostname,
-                progress=c.progress, last_event=c.last_event, diagnosis=c.diagnosis, boot=c.boot,
-                full=True, files=list(c.files.values()), files_dropped=c.files_dropped))
+        out += [client_update(c) for c in self.clients.values()]
         for iso in self.library.values():
             out.append(IsoImported(ts=iso.ts, name=iso.name, family=iso.family, path=iso.path,
                                    entries=list(iso.entries)))
