@@ -192,3 +192,51 @@ def test_a_late_ui_equals_a_live_one_though_the_supervisor_keeps_more_history(ev
     for e in events:
         sup.apply(e)
     assert fold(sup.snapshot(), keep=3).folded() == fold(events, keep=3).folded()
+
+
+async def test_service_lines_are_rebuilt_as_their_classes_once_and_bad_ones_named(tmp_path):
+    from types import SimpleNamespace
+
+    from pxetui.supervisor import ServiceRunner
+
+    sup = Supervisor(cfg_for(tmp_path), names=[])
+    runner = ServiceRunner(sup, "dhcp")
+    stream = asyncio.StreamReader()
+    stream.feed_data(b'{"type": "DhcpPacket", "ts": 1.0, "mac": "52:54:00:aa:bb:21", "msg_type": "DISCOVER"}\n'
+                     b'{"type": "NoSuchEvent", "ts": 2.0}\n'
+                     b'not json\n'
+                     b'{"type": "ServiceState", "ts": 3.0, "state": "running", "ports": [67]}\n')
+    stream.feed_eof()
+    runner.proc = SimpleNamespace(stdout=stream)  # type: ignore[assignment]
+    seen: list[Event] = []
+    sup.on_event = seen.append
+    await runner._pump_events()
+    pkt, bad, health, count = seen
+    assert isinstance(pkt, DhcpPacket) and pkt.service == "dhcp" and pkt.msg_type == "DISCOVER"
+    assert isinstance(bad, Log) and bad.level_name == "error" and "NoSuchEvent" in bad.message
+    assert isinstance(health, ServiceState) and health.service == "dhcp" and runner.ever_running
+    assert isinstance(count, Log) and count.message == "2 bad event lines skipped"
+    assert sup.state.services["dhcp"].ports == [67]
+
+
+async def test_clients_a_previous_run_left_are_in_the_replay(tmp_path):
+    import time
+
+    cfg = cfg_for(tmp_path)
+    now = time.time()
+    first = Supervisor(cfg, names=[])
+    await first.start()
+    try:
+        first.relay(DhcpPacket(ts=now, service="dhcp", mac=MAC, msg_type="ACK", xid=1,
+                               direction="out", arch=0, yiaddr=IP, server_ip="10.99.0.1"))
+        first.relay(TransferStarted(ts=now + 0.1, service="tftp", ip=IP, transfer_id="t",
+                                    path="pxelinux.0", size=1000))
+    finally:
+        await first.stop()
+    again = Supervisor(cfg, names=[])
+    await again.start()
+    try:
+        (c,) = [e for e in again.replay() if isinstance(e, ClientUpdate)]
+        assert c.mac == MAC and c.full and [f["id"] for f in c.files] == ["t"]
+    finally:
+        await again.stop()
