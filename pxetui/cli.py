@@ -121,6 +121,7 @@ def _resolve_interface(cfg: Config) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from pxetui import logfile, logfmt
+    from pxetui.events import Event
     from pxetui.supervisor import Supervisor, preflight, services_for
 
     cfg = config_from(args)
@@ -136,9 +137,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"pxetui: cannot start: {p}", file=sys.stderr)
         return 1
 
-    def show(ev: dict[str, Any]) -> None:
-        if args.verbose or logfmt.level_of(ev) != "debug":
-            print(logfmt.line(ev), file=sys.stderr, flush=True)
+    def show(ev: Event) -> None:
+        d = ev.view()
+        if args.verbose or logfmt.level_of(d) != "debug":
+            print(logfmt.line(d), file=sys.stderr, flush=True)
 
     async def main() -> int:
         sup = Supervisor(cfg, names, on_event=show)

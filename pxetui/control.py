@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from pxetui.events import loads
+from pxetui.events import Event, EventDecodeError, from_dict, loads
 
 # 16 MiB lines: a replay event with a long client history must not break the stream.
 LINE_LIMIT = 16 * 1024 * 1024
@@ -64,6 +64,16 @@ class ControlClient:
                 continue
             if isinstance(ev, dict):
                 yield ev
+
+    async def typed_events(self) -> AsyncIterator[Event | dict[str, Any]]:
+        """The same stream, each line rebuilt as its event class once, here (what the UI
+        folds, pxetui/state.py). A line of a type this version does not know (a newer engine)
+        comes as its dict: the fold logs it and changes nothing."""
+        async for d in self.events():
+            try:
+                yield from_dict(d)
+            except EventDecodeError:
+                yield d
 
     async def send(self, cmd: dict[str, Any]) -> None:
         self.writer.write(json.dumps(cmd).encode() + b"\n")

@@ -1,20 +1,49 @@
-"""What the UI renders: the engine's state rebuilt from its event stream.
+"""The one fold of the event stream: the engine's state rebuilt from its typed events.
 
-Engine side on purpose (no Textual): `EngineState.apply(ev)` takes one event dict (as it comes
-off the control socket) and updates keyed tables. It returns the names of the tables that
-changed and records which row keys changed in `dirty`, so a view can update only those cells
-(REFERENCE.md: `update_cell` on changed cells costs ~2 ms per tick for 10k rows, a clear and
-refill ~1 s). Time comes only from event timestamps, never from a clock, so the same feed
-always gives the same state.
+Engine side on purpose (no Textual). The supervisor folds every event it relays into one
+`EngineState` and replays `snapshot()` to a UI that attaches late; the UI folds the same
+events into its own; `pxetui analyze` folds a capture's. One reducer, one key per table, so a
+late UI sees exactly what a UI that watched live sees (docs/ARCHITECTURE.md).
+
+`apply(ev)` takes an `Event` (a dict is rebuilt as its class once; one of a type this version
+does not know is only logged). It returns the names of the tables that changed and records
+which row keys changed in `dirty`, so a view can update only those cells (`update_cell` on
+changed cells costs ~2 ms per tick for 10k rows, a clear and refill ~1 s). Time comes only from
+event timestamps, never from a clock, so the same feed always gives the same state.
 """
 
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pxetui.events import EVENT_TYPES, apply_file_rows
+from pxetui.events import (
+    EVENT_TYPES,
+    Alert,
+    ClientForgotten,
+    ClientUpdate,
+    DhcpModeDecided,
+    EngineStarted,
+    Event,
+    EventDecodeError,
+    EventsDropped,
+    ForeignDhcpServer,
+    IsoImported,
+    LeaseEnded,
+    LeaseGranted,
+    LimitHit,
+    MenuChanged,
+    PoolExhausted,
+    ServiceState,
+    TransferFailed,
+    TransferFinished,
+    TransferProgress,
+    TransferStarted,
+    apply_file_rows,
+    from_dict,
+)
 from pxetui.logfmt import describe
 
 TABLES = (
@@ -82,6 +111,7 @@ class ClientInfo:
     diagnosis: str = ""
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> row, oldest first
     files_dropped: int = 0  # older rows the tracker no longer keeps (tracker.max_files_per_client)
+    boot: int = 0
     ts: float = 0.0
 
 
@@ -128,6 +158,29 @@ class TransferInfo:
 
 
 @dataclass
+class ForeignServer:
+    """Another DHCP server seen answering on the segment (capture)."""
+
+    server_ip: str
+    server_mac: str | None
+    offered: str | None
+    boot_file: str | None
+    ts: float
+    mac: str | None = None  # the client it last answered
+
+
+@dataclass
+class LimitInfo:
+    """How often a configured limit refused or cut something, per client (docs/SECURITY.md)."""
+
+    limit: str
+    ip: str | None
+    count: int
+    message: str
+    ts: float
+
+
+@dataclass
 class LogRecord:
     seq: int
     ts: float
@@ -152,6 +205,21 @@ def lease_key(mac: str, ip: str, ours: bool) -> str:
     return f"{'ours' if ours else 'wire'}|{mac}|{ip}"
 
 
+def client_update(c: ClientInfo) -> ClientUpdate:
+    """A client whole, as the full ClientUpdate that rebuilds it (what a late UI is sent)."""
+    return ClientUpdate(
+        ts=c.ts, service="tracker", mac=c.mac, ip=c.ip, stage=c.stage, stages=list(c.stages),
+        firmware=c.firmware, arch=c.arch, vendor_class=c.vendor_class, uuid=c.uuid,
+        hostname=c.hostname, progress=c.progress, last_event=c.last_event,
+        diagnosis=c.diagnosis, boot=c.boot, full=True, files=list(c.files.values()),
+        files_dropped=c.files_dropped)
+
+
+def foreign_server(s: ForeignServer) -> ForeignDhcpServer:
+    return ForeignDhcpServer(ts=s.ts, service="capture", mac=s.mac, server_ip=s.server_ip,
+                             server_mac=s.server_mac, offered=s.offered, boot_file=s.boot_file)
+
+
 def event_level(ev: dict[str, Any]) -> str:
     """debug | info | warning | error, from the event class (Log and Alert carry their own)."""
     t = ev.get("type", "")
@@ -167,11 +235,26 @@ def event_level(ev: dict[str, Any]) -> str:
     return cls.level if cls is not None else "info"
 
 
+Handler = Callable[["EngineState", Any, float], set[str]]
+_HANDLERS: dict[str, Handler] = {}
+
+
+def _on(cls: type[Event]) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        _HANDLERS[cls.__name__] = fn
+        return fn
+    return deco
+
+
 class EngineState:
-    """Keyed tables built from events; bounded everywhere so a long session stays small."""
+    """Keyed tables built from events; bounded everywhere so a long session stays small.
+
+    `log_size=0` keeps no log (the supervisor: its history is the events themselves) and
+    `track_dirty=False` records no changed keys (nobody takes them): the fold stays a few
+    attribute writes per event on the supervisor's hot path."""
 
     def __init__(self, log_size: int = 3000, finished_keep: int = 300,
-                 throughput_window: int = 60) -> None:
+                 throughput_window: int = 60, track_dirty: bool = True) -> None:
         self.engine = EngineInfo()
         self.services: dict[str, ServiceHealth] = {}
         self.alerts: dict[str, AlertInfo] = {}
@@ -179,39 +262,61 @@ class EngineState:
         self.leases: dict[str, LeaseInfo] = {}
         self.transfers: dict[str, TransferInfo] = {}
         self.library: dict[str, IsoInfo] = {}
+        self.foreign: dict[str, ForeignServer] = {}
+        self.limits: dict[str, LimitInfo] = {}  # "limit|ip" -> hits
         self.logs: deque[LogRecord] = deque(maxlen=log_size)
         self.log_seq = 0
         self.finished_keep = finished_keep
-        self._finished: deque[str] = deque()
+        self._finished: dict[str, None] = {}  # ids of the transfers that ended, oldest first
         self.throughput_window = throughput_window
         self._buckets: dict[int, float] = {}
         self.now = 0.0  # the latest event time seen: "now" for durations, without a clock
         # Events that never reached us, per service (or "ui": a UI link cut loose); the
         # engine drops rather than slows serving when its readers fall behind.
         self.dropped: Counter[str] = Counter()
+        self.dropped_types: dict[str, Counter[str]] = {}  # service -> event type -> dropped
         self.events_seen = 0
         self.connected = False
+        self.track_dirty = track_dirty
         self.dirty: dict[str, set[str]] = {t: set() for t in TABLES}
 
     # -- feeding -------------------------------------------------------------------------
-    def apply(self, ev: dict[str, Any]) -> set[str]:
+    def apply(self, ev: Event | dict[str, Any]) -> set[str]:
         """Fold one event in; return the tables it changed."""
-        t = ev.get("type")
-        if not isinstance(t, str):
-            return set()
-        ts = ev.get("ts")
-        ts = float(ts) if isinstance(ts, (int, float)) else self.now
+        if isinstance(ev, dict):
+            return self._apply_dict(ev)
+        t = type(ev).__name__
+        ts = ev.ts if isinstance(ev.ts, (int, float)) else self.now
         self.now = max(self.now, ts)
         self.events_seen += 1
-        changed = {"logs"}
-        self._log(ev, t, ts)
-        handler = getattr(self, f"_on_{t}", None)
+        changed: set[str] = set()
+        if self.logs.maxlen:
+            self._log(ev.view(), t, ts)
+            changed.add("logs")
+        handler = _HANDLERS.get(t)
         if handler is not None:
-            changed |= handler(ev, ts)
+            changed |= handler(self, ev, ts)
         return changed
 
+    def _apply_dict(self, d: dict[str, Any]) -> set[str]:
+        """An event as a dict (a test feed, an older source): rebuilt as its class once."""
+        t = d.get("type")
+        if not isinstance(t, str):
+            return set()
+        if not isinstance(d.get("ts"), (int, float)):  # never the clock: "now" is the feed's
+            d = {**d, "ts": self.now}
+        try:
+            return self.apply(from_dict(d))
+        except EventDecodeError:  # a type this version does not know: in the log, nothing else
+            self.events_seen += 1
+            if not self.logs.maxlen:
+                return set()
+            self._log(d, t, float(d["ts"]))
+            return {"logs"}
+
     def mark(self, table: str, key: str = "") -> None:
-        self.dirty[table].add(key)
+        if self.track_dirty:
+            self.dirty[table].add(key)
 
     def take_dirty(self) -> dict[str, set[str]]:
         """Changed keys per table since the last call (tables with no change are left out)."""
@@ -245,33 +350,35 @@ class EngineState:
         self.mark("logs", str(self.log_seq))
 
     # -- handlers, one per event type ----------------------------------------------------
-    def _on_EngineStarted(self, ev: dict[str, Any], ts: float) -> set[str]:
+    @_on(EngineStarted)
+    def _on_engine_started(self, ev: EngineStarted, ts: float) -> set[str]:
         e = self.engine
         for k in ("interface", "address", "netmask", "dhcp_mode", "dhcp_mode_reason",
                   "http_port", "tftp_root", "http_root", "version", "state_dir"):
-            if k in ev:
-                setattr(e, k, ev[k])
+            setattr(e, k, getattr(ev, k))
         e.started = ts
         self.connected = True
         self.mark("engine")
         return {"engine"}
 
-    def _on_DhcpModeDecided(self, ev: dict[str, Any], ts: float) -> set[str]:
-        self.engine.dhcp_mode = str(ev.get("mode") or "")
-        self.engine.dhcp_mode_reason = str(ev.get("reason") or "")
-        self.engine.other_server = ev.get("other_server")
+    @_on(DhcpModeDecided)
+    def _on_mode(self, ev: DhcpModeDecided, ts: float) -> set[str]:
+        self.engine.dhcp_mode = str(ev.mode or "")
+        self.engine.dhcp_mode_reason = str(ev.reason or "")
+        self.engine.other_server = ev.other_server
         self.mark("engine")
         return {"engine"}
 
-    def _on_ServiceState(self, ev: dict[str, Any], ts: float) -> set[str]:
-        name = str(ev.get("service") or "?")
+    @_on(ServiceState)
+    def _on_service(self, ev: ServiceState, ts: float) -> set[str]:
+        name = str(ev.service or "?")
         h = self.services.setdefault(name, ServiceHealth(name))
-        h.state = str(ev.get("state") or "")
-        h.reason = str(ev.get("reason") or "")
-        h.pid = ev.get("pid")
-        h.restarts = int(ev.get("restarts") or 0)
-        if ev.get("ports"):
-            h.ports = list(ev["ports"])
+        h.state = str(ev.state or "")
+        h.reason = str(ev.reason or "")
+        h.pid = ev.pid
+        h.restarts = int(ev.restarts or 0)
+        if ev.ports:
+            h.ports = list(ev.ports)
         h.ts = ts
         self.mark("services", name)
         key = f"service:{name}"
@@ -283,53 +390,71 @@ class EngineState:
             self.clear_alert(key)
         return {"services", "alerts"}
 
-    def _on_EventsDropped(self, ev: dict[str, Any], ts: float) -> set[str]:
-        name = str(ev.get("service") or "?")
-        total = ev.get("total")
-        if not isinstance(total, int) or isinstance(total, bool) or total < 0:
-            counts = ev.get("counts")
-            total = sum(n for n in counts.values() if isinstance(n, int) and n > 0) \
-                if isinstance(counts, dict) else 0
+    @_on(EventsDropped)
+    def _on_dropped(self, ev: EventsDropped, ts: float) -> set[str]:
+        name = str(ev.service or "?")
+        counts = ev.counts if isinstance(ev.counts, dict) else {}
+        valid = {str(k): n for k, n in counts.items()
+                 if isinstance(n, int) and not isinstance(n, bool) and n > 0}
+        total = ev.total
+        if not isinstance(total, int) or isinstance(total, bool) or total <= 0:
+            total = sum(valid.values())  # an older engine's line without a total
         if not total:
             return set()
         self.dropped[name] += total
+        self.dropped_types.setdefault(name, Counter()).update(valid)
         self.mark("services", name)
         return {"services"}
 
-    def _on_Alert(self, ev: dict[str, Any], ts: float) -> set[str]:
-        key = str(ev.get("key") or ev.get("message") or "")
-        if ev.get("cleared"):
+    @_on(Alert)
+    def _on_alert(self, ev: Alert, ts: float) -> set[str]:
+        key = str(ev.key or ev.message or "")
+        if ev.cleared:
             self.clear_alert(key)
         else:
-            self.set_alert(key, str(ev.get("severity") or "warning"), str(ev.get("message") or ""), ts)
+            self.set_alert(key, str(ev.severity or "warning"), str(ev.message or ""), ts)
         return {"alerts"}
 
-    def _on_ForeignDhcpServer(self, ev: dict[str, Any], ts: float) -> set[str]:
-        ip = str(ev.get("server_ip") or "?")
-        what = f", offering {ev['offered']}" if ev.get("offered") else ""
+    @_on(ForeignDhcpServer)
+    def _on_foreign(self, ev: ForeignDhcpServer, ts: float) -> set[str]:
+        ip = str(ev.server_ip or "?")
+        self.foreign[ip] = ForeignServer(ip, ev.server_mac, ev.offered, ev.boot_file, ts, ev.mac)
+        what = f", offering {ev.offered}" if ev.offered else ""
         self.set_alert(f"foreign-dhcp:{ip}", "warning",
                        f"another DHCP server on the wire: {ip}{what}", ts)
         return {"alerts"}
 
-    def _on_PoolExhausted(self, ev: dict[str, Any], ts: float) -> set[str]:
-        pool = str(ev.get("pool") or "")
+    @_on(PoolExhausted)
+    def _on_pool(self, ev: PoolExhausted, ts: float) -> set[str]:
+        pool = str(ev.pool or "")
         self.set_alert(f"pool:{pool}", "error", f"DHCP pool {pool} has no free address", ts)
         return {"alerts"}
 
-    def _on_LeaseGranted(self, ev: dict[str, Any], ts: float) -> set[str]:
-        mac, ip = ev.get("mac"), ev.get("ip")
+    @_on(LimitHit)
+    def _on_limit(self, ev: LimitHit, ts: float) -> set[str]:
+        key = f"{ev.limit}|{ev.ip or ''}"
+        hit = self.limits.get(key)
+        if hit is None:
+            hit = self.limits[key] = LimitInfo(str(ev.limit or ""), ev.ip, 0, "", ts)
+        hit.count += int(ev.count or 0)
+        hit.message, hit.ts = str(ev.message or ""), ts
+        return set()  # in the log (a warning); no table of its own on screen yet
+
+    @_on(LeaseGranted)
+    def _on_lease(self, ev: LeaseGranted, ts: float) -> set[str]:
+        mac, ip = ev.mac, ev.ip
         if not mac or not ip:
             return set()
-        ours = bool(ev.get("ours", True))
-        lease = LeaseInfo(mac=mac, ip=ip, ours=ours, server_ip=ev.get("server_ip"),
-                          hostname=ev.get("hostname"), expires=float(ev.get("expires") or 0),
-                          state=str(ev.get("state") or "bound"), ts=ts)
+        lease = LeaseInfo(mac=mac, ip=ip, ours=bool(ev.ours), server_ip=ev.server_ip,
+                          hostname=ev.hostname, expires=float(ev.expires or 0),
+                          state=str(ev.state or "bound"), ts=ts)
         self.leases[lease.key] = lease
         self.mark("leases", lease.key)
         return {"leases"}
 
-    def _on_LeaseEnded(self, ev: dict[str, Any], ts: float) -> set[str]:
-        mac, ip, ours = ev.get("mac"), ev.get("ip"), bool(ev.get("ours", True))
+    @_on(LeaseEnded)
+    def _on_lease_ended(self, ev: LeaseEnded, ts: float) -> set[str]:
+        mac, ip, ours = ev.mac, ev.ip, bool(ev.ours)
         if mac is not None and ip is not None:  # the usual case: one lease, found by its key
             key = lease_key(mac, ip, ours)
             gone = [key] if key in self.leases else []
@@ -341,23 +466,26 @@ class EngineState:
             self.mark("leases", k)
         return {"leases"} if gone else set()
 
-    def _on_TransferStarted(self, ev: dict[str, Any], ts: float) -> set[str]:
-        tid = str(ev.get("transfer_id") or "")
+    @_on(TransferStarted)
+    def _on_transfer_started(self, ev: TransferStarted, ts: float) -> set[str]:
+        tid = str(ev.transfer_id or "")
+        self._finished.pop(tid, None)  # an id used again: running, not in the finished history
         self.transfers[tid] = TransferInfo(
-            transfer_id=tid, protocol=str(ev.get("protocol") or "tftp"), mac=ev.get("mac"),
-            ip=ev.get("ip"), path=str(ev.get("path") or ""), size=ev.get("size"),
-            options=dict(ev.get("options") or {}), started=ts, ts=ts,
+            transfer_id=tid, protocol=str(ev.protocol or "tftp"), mac=ev.mac, ip=ev.ip,
+            path=str(ev.path or ""), size=ev.size, options=dict(ev.options or {}),
+            started=ts, ts=ts,
         )
         self.mark("transfers", tid)
         return {"transfers"}
 
-    def _transfer(self, ev: dict[str, Any], ts: float) -> TransferInfo:
-        tid = str(ev.get("transfer_id") or "")
+    def _transfer(self, ev: TransferProgress | TransferFinished | TransferFailed,
+                  ts: float) -> TransferInfo:
+        tid = str(ev.transfer_id or "")
         tr = self.transfers.get(tid)
         if tr is None:  # attached mid-transfer: the start is not in the replay
-            tr = TransferInfo(transfer_id=tid, protocol=str(ev.get("protocol") or "tftp"),
-                              mac=ev.get("mac"), ip=ev.get("ip"), path=str(ev.get("path") or ""),
-                              size=ev.get("size"), options={}, started=ts)
+            tr = TransferInfo(transfer_id=tid, protocol=str(ev.protocol or "tftp"),
+                              mac=ev.mac, ip=ev.ip, path=str(getattr(ev, "path", "") or ""),
+                              size=getattr(ev, "size", None), options={}, started=ts)
             self.transfers[tid] = tr
         self.mark("transfers", tid)
         return tr
@@ -373,61 +501,66 @@ class EngineState:
                     del self._buckets[old]
         tr.bytes_done = max(tr.bytes_done, done)
 
-    def _on_TransferProgress(self, ev: dict[str, Any], ts: float) -> set[str]:
+    @_on(TransferProgress)
+    def _on_progress(self, ev: TransferProgress, ts: float) -> set[str]:
         tr = self._transfer(ev, ts)
-        self._count_bytes(tr, int(ev.get("bytes_done") or 0), ts)
-        if ev.get("size"):
-            tr.size = int(ev["size"])
-        tr.rate = float(ev.get("rate") or 0.0)
-        tr.retransmits = int(ev.get("retransmits") or 0)
+        self._count_bytes(tr, int(ev.bytes_done or 0), ts)
+        if ev.size:
+            tr.size = int(ev.size)
+        tr.rate = float(ev.rate or 0.0)
+        tr.retransmits = int(ev.retransmits or 0)
         tr.ts = ts
         return {"transfers", "throughput"}
 
     def _finish(self, tr: TransferInfo) -> None:
-        self._finished.append(tr.transfer_id)
+        self._finished.pop(tr.transfer_id, None)
+        self._finished[tr.transfer_id] = None
         while len(self._finished) > self.finished_keep:
-            old = self._finished.popleft()
-            if old in self.transfers and self.transfers[old].status != "running":
+            old = next(iter(self._finished))
+            del self._finished[old]
+            if old in self.transfers:
                 del self.transfers[old]
                 self.mark("transfers", old)
 
-    def _on_TransferFinished(self, ev: dict[str, Any], ts: float) -> set[str]:
+    @_on(TransferFinished)
+    def _on_finished(self, ev: TransferFinished, ts: float) -> set[str]:
         tr = self._transfer(ev, ts)
-        self._count_bytes(tr, int(ev.get("bytes_done") or 0), ts)
-        tr.rate = float(ev.get("rate") or tr.rate)
-        tr.retransmits = int(ev.get("retransmits") or tr.retransmits)
+        self._count_bytes(tr, int(ev.bytes_done or 0), ts)
+        tr.rate = float(ev.rate or tr.rate)
+        tr.retransmits = int(ev.retransmits or tr.retransmits)
         if tr.size is None:
             tr.size = tr.bytes_done
         tr.status, tr.ts = "done", ts
         self._finish(tr)
         return {"transfers", "throughput"}
 
-    def _on_TransferFailed(self, ev: dict[str, Any], ts: float) -> set[str]:
+    @_on(TransferFailed)
+    def _on_failed(self, ev: TransferFailed, ts: float) -> set[str]:
         tr = self._transfer(ev, ts)
-        self._count_bytes(tr, int(ev.get("bytes_done") or 0), ts)
-        tr.status, tr.reason, tr.ts = "failed", str(ev.get("reason") or ""), ts
+        self._count_bytes(tr, int(ev.bytes_done or 0), ts)
+        tr.status, tr.reason, tr.ts = "failed", str(ev.reason or ""), ts
         self._finish(tr)
         return {"transfers", "throughput"}
 
-    def _on_ClientUpdate(self, ev: dict[str, Any], ts: float) -> set[str]:
-        mac = ev.get("mac")
+    @_on(ClientUpdate)
+    def _on_client(self, ev: ClientUpdate, ts: float) -> set[str]:
+        mac = ev.mac
         if not mac:
             return set()
         c = self.clients.get(mac) or ClientInfo(mac=mac)
         self.clients[mac] = c
-        for k in ("stage", "firmware", "last_event", "diagnosis"):
-            if k in ev:
-                setattr(c, k, str(ev[k] or ""))
+        c.stage, c.firmware = str(ev.stage or ""), str(ev.firmware or "")
+        c.last_event, c.diagnosis = str(ev.last_event or ""), str(ev.diagnosis or "")
         for k in ("ip", "arch", "vendor_class", "uuid", "hostname"):
-            if ev.get(k) is not None:
-                setattr(c, k, ev[k])
-        if "progress" in ev:
-            c.progress = float(ev["progress"] or 0.0)
-        if "stages" in ev:
-            c.stages = list(ev["stages"] or [])
-        if "files" in ev:  # a full list, or (live) the rows that changed: pxetui.events
-            apply_file_rows(c.files, ev)
-        c.files_dropped = int(ev.get("files_dropped") or 0)
+            if getattr(ev, k) is not None:
+                setattr(c, k, getattr(ev, k))
+        c.progress = float(ev.progress or 0.0)
+        c.stages = list(ev.stages or [])
+        # a full list, or (live) the rows that changed: pxetui.events.ClientUpdate
+        apply_file_rows(c.files, {"full": ev.full, "files": ev.files,
+                                  "files_removed": ev.files_removed})
+        c.files_dropped = int(ev.files_dropped or 0)
+        c.boot = int(ev.boot or 0)
         c.ts = ts
         self.mark("clients", mac)
         # The tracker fills `diagnosis` only when a boot is stuck or failed (empty while it
@@ -439,27 +572,113 @@ class EngineState:
             self.clear_alert(key)
         return {"clients", "alerts"}
 
-    def _on_ClientForgotten(self, ev: dict[str, Any], ts: float) -> set[str]:
-        mac = ev.get("mac")
+    @_on(ClientForgotten)
+    def _on_forgotten(self, ev: ClientForgotten, ts: float) -> set[str]:
+        mac = ev.mac
         if mac and self.clients.pop(mac, None) is not None:
             self.mark("clients", mac)
             self.clear_alert(f"stuck:{mac}")
             return {"clients", "alerts"}
         return set()
 
-    def _on_MenuChanged(self, ev: dict[str, Any], ts: float) -> set[str]:
+    @_on(MenuChanged)
+    def _on_menu_changed(self, ev: MenuChanged, ts: float) -> set[str]:
         # The menu itself lives in the state database (the editor reads it there): the event
         # only tells the screens that watch the library to look again.
         self.mark("library", "menu")
         return {"library"}
 
-    def _on_IsoImported(self, ev: dict[str, Any], ts: float) -> set[str]:
-        name = str(ev.get("name") or ev.get("path") or "")
-        self.library[name] = IsoInfo(name=name, family=str(ev.get("family") or ""),
-                                     path=str(ev.get("path") or ""),
-                                     entries=list(ev.get("entries") or []), ts=ts)
+    @_on(IsoImported)
+    def _on_iso(self, ev: IsoImported, ts: float) -> set[str]:
+        name = str(ev.name or ev.path or "")
+        self.library[name] = IsoInfo(name=name, family=str(ev.family or ""),
+                                     path=str(ev.path or ""), entries=list(ev.entries or []), ts=ts)
         self.mark("library", name)
         return {"library"}
+
+    # -- the one fold, replayed --------------------------------------------------------
+    def snapshot(self) -> list[Event]:
+        """Events that rebuild this state in a fresh EngineState: `folded()` of the result
+        equals ours. What the supervisor replays to a UI that attaches late: every client
+        whole (full ClientUpdates), every lease with its own key (ours and the wire's on one
+        address both), finished transfers oldest first, and the alerts as they stand."""
+        out: list[Event] = []
+        e = self.engine
+        if e.started is not None:
+            out.append(EngineStarted(
+                ts=e.started, service="engine", interface=e.interface, address=e.address,
+                netmask=e.netmask, dhcp_mode=e.dhcp_mode, dhcp_mode_reason=e.dhcp_mode_reason,
+                http_port=e.http_port, tftp_root=e.tftp_root, http_root=e.http_root,
+                version=e.version, state_dir=e.state_dir))
+        if e.dhcp_mode or e.dhcp_mode_reason or e.other_server is not None:
+            out.append(DhcpModeDecided(ts=e.started or 0.0, service="dhcp", mode=e.dhcp_mode,
+                                       reason=e.dhcp_mode_reason, other_server=e.other_server))
+        for h in self.services.values():
+            out.append(ServiceState(ts=h.ts, service=h.name, state=h.state, reason=h.reason,
+                                    pid=h.pid, restarts=h.restarts, ports=list(h.ports)))
+        for name, total in self.dropped.items():
+            out.append(EventsDropped(ts=self.now, service=name, total=total,
+                                     counts=dict(self.dropped_types.get(name, {}))))
+        out += [foreign_server(s) for s in self.foreign.values()]
+        for le in self.leases.values():
+            out.append(LeaseGranted(ts=le.ts, mac=le.mac, ip=le.ip, ours=le.ours,
+                                    server_ip=le.server_ip, hostname=le.hostname,
+                                    expires=le.expires, state=le.state))
+        running = [t for t in self.transfers.values() if t.transfer_id not in self._finished]
+        ended = [self.transfers[tid] for tid in self._finished if tid in self.transfers]
+        for tr in running + ended:
+            out += self._transfer_events(tr)
+        out += [client_update(c) for c in self.clients.values()]
+        for iso in self.library.values():
+            out.append(IsoImported(ts=iso.ts, name=iso.name, family=iso.family, path=iso.path,
+                                   entries=list(iso.entries)))
+        for hit in self.limits.values():
+            out.append(LimitHit(ts=hit.ts, ip=hit.ip, limit=hit.limit, count=hit.count,
+                                message=hit.message))
+        out += self._alert_events(out)
+        return out
+
+    @staticmethod
+    def _transfer_events(tr: TransferInfo) -> list[Event]:
+        out: list[Event] = [TransferStarted(
+            ts=tr.started, mac=tr.mac, ip=tr.ip, transfer_id=tr.transfer_id,
+            protocol=tr.protocol, path=tr.path, size=tr.size, options=dict(tr.options))]
+        if (tr.status != "running" or tr.bytes_done or tr.rate or tr.retransmits
+                or tr.ts != tr.started):
+            out.append(TransferProgress(ts=tr.ts, transfer_id=tr.transfer_id,
+                                        protocol=tr.protocol, bytes_done=tr.bytes_done,
+                                        size=tr.size, rate=tr.rate, retransmits=tr.retransmits))
+        if tr.status == "failed" or tr.reason:  # a reason outlives a later finish
+            out.append(TransferFailed(ts=tr.ts, transfer_id=tr.transfer_id, protocol=tr.protocol,
+                                      path=tr.path, reason=tr.reason, bytes_done=tr.bytes_done))
+        if tr.status == "done":
+            out.append(TransferFinished(ts=tr.ts, transfer_id=tr.transfer_id, protocol=tr.protocol,
+                                        path=tr.path, bytes_done=tr.bytes_done, rate=tr.rate,
+                                        retransmits=tr.retransmits))
+        return out
+
+    def _alert_events(self, tables: list[Event]) -> list[Event]:
+        """The alerts as they stand: the table events raise some by themselves (a failed
+        service, a stuck client), which a later Alert may have replaced or cleared."""
+        scratch = EngineState(log_size=0, finished_keep=self.finished_keep, track_dirty=False)
+        for ev in tables:
+            scratch.apply(ev)
+        out: list[Event] = [Alert(ts=self.now, key=k, cleared=True)
+                            for k in scratch.alerts if k not in self.alerts]
+        out += [Alert(ts=a.ts, key=k, severity=a.severity, message=a.message)
+                for k, a in self.alerts.items() if scratch.alerts.get(k) != a]
+        return out
+
+    def folded(self) -> dict[str, Any]:
+        """The state proper, for comparing two folds: every table, without the history (log
+        ring, throughput buckets) and without what only the UI's link sets (`connected`)."""
+        return {
+            "engine": self.engine, "services": self.services, "alerts": self.alerts,
+            "clients": self.clients, "leases": self.leases, "transfers": self.transfers,
+            "finished": list(self._finished), "library": self.library, "foreign": self.foreign,
+            "limits": self.limits, "dropped": dict(self.dropped),
+            "dropped_types": {k: dict(v) for k, v in self.dropped_types.items()},
+        }
 
     # -- the UI's side of the connection -------------------------------------------------
     def disconnected(self, reason: str) -> set[str]:
@@ -493,3 +712,7 @@ class EngineState:
     def sorted_alerts(self) -> list[AlertInfo]:
         rank = {"error": 0, "warning": 1, "info": 2}
         return sorted(self.alerts.values(), key=lambda a: (rank.get(a.severity, 3), -a.ts))
+
+
+# The types whose every effect `snapshot()` carries; the rest only add to the log (history).
+STATEFUL = frozenset(_HANDLERS) - {"MenuChanged"}

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import time
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -25,19 +25,27 @@ from pxetui.config import Config
 from pxetui.control import LINE_LIMIT, socket_path
 from pxetui.emitter import LineReader
 from pxetui.events import (
+    BootCallback,
     ClientForgotten,
+    ClientUpdate,
     EngineStarted,
     Event,
+    EventDecodeError,
     EventsDropped,
     Log,
     ServiceState,
     dumps,
+    from_dict,
     loads,
 )
 from pxetui.netinfo import port_holders
+from pxetui.state import STATEFUL, EngineState
 from pxetui.tracker import Tracker
 
 BACKOFF_START, BACKOFF_MAX, HEALTHY_AFTER = 0.5, 30.0, 60.0
+# What a UI attaching late is replayed besides the state: the newest events that change no
+# table (logs, packets, boot decisions), and how many finished transfers the state keeps.
+HISTORY, FINISHED_KEEP = 3000, 500
 STOP_GRACE = 1.5
 # Serving never waits for watching, for the CPU either: on a busy machine the kernel should
 # prefer the services that answer clients over the supervisor, the tracker, the UI and capture
@@ -85,74 +93,6 @@ def preflight(cfg: Config, names: list[str]) -> list[str]:
     """Problems that stop the engine before it starts: ports held by other processes."""
     mine = os.getpid()
     return [h.describe() for h in port_holders(ports_needed(cfg, names)) if h.pid != mine]
-
-
-class StateCache:
-    """What a newly attached UI needs to see: the latest keyed state plus recent history."""
-
-    def __init__(self, history: int = 3000) -> None:
-        self.started: dict[str, Any] | None = None
-        self.keyed: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
-        self.recent: deque[dict[str, Any]] = deque(maxlen=history)
-        self.finished_transfers: deque[tuple[str, str]] = deque()
-
-    # The field naming a keyed event's slot ("type": one slot for the type, the latest wins).
-    KEYS: dict[str, str] = {
-        "ServiceState": "service",
-        "DhcpModeDecided": "type",
-        "LeaseGranted": "ip",
-        "LeaseEnded": "ip",
-        "TransferStarted": "transfer_id",
-        "TransferProgress": "transfer_id",
-        "TransferFinished": "transfer_id",
-        "TransferFailed": "transfer_id",
-        "Alert": "key",
-        "ForeignDhcpServer": "server_ip",
-    }
-    GROUP = {"LeaseEnded": "LeaseGranted", "TransferProgress": "TransferStarted",
-             "TransferFinished": "TransferStarted", "TransferFailed": "TransferStarted"}
-
-    def add(self, ev: dict[str, Any]) -> None:
-        t = ev.get("type", "")
-        if t == "EngineStarted":
-            self.started = ev
-            return
-        if t in ("ClientUpdate", "ClientForgotten"):
-            return  # live updates are deltas: a UI that attaches gets the tracker's snapshot
-        if t == "EventsDropped":  # one running total per queue: a late UI sees the live UI's sum
-            key = (t, str(ev.get("service")))
-            total = self.keyed.get(key)
-            counts = dict(total["counts"]) if total is not None else {}
-            new = ev.get("counts")
-            for k, n in (new.items() if isinstance(new, dict) else ()):
-                counts[str(k)] = counts.get(str(k), 0) + (n if isinstance(n, int) else 0)
-            self.keyed[key] = {**ev, "counts": counts, "total": sum(counts.values())}
-            return
-        field = self.KEYS.get(t)
-        if field is None:
-            self.recent.append(ev)
-            return
-        key = (self.GROUP.get(t, t), str(ev.get(field)))
-        if t == "LeaseEnded" or (t == "Alert" and ev.get("cleared")):
-            self.keyed.pop(key, None)
-            return
-        if t in ("TransferProgress", "TransferFinished", "TransferFailed") and key in self.keyed:
-            merged = dict(self.keyed[key])  # keep path/options of the start, add the outcome
-            merged.update({k: v for k, v in ev.items() if v not in (None, "", {}, [])})
-            merged["type"], merged["state"] = "TransferStarted", t
-            ev = merged
-        self.keyed[key] = ev
-        self.keyed.move_to_end(key)
-        if t in ("TransferFinished", "TransferFailed"):
-            self.finished_transfers.append(key)
-            while len(self.finished_transfers) > 500:
-                self.keyed.pop(self.finished_transfers.popleft(), None)
-
-    def replay(self) -> list[dict[str, Any]]:
-        out = [self.started] if self.started else []
-        out.extend(self.recent)
-        out.extend(self.keyed.values())
-        return out
 
 
 class ServiceRunner:
@@ -216,21 +156,32 @@ class ServiceRunner:
 
     async def _pump_events(self) -> None:
         """Keep up with the service: one read per chunk of lines, not per line (a service never
-        waits for us, pxetui/emitter.py, so whatever we fail to read it drops and counts)."""
+        waits for us, pxetui/emitter.py, so whatever we fail to read it drops and counts).
+        Each line is rebuilt as its event class here, once: everything downstream is typed."""
         assert self.proc and self.proc.stdout
         reader = LineReader(self.proc.stdout)
+        bad = 0
         async for lines in reader.batches():
             for line in lines:
                 try:
-                    ev = loads(line)
-                except ValueError:
+                    d = loads(line)
+                    if not isinstance(d, dict):
+                        raise EventDecodeError("not a JSON object")
+                    ev = from_dict(d)
+                except ValueError as exc:  # EventDecodeError is one
+                    bad += 1
+                    if bad == 1:  # the first says what is wrong; the rest are counted below
+                        self.sup.publish(Log(service=self.name, level_name="error",
+                                             message=f"bad event line {line[:200]!r}: {exc}"))
                     continue
-                if isinstance(ev, dict) and "type" in ev:
-                    ev.setdefault("service", self.name)
-                    if ev["type"] == "ServiceState":
-                        ev["restarts"] = self.restarts
-                        self.ever_running |= ev.get("state") == "running"
-                    self.sup.relay(ev)
+                ev.service = ev.service or self.name
+                if isinstance(ev, ServiceState):
+                    ev.restarts = self.restarts
+                    self.ever_running |= ev.state == "running"
+                self.sup.relay(ev)
+        if bad > 1:
+            self.sup.publish(Log(service=self.name, level_name="error",
+                                 message=f"{bad} bad event lines skipped"))
         if reader.skipped:
             self.sup.publish(Log(service=self.name, level_name="error",
                                  message=f"{reader.skipped} over-long event lines skipped"))
@@ -270,11 +221,14 @@ class ServiceRunner:
 
 class Supervisor:
     def __init__(self, cfg: Config, names: list[str] | None = None,
-                 on_event: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_event: Callable[[Event], None] | None = None) -> None:
         self.cfg = cfg
         self.names = services_for(cfg) if names is None else names
         self.on_event = on_event
-        self.cache = StateCache()
+        # The one fold of the event stream (pxetui/state.py): what a UI attaching late is
+        # replayed, with the newest events that change no table.
+        self.state = EngineState(log_size=0, finished_keep=FINISHED_KEEP, track_dirty=False)
+        self.recent: deque[Event] = deque(maxlen=HISTORY)
         # One queue per attached UI, of (type, encoded event line) (None: the end of its
         # stream), with how many it may hold: its replay plus events.ui_queue_max.
         self.subscribers: dict[asyncio.Queue[tuple[str, bytes] | None], int] = {}
@@ -291,37 +245,48 @@ class Supervisor:
 
     # -- events ---------------------------------------------------------------------------
     def publish(self, ev: Event) -> None:
-        self.relay(ev.to_dict())
+        self.relay(ev)
 
-    def relay(self, ev: dict[str, Any]) -> None:
-        self._emit(ev)
-        if ev.get("type") == "BootCallback" and ev.get("mac") in self.boot_once_entries:
-            self._boot_once_used(str(ev["mac"]))
-        if self.tracker is not None and ev.get("type") not in ("ClientUpdate", "Log"):
-            self._derive(self.tracker.feed, ev)
+    def relay(self, ev: Event) -> None:
+        line = self._emit(ev)
+        if isinstance(ev, BootCallback) and ev.mac in self.boot_once_entries:
+            self._boot_once_used(str(ev.mac))
+        if self.tracker is not None and not isinstance(ev, (ClientUpdate, Log)):
+            self._derive(self.tracker.feed, line if line is not None else ev.to_dict())
 
     def _derive(self, step: Callable[[Any], list[Event]], arg: Any) -> None:
         """Emit what a tracker step (feed an event, tick the clock) derives."""
         try:
             derived = step(arg)
         except Exception as exc:  # a tracker bug must not take the engine down
-            self._emit(Log(service="tracker", level_name="error", message=f"tracker: {exc!r}").to_dict())
+            self._emit(Log(service="tracker", level_name="error", message=f"tracker: {exc!r}"))
             return
         for d in derived:
-            self._emit(d.to_dict())
+            self._emit(d)
 
-    def _emit(self, ev: dict[str, Any]) -> None:
-        self.cache.add(ev)
+    def _emit(self, ev: Event) -> dict[str, Any] | None:
+        """Fold the event into the state (or the history), hand it to every UI; the event as
+        a dict when one was made (the tracker reads that one, not a second copy)."""
+        self.state.apply(ev)
+        if type(ev).__name__ not in STATEFUL:
+            self.recent.append(ev)
         if self.on_event:
             self.on_event(ev)
         if not self.subscribers:
-            return
-        item = (str(ev.get("type")), dumps(ev) + b"\n")  # once per event, however many UIs
+            return None
+        d = ev.to_dict()
+        item = (d["type"], dumps(d) + b"\n")  # once per event, however many UIs
         cut = [q for q, most in self.subscribers.items() if q.qsize() >= most]
         for q in self.subscribers:
             q.put_nowait(item)
         for q in cut:
             self._cut(q)
+        return d
+
+    def replay(self) -> list[Event]:
+        """What a UI attaching now is sent: the state as events (every client whole, though
+        live ClientUpdates are deltas), then the recent history."""
+        return [*self.state.snapshot(), *self.recent]
 
     def _cut(self, q: asyncio.Queue[tuple[str, bytes] | None]) -> None:
         """A UI that stopped reading: cut it loose, keep serving. It reattaches and gets the
@@ -333,7 +298,7 @@ class Supervisor:
             if item is not None:
                 lost[item[0]] += 1
         q.put_nowait(None)
-        self._emit(EventsDropped(service="ui", counts=dict(lost), total=sum(lost.values())).to_dict())
+        self._emit(EventsDropped(service="ui", counts=dict(lost), total=sum(lost.values())))
 
     # -- per-host overrides ---------------------------------------------------------------
     def _reload_hosts(self) -> None:
@@ -365,6 +330,8 @@ class Supervisor:
         self.identity = privileges.service_identity(self.cfg)
         self.cfg.state_path.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.tracker = Tracker(db_path=self.cfg.db_path, config=self.cfg.tracker)
+        for u in self.tracker.snapshot():  # the clients a previous run left in the database
+            self.state.apply(u)
         self._reload_hosts()
         self._prepare_files()
         self.publish(EngineStarted(
@@ -410,7 +377,7 @@ class Supervisor:
             try:
                 tracker.close()  # writes what it still holds back (saves are lazy)
             except Exception as exc:  # noqa: BLE001 - the stop goes on
-                self._emit(Log(service="tracker", level_name="error", message=f"tracker: {exc!r}").to_dict())
+                self._emit(Log(service="tracker", level_name="error", message=f"tracker: {exc!r}"))
         for q in list(self.subscribers):
             q.put_nowait(None)
         if self._server:
@@ -431,11 +398,8 @@ class Supervisor:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         q: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
-        replay = self.cache.replay()
-        if self.tracker is not None:  # every client whole (live ClientUpdates are deltas)
-            replay += [u.to_dict() for u in self.tracker.snapshot()]
-        for ev in replay:
-            q.put_nowait((str(ev.get("type")), dumps(ev) + b"\n"))
+        for ev in self.replay():
+            q.put_nowait((ev.type, dumps(ev.to_dict()) + b"\n"))
         self.subscribers[q] = q.qsize() + self.cfg.events.ui_queue_max
 
         async def commands() -> None:

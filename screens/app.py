@@ -130,7 +130,9 @@ class PxetuiApp(App):
                     view.invalidate()
             self.state.connected = True
             self.state.mark("engine")
-            async for ev in self.source.events():
+            # typed where the source can (the control socket): the fold takes either
+            stream = getattr(self.source, "typed_events", self.source.events)
+            async for ev in stream():
                 self.state.apply(ev)
                 n += 1
                 if n % YIELD_EVERY == 0:

@@ -9,8 +9,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pxetui.events import Event, apply_file_rows
+from pxetui.events import (
+    Alert,
+    ClientForgotten,
+    ClientUpdate,
+    Event,
+    ForeignDhcpServer,
+    LeaseGranted,
+    TransferFailed,
+    TransferFinished,
+    TransferProgress,
+    TransferStarted,
+)
 from pxetui.logfmt import human_size
+from pxetui.state import ClientInfo, EngineState, client_update, foreign_server
 
 
 def clock(ts: float) -> str:
@@ -35,66 +47,77 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
+TRANSFER_EVENTS = (TransferStarted, TransferProgress, TransferFinished, TransferFailed)
+
+
+def _folder() -> EngineState:
+    return EngineState(log_size=0, track_dirty=False)
+
+
 @dataclass
 class View:
-    """The lease, transfer, server and client tables, kept from events."""
+    """The lease, server and client tables, read off the one fold of the event stream
+    (pxetui/state.py, as the supervisor and the UI keep it), and the transfer list: a display
+    list of its own, bounded by rows (MAX_TRANSFERS), for capture shows transfers it never
+    sees end."""
 
-    leases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    state: EngineState = field(default_factory=_folder)
     transfers: dict[str, dict[str, Any]] = field(default_factory=dict)
-    servers: dict[str, dict[str, Any]] = field(default_factory=dict)
-    clients: dict[str, dict[str, Any]] = field(default_factory=dict)
-    files: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # mac -> id -> row
-    alerts: dict[str, str] = field(default_factory=dict)
+    alerts: dict[str, str] = field(default_factory=dict)  # what capture itself raised
+
+    @property
+    def servers(self) -> dict[str, ForeignDhcpServer]:
+        return {ip: foreign_server(s) for ip, s in self.state.foreign.items()}
+
+    @property
+    def clients(self) -> dict[str, ClientInfo]:
+        return self.state.clients
 
     def client_states(self) -> list[dict[str, Any]]:
-        """Each client's last update with every file row it fetched (updates carry deltas)."""
-        return [{**d, "files": list(self.files.get(mac, {}).values())} for mac, d in self.clients.items()]
+        """Each client whole, as its full ClientUpdate (updates carry deltas of the files)."""
+        return [client_update(c).to_dict() for c in self.state.clients.values()]
 
     def apply(self, ev: Event) -> str | None:
         """Update the tables; return one line describing the change, or None if none."""
-        d = ev.to_dict()
-        t = d["type"]
-        if t == "LeaseGranted":
-            self.leases[d["mac"]] = d
-            owner = "pxetui" if d.get("ours") and d.get("service") != "capture" else d.get("server_ip")
-            return f"{clock(d['ts'])} lease    {d['mac']} {d['ip']} from {owner}"
-        if t == "ForeignDhcpServer":
-            self.servers[d["server_ip"]] = d
-            what = d.get("boot_file") or "no boot file"
-            return (f"{clock(d['ts'])} server   DHCP server {d['server_ip']} ({d.get('server_mac') or '?'}) "
-                    f"offers {d.get('offered') or 'boot info only'}, {what}")
-        if t == "Alert":
-            self.alerts[d["key"]] = d["message"]
-            return f"{clock(d['ts'])} ALERT    {d['message']}"
-        if t == "TransferStarted":
-            self.transfers[d["transfer_id"]] = {**d, "state": "running", "bytes": 0}
+        before = self.state.clients.get(ev.mac or "") if isinstance(ev, ClientUpdate) else None
+        seen = (before.stage, before.diagnosis) if before is not None else None
+        if not isinstance(ev, TRANSFER_EVENTS):
+            self.state.apply(ev)
+        at = clock(ev.ts)
+        if isinstance(ev, LeaseGranted):
+            owner = "pxetui" if ev.ours and ev.service != "capture" else ev.server_ip
+            return f"{at} lease    {ev.mac} {ev.ip} from {owner}"
+        if isinstance(ev, ForeignDhcpServer):
+            return (f"{at} server   DHCP server {ev.server_ip} ({ev.server_mac or '?'}) "
+                    f"offers {ev.offered or 'boot info only'}, {ev.boot_file or 'no boot file'}")
+        if isinstance(ev, Alert):
+            self.alerts[ev.key] = ev.message
+            return f"{at} ALERT    {ev.message}"
+        if isinstance(ev, TransferStarted):
+            self.transfers[ev.transfer_id] = {"ip": ev.ip, "protocol": ev.protocol, "path": ev.path,
+                                              "size": ev.size, "state": "running", "bytes": 0}
             while len(self.transfers) > MAX_TRANSFERS:  # a long watch: keep memory bounded
                 del self.transfers[next(iter(self.transfers))]
-            srv = (d.get("options") or {}).get("server", "")
-            return f"{clock(d['ts'])} transfer {d['protocol']} {d.get('ip')} <- {srv} {d['path']}"
-        if t in ("TransferProgress", "TransferFinished", "TransferFailed"):
-            row = self.transfers.get(d["transfer_id"])
+            srv = (ev.options or {}).get("server", "")
+            return f"{at} transfer {ev.protocol} {ev.ip} <- {srv} {ev.path}"
+        if isinstance(ev, TRANSFER_EVENTS):
+            row = self.transfers.get(ev.transfer_id)
             if row is None:
                 return None
-            row["bytes"] = d.get("bytes_done") or row["bytes"]
-            row["size"] = d.get("size") or row.get("size")
-            if t == "TransferProgress":
+            row["bytes"] = ev.bytes_done or row["bytes"]
+            row["size"] = getattr(ev, "size", None) or row.get("size")
+            if isinstance(ev, TransferProgress):
                 return None
-            row["state"] = "done" if t == "TransferFinished" else f"failed: {d.get('reason')}"
-            return f"{clock(d['ts'])} transfer {row['path']} {row['state']} ({human_size(row['bytes'])})"
-        if t == "ClientForgotten":
-            self.clients.pop(d["mac"], None)
-            self.files.pop(d["mac"], None)
-            return f"{clock(d['ts'])} client   {d['mac']} forgotten ({d.get('reason') or 'by request'})"
-        if t == "ClientUpdate":
-            old = self.clients.get(d["mac"])
-            apply_file_rows(self.files.setdefault(d["mac"], {}), d)
-            self.clients[d["mac"]] = d
-            if old and old["stage"] == d["stage"] and old["diagnosis"] == d["diagnosis"]:
+            row["state"] = "done" if isinstance(ev, TransferFinished) else f"failed: {ev.reason}"
+            return f"{at} transfer {row['path']} {row['state']} ({human_size(row['bytes'])})"
+        if isinstance(ev, ClientForgotten):
+            return f"{at} client   {ev.mac} forgotten ({ev.reason or 'by request'})"
+        if isinstance(ev, ClientUpdate) and ev.mac:
+            if seen == (ev.stage, ev.diagnosis):
                 return None
-            line = f"{clock(d['ts'])} client   {d['mac']} {d.get('ip') or ''} stage {d['stage']}"
-            if d["diagnosis"]:
-                line += f"\n         diagnosis: {d['diagnosis']}"
+            line = f"{at} client   {ev.mac} {ev.ip or ''} stage {ev.stage}"
+            if ev.diagnosis:
+                line += f"\n         diagnosis: {ev.diagnosis}"
             return line
         return None
 
@@ -102,11 +125,12 @@ class View:
         parts = []
         parts.append("DHCP servers seen\n" + table(
             ["server", "mac", "offers", "boot file"],
-            [[s["server_ip"], s.get("server_mac") or "?", s.get("offered") or "boot info only",
-              s.get("boot_file") or "-"] for s in self.servers.values()]))
+            [[s.server_ip, s.server_mac or "?", s.offered or "boot info only", s.boot_file or "-"]
+             for s in self.state.foreign.values()]))
         parts.append("Leases\n" + table(
             ["mac", "ip", "server", "hostname"],
-            [[mac, d["ip"], d.get("server_ip") or "?", d.get("hostname") or ""] for mac, d in self.leases.items()]))
+            [[le.mac, le.ip, le.server_ip or "?", le.hostname or ""]
+             for le in self.state.leases.values()]))
         shown = list(self.transfers.values())[-SHOW_TRANSFERS:]
         older = len(self.transfers) - len(shown)
         parts.append("Transfers" + (f" (the last {len(shown)}; {older} older not shown)" if older else "")
@@ -117,8 +141,7 @@ class View:
              for d in shown]))
         parts.append("Clients\n" + table(
             ["mac", "ip", "firmware", "stage", "last"],
-            [[mac, d.get("ip") or "", d.get("firmware") or "", d["stage"], d.get("last_event") or ""]
-             for mac, d in self.clients.items()]))
+            [[c.mac, c.ip or "", c.firmware, c.stage, c.last_event] for c in self.state.clients.values()]))
         for d in self.client_states():
             parts.append(timeline(d))
         return "\n\n".join(parts)

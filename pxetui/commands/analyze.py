@@ -64,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if args.json:  # one JSON object per line: servers, alerts, then each client's last update
         for s in view.servers.values():
-            print(json.dumps(s, default=str))
+            print(json.dumps(s.to_dict(), default=str))
         for key, msg in view.alerts.items():
             print(json.dumps({"type": "Alert", "key": key, "message": msg}))
         for c in view.client_states():
@@ -74,7 +74,7 @@ def main(args: argparse.Namespace) -> int:
         print()
     if view.servers:
         print("DHCP servers seen: " + ", ".join(
-            f"{s['server_ip']} ({s.get('server_mac') or '?'}, boot file {s.get('boot_file') or 'none'})"
+            f"{s.server_ip} ({s.server_mac or '?'}, boot file {s.boot_file or 'none'})"
             for s in view.servers.values()))
     for msg in view.alerts.values():
         print(f"alert: {msg}")

@@ -37,7 +37,7 @@ from pxetui.events import (
     loads,
 )
 from pxetui.state import EngineState
-from pxetui.supervisor import OBSERVER_NICE, SERVING_NICE, StateCache, Supervisor, prioritize
+from pxetui.supervisor import OBSERVER_NICE, SERVING_NICE, Supervisor, prioritize
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -315,21 +315,21 @@ async def test_reader_splits_chunks_into_lines_and_skips_an_overlong_one():
 # -- the supervisor's end -------------------------------------------------------------------
 
 
-def test_drops_fold_into_one_running_total_per_service_for_late_uis():
+def test_drops_fold_into_one_running_total_per_service_for_late_uis(tmp_path):
+    cfg = Config.from_dict({"interface": "eth0", "state_dir": str(tmp_path / "st")})
+    sup = Supervisor(cfg, names=[])
     live = EngineState()
-    cache = StateCache()
     for e in (EventsDropped(service="dhcp", counts={"DhcpPacket": 70, "Log": 3}, total=73),
               EventsDropped(service="tftp", counts={"TransferProgress": 5}, total=5),
               EventsDropped(service="dhcp", counts={"DhcpPacket": 30}, total=30)):
-        d = e.to_dict()
-        live.apply(d)
-        cache.add(d)
-    replayed = [e for e in cache.replay() if e["type"] == "EventsDropped"]
-    assert {e["service"]: (e["counts"], e["total"]) for e in replayed} == {
+        live.apply(e)
+        sup.relay(e)
+    replayed = [e for e in sup.replay() if isinstance(e, EventsDropped)]
+    assert {e.service: (e.counts, e.total) for e in replayed} == {
         "dhcp": ({"DhcpPacket": 100, "Log": 3}, 103), "tftp": ({"TransferProgress": 5}, 5)}
     late = EngineState()
-    for d in cache.replay():
-        late.apply(d)
+    for e in sup.replay():
+        late.apply(e)
     assert live.dropped == late.dropped == Counter({"dhcp": 103, "tftp": 5})
 
 
@@ -372,7 +372,7 @@ async def test_a_ui_that_stops_reading_is_cut_and_its_losses_are_counted(tmp_pat
     finally:
         stuck.close()
         await sup.stop()
-    (lost,) = [e for e in sup.cache.replay() if e["type"] == "EventsDropped"]
+    (lost,) = [e.to_dict() for e in sup.replay() if isinstance(e, EventsDropped)]
     assert lost["service"] == "ui"
     storm = [e for e in received if e["type"] == "DhcpIgnored"]
     assert all("storm" in e["reason"] for e in storm)  # nothing after the cut

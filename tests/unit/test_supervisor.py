@@ -5,16 +5,8 @@ import asyncio
 from pxetui import store
 from pxetui.config import Config
 from pxetui.control import ControlClient, is_live, socket_path
-from pxetui.events import (
-    DhcpModeDecided,
-    LeaseEnded,
-    LeaseGranted,
-    ServiceState,
-    TransferFinished,
-    TransferProgress,
-    TransferStarted,
-)
-from pxetui.supervisor import StateCache, Supervisor, ports_needed, services_for
+from pxetui.events import from_dict
+from pxetui.supervisor import Supervisor, ports_needed, services_for
 
 
 def cfg_for(tmp_path, **raw) -> Config:
@@ -31,44 +23,7 @@ def test_services_and_ports_follow_config(tmp_path):
     assert ports_needed(cfg, ["dhcp"]) == {67: "udp", 4011: "udp"}
 
 
-def test_state_cache_keeps_latest_per_key_and_drops_ended():
-    c = StateCache()
-    c.add(LeaseGranted(ip="10.0.0.5", mac="aa:bb:cc:dd:ee:01").to_dict())
-    c.add(LeaseGranted(ip="10.0.0.6", mac="aa:bb:cc:dd:ee:02").to_dict())
-    c.add(LeaseEnded(ip="10.0.0.5", reason="released").to_dict())
-    c.add(TransferStarted(transfer_id="t1", path="pxelinux.0", size=100, options={"blksize": 1432}).to_dict())
-    c.add(TransferProgress(transfer_id="t1", bytes_done=50).to_dict())
-    c.add(TransferFinished(transfer_id="t1", bytes_done=100, seconds=0.5).to_dict())
-    replay = c.replay()
-    leases = [e for e in replay if e["type"] == "LeaseGranted"]
-    assert [e["ip"] for e in leases] == ["10.0.0.6"]
-    (t,) = [e for e in replay if e.get("transfer_id") == "t1"]
-    # the start's path and options survive, the outcome is merged in
-    assert t["path"] == "pxelinux.0" and t["options"] == {"blksize": 1432}
-    assert t["bytes_done"] == 100 and t["state"] == "TransferFinished"
-
-
-def test_state_cache_keeps_one_state_per_service_and_one_dhcp_mode():
-    c = StateCache()
-    for state in ("starting", "running"):
-        c.add(ServiceState(service="tftp", state=state).to_dict())
-    c.add(ServiceState(service="http", state="starting").to_dict())
-    c.add(DhcpModeDecided(mode="full").to_dict())
-    c.add(DhcpModeDecided(mode="proxy", reason="another server answered").to_dict())
-    replay = c.replay()
-    assert {e["service"]: e["state"] for e in replay if e["type"] == "ServiceState"} == {
-        "tftp": "running", "http": "starting"}
-    assert len([e for e in replay if e["type"] == "ServiceState"]) == 2
-    assert [e["mode"] for e in replay if e["type"] == "DhcpModeDecided"] == ["proxy"]
-
-
-def test_finished_transfers_are_bounded():
-    c = StateCache()
-    for i in range(700):
-        c.add(TransferStarted(transfer_id=f"t{i}").to_dict())
-        c.add(TransferFinished(transfer_id=f"t{i}").to_dict())
-    kept = [e["transfer_id"] for e in c.replay() if e.get("transfer_id")]
-    assert kept == [f"t{i}" for i in range(200, 700)]  # the newest 500, oldest first
+# The replay cache's rules (one state per key, bounded history) are pinned in test_fold.py.
 
 
 async def test_control_socket_replays_state_and_takes_commands(tmp_path):
@@ -112,8 +67,8 @@ async def test_control_socket_replays_state_and_takes_commands(tmp_path):
         conn.close()
         await client.send({"cmd": "stop"})
         await asyncio.wait_for(sup.wait(), 5)
-        warn = [e for e in sup.cache.replay() if e["type"] == "Log" and "bad command" in e.get("message", "")]
-        assert warn and "unknown command 'no-such-command'" in warn[0]["message"]
+        warn = [e for e in sup.replay() if e.type == "Log" and "bad command" in e.message]
+        assert warn and "unknown command 'no-such-command'" in warn[0].message
         await client.close()
     finally:
         await sup.stop()
@@ -163,7 +118,7 @@ async def test_stop_writes_what_the_tracker_still_holds(tmp_path):
             {"type": "TransferProgress", "ts": now + 0.2, "service": "tftp", "ip": ip, "transfer_id": "t",
              "bytes_done": 600, "size": 1000},
         ):
-            sup.relay(ev)
+            sup.relay(from_dict(ev))
         conn = store.connect(cfg.db_path)
         row = conn.execute("SELECT data FROM tracker_files WHERE mac=?", (mac,)).fetchone()
         conn.close()
@@ -187,10 +142,10 @@ async def test_a_late_ui_gets_every_file_of_a_client_though_live_updates_are_del
     await sup.start()
     mac, ip = "52:54:00:aa:bb:08", "10.99.0.58"
     try:
-        sup.relay({"type": "LeaseGranted", "ts": 1.0, "service": "dhcp", "mac": mac, "ip": ip})
+        sup.relay(from_dict({"type": "LeaseGranted", "ts": 1.0, "service": "dhcp", "mac": mac, "ip": ip}))
         for i in range(5):
-            sup.relay({"type": "TransferStarted", "ts": 2.0 + i, "service": "http", "ip": ip,
-                       "transfer_id": f"h{i}", "protocol": "http", "path": f"/f{i}"})
+            sup.relay(from_dict({"type": "TransferStarted", "ts": 2.0 + i, "service": "http", "ip": ip,
+                                 "transfer_id": f"h{i}", "protocol": "http", "path": f"/f{i}"}))
         client = await ControlClient.connect(socket_path(cfg.state_dir))
         late = EngineState()
         async def until_client():

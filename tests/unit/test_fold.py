@@ -1,0 +1,242 @@
+"""The one fold of the event stream (pxetui/state.py): a UI that attaches late, rebuilt from the
+supervisor's replay, holds exactly the state of a UI that watched live."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pxetui.config import Config
+from pxetui.control import ControlClient, socket_path
+from pxetui.events import (
+    Alert,
+    ClientForgotten,
+    ClientUpdate,
+    DhcpModeDecided,
+    DhcpPacket,
+    EngineStarted,
+    Event,
+    EventsDropped,
+    ForeignDhcpServer,
+    IsoImported,
+    LeaseEnded,
+    LeaseGranted,
+    LimitHit,
+    Log,
+    MenuChanged,
+    PoolExhausted,
+    ServiceState,
+    TransferFailed,
+    TransferFinished,
+    TransferProgress,
+    TransferStarted,
+)
+from pxetui.state import EngineState
+from pxetui.supervisor import Supervisor
+
+MAC, IP = "52:54:00:aa:bb:20", "10.99.0.70"
+
+
+def fold(events: list[Event], keep: int = 300) -> EngineState:
+    s = EngineState(finished_keep=keep)
+    for e in events:
+        s.apply(e)
+    return s
+
+
+def cfg_for(tmp_path) -> Config:
+    cfg = Config.from_dict({"interface": "eth0", "state_dir": str(tmp_path / "st")})
+    cfg.server_ip, cfg.netmask = "10.99.0.1", "255.255.255.0"
+    return cfg
+
+
+async def test_a_late_ui_keeps_the_wire_lease_our_lease_ended_beside(tmp_path):
+    """Issue 14: our lease and a lease capture saw on the wire hold one address; our lease
+    ends. The live UI keeps the wire lease, and so must a UI attaching afterwards (the old
+    replay cache keyed leases by address: the end of ours took the wire's with it)."""
+    cfg = cfg_for(tmp_path)
+    sup = Supervisor(cfg, names=[])
+    live = EngineState()
+    sup.on_event = live.apply
+    await sup.start()
+    try:
+        sup.relay(LeaseGranted(ts=1.0, service="dhcp", mac=MAC, ip=IP, expires=3601.0))
+        sup.relay(LeaseGranted(ts=1.5, service="capture", mac=MAC, ip=IP, ours=False,
+                               server_ip="10.99.0.2", expires=7201.0))
+        sup.relay(LeaseEnded(ts=2.0, service="dhcp", mac=MAC, ip=IP, reason="released"))
+        assert [(le.ours, le.server_ip) for le in live.leases.values()] == [(False, "10.99.0.2")]
+
+        n = len(sup.replay())  # what the next UI is sent before anything live
+        client = await ControlClient.connect(socket_path(cfg.state_dir))
+        late = EngineState()
+
+        async def take_replay() -> None:
+            got = 0
+            async for ev in client.typed_events():
+                late.apply(ev)
+                got += 1
+                if got == n:
+                    return
+        await asyncio.wait_for(take_replay(), 5)
+        await client.close()
+        assert [(le.ours, le.server_ip) for le in late.leases.values()] == [(False, "10.99.0.2")]
+        assert late.folded() == live.folded()
+    finally:
+        await sup.stop()
+
+
+async def test_the_supervisor_replays_one_state_per_key_and_bounded_history(tmp_path):
+    """What the old StateCache pinned, now through the one fold: the latest state per service,
+    one DHCP mode, ended leases gone, a transfer's start merged with its outcome, and the
+    newest FINISHED_KEEP finished transfers, oldest first."""
+    cfg = cfg_for(tmp_path)
+    sup = Supervisor(cfg, names=[])
+    for state in ("starting", "running"):
+        sup.relay(ServiceState(service="tftp", state=state))
+    sup.relay(ServiceState(service="http", state="starting"))
+    sup.relay(DhcpModeDecided(mode="full"))
+    sup.relay(DhcpModeDecided(mode="proxy", reason="another server answered"))
+    sup.relay(LeaseGranted(ip="10.0.0.5", mac="aa:bb:cc:dd:ee:01"))
+    sup.relay(LeaseGranted(ip="10.0.0.6", mac="aa:bb:cc:dd:ee:02"))
+    sup.relay(LeaseEnded(ip="10.0.0.5", reason="released"))
+    sup.relay(TransferStarted(transfer_id="t", path="pxelinux.0", size=100, options={"blksize": 1432}))
+    sup.relay(TransferProgress(transfer_id="t", bytes_done=50))
+    sup.relay(TransferFinished(transfer_id="t", bytes_done=100, seconds=0.5))
+    replay = sup.replay()
+    assert {e.service: e.state for e in replay if isinstance(e, ServiceState)} == {
+        "tftp": "running", "http": "starting"}
+    assert [e.mode for e in replay if isinstance(e, DhcpModeDecided)] == ["proxy"]
+    assert [e.ip for e in replay if isinstance(e, LeaseGranted)] == ["10.0.0.6"]
+    t = fold(replay).transfers["t"]
+    assert (t.path, t.options, t.bytes_done, t.status) == ("pxelinux.0", {"blksize": 1432}, 100, "done")
+
+    for i in range(700):
+        sup.relay(TransferStarted(transfer_id=f"t{i}"))
+        sup.relay(TransferFinished(transfer_id=f"t{i}"))
+    kept = [e.transfer_id for e in sup.replay() if isinstance(e, TransferStarted)]
+    assert kept == [f"t{i}" for i in range(200, 700)]  # the newest 500, oldest first
+
+
+# -- the property: fold(live) == fold(replay(fold(live))) ------------------------------------
+
+MACS = st.sampled_from(["52:54:00:00:00:01", "52:54:00:00:00:02", "52:54:00:00:00:03"])
+IPS = st.sampled_from(["10.0.0.5", "10.0.0.6"])
+TIDS = st.sampled_from([f"t{i}" for i in range(6)])
+SERVICES = st.sampled_from(["dhcp", "tftp", "http", "capture", "ui"])
+KEYS = st.sampled_from(["service:tftp", "stuck:52:54:00:00:00:01", "foreign-dhcp:10.0.0.2",
+                        "loader:uefi64", "pool:main"])
+WORDS = st.sampled_from(["", "a", "timed out", "port 69 in use"])
+TS = st.floats(min_value=0, max_value=100, allow_nan=False)
+ROWS = st.lists(st.fixed_dictionaries({"id": st.sampled_from(["a", "b", "c", "d"]),
+                                       "status": st.sampled_from(["running", "done"]),
+                                       "bytes": st.integers(0, 99)}), max_size=3)
+
+EVENTS = st.one_of(
+    st.builds(EngineStarted, ts=TS, interface=WORDS, dhcp_mode=st.sampled_from(["auto", "full"]),
+              http_port=st.integers(0, 9000)),
+    st.builds(DhcpModeDecided, ts=TS, mode=st.sampled_from(["full", "proxy", ""]), reason=WORDS,
+              other_server=st.none() | st.just("10.0.0.2")),
+    st.builds(ServiceState, ts=TS, service=SERVICES,
+              state=st.sampled_from(["starting", "running", "restarting", "failed", "stopped"]),
+              reason=WORDS, pid=st.none() | st.integers(1, 9), restarts=st.integers(0, 3),
+              ports=st.lists(st.integers(1, 9), max_size=2)),
+    st.builds(EventsDropped, ts=TS, service=SERVICES, total=st.integers(-1, 50),
+              counts=st.dictionaries(st.sampled_from(["Log", "DhcpPacket"]), st.integers(-1, 9))),
+    st.builds(Alert, ts=TS, key=KEYS, severity=st.sampled_from(["warning", "error"]),
+              message=WORDS, cleared=st.booleans()),
+    st.builds(ForeignDhcpServer, ts=TS, server_ip=st.sampled_from(["10.0.0.2", "10.0.0.3"]),
+              offered=st.none() | IPS, boot_file=st.none() | st.just("undionly.kpxe")),
+    st.builds(PoolExhausted, ts=TS, pool=st.sampled_from(["main"])),
+    st.builds(LimitHit, ts=TS, ip=st.none() | IPS, limit=st.sampled_from(["tftp.max_per_client"]),
+              count=st.integers(0, 5), message=WORDS),
+    st.builds(LeaseGranted, ts=TS, mac=MACS, ip=IPS, ours=st.booleans(),
+              server_ip=st.none() | st.just("10.0.0.2"), expires=TS,
+              state=st.sampled_from(["offered", "bound"])),
+    st.builds(LeaseEnded, ts=TS, mac=st.none() | MACS, ip=st.none() | IPS, ours=st.booleans()),
+    st.builds(TransferStarted, ts=TS, transfer_id=TIDS, ip=st.none() | IPS, path=WORDS,
+              size=st.none() | st.integers(0, 1000), options=st.just({"blksize": 1432})),
+    st.builds(TransferProgress, ts=TS, transfer_id=TIDS, bytes_done=st.integers(0, 1000),
+              size=st.none() | st.integers(0, 1000), rate=st.floats(0, 10), retransmits=st.integers(0, 2)),
+    st.builds(TransferFinished, ts=TS, transfer_id=TIDS, bytes_done=st.integers(0, 1000),
+              rate=st.floats(0, 10), retransmits=st.integers(0, 2)),
+    st.builds(TransferFailed, ts=TS, transfer_id=TIDS, bytes_done=st.integers(0, 1000), reason=WORDS),
+    st.builds(ClientUpdate, ts=TS, mac=MACS, ip=st.none() | IPS,
+              stage=st.sampled_from(["discover", "kernel"]), diagnosis=WORDS, full=st.booleans(),
+              files=ROWS, files_removed=st.lists(st.sampled_from(["a", "b"]), max_size=1),
+              stages=st.lists(st.fixed_dictionaries({"stage": st.just("discover"), "ts": TS}),
+                              max_size=2),
+              boot=st.integers(0, 2), files_dropped=st.integers(0, 3)),
+    st.builds(ClientForgotten, ts=TS, mac=MACS),
+    st.builds(IsoImported, ts=TS, name=st.sampled_from(["debian", "alpine"]), path=WORDS),
+    st.builds(Log, ts=TS, message=WORDS),
+    st.builds(DhcpPacket, ts=TS, mac=MACS, msg_type=st.sampled_from(["DISCOVER", "ACK"])),
+    st.builds(MenuChanged, ts=TS, entries=st.integers(0, 3)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(EVENTS, max_size=60))
+def test_the_replay_of_a_fold_folds_to_the_same_state(events: list[Event]):
+    live = fold(events, keep=3)
+    assert fold(live.snapshot(), keep=3).folded() == live.folded()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(EVENTS, max_size=60))
+def test_a_late_ui_equals_a_live_one_though_the_supervisor_keeps_more_history(events: list[Event]):
+    """The supervisor keeps more finished transfers than a UI: the late UI trims the replay
+    to exactly what the live UI kept."""
+    sup = EngineState(log_size=0, finished_keep=5, track_dirty=False)
+    for e in events:
+        sup.apply(e)
+    assert fold(sup.snapshot(), keep=3).folded() == fold(events, keep=3).folded()
+
+
+async def test_service_lines_are_rebuilt_as_their_classes_once_and_bad_ones_named(tmp_path):
+    from types import SimpleNamespace
+
+    from pxetui.supervisor import ServiceRunner
+
+    sup = Supervisor(cfg_for(tmp_path), names=[])
+    runner = ServiceRunner(sup, "dhcp")
+    stream = asyncio.StreamReader()
+    stream.feed_data(b'{"type": "DhcpPacket", "ts": 1.0, "mac": "52:54:00:aa:bb:21", "msg_type": "DISCOVER"}\n'
+                     b'{"type": "NoSuchEvent", "ts": 2.0}\n'
+                     b'not json\n'
+                     b'{"type": "ServiceState", "ts": 3.0, "state": "running", "ports": [67]}\n')
+    stream.feed_eof()
+    runner.proc = SimpleNamespace(stdout=stream)  # type: ignore[assignment]
+    seen: list[Event] = []
+    sup.on_event = seen.append
+    await runner._pump_events()
+    pkt, bad, health, count = seen
+    assert isinstance(pkt, DhcpPacket) and pkt.service == "dhcp" and pkt.msg_type == "DISCOVER"
+    assert isinstance(bad, Log) and bad.level_name == "error" and "NoSuchEvent" in bad.message
+    assert isinstance(health, ServiceState) and health.service == "dhcp" and runner.ever_running
+    assert isinstance(count, Log) and count.message == "2 bad event lines skipped"
+    assert sup.state.services["dhcp"].ports == [67]
+
+
+async def test_clients_a_previous_run_left_are_in_the_replay(tmp_path):
+    import time
+
+    cfg = cfg_for(tmp_path)
+    now = time.time()
+    first = Supervisor(cfg, names=[])
+    await first.start()
+    try:
+        first.relay(DhcpPacket(ts=now, service="dhcp", mac=MAC, msg_type="ACK", xid=1,
+                               direction="out", arch=0, yiaddr=IP, server_ip="10.99.0.1"))
+        first.relay(TransferStarted(ts=now + 0.1, service="tftp", ip=IP, transfer_id="t",
+                                    path="pxelinux.0", size=1000))
+    finally:
+        await first.stop()
+    again = Supervisor(cfg, names=[])
+    await again.start()
+    try:
+        (c,) = [e for e in again.replay() if isinstance(e, ClientUpdate)]
+        assert c.mac == MAC and c.full and [f["id"] for f in c.files] == ["t"]
+    finally:
+        await again.stop()
