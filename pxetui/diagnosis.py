@@ -4,7 +4,7 @@ Each rule looks at the event dicts (the JSON form of pxetui.events) of a single 
 current boot and returns a `Finding` or None. `definite` findings are certain as soon as they
 appear (an iPXE loop, a 404 after the kernel started); the others are only reported once the
 client has made no progress for a while, because a client may still recover (pxelinux probes
-a dozen missing config files on every normal boot, REFERENCE.md).
+a dozen missing config files on every normal boot, docs/FIELD-NOTES.md).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ Ev = dict[str, Any]
 ARCH_NAMES = {0: "BIOS", 6: "32-bit UEFI", 7: "x64 UEFI", 9: "x64 UEFI", 10: "ARM32 UEFI",
               11: "ARM64 UEFI", 15: "32-bit UEFI HTTP", 16: "x64 UEFI HTTP", 18: "ARM32 UEFI HTTP",
               19: "ARM64 UEFI HTTP", 20: "BIOS HTTP"}
-UEFI_ARCHES = {6, 7, 9, 10, 11, 15, 16, 18, 19, 25, 27, 39}  # REFERENCE.md, option 93
+UEFI_ARCHES = {6, 7, 9, 10, 11, 15, 16, 18, 19, 25, 27, 39}  # docs/FIELD-NOTES.md, option 93
 IPXE_BINARIES = re.compile(r"(^|/)(undionly\.k?k?pxe|ipxe\.(pxe|efi|lkrn|kpxe)|snponly\.efi|snp\.efi|"
                            r"[\w.-]+\.kk?pxe)$", re.I)
 BIOS_LOADER = re.compile(r"(\.0|\.k?k?pxe|\.pxe|\.com|\.n12|\.lkrn)$", re.I)
@@ -103,7 +103,7 @@ def foreign_offer_won(events: list[Ev]) -> Finding | None:
 
 
 def grub_under_proxy(events: list[Ev]) -> Finding | None:
-    """REFERENCE.md: GRUB 2.06 under proxyDHCP reads only the router's ACK and looks for
+    """docs/FIELD-NOTES.md: GRUB 2.06 under proxyDHCP reads only the router's ACK and looks for
     grub.cfg on the wrong server."""
     started = [e for e in events if e["type"] == "TransferStarted"]
     if not started or not re.search(r"grub[^/]*\.efi$", _name(started[-1]), re.I):
@@ -274,7 +274,7 @@ def squashfs_ram(events: list[Ev]) -> Finding | None:
     if not sizes:
         return None
     size_mib = max(sizes) / (1 << 20)
-    # Live systems copy the squashfs into RAM (REFERENCE.md): about twice its size is needed.
+    # Live systems copy the squashfs into RAM (docs/FIELD-NOTES.md): about twice its size is needed.
     if 2 * size_mib <= mem:
         return None
     return Finding("squashfs_ram",

@@ -4,7 +4,7 @@ Each served name maps to the files Debian packages install (first existing wins)
 to install when none exists. x64 UEFI GRUB: Debian's signed network image (grubnetx64, prefix
 `/grub`, so it reads `(tftp,<server>)/grub/grub.cfg`); without it, one is built with
 `grub-mkimage` from grub-efi-amd64-bin into the state dir. shim loads `grubx64.efi` from next to
-itself, named by the BOOTP file field (REFERENCE.md: shim reads only the field).
+itself, named by the BOOTP file field (docs/FIELD-NOTES.md: shim reads only the field).
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ def load_runner(name: str) -> Callable[[ServiceContext], object]:
 
 def install_loop_policy() -> None:
     try:
-        import uvloop  # measured 1.9x TFTP throughput, 2.6x less CPU (REFERENCE.md)
+        import uvloop  # measured 1.9x TFTP throughput, 2.6x less CPU (docs/FIELD-NOTES.md)
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:

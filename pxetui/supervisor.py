@@ -1,6 +1,6 @@
 """Process supervision: one child process per service, events relayed, crashes restarted.
 
-The supervisor never serves packets itself (DESIGN.md: a UDP server sharing a loop with a busy
+The supervisor never serves packets itself (docs/FIELD-NOTES.md, "Library evidence": a UDP server sharing a loop with a busy
 UI had p99 latency of 1.1 s). It starts `python -m pxetui.service NAME CFG` per service, reads
 their JSON-line events, feeds the client tracker, keeps a replayable state for UIs that attach
 over the control socket, restarts a service that dies (backoff 0.5 s doubling to 30 s, reset

@@ -114,7 +114,7 @@ _FORGET = tuple(f"DELETE FROM {t} WHERE mac=?"
 def served_path(path: str) -> str:
     """A path as the client asked for it or as a menu names it, reduced to the served path:
     no scheme and host, no `{http}`/`{server}` template, no query, no leading slash, lower case
-    (Windows loaders use backslashes, GRUB adds a leading slash: REFERENCE.md)."""
+    (Windows loaders use backslashes, GRUB adds a leading slash: docs/FIELD-NOTES.md)."""
     p = path.split("?", 1)[0].replace("\\", "/")
     p = re.sub(r"^(\{(http|server)\}|[a-z][a-z0-9+.-]*://[^/]*)", "", p, flags=re.I)
     return p.lstrip("/").lower()
@@ -140,7 +140,7 @@ def classify(path: str, reached: set[str], known: dict[str, str] | None = None) 
         kind = known.get(served_path(path))
         if kind is not None:
             return kind
-    name = path.split("?", 1)[0].replace("\\", "/")  # Windows loaders use backslashes (REFERENCE.md)
+    name = path.split("?", 1)[0].replace("\\", "/")  # Windows loaders use backslashes (docs/FIELD-NOTES.md)
     if _ROOTFS.search(name):
         return "rootfs"
     if _MENU.search(name):
@@ -748,7 +748,7 @@ class Tracker:
         tid, path = str(ev.get("transfer_id") or ""), str(ev.get("path") or "")
         own = _own(ev)
         # Our TFTP server reports the name it resolved; the wire shows what the client asked
-        # ('/boot.0' from GRUB, backslashes from Windows loaders, REFERENCE.md).
+        # ('/boot.0' from GRUB, backslashes from Windows loaders, docs/FIELD-NOTES.md).
         key = ("xfer", ev.get("ip"), ev.get("protocol", "tftp"), served_path(path))
         prev = self._seen.get(key)
         if prev is not None and ts - prev[0] <= DEDUP_SECONDS and prev[1] != own:

@@ -1,9 +1,9 @@
 """The pxetui Textual app: one screen per job, fed by an injectable event source.
 
-The engine runs in another process (DESIGN.md: a UDP server on the UI loop had p99 latency of
+The engine runs in another process (docs/FIELD-NOTES.md, "Library evidence": a UDP server on the UI loop had p99 latency of
 1.1 s while a big table redrew). The app reads its events in an async worker, folds them into
 `EngineState`, and redraws at most 4 times a second. A dropped connection becomes an alert,
-never a crash (REFERENCE.md: `@work` defaults to exit_on_error=True, which ends the app).
+never a crash (docs/FIELD-NOTES.md: `@work` defaults to exit_on_error=True, which ends the app).
 """
 
 from __future__ import annotations

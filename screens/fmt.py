@@ -60,7 +60,7 @@ ARCH_NAMES = {
 
 
 def firmware(name: str, arch: int | None) -> str:
-    """The tracker's firmware name, else one derived from option 93 (REFERENCE.md: 7 and 9 are
+    """The tracker's firmware name, else one derived from option 93 (docs/FIELD-NOTES.md: 7 and 9 are
     both x64 UEFI)."""
     if name:
         return name

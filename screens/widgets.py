@@ -47,7 +47,7 @@ def nav_text(items: Sequence[tuple[str, str, str]], current: str) -> Text:
 
 class NavBar(Static):
     """Where the F-keys go; a focused text field keeps printable keys, so navigation is F-keys
-    (or alt+digit) only (REFERENCE.md)."""
+    (or alt+digit) only (docs/FIELD-NOTES.md)."""
 
     DEFAULT_CSS = """
     NavBar { height: 1; background: $boost; }
@@ -114,7 +114,7 @@ SortValue = Callable[[str, str], Any]
 class LiveTable(DataTable):
     """A DataTable fed by key: rows are added, updated cell by cell, or removed, never rebuilt.
 
-    REFERENCE.md: `update_cell` on changed cells ≈ 2 ms per tick for 10k rows, while
+    docs/FIELD-NOTES.md: `update_cell` on changed cells ≈ 2 ms per tick for 10k rows, while
     clear()+add_rows() costs ~1 s a frame and throws the cursor back to row 0. Widths are fixed
     so an update never relayouts the table. Sorting reorders rows in place and keeps the cursor
     on the row it was on.

@@ -33,7 +33,7 @@ SERVICE = "capture"
 TFTP_ERRORS = {0: "not defined", 1: "file not found", 2: "access violation", 3: "disk full",
                4: "illegal operation", 5: "unknown transfer id", 6: "file exists",
                7: "no such user", 8: "option negotiation refused"}
-# OVMF asks for the size first and ends that request with ERROR 8 after the OACK (REFERENCE.md):
+# OVMF asks for the size first and ends that request with ERROR 8 after the OACK (docs/FIELD-NOTES.md):
 # a probe, not a failure: its reason starts with SIZE_PROBE, which the diagnosis rules and the
 # tracker recognise.
 UNANSWERED_AFTER = 10.0  # seconds a PXE client's DISCOVERs may go unanswered before an alert
@@ -330,7 +330,7 @@ class Decoder:
                 t.blksize = int(opts["blksize"])
             if opts.get("tsize", "").isdigit():
                 t.size = int(opts["tsize"])
-                # OVMF learns the size in a probe and asks again without tsize (REFERENCE.md).
+                # OVMF learns the size in a probe and asks again without tsize (docs/FIELD-NOTES.md).
                 self.sizes[(t.client[0], t.server_ip, t.path)] = t.size
                 while len(self.sizes) > 4096:
                     del self.sizes[next(iter(self.sizes))]
@@ -361,7 +361,7 @@ class Decoder:
         return [self._failed(t, ts, reason, status=code)]
 
     def _advance(self, t: _Tftp, block: int) -> None:
-        # Block numbers roll over past 65535 (REFERENCE.md, TFTP): count the wraps.
+        # Block numbers roll over past 65535 (docs/FIELD-NOTES.md, TFTP): count the wraps.
         if block < t.last_block and t.last_block - block > 32768:
             t.wraps += 65536
         t.last_block = block

@@ -1,6 +1,6 @@
 """BPF filter text for the capture, and its compilation to classic BPF through libpcap.
 
-What is kept (REFERENCE.md, "Library evidence": a port-range filter would copy every TFTP DATA
+What is kept (docs/FIELD-NOTES.md, "Library evidence": a port-range filter would copy every TFTP DATA
 packet; a test on the UDP payload keeps only what is needed to follow a transfer):
 - DHCP/BOOTP/proxyDHCP on UDP 67, 68 and 4011, in full;
 - TFTP read/write requests to port 69, every ERROR (opcode 5) and OACK (opcode 6), the ACKs

@@ -2,7 +2,7 @@
 
 Plain `struct` on bytes for the link, IP and transport headers, and the project's DHCP codec
 for BOOTP/DHCP: a boot storm brings hundreds of packets a second and scapy costs ~50 µs per
-DHCP packet (REFERENCE.md, library evidence). Every function returns None for a frame it does
+DHCP packet (docs/FIELD-NOTES.md, library evidence). Every function returns None for a frame it does
 not understand instead of raising.
 """
 
@@ -144,7 +144,7 @@ class Dhcp:
         v = self.options.get(77)
         if not v:
             return None
-        # RFC 3004 wants length-prefixed classes; iPXE sends the bare string (REFERENCE.md).
+        # RFC 3004 wants length-prefixed classes; iPXE sends the bare string (docs/FIELD-NOTES.md).
         if v[0] == len(v) - 1 and v[0] > 0:
             v = v[1:]
         return v.decode("latin-1")

@@ -8,7 +8,7 @@ see its README for the numbers that made the raw socket the default.
 
 Both raise `CaptureError` at start with a sentence a user can act on: no privilege, no such
 interface, no libpcap. scapy's own `AsyncSniffer.start()` fails silently when unprivileged
-(REFERENCE.md), so `ScapySniffer` opens its socket itself first.
+(docs/FIELD-NOTES.md), so `ScapySniffer` opens its socket itself first.
 """
 
 from __future__ import annotations

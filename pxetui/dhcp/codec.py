@@ -4,7 +4,7 @@
 escapes (hypothesis-fuzzed in tests/unit/test_dhcp_codec.py). `build()` is its inverse.
 Options are kept raw (`dict[int, bytes]`, in arrival order); `pxetui.dhcp.options` decodes the
 ones the server cares about. A struct codec costs ~2 µs a packet where scapy costs ~50 µs
-(REFERENCE.md, library evidence), which is what lets one process hold thousands of DORA/s.
+(docs/FIELD-NOTES.md, library evidence), which is what lets one process hold thousands of DORA/s.
 """
 
 from __future__ import annotations

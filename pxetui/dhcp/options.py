@@ -90,7 +90,7 @@ def ndi(pkt: Packet) -> tuple[int, int, int] | None:
 
 
 def user_classes(pkt: Packet) -> list[str]:
-    """RFC 3004 says length-prefixed instances; iPXE sends a bare `iPXE` (REFERENCE.md).
+    """RFC 3004 says length-prefixed instances; iPXE sends a bare `iPXE` (docs/FIELD-NOTES.md).
 
     Decode as RFC 3004 when the bytes frame exactly, else as one bare string.
     """

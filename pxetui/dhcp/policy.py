@@ -14,20 +14,20 @@ from typing import Any
 
 from pxetui.config import Config
 
-# RFC 4578 2.1 / REFERENCE.md "Option 93": 7 and 9 are both x64 UEFI in the field.
+# RFC 4578 2.1 / docs/FIELD-NOTES.md "Option 93": 7 and 9 are both x64 UEFI in the field.
 ARCH_KINDS: dict[int, str] = {0: "bios", 6: "uefi32", 7: "uefi64", 9: "uefi64", 11: "arm64",
                               16: "http64", 19: "http64"}
 
 # The common guides' TFTP layouts, most specific first.
 DEFAULT_FILES: dict[str, tuple[str, ...]] = {
     "bios": ("pxelinux.0", "lpxelinux.0", "undionly.kpxe", "bios/pxelinux.0"),
-    # shim first: Secure Boot machines need it, and it finds grubx64.efi from `file` (REFERENCE.md)
+    # shim first: Secure Boot machines need it, and it finds grubx64.efi from `file` (docs/FIELD-NOTES.md)
     "uefi64": ("shimx64.efi", "bootx64.efi", "grubx64.efi", "grubnetx64.efi", "ipxe.efi",
                "snponly.efi", "efi64/syslinux.efi"),
     "uefi32": ("bootia32.efi", "grubia32.efi", "ipxe-i386.efi", "efi32/syslinux.efi"),
     "arm64": ("shimaa64.efi", "bootaa64.efi", "grubaa64.efi", "ipxe-arm64.efi", "snponly-arm64.efi"),
 }
-# REFERENCE.md: GRUB 2.06 under proxyDHCP reads only the router's ACK and looks for grub.cfg on
+# docs/FIELD-NOTES.md: GRUB 2.06 under proxyDHCP reads only the router's ACK and looks for grub.cfg on
 # the wrong server, so under proxyDHCP UEFI clients chain iPXE when it is there.
 PROXY_UEFI_FIRST = ("ipxe.efi", "snponly.efi")
 IPXE_SUFFIXES = (".kpxe", ".kkpxe", ".lkrn")
@@ -150,7 +150,7 @@ class BootPolicy:
         for name, why in ((sticky, "per-MAC override"), (res.boot_file if res else None, "reservation")):
             if not name:
                 continue
-            # REFERENCE.md: iPXE given an iPXE binary again chainloads forever; only a URL
+            # docs/FIELD-NOTES.md: iPXE given an iPXE binary again chainloads forever; only a URL
             # (a script) is a sensible per-host file for a client already in iPXE.
             if kind == "ipxe" and is_ipxe_binary(name):
                 continue
@@ -164,7 +164,7 @@ class BootPolicy:
         return BootChoice(kind, None, f"arch {facts.arch} has no boot file kind", vc), consumed
 
     def _full(self, kind: str, name: str) -> str:
-        """UEFI HTTP boot needs a full URL (REFERENCE.md): make a bare name one. (iPXE can
+        """UEFI HTTP boot needs a full URL (docs/FIELD-NOTES.md): make a bare name one. (iPXE can
         fetch a bare name over TFTP, so an `ipxe` file is left as given.)"""
         if kind == "http64" and not is_url(name):
             return f"{self.cfg.http_base}/{name.lstrip('/')}"

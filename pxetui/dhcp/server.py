@@ -70,7 +70,7 @@ class Request:
         self.vendor_class = o.text(pkt, o.VENDOR_CLASS) if o.VENDOR_CLASS in opts else None
         classes = o.user_classes(pkt) if o.USER_CLASS in opts else []
         self.user_class = ",".join(classes) if classes else None
-        # REFERENCE.md: iPXE is user class `iPXE` (a bare string) or option 175 present.
+        # docs/FIELD-NOTES.md: iPXE is user class `iPXE` (a bare string) or option 175 present.
         self.ipxe = "iPXE" in classes or o.IPXE_ENCAP in opts
         self.arch = o.arch(pkt) if o.CLIENT_ARCH in opts else None
         self.facts = ClientFacts(self.mac, self.arch, self.vendor_class, self.ipxe)
@@ -383,7 +383,7 @@ class DhcpServer:
 
     def _pxe_request(self, req: Request) -> list[Reply]:
         """Port 4011: the client has its address and asks us for the boot file; answer to
-        the sender's own source port (OVMF uses 4011, iPXE 68; REFERENCE.md)."""
+        the sender's own source port (OVMF uses 4011, iPXE 68; docs/FIELD-NOTES.md)."""
         if req.msg not in (o.REQUEST, o.INFORM):
             self._ignore(req, f"port 4011: {o.msg_name(req.msg)} is not a boot server request")
             return []
@@ -420,7 +420,7 @@ class DhcpServer:
                      options=opts)
         boot_file = choice.boot_file if not choice.local else None
         if choice.vendor_class and req.boot_client:
-            # REFERENCE.md: a proxy offer and the port-4011 answer must say PXEClient, and UEFI
+            # docs/FIELD-NOTES.md: a proxy offer and the port-4011 answer must say PXEClient, and UEFI
             # HTTP boot drops a reply without HTTPClient. A full-mode PXE offer must not say
             # PXEClient: a PXE 2.1 ROM would take it as a boot-server offer without discovery
             # control and go looking for a boot server instead of using `file`.
@@ -432,10 +432,10 @@ class DhcpServer:
                 out.sname = self.server_ip.encode()
             self._pxe_vendor_options(req, opts, msg, dest is not None)
         if req.ipxe:
-            # REFERENCE.md: 175.176 = 1 tells iPXE not to wait ~2 s for proxyDHCP offers.
+            # docs/FIELD-NOTES.md: 175.176 = 1 tells iPXE not to wait ~2 s for proxyDHCP offers.
             opts[o.IPXE_ENCAP] = bytes((o.IPXE_NO_PXEDHCP, 1, 1))
         if boot_file:
-            # REFERENCE.md: shim reads only the BOOTP `file` field, some firmware only option 67.
+            # docs/FIELD-NOTES.md: shim reads only the BOOTP `file` field, some firmware only option 67.
             raw = boot_file.encode()
             if len(raw) <= 127:
                 out.file = raw
@@ -455,7 +455,7 @@ class DhcpServer:
                 dest = (pkt.ip("ciaddr"), CLIENT_PORT)  # RFC 2131 4.1: renew/INFORM unicast
             else:
                 # RFC 2131 4.1 lets a server unicast to yiaddr, but that needs ARP injection;
-                # broadcast works for every client in REFERENCE.md.
+                # broadcast works for every client in docs/FIELD-NOTES.md.
                 dest = (BROADCAST, CLIENT_PORT)
         self._packet_out(req, out, dest, boot_file)
         return build(out, tail), dest
@@ -467,7 +467,7 @@ class DhcpServer:
             return
         if port4011:
             item = o.pxe_boot_item(req.pkt)
-            if item is not None:  # REFERENCE.md: echo 43/71 (boot item type and layer)
+            if item is not None:  # docs/FIELD-NOTES.md: echo 43/71 (boot item type and layer)
                 opts[o.VENDOR_SPECIFIC] = o.encode_suboptions({o.PXE_BOOT_ITEM: item}, end=True)
             return
         if self.mode != "proxy" or msg != o.OFFER:

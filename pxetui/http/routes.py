@@ -42,7 +42,7 @@ _SEED_PART = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 REPORT_INTERVAL = 10.0  # seconds between two alerts of one kind about one source
 REPORT_SOURCES = 32  # sources alerted on per kind and interval; past that they fold into one
 
-# iPXE ${buildarch} + ${platform} -> DHCP option 93 (RFC 4578, REFERENCE.md "Option 93").
+# iPXE ${buildarch} + ${platform} -> DHCP option 93 (RFC 4578, docs/FIELD-NOTES.md "Option 93").
 # A BIOS iPXE (undionly.kpxe) is built for i386; EFI builds are x86_64/arm64/...
 _IPXE_ARCH: dict[tuple[str, str], int] = {
     ("i386", "pcbios"): 0, ("x86_64", "pcbios"): 0,

@@ -3,7 +3,7 @@
 One function per family; each recognises its layout and returns menu entries whose paths are
 served paths (`iso/<name>/...`) and whose arguments are `{http}` templates. Entries boot on
 BIOS and x64 UEFI (the model's default `archs`) unless they name others. The families and
-their arguments follow REFERENCE.md, "Booting ISO-derived content over HTTP (kernel arguments
+their arguments follow docs/FIELD-NOTES.md, "Booting ISO-derived content over HTTP (kernel arguments
 by family)".
 """
 
@@ -74,7 +74,7 @@ class _Iso:
 
 
 def _ram_note(iso: _Iso, squashfs: str | None, whole: bool = False) -> str:
-    """REFERENCE.md: live systems copy the squashfs (or casper, the whole ISO) into RAM."""
+    """docs/FIELD-NOTES.md: live systems copy the squashfs (or casper, the whole ISO) into RAM."""
     size = iso.index.iso_size if whole else (iso.size(squashfs) if squashfs else 0)
     if not size:
         return ""

@@ -7,7 +7,7 @@ located with `get_file_byte_extents()`, so TFTP/HTTP can later serve it straight
 Names come from the richest namespace: Rock Ridge (real names, case, long), else Joliet, else
 UDF (Windows images keep everything in UDF), else plain ISO9660 (`NAME.EXT;1` cleaned up).
 Files over 4 GiB are split into several ISO9660 directory records; pycdlib's Rock Ridge path
-then returns only the last extent (REFERENCE.md, "Library evidence: pycdlib"), so their extents
+then returns only the last extent (docs/FIELD-NOTES.md, "Library evidence: pycdlib"), so their extents
 are taken from the Joliet or UDF view of the same data, matched by where the data ends.
 """
 

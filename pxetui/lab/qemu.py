@@ -3,7 +3,7 @@
 Firmware:
 - `bios`: SeaBIOS with the NIC's iPXE option ROM (ipxe-qemu) as the PXE client;
 - `uefi`: OVMF with its own PXE client: virtio-net with `romfile=` empty, so the EDK2
-  VirtioNetDxe + PxeBcDxe drivers boot it (REFERENCE.md: it asks TFTP for windowsize 4);
+  VirtioNetDxe + PxeBcDxe drivers boot it (docs/FIELD-NOTES.md: it asks TFTP for windowsize 4);
 - `uefi-ipxe`: OVMF with iPXE's EFI ROM on the NIC;
 - `secureboot`: OVMF built with Secure Boot and Microsoft's keys enrolled (OVMF_VARS_4M.ms.fd),
   which boots only signed binaries: Debian's shim (signed by Microsoft), then GRUB and the

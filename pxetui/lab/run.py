@@ -195,7 +195,7 @@ class Lab:
             files["uefi64"] = "shimx64.efi"
         elif self.opts.dhcp == "full":
             files["uefi64"] = "grubx64.efi"
-        # (proxyDHCP, UEFI: pxetui's policy chains iPXE; REFERENCE.md: GRUB 2.06 under
+        # (proxyDHCP, UEFI: pxetui's policy chains iPXE; docs/FIELD-NOTES.md: GRUB 2.06 under
         # proxyDHCP looks for grub.cfg on the wrong server)
         files.update(self.opts.boot_files)
         return files

@@ -3,7 +3,7 @@
 Each client does what a BIOS PXE client and its boot loader do, on the wire:
   1. DHCP DISCOVER/OFFER/REQUEST/ACK from its own MAC (raw AF_PACKET frames, since it has no
      address yet), with PXE's option 60/93 so the server treats it as a boot client;
-  2. the boot file from the ACK over TFTP (blksize 1408 and tsize, like pxelinux; REFERENCE.md),
+  2. the boot file from the ACK over TFTP (blksize 1408 and tsize, like pxelinux; docs/FIELD-NOTES.md),
      from its leased address (added to the interface so the kernel routes the replies);
   3. kernel and initrd over HTTP/1.1, checking the length.
 A client that fails records why; the run ends when all are done or the deadline passes.

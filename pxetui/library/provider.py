@@ -3,7 +3,7 @@
   pxelinux.cfg/default          PXELINUX menu (BIOS)
   pxelinux.cfg/01-<mac>         per-machine menu, only for a MAC with a host override (its
                                 default entry); any other MAC is "not found" at once, as
-                                pxelinux probes ~14 names before `default` (REFERENCE.md)
+                                pxelinux probes ~14 names before `default` (docs/FIELD-NOTES.md)
   grub/grub.cfg, grub.cfg       GRUB menu (UEFI); grub/ is the signed network GRUB's prefix
   boot.ipxe                     iPXE script for the asking client
   pxelinux.0, grubx64.efi, ...  boot loaders found by pxetui.loaders

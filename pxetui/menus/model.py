@@ -49,7 +49,7 @@ class MenuError(ValueError):
 
 
 def arch_kind(code: int | None) -> str:
-    """DHCP option 93 -> firmware kind (REFERENCE.md "Option 93": 7 and 9 are both x64 UEFI)."""
+    """DHCP option 93 -> firmware kind (docs/FIELD-NOTES.md "Option 93": 7 and 9 are both x64 UEFI)."""
     if code in (None, 0, 20):
         return "bios"
     if code in (6, 15):

@@ -1,7 +1,7 @@
 """GRUB menu (`grub.cfg`) for UEFI clients, from the menu model.
 
 Debian's signed network GRUB (grubnetx64.efi.signed) has prefix `/grub` and reads
-`(tftp,<server>)/grub/grub.cfg` from the server that sent it (REFERENCE.md: GRUB 2.06 asks with
+`(tftp,<server>)/grub/grub.cfg` from the server that sent it (docs/FIELD-NOTES.md: GRUB 2.06 asks with
 a leading `/`), so paths here are absolute TFTP paths. Arguments are quoted: `;` and `$` are
 GRUB syntax (`ds=nocloud-net;s=...` would otherwise end the command). The file is rendered for
 the machine that asks (by its address, pxetui.attribution), so its seed and callback URLs carry

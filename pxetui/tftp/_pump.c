@@ -12,7 +12,7 @@
  * (RFC 2349), never waiting past `giveup` seconds of silence; a duplicate ACK of the previous
  * block resends only when it comes well after our last send (else it is an echo: the
  * Sorcerer's Apprentice bug, RFC 1123 4.2.3.1).
- * Block numbers are 16 bits on the wire and roll over (REFERENCE.md).
+ * Block numbers are 16 bits on the wire and roll over (docs/FIELD-NOTES.md).
  *
  * The caller owns both descriptors and closes them only after serve() returned; cancel() (from
  * another thread) sets a flag and shuts the socket down for reading, which wakes recv().

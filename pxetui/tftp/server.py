@@ -165,7 +165,7 @@ class TftpServer:
         try:
             src = self.resolver.resolve(req.filename, Client(ip=addr[0]))
         except NotFound:
-            # Answered at once: pxelinux probes ~14 missing names before `default` (REFERENCE.md).
+            # Answered at once: pxelinux probes ~14 missing names before `default` (docs/FIELD-NOTES.md).
             self._reject(addr, tid, req.filename, ErrorCode.FILE_NOT_FOUND, "file not found")
             return
         except FileLookupError as exc:
@@ -541,7 +541,7 @@ class Transfer:
                                   retransmits=sess.retransmits))
         elif sess.ended_in_negotiation and (self.replaced or sess.error_code == ErrorCode.OPTION_REFUSED):
             # UEFI PXE (EDK2) asks only for tsize, then ends with ERROR 8 after the OACK and asks
-            # again for the real transfer (REFERENCE.md): a size probe, not a failure.
+            # again for the real transfer (docs/FIELD-NOTES.md): a size probe, not a failure.
             emit(Log(level_name="debug", ip=ip, message=f"tftp: size probe for {self.path} ({self.size} bytes)"))
         else:
             emit(TransferFailed(ip=ip, transfer_id=self.tid, path=self.path, reason=sess.reason,

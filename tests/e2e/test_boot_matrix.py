@@ -50,7 +50,7 @@ def test_uefi_ovmf_pxe_grub_windowsize(tmp_path: Path) -> None:
     grub = [e for e in b.of("TransferStarted", protocol="tftp", service="tftp")
             if e["path"] == "grubx64.efi"]
     assert grub, f"GRUB was not fetched over TFTP: {tftp_paths(b)}"
-    # REFERENCE.md: EDK2 asks for windowsize 4; the server must accept it in its OACK.
+    # docs/FIELD-NOTES.md: EDK2 asks for windowsize 4; the server must accept it in its OACK.
     assert any(int(e["options"].get("windowsize", 0)) == 4 for e in grub), [e["options"] for e in grub]
     assert {"grub/grub.cfg", "lab/vmlinuz", "lab/initrd.gz"} <= set(tftp_paths(b))
     assert b.of("DhcpPacket", mac=b.mac, msg_type="DISCOVER", service="dhcp")[0]["arch"] == 7
@@ -134,7 +134,7 @@ def test_proxydhcp_bios(tmp_path: Path) -> None:
 
 
 def test_proxydhcp_uefi(tmp_path: Path) -> None:
-    # OVMF under proxyDHCP: pxetui's policy chains iPXE (REFERENCE.md: GRUB 2.06 under
+    # OVMF under proxyDHCP: pxetui's policy chains iPXE (docs/FIELD-NOTES.md: GRUB 2.06 under
     # proxyDHCP looks for its config on the wrong server), then the HTTP script.
     b = boot(tmp_path, "proxy-uefi", firmware="uefi", dhcp="proxy")
     assert_busybox_booted(b)

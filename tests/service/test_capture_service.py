@@ -125,7 +125,7 @@ def test_missing_privilege_is_a_clear_error(netns, tmp_path):
     assert r.returncode == 1, r
     assert "permission denied; run as root" in r.stderr and "CAP_NET_RAW" in r.stderr
     assert '"type":"Alert"' in r.stdout and '"severity":"error"' in r.stdout
-    # scapy's AsyncSniffer.start() would fail silently here (REFERENCE.md): ours says so.
+    # scapy's AsyncSniffer.start() would fail silently here (docs/FIELD-NOTES.md): ours says so.
     code = ("from pxetui.capture.sniffer import ScapySniffer, CaptureError\n"
             "try:\n    ScapySniffer('lo', 'udp port 67').start(lambda d, t: None)\n"
             "except CaptureError as e:\n    print('ERR', e)\n")
@@ -153,7 +153,7 @@ def test_own_tftp_service_and_capture_count_once(netns, tmp_path):
     try:
         tftp.wait_running()
         cap.wait_running()
-        for leading in ("", "/"):  # GRUB asks with a leading / (REFERENCE.md)
+        for leading in ("", "/"):  # GRUB asks with a leading / (docs/FIELD-NOTES.md)
             client.run("atftp", "--option", "tsize 0", "--option", "blksize 1428", "-g", "-r",
                        f"{leading}boot.0", "-l", str(tmp_path / "got.0"), "10.99.0.1", timeout=30)
         wait_for(lambda: len(tftp.of("TransferFinished")) == 2, what="our two transfers")

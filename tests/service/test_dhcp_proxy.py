@@ -61,7 +61,7 @@ def test_proxy_beside_site_server(netns, tmp_path: Path) -> None:
     assert site_offer.ip("yiaddr").startswith("10.99.0.1")
     assert proxy_offer.ip("yiaddr") == "0.0.0.0" and proxy_offer.ip("siaddr") == "10.99.0.1"
     assert proxy_offer.options[o.VENDOR_CLASS] == b"PXEClient"
-    assert proxy_offer.file == b"ipxe.efi"  # REFERENCE.md: prefer iPXE for UEFI under proxyDHCP
+    assert proxy_offer.file == b"ipxe.efi"  # docs/FIELD-NOTES.md: prefer iPXE for UEFI under proxyDHCP
     assert proxy_offer.options[o.CLIENT_UUID] == ovmf.options[o.CLIENT_UUID]
 
     # ... then, with the site's address, asks our port 4011 from its own port 4011.

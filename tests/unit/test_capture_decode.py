@@ -41,7 +41,7 @@ def test_bios_boot_dhcp_and_lease_seen_from_the_wire():
     assert all(e.server_ip == "10.99.0.1" for e in dhcp if e.msg_type != "DISCOVER")
     assert all(e.direction == "wire" and not e.ours for e in dhcp)
     disc = of(evs, "DhcpPacket", msg_type="DISCOVER")[0]
-    # SeaBIOS + iPXE ROM fingerprint (REFERENCE.md): arch 0, bare user class "iPXE".
+    # SeaBIOS + iPXE ROM fingerprint (docs/FIELD-NOTES.md): arch 0, bare user class "iPXE".
     assert disc.arch == 0 and disc.user_class == "iPXE" and disc.ipxe
     assert disc.vendor_class == "PXEClient:Arch:00000:UNDI:002001"
     (lease,) = of(evs, "LeaseGranted")
@@ -56,7 +56,7 @@ def test_bios_boot_tftp_transfers_followed_without_data_packets():
     started = {e.path: e for e in of(evs, "TransferStarted")}
     assert {"pxelinux.0", "ldlinux.c32", "pxelinux.cfg/default", "debian-installer/amd64/linux",
             "debian-installer/amd64/initrd.gz"} <= set(started)
-    assert started["pxelinux.0"].options["blksize"] == "1432"  # iPXE asks 1432 (REFERENCE.md)
+    assert started["pxelinux.0"].options["blksize"] == "1432"  # iPXE asks 1432 (docs/FIELD-NOTES.md)
     assert all(e.mac == "52:54:00:12:34:01" and e.ip for e in started.values())
     done = {e.path: e for e in of(evs, "TransferFinished")}
     assert done["pxelinux.cfg/default"].bytes_done == 133
@@ -100,7 +100,7 @@ def test_uefi_size_probe_is_not_a_failure():
     disc = of(evs, "DhcpPacket", msg_type="DISCOVER")[0]
     assert disc.arch == 7 and disc.vendor_class.startswith("PXEClient:Arch:00007")
     started = [e for e in of(evs, "TransferStarted") if e.path.endswith("bootnetx64.efi")]
-    assert started[0].options.get("windowsize") == "4"  # EDK2 asks windowsize 4 (REFERENCE.md)
+    assert started[0].options.get("windowsize") == "4"  # EDK2 asks windowsize 4 (docs/FIELD-NOTES.md)
 
 
 def test_http_requests_status_and_sizes():

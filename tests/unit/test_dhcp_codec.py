@@ -94,7 +94,7 @@ def test_minimum_size_is_300() -> None:
     assert len(build(Packet(options={53: b"\x01"}))) == 300
 
 
-# -- golden packets: real clients (REFERENCE.md fingerprints) ---------------------------
+# -- golden packets: real clients (docs/FIELD-NOTES.md fingerprints) ---------------------------
 
 def roundtrip(pkt: Packet) -> None:
     again = parse(build(pkt))

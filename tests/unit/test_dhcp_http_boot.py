@@ -72,7 +72,7 @@ def test_http_boot_offer_and_ack_survive_edk2_parsing(server: DhcpServer) -> Non
     url = server.cfg.http_base.encode() + b"/ipxe.efi"
     for raw in (offer_raw, ack_raw):
         pkt = parse(raw)
-        assert pkt.options[o.VENDOR_CLASS] == b"HTTPClient"  # REFERENCE.md: echo HTTPClient
+        assert pkt.options[o.VENDOR_CLASS] == b"HTTPClient"  # docs/FIELD-NOTES.md: echo HTTPClient
         # the full URL, with its own terminating NUL so EDK2 writes nothing past it
         assert pkt.options[o.BOOTFILE] == url + b"\0"
         seen = edk2_cached_options(raw)

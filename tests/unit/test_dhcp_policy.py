@@ -73,7 +73,7 @@ def test_configured_files_and_http_url(tmp_path: Path) -> None:
 def test_per_mac_override_but_no_ipxe_loop(tmp_path: Path) -> None:
     p = BootPolicy(base_config(tmp_path), {MAC: {"boot_file": "undionly.kpxe", "boot_once": None}})
     assert p.decide(facts(0))[0].boot_file == "undionly.kpxe"
-    # REFERENCE.md: iPXE handed iPXE again chainloads forever; it gets the script instead
+    # docs/FIELD-NOTES.md: iPXE handed iPXE again chainloads forever; it gets the script instead
     assert p.decide(facts(0, ipxe=True))[0].boot_file == "http://10.99.0.1/boot.ipxe"
     p.set_overrides({MAC: {"boot_file": "http://10.99.0.1/host.ipxe"}})
     assert p.decide(facts(0, ipxe=True))[0].boot_file == "http://10.99.0.1/host.ipxe"

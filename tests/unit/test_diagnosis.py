@@ -110,7 +110,7 @@ def test_bios_client_sent_uefi_loader():
            {"type": "DhcpPacket", "ts": 1.1, "msg_type": "ACK", "yiaddr": "10.0.0.5", "boot_file": "grubx64.efi"}]
     f = diagnosis.firmware_mismatch(evs)
     assert f is not None and "BIOS client" in f.message and "grubx64.efi" in f.message
-    evs[0]["arch"] = 9  # 9 is x64 UEFI too (REFERENCE.md: the 7/9 swap)
+    evs[0]["arch"] = 9  # 9 is x64 UEFI too (docs/FIELD-NOTES.md: the 7/9 swap)
     assert diagnosis.firmware_mismatch(evs) is None
 
 

@@ -1,4 +1,4 @@
-"""Family detection and kernel arguments (REFERENCE.md table) on images built with xorriso in
+"""Family detection and kernel arguments (docs/FIELD-NOTES.md table) on images built with xorriso in
 each family's layout, plus the real memtest86+, iPXE and GRUB rescue ISOs."""
 
 from __future__ import annotations

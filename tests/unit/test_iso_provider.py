@@ -140,7 +140,7 @@ def test_ipxe_script_per_architecture(cfg: Config, tmp_path: Path, monkeypatch: 
     bios = ipxe_script(cfg, "52:54:00:00:00:01", 0, "10.99.0.50")
     efi7 = ipxe_script(cfg, "52:54:00:00:00:01", 7, "10.99.0.50")
     efi9 = ipxe_script(cfg, "52:54:00:00:00:01", 9, "10.99.0.50")
-    assert efi7 == efi9  # REFERENCE.md: 7 and 9 are both x64 UEFI
+    assert efi7 == efi9  # docs/FIELD-NOTES.md: 7 and 9 are both x64 UEFI
     assert "item mt-bios" in bios and "item mt-uefi" not in bios
     assert "item mt-uefi" in efi7 and "item mt-bios" not in efi7
     assert "kernel http://10.99.0.1/iso/arch/arch/boot/x86_64/vmlinuz-linux initrd=intel-ucode.img" in efi7

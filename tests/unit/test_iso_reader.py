@@ -161,7 +161,7 @@ class _Zeros(io.RawIOBase):
 
 
 def test_file_over_4gib_gets_every_extent_not_only_the_rock_ridge_last_one() -> None:
-    # REFERENCE.md: the Rock Ridge path of a >4 GiB file returns only its last extent.
+    # docs/FIELD-NOTES.md: the Rock Ridge path of a >4 GiB file returns only its last extent.
     size = 5 << 30
     iso = pycdlib.PyCdlib()
     iso.new(interchange_level=3, rock_ridge="1.09", joliet=3)

@@ -106,7 +106,7 @@ def test_oack_then_ack0_starts_data():
 
 
 def test_ovmf_size_probe_ends_without_data():
-    # EDK2 asks for tsize, reads the OACK, answers ERROR 8 and asks again (REFERENCE.md).
+    # EDK2 asks for tsize, reads the OACK, answers ERROR 8 and asks again (docs/FIELD-NOTES.md).
     s, wire = sender(b"x" * 5000, oack={"tsize": 5000})
     wire.take()
     s.on_packet(encode_error(8, "tsize probe"), 0.01)

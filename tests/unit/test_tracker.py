@@ -201,7 +201,7 @@ def test_uefi_shim_grub_timeline():
     kinds = {f["path"]: f["kind"] for f in u.files if f["status"] == "done"}
     assert kinds["debian-installer/amd64/bootnetx64.efi"] == "bootloader"
     assert kinds["grubx64.efi"] == "bootloader"
-    assert kinds["/debian-installer/amd64/grub/grub.cfg"] == "menu"  # GRUB: leading / (REFERENCE.md)
+    assert kinds["/debian-installer/amd64/grub/grub.cfg"] == "menu"  # GRUB: leading / (docs/FIELD-NOTES.md)
     assert kinds["/debian-installer/amd64/linux"] == "kernel"
     assert kinds["/debian-installer/amd64/initrd.gz"] == "initrd"
     assert any(f["status"] == "probe" for f in u.files)  # EDK2's tsize probe
