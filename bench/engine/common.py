@@ -32,6 +32,32 @@ def ns_cpu_seconds(ns: Any) -> float:
     return total / TICK
 
 
+def ns_cpu_by_process(ns: Any) -> dict[int, tuple[str, float]]:
+    """pid -> (what it runs, CPU seconds incl. reaped children): where a namespace's CPU goes."""
+    pids = subprocess.run(["ip", "netns", "pids", ns.name], capture_output=True, text=True,
+                          timeout=10).stdout.split()
+    out: dict[int, tuple[str, float]] = {}
+    for pid in pids:
+        try:
+            f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        words = [w.decode(errors="replace") for w in argv[1:]
+                 if w and not w.startswith((b"/", b"-")) and any(c.isalpha() for c in w.decode(errors="replace"))]
+        label = " ".join(words[:2]) or Path(argv[0].decode(errors="replace")).name
+        out[int(pid)] = (label[:48], (int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])) / TICK)
+    return out
+
+
+def cpu_by_label(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds spent between two readings, summed per label (a new pid counts whole)."""
+    spent: dict[str, float] = {}
+    for pid, (label, cpu) in after.items():
+        spent[label] = spent.get(label, 0.0) + cpu - before.get(pid, (label, 0.0))[1]
+    return spent
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return 0.0

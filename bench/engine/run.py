@@ -50,7 +50,9 @@ from bench.dhcp.run import BLOCK_RE, PERFDHCP, udp_receive_errors  # noqa: E402
 from bench.engine.common import (  # noqa: E402
     AttachedUi,
     Nginx,
+    cpu_by_label,
     make_content,
+    ns_cpu_by_process,
     ns_cpu_seconds,
     pct,
     wait_port,
@@ -78,6 +80,7 @@ class Run:
     queue_drops: int = 0
     transfers: dict[str, Any] = field(default_factory=dict)
     ui: dict[str, Any] = field(default_factory=dict)
+    by_process: dict[str, float] = field(default_factory=dict)  # CPU seconds per server process
     error: str = ""
 
     @property
@@ -221,9 +224,10 @@ def one_run(srv: Server, server_ns: Netns, client_ns: Netns, rate: int, seconds:
         b0, t0 = ns_cpu_seconds(server_ns), time.monotonic()
         time.sleep(BASELINE)  # the baseline: boot traffic and UI, no DHCP
         cpu0, t1 = ns_cpu_seconds(server_ns), time.monotonic()
-        drops0 = udp_receive_errors(server_ns)
+        drops0, procs0 = udp_receive_errors(server_ns), ns_cpu_by_process(server_ns)
         perfdhcp(client_ns, run, seconds)
         run.cpu = ns_cpu_seconds(server_ns) - cpu0
+        run.by_process = cpu_by_label(procs0, ns_cpu_by_process(server_ns))
         run.base = (cpu0 - b0) / (t1 - t0) * (time.monotonic() - t1)
         run.queue_drops = udp_receive_errors(server_ns) - drops0
         out, _ = transfers.communicate(timeout=30)
@@ -284,6 +288,11 @@ def summary(runs: list[Run], rates: list[int], names: list[str], top: int) -> No
             print(f"  {'':8} {rate:6d} pxetui/{name}: cpu per DORA {cp / ca if ca else 0:.2f}x "
                   f"(net {np_ / na if na else 0:.2f}x), "
                   f"lost {med([r.lost * 100 for r in p]):.2f}% vs {med([r.lost * 100 for r in a]):.2f}%")
+    for r in [r for r in runs if r.server == "pxetui" and r.rate == top and r.by_process]:
+        total = sum(r.by_process.values()) or 1.0
+        parts = sorted(r.by_process.items(), key=lambda kv: -kv[1])
+        print(f"\nwhere pxetui's CPU went at {top}/s ({total:.1f} s over the perfdhcp run): "
+              + ", ".join(f"{label} {cpu / total * 100:.0f}%" for label, cpu in parts if cpu > 0.005 * total))
     uis = [r.ui for r in runs if r.server == "pxetui" and r.rate == top and r.ui]
     if uis:
         cpu = med([u.get("cpu_pct", 0.0) for u in uis])
