@@ -246,6 +246,12 @@ def _on(cls: type[Event]) -> Callable[[Handler], Handler]:
     return deco
 
 
+# Finished transfers kept, the same number in the supervisor's fold and a UI's: a transfer that
+# ends again after a smaller history dropped it (failed, then finished) would otherwise come
+# back in a late UI's replay with what the live UI no longer has (tests/unit/test_fold.py).
+FINISHED_KEEP = 500
+
+
 class EngineState:
     """Keyed tables built from events; bounded everywhere so a long session stays small.
 
@@ -253,7 +259,7 @@ class EngineState:
     `track_dirty=False` records no changed keys (nobody takes them): the fold stays a few
     attribute writes per event on the supervisor's hot path."""
 
-    def __init__(self, log_size: int = 3000, finished_keep: int = 300,
+    def __init__(self, log_size: int = 3000, finished_keep: int = FINISHED_KEEP,
                  throughput_window: int = 60, track_dirty: bool = True) -> None:
         self.engine = EngineInfo()
         self.services: dict[str, ServiceHealth] = {}

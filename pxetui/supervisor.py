@@ -45,7 +45,7 @@ from pxetui.tracker import Tracker
 BACKOFF_START, BACKOFF_MAX, HEALTHY_AFTER = 0.5, 30.0, 60.0
 # What a UI attaching late is replayed besides the state: the newest events that change no
 # table (logs, packets, boot decisions), and how many finished transfers the state keeps.
-HISTORY, FINISHED_KEEP = 3000, 500
+HISTORY = 3000
 STOP_GRACE = 1.5
 # Serving never waits for watching, for the CPU either: on a busy machine the kernel should
 # prefer the services that answer clients over the supervisor, the tracker, the UI and capture
@@ -227,7 +227,7 @@ class Supervisor:
         self.on_event = on_event
         # The one fold of the event stream (pxetui/state.py): what a UI attaching late is
         # replayed, with the newest events that change no table.
-        self.state = EngineState(log_size=0, finished_keep=FINISHED_KEEP, track_dirty=False)
+        self.state = EngineState(log_size=0, track_dirty=False)
         self.recent: deque[Event] = deque(maxlen=HISTORY)
         # One queue per attached UI, of (type, encoded event line) (None: the end of its
         # stream), with how many it may hold: its replay plus events.ui_queue_max.

@@ -183,15 +183,11 @@ def test_the_replay_of_a_fold_folds_to_the_same_state(events: list[Event]):
     assert fold(live.snapshot(), keep=3).folded() == live.folded()
 
 
-@settings(max_examples=150, deadline=None)
-@given(st.lists(EVENTS, max_size=60))
-def test_a_late_ui_equals_a_live_one_though_the_supervisor_keeps_more_history(events: list[Event]):
-    """The supervisor keeps more finished transfers than a UI: the late UI trims the replay
-    to exactly what the live UI kept."""
-    sup = EngineState(log_size=0, finished_keep=5, track_dirty=False)
-    for e in events:
-        sup.apply(e)
-    assert fold(sup.snapshot(), keep=3).folded() == fold(events, keep=3).folded()
+def test_the_supervisor_and_a_ui_keep_the_same_finished_history(tmp_path):
+    # A smaller UI history diverges when an evicted transfer ends again (failed, then finished):
+    # the live UI has forgotten its reason, the supervisor's replay still carries it.
+    sup = Supervisor(cfg_for(tmp_path), names=[])
+    assert sup.state.finished_keep == EngineState().finished_keep
 
 
 async def test_service_lines_are_rebuilt_as_their_classes_once_and_bad_ones_named(tmp_path):
