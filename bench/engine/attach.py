@@ -7,9 +7,11 @@ fold: what every UI does with the stream, and nothing else: `ControlClient.typed
 app:  the real Textual app (screens/app.py), headless, on the dashboard, attached the same way.
 
 Either way it reads everything the engine sends (replay, then live) until `--seconds` pass,
-then prints one JSON object: its CPU as % of one core over the window after the replay, the
-events folded, and the per-service drop counters the dashboard shows (EventsDropped folded
-into EngineState.dropped; screens/dashboard.py renders them as its "dropped:" line).
+then prints one JSON object: its CPU as % of one core over that window, the events folded,
+and the per-service drop counters the dashboard shows (EventsDropped folded into
+EngineState.dropped; screens/dashboard.py renders them as its "dropped:" line); with `--tail`
+it keeps reading a while after the load and reports the counters again (a service reports
+its drops once its queue has drained, pxetui/emitter.py).
 """
 
 from __future__ import annotations
@@ -35,18 +37,26 @@ def cpu_seconds() -> float:
     return t.user + t.system
 
 
+def dropped_line(state: EngineState) -> str | None:
+    from screens.dashboard import dropped_text  # the dashboard's own line, rendered from the fold
+
+    text = dropped_text(state)
+    return text.plain if text is not None else None
+
+
 def report(mode: str, state: EngineState, cpu: float, wall: float, seen0: int,
            line: str | None) -> dict[str, Any]:
     return {"mode": mode, "cpu_pct": round(cpu / wall * 100, 1) if wall > 0 else 0.0,
             "window_s": round(wall, 2), "events": state.events_seen - seen0,
-            "events_per_s": round((state.events_seen - seen0) / wall) if wall > 0 else 0,
-            "clients": len(state.clients), "dropped": dict(state.dropped),
+            "events_per_s": round(max(0, state.events_seen - seen0) / wall) if wall > 0 else 0,
+            # the engine cut a UI that fell behind (EventsDropped service "ui"); the app
+            # reconnected and its fold restarted from the replay
+            "reconnected": state.events_seen < seen0 or "ui" in state.dropped,
+            "clients": len(state.clients), "leases": len(state.leases), "dropped": dict(state.dropped),
             "dashboard_dropped_line": line}
 
 
-async def fold(sock: str, seconds: float) -> dict[str, Any]:
-    from screens.dashboard import dropped_text  # the dashboard's own line, rendered from the fold
-
+async def fold(sock: str, seconds: float, tail: float) -> dict[str, Any]:
     state = EngineState()
     client = await ControlClient.connect(sock)
     deadline = time.monotonic() + seconds
@@ -62,15 +72,20 @@ async def fold(sock: str, seconds: float) -> dict[str, Any]:
     except TimeoutError:
         pass
     c1, t1 = cpu_seconds(), time.monotonic()
+    out = report("fold", state, c1 - c0, t1 - t0, seen0, dropped_line(state))
+    if tail > 0 and not task.done():
+        try:
+            await asyncio.wait_for(asyncio.shield(task), tail)
+        except TimeoutError:
+            pass
     task.cancel()
     await client.close()
-    text = dropped_text(state)
-    return report("fold", state, c1 - c0, t1 - t0, seen0, text.plain if text is not None else None)
+    return {**out, "dropped_after": dict(state.dropped), "dashboard_dropped_line_after": dropped_line(state),
+            "clients_after": len(state.clients), "leases_after": len(state.leases)}
 
 
-async def app(sock: str, seconds: float, size: str) -> dict[str, Any]:
+async def app(sock: str, seconds: float, size: str, tail: float) -> dict[str, Any]:
     from screens.app import PxetuiApp
-    from screens.dashboard import dropped_text
 
     w, h = (int(x) for x in size.split("x"))
     ui = PxetuiApp(source_factory=lambda: ControlClient.connect(sock), start_mode="dashboard")
@@ -78,8 +93,11 @@ async def app(sock: str, seconds: float, size: str) -> dict[str, Any]:
         c0, t0, seen0 = cpu_seconds(), time.monotonic(), ui.state.events_seen
         await pilot.pause(seconds)
         c1, t1 = cpu_seconds(), time.monotonic()
-        text = dropped_text(ui.state)
-        return report("app", ui.state, c1 - c0, t1 - t0, seen0, text.plain if text is not None else None)
+        out = report("app", ui.state, c1 - c0, t1 - t0, seen0, dropped_line(ui.state))
+        if tail > 0:
+            await pilot.pause(tail)
+        return {**out, "dropped_after": dict(ui.state.dropped),
+                "dashboard_dropped_line_after": dropped_line(ui.state), "clients_after": len(ui.state.clients), "leases_after": len(ui.state.leases)}
 
 
 def main() -> int:
@@ -88,9 +106,12 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--mode", choices=("fold", "app"), default="fold")
     ap.add_argument("--size", default="120x40")
+    ap.add_argument("--tail", type=float, default=0.0,
+                    help="then keep reading this long (not in the CPU figure) and report the drops again")
     a = ap.parse_args()
     seconds = min(a.seconds, 300.0)  # bounded whatever it is asked
-    out = asyncio.run(fold(a.sock, seconds) if a.mode == "fold" else app(a.sock, seconds, a.size))
+    tail = min(a.tail, 120.0)
+    out = asyncio.run(fold(a.sock, seconds, tail) if a.mode == "fold" else app(a.sock, seconds, a.size, tail))
     print(json.dumps(out), flush=True)
     return 0
 

@@ -110,12 +110,12 @@ class AttachedUi:
     """bench/engine/attach.py in its own process, attached to a control socket (a unix
     socket crosses namespaces: it runs in the root namespace, outside the engine's CPU)."""
 
-    def __init__(self, sock: Path, seconds: float, mode: str, out: Path) -> None:
+    def __init__(self, sock: Path, seconds: float, mode: str, out: Path, tail: float = 0.0) -> None:
         self.out = out
         self.fh = open(out, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-P", str(HERE / "attach.py"), str(sock), "--seconds", str(seconds),
-             "--mode", mode], stdout=self.fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+             "--mode", mode, "--tail", str(tail)], stdout=self.fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
 
     @staticmethod

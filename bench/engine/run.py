@@ -63,6 +63,7 @@ POOL = ("10.99.1.0", "10.99.254.254")
 SOURCES = [f"10.99.0.{10 + i}" for i in range(20)]
 CLIENTS = 60000
 BASELINE = 2.0  # seconds of boot traffic and UI alone, before the DHCP load
+UI_TAIL = 5.0  # the attached UI reads on after the load: drops are reported once queues drain
 BUDGET = 40 * 60.0  # seconds for the whole run, whatever happens
 TS_RE = re.compile(r"\*\*\*Timestamps for packets: ([A-Z-]+)\*\*\*\n((?:sent / received: .*\n?)*)")
 
@@ -207,7 +208,8 @@ def perfdhcp(client: Netns, run: Run, seconds: int) -> None:
             run.ack_ms = ms
 
 
-def one_run(srv: Server, server_ns: Netns, client_ns: Netns, rate: int, seconds: int, ui_mode: str) -> Run:
+def one_run(srv: Server, server_ns: Netns, client_ns: Netns, rate: int, seconds: int, ui_mode: str,
+            pace: list[str]) -> Run:
     """A fresh server; boot traffic and (pxetui) an attached UI; one perfdhcp run."""
     run = Run(srv.name, rate)
     transfers: subprocess.Popen[bytes] | None = None
@@ -216,10 +218,10 @@ def one_run(srv: Server, server_ns: Netns, client_ns: Netns, rate: int, seconds:
         srv.start()
         srv.wait_ready()
         if srv.sock is not None:
-            ui = AttachedUi(srv.sock, seconds + BASELINE + 1, ui_mode, srv.work / "attach.out")
+            ui = AttachedUi(srv.sock, seconds + BASELINE + 1, ui_mode, srv.work / "attach.out", UI_TAIL)
         transfers = client_ns.popen(
             sys.executable, "-P", str(REPO / "bench" / "engine" / "transfers.py"), "--server", SERVER_IP,
-            "--sources", ",".join(SOURCES), "--seconds", str(seconds + BASELINE + 2), stdout=subprocess.PIPE)
+            "--sources", ",".join(SOURCES), "--seconds", str(seconds + BASELINE + 2), *pace, stdout=subprocess.PIPE)
         time.sleep(0.5)  # the transfers and the UI are under way before the first DISCOVER
         b0, t0 = ns_cpu_seconds(server_ns), time.monotonic()
         time.sleep(BASELINE)  # the baseline: boot traffic and UI, no DHCP
@@ -299,11 +301,14 @@ def summary(runs: list[Run], rates: list[int], names: list[str], top: int) -> No
         lines = [u.get("dashboard_dropped_line") for u in uis]
         print(f"\nUI attached during {top}/s ({uis[0].get('mode')}): median {cpu:.1f} % of one core "
               f"(goal < 20 %: {'OK' if cpu < 20 else 'OVER'}); events folded per s "
-              f"{med([u.get('events_per_s', 0) for u in uis]):.0f}; clients in its table "
-              f"{med([u.get('clients', 0) for u in uis]):.0f}")
+              f"{med([u.get('events_per_s', 0) for u in uis]):.0f}; leases in its table "
+              f"{med([u.get('leases', 0) for u in uis]):.0f} (perfdhcp got "
+              f"{med([r.acked for r in runs if r.server == 'pxetui' and r.rate == top]):.0f} ACKs)")
         for i, (u, line) in enumerate(zip(uis, lines, strict=True)):
-            print(f"  round {i + 1}: drop counters folded {u.get('dropped') or '{}'}; dashboard shows: "
-                  f"{line!r}" if line else f"  round {i + 1}: no events dropped (the dashboard shows no drop line)")
+            print(f"  round {i + 1}: during the load: {line!r} (leases in its table {u.get('leases')}"
+                  f"{', it was cut loose and reconnected' if u.get('reconnected') else ''}); "
+                  f"{UI_TAIL:.0f} s after it: {u.get('dashboard_dropped_line_after')!r} "
+                  f"(leases {u.get('leases_after')}); None = no drop line shown")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -314,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--servers", default="pxetui,dnsmasq,kea")
     ap.add_argument("--ui", choices=("app", "fold"), default="app",
                     help="the client attached during the highest rate (fold at the others)")
+    ap.add_argument("--tftp-kbps", type=float, default=256.0, help="pace of each TFTP download")
+    ap.add_argument("--http-kbps", type=float, default=1024.0, help="pace of each HTTP download")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("bench/engine: needs root for network namespaces", file=sys.stderr)
@@ -323,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench/engine: {tool} is missing (bash scripts/setup.sh bench)", file=sys.stderr)
             return 2
     rates = [int(r) for r in args.rates.split(",")]
+    pace = ["--tftp-kbps", str(args.tftp_kbps), "--http-kbps", str(args.http_kbps)]
     seconds = min(args.seconds, 60)
     wanted = args.servers.split(",")
     kinds: list[type[Server]] = [k for k in (Pxetui, Dnsmasq) if k.name in wanted]
@@ -333,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
             print("kea-dhcp4 not installed (Debian kea-dhcp4-server): Kea skipped")
     print(f"bench/engine: load generator perfdhcp ({PERFDHCP}, full DORA as a relay agent, "
           f"{CLIENTS} distinct MACs); {seconds} s per step, rates {rates}, {args.rounds} rounds, "
-          f"servers {[k.name for k in kinds]}; 20 TFTP + 20 HTTP paced downloads during each run; "
+          f"servers {[k.name for k in kinds]}; 20 TFTP + 20 HTTP downloads during each run, paced "
+          f"to {args.tftp_kbps:.0f} / {args.http_kbps:.0f} kB/s each; "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
     start = time.monotonic()
     factory = NetnsFactory()
@@ -358,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
                     work.mkdir()
                     work.chmod(0o755)
                     mode = args.ui if rate == rates[-1] else "fold"
-                    r = one_run(kind(server_ns, work, root), server_ns, client_ns, rate, seconds, mode)
+                    r = one_run(kind(server_ns, work, root), server_ns, client_ns, rate, seconds, mode, pace)
                     runs.append(r)
                     print_run(r, rnd)
     finally:
