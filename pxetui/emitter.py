@@ -7,7 +7,8 @@ then it waits for writability with `loop.add_writer`; it never spins and never b
 event loop that answers DHCP, TFTP and HTTP. When the reader falls behind, a progress event
 (a class with `coalesce` set, e.g. TransferProgress) replaces the still-queued one of its
 transfer, and once the queue is full other events are dropped and counted by type; one
-`EventsDropped` (at most one a second) tells the reader what it lost once the queue drains.
+`EventsDropped` a second at most, queued behind what is waiting, tells the reader what it
+lost, during a sustained storm too.
 What is written keeps the order it was emitted in.
 
 Reading: `LineReader` reads big chunks and splits them into lines, so a reader spends one
@@ -238,9 +239,10 @@ class LineEmitter:
 
     # -- telling the reader what it lost ------------------------------------------------
     def _report_due(self) -> bool:
-        """Queue an EventsDropped if events were dropped, the pressure eased (the queue is at
-        most half full) and the last report is a second old; True if it queued one."""
-        if not self.dropped or self.closed or self._live > self.queue_max // 2:
+        """Queue an EventsDropped if events were dropped and the last report is a second old;
+        True if it queued one. Not waiting for the pressure to ease: under a sustained storm
+        the queue never drains to half, and the reader would never learn what it lost."""
+        if not self.dropped or self.closed:
             return False  # re-checked on every drain
         wait = self._reported + self.report_every - self.clock()
         if wait > 0:

@@ -395,3 +395,46 @@ def test_services_are_scheduled_before_observers():
         for p in procs.values():
             p.kill()
             p.wait()
+
+
+async def test_a_sustained_storm_still_reports_its_drops_once_a_second():
+    # The reader keeps reading, slower than the service emits: the queue never drains to half,
+    # and the drop counters must still reach it (the dashboard shows them during the storm).
+    r, w = small_pipe()
+    now = [0.0]
+    try:
+        em = LineEmitter(w, "dhcp", queue_max=100, clock=lambda: now[0])
+        shrink(w)
+        os.set_blocking(r, False)
+        got = bytearray()
+        reports_queued_under_pressure = 0
+        for second in range(3):
+            now[0] = float(second) * 1.5
+            for i in range(400):
+                em(Log(ts=i, message="x" * 1000))  # a line a quarter of the pipe
+            assert em.dropped and len(em) >= 100  # over the bound: dropping
+            got.extend(os.read(r, 4096))  # a slow reader takes a little (a pipe page)
+            for _ in range(200):  # the writability callback drains what fits (bounded rounds)
+                await asyncio.sleep(0.001)
+                if not em.dropped:
+                    break
+            if not em.dropped and len(em) > 50:
+                reports_queued_under_pressure += 1
+        assert reports_queued_under_pressure == 3  # one per second of storm, none held back
+        for _ in range(20000):  # the reader catches up (bounded rounds)
+            try:
+                got.extend(os.read(r, 1 << 16))
+            except BlockingIOError:
+                if idle(em) and not em._scheduled and not em.dropped:
+                    break
+                await asyncio.sleep(0.001)
+        else:
+            raise AssertionError("the emitter never drained")
+    finally:
+        os.close(r)
+        os.close(w)
+    lines = [loads(line) for line in bytes(got).splitlines() if line]
+    reports = [e for e in lines if e["type"] == "EventsDropped"]
+    assert len(reports) >= 3
+    delivered = sum(1 for e in lines if e["type"] == "Log")
+    assert delivered + sum(e["total"] for e in reports) == 1200  # exact, however it was split
