@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from typing import Any
 from netns import Netns
 
 from pxetui.config import Config
+from pxetui.control import ControlClient
 
 
 class ServiceProc:
@@ -82,3 +84,20 @@ def base_config(tmp: Path, interface: str = "eth0", server_ip: str = "10.99.0.1"
         base = server_ip.rsplit(".", 1)[0]
         cfg.dhcp.range = f"{base}.100-{base}.199"
     return cfg
+
+
+async def collect(sock: Path, until, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Attach to an engine's control socket like the UI does; gather events until
+    `until(events)` is true (bounded by `timeout`)."""
+    client = await ControlClient.connect(sock)
+    seen: list[dict[str, Any]] = []
+    try:
+        async def run() -> None:
+            async for ev in client.events():
+                seen.append(ev)
+                if until(seen):
+                    return
+        await asyncio.wait_for(run(), timeout)
+    finally:
+        await client.close()
+    return seen

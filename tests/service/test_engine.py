@@ -10,12 +10,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from netns import require_tool, wait_for
+from services import collect
 
-from pxetui.control import ControlClient, is_live, socket_path
+from pxetui.control import is_live, socket_path
 
 pytestmark = pytest.mark.root
 
@@ -25,22 +25,6 @@ case "$1" in
 esac
 echo "$1 $ip" >> "{log}"
 """
-
-
-async def collect(sock: Path, until, timeout: float = 30.0) -> list[dict]:
-    """Attach like the UI does; gather events until `until(events)` is true."""
-    client = await ControlClient.connect(sock)
-    seen: list[dict] = []
-    try:
-        async def run() -> None:
-            async for ev in client.events():
-                seen.append(ev)
-                if until(seen):
-                    return
-        await asyncio.wait_for(run(), timeout)
-    finally:
-        await client.close()
-    return seen
 
 
 def of(events: list[dict], type_: str, **match) -> list[dict]:

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import pytest
 from netns import REPO, Netns, require, require_root, require_tool, wait_for
+from services import collect
 
 from pxetui import privileges
 from pxetui.config import Config
-from pxetui.control import ControlClient, is_live, socket_path
+from pxetui.control import is_live, socket_path
 from pxetui.privileges import Identity
 
 SERVICES = ("dhcp", "tftp", "http", "capture")
@@ -209,21 +210,6 @@ def test_the_state_dir_is_private_and_chown_follows_nothing(tmp_path):
 
 # -- the engine as deployed -------------------------------------------------------------------
 
-async def collect_until(sock: Path, until, timeout: float) -> list[dict]:
-    client = await ControlClient.connect(sock)
-    seen: list[dict] = []
-    try:
-        async def run() -> None:
-            async for ev in client.events():
-                seen.append(ev)
-                if until(seen):
-                    return
-        await asyncio.wait_for(run(), timeout)
-    finally:
-        await client.close()
-    return seen
-
-
 def running_pids(evs: list[dict]) -> dict[str, int]:
     return {e["service"]: e["pid"] for e in evs if e.get("type") == "ServiceState" and e.get("state") == "running"}
 
@@ -258,7 +244,7 @@ def start_serve(ns: Netns, tmp: Path, preexec=None) -> tuple[subprocess.Popen[by
 def wait_all_running(state: Path, timeout: float = 30) -> dict[str, int]:
     sock = socket_path(state)
     wait_for(lambda: is_live(sock), timeout=timeout, what="the control socket")
-    evs = asyncio.run(collect_until(sock, lambda e: set(SERVICES) <= set(running_pids(e)), timeout))
+    evs = asyncio.run(collect(sock, lambda e: set(SERVICES) <= set(running_pids(e)), timeout))
     return running_pids(evs)
 
 
