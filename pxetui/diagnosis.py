@@ -226,15 +226,26 @@ def tftp_timeouts(events: list[Ev]) -> Finding | None:
 
 
 def ipxe_chain_loop(events: list[Ev]) -> Finding | None:
-    loads = [e for e in events if e["type"] == "TransferStarted" and IPXE_BINARIES.search(_name(e))]
-    names = [_name(e) for e in loads]
-    if len(loads) < 3 or any(e["type"] == "TransferStarted" and not IPXE_BINARIES.search(_name(e))
-                             and e["ts"] > loads[-1]["ts"] for e in events):
+    # A loop is a cycle: DHCP, iPXE loaded, iPXE asks DHCP again, is handed iPXE again. Loads
+    # with no DHCP between them are one firmware fetching twice (OVMF's HTTP boot GETs the
+    # file for its size, aborts and GETs it again; a retry after a lost packet), not a loop.
+    cycles: list[Ev] = []
+    asked = True
+    for e in events:
+        if e["type"] == "DhcpPacket" and e.get("msg_type") in ("DISCOVER", "REQUEST"):
+            asked = True
+        elif e["type"] == "TransferStarted" and IPXE_BINARIES.search(_name(e)):
+            if asked:
+                cycles.append(e)
+            asked = False
+    if len(cycles) < 3 or any(e["type"] == "TransferStarted" and not IPXE_BINARIES.search(_name(e))
+                              and e["ts"] > cycles[-1]["ts"] for e in events):
         return None
     return Finding("ipxe_chain_loop",
-                   f"iPXE chain loop: the client loaded {names[-1]} {len(loads)} times. iPXE asks DHCP "
-                   "again and is handed iPXE again; answer clients with user class 'iPXE' (or "
-                   "option 175) with a script URL instead of the iPXE binary.", definite=True)
+                   f"iPXE chain loop: the client loaded {_name(cycles[-1])} {len(cycles)} times, "
+                   "asking DHCP again each time. iPXE asks DHCP again and is handed iPXE again; "
+                   "answer clients with user class 'iPXE' (or option 175) with a script URL instead "
+                   "of the iPXE binary.", definite=True)
 
 
 KERNEL_ARG_FILE = re.compile(r"(\.squashfs|\.sfs|squashfs\.img|\.iso|(^|/)modloop[^/]*|(^|/)LiveOS/|"

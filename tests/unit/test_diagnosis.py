@@ -185,3 +185,23 @@ def test_pxetui_analyze_json(capsys):
     (client,) = [o for o in objs if o["type"] == "ClientUpdate"]
     assert client["mac"] == "52:54:00:12:34:08" and "iPXE chain loop" in client["diagnosis"]
     assert [s["stage"] for s in client["stages"]] == ["discover", "offer", "ack", "bootloader"]
+
+
+def _dhcp(ts: float, kind: str = "DISCOVER") -> dict:
+    return {"type": "DhcpPacket", "ts": ts, "msg_type": kind, "direction": "in"}
+
+
+def _load(ts: float, path: str = "/ipxe.efi") -> dict:
+    return {"type": "TransferStarted", "ts": ts, "path": path, "transfer_id": str(ts), "protocol": "http"}
+
+
+def test_chain_loop_needs_dhcp_between_loads():
+    # OVMF's HTTP boot GETs ipxe.efi for its size, aborts, GETs it again (and again after a
+    # lost segment): three loads after one DHCP exchange are one fetch, not a loop (CI saw it).
+    one_fetch = [_dhcp(0.0), _dhcp(0.1, "REQUEST"), _load(1.0), _load(1.2), _load(1.5)]
+    assert diagnosis.ipxe_chain_loop(one_fetch) is None
+    loop = [e for i in range(3) for e in (_dhcp(i * 10.0), _load(i * 10.0 + 1))]
+    found = diagnosis.ipxe_chain_loop(loop)
+    assert found and found.definite and "3 times" in found.message
+    # iPXE then got its script: not a loop any more.
+    assert diagnosis.ipxe_chain_loop([*loop, _load(40.0, "/boot.ipxe")]) is None
