@@ -4,116 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-from pxetui import __version__
-from pxetui.config import (
-    BOOT_KINDS,
-    DEFAULT_CONFIG,
-    DHCP_MODES,
-    Config,
-    ConfigError,
-    merge,
-    read_file,
-    resolve,
-)
-from pxetui.netinfo import interfaces, usable
+from pxetui import __version__, exitcodes
+from pxetui.cliconfig import add_common, config_from, resolve_interface
+from pxetui.commands import analyze, import_, lab, watch
+from pxetui.config import Config, ConfigError
+from pxetui.netinfo import interfaces
+from pxetui.uiport import NO_UI, RunUi
 
 # Subcommands other modules contribute: each has register(subparsers).
-COMMAND_MODULES = ("import_", "lab", "watch", "analyze")
-
-
-def default_state_dir() -> str:
-    if os.geteuid() == 0:
-        return "/var/lib/pxetui"
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return str(Path(base) / "pxetui")
-
-
-def add_common(p: argparse.ArgumentParser, sub: bool = False) -> None:
-    """Options shared by the UI and `serve`; each maps onto a config-file key.
-
-    On a subcommand the defaults are suppressed, so `pxetui -i eth1 serve` keeps `-i`."""
-    g = p.add_argument_group("engine options (each also a config-file key)")
-    if sub:
-        g.argument_default = argparse.SUPPRESS
-    g.add_argument("--interface", "-i", metavar="IFACE", help="serve on this interface only [interface]")
-    g.add_argument("--dhcp", choices=DHCP_MODES, help="DHCP mode; auto probes for another server first [dhcp.mode]")
-    g.add_argument("--range", metavar="START-END", help="address pool in full mode [dhcp.range]")
-    g.add_argument("--router", metavar="IP", help="default gateway handed out [dhcp.router]")
-    g.add_argument("--dns", metavar="IP[,IP]", help="DNS servers handed out [dhcp.dns]")
-    g.add_argument("--boot-file", action="append", default=[], metavar="KIND=FILE_OR_URL",
-                   help=f"boot file per client kind ({', '.join(BOOT_KINDS)}); repeatable [dhcp.boot_files.KIND]")
-    g.add_argument("--tftp-root", metavar="DIR", help="TFTP root [tftp.root]")
-    g.add_argument("--http-root", metavar="DIR", help="HTTP root [http.root]")
-    g.add_argument("--http-port", type=int, metavar="N", help="HTTP port [http.port]")
-    g.add_argument("--state-dir", metavar="DIR", help="leases, library, menus, control socket [state_dir]")
-    g.add_argument("--no-capture", action="store_true", help="do not watch the wire [capture.enabled=false]")
-    g.add_argument("--config", metavar="FILE", help=f"TOML config file (default {DEFAULT_CONFIG} if it exists)")
-
-
-def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
-    """The command line as a config tree; it wins over the file."""
-    o: dict[str, Any] = {}
-    a = {k: getattr(args, k, None) for k in (
-        "interface", "dhcp", "range", "router", "dns", "boot_file", "tftp_root", "http_root",
-        "http_port", "state_dir", "no_capture", "config", "log_file")}
-
-    def put(path: str, value: Any) -> None:
-        if value is None:
-            return
-        node = o
-        *parents, leaf = path.split(".")
-        for k in parents:
-            node = node.setdefault(k, {})
-        node[leaf] = value
-
-    put("interface", a['interface'])
-    put("dhcp.mode", a['dhcp'])
-    put("dhcp.range", a['range'])
-    put("dhcp.router", a['router'])
-    if a['dns'] is not None:
-        put("dhcp.dns", [d.strip() for d in a['dns'].split(",") if d.strip()])
-    for spec in a['boot_file'] or []:
-        kind, sep, value = spec.partition("=")
-        if not sep or not value:
-            raise ConfigError([f"--boot-file {spec!r}: expected KIND=FILE_OR_URL"])
-        put(f"dhcp.boot_files.{kind.strip()}", value.strip())
-    put("tftp.root", a['tftp_root'])
-    put("http.root", a['http_root'])
-    put("http.port", a['http_port'])
-    put("state_dir", a['state_dir'])
-    put("log.file", a['log_file'])
-    if a['no_capture']:
-        put("capture.enabled", False)
-    return o
-
-
-def config_from(args: argparse.Namespace, need_interface: bool = True) -> Config:
-    path = getattr(args, "config", None) or os.environ.get("PXETUI_CONFIG") or (DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None)
-    over = overrides_from(args)
-    raw = read_file(path) if path else {}  # read once: the config, and whether it sets state_dir
-    cfg = Config.from_dict(merge(raw, over))  # config.load, without a second read of the file
-    if "state_dir" not in over and "state_dir" not in raw:
-        cfg.state_dir = default_state_dir()
-    if need_interface:
-        _resolve_interface(cfg)
-    return cfg
-
-
-def _resolve_interface(cfg: Config) -> None:
-    """Fill in what the interface decides, or say which interfaces could be used."""
-    if not cfg.interface:
-        ok = ", ".join(i.describe() for i in usable(interfaces())) or "none"
-        raise ConfigError([f"interface: not set; pass --interface IFACE (usable: {ok})"])
-    resolve(cfg)
+COMMAND_MODULES = (import_, lab, watch, analyze)
 
 
 # -- serve ----------------------------------------------------------------------------
@@ -135,7 +41,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if problems:
         for p in problems:
             print(f"pxetui: cannot start: {p}", file=sys.stderr)
-        return 1
+        return exitcodes.FAILED
 
     def show(ev: Event) -> None:
         d = ev.view()
@@ -153,8 +59,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         await sup.wait()
         if sup.fatal:
             print(f"pxetui: cannot start: {sup.fatal}", file=sys.stderr)
-            return 1
-        return 0
+            return exitcodes.FAILED
+        return exitcodes.OK
 
     from pxetui.service import install_loop_policy
 
@@ -201,11 +107,15 @@ def start_engine(args: argparse.Namespace, cfg: Config) -> subprocess.Popen[byte
 def cmd_ui(args: argparse.Namespace) -> int:
     from pxetui.control import ControlClient, is_live, socket_path
 
+    run_ui: RunUi | None = args.run_ui
+    if run_ui is None:
+        print(f"pxetui: {NO_UI}", file=sys.stderr)
+        return exitcodes.USAGE
     cfg = config_from(args, need_interface=False)
     sock = socket_path(cfg.state_dir)
     engine = None
     if not is_live(sock):
-        _resolve_interface(cfg)  # the engine needs it; the file is not read again
+        resolve_interface(cfg)  # the engine needs it; the file is not read again
         engine = start_engine(args, cfg)
         deadline = time.monotonic() + 15
         while not is_live(sock):
@@ -214,10 +124,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
                 tail = tail_of(engine_logs(cfg), 8)
                 print("pxetui: the engine did not start:\n  " + "\n  ".join(tail), file=sys.stderr)
-                return 1
+                return exitcodes.FAILED
             time.sleep(0.1)
-    from screens.run import run_ui
-
     console = args.console or str(cfg.state_path / "lab" / "console.log")
     if engine is not None:
         # SIGTERM or a closed terminal must not leave the engine we started behind (it runs in
@@ -275,7 +183,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     problems = doctor_privileges(config_from(args, need_interface=False))
     for p in problems:
         print(f"  {p}")
-    return 0 if ok and not problems else 1
+    return exitcodes.OK if ok and not problems else exitcodes.FAILED
 
 
 def doctor_privileges(cfg: Config) -> list[str]:
@@ -322,7 +230,8 @@ def doctor_privileges(cfg: Config) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pxetui", description="A terminal control centre for network (PXE) booting.")
+    p = argparse.ArgumentParser(prog="pxetui", description="A terminal control centre for network (PXE) booting.",
+                                epilog=exitcodes.EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"pxetui {__version__}")
     add_common(p)
     p.add_argument("--console", metavar="FILE", help="show this file as the VM console (the lab sets it)")
@@ -340,20 +249,17 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("doctor", help="check this machine: root, interfaces, boot loaders, libpcap")
     d.set_defaults(func=cmd_doctor)
 
-    for name in COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(f"pxetui.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"pxetui.commands.{name}":
-                raise
-            continue
+    for mod in COMMAND_MODULES:
         mod.register(sub)
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, run_ui: RunUi | None = None) -> int:
+    """The whole command line, its exit code (pxetui/exitcodes.py). `run_ui` is the UI that
+    `pxetui` and `pxetui lab` open; the engine has none of its own (pxetui/uiport.py)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.run_ui = run_ui
     # Private by default: the state dir holds leases, seeds and passwords (docs/SECURITY.md).
     # Restored on return: tests call main() in their own process.
     umask = os.umask(0o077)
@@ -362,12 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"pxetui: {problem}", file=sys.stderr)
-        return 2
+        return exitcodes.USAGE
     except KeyboardInterrupt:
-        return 130
+        return exitcodes.INTERRUPTED
     finally:
         os.umask(umask)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

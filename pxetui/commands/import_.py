@@ -9,14 +9,13 @@ import sys
 import time
 from collections.abc import Callable
 
+from pxetui.cliconfig import config_from
 from pxetui.config import Config, ConfigError
 
 PROGRESS_EVERY = 0.5  # seconds between progress lines
 
 
 def _config(args: argparse.Namespace) -> Config:
-    from pxetui.cli import config_from
-
     cfg = config_from(args, need_interface=False)
     if getattr(args, "server", None):
         cfg.server_ip = args.server
@@ -76,11 +75,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from pxetui.iso.reader import IsoError
     from pxetui.menus.model import MenuError
 
-    try:
-        cfg = _config(args)
-    except ConfigError as exc:
-        print(f"pxetui import: {exc}", file=sys.stderr)
-        return 1
+    cfg = _config(args)  # a bad config: cli.main says so, exit 2 like every command
     refused = _service_cannot_read(cfg, args.file)
     if refused:
         print(f"pxetui import: {refused}", file=sys.stderr)
@@ -132,93 +127,125 @@ def cmd_isos(args: argparse.Namespace) -> int:
         _hand_over(cfg)
 
 
-def cmd_menu(args: argparse.Namespace) -> int:
-    cfg = _config(args)
-    try:
-        return _menu(cfg, args)
-    finally:
-        _hand_over(cfg)
+MenuAction = Callable[[Config, argparse.Namespace], int]
 
 
-def _menu(cfg: Config, args: argparse.Namespace) -> int:
+def _menu_command(action: MenuAction) -> Callable[[argparse.Namespace], int]:
+    """A `pxetui menu ACTION`: its config, then the database it touched handed to the service user."""
+
+    def run(args: argparse.Namespace) -> int:
+        cfg = _config(args)
+        try:
+            return action(cfg, args)
+        finally:
+            _hand_over(cfg)
+
+    return run
+
+
+def _menu_loaders(cfg: Config, args: argparse.Namespace) -> int:
+    from pxetui.loaders import find_loaders
+
+    for line in find_loaders(state_dir=cfg.state_path / "cache").describe_lines():
+        print(line)
+    return 0
+
+
+def _menu_show(cfg: Config, args: argparse.Namespace) -> int:
     from pxetui import store
-    from pxetui.menus import model, render_grub, render_ipxe, render_pxelinux
-    from pxetui.menus.parse_pxelinux import parse_file
+    from pxetui.library.provider import effective_sources
+    from pxetui.menus import model
 
-    if args.action == "loaders":
-        from pxetui.loaders import find_loaders
-
-        for line in find_loaders(state_dir=cfg.state_path / "cache").describe_lines():
-            print(line)
-        return 0
     conn = store.connect(cfg.db_path)
     try:
         menu = model.load_menu(conn)
-        if args.action == "show":
-            print(f"{menu.title}  (default {menu.default}, timeout {menu.timeout or 'none'} s)")
-            for e in menu.entries:
-                mark = "*" if e.id == menu.default else " "
-                print(f"{mark} {e.id:24} {e.kind:7} {','.join(e.archs):18} {e.label}")
-                if e.kernel:
-                    print(f"    {e.kernel} {' '.join(e.initrds)} {e.full_args()}".rstrip())
-                if e.notes:
-                    print(f"    note: {e.notes}")
-            from pxetui.library.provider import effective_sources
-
-            print("in effect:")
-            for name, how in effective_sources(cfg).items():
-                print(f"  {name:22} {how}")
-            return 0
-        if args.action == "set":
-            return _menu_set(conn, args)
-        if args.action == "render":
-            fmt = args.format
-            if fmt == "pxelinux":
-                print(render_pxelinux.render(menu, cfg))
-            elif fmt == "grub":
-                print(render_grub.render(menu, cfg))
-            else:
-                print(render_ipxe.render(menu, cfg, "uefi64" if fmt == "ipxe-efi" else "bios"))
-            return 0
-        if not args.file:
-            print("pxetui menu import-pxelinux: name the config file", file=sys.stderr)
-            return 2
-        try:
-            parsed = parse_file(args.file, args.root)
-        except OSError as exc:
-            print(f"pxetui menu import-pxelinux: {args.file}: {exc.strerror}", file=sys.stderr)
-            return 1
-        for p in parsed.problems:
-            print(f"cannot import: {p}", file=sys.stderr)
-        if args.verbose:
-            for p in parsed.ignored:
-                print(f"ignored: {p}", file=sys.stderr)
-        new = parsed.menu
-
-        def merge(target: model.Menu) -> None:
-            if args.replace:
-                keep = [e for e in target.entries if e.source_iso]  # ISO entries stay
-                target.title, target.entries, target.default = new.title, new.entries, new.default
-                target.timeout, target.serial = new.timeout, new.serial
-                for e in keep:
-                    target.add(e)
-            else:
-                for e in new.entries:
-                    if e.kind != "local":
-                        target.add(e)
-
-        try:
-            # Read, merged and stored under one write lock: a change made meanwhile is not lost.
-            model.update_menu(conn, merge)
-        except model.MenuError as exc:
-            print(f"pxetui menu import-pxelinux: {exc}", file=sys.stderr)
-            return 1
-        imported = [e for e in new.entries if e.kind != "local" or args.replace]
-        print(f"imported {len(imported)} entries from {args.file}; "
-              f"{len(parsed.problems)} lines not imported, {len(parsed.ignored)} presentation lines ignored")
-        return 0
     finally:
         conn.close()
+    print(f"{menu.title}  (default {menu.default}, timeout {menu.timeout or 'none'} s)")
+    for e in menu.entries:
+        mark = "*" if e.id == menu.default else " "
+        print(f"{mark} {e.id:24} {e.kind:7} {','.join(e.archs):18} {e.label}")
+        if e.kernel:
+            print(f"    {e.kernel} {' '.join(e.initrds)} {e.full_args()}".rstrip())
+        if e.notes:
+            print(f"    note: {e.notes}")
+    print("in effect:")
+    for name, how in effective_sources(cfg).items():
+        print(f"  {name:22} {how}")
+    return 0
+
+
+def _menu_render(cfg: Config, args: argparse.Namespace) -> int:
+    from pxetui import store
+    from pxetui.menus import model, render_grub, render_ipxe, render_pxelinux
+
+    conn = store.connect(cfg.db_path)
+    try:
+        menu = model.load_menu(conn)
+    finally:
+        conn.close()
+    fmt = args.format
+    if fmt == "pxelinux":
+        print(render_pxelinux.render(menu, cfg))
+    elif fmt == "grub":
+        print(render_grub.render(menu, cfg))
+    else:
+        print(render_ipxe.render(menu, cfg, "uefi64" if fmt == "ipxe-efi" else "bios"))
+    return 0
+
+
+def _menu_set(cfg: Config, args: argparse.Namespace) -> int:
+    from pxetui import store
+
+    conn = store.connect(cfg.db_path)
+    try:
+        return _set_menu(conn, args)
+    finally:
+        conn.close()
+
+
+def _menu_import(cfg: Config, args: argparse.Namespace) -> int:
+    from pxetui import store
+    from pxetui.menus import model
+    from pxetui.menus.parse_pxelinux import parse_file
+
+    try:
+        parsed = parse_file(args.file, args.root)
+    except OSError as exc:
+        print(f"pxetui menu import-pxelinux: {args.file}: {exc.strerror}", file=sys.stderr)
+        return 1
+    for p in parsed.problems:
+        print(f"cannot import: {p}", file=sys.stderr)
+    if args.verbose:
+        for p in parsed.ignored:
+            print(f"ignored: {p}", file=sys.stderr)
+    new = parsed.menu
+
+    def merge(target: model.Menu) -> None:
+        if args.replace:
+            keep = [e for e in target.entries if e.source_iso]  # ISO entries stay
+            target.title, target.entries, target.default = new.title, new.entries, new.default
+            target.timeout, target.serial = new.timeout, new.serial
+            for e in keep:
+                target.add(e)
+        else:
+            for e in new.entries:
+                if e.kind != "local":
+                    target.add(e)
+
+    conn = store.connect(cfg.db_path)
+    try:
+        # Read, merged and stored under one write lock: a change made meanwhile is not lost.
+        model.update_menu(conn, merge)
+    except model.MenuError as exc:
+        print(f"pxetui menu import-pxelinux: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        conn.close()
+    imported = [e for e in new.entries if e.kind != "local" or args.replace]
+    print(f"imported {len(imported)} entries from {args.file}; "
+          f"{len(parsed.problems)} lines not imported, {len(parsed.ignored)} presentation lines ignored")
+    return 0
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
@@ -247,7 +274,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
     return 0
 
 
-def _menu_set(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
+def _set_menu(conn: sqlite3.Connection, args: argparse.Namespace) -> int:
     from pxetui.menus import model
 
     def change(m: model.Menu) -> None:
@@ -306,19 +333,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     sd.set_defaults(func=cmd_seed)
 
     m = sub.add_parser("menu", help="show, render or import the boot menu")
-    m.add_argument("action", choices=("show", "render", "set", "import-pxelinux", "loaders"))
-    m.add_argument("file", nargs="?", help="import-pxelinux: the PXELINUX config file")
-    m.add_argument("--format", choices=("pxelinux", "grub", "ipxe-bios", "ipxe-efi"), default="pxelinux",
-                   help="render: which menu")
-    m.add_argument("--server", metavar="IP", help="render: the server address to fill in")
-    m.add_argument("--root", metavar="DIR", help="import-pxelinux: TFTP root that INCLUDE paths are relative to")
-    m.add_argument("--replace", action="store_true", help="import-pxelinux: replace the menu (ISO entries stay)")
-    m.add_argument("-v", "--verbose", action="store_true", help="import-pxelinux: list ignored lines too")
-    m.add_argument("--default", help="set: the default entry id")
-    m.add_argument("--timeout", type=int, help="set: seconds before the default boots (0 = wait)")
-    m.add_argument("--serial", metavar="'PORT BAUD'", help="set: also draw menus on this serial port ('' = off)")
-    m.add_argument("--title", help="set: menu title")
-    m.add_argument("--append", nargs=2, action="append", metavar=("ENTRY", "ARGS"),
-                   help="set: add kernel arguments to an entry (repeatable)")
     _common(m)
-    m.set_defaults(func=cmd_menu)
+    actions = m.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def action(name: str, run: MenuAction, what: str) -> argparse.ArgumentParser:
+        a = actions.add_parser(name, help=what)
+        _common(a)  # --state-dir/--config before or after the action
+        a.set_defaults(func=_menu_command(run))
+        return a
+
+    action("show", _menu_show, "print the entries and which files are in effect")
+    r = action("render", _menu_render, "print the menu as one boot loader reads it")
+    r.add_argument("--format", choices=("pxelinux", "grub", "ipxe-bios", "ipxe-efi"), default="pxelinux",
+                   help="which menu")
+    r.add_argument("--server", metavar="IP", help="the server address to fill in")
+    s = action("set", _menu_set, "change the title, default, timeout, serial port or an entry's arguments")
+    s.add_argument("--default", help="the default entry id")
+    s.add_argument("--timeout", type=int, help="seconds before the default boots (0 = wait)")
+    s.add_argument("--serial", metavar="'PORT BAUD'", help="also draw menus on this serial port ('' = off)")
+    s.add_argument("--title", help="menu title")
+    s.add_argument("--append", nargs=2, action="append", metavar=("ENTRY", "ARGS"),
+                   help="add kernel arguments to an entry (repeatable)")
+    i = action("import-pxelinux", _menu_import, "add the entries of a PXELINUX config file")
+    i.add_argument("file", help="the PXELINUX config file")
+    i.add_argument("--root", metavar="DIR", help="TFTP root that INCLUDE paths are relative to")
+    i.add_argument("--replace", action="store_true", help="replace the menu (ISO entries stay)")
+    i.add_argument("-v", "--verbose", action="store_true", help="list ignored lines too")
+    action("loaders", _menu_loaders, "list the boot loaders found on this machine")

@@ -6,10 +6,13 @@ import argparse
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
+from pxetui import exitcodes
 from pxetui.lab.network import LabError
 from pxetui.lab.run import CONTENTS, LabOptions, run_headless, run_with_ui
+from pxetui.uiport import NO_UI, RunUi
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,30 +54,34 @@ def options_from(args: argparse.Namespace) -> LabOptions:
 def cmd_lab(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         print("pxetui lab: needs root to create network namespaces (run with sudo)", file=sys.stderr)
-        return 1
+        return exitcodes.FAILED
     if args.secure_boot and args.ipxe:
         print("pxetui lab: --secure-boot boots shim and GRUB; Debian's iPXE is not signed", file=sys.stderr)
-        return 2
+        return exitcodes.USAGE
+    ui: RunUi | None = None if args.headless else getattr(args, "run_ui", None)  # from cli.main
+    if not args.headless and ui is None:
+        print(f"pxetui lab: {NO_UI}; or pass --headless", file=sys.stderr)
+        return exitcodes.USAGE
     try:
         opts = options_from(args)
-        if args.headless:
+        if ui is None:
             return run_headless(opts, args.timeout)
-        return run_with_ui(opts, args.timeout, _ui)
+        return run_with_ui(opts, args.timeout, _attach(ui))
     except LabError as exc:
         print(f"pxetui lab: {exc}", file=sys.stderr)
-        return 1
+        return exitcodes.FAILED
     except KeyboardInterrupt:
         print("pxetui lab: interrupted; lab removed", file=sys.stderr)
-        return 130
+        return exitcodes.INTERRUPTED
 
 
-def _ui(sock: Path, console: Path) -> int:
-    from pxetui.control import ControlClient
+def _attach(run_ui: RunUi) -> Callable[[Path, Path], int]:
+    """The UI run on the lab engine's control socket, its VM console shown."""
 
-    try:
-        from screens.run import run_ui  # the UI is optional for the engine; import it late
-    except ImportError as exc:
-        raise LabError(f"the UI is not available ({exc}); use --headless") from None
+    def ui(sock: Path, console: Path) -> int:
+        from pxetui.control import ControlClient
 
-    return int(run_ui(lambda: ControlClient.connect(sock), str(console),
-                      state_dir=str(sock.parent)) or 0)
+        return int(run_ui(lambda: ControlClient.connect(sock), str(console),
+                          state_dir=str(sock.parent)) or 0)
+
+    return ui

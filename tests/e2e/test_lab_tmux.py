@@ -59,7 +59,7 @@ def test_pxetui_lab_ui_in_tmux_follows_a_boot_and_cleans_up(tmp_path):
     require_lab("bios")
     require_tool("tmux")
     sock, state, done = tmp_path / "tmux.sock", tmp_path / "lab", tmp_path / "exit-code"
-    cmd = (f"cd {REPO} && TERM=xterm-256color {sys.executable} -m pxetui lab --state-dir {state} "
+    cmd = (f"cd {REPO} && TERM=xterm-256color {sys.executable} -m pxetui_app lab --state-dir {state} "
            f"--timeout 300; echo $? > {done}; sleep 60")
     tmux(sock, "new-session", "-d", "-s", "lab", "-x", "80", "-y", "24", cmd)
     namespaces: list[str] = []

@@ -4,7 +4,8 @@ import argparse
 
 import pytest
 
-from pxetui.cli import build_parser, main, overrides_from
+from pxetui.cli import build_parser, main
+from pxetui.cliconfig import overrides_from
 from pxetui.config import ConfigError
 
 
@@ -62,11 +63,15 @@ def test_version_and_help_everywhere(capsys):
 
 
 def test_ui_without_an_engine_needs_an_interface_before_starting_one(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("pxetui.cli.DEFAULT_CONFIG", tmp_path / "absent.toml")
+    monkeypatch.setattr("pxetui.cliconfig.DEFAULT_CONFIG", tmp_path / "absent.toml")
     monkeypatch.delenv("PXETUI_CONFIG", raising=False)
-    assert main(["--state-dir", str(tmp_path / "st")]) == 2
+
+    def run_ui(*args: object, **kw: object) -> int:
+        raise AssertionError("the UI must not open without an engine")
+
+    assert main(["--state-dir", str(tmp_path / "st")], run_ui=run_ui) == 2
     err = capsys.readouterr().err
     assert "pxetui: interface: not set; pass --interface IFACE (usable: " in err
-    assert main(["--state-dir", str(tmp_path / "st"), "-i", "pxt-no-such-if"]) == 2
+    assert main(["--state-dir", str(tmp_path / "st"), "-i", "pxt-no-such-if"], run_ui=run_ui) == 2
     assert "pxetui: interface pxt-no-such-if: does not exist; usable interfaces: " in capsys.readouterr().err
     assert not (tmp_path / "st" / "engine.log").exists()  # no engine was started

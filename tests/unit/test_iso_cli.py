@@ -16,7 +16,7 @@ DI_ROOT = "/usr/lib/debian-installer/images/12/amd64/text"
 @pytest.fixture(autouse=True)
 def no_site_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("PXETUI_CONFIG", raising=False)
-    monkeypatch.setattr("pxetui.cli.DEFAULT_CONFIG", tmp_path / "absent.toml")
+    monkeypatch.setattr("pxetui.cliconfig.DEFAULT_CONFIG", tmp_path / "absent.toml")
 
 
 def test_import_show_render_remove(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -86,7 +86,8 @@ def test_the_engine_writes_its_stderr_log_lines_and_a_traceback_into_the_rotatin
 
 
 def test_serve_takes_log_file_as_the_log_file_key():
-    from pxetui.cli import build_parser, overrides_from
+    from pxetui.cli import build_parser
+    from pxetui.cliconfig import overrides_from
 
     args = build_parser().parse_args(["serve", "--interface", "eth1", "--log-file", "/var/log/pxetui.log"])
     assert overrides_from(args)["log"] == {"file": "/var/log/pxetui.log"}
