@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pxetui.dhcp import options as o
@@ -22,16 +22,21 @@ def golden(name: str) -> Packet:
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.binary(max_size=700))
+@given(st.binary(max_size=700) | st.binary(min_size=HEADER_LEN, max_size=700))  # half past the header
+@example(HEADER + COOKIE + b"\x35\x01\x01\xff")  # random bytes seldom parse: this one does
 def test_any_bytes_parse_or_raise_the_one_error(data: bytes) -> None:
     try:
-        parse(data)
-    except DhcpParseError:
-        pass
+        pkt = parse(data)
+    except DhcpParseError as err:
+        assert str(err)  # the error names the problem
+    else:  # what parses is the fixed header as sent (RFC 2131 section 2)
+        assert (pkt.op, pkt.xid) == (data[0], int.from_bytes(data[4:8], "big"))
+        assert pkt.mac == data[28 : 28 + min(data[2], 16)].hex(":")
 
 
 @settings(max_examples=400, deadline=None)
 @given(st.binary(max_size=400), st.sampled_from([b"", b"\x34\x01\x01", b"\x34\x01\x03"]))
+@example(b"\x35\x01\x01\xff", b"")  # the round trip below runs whatever hypothesis draws
 def test_any_options_after_a_valid_header(opts: bytes, overload: bytes) -> None:
     """Random option bytes behind a valid header reach the TLV walker and its overload path."""
     try:

@@ -11,9 +11,6 @@ import pytest
 
 from pxetui.tftp.options import Negotiated
 from pxetui.tftp.packets import (
-    DATA,
-    ERROR,
-    OACK,
     Ack,
     Data,
     Error,
@@ -383,10 +380,6 @@ def test_upload_is_stored_before_the_final_ack():
     assert r.state == FAILED and r.error_code == 6
     (err,) = [parse(p) for p in wire.out[-1:]]
     assert isinstance(err, Error) and Ack(1) not in wire.take()
-
-
-def test_opcode_constants():
-    assert (DATA, ERROR, OACK) == (3, 5, 6)
 
 
 def test_lost_final_ack_then_closed_port_counts_as_finished():
