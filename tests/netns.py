@@ -30,7 +30,7 @@ def require(condition: bool, reason: str) -> None:
         return
     if IN_CI:
         pytest.fail(f"CI=true and a prerequisite is missing: {reason}")
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=True)  # also a module's prerequisite
 
 
 def require_root() -> None:

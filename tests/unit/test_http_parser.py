@@ -151,9 +151,9 @@ def test_any_bytes_parse_or_raise_http_error(data: bytes):
     try:
         skip_empty_lines(buf)
         end = head_end(buf)
-        if end is not None:
-            req = parse_head(bytes(buf[:end]))
-            assert req.path.startswith("/") or req.path == ""
+        assert end is not None  # the buffer ends in an empty line: the head is complete
+        req = parse_head(bytes(buf[:end]))
+        assert req.path.startswith("/") or req.path == ""
     except HttpError as err:
         assert 400 <= err.status < 600 and err.reason
 
