@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pxetui.archtypes import HTTP_KIND, MENU_FAMILIES
 from pxetui.netinfo import InterfaceInfo, check_interface
 
 DEFAULT_CONFIG = Path("/etc/pxetui/pxetui.toml")  # read when it exists and --config is not given
 
-BOOT_KINDS = ("bios", "uefi32", "uefi64", "arm64", "http64", "ipxe")
+# `dhcp.boot_files` keys: a firmware family (pxetui.archtypes), UEFI HTTP boot, or iPXE.
+BOOT_KINDS = (*MENU_FAMILIES, HTTP_KIND, "ipxe")
 DHCP_MODES = ("auto", "full", "proxy", "off")
 MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 

@@ -14,12 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pxetui import archtypes
+
 Ev = dict[str, Any]
 
-ARCH_NAMES = {0: "BIOS", 6: "32-bit UEFI", 7: "x64 UEFI", 9: "x64 UEFI", 10: "ARM32 UEFI",
-              11: "ARM64 UEFI", 15: "32-bit UEFI HTTP", 16: "x64 UEFI HTTP", 18: "ARM32 UEFI HTTP",
-              19: "ARM64 UEFI HTTP", 20: "BIOS HTTP"}
-UEFI_ARCHES = {6, 7, 9, 10, 11, 15, 16, 18, 19, 25, 27, 39}  # docs/FIELD-NOTES.md, option 93
 IPXE_BINARIES = re.compile(r"(^|/)(undionly\.k?k?pxe|ipxe\.(pxe|efi|lkrn|kpxe)|snponly\.efi|snp\.efi|"
                            r"[\w.-]+\.kk?pxe)$", re.I)
 BIOS_LOADER = re.compile(r"(\.0|\.k?k?pxe|\.pxe|\.com|\.n12|\.lkrn)$", re.I)
@@ -138,7 +136,7 @@ def no_answer(events: list[Ev]) -> Finding | None:
 
 def no_boot_file(events: list[Ev]) -> Finding | None:
     offers = _offers(events)
-    pxe = any(str(e.get("vendor_class") or "").startswith(("PXEClient", "HTTPClient"))
+    pxe = any(archtypes.is_boot_client(str(e.get("vendor_class") or ""))
               for e in events if e["type"] == "DhcpPacket" and e.get("msg_type") in ("DISCOVER", "REQUEST"))
     if not offers or not pxe or any(e.get("boot_file") for e in offers):
         return None
@@ -166,10 +164,9 @@ def firmware_mismatch(events: list[Ev]) -> Finding | None:
         loader = next((e.get("boot_file") for e in reversed(_offers(events)) if e.get("boot_file")), None)
     if not loader or "://" in loader:
         return None
-    uefi = arch in UEFI_ARCHES
-    if uefi and BIOS_LOADER.search(loader):
+    if archtypes.is_uefi(arch) and BIOS_LOADER.search(loader):
         return Finding("firmware_mismatch",
-                       f"UEFI client ({ARCH_NAMES.get(arch, f'arch {arch}')}, option 93 = {arch}) was "
+                       f"UEFI client ({archtypes.label(arch)}, option 93 = {arch}) was "
                        f"sent the BIOS loader {loader}; UEFI firmware can only start a .efi loader "
                        "(shimx64.efi, grubx64.efi, ipxe.efi). Options 93 = 7 and 9 both mean x64 UEFI.")
     if arch == 0 and UEFI_LOADER.search(loader):

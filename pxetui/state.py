@@ -45,18 +45,14 @@ from pxetui.events import (
     from_dict,
 )
 from pxetui.logfmt import describe
+from pxetui.stages import NEW as NEW_STAGE
+from pxetui.stages import rank as stage_rank
 
 TABLES = (
     "engine", "services", "alerts", "clients", "leases", "transfers", "logs", "throughput",
     "library",
 )
 
-# The order a boot goes through (pxetui.tracker.STAGES), for counting clients by stage;
-# unknown stages sort after.
-STAGE_ORDER = (
-    "new", "discover", "offer", "ack", "bootloader", "menu", "kernel", "initrd", "rootfs",
-    "booted", "installed",
-)
 LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -695,13 +691,8 @@ class EngineState:
 
     # -- derived views -------------------------------------------------------------------
     def clients_by_stage(self) -> list[tuple[str, int]]:
-        counts = Counter(c.stage or "new" for c in self.clients.values())
-
-        def order(item: tuple[str, int]) -> tuple[int, str]:
-            s = item[0]
-            return (STAGE_ORDER.index(s) if s in STAGE_ORDER else len(STAGE_ORDER), s)
-
-        return sorted(counts.items(), key=order)
+        counts = Counter(c.stage or NEW_STAGE for c in self.clients.values())
+        return sorted(counts.items(), key=lambda item: (stage_rank(item[0]), item[0]))
 
     def clients_in_trouble(self) -> int:
         return sum(1 for c in self.clients.values() if c.diagnosis)

@@ -1,9 +1,9 @@
 """Per-client boot progress: a state machine per MAC fed with event dicts.
 
-Stages of one boot, in order: discover, offer, ack, bootloader, menu, kernel, initrd, rootfs,
-booted. Transfers are placed in a stage by the boot menu first (a file that is an entry's
-kernel or initrd, e.g. memtest's `boot/floppy.img`), then by file name and by order (the first
-file is the boot loader; an unknown file after the kernel is an initrd). TFTP events carry only
+Stages of one boot, in order (pxetui.stages): discover, offer, ack, bootloader, menu, kernel,
+initrd, rootfs, booted. Transfers are placed in a stage by the boot menu first (a file that is
+an entry's kernel or initrd, e.g. memtest's `boot/floppy.img`), then by file name and by order
+(the first file is the boot loader; an unknown file after the kernel is an initrd). TFTP events carry only
 the client IP; the IP-to-MAC map comes from DHCP: an ACK (or a lease) is a fact, and when no
 ACK is seen (proxyDHCP: the address server's ACK may be unicast, past our port) the client's
 broadcast REQUEST (option 50, or ciaddr when renewing) binds the address it takes, unless an
@@ -42,16 +42,12 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from pxetui import diagnosis
+from pxetui import archtypes, diagnosis
 from pxetui.config import TrackerConfig
 from pxetui.events import ClientForgotten, ClientUpdate, Event, LimitReporter, Log, dumps, loads
+from pxetui.stages import DONE_CALLBACKS, PROGRESS
 from pxetui.store import connect, ensure_schema, write_transaction
 
-STAGES = ("discover", "offer", "ack", "bootloader", "menu", "kernel", "initrd", "rootfs", "booted")
-PROGRESS = {"discover": 0.05, "offer": 0.1, "ack": 0.15, "bootloader": 0.3, "menu": 0.4,
-            "kernel": 0.6, "initrd": 0.75, "rootfs": 0.9, "booted": 1.0}
-FIRMWARE = {0: "bios", 6: "uefi32", 7: "uefi64", 9: "uefi64", 10: "arm32", 11: "arm64",
-            15: "http32", 16: "http64", 18: "arm32-http", 19: "arm64-http", 20: "bios-http"}
 DEDUP_SECONDS = 5.0
 PROGRESS_EVERY = 1.0  # at most one ClientUpdate per client per second for progress alone
 MAX_ALIASES = 10000
@@ -158,15 +154,6 @@ def classify(path: str, reached: set[str], known: dict[str, str] | None = None) 
     return "bootloader" if not reached & {"bootloader", "menu"} else "other"
 
 
-def firmware_of(arch: int | None, vendor_class: str | None, ipxe: bool) -> str:
-    fw = FIRMWARE.get(arch, f"arch{arch}") if arch is not None else ""
-    if (vendor_class or "").startswith("HTTPClient") and "http" not in fw:
-        fw = (fw + "-http") if fw else "http"
-    if ipxe:
-        fw = f"{fw}/ipxe" if fw else "ipxe"
-    return fw
-
-
 def _events(limit: int) -> deque[dict[str, Any]]:
     return deque(maxlen=limit)
 
@@ -216,6 +203,10 @@ class Client:
     def reached(self) -> set[str]:
         return {s["stage"] for s in self.stages}
 
+    @property
+    def firmware(self) -> str:
+        return archtypes.client_name(self.arch, self.vendor_class, self.ipxe)
+
     def file(self, tid: str) -> dict[str, Any] | None:
         return self.files.get(tid)
 
@@ -232,7 +223,7 @@ class Client:
         # `stages` keeps where the boot actually got to.
         stage = "stuck" if self.stuck else "failed" if self.failed else self.stage
         return ClientUpdate(ts=ts, service="tracker", mac=self.mac, ip=self.ip, stage=stage,
-                            stages=self.stage_rows(), firmware=firmware_of(self.arch, self.vendor_class, self.ipxe),
+                            stages=self.stage_rows(), firmware=self.firmware,
                             arch=self.arch, vendor_class=self.vendor_class, uuid=self.uuid,
                             hostname=self.hostname, progress=PROGRESS.get(self.stage, 0.0),
                             last_event=self.last_event, diagnosis=self.diagnosis, boot=self.boot,
@@ -384,7 +375,7 @@ class Tracker:
         c.unsaved, c.unsaved_gone, c.saved_seq, c.saved_boot = {}, set(), c.event_seq, c.boot
 
     def _boot_row(self, c: Client) -> tuple[Any, ...]:
-        return (c.mac, c.boot, c.started, c.last, c.stage, firmware_of(c.arch, c.vendor_class, c.ipxe),
+        return (c.mac, c.boot, c.started, c.last, c.stage, c.firmware,
                 c.diagnosis, json.dumps(c.stage_rows()))
 
     def _flush(self, now: float | None = None) -> None:
@@ -684,7 +675,7 @@ class Tracker:
         if c is None:
             return None
         vc = ev.get("vendor_class")
-        if msg == "DISCOVER" and str(vc or "").startswith(("PXEClient", "HTTPClient")):
+        if msg == "DISCOVER" and archtypes.is_boot_client(str(vc or "")):
             # Firmware starting over: after the kernel, or after a long silence. iPXE's own
             # DISCOVER in the loader stage is the same boot (a chain), not a new one.
             if c.stages and ("kernel" in c.reached or ts - c.last > max(self.stuck_seconds, 60.0)):
@@ -857,7 +848,7 @@ class Tracker:
             return None
         stage = str(ev.get("stage") or "")
         self._request_stage(c)
-        if stage in ("booted", "installed"):
+        if stage in DONE_CALLBACKS:
             self._stage(c, "booted", ts, stage + (f": {ev['entry']}" if ev.get("entry") else ""))
         self._record(c, ev, f"callback {stage} {ev.get('detail') or ''}".strip())
         self._definite(c)

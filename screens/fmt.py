@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+from pxetui import archtypes
 from pxetui.logfmt import human_size
 
 BAR_EIGHTHS = " ▏▎▍▌▋▊▉█"
@@ -53,20 +54,9 @@ def percent(fraction: float | None) -> str:
     return "?" if fraction is None else f"{fraction * 100:3.0f}%"
 
 
-ARCH_NAMES = {
-    0: "bios", 6: "uefi32", 7: "uefi64", 9: "uefi64", 10: "arm32", 11: "arm64",
-    15: "http32", 16: "http64", 18: "arm32h", 19: "arm64h", 20: "bioshttp",
-}
-
-
 def firmware(name: str, arch: int | None) -> str:
-    """The tracker's firmware name, else one derived from option 93 (docs/FIELD-NOTES.md: 7 and 9 are
-    both x64 UEFI)."""
-    if name:
-        return name
-    if arch is None:
-        return "?"
-    return ARCH_NAMES.get(arch, f"arch{arch}")
+    """The tracker's firmware name, else option 93's short name (pxetui.archtypes)."""
+    return name or archtypes.name(arch) or "?"
 
 
 def short_path(path: str) -> str:

@@ -12,11 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pxetui import archtypes
 from pxetui.config import Config
-
-# RFC 4578 2.1 / docs/FIELD-NOTES.md "Option 93": 7 and 9 are both x64 UEFI in the field.
-ARCH_KINDS: dict[int, str] = {0: "bios", 6: "uefi32", 7: "uefi64", 9: "uefi64", 11: "arm64",
-                              16: "http64", 19: "http64"}
 
 # The common guides' TFTP layouts, most specific first.
 DEFAULT_FILES: dict[str, tuple[str, ...]] = {
@@ -57,14 +54,13 @@ class BootChoice:
 
 def client_kind(facts: ClientFacts) -> str | None:
     """The boot kind, or None for a client that is not network booting (an OS's dhclient)."""
-    vc = facts.vendor_class or ""
-    if vc.startswith("HTTPClient"):
-        return "http64"
+    if archtypes.is_http_client(facts.vendor_class):
+        return archtypes.HTTP_KIND
     if facts.ipxe:
         return "ipxe"
     if facts.arch is not None:
-        return ARCH_KINDS.get(facts.arch, "unknown")
-    if vc.startswith("PXEClient"):
+        return archtypes.boot_kind(facts.arch)
+    if (facts.vendor_class or "").startswith(archtypes.PXE_CLIENT):
         return "bios"  # a PXE 2.x ROM that predates option 93
     return None
 
@@ -108,7 +104,7 @@ class BootPolicy:
         out["ipxe"] = (f"{cfg.http_base}/boot.ipxe", "default iPXE script URL")
         http_efi = next((n for n in ("ipxe.efi", "snponly.efi") if (Path(cfg.http_root) / n).is_file()
                          or (root / n).is_file()), "ipxe.efi")
-        out["http64"] = (f"{cfg.http_base}/{http_efi}", "default HTTP boot URL")
+        out[archtypes.HTTP_KIND] = (f"{cfg.http_base}/{http_efi}", "default HTTP boot URL")
         return out
 
     def set_proxy(self, proxy: bool) -> None:
@@ -136,7 +132,7 @@ class BootPolicy:
         kind = client_kind(facts)
         if kind is None:
             return BootChoice("none", None, "not a network-boot client"), False
-        vc = "HTTPClient" if kind == "http64" else "PXEClient"
+        vc = archtypes.HTTP_CLIENT if kind == archtypes.HTTP_KIND else archtypes.PXE_CLIENT
         ov = self.overrides.get(facts.mac) or {}
         consumed = False
         if ov.get("boot_once") == "local":
@@ -166,6 +162,6 @@ class BootPolicy:
     def _full(self, kind: str, name: str) -> str:
         """UEFI HTTP boot needs a full URL (docs/FIELD-NOTES.md): make a bare name one. (iPXE can
         fetch a bare name over TFTP, so an `ipxe` file is left as given.)"""
-        if kind == "http64" and not is_url(name):
+        if kind == archtypes.HTTP_KIND and not is_url(name):
             return f"{self.cfg.http_base}/{name.lstrip('/')}"
         return name

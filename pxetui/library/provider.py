@@ -29,7 +29,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from pxetui import store, tokens
+from pxetui import archtypes, store, tokens
 from pxetui.config import Config, normalize_mac
 from pxetui.events import Alert, Event, Log
 from pxetui.files import Client, FileLookupError, Forbidden, Provider, Resolver, Source, virtual
@@ -37,7 +37,7 @@ from pxetui.iso import library
 from pxetui.iso.reader import IsoFile
 from pxetui.loaders import Loaders, find_loaders
 from pxetui.menus import model, render_grub, render_ipxe, render_pxelinux, seeds
-from pxetui.menus.model import Menu, arch_kind
+from pxetui.menus.model import Menu
 from pxetui.safeopen import FILE_FLAGS, PinMismatch
 
 PXELINUX_DEFAULT = "pxelinux.cfg/default"
@@ -166,7 +166,7 @@ class MenuProvider:
                                    mint if owner == mac else None)
             return virtual(path, text.encode(), st.updated)
         if path in GRUB_CFGS:
-            kind = arch_kind(client.arch)
+            kind = archtypes.menu_family(client.arch)
             arch = kind if kind in ("uefi32", "uefi64", "arm64") else "uefi64"
             owner, mint = tokens.for_request(cfg, client.ip, client.mac)
             default = st.per_mac_default(owner)
@@ -281,7 +281,7 @@ def ipxe_script(cfg: Config, mac: str | None, arch: int | None, client_ip: str |
             f"{cfg.http_base}/{IPXE_SCRIPT}?mac=${{net0/mac}}&arch=0",
             "",
         ])
-    kind = arch_kind(arch)
+    kind = archtypes.menu_family(arch)
     owner, mint = tokens.for_request(cfg, client_ip, mac)  # `mac` is a claim: see pxetui.tokens
     firmware, default = kind if kind != "unknown" else "bios", st.per_mac_default(owner)
     return tokens.rendered(lambda m: render_ipxe.render(st.menu, cfg, firmware, default, m), mint)

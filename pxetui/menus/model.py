@@ -28,12 +28,13 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from pxetui import store
+from pxetui.archtypes import MENU_FAMILIES
 from pxetui.config import Config
 from pxetui.store import write_transaction
 
 KINDS = ("linux", "efi", "iso", "wimboot", "local")
-# Firmware kinds a menu can be rendered for (the config's BOOT_KINDS naming).
-ARCHS = ("bios", "uefi32", "uefi64", "arm64")
+# Firmware kinds a menu can be rendered for (option 93 -> kind: pxetui.archtypes.menu_family).
+ARCHS = MENU_FAMILIES
 LOCAL_ID = "local"
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _TEMPLATE = re.compile(r"\{(http|server|callback)\}")
@@ -46,19 +47,6 @@ Mint = Callable[[str], str]
 
 class MenuError(ValueError):
     """A menu or entry that cannot be stored or rendered; the message names the field."""
-
-
-def arch_kind(code: int | None) -> str:
-    """DHCP option 93 -> firmware kind (docs/FIELD-NOTES.md "Option 93": 7 and 9 are both x64 UEFI)."""
-    if code in (None, 0, 20):
-        return "bios"
-    if code in (6, 15):
-        return "uefi32"
-    if code in (7, 9, 16):
-        return "uefi64"
-    if code in (11, 19):
-        return "arm64"
-    return "unknown"
 
 
 def slug(text: str, fallback: str = "entry") -> str:

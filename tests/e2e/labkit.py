@@ -17,8 +17,8 @@ from pxetui.lab import content
 from pxetui.lab.qemu import OVMF_DIR
 from pxetui.lab.run import Lab, LabOptions
 from pxetui.loaders import find_loaders
+from pxetui.stages import STAGES
 
-STAGE_ORDER = ("discover", "offer", "ack", "bootloader", "menu", "kernel", "initrd", "rootfs", "booted")
 TIMES = Path(os.environ.get("PXETUI_E2E_TIMES", "/tmp/pxetui-e2e-times.jsonl"))
 
 
@@ -72,7 +72,7 @@ class Booted:
         `booted=False` for systems that cannot call back (the installer, memtest): their
         timeline ends at the kernel (and initrd) stage."""
         stages = self.timeline()
-        idx = [STAGE_ORDER.index(s) for s in stages]
+        idx = [STAGES.index(s) for s in stages]
         assert idx == sorted(idx) and len(set(idx)) == len(idx), f"stages out of order: {stages}"
         if base is None:
             base = ("discover", "ack", "kernel", "initrd", "booted") if booted else ("discover", "ack")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ui_feed import T0, ev, lab_feed
 
-from pxetui.state import STAGE_ORDER, EngineState
-from pxetui.tracker import STAGES
+from pxetui.stages import STAGES
+from pxetui.state import EngineState
 
 
 def fed(events: list[dict]) -> EngineState:
@@ -146,6 +146,10 @@ def test_menu_changed_marks_the_library_for_the_screens_that_read_the_menu():
     assert s.take_dirty()["library"] == {"menu"}
 
 
-def test_stage_order_is_the_trackers_with_new_first_and_installed_last():
-    # A copy, so the UI does not import the tracker at start-up; this keeps it in step.
-    assert STAGE_ORDER == ("new", *STAGES, "installed")
+def test_clients_by_stage_new_first_then_boot_order_then_verdicts():
+    # Fed in reverse boot order: the sort, not the arrival, puts them in the tracker's order.
+    order = ["failed", "stuck", *reversed(STAGES), ""]
+    s = EngineState()
+    for i, stage in enumerate(order):
+        s.apply(ev("ClientUpdate", i, mac=f"aa:bb:cc:dd:ee:{i:02x}", stage=stage))
+    assert [stage for stage, _ in s.clients_by_stage()] == ["new", *STAGES, "failed", "stuck"]

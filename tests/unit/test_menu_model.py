@@ -9,12 +9,7 @@ from services import base_config
 
 from pxetui import store
 from pxetui.menus import model
-from pxetui.menus.model import Entry, Menu, MenuError, arch_kind, expand
-
-
-def test_arch_kind_treats_7_and_9_as_x64_uefi() -> None:
-    assert [arch_kind(c) for c in (None, 0, 6, 7, 9, 11, 16, 42)] == [
-        "bios", "bios", "uefi32", "uefi64", "uefi64", "arm64", "uefi64", "unknown"]
+from pxetui.menus.model import Entry, Menu, MenuError, expand
 
 
 def test_new_menu_has_local_boot_last_and_ids_made_unique() -> None:
