@@ -4,6 +4,8 @@ change, and look at the SVGs."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from ui_feed import T0, ev
 from ui_helpers import make_app, settle
@@ -12,6 +14,7 @@ from ui_isos import debian_live_iso
 from pxetui import store
 from pxetui.config import Config
 from pxetui.iso.library import import_iso
+from screens import fmt
 from screens.isos import IsoTree
 
 SIZES = [(80, 24), (120, 40)]
@@ -86,5 +89,12 @@ def test_disconnected_dashboard(snap_compare, tmp_path, monkeypatch):
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_keys())
 
 
-def test_feed_is_fixed():
-    assert ev("Log", 1)["ts"] == T0 + 1
+def test_drawn_times_are_the_events_own_in_local_time(monkeypatch):
+    """What keeps the snapshots fixed: a time on screen is the event's own stamp, never the wall
+    clock, drawn in the local zone that the `utc` fixture pins (an operator sees their own)."""
+    stamp = ev("Log", 17)["ts"]
+    assert fmt.clock(stamp) == "14:13:37"
+    monkeypatch.setenv("TZ", "IST-5:30")  # the `utc` fixture restores the zone afterwards
+    time.tzset()
+    assert fmt.clock(stamp) == "19:43:37"
+    assert fmt.clock(None) == "--:--:--"
