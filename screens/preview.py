@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from pxetui.config import Config
+from pxetui.menus import formats
 from pxetui.menus.model import Menu, MenuError
 from pxetui.state import EngineInfo
 
-PREVIEWS = ("PXELINUX", "GRUB", "iPXE")
-MODULES = {"PXELINUX": "render_pxelinux", "GRUB": "render_grub", "iPXE": "render_ipxe"}
-# Which firmware each preview is drawn for (a menu lists only the entries that firmware boots).
-ARCH = {"GRUB": "uefi64", "iPXE": "uefi64"}
+# Tab title (the boot loader) -> the menu format drawn in it (pxetui.menus.formats).
+PREVIEWS = {formats.FORMATS[f].loader: f for f in formats.PREVIEW}
 
 
 def preview_config(engine: EngineInfo) -> Config:
@@ -27,13 +23,6 @@ def preview_config(engine: EngineInfo) -> Config:
 
 def preview(name: str, menu: Menu, engine: EngineInfo) -> str:
     try:
-        mod: Any = importlib.import_module(f"pxetui.menus.{MODULES[name]}")
-    except ImportError as exc:
-        return f"({name} renderer not available: {exc})"
-    try:
-        cfg = preview_config(engine)
-        if name in ARCH:
-            return str(mod.render(menu, cfg, ARCH[name]))
-        return str(mod.render(menu, cfg))
+        return formats.render(menu, preview_config(engine), PREVIEWS[name])
     except (MenuError, ValueError, KeyError, TypeError) as exc:
         return f"({name} cannot render this menu: {exc})"

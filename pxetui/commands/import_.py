@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from pxetui.cliconfig import config_from
 from pxetui.config import Config, ConfigError
+from pxetui.menus import formats
 
 PROGRESS_EVERY = 0.5  # seconds between progress lines
 
@@ -177,20 +178,14 @@ def _menu_show(cfg: Config, args: argparse.Namespace) -> int:
 
 def _menu_render(cfg: Config, args: argparse.Namespace) -> int:
     from pxetui import store
-    from pxetui.menus import model, render_grub, render_ipxe, render_pxelinux
+    from pxetui.menus import model
 
     conn = store.connect(cfg.db_path)
     try:
         menu = model.load_menu(conn)
     finally:
         conn.close()
-    fmt = args.format
-    if fmt == "pxelinux":
-        print(render_pxelinux.render(menu, cfg))
-    elif fmt == "grub":
-        print(render_grub.render(menu, cfg))
-    else:
-        print(render_ipxe.render(menu, cfg, "uefi64" if fmt == "ipxe-efi" else "bios"))
+    print(formats.render(menu, cfg, args.format))
     return 0
 
 
@@ -344,7 +339,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     action("show", _menu_show, "print the entries and which files are in effect")
     r = action("render", _menu_render, "print the menu as one boot loader reads it")
-    r.add_argument("--format", choices=("pxelinux", "grub", "ipxe-bios", "ipxe-efi"), default="pxelinux",
+    r.add_argument("--format", choices=tuple(formats.FORMATS), default="pxelinux",
                    help="which menu")
     r.add_argument("--server", metavar="IP", help="the server address to fill in")
     s = action("set", _menu_set, "change the title, default, timeout, serial port or an entry's arguments")
