@@ -27,7 +27,6 @@ COMMAND_MODULES = (import_, lab, watch, analyze)
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from pxetui import logfile, logfmt
-    from pxetui.events import Event
     from pxetui.supervisor import Supervisor, preflight, services_for
 
     cfg = config_from(args)
@@ -43,10 +42,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"pxetui: cannot start: {p}", file=sys.stderr)
         return exitcodes.FAILED
 
-    def show(ev: Event) -> None:
-        d = ev.view()
-        if args.verbose or logfmt.level_of(d) != "debug":
-            print(logfmt.line(d), file=sys.stderr, flush=True)
+    show = logfmt.Printer(verbose=args.verbose)
 
     async def main() -> int:
         sup = Supervisor(cfg, names, on_event=show)
@@ -57,12 +53,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(sup.stop()))
         await sup.start()
         await sup.wait()
+        show.flush()
         if sup.fatal:
             print(f"pxetui: cannot start: {sup.fatal}", file=sys.stderr)
             return exitcodes.FAILED
         return exitcodes.OK
 
-    from pxetui.service import install_loop_policy
+    from pxetui.serviceapi import install_loop_policy
 
     install_loop_policy()
     return asyncio.run(main())
@@ -172,9 +169,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     for tool, pkg in (("qemu-system-x86_64", "qemu-system-x86"), ("tcpdump", "tcpdump")):
         found = shutil.which(tool)
         print(f"{tool}: {found or f'missing (apt-get install {pkg})'}")
-    try:
-        from pxetui.capture.filters import boot_filter, compile_filter
+    from pxetui.capture.filters import boot_filter, compile_filter
 
+    try:
         compile_filter(boot_filter())
         print("libpcap: ok (the capture's BPF filter compiles)")
     except Exception as exc:  # scapy raises several types here

@@ -214,6 +214,12 @@ class Config:
         return self.state_path / "pxetui.db"
 
     @property
+    def tracker_db_path(self) -> Path:
+        """The tracker's history: its own file, so its batched writes never hold the lock
+        the DHCP service's lease commits wait for (docs/ARCHITECTURE.md, "The event path")."""
+        return self.state_path / "tracker.db"
+
+    @property
     def http_base(self) -> str:
         port = "" if self.http.port == 80 else f":{self.http.port}"
         return f"http://{self.server_ip}{port}"

@@ -84,6 +84,11 @@ def _containers(cls: type) -> tuple[str, ...]:
                  if "list" in str(f.type) or "dict" in str(f.type) or "Any" in str(f.type))
 
 
+def shares_containers(cls: type) -> bool:
+    """Whether from_dict's event shares lists or dicts with the dict it was built from."""
+    return bool(_containers(cls))
+
+
 _NONE = object()
 
 
@@ -345,6 +350,20 @@ class TransferFailed(Event):
 
 @register
 @dataclass(kw_only=True)
+class TransferClosed(Event):
+    """A transfer the fold concluded will never end, though no service said so: its client
+    moved on (booted, started over, finished a later transfer) or the service serving it went
+    away (pxetui/state.py). The fold infers it from the same events everywhere; the event
+    carries it in a replay. A later event of the same transfer reopens it."""
+
+    level: ClassVar[str] = "debug"
+    transfer_id: str = ""
+    protocol: str = "tftp"
+    reason: str = ""
+
+
+@register
+@dataclass(kw_only=True)
 class BootCallback(Event):
     """The iPXE script (or an installed system) reported a boot milestone over HTTP."""
 
@@ -479,3 +498,19 @@ class IsoImported(Event):
     family: str = ""
     path: str = ""
     entries: list[str] = field(default_factory=list)
+
+
+# --- the lab (pxetui lab) ---------------------------------------------------------------
+
+
+@register
+@dataclass(kw_only=True)
+class LabVm(Event):
+    """The lab's virtual machine as the lab process sees it (pxetui/lab/keeper.py): not an
+    engine event (the engine does not own the VM); the UI running the lab folds it."""
+
+    state: str = "running"  # running | off
+    boots: int = 1  # how many times the lab has started it
+    booted: bool = False  # its system came up: the content's marker is on the serial console
+    exit_code: int | None = None
+    detail: str = ""  # off: why, in plain words

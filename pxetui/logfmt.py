@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from pxetui.events import Event
 
 # Too chatty for a terminal unless asked for (-v).
 VERBOSE_ONLY = {"TransferProgress", "DhcpIgnored"}
@@ -110,8 +116,52 @@ def level_of(ev: dict[str, Any]) -> str:
     return "info"
 
 
-def line(ev: dict[str, Any]) -> str:
-    ts = time.strftime("%H:%M:%S", time.localtime(float(ev.get("ts") or time.time())))
-    lvl = level_of(ev)
-    mark = {"warning": "W ", "error": "E ", "debug": "  "}.get(lvl, "  ")
-    return f"{ts} {mark}{ev.get('service', ''):<8} {describe(ev)}"
+MARKS = {"warning": "W ", "error": "E ", "debug": "  "}
+
+
+@functools.lru_cache(maxsize=4)
+def _clock(second: int) -> str:
+    # A storm logs thousands of lines a second, all in a handful of seconds: format each once.
+    return time.strftime("%H:%M:%S", time.localtime(second))
+
+
+def line(ev: dict[str, Any], lvl: str | None = None) -> str:
+    ts = _clock(int(float(ev.get("ts") or time.time())))
+    lvl = lvl or level_of(ev)
+    return f"{ts} {MARKS.get(lvl, '  ')}{ev.get('service', ''):<8} {describe(ev)}"
+
+
+class Printer:
+    """`pxetui serve`'s log: one line per event (debug ones only when verbose) on a stream.
+
+    Lines are written once per turn of the event loop, not one write(2) each: the supervisor
+    handles a service's events a batch at a time, and in a DHCP storm a write per line was a
+    fifth of its CPU (bench/engine/relay.py). Without a running loop each line goes at once."""
+
+    def __init__(self, stream: TextIO | None = None, verbose: bool = False) -> None:
+        self.stream = stream  # None: whatever sys.stderr is when a line is written
+        self.verbose = verbose
+        self._lines: list[str] = []
+
+    def __call__(self, ev: Event) -> None:
+        d = ev.view()
+        lvl = level_of(d)
+        if lvl == "debug" and not self.verbose:
+            return
+        self._lines.append(line(d, lvl))
+        if len(self._lines) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:
+                self.flush()
+
+    def flush(self) -> None:
+        if not self._lines:
+            return
+        text, self._lines = "\n".join(self._lines) + "\n", []
+        stream = self.stream or sys.stderr
+        try:
+            stream.write(text)
+            stream.flush()
+        except (OSError, ValueError):  # stderr closed or gone (a terminal that went away)
+            pass

@@ -37,10 +37,11 @@ from pxetui.events import (
     dumps,
     from_dict,
     loads,
+    shares_containers,
 )
 from pxetui.netinfo import port_holders
 from pxetui.state import STATEFUL, EngineState
-from pxetui.tracker import Tracker
+from pxetui.tracker import Tracker, drop_old_tables
 
 BACKOFF_START, BACKOFF_MAX, HEALTHY_AFTER = 0.5, 30.0, 60.0
 # What a UI attaching late is replayed besides the state: the newest events that change no
@@ -102,6 +103,7 @@ class ServiceRunner:
         self.sup, self.name = sup, name
         self.proc: asyncio.subprocess.Process | None = None
         self.restarts = 0
+        self.bad_lines = 0  # event lines that were not an event, this run of the service
         self.stopping = False
         self.last_error = ""
         self.ever_running = False
@@ -160,31 +162,40 @@ class ServiceRunner:
         Each line is rebuilt as its event class here, once: everything downstream is typed."""
         assert self.proc and self.proc.stdout
         reader = LineReader(self.proc.stdout)
-        bad = 0
+        self.bad_lines = 0
         async for lines in reader.batches():
             for line in lines:
-                try:
-                    d = loads(line)
-                    if not isinstance(d, dict):
-                        raise EventDecodeError("not a JSON object")
-                    ev = from_dict(d)
-                except ValueError as exc:  # EventDecodeError is one
-                    bad += 1
-                    if bad == 1:  # the first says what is wrong; the rest are counted below
-                        self.sup.publish(Log(service=self.name, level_name="error",
-                                             message=f"bad event line {line[:200]!r}: {exc}"))
-                    continue
-                ev.service = ev.service or self.name
-                if isinstance(ev, ServiceState):
-                    ev.restarts = self.restarts
-                    self.ever_running |= ev.state == "running"
-                self.sup.relay(ev)
-        if bad > 1:
+                self.take(line)
+        if self.bad_lines > 1:
             self.sup.publish(Log(service=self.name, level_name="error",
-                                 message=f"{bad} bad event lines skipped"))
+                                 message=f"{self.bad_lines} bad event lines skipped"))
         if reader.skipped:
             self.sup.publish(Log(service=self.name, level_name="error",
                                  message=f"{reader.skipped} over-long event lines skipped"))
+
+    def take(self, line: bytes) -> None:
+        """One event line from the service: rebuilt as its class, then relayed."""
+        try:
+            d = loads(line)
+            if not isinstance(d, dict):
+                raise EventDecodeError("not a JSON object")
+            ev = from_dict(d)
+        except ValueError as exc:  # EventDecodeError is one
+            self.bad_lines += 1
+            if self.bad_lines == 1:  # the first says what is wrong; the rest are counted
+                self.sup.publish(Log(service=self.name, level_name="error",
+                                     message=f"bad event line {line[:200]!r}: {exc}"))
+            return
+        passed_on: bytes | None = line  # the service's own line, when it is the event as relayed
+        if not ev.service:
+            ev.service = d["service"] = self.name
+            passed_on = None
+        if isinstance(ev, ServiceState):
+            ev.restarts = self.restarts
+            self.ever_running |= ev.state == "running"
+            passed_on = None
+        # The tracker may keep `d`; it must not share a list or dict with the folded event.
+        self.sup.relay(ev, None if shares_containers(type(ev)) else d, passed_on)
 
     async def _pump_stderr(self) -> None:
         assert self.proc and self.proc.stderr
@@ -247,12 +258,15 @@ class Supervisor:
     def publish(self, ev: Event) -> None:
         self.relay(ev)
 
-    def relay(self, ev: Event) -> None:
-        line = self._emit(ev)
+    def relay(self, ev: Event, d: dict[str, Any] | None = None, line: bytes | None = None) -> None:
+        """Fold, log and pass on one event, then feed the tracker. `d` is the event as a dict
+        the tracker may keep and `line` its JSON line, when the caller has them already (a
+        service's line, decoded once: docs/ARCHITECTURE.md, "The event path")."""
+        self._emit(ev, line)
         if isinstance(ev, BootCallback) and ev.mac in self.boot_once_entries:
             self._boot_once_used(str(ev.mac))
         if self.tracker is not None and not isinstance(ev, (ClientUpdate, Log)):
-            self._derive(self.tracker.feed, line if line is not None else ev.to_dict())
+            self._derive(self.tracker.feed, d if d is not None else ev.to_dict())
 
     def _derive(self, step: Callable[[Any], list[Event]], arg: Any) -> None:
         """Emit what a tracker step (feed an event, tick the clock) derives."""
@@ -264,24 +278,23 @@ class Supervisor:
         for d in derived:
             self._emit(d)
 
-    def _emit(self, ev: Event) -> dict[str, Any] | None:
-        """Fold the event into the state (or the history), hand it to every UI; the event as
-        a dict when one was made (the tracker reads that one, not a second copy)."""
+    def _emit(self, ev: Event, line: bytes | None = None) -> None:
+        """Fold the event into the state (or the history), hand it to every UI: its line,
+        encoded here once however many UIs, unless the service's own line is passed on."""
         self.state.apply(ev)
-        if type(ev).__name__ not in STATEFUL:
+        name = type(ev).__name__
+        if name not in STATEFUL:
             self.recent.append(ev)
         if self.on_event:
             self.on_event(ev)
         if not self.subscribers:
-            return None
-        d = ev.to_dict()
-        item = (d["type"], dumps(d) + b"\n")  # once per event, however many UIs
+            return
+        item = (name, (line if line is not None else dumps(ev.view())) + b"\n")
         cut = [q for q, most in self.subscribers.items() if q.qsize() >= most]
         for q in self.subscribers:
             q.put_nowait(item)
         for q in cut:
             self._cut(q)
-        return d
 
     def replay(self) -> list[Event]:
         """What a UI attaching now is sent: the state as events (every client whole, though
@@ -329,7 +342,11 @@ class Supervisor:
     async def start(self, mode_reason: str = "") -> None:
         self.identity = privileges.service_identity(self.cfg)
         self.cfg.state_path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.tracker = Tracker(db_path=self.cfg.db_path, config=self.cfg.tracker)
+        if self.cfg.db_path.exists() and drop_old_tables(self.cfg.db_path):
+            self.publish(Log(service="engine", message=f"the tracker's history moved to "
+                             f"{self.cfg.tracker_db_path.name}; the old history in "
+                             f"{self.cfg.db_path.name} was dropped"))
+        self.tracker = Tracker(db_path=self.cfg.tracker_db_path, config=self.cfg.tracker)
         for u in self.tracker.snapshot():  # the clients a previous run left in the database
             self.state.apply(u)
         self._reload_hosts()

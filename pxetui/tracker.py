@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from pxetui import archtypes, diagnosis
+from pxetui.bootfiles import is_loader
 from pxetui.config import TrackerConfig
 from pxetui.events import ClientForgotten, ClientUpdate, Event, LimitReporter, Log, dumps, loads
 from pxetui.stages import DONE_CALLBACKS, PROGRESS
@@ -60,7 +61,6 @@ _KERNEL = re.compile(r"(^|/)(vmlinuz[^/]*|linux[^/]*|bzimage[^/]*|kernel[^/]*|vm
                      r"memtest[^/]*|wimboot|[^/]*\.krn)$", re.I)
 _INITRD = re.compile(r"(^|/)(initrd[^/]*|initramfs[^/]*|[^/]*\.cpio[^/]*|boot\.sdi)$", re.I)
 _ROOTFS = re.compile(r"(\.squashfs|\.sfs|squashfs\.img|\.iso|(^|/)modloop[^/]*|\.wim)$", re.I)
-_LOADER = re.compile(r"(\.0|\.k?k?pxe|\.pxe|\.efi|\.com|\.n12|\.c32|\.lkrn)$", re.I)
 
 DDL = """
 CREATE TABLE IF NOT EXISTS tracker_clients (
@@ -103,6 +103,20 @@ _UPSERT_FILE = ("INSERT INTO tracker_files(mac, boot, id, started, data) VALUES 
                 " ON CONFLICT(mac, boot, id) DO UPDATE SET data = excluded.data")
 _DELETE_FILE = "DELETE FROM tracker_files WHERE mac=? AND boot=? AND id=?"
 _INSERT_EVENT = "INSERT OR REPLACE INTO tracker_events(mac, seq, data) VALUES (?,?,?)"
+def drop_old_tables(lease_db: str | Path) -> bool:
+    """Releases before tracker.db kept the tracker's tables in the lease database, where its
+    writes held the lock the DHCP service's commits wait for: drop them (the history goes)."""
+    conn = connect(lease_db)
+    try:
+        names = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name LIKE 'tracker\\_%' ESCAPE '\\'")]
+        for name in names:
+            conn.execute(f"DROP TABLE {name}")
+        return bool(names)
+    finally:
+        conn.close()
+
+
 _FORGET = tuple(f"DELETE FROM {t} WHERE mac=?"
                 for t in ("tracker_clients", "tracker_boots", "tracker_files", "tracker_events"))
 
@@ -145,7 +159,7 @@ def classify(path: str, reached: set[str], known: dict[str, str] | None = None) 
         return "initrd"
     if _KERNEL.search(name):
         return "kernel"
-    if _LOADER.search(name) and "kernel" not in reached:
+    if is_loader(name) and "kernel" not in reached:
         return "bootloader"
     if "kernel" in reached:
         return "initrd"

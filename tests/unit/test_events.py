@@ -61,3 +61,39 @@ def test_one_size_format_for_logs_reports_and_tables(n, wide, compact):
     from pxetui.logfmt import human_size
 
     assert human_size(n) == wide and human_size(n, compact=True) == compact
+
+
+def test_printer_writes_once_per_loop_turn_and_hides_debug():
+    import asyncio
+    import io
+
+    from pxetui.events import DhcpIgnored, DhcpPacket
+    from pxetui.logfmt import Printer
+
+    class Counting(io.StringIO):
+        writes = 0
+
+        def write(self, s: str) -> int:
+            self.writes += 1
+            return super().write(s)
+
+    async def storm(out: Counting, verbose: bool) -> int:
+        p = Printer(out, verbose=verbose)
+        for i in range(100):
+            p(DhcpPacket(service="dhcp", mac=f"52:54:00:00:00:{i:02x}", msg_type="DISCOVER"))
+            p(DhcpIgnored(service="dhcp", reason="limits"))
+        before = out.writes
+        await asyncio.sleep(0)
+        return before
+
+    quiet = Counting()
+    assert asyncio.run(storm(quiet, False)) == 0  # nothing written inside the batch
+    lines = quiet.getvalue().splitlines()
+    assert quiet.writes == 1 and len(lines) == 100 and all("DISCOVER" in x for x in lines)
+    loud = Counting()
+    asyncio.run(storm(loud, True))
+    assert len(loud.getvalue().splitlines()) == 200
+    # Without a loop (a command's own output), each line goes at once.
+    direct = Counting()
+    Printer(direct)(DhcpPacket(service="dhcp", msg_type="ACK"))
+    assert direct.writes == 1 and "ACK" in direct.getvalue()

@@ -119,13 +119,13 @@ async def test_stop_writes_what_the_tracker_still_holds(tmp_path):
              "bytes_done": 600, "size": 1000},
         ):
             sup.relay(from_dict(ev))
-        conn = store.connect(cfg.db_path)
+        conn = store.connect(cfg.tracker_db_path)
         row = conn.execute("SELECT data FROM tracker_files WHERE mac=?", (mac,)).fetchone()
         conn.close()
         assert row is None  # held back until the tracker's next tick
     finally:
         await sup.stop()
-    tr = Tracker(db_path=cfg.db_path)
+    tr = Tracker(db_path=cfg.tracker_db_path)
     try:
         assert tr.clients[mac].files["t"]["bytes"] == 600
     finally:

@@ -634,3 +634,22 @@ def test_a_failed_write_keeps_the_changes_for_the_next_tick(tmp_path):
     tr.tick(4.0)
     assert stored_bytes(db) == 0 and tr.history(MAC)[0]["stage"] == "bootloader"
     tr.close()
+
+
+def test_history_lives_apart_from_the_leases(tmp_path):
+    # An older release kept the tracker's tables in the lease database, where each tick's
+    # write held the lock the DHCP service's lease commits wait for: they are dropped.
+    from pxetui import store
+    from pxetui.tracker import drop_old_tables
+
+    old = tmp_path / "pxetui.db"
+    Tracker(db_path=old).close()
+    conn = store.connect(old)
+    conn.execute("CREATE TABLE leases_kept(x)")
+    conn.close()
+    assert drop_old_tables(old) is True
+    conn = store.connect(old)
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    conn.close()
+    assert names == {"leases_kept"}
+    assert drop_old_tables(old) is False
