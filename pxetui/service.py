@@ -1,10 +1,8 @@
-"""The narrow interface every network service implements, and the process that hosts one.
+"""The process that hosts one network service (the interface they implement: serviceapi.py).
 
-A service is a module with ``async def run(ctx: ServiceContext) -> None`` that serves until it
-is cancelled. It knows nothing of Textual or of the supervisor: it gets its config and an
-`emit` callable. `python -m pxetui.service NAME CONFIG_JSON_FILE` hosts one service in its own
-process: events go to stdout as JSON lines, logs to stderr, SIGTERM/SIGINT stop it, SIGHUP asks
-it to reload (menus, overrides) through `ctx.reload_requested`.
+`python -m pxetui.service NAME CONFIG_JSON_FILE` hosts one service in its own process: events
+go to stdout as JSON lines, logs to stderr, SIGTERM/SIGINT stop it, SIGHUP asks it to reload
+(menus, overrides) through `ctx.reload_requested`.
 
 The supervisor runs `python -m pxetui.service NAME - --parent PID`: the config comes as the first
 line on stdin (never a file an unprivileged service could rewrite for its next, root, start), and
@@ -15,27 +13,47 @@ outlives its engine. `ctx.ready()` drops root for the service user (docs/SECURIT
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 import signal
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from pxetui import privileges
 from pxetui.config import Config
 from pxetui.emitter import LineEmitter
-from pxetui.events import Event, Log, ServiceState
+from pxetui.events import Event
+from pxetui.serviceapi import Runner, ServiceContext, install_loop_policy
 
-# name -> module path with `async def run(ctx)`
-SERVICES: dict[str, str] = {
-    "dhcp": "pxetui.dhcp.service",
-    "tftp": "pxetui.tftp.service",
-    "http": "pxetui.http.service",
-    "capture": "pxetui.capture.service",
-}
+
+# Each imports only its own service: a DHCP process never loads the HTTP server or the ISO
+# reader (smaller, and less code running as the service user).
+def _dhcp() -> Runner:
+    from pxetui.dhcp.service import run
+
+    return run
+
+
+def _tftp() -> Runner:
+    from pxetui.tftp.service import run
+
+    return run
+
+
+def _http() -> Runner:
+    from pxetui.http.service import run
+
+    return run
+
+
+def _capture() -> Runner:
+    from pxetui.capture.service import run
+
+    return run
+
+
+SERVICES: dict[str, Callable[[], Runner]] = {"dhcp": _dhcp, "tftp": _tftp, "http": _http, "capture": _capture}
 
 log = logging.getLogger("pxetui.service")
 # The longest the last events wait for the supervisor to read them when the service stops (it
@@ -47,39 +65,10 @@ EMIT_GRACE = 0.5
 STOP_DEADLINE = 1.5
 
 
-@dataclass
-class ServiceContext:
-    name: str
-    config: Config
-    emit: Callable[[Event], None]
-    reload_requested: asyncio.Event = field(default_factory=asyncio.Event)
-    parent: int | None = None  # the supervisor's pid, when supervised
-    identity: privileges.Identity | None = None  # who the service runs as once ready
-
-    def ready(self, ports: list[int]) -> None:
-        """Call once, when everything that needs root is open (sockets, capture, SO_RCVBUFFORCE):
-        the process drops to the service user for good, then the supervisor shows it running."""
-        if self.identity is None:
-            self.identity = privileges.drop_for_service(self.config, self.name, self.parent)
-        self.emit(ServiceState(service=self.name, state="running", pid=os.getpid(), ports=ports))
-
-    def log(self, message: str, level: str = "info", **kw: object) -> None:
-        self.emit(Log(service=self.name, level_name=level, message=message, **kw))  # type: ignore[arg-type]
-
-
-def load_runner(name: str) -> Callable[[ServiceContext], object]:
+def load_runner(name: str) -> Runner:
     if name not in SERVICES:
         raise SystemExit(f"unknown service {name!r}; known: {', '.join(SERVICES)}")
-    return importlib.import_module(SERVICES[name]).run  # type: ignore[no-any-return]
-
-
-def install_loop_policy() -> None:
-    try:
-        import uvloop  # measured 1.9x TFTP throughput, 2.6x less CPU (docs/FIELD-NOTES.md)
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    except ImportError:
-        pass
+    return SERVICES[name]()
 
 
 def stop_within(task: asyncio.Future[object], seconds: float = STOP_DEADLINE) -> None:
@@ -112,7 +101,7 @@ async def host(name: str, config: Config, emit: Callable[[Event], None], parent:
     run = load_runner(name)
     ctx = ServiceContext(name=name, config=config, emit=emit, parent=parent)
     loop = asyncio.get_running_loop()
-    task = asyncio.ensure_future(run(ctx))  # type: ignore[arg-type]
+    task = asyncio.ensure_future(run(ctx))
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop_within, task)
     loop.add_signal_handler(signal.SIGHUP, ctx.reload_requested.set)

@@ -14,10 +14,11 @@ import tempfile
 from pathlib import Path
 
 from pxetui.config import Config
+from pxetui.emitter import LineEmitter
 from pxetui.http.routes import Router
 from pxetui.http.server import HttpServer, Limits
 from pxetui.iso.library import import_iso
-from pxetui.service import LineEmitter, install_loop_policy
+from pxetui.serviceapi import install_loop_policy
 
 
 async def main(root: str, port: int, isos: list[str]) -> None:

@@ -21,7 +21,7 @@ from pxetui.config import Config
 from pxetui.dhcp.probe import recheck_mac
 from pxetui.events import Alert, Event, LimitHit
 from pxetui.netinfo import interfaces
-from pxetui.service import ServiceContext
+from pxetui.serviceapi import ServiceContext
 
 TICK_SECONDS = 1.0
 

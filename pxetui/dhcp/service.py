@@ -29,7 +29,7 @@ from pxetui.dhcp.server import CLIENT_PORT, PXE_PORT, SERVER_PORT, DhcpServer
 from pxetui.dhcp.watch import ForeignWatch
 from pxetui.events import DhcpModeDecided, ForeignDhcpServer, LeaseEnded, LeaseGranted, ServiceState
 from pxetui.safety import check_netns_guard
-from pxetui.service import ServiceContext
+from pxetui.serviceapi import ServiceContext
 
 BATCH = 64  # datagrams handled per wake-up before the commit and the sends
 EXPIRY_CHECK = 10.0  # seconds between scans for leases that ran out (reported as LeaseEnded)

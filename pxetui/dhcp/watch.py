@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from pxetui.dhcp.probe import discover_packet, interface_mac, recheck_mac
 from pxetui.dhcp.server import SERVER_PORT, DhcpServer
-from pxetui.service import ServiceContext
+from pxetui.serviceapi import ServiceContext
 
 BATCH = 64  # datagrams read per wake-up
 

@@ -23,8 +23,8 @@ is), so boot.ipxe and seeds are a Provider placed first among the virtual ones.
 
 from __future__ import annotations
 
-import importlib
 import re
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,8 +35,8 @@ from pxetui import attribution, tokens
 from pxetui.config import Config, normalize_mac
 from pxetui.events import Alert, BootCallback, Event, Log
 from pxetui.files import Client, Forbidden, Provider, Resolver, Source, virtual
+from pxetui.library import provider as library
 
-BOOT_MODULE = "pxetui.library.provider"
 _STAGE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 _SEED_PART = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 REPORT_INTERVAL = 10.0  # seconds between two alerts of one kind about one source
@@ -141,13 +141,15 @@ class BootFiles:
     """boot.ipxe and seed/<token>/<mac-or-entry>/<file>, rendered by the menu library per client."""
 
     def __init__(self, cfg: Config, boot: ModuleType | Any, check: TokenCheck, refusals: Refusals) -> None:
+        """`boot` renders (ipxe_script, seed_file): pxetui.library.provider, or a test's stand-in."""
         self.cfg, self.boot, self.check, self.refusals = cfg, boot, check, refusals
 
     def lookup(self, path: str, client: Client) -> Source | None:
         if path == "boot.ipxe":
-            if self.boot is None:
-                raise Unavailable(f"boot menus unavailable: {BOOT_MODULE} could not be loaded")
-            text = self.boot.ipxe_script(self.cfg, client.mac, client.arch, client.ip)
+            try:
+                text = self.boot.ipxe_script(self.cfg, client.mac, client.arch, client.ip)
+            except sqlite3.Error as exc:  # the menu lives in the state database
+                raise Unavailable(f"boot menus unavailable: state database: {exc}") from exc
             return virtual("boot.ipxe", text.encode("utf-8"))
         if path.startswith("seed/"):
             return self._seed(path, client)
@@ -170,10 +172,11 @@ class BootFiles:
         if mac is not None and mac != grant.mac:
             raise self.refusals.refuse("misattributed", client.ip, f"seed/{key}/{name}",
                                        f"a seed of {mac} asked with the token of {grant.mac}")
-        if self.boot is None:
-            raise Unavailable(f"seeds unavailable: {BOOT_MODULE} could not be loaded")
         # By MAC: the seed for that machine. By entry: `<entry>/<file>` names the entry's seed.
-        data = self.boot.seed_file(self.cfg, mac, name if mac else f"{key}/{name}")
+        try:
+            data = self.boot.seed_file(self.cfg, mac, name if mac else f"{key}/{name}")
+        except sqlite3.Error as exc:
+            raise Unavailable(f"seeds unavailable: state database: {exc}") from exc
         # Named without the token: the name goes into transfer events and the client's file list.
         return None if data is None else virtual(f"seed/{key}/{name}", data)
 
@@ -185,34 +188,23 @@ class Router:
                  attribute: Callable[[str | None], str | None] | None = None,
                  check: TokenCheck | None = None) -> None:
         """`boot` is the menu library (ipxe_script, seed_file, virtual_providers); by default
-        pxetui.library.provider, loaded lazily so a broken library never stops file serving.
-        `attribute` (IP -> MAC) and `check` (token verification) default to the state dir's."""
+        pxetui.library.provider. `attribute` (IP -> MAC) and `check` (token verification)
+        default to the state dir's."""
         self.cfg, self.emit = cfg, emit
         self.log = log or (lambda msg, level: None)
-        self._boot_given = boot
+        self.boot = boot if boot is not None else library
         self.attribute = attribute or attribution.for_config(cfg).mac_for
         self.check: TokenCheck = check or tokens.for_config(cfg)
         self.refusals = Refusals(emit)
         self.resolver = self._build()
 
     # -- (re)loading ---------------------------------------------------------------------
-    def _load_boot(self) -> ModuleType | Any | None:
-        if self._boot_given is not None:
-            return self._boot_given
-        try:
-            return importlib.import_module(BOOT_MODULE)
-        except Exception as exc:  # noqa: BLE001 - any import failure: serve files anyway
-            self.log(f"http: boot menus disabled: cannot import {BOOT_MODULE}: {exc}", "error")
-            return None
-
     def _build(self) -> Resolver:
-        boot = self._load_boot()
-        providers: list[Provider] = [BootFiles(self.cfg, boot, self.check, self.refusals)]
-        if boot is not None:
-            try:
-                providers.extend(boot.virtual_providers(self.cfg))
-            except Exception as exc:  # noqa: BLE001 - a bad library must not stop the disk files
-                self.log(f"http: generated menus and ISOs unavailable: {exc}", "error")
+        providers: list[Provider] = [BootFiles(self.cfg, self.boot, self.check, self.refusals)]
+        try:
+            providers.extend(self.boot.virtual_providers(self.cfg))
+        except Exception as exc:  # noqa: BLE001 - a bad library must not stop the disk files
+            self.log(f"http: generated menus and ISOs unavailable: {exc}", "error")
         return Resolver(self.cfg.http_root, providers)
 
     def reload(self) -> None:

@@ -7,7 +7,7 @@ import errno
 
 from pxetui.http.routes import Router
 from pxetui.http.server import HttpServer, Limits
-from pxetui.service import ServiceContext
+from pxetui.serviceapi import ServiceContext
 
 
 async def _reload_on_request(ctx: ServiceContext, router: Router) -> None:

@@ -8,29 +8,13 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable, Sequence
 
-from pxetui.config import Config
-from pxetui.files import Provider, Resolver
-from pxetui.service import ServiceContext
+from pxetui.serviceapi import ServiceContext
 from pxetui.tftp import pump as tftp_pump
+from pxetui.tftp.resolver import build_resolver
 from pxetui.tftp.server import TftpServer
 from pxetui.tftp.slots import Slots
 from pxetui.tftp.workers import Workers, port_taken, worker_count
-
-# Virtual files (menus, per-MAC configs, files inside ISOs) come from the library, when present.
-virtual_providers: Callable[[Config], Sequence[Provider]] | None
-try:
-    from pxetui.library.provider import virtual_providers
-except ModuleNotFoundError as _exc:
-    if _exc.name not in ("pxetui.library", "pxetui.library.provider"):
-        raise
-    virtual_providers = None
-
-
-def build_resolver(cfg: Config) -> Resolver:
-    providers = list(virtual_providers(cfg)) if virtual_providers is not None else []
-    return Resolver(cfg.tftp_root, providers, case_insensitive=cfg.tftp.case_insensitive)
 
 
 async def run(ctx: ServiceContext) -> None:

@@ -154,9 +154,9 @@ def _slots(argv: list[str]) -> Slots:
 
 def main() -> int:
     from pxetui import privileges
-    from pxetui.service import install_loop_policy
+    from pxetui.serviceapi import install_loop_policy
+    from pxetui.tftp.resolver import build_resolver
     from pxetui.tftp.server import TftpServer
-    from pxetui.tftp.service import build_resolver
 
     parent = os.getppid()  # the service: PR_SET_PDEATHSIG is re-armed after the uid change
     _die_with_parent()

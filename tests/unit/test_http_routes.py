@@ -3,6 +3,7 @@ attributed by address, and callbacks and seeds need their per-boot tokens (docs/
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -205,18 +206,40 @@ def test_seeds_only_with_their_token(setup):
                                                "misattributed:10.0.0.7"}
 
 
-def test_missing_library_still_serves_files(tmp_path: Path, monkeypatch):
+def test_a_failing_library_still_serves_files(tmp_path: Path):
+    """The state database unreadable (locked, corrupt): disk files are served, the menus and
+    seeds answer 503 naming the database, and the reload's failure is logged."""
+
+    class BrokenBoot:
+        def ipxe_script(self, cfg, mac, arch, client_ip):
+            raise sqlite3.OperationalError("database disk image is malformed")
+
+        def seed_file(self, cfg, mac, name):
+            raise sqlite3.OperationalError("database disk image is malformed")
+
+        def virtual_providers(self, cfg):
+            raise sqlite3.OperationalError("database disk image is malformed")
+
     root = tmp_path / "http"
     root.mkdir()
     (root / "kernel").write_bytes(b"K")
     cfg = Config.from_dict({"interface": "eth0", "http": {"root": str(root)}})
-    monkeypatch.setattr("pxetui.http.routes.BOOT_MODULE", "pxetui.no_such_library")
     logs: list = []
-    router = Router(cfg, lambda ev: None, log=lambda m, lvl: logs.append((lvl, m)))
-    assert logs and logs[0][0] == "error" and "no_such_library" in logs[0][1]
+    router = Router(cfg, lambda ev: None, log=lambda m, lvl: logs.append((lvl, m)),
+                    boot=BrokenBoot(), check=FakeTokens(), attribute=lambda ip: VICTIM)
+    assert logs and logs[0][0] == "error" and "malformed" in logs[0][1]
     assert router.route("/kernel", {}, Client()).source.size == 1
-    with pytest.raises(Unavailable):
+    with pytest.raises(Unavailable, match="state database: database disk image is malformed"):
         router.route("/boot.ipxe", {}, Client(ip="10.0.0.5"))
+    with pytest.raises(Unavailable, match="seeds unavailable: state database"):
+        router.route(f"/seed/{SEED_TOKEN}/{VICTIM}/user-data", {}, Client(ip="10.0.0.5"))
+
+
+def test_the_default_library_is_the_menu_library(tmp_path: Path):
+    from pxetui.library import provider
+
+    cfg = Config.from_dict({"interface": "eth0", "http": {"root": str(tmp_path)}})
+    assert Router(cfg, lambda ev: None, check=FakeTokens(), attribute=lambda ip: None).boot is provider
 
 
 @pytest.mark.parametrize("arch, platform, code", [
