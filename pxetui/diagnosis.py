@@ -15,13 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from pxetui import archtypes
+from pxetui.bootfiles import BIOS_LOADER, UEFI_LOADER, is_ipxe_binary
 
 Ev = dict[str, Any]
 
-IPXE_BINARIES = re.compile(r"(^|/)(undionly\.k?k?pxe|ipxe\.(pxe|efi|lkrn|kpxe)|snponly\.efi|snp\.efi|"
-                           r"[\w.-]+\.kk?pxe)$", re.I)
-BIOS_LOADER = re.compile(r"(\.0|\.k?k?pxe|\.pxe|\.com|\.n12|\.lkrn)$", re.I)
-UEFI_LOADER = re.compile(r"\.efi$", re.I)
 MEMSIZE = re.compile(r"memsize=(\d+)")  # iPXE's ${memsize}, MiB
 ROOTFS = re.compile(r"(\.squashfs|\.sfs|squashfs\.img|\.iso|modloop[-\w]*|\.wim)$", re.I)
 # How a TransferFailed reason starts for OVMF's tsize-only request (pxetui.capture.decode
@@ -231,11 +228,11 @@ def ipxe_chain_loop(events: list[Ev]) -> Finding | None:
     for e in events:
         if e["type"] == "DhcpPacket" and e.get("msg_type") in ("DISCOVER", "REQUEST"):
             asked = True
-        elif e["type"] == "TransferStarted" and IPXE_BINARIES.search(_name(e)):
+        elif e["type"] == "TransferStarted" and is_ipxe_binary(_name(e)):
             if asked:
                 cycles.append(e)
             asked = False
-    if len(cycles) < 3 or any(e["type"] == "TransferStarted" and not IPXE_BINARIES.search(_name(e))
+    if len(cycles) < 3 or any(e["type"] == "TransferStarted" and not is_ipxe_binary(_name(e))
                               and e["ts"] > cycles[-1]["ts"] for e in events):
         return None
     return Finding("ipxe_chain_loop",

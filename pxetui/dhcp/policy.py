@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pxetui import archtypes
+from pxetui.bootfiles import UEFI_IPXE, is_ipxe_binary
 from pxetui.config import Config
 
 # The common guides' TFTP layouts, most specific first.
@@ -26,9 +27,7 @@ DEFAULT_FILES: dict[str, tuple[str, ...]] = {
 }
 # docs/FIELD-NOTES.md: GRUB 2.06 under proxyDHCP reads only the router's ACK and looks for grub.cfg on
 # the wrong server, so under proxyDHCP UEFI clients chain iPXE when it is there.
-PROXY_UEFI_FIRST = ("ipxe.efi", "snponly.efi")
-IPXE_SUFFIXES = (".kpxe", ".kkpxe", ".lkrn")
-IPXE_NAMES = ("ipxe", "undionly", "snponly")
+PROXY_UEFI_FIRST = UEFI_IPXE
 BOOT_ONCE_GRACE = 120.0  # one boot = several DHCP exchanges (DHCP, 4011, iPXE's own DHCP)
 
 
@@ -69,13 +68,6 @@ def is_url(name: str) -> bool:
     return name.startswith(("http://", "https://"))
 
 
-def is_ipxe_binary(name: str) -> bool:
-    base = name.rsplit("/", 1)[-1].lower()
-    if is_url(name) and base.endswith((".ipxe", ".cfg")):
-        return False
-    return base.endswith(IPXE_SUFFIXES) or any(n in base for n in IPXE_NAMES) and not base.endswith(".ipxe")
-
-
 class BootPolicy:
     def __init__(self, cfg: Config, overrides: Mapping[str, Mapping[str, Any]] | None = None,
                  proxy: bool = False) -> None:
@@ -102,8 +94,8 @@ class BootPolicy:
             else:
                 out[kind] = (names[0], f"default {names[0]} (not found in {root})")
         out["ipxe"] = (f"{cfg.http_base}/boot.ipxe", "default iPXE script URL")
-        http_efi = next((n for n in ("ipxe.efi", "snponly.efi") if (Path(cfg.http_root) / n).is_file()
-                         or (root / n).is_file()), "ipxe.efi")
+        http_efi = next((n for n in UEFI_IPXE if (Path(cfg.http_root) / n).is_file()
+                         or (root / n).is_file()), UEFI_IPXE[0])
         out[archtypes.HTTP_KIND] = (f"{cfg.http_base}/{http_efi}", "default HTTP boot URL")
         return out
 

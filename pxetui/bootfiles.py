@@ -1,0 +1,43 @@
+"""What a boot file's name says about it: a BIOS or a UEFI loader, an iPXE binary.
+
+One answer for the boot policy (never hand iPXE its own binary again), the tracker (which
+download is the boot loader) and the diagnosis (a loader for the wrong firmware, an iPXE
+chain loop); docs/FIELD-NOTES.md "iPXE detection".
+"""
+
+from __future__ import annotations
+
+import re
+
+# PXE network boot programs for BIOS: pxelinux.0, iPXE's .pxe/.kpxe/.kkpxe/.lkrn, Windows'
+# wdsnbp.com / pxeboot.n12.
+BIOS_LOADER = re.compile(r"(\.0|\.k?k?pxe|\.pxe|\.com|\.n12|\.lkrn)$", re.I)
+UEFI_LOADER = re.compile(r"\.efi$", re.I)
+PXELINUX_MODULE = re.compile(r"\.c32$", re.I)
+# iPXE builds for x64 UEFI, the x64 UEFI loader pxetui chains to under proxyDHCP and for HTTP
+# boot: with its own drivers, or on the firmware's network stack.
+UEFI_IPXE = ("ipxe.efi", "snponly.efi")
+_IPXE_ONLY = (".kpxe", ".kkpxe", ".kkkpxe", ".lkrn")  # formats only iPXE is built as
+_IPXE_STEMS = ("ipxe", "undionly", "snponly")
+
+
+def basename(path: str) -> str:
+    """The file name of a path or URL, lower case, without a query (Windows loaders use
+    backslashes: docs/FIELD-NOTES.md)."""
+    return path.split("?", 1)[0].replace("\\", "/").rsplit("/", 1)[-1].lower()
+
+
+def is_loader(path: str) -> bool:
+    """A file a firmware or PXELINUX starts (not a menu, kernel or image)."""
+    name = basename(path)
+    return bool(BIOS_LOADER.search(name) or UEFI_LOADER.search(name) or PXELINUX_MODULE.search(name))
+
+
+def is_ipxe_binary(path: str) -> bool:
+    """iPXE itself (undionly.kpxe, ipxe.efi, snponly-arm64.efi, snp.efi ...), never one of
+    its scripts (boot.ipxe, menu.cfg)."""
+    name = basename(path)
+    if name.endswith(_IPXE_ONLY):
+        return True
+    stem, _, ext = name.rpartition(".")
+    return ext in ("efi", "pxe") and (stem == "snp" or any(s in stem for s in _IPXE_STEMS))
