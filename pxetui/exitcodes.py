@@ -4,9 +4,11 @@ README.md, and the process wrapper that ends quietly on a closed pipe and on Ctr
 from __future__ import annotations
 
 import os
+import select
 import signal
 import sys
 from collections.abc import Callable
+from typing import TextIO
 
 OK = 0
 FAILED = 1  # the command ran and did not get what it was asked (cannot start, import refused)
@@ -33,16 +35,31 @@ def run_process(command: Callable[[], int]) -> int:
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
         return code
     except BrokenPipeError:
-        _stdout_to_devnull()
+        gone = [s for s in (sys.stdout, sys.stderr) if _reader_gone(s)]
+        if not gone:
+            raise  # a pipe or socket of the command's own (a service, the engine): a real error
+        for stream in gone:
+            _to_devnull(stream)
         return PIPE_CLOSED
     except KeyboardInterrupt:  # outside what the command handles itself (imports, parsing)
         return INTERRUPTED
 
 
-def _stdout_to_devnull() -> None:
+def _reader_gone(stream: TextIO) -> bool:
+    """Whether `stream` is a pipe or socket whose reader has closed it (poll says POLLERR)."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):  # not a real file (replaced by a test harness) or closed
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+
+
+def _to_devnull(stream: TextIO) -> None:
     """Python flushes stdout once more at exit: aim it at /dev/null, or that flush fails on the
     same closed pipe and prints "Exception ignored ... BrokenPipeError" (Python docs, "Note on
     SIGPIPE")."""
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, stream.fileno())
     os.close(devnull)

@@ -123,3 +123,22 @@ def test_the_engine_command_line_says_where_the_ui_is(tmp_path, env):
     p = subprocess.run([*ENGINE, "--state-dir", str(tmp_path / "st")], capture_output=True, text=True,
                        timeout=60, env=env)
     assert p.returncode == 2 and "run `pxetui` or `python -m pxetui_app`" in p.stderr
+
+
+def test_a_broken_pipe_of_the_commands_own_is_not_hidden():
+    """Only a closed stdout/stderr is the reader going away; EPIPE on a pipe the command made
+    itself (to a service, say) is an error and shows as one."""
+    code = """
+import os
+from pxetui import exitcodes
+
+def command() -> int:
+    read, write = os.pipe()
+    os.close(read)
+    os.write(write, b"event")
+    return 0
+
+raise SystemExit(exitcodes.run_process(command))
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and "BrokenPipeError" in p.stderr
