@@ -16,6 +16,7 @@ from typing import Any
 
 from pxetui import archtypes
 from pxetui.bootfiles import BIOS_LOADER, UEFI_LOADER, is_ipxe_binary
+from pxetui.dhcp.ports import PXE_PORT
 
 Ev = dict[str, Any]
 
@@ -103,10 +104,10 @@ def grub_under_proxy(events: list[Ev]) -> Finding | None:
     started = [e for e in events if e["type"] == "TransferStarted"]
     if not started or not re.search(r"grub[^/]*\.efi$", _name(started[-1]), re.I):
         return None
-    proxy = [e for e in _offers(events) if e.get("boot_file") or e.get("port") == 4011]
-    proxy = [e for e in proxy if not e.get("yiaddr") or e.get("port") == 4011]
+    proxy = [e for e in _offers(events) if e.get("boot_file") or e.get("port") == PXE_PORT]
+    proxy = [e for e in proxy if not e.get("yiaddr") or e.get("port") == PXE_PORT]
     routers = [e for e in _offers(events) if e.get("msg_type") == "ACK" and e.get("yiaddr")
-               and e.get("port") != 4011]
+               and e.get("port") != PXE_PORT]
     if not proxy or not routers:
         return None
     p, r = proxy[-1].get("server_ip"), routers[-1].get("server_ip")

@@ -45,6 +45,7 @@ from typing import Any
 from pxetui import archtypes, diagnosis
 from pxetui.bootfiles import is_loader
 from pxetui.config import TrackerConfig
+from pxetui.dhcp.ports import PXE_PORT
 from pxetui.events import ClientForgotten, ClientUpdate, Event, LimitReporter, Log, dumps, loads
 from pxetui.stages import DONE_CALLBACKS, PROGRESS
 from pxetui.store import connect, ensure_schema, write_transaction
@@ -699,7 +700,7 @@ class Tracker:
             # named in a broadcast REQUEST (RFC 2131 4.3.2, option 50).
             self._bind(c, ev.get("ip"), acked=False)
             if msg == "REQUEST" and self._bind(c, ev.get("requested_ip"), acked=False) \
-                    and ev.get("port") != 4011:
+                    and ev.get("port") != PXE_PORT:
                 c.requested = {"ts": ts, "ip": ev["requested_ip"], "server": ev.get("server_ip")}
         if not reply:
             # The first identity of a boot wins: OVMF retries as an HTTP client (arch 16)
@@ -726,7 +727,8 @@ class Tracker:
             c.requested = None
         elif msg == "ACK" or (msg == "BOOTP" and reply):
             self._bind(c, ev.get("yiaddr"), acked=True)
-            what = "boot info (proxyDHCP, port 4011)" if ev.get("port") == 4011 else ev.get("yiaddr") or "boot info"
+            what = ("boot info (proxyDHCP, port 4011)" if ev.get("port") == PXE_PORT
+                    else ev.get("yiaddr") or "boot info")
             self._stage(c, "ack", ts, f"{what} from {who}"
                         + (f", file {ev['boot_file']}" if ev.get("boot_file") else ""))
         self._record(c, ev, f"DHCP {msg}" + (f" from {who}" if reply else ""))

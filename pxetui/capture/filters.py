@@ -18,7 +18,8 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-DHCP_PORTS = (67, 68, 4011)
+from pxetui.dhcp.ports import DHCP_PORTS
+
 TFTP_PORT = 69
 DLT_EN10MB = 1
 
@@ -31,6 +32,7 @@ _TCP_PAYLOAD = "tcp[((tcp[12:1] & 0xf0) >> 2):4]"
 # alternatives say: every payload test is guarded by a length test that runs first.
 _TCP_HAS4 = "(ip[2:2] - ((ip[0] & 0x0f) << 2) - ((tcp[12:1] & 0xf0) >> 2)) >= 4"
 _UDP_HAS4 = "udp[4:2] >= 12"
+_NOT_DHCP = " and ".join(f"not udp port {p}" for p in DHCP_PORTS)
 
 
 class FilterError(RuntimeError):
@@ -51,7 +53,7 @@ def tftp_filter(ack_sample_bits: int = 6) -> str:
     return (
         f"(udp dst port {TFTP_PORT} and {_UDP_HAS4} and (udp[8:2] = 1 or udp[8:2] = 2))"
         f" or (udp and not udp port 53 and not udp port {TFTP_PORT}"
-        f" and not udp port 67 and not udp port 68 and not udp port 4011 and {_UDP_HAS4}"
+        f" and {_NOT_DHCP} and {_UDP_HAS4}"
         f" and (udp[8:2] = 5 or udp[8:2] = 6 or {ack}"
         f" or (udp[8:2] = 3 and udp[4:2] < 524)))"
     )

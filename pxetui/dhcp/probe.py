@@ -24,6 +24,7 @@ from pxetui.dhcp.codec import (
     build,
     parse,
 )
+from pxetui.dhcp.ports import CLIENT_PORT, SERVER_PORT
 
 GRACE = 0.3  # after the first offer, wait this long for other servers' offers
 # Servers that check an address before offering it answer late: dnsmasq ARP/pings for ~3 s,
@@ -72,7 +73,7 @@ def probe(interface: str, seconds: float) -> list[Offer]:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
-        sock.bind(("0.0.0.0", 68))
+        sock.bind(("0.0.0.0", CLIENT_PORT))
         packet = discover_packet(mac, xid)
         offers: dict[str, Offer] = {}
         start = time.monotonic()
@@ -84,7 +85,7 @@ def probe(interface: str, seconds: float) -> list[Offer]:
             if now >= deadline:
                 break
             if now >= next_send and now < send_until:
-                sock.sendto(packet, ("255.255.255.255", 67))
+                sock.sendto(packet, ("255.255.255.255", SERVER_PORT))
                 next_send = now + 1.0
             sock.settimeout(max(0.01, min(deadline, next_send) - now))
             try:

@@ -17,6 +17,7 @@ import socket
 import time
 from collections.abc import Callable
 
+from pxetui import archtypes
 from pxetui.config import Config
 from pxetui.dhcp import options as o
 from pxetui.dhcp.codec import (
@@ -33,6 +34,7 @@ from pxetui.dhcp.codec import (
 from pxetui.dhcp.leases import Lease, LeaseStore, Pool
 from pxetui.dhcp.limits import Bucket, KeyedBuckets
 from pxetui.dhcp.policy import BootChoice, BootPolicy, ClientFacts
+from pxetui.dhcp.ports import CLIENT_PORT, PXE_PORT, SERVER_PORT
 from pxetui.events import (
     Alert,
     BootDecision,
@@ -48,7 +50,6 @@ from pxetui.events import (
     PoolExhausted,
 )
 
-SERVER_PORT, CLIENT_PORT, PXE_PORT = 67, 68, 4011
 BROADCAST = "255.255.255.255"
 EXHAUSTED_EVERY = 10.0  # seconds between PoolExhausted events for one pool
 
@@ -74,7 +75,7 @@ class Request:
         self.ipxe = "iPXE" in classes or o.IPXE_ENCAP in opts
         self.arch = o.arch(pkt) if o.CLIENT_ARCH in opts else None
         self.facts = ClientFacts(self.mac, self.arch, self.vendor_class, self.ipxe)
-        self.boot_client = (self.vendor_class or "").startswith(("PXEClient", "HTTPClient"))
+        self.boot_client = archtypes.is_boot_client(self.vendor_class)
         self.requested = o.ip_opt(pkt, o.REQUESTED_IP)  # option 50
         self.hostname = o.text(pkt, o.HOSTNAME) if o.HOSTNAME in opts else None
 
@@ -424,7 +425,7 @@ class DhcpServer:
             # HTTP boot drops a reply without HTTPClient. A full-mode PXE offer must not say
             # PXEClient: a PXE 2.1 ROM would take it as a boot-server offer without discovery
             # control and go looking for a boot server instead of using `file`.
-            if self.mode == "proxy" or dest is not None or choice.vendor_class == "HTTPClient":
+            if self.mode == "proxy" or dest is not None or choice.vendor_class == archtypes.HTTP_CLIENT:
                 opts[o.VENDOR_CLASS] = choice.vendor_class.encode()
             if o.CLIENT_UUID in pkt.options:
                 opts[o.CLIENT_UUID] = pkt.options[o.CLIENT_UUID]  # RFC 4578 2.3: echo 97
@@ -440,7 +441,7 @@ class DhcpServer:
             if len(raw) <= 127:
                 out.file = raw
             opts[o.BOOTFILE] = raw
-            if choice.vendor_class == "HTTPClient":
+            if choice.vendor_class == archtypes.HTTP_CLIENT:
                 opts[o.BOOTFILE] = o.http_boot_url(raw)
             out.siaddr = self.sid  # next-server
             prl = pkt.options.get(o.PARAM_REQUEST, b"")
@@ -463,7 +464,7 @@ class DhcpServer:
     def _pxe_vendor_options(self, req: Request, opts: dict[int, bytes], msg: int,
                             port4011: bool) -> None:
         """Option 43 for BIOS PXE ROMs (PXE 2.1 2.2.5); UEFI and iPXE do without it."""
-        if req.arch not in (0, None) or req.ipxe or (req.vendor_class or "").startswith("HTTPClient"):
+        if req.arch not in (0, None) or req.ipxe or archtypes.is_http_client(req.vendor_class):
             return
         if port4011:
             item = o.pxe_boot_item(req.pkt)

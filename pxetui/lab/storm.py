@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 
 from pxetui.dhcp import codec
 from pxetui.dhcp import options as o
+from pxetui.dhcp.ports import CLIENT_PORT, SERVER_PORT
 
 ETH_P_IP = 0x0800
 
@@ -79,7 +80,7 @@ def dhcp_frame(mac: bytes, xid: int, msg: int, requested: bytes | None = None,
     udp_len = 8 + len(payload)
     src, dst = bytes(4), b"\xff\xff\xff\xff"
     pseudo = src + dst + struct.pack("!BBH", 0, 17, udp_len)
-    udp = struct.pack("!HHHH", 68, 67, udp_len, 0) + payload
+    udp = struct.pack("!HHHH", CLIENT_PORT, SERVER_PORT, udp_len, 0) + payload
     udp = udp[:6] + struct.pack("!H", _csum(pseudo + udp) or 0xFFFF) + udp[8:]
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + udp_len, 0, 0, 64, 17, 0, src, dst)
     ip = ip[:10] + struct.pack("!H", _csum(ip)) + ip[12:]
@@ -95,7 +96,7 @@ def parse_reply(frame: bytes) -> codec.Packet | None:
         return None
     udp = 14 + ihl
     sport, dport = struct.unpack("!HH", frame[udp : udp + 4])
-    if sport != 67 or dport != 68:
+    if sport != SERVER_PORT or dport != CLIENT_PORT:
         return None
     try:
         pkt = codec.parse(frame[udp + 8 :])
