@@ -1,4 +1,5 @@
-"""What a boot file's name says about it: a BIOS or a UEFI loader, an iPXE binary.
+"""What a boot file's name says about it: a BIOS or a UEFI loader, an iPXE binary, a root
+filesystem.
 
 One answer for the boot policy (never hand iPXE its own binary again), the tracker (which
 download is the boot loader) and the diagnosis (a loader for the wrong firmware, an iPXE
@@ -14,6 +15,9 @@ import re
 BIOS_LOADER = re.compile(r"(\.0|\.k?k?pxe|\.pxe|\.com|\.n12|\.lkrn)$", re.I)
 UEFI_LOADER = re.compile(r"\.efi$", re.I)
 PXELINUX_MODULE = re.compile(r"\.c32$", re.I)
+# A root filesystem or whole image fetched after the kernel (live squashfs, Alpine's modloop,
+# a WinPE .wim, an ISO); live systems copy it into RAM (docs/FIELD-NOTES.md).
+ROOTFS = re.compile(r"(\.squashfs|\.sfs|squashfs\.img|\.iso|(^|/)modloop[^/]*|\.wim)$", re.I)
 # iPXE builds for x64 UEFI, the x64 UEFI loader pxetui chains to under proxyDHCP and for HTTP
 # boot: with its own drivers, or on the firmware's network stack.
 UEFI_IPXE = ("ipxe.efi", "snponly.efi")

@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from pxetui import archtypes
-from pxetui.bootfiles import BIOS_LOADER, UEFI_LOADER, is_ipxe_binary
+from pxetui.bootfiles import BIOS_LOADER, ROOTFS, UEFI_LOADER, is_ipxe_binary
 from pxetui.dhcp.ports import PXE_PORT
 
 Ev = dict[str, Any]
 
 MEMSIZE = re.compile(r"memsize=(\d+)")  # iPXE's ${memsize}, MiB
-ROOTFS = re.compile(r"(\.squashfs|\.sfs|squashfs\.img|\.iso|modloop[-\w]*|\.wim)$", re.I)
 # How a TransferFailed reason starts for OVMF's tsize-only request (pxetui.capture.decode
 # writes it): a probe, not a failure.
 SIZE_PROBE = "size probe"

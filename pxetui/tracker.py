@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from pxetui import archtypes, diagnosis
-from pxetui.bootfiles import is_loader
+from pxetui.bootfiles import ROOTFS, is_loader
 from pxetui.config import TrackerConfig
 from pxetui.dhcp.ports import PXE_PORT
 from pxetui.events import ClientForgotten, ClientUpdate, Event, LimitReporter, Log, dumps, loads
@@ -61,7 +61,6 @@ _MENU = re.compile(r"(pxelinux\.cfg/|grub[^/]*\.cfg$|\.cfg$|\.ipxe$|(^|/)boot\.i
 _KERNEL = re.compile(r"(^|/)(vmlinuz[^/]*|linux[^/]*|bzimage[^/]*|kernel[^/]*|vmlinux[^/]*|"
                      r"memtest[^/]*|wimboot|[^/]*\.krn)$", re.I)
 _INITRD = re.compile(r"(^|/)(initrd[^/]*|initramfs[^/]*|[^/]*\.cpio[^/]*|boot\.sdi)$", re.I)
-_ROOTFS = re.compile(r"(\.squashfs|\.sfs|squashfs\.img|\.iso|(^|/)modloop[^/]*|\.wim)$", re.I)
 
 DDL = """
 CREATE TABLE IF NOT EXISTS tracker_clients (
@@ -152,7 +151,7 @@ def classify(path: str, reached: set[str], known: dict[str, str] | None = None) 
         if kind is not None:
             return kind
     name = path.split("?", 1)[0].replace("\\", "/")  # Windows loaders use backslashes (docs/FIELD-NOTES.md)
-    if _ROOTFS.search(name):
+    if ROOTFS.search(name):
         return "rootfs"
     if _MENU.search(name):
         return "menu"
@@ -291,6 +290,11 @@ class Tracker:
         self._gone: set[str] = set()  # clients to delete from the database at the next tick
         self._queued: list[tuple[str, tuple[Any, ...]]] = []  # statements for the next tick
         self._out: list[Event] = []  # events made on the way (limits, forgotten clients)
+        # With `coalesce`, feed() only notes which clients changed and updates() sends one
+        # delta each: a DORA is seven events but one client change for its UI (the supervisor
+        # asks once per batch it reads; docs/ARCHITECTURE.md, "The event path").
+        self.coalesce = False
+        self._pending: dict[str, None] = {}
         self._limits = LimitReporter(self._out.append, interval=60.0)
         self._menu: dict[str, str] = {}  # served path -> kernel | initrd (menu_kinds)
         self._menu_stamp: float | None = None
@@ -509,8 +513,20 @@ class Tracker:
             self._dirty.add(c.mac)  # written at the next tick, with every other change
         if kind == "TransferProgress" and ts - c.last_update < PROGRESS_EVERY:
             return out
+        if self.coalesce:
+            self._pending[c.mac] = None
+            return out
         out.append(self._emit(c, ts))
         return out
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._pending)
+
+    def updates(self) -> list[Event]:
+        """One update for each client changed since the last call (coalesce mode)."""
+        pending, self._pending = self._pending, {}
+        return [self._emit(c, c.last) for mac in pending if (c := self.clients.get(mac)) is not None]
 
     def _take_out(self) -> list[Event]:
         if not self._out:
@@ -521,6 +537,7 @@ class Tracker:
 
     def _emit(self, c: Client, ts: float) -> ClientUpdate:
         c.last_update = ts
+        self._pending.pop(c.mac, None)  # this delta carries what was pending
         return c.delta(ts)
 
     def _client(self, ev: dict[str, Any]) -> Client | None:
@@ -874,7 +891,7 @@ class Tracker:
     def tick(self, now: float) -> list[Event]:
         """Once a second: definite findings for clients with new transfers, diagnose clients
         that made no progress for `stuck_seconds`, expire idle clients, write what changed."""
-        out = self._take_out()
+        out = self._take_out() + self.updates()
         for mac in self._due:
             c = self.clients.get(mac)
             if c is None:

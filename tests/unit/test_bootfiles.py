@@ -57,3 +57,12 @@ def test_policy_and_diagnosis_agree_on_an_arm64_ipxe_loop(tmp_path: Path) -> Non
         {"type": "TransferStarted", "ts": i * 10.0 + 1, "path": "ipxe-arm64.efi", "transfer_id": str(i)})]
     found = diagnosis.ipxe_chain_loop(loop)
     assert found is not None and "ipxe-arm64.efi 3 times" in found.message
+
+
+@pytest.mark.parametrize("path", ["/live/filesystem.squashfs", "boot/modloop-lts", "sources/boot.wim",
+                                  "iso/ubuntu.iso", "LiveOS/squashfs.img", "sysresccd/x86_64/airootfs.sfs"])
+def test_tracker_and_ram_rule_agree_on_a_root_filesystem(path: str) -> None:
+    assert classify(path, {"kernel"}) == "rootfs"
+    events = [{"type": "BootCallback", "ts": 0.5, "detail": "memsize=512"},
+              {"type": "TransferStarted", "ts": 1.0, "path": path, "transfer_id": "a", "size": 900 << 20}]
+    assert diagnosis.squashfs_ram(events) is not None
