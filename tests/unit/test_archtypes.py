@@ -86,3 +86,16 @@ def test_the_tracker_names_a_client_from_the_table() -> None:
                  "msg_type": "DISCOVER", "xid": 1, "direction": "in", "arch": code,
                  "vendor_class": f"PXEClient:Arch:{code:05d}:UNDI:003000"})
         assert tr.clients[mac].update(1.0).firmware == archtypes.name(code)
+
+
+@pytest.mark.parametrize("buildarch, platform", [
+    ("i386", None), ("x86_64", "pcbios"), ("i386", "efi"), ("x86_64", "efi"), ("arm32", "efi"),
+    ("arm64", "efi"), ("riscv32", "efi"), ("riscv64", "efi"), ("loong64", "efi")])
+def test_ipxe_build_facts_name_a_known_pxe_code(buildarch: str, platform: str | None) -> None:
+    # The boot script's `arch=${buildarch}&platform=${platform}` (pxetui/http/routes.py) ends
+    # in this table: a code it knows, of the firmware the platform says, not an HTTP one.
+    from pxetui.http.routes import arch_code
+
+    a = archtypes.lookup(arch_code(buildarch, platform))
+    assert a is not None and not a.http
+    assert a.uefi == ((platform or "pcbios") == "efi")
