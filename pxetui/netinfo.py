@@ -91,6 +91,19 @@ class PortHolder:
         return f"{self.proto.upper()} port {self.port} is held by {who}"
 
 
+def udp_port_bound(port: int, table: str = "/proc/net/udp") -> bool:
+    """Whether any socket in this network namespace is bound to this UDP port (IPv4). Reads
+    the kernel's table directly: readable by an unprivileged process, and cheap enough for
+    once a second."""
+    want = f":{port:04X}"
+    try:
+        with open(table) as f:
+            next(f, None)  # the header
+            return any(line.split(None, 2)[1].endswith(want) for line in f)
+    except (OSError, IndexError):
+        return False
+
+
 def port_holders(ports: dict[int, str]) -> list[PortHolder]:
     """Who holds the given {port: 'udp'|'tcp'} in this namespace (psutil sees only our own)."""
     found: list[PortHolder] = []

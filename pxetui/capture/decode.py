@@ -41,6 +41,7 @@ TFTP_IDLE = 10.0  # a TFTP transfer with no packet for this long has stopped
 HTTP_FORGET = 3600.0
 FORGET_AFTER = 600.0
 PROGRESS_EVERY = 0.25  # at most 4 progress events a second per transfer, as our TFTP server
+BROADCAST = "255.255.255.255"
 MAX_CLIENTS = 65536  # IP -> MAC entries kept (oldest dropped first)
 
 _HTTP_REQ = re.compile(rb"^(GET|HEAD) (\S+) HTTP/1\.[01]\r?\n")
@@ -64,6 +65,7 @@ def _error(p: bytes) -> tuple[int, str]:
 
 
 @dataclass
+
 class _Tftp:
     tid: str
     client: tuple[str, int]
@@ -127,6 +129,11 @@ class Decoder:
         self._ids = itertools.count(1)
         self.packets = 0
         self.undecoded = 0
+        # Set while our DHCP service listens on this interface: it reports every request it
+        # hears and every reply it sends, so the wire's copies of those are not emitted (they
+        # doubled the engine's events in a storm, and a flood's cost with them).
+        self.dhcp_served = False
+        self.served_copies = 0
 
     # -- entry points -----------------------------------------------------------------
     def feed(self, data: bytes, ts: float, linktype: int | None = None) -> list[Event]:
@@ -215,7 +222,10 @@ class Decoder:
             # takes; under proxyDHCP the address server's ACK may be unicast and unseen here.
             requested_ip=None if reply else d.addr(50),
         )
-        out: list[Event] = [pkt]
+        # Requests our service hears: broadcast, or sent to us (a relay's unicast, a renewal).
+        served = self.dhcp_served and (ours if reply else (seg.dst == BROADCAST or seg.dst in self.our_ips))
+        self.served_copies += served
+        out: list[Event] = [] if served else [pkt]
         if not reply:
             if len(self.clients) < MAX_CLIENTS:
                 self.clients.add(d.chaddr)
@@ -244,6 +254,8 @@ class Decoder:
         # A proxyDHCP answer on port 4011 echoes the client's address: it grants nothing.
         if pkt.msg_type in ("ACK", "BOOTP") and pkt.yiaddr and seg.sport != 4011:
             self._learn(pkt.yiaddr, d.chaddr)
+            if served:  # our service announced the lease
+                return out
             lt = d.lease_time
             out.append(LeaseGranted(ts=ts, service=SERVICE, mac=d.chaddr, ip=pkt.yiaddr,
                                     expires=ts + lt if lt is not None and lt != 0xFFFFFFFF else 0.0,

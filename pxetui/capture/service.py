@@ -18,9 +18,10 @@ from pxetui.capture.filters import boot_filter
 from pxetui.capture.pcap import RotatingPcapWriter, pcap_name
 from pxetui.capture.sniffer import CaptureError, RawSniffer
 from pxetui.config import Config
+from pxetui.dhcp.ports import SERVER_PORT
 from pxetui.dhcp.probe import recheck_mac
 from pxetui.events import Alert, Event, LimitHit
-from pxetui.netinfo import interfaces
+from pxetui.netinfo import interfaces, udp_port_bound
 from pxetui.serviceapi import ServiceContext
 
 TICK_SECONDS = 1.0
@@ -88,6 +89,9 @@ class Capture:
                                 "the capture itself goes on"))
 
     def tick(self) -> None:
+        # Our DHCP service up (port 67 bound here) or not (mode off, restarting): the wire's
+        # copies of what it reports are left out only while it reports them.
+        self.decoder.dhcp_served = bool(self.decoder.our_ips) and udp_port_bound(SERVER_PORT)
         for ev in self.decoder.tick(time.time()):
             self.emit(ev)
 
@@ -116,6 +120,7 @@ async def run(ctx: ServiceContext) -> None:
         cap.close()
         # The service host reports an OSError as "cannot start: ..." and exits non-zero.
         raise OSError(str(exc)) from exc
+    cap.tick()  # whether our DHCP service is up yet, before the first frame
     ctx.ready([])
     if cap.writer is not None:
         ctx.log(f"recording {'boot' if cap.all_boot_traffic else 'DHCP'} traffic to {cap.writer.path}")

@@ -222,3 +222,41 @@ def test_request_carries_the_requested_address():
         ("10.99.0.131", "10.99.0.2", 67), (None, None, 4011)]
     assert reqs[1].ip == "10.99.0.131"
     assert all(e.requested_ip is None for e in of(evs, "DhcpPacket") if e.msg_type in ("OFFER", "ACK"))
+
+
+def test_while_our_dhcp_serves_the_wire_copies_of_its_exchanges_are_left_out():
+    # Our DHCP service reports what it hears and sends; the wire's copies would double a
+    # storm's events. Other servers' answers, and our own when the service is down, stay.
+    lt, frames_iter = read_pcap(DATA / "foreign_win.pcap")
+    frames = list(frames_iter)
+
+    def run(served: bool) -> tuple[list[Event], Decoder]:
+        dec = Decoder(linktype=lt, our_ips={"10.99.0.1"})
+        dec.dhcp_served = served
+        out = [e for ts, data in frames for e in dec.feed(data, ts)]
+        return out, dec
+
+    down, _ = run(False)
+    up, dec = run(True)
+    ours_down = [e for e in of(down, "DhcpPacket") if e.ours or e.msg_type in ("DISCOVER", "REQUEST")]
+    assert ours_down, "the capture holds exchanges with our server"
+    assert not [e for e in of(up, "DhcpPacket") if e.ours or e.msg_type == "DISCOVER"]
+    assert dec.served_copies >= len([e for e in ours_down if e.ours or e.msg_type == "DISCOVER"])
+    foreign = [e for e in of(up, "DhcpPacket") if e.server_ip == "10.99.0.2" and not e.ours
+               and e.msg_type in ("OFFER", "ACK")]
+    assert foreign and foreign == [e for e in of(down, "DhcpPacket") if e.server_ip == "10.99.0.2"
+                                   and not e.ours and e.msg_type in ("OFFER", "ACK")]
+    assert of(up, "Alert") == of(down, "Alert") and of(up, "ForeignDhcpServer")
+    assert not [e for e in of(up, "LeaseGranted") if e.ours]
+
+
+def test_udp_port_bound_reads_the_kernel_table(tmp_path):
+    from pxetui.netinfo import udp_port_bound
+
+    table = tmp_path / "udp"
+    table.write_text(
+        "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n"
+        "  117: 00000000:0043 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0 0\n")
+    assert udp_port_bound(67, str(table))
+    assert not udp_port_bound(69, str(table))
+    assert not udp_port_bound(67, str(tmp_path / "missing"))
