@@ -248,6 +248,7 @@ class Supervisor:
         self.config_line = cfg.to_json().encode() + b"\n"  # what each service reads first
         self.identity: privileges.Identity | None = None  # who the services run as (start())
         self.tracker: Tracker | None = None  # made by start()
+        self._updates_due = False  # the tracker's coalesced updates are to be sent
         # Set when a service fails before it ever ran: `serve` exits non-zero with the reason.
         self.fatal = ""
         self.boot_once_entries: set[str] = set()
@@ -267,6 +268,18 @@ class Supervisor:
             self._boot_once_used(str(ev.mac))
         if self.tracker is not None and not isinstance(ev, (ClientUpdate, Log)):
             self._derive(self.tracker.feed, d if d is not None else ev.to_dict())
+            if self.tracker.pending and not self._updates_due:
+                self._updates_due = True
+                try:  # after the batch being read: one update per client it changed
+                    asyncio.get_running_loop().call_soon(self._send_updates)
+                except RuntimeError:
+                    self._send_updates()
+
+    def _send_updates(self) -> None:
+        self._updates_due = False
+        tracker = self.tracker
+        if tracker is not None:
+            self._derive(lambda _: tracker.updates(), None)
 
     def _derive(self, step: Callable[[Any], list[Event]], arg: Any) -> None:
         """Emit what a tracker step (feed an event, tick the clock) derives."""
@@ -347,6 +360,7 @@ class Supervisor:
                              f"{self.cfg.tracker_db_path.name}; the old history in "
                              f"{self.cfg.db_path.name} was dropped"))
         self.tracker = Tracker(db_path=self.cfg.tracker_db_path, config=self.cfg.tracker)
+        self.tracker.coalesce = True
         for u in self.tracker.snapshot():  # the clients a previous run left in the database
             self.state.apply(u)
         self._reload_hosts()

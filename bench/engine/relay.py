@@ -68,6 +68,7 @@ def event_lines(cfg: Config, clients: int) -> list[tuple[str, bytes]]:
     server = DhcpServer(cfg, open_store(cfg, conn), BootPolicy(cfg, dbstore.host_overrides(conn)),
                         "full", out.append, lambda mac: None)
     decoder = Decoder(our_ips={cfg.server_ip}, http_ports=[80], progress_for_ours=False)
+    decoder.dhcp_served = True  # as deployed: the capture service sees our DHCP service's port bound
     lines: list[tuple[str, bytes]] = []
     t0 = time.time()
 
@@ -106,6 +107,7 @@ async def one_round(cfg: Config, lines: list[tuple[str, bytes]], tmp: Path, prof
     log = logfile.RotatingLog(tmp / "engine.log", 50 << 20, 1)
     sup = Supervisor(cfg, names=[], on_event=logfmt.Printer(log))
     sup.tracker = Tracker(db_path=tmp / "tracker.db", config=cfg.tracker)
+    sup.tracker.coalesce = True  # as Supervisor.start() sets it
     queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
     sup.subscribers[queue] = 10**9  # one UI, reading everything
     runners = {"dhcp": ServiceRunner(sup, "dhcp"), "capture": ServiceRunner(sup, "capture")}

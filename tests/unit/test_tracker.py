@@ -653,3 +653,35 @@ def test_history_lives_apart_from_the_leases(tmp_path):
     conn.close()
     assert names == {"leases_kept"}
     assert drop_old_tables(old) is False
+
+
+@pytest.mark.parametrize("pcap", ["bios_pxelinux.pcap", "uefi_proxy_grub.pcap", "chainloop.pcap"])
+def test_coalesced_updates_fold_to_what_every_update_folds_to(pcap):
+    # The supervisor asks for updates once per batch of events (Tracker.coalesce): fewer
+    # updates, the same client in the end, as a UI folds them (pxetui/state.py).
+    from pxetui.capture.decode import Decoder
+    from pxetui.capture.pcap import read_pcap
+    from pxetui.state import EngineState
+
+    lt, frames = read_pcap(DATA / pcap)
+    dec = Decoder(linktype=lt)
+    evs = [e.to_dict() for ts, data in frames for e in dec.feed(data, ts)]
+    every, batched = Tracker(), Tracker()
+    batched.coalesce = True
+    ui_every, ui_batched = EngineState(), EngineState()
+    n_every = n_batched = 0
+    for i, ev in enumerate(evs):
+        for u in every.feed(dict(ev)):
+            ui_every.apply(u)
+            n_every += u.type == "ClientUpdate"
+        assert not [u for u in batched.feed(dict(ev)) if u.type == "ClientUpdate"]
+        if i % 8 == 7 or i == len(evs) - 1:  # a batch read from a pipe
+            for u in batched.updates():
+                ui_batched.apply(u)
+                n_batched += 1
+    assert not batched.pending and 0 < n_batched < n_every
+    # What a throttled progress event left unsent goes with the client's next update.
+    for tr, ui in ((every, ui_every), (batched, ui_batched)):
+        for c in tr.clients.values():
+            ui.apply(c.delta(c.last))
+    assert ui_batched.folded()["clients"] == ui_every.folded()["clients"]
