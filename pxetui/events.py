@@ -100,6 +100,12 @@ def _plan(cls: type) -> tuple[tuple[str, Any, Callable[[], Any] | None], ...]:
                  for f in dataclasses.fields(cls))
 
 
+@functools.cache
+def _line_keys(cls: type) -> frozenset[str]:
+    """The keys of a complete line of `cls`: its fields and "type"."""
+    return frozenset([*(f.name for f in dataclasses.fields(cls)), "type"])
+
+
 class EventDecodeError(ValueError):
     """A line that is not a known event."""
 
@@ -113,11 +119,15 @@ def from_dict(d: dict[str, Any]) -> Event:
     cls = EVENT_TYPES.get(name) if isinstance(name, str) else None
     if cls is None:
         raise EventDecodeError(f"unknown event type {name!r}")
+    ev = object.__new__(cls)
+    if d.keys() == _line_keys(cls):  # a line from this version: every field, nothing more
+        ev.__dict__.update(d)
+        del ev.__dict__["type"]
+        return ev
     values = {}
     for k, default, factory in _plan(cls):
         v = d.get(k, _NONE)
         values[k] = v if v is not _NONE else default if factory is None else factory()
-    ev = object.__new__(cls)
     ev.__dict__.update(values)
     return ev
 

@@ -1,6 +1,6 @@
 """The supervisor's cost per event, alone: where `pxetui serve` spends its CPU in a DHCP storm.
 
-    python bench/engine/relay.py [--clients 3000] [--rounds 3] [--profile]
+    python bench/engine/relay.py [--clients 3000] [--rounds 3] [--profile] [--without log,tracker,ui]
 
 The component figure behind bench/engine/run.py (the engine as deployed, the figure that counts).
 The event lines are the real ones: PXE clients (vendor class PXEClient, arch 0) do DISCOVER,
@@ -102,14 +102,16 @@ def event_lines(cfg: Config, clients: int) -> list[tuple[str, bytes]]:
     return lines
 
 
-async def one_round(cfg: Config, lines: list[tuple[str, bytes]], tmp: Path, profile: bool
-                    ) -> tuple[float, str]:
+async def one_round(cfg: Config, lines: list[tuple[str, bytes]], tmp: Path, profile: bool,
+                    without: set[str]) -> tuple[float, str]:
     log = logfile.RotatingLog(tmp / "engine.log", 50 << 20, 1)
-    sup = Supervisor(cfg, names=[], on_event=logfmt.Printer(log))
-    sup.tracker = Tracker(db_path=tmp / "tracker.db", config=cfg.tracker)
-    sup.tracker.coalesce = True  # as Supervisor.start() sets it
+    sup = Supervisor(cfg, names=[], on_event=None if "log" in without else logfmt.Printer(log))
+    if "tracker" not in without:
+        sup.tracker = Tracker(db_path=tmp / "tracker.db", config=cfg.tracker)
+        sup.tracker.coalesce = True  # as Supervisor.start() sets it
     queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
-    sup.subscribers[queue] = 10**9  # one UI, reading everything
+    if "ui" not in without:
+        sup.subscribers[queue] = 10**9  # one UI, reading everything
     runners = {"dhcp": ServiceRunner(sup, "dhcp"), "capture": ServiceRunner(sup, "capture")}
     prof = cProfile.Profile() if profile else None
     t = time.process_time()
@@ -118,18 +120,20 @@ async def one_round(cfg: Config, lines: list[tuple[str, bytes]], tmp: Path, prof
     for start in range(0, len(lines), BATCH):
         for service, line in lines[start:start + BATCH]:
             runners[service].take(line)
-        if start % TICK_EVERY < BATCH:  # the tracker's tick, once per simulated second
+        if start % TICK_EVERY < BATCH and sup.tracker:  # the tracker's tick, once a simulated second
             sup._derive(sup.tracker.tick, time.time())
         while not queue.empty():  # the UI's connection writer
             queue.get_nowait()
         await asyncio.sleep(0)  # the loop turns: the log's lines are written
-    sup._derive(sup.tracker.tick, time.time())
+    if sup.tracker:
+        sup._derive(sup.tracker.tick, time.time())
     await asyncio.sleep(0)
     log.flush()
     if prof:
         prof.disable()
     spent = time.process_time() - t
-    sup.tracker.close()
+    if sup.tracker:
+        sup.tracker.close()
     log.close()
     report = ""
     if prof:
@@ -144,6 +148,7 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=3000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--without", default="", help="comma-separated: log, tracker, ui (what each costs)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="pxetui-relay-") as d:
         tmp = Path(d)
@@ -160,7 +165,8 @@ def main() -> int:
         for r in range(args.rounds):
             rd = tmp / f"round{r}"
             rd.mkdir()
-            s, report = asyncio.run(one_round(cfg, lines, rd, args.profile and r == 0))
+            s, report = asyncio.run(one_round(cfg, lines, rd, args.profile and r == 0,
+                                                  set(filter(None, args.without.split(",")))))
             spent.append(s)
             if report:
                 print(report)
