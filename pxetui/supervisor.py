@@ -51,15 +51,17 @@ STOP_GRACE = 1.5
 # Serving never waits for watching, for the CPU either: on a busy machine the kernel should
 # prefer the services that answer clients over the supervisor, the tracker, the UI and capture
 # (measured, `pxetui serve` on 2 cores at 3,000 DORA/s: 36-79 % lost at one priority, 0-12 %
-# with these). Nice values relative to ours; raising one needs root (services start as root).
-SERVING_NICE, OBSERVER_NICE = -5, 5
-OBSERVERS = frozenset({"capture"})
+# with these). DHCP comes first: every boot starts with it, a DORA is little CPU, and in a storm
+# it still waited on the run queue 3 s of every 5 at -5, beside TFTP and the load (schedstat,
+# bench/engine/run.py at 3,000 DORA/s). Nice values relative to ours; raising one needs root
+# (services start as root).
+NICE = {"dhcp": -10, "tftp": -5, "http": -5, "capture": 5}
 
 
 def prioritize(pid: int, name: str) -> None:
     """Give a service process its scheduling priority (TFTP workers inherit their service's)."""
     base = os.getpriority(os.PRIO_PROCESS, 0)
-    nice = base + (OBSERVER_NICE if name in OBSERVERS else SERVING_NICE)
+    nice = base + NICE.get(name, 0)
     with contextlib.suppress(OSError):  # unprivileged (cannot raise it), or already gone
         os.setpriority(os.PRIO_PROCESS, pid, max(-20, min(19, nice)))
 

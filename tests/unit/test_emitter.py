@@ -37,7 +37,7 @@ from pxetui.events import (
     loads,
 )
 from pxetui.state import EngineState
-from pxetui.supervisor import OBSERVER_NICE, SERVING_NICE, Supervisor, prioritize
+from pxetui.supervisor import NICE, Supervisor, prioritize
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -383,14 +383,17 @@ async def test_a_ui_that_stops_reading_is_cut_and_its_losses_are_counted(tmp_pat
 
 def test_services_are_scheduled_before_observers():
     base = os.getpriority(os.PRIO_PROCESS, 0)
-    procs = {name: subprocess.Popen(["sleep", "30"]) for name in ("dhcp", "capture")}
+    procs = {name: subprocess.Popen(["sleep", "30"]) for name in ("dhcp", "tftp", "capture")}
     try:
         for name, p in procs.items():
             prioritize(p.pid, name)
-        assert os.getpriority(os.PRIO_PROCESS, procs["capture"].pid) == base + OBSERVER_NICE
-        serving = os.getpriority(os.PRIO_PROCESS, procs["dhcp"].pid)
-        # raising a priority needs root; unprivileged the service stays at ours
-        assert serving == (base + SERVING_NICE if os.geteuid() == 0 else base)
+        nice = {name: os.getpriority(os.PRIO_PROCESS, p.pid) for name, p in procs.items()}
+        assert nice["capture"] == base + NICE["capture"] > base
+        # raising a priority needs root; unprivileged a service stays at ours
+        if os.geteuid() == 0:
+            assert nice["dhcp"] == base + NICE["dhcp"] < nice["tftp"] == base + NICE["tftp"] < base
+        else:
+            assert nice["dhcp"] == nice["tftp"] == base
     finally:
         for p in procs.values():
             p.kill()
