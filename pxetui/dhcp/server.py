@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 from pxetui import archtypes
@@ -57,6 +58,9 @@ Address = tuple[str, int]
 Reply = tuple[bytes, Address]
 
 
+DECISION_REPEAT = 30.0  # seconds: the same boot decision for a MAC is told again after this
+DECISIONS_KEPT = 4096  # MACs whose last boot decision is remembered
+
 class Request:
     """One parsed request and the facts every handler needs, decoded once."""
 
@@ -98,6 +102,9 @@ class DhcpServer:
         self.mac_limit = KeyedBuckets(lim.mac_rate, lim.mac_burst, lim.mac_table)
         self.offer_limit = Bucket(lim.new_offers_per_second, lim.new_offers_burst, clock())
         self.limits = LimitReporter(emit)
+        # The last decision told per MAC: the ACK repeats the OFFER's, and saying it once per
+        # exchange is one event less of seven per DORA (bounded: the oldest go first).
+        self._told: OrderedDict[str, tuple[tuple[str, str, str], float]] = OrderedDict()
         store.on_reclaim = self._reclaimed
         self.probe_mac: str | None = None  # our own probe for other servers (service.py): ignored
         # Switched from full to proxy: our running leases are still confirmed to their
@@ -403,8 +410,15 @@ class DhcpServer:
         if consumed:
             self.boot_once_used(req.mac)
         if choice.kind != "none":
-            self.emit(BootDecision(mac=req.mac, arch=req.arch, firmware=choice.kind,
-                                   boot_file=choice.boot_file or "", reason=choice.reason))
+            said = (choice.kind, choice.boot_file or "", choice.reason)
+            last = self._told.get(req.mac)
+            if last is None or last[0] != said or now - last[1] > DECISION_REPEAT:
+                self.emit(BootDecision(mac=req.mac, arch=req.arch, firmware=choice.kind,
+                                       boot_file=said[1], reason=choice.reason))
+                self._told[req.mac] = (said, now)
+                self._told.move_to_end(req.mac)
+                if len(self._told) > DECISIONS_KEPT:
+                    self._told.popitem(last=False)
         return choice
 
     def _reply(self, req: Request, msg: int, yiaddr: bytes, choice: BootChoice, pool: Pool | None,

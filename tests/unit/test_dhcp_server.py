@@ -270,6 +270,22 @@ def test_every_packet_in_and_out_is_an_event(rig: Rig) -> None:
     assert rig.of("BootDecision")[0].firmware == "uefi64"  # type: ignore[attr-defined]
 
 
+def test_a_boot_decision_is_told_once_per_exchange(rig: Rig) -> None:
+    # The ACK repeats the OFFER's decision: one event, not two, for each DORA.
+    now = [1000.0]
+    rig.server.clock = lambda: now[0]
+    rig.dora(mac_bytes(1), o93=b"\x00\x07", o60=OVMF_VC)
+    assert [e.firmware for e in rig.of("BootDecision")] == ["uefi64"]  # type: ignore[attr-defined]
+    rig.dora(mac_bytes(2), o93=b"\x00\x00", o60=SEABIOS_VC)
+    assert [e.mac for e in rig.of("BootDecision")] == ["52:54:00:aa:00:01", "52:54:00:aa:00:02"]
+    now[0] += 60.0  # the next boot of the first: told again
+    rig.dora(mac_bytes(1), o93=b"\x00\x07", o60=OVMF_VC)
+    assert len(rig.of("BootDecision")) == 3
+    # A different decision (the same MAC, now as iPXE) is told at once.
+    rig.dora(mac_bytes(1), o93=b"\x00\x07", o60=OVMF_VC, o77=b"iPXE")
+    assert len(rig.of("BootDecision")) == 4
+
+
 # -- boot information in full mode -------------------------------------------------------
 
 def test_full_mode_pxe_reply_has_file_option67_siaddr(rig: Rig) -> None:
