@@ -16,6 +16,7 @@ namespaces, which removes every interface inside them.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import subprocess
@@ -135,6 +136,13 @@ class LabNetwork:
     @property
     def subnet_base(self) -> str:
         return self.server_ip.rsplit(".", 1)[0]
+
+    def dhcp_range(self) -> tuple[str, str]:
+        """The addresses a DHCP server on the lab hands out: the subnet but its first ten and
+        last five (the server, a site DHCP server at .2 and peers with fixed addresses sit
+        there): .10-.250 of a /24; a wider prefix holds a boot storm of 1,000 clients."""
+        net = ipaddress.IPv4Network(f"{self.server_ip}/{self.prefix}", strict=False)
+        return str(net.network_address + 10), str(net.broadcast_address - 5)
 
     def create(self) -> LabNetwork:
         if os.geteuid() != 0:

@@ -43,6 +43,7 @@ class LabOptions:
     capture: bool = True
     memory_mb: int = 384
     mac: str = "52:54:00:77:00:10"
+    prefix: int = 24  # the lab subnet's; 21 holds a 1,000-client boot storm (bench/storm)
     extra_serve_args: list[str] = field(default_factory=list)
     vm_args: list[str] = field(default_factory=list)  # extra QEMU arguments
 
@@ -113,7 +114,7 @@ class Lab:
         self.root = self.dir / "root"  # served over both TFTP and HTTP
         self.engine_state = self.dir / "engine"
         self.console = self.dir / "console.log"
-        self.net = LabNetwork()
+        self.net = LabNetwork(prefix=opts.prefix)
         self.engine: subprocess.Popen[bytes] | None = None
         self.vm: qemu.Vm | None = None
         self.events: EventLog | None = None
@@ -206,8 +207,8 @@ class Lab:
                "--tftp-root", str(self.root), "--http-root", str(self.root),
                "--http-port", str(self.opts.http_port)]
         if self.opts.dhcp == "full":
-            base = self.net.subnet_base
-            cmd += ["--range", f"{base}.10-{base}.250"]
+            start, end = self.net.dhcp_range()
+            cmd += ["--range", f"{start}-{end}"]
         for kind, name in self.boot_files().items():
             cmd += ["--boot-file", f"{kind}={name}"]
         if not self.opts.capture:

@@ -5,7 +5,9 @@ Each client does what a BIOS PXE client and its boot loader do, on the wire:
      address yet), with PXE's option 60/93 so the server treats it as a boot client;
   2. the boot file from the ACK over TFTP (blksize 1408 and tsize, like pxelinux; docs/FIELD-NOTES.md),
      from its leased address (added to the interface so the kernel routes the replies);
-  3. kernel and initrd over HTTP/1.1, checking the length.
+  3. kernel and initrd over HTTP/1.1, checking the length; a 503 with Retry-After is asked
+     again after that many seconds, as iPXE does (httpcore.c, http_rx_retry_after), at most
+     HTTP_RETRIES times (a server at its connection limit answers so: http.max_connections).
 A client that fails records why; the run ends when all are done or the deadline passes.
 
 Run inside the client namespace: `python -m pxetui.lab.storm --clients 100 ...`; it prints one
@@ -19,16 +21,22 @@ import asyncio
 import json
 import os
 import random
+import resource
 import socket
 import struct
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from pxetui.dhcp import codec
 from pxetui.dhcp import options as o
 from pxetui.dhcp.ports import CLIENT_PORT, SERVER_PORT
+from pxetui.stages import rank
+
+if TYPE_CHECKING:
+    from pxetui.state import EngineState
 
 ETH_P_IP = 0x0800
 
@@ -45,6 +53,7 @@ class ClientResult:
     bytes: int = 0
     dhcp_tries: int = 0
     tftp_retries: int = 0
+    http_retries: int = 0  # 503s with Retry-After asked again
     error: str = ""
 
     @property
@@ -247,7 +256,25 @@ async def tftp_get(local_ip: str, server: str, path: str, res: ClientResult, blk
 # -- HTTP -------------------------------------------------------------------------------------
 
 
-async def http_get(local_ip: str, server: str, port: int, path: str) -> int:
+HTTP_RETRIES = 30
+
+
+class RetryLater(Exception):
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+async def http_get(local_ip: str, server: str, port: int, path: str, res: ClientResult) -> int:
+    for _ in range(HTTP_RETRIES):
+        try:
+            return await _http_get_once(local_ip, server, port, path)
+        except RetryLater as later:
+            res.http_retries += 1
+            await asyncio.sleep(later.seconds)
+    raise RuntimeError(f"HTTP {path}: still 503 after {HTTP_RETRIES} tries")
+
+
+async def _http_get_once(local_ip: str, server: str, port: int, path: str) -> int:
     reader, writer = await asyncio.open_connection(server, port, local_addr=(local_ip, 0))
     try:
         writer.write(f"GET /{path} HTTP/1.1\r\nHost: {server}\r\nUser-Agent: pxetui-storm\r\n"
@@ -255,13 +282,16 @@ async def http_get(local_ip: str, server: str, port: int, path: str) -> int:
         await writer.drain()
         head = await reader.readuntil(b"\r\n\r\n")
         status = head.split(b"\r\n", 1)[0]
-        if b" 200 " not in status + b" ":
-            raise RuntimeError(f"HTTP {path}: {status.decode(errors='replace')}")
-        length = None
+        headers: dict[bytes, bytes] = {}
         for line in head.split(b"\r\n")[1:]:
             k, _, v = line.partition(b":")
-            if k.strip().lower() == b"content-length":
-                length = int(v)
+            headers[k.strip().lower()] = v.strip()
+        retry = headers.get(b"retry-after", b"")
+        if b" 503 " in status + b" " and retry:
+            raise RetryLater(float(retry) if retry.isdigit() else 5.0)  # iPXE: 5 s if not a number
+        if b" 200 " not in status + b" ":
+            raise RuntimeError(f"HTTP {path}: {status.decode(errors='replace')}")
+        length = int(headers[b"content-length"]) if b"content-length" in headers else None
         got = 0
         while chunk := await reader.read(1 << 18):
             got += len(chunk)
@@ -300,6 +330,64 @@ class StormResult:
         return json.dumps({"seconds": self.seconds, "clients": [asdict(c) for c in self.clients]})
 
 
+def client_macs(clients: int, mac_base: int = StormSpec.mac_base) -> list[str]:
+    """The MACs of a storm's clients, as the engine's events name them (aa:bb:cc:dd:ee:ff)."""
+    return [(mac_base + i).to_bytes(6, "big").hex(":") for i in range(clients)]
+
+
+@dataclass
+class TrackerView:
+    """What the engine's tracker says of a storm's clients, from a UI's fold of its events
+    (pxetui.state.EngineState): the stage each reached, and which it calls stuck or failed."""
+
+    clients: int = 0  # storm clients the tracker reported
+    missing: list[str] = field(default_factory=list)  # storm MACs it never reported
+    stages: dict[str, int] = field(default_factory=dict)  # furthest stage reached -> clients
+    stuck: list[str] = field(default_factory=list)  # ClientUpdate stage "stuck"
+    failed: list[str] = field(default_factory=list)  # ClientUpdate stage "failed"
+    diagnosed: dict[str, str] = field(default_factory=dict)  # MAC -> the tracker's diagnosis
+    without_initrd: list[str] = field(default_factory=list)  # never reached the initrd stage
+    # not every file of its boot (loader, kernel, initrd) reported finished
+    unfinished: list[str] = field(default_factory=list)
+
+    @property
+    def all_booted(self) -> bool:
+        """Every client reported, each at the initrd stage or past it with its loader, kernel
+        and initrd finished, none in trouble: the storm client's whole boot (it stops after the
+        initrd; there is no callback)."""
+        return not (self.missing or self.stuck or self.failed or self.diagnosed or self.without_initrd
+                    or self.unfinished)
+
+
+def tracker_view(state: EngineState, macs: list[str]) -> TrackerView:
+    view = TrackerView()
+    stages: dict[str, int] = {}
+    for mac in macs:
+        c = state.clients.get(mac)
+        if c is None:
+            view.missing.append(mac)
+            continue
+        view.clients += 1
+        # `stage` is the verdict the UI alerts on ("stuck", "failed"); `stages` is where the
+        # boot actually got (pxetui/tracker.py, Client._update).
+        reached = [s.get("stage") for s in c.stages]
+        furthest = str(reached[-1]) if reached else (c.stage or "new")
+        stages[furthest] = stages.get(furthest, 0) + 1
+        if c.stage == "stuck":
+            view.stuck.append(mac)
+        elif c.stage == "failed":
+            view.failed.append(mac)
+        if c.diagnosis:
+            view.diagnosed[mac] = c.diagnosis
+        if "initrd" not in reached and "rootfs" not in reached and "booted" not in reached:
+            view.without_initrd.append(mac)
+        done = {row.get("kind") for row in c.files.values() if row.get("status") == "done"}
+        if not {"bootloader", "kernel", "initrd"} <= done:
+            view.unfinished.append(mac)
+    view.stages = dict(sorted(stages.items(), key=lambda kv: rank(kv[0])))
+    return view
+
+
 def _add_address(ip: str, spec: StormSpec) -> None:
     # The simulated client now owns its leased address: the kernel answers ARP for it and
     # routes TFTP/HTTP replies to it. ("ip addr add" on an existing address is an error: ignore.)
@@ -317,9 +405,9 @@ async def one_client(i: int, spec: StormSpec, mux: DhcpMux, t0: float, deadline:
         async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
             res.bytes += await tftp_get(ip, server, boot, res)
             res.t_loader = time.monotonic() - t0
-            res.bytes += await http_get(ip, server, spec.http_port, spec.kernel)
+            res.bytes += await http_get(ip, server, spec.http_port, spec.kernel, res)
             res.t_kernel = time.monotonic() - t0
-            res.bytes += await http_get(ip, server, spec.http_port, spec.initrd)
+            res.bytes += await http_get(ip, server, spec.http_port, spec.initrd, res)
             res.t_initrd = time.monotonic() - t0
     except TimeoutError:
         res.error = "storm deadline passed"
@@ -349,9 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--initrd", default="lab/initrd.gz")
     p.add_argument("--http-port", type=int, default=80)
     p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--prefix", type=int, default=24, help="the lab subnet's prefix length")
     a = p.parse_args(argv)
     if not 1 <= a.clients <= 1000:
         p.error("--clients: use 1..1000")
+    if not 8 <= a.prefix <= 30:
+        p.error("--prefix: use 8..30")
     if os.environ.get("PXETUI_NETNS_GUARD") is None:
         # DHCP from made-up MACs belongs on a lab network only (safety.py's guard).
         print("storm: refusing to run outside a lab namespace (PXETUI_NETNS_GUARD unset)", file=sys.stderr)
@@ -359,8 +450,13 @@ def main(argv: list[str] | None = None) -> int:
     from pxetui.safety import check_netns_guard
 
     check_netns_guard()
-    spec = StormSpec(clients=a.clients, ifname=a.ifname, kernel=a.kernel, initrd=a.initrd,
-                     http_port=a.http_port, timeout=a.timeout)
+    # Each client holds a TFTP socket, then an HTTP connection, at once with all the others.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 4 * a.clients + 64
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want if hard == resource.RLIM_INFINITY else min(want, hard), hard))
+    spec = StormSpec(clients=a.clients, ifname=a.ifname, prefix=a.prefix, kernel=a.kernel,
+                     initrd=a.initrd, http_port=a.http_port, timeout=a.timeout)
     result = asyncio.run(storm(spec))
     print(result.to_json())
     return 0 if not result.failures else 1
