@@ -15,7 +15,7 @@ event timestamps, never from a clock, so the same feed always gives the same sta
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,12 +31,14 @@ from pxetui.events import (
     EventsDropped,
     ForeignDhcpServer,
     IsoImported,
+    LabVm,
     LeaseEnded,
     LeaseGranted,
     LimitHit,
     MenuChanged,
     PoolExhausted,
     ServiceState,
+    TransferClosed,
     TransferFailed,
     TransferFinished,
     TransferProgress,
@@ -45,6 +47,8 @@ from pxetui.events import (
     from_dict,
 )
 from pxetui.logfmt import describe
+from pxetui.probes import expected_miss
+from pxetui.stages import DONE_CALLBACKS
 from pxetui.stages import NEW as NEW_STAGE
 from pxetui.stages import rank as stage_rank
 
@@ -140,9 +144,12 @@ class TransferInfo:
     bytes_done: int = 0
     rate: float = 0.0
     retransmits: int = 0
-    status: str = "running"  # running | done | failed
+    # running | done | failed | closed (no service said it ended, but it never will: its
+    # client moved on or its service went away; `reason` says which)
+    status: str = "running"
     reason: str = ""
-    ts: float = 0.0
+    ts: float = 0.0  # the latest event of the transfer: its end, or its last sign of life
+    service: str = ""  # who reported it: tftp, http, capture (a copy seen on the wire)
 
     @property
     def fraction(self) -> float | None:
@@ -151,6 +158,12 @@ class TransferInfo:
         if not self.size:
             return None
         return min(1.0, self.bytes_done / self.size)
+
+    @property
+    def expected_miss(self) -> bool:
+        """A per-machine config lookup that found nothing (pxelinux.cfg/01-<mac>, ...): how
+        PXELINUX and GRUB look for their config on every boot, not a failure (pxetui.probes)."""
+        return self.status == "failed" and expected_miss(self.path, self.reason)
 
 
 @dataclass
@@ -199,6 +212,27 @@ class IsoInfo:
 
 def lease_key(mac: str, ip: str, ours: bool) -> str:
     return f"{'ours' if ours else 'wire'}|{mac}|{ip}"
+
+
+# A service in one of these states serves none of the transfers it had (pxetui/supervisor.py
+# reports "failed" when it dies, "restarting" as it starts again, "stopped" at the end).
+SERVICE_GONE = frozenset({"failed", "restarting", "stopped"})
+
+
+def _in_order(transfers: Iterable[TransferInfo]) -> list[TransferInfo]:
+    """Transfers closed together join the finished history in one order, whatever order the
+    fold came to hold them in (a replayed fold holds them in the replay's): by start, then id."""
+    return sorted(transfers, key=lambda t: (t.started, t.transfer_id))
+
+
+def _stage_ts(stages: list[dict[str, Any]], stage: str | None) -> float | None:
+    """When a client's history reached `stage` (the latest time), or began (None): a
+    ClientUpdate's own time is when it was sent, not when the client got there."""
+    found = [s.get("ts") for s in stages if isinstance(s, dict) and (stage is None or s.get("stage") == stage)]
+    times = [t for t in found if isinstance(t, (int, float)) and not isinstance(t, bool)]
+    if not times:
+        return None
+    return min(times) if stage is None else max(times)
 
 
 def client_update(c: ClientInfo) -> ClientUpdate:
@@ -279,6 +313,10 @@ class EngineState:
         self.dropped_types: dict[str, Counter[str]] = {}  # service -> event type -> dropped
         self.events_seen = 0
         self.connected = False
+        self.lab_vm: LabVm | None = None  # the lab's VM, in a UI that runs `pxetui lab`
+        # Running transfers by client ("mac|", "ip|") and by service ("svc|"): whom to close
+        # when a client moves on or a service goes away, without scanning every transfer.
+        self._live: dict[str, dict[str, None]] = {}
         self.track_dirty = track_dirty
         self.dirty: dict[str, set[str]] = {t: set() for t in TABLES}
 
@@ -361,7 +399,9 @@ class EngineState:
         e.started = ts
         self.connected = True
         self.mark("engine")
-        return {"engine"}
+        for tr in self._running():
+            self._close(tr, "the engine restarted")  # its services went with it
+        return {"engine", "transfers"}
 
     @_on(DhcpModeDecided)
     def _on_mode(self, ev: DhcpModeDecided, ts: float) -> set[str]:
@@ -383,6 +423,9 @@ class EngineState:
             h.ports = list(ev.ports)
         h.ts = ts
         self.mark("services", name)
+        if h.state in SERVICE_GONE:  # its transfers end with it, unreported
+            for tr in self._running_of("svc|" + name):
+                self._close(tr, f"the {name} service {h.state}")
         key = f"service:{name}"
         if h.state == "failed":
             self.set_alert(key, "error", f"{name} failed: {h.reason or 'no reason given'}", ts)
@@ -390,7 +433,7 @@ class EngineState:
             self.set_alert(key, "warning", f"{name} restarting ({h.restarts}): {h.reason}", ts)
         else:
             self.clear_alert(key)
-        return {"services", "alerts"}
+        return {"services", "alerts", "transfers"}
 
     @_on(EventsDropped)
     def _on_dropped(self, ev: EventsDropped, ts: float) -> set[str]:
@@ -472,11 +515,15 @@ class EngineState:
     def _on_transfer_started(self, ev: TransferStarted, ts: float) -> set[str]:
         tid = str(ev.transfer_id or "")
         self._finished.pop(tid, None)  # an id used again: running, not in the finished history
-        self.transfers[tid] = TransferInfo(
+        old = self.transfers.get(tid)
+        if old is not None and old.status == "running":
+            self._unindex(old)
+        tr = self.transfers[tid] = TransferInfo(
             transfer_id=tid, protocol=str(ev.protocol or "tftp"), mac=ev.mac, ip=ev.ip,
             path=str(ev.path or ""), size=ev.size, options=dict(ev.options or {}),
-            started=ts, ts=ts,
+            started=ts, ts=ts, service=str(ev.service or ""),
         )
+        self._index(tr)
         self.mark("transfers", tid)
         return {"transfers"}
 
@@ -487,8 +534,14 @@ class EngineState:
         if tr is None:  # attached mid-transfer: the start is not in the replay
             tr = TransferInfo(transfer_id=tid, protocol=str(ev.protocol or "tftp"),
                               mac=ev.mac, ip=ev.ip, path=str(getattr(ev, "path", "") or ""),
-                              size=getattr(ev, "size", None), options={}, started=ts)
+                              size=getattr(ev, "size", None), options={}, started=ts,
+                              service=str(ev.service or ""))
             self.transfers[tid] = tr
+            self._index(tr)
+        elif tr.status == "closed":  # closed by inference, but alive after all: reopened
+            tr.status, tr.reason = "running", ""
+            self._finished.pop(tid, None)
+            self._index(tr)
         self.mark("transfers", tid)
         return tr
 
@@ -515,6 +568,7 @@ class EngineState:
         return {"transfers", "throughput"}
 
     def _finish(self, tr: TransferInfo) -> None:
+        self._unindex(tr)
         self._finished.pop(tr.transfer_id, None)
         self._finished[tr.transfer_id] = None
         while len(self._finished) > self.finished_keep:
@@ -534,6 +588,7 @@ class EngineState:
             tr.size = tr.bytes_done
         tr.status, tr.ts = "done", ts
         self._finish(tr)
+        self._moved_on(tr)
         return {"transfers", "throughput"}
 
     @_on(TransferFailed)
@@ -542,15 +597,97 @@ class EngineState:
         self._count_bytes(tr, int(ev.bytes_done or 0), ts)
         tr.status, tr.reason, tr.ts = "failed", str(ev.reason or ""), ts
         self._finish(tr)
+        self._moved_on(tr)
         return {"transfers", "throughput"}
+
+    @_on(TransferClosed)
+    def _on_closed(self, ev: TransferClosed, ts: float) -> set[str]:
+        tr = self.transfers.get(str(ev.transfer_id or ""))
+        if tr is None or tr.status != "running":  # ended (or never seen): nothing to close
+            return set()
+        self._close(tr, str(ev.reason or ""))
+        return {"transfers"}
+
+    # -- transfers nobody will report the end of ---------------------------------------
+    # A service reports the end of each of its transfers, but a capture's copy of a transfer
+    # may never see its last packet, an event can be dropped under load (pxetui/emitter.py),
+    # and a service that dies reports nothing more. Once the client has moved on, or the
+    # service is gone, such a transfer is closed rather than left "running" for ever. Each
+    # fold infers this from the same events; a replay carries it as TransferClosed.
+
+    @staticmethod
+    def _live_keys(tr: TransferInfo) -> list[str]:
+        keys = [f"mac|{tr.mac}"] if tr.mac else []
+        if tr.ip:
+            keys.append(f"ip|{tr.ip}")
+        if tr.service:
+            keys.append(f"svc|{tr.service}")
+        return keys
+
+    def _index(self, tr: TransferInfo) -> None:
+        for k in self._live_keys(tr):
+            self._live.setdefault(k, {})[tr.transfer_id] = None
+
+    def _unindex(self, tr: TransferInfo) -> None:
+        for k in self._live_keys(tr):
+            ids = self._live.get(k)
+            if ids is not None:
+                ids.pop(tr.transfer_id, None)
+                if not ids:
+                    del self._live[k]
+
+    def _running_of(self, *keys: str) -> list[TransferInfo]:
+        ids: dict[str, None] = {}
+        for k in keys:
+            ids.update(self._live.get(k, {}))
+        return _in_order(self.transfers[t] for t in ids)
+
+    def _running(self) -> list[TransferInfo]:
+        return _in_order(t for t in self.transfers.values() if t.status == "running")
+
+    def _close(self, tr: TransferInfo, reason: str) -> None:
+        tr.status, tr.reason = "closed", reason
+        self.mark("transfers", tr.transfer_id)
+        self._finish(tr)
+
+    def _moved_on(self, ended: TransferInfo) -> None:
+        """One of a client's transfers ended: those of its transfers that had gone quiet
+        before this one began are abandoned (a boot loader's TFTP client fetches one file at
+        a time). HTTP clients open connections side by side (UEFI HTTP boot asks for the
+        size on one, then fetches on another), so HTTP does not close HTTP."""
+        keys = [f"mac|{ended.mac}"] if ended.mac else []
+        if ended.ip:
+            keys.append(f"ip|{ended.ip}")
+        for tr in self._running_of(*keys):
+            if tr.ts < ended.started and not (tr.protocol == ended.protocol == "http"):
+                to = f" to {ended.path}" if ended.path and ended.path != tr.path else ""
+                self._close(tr, f"the client moved on{to}")
+
+    def _client_moved_on(self, c: ClientInfo, was: tuple[str, int] | None) -> bool:
+        """A client that booted (its callback) or started a new boot leaves behind the
+        transfers that went quiet before: closed. True when any was."""
+        if was is not None and c.boot > was[1]:
+            reason, at = "the client started a new boot", _stage_ts(c.stages, None)
+        elif c.stage in DONE_CALLBACKS and (was is None or was[0] not in DONE_CALLBACKS):
+            reason, at = f"the client {c.stage}", _stage_ts(c.stages, c.stage)
+        else:
+            return False
+        at = c.ts if at is None else at
+        keys = [f"mac|{c.mac}"] + ([f"ip|{c.ip}"] if c.ip else [])
+        gone = [tr for tr in self._running_of(*keys) if tr.ts < at]
+        for tr in gone:
+            self._close(tr, reason)
+        return bool(gone)
 
     @_on(ClientUpdate)
     def _on_client(self, ev: ClientUpdate, ts: float) -> set[str]:
         mac = ev.mac
         if not mac:
             return set()
-        c = self.clients.get(mac) or ClientInfo(mac=mac)
-        self.clients[mac] = c
+        c = self.clients.get(mac)
+        was = (c.stage, c.boot) if c is not None else None
+        if c is None:
+            c = self.clients[mac] = ClientInfo(mac=mac)
         c.stage, c.firmware = str(ev.stage or ""), str(ev.firmware or "")
         c.last_event, c.diagnosis = str(ev.last_event or ""), str(ev.diagnosis or "")
         for k in ("ip", "arch", "vendor_class", "uuid", "hostname"):
@@ -572,6 +709,8 @@ class EngineState:
             self.set_alert(key, "warning", f"{mac} at {c.stage or 'start'}: {c.diagnosis}", ts)
         else:
             self.clear_alert(key)
+        if self._client_moved_on(c, was):
+            return {"clients", "alerts", "transfers"}
         return {"clients", "alerts"}
 
     @_on(ClientForgotten)
@@ -582,6 +721,17 @@ class EngineState:
             self.clear_alert(f"stuck:{mac}")
             return {"clients", "alerts"}
         return set()
+
+    @_on(LabVm)
+    def _on_lab_vm(self, ev: LabVm, ts: float) -> set[str]:
+        self.lab_vm = ev
+        self.mark("engine")
+        if ev.state == "off":
+            ok = ev.booted and not ev.exit_code
+            self.set_alert("lab-vm", "info" if ok else "warning", f"The lab VM {ev.detail}.", ts)
+        else:
+            self.clear_alert("lab-vm")
+        return {"engine", "alerts"}
 
     @_on(MenuChanged)
     def _on_menu_changed(self, ev: MenuChanged, ts: float) -> set[str]:
@@ -626,33 +776,41 @@ class EngineState:
             out.append(LeaseGranted(ts=le.ts, mac=le.mac, ip=le.ip, ours=le.ours,
                                     server_ip=le.server_ip, hostname=le.hostname,
                                     expires=le.expires, state=le.state))
+        # Clients, then the ended transfers, then the running ones: what closes a running
+        # transfer in a fold (a client that booted, a later transfer that ended) is replayed
+        # before any running one exists, so the replay closes exactly what the live fold did.
+        out += [client_update(c) for c in self.clients.values()]
         running = [t for t in self.transfers.values() if t.transfer_id not in self._finished]
         ended = [self.transfers[tid] for tid in self._finished if tid in self.transfers]
-        for tr in running + ended:
+        for tr in ended + running:
             out += self._transfer_events(tr)
-        out += [client_update(c) for c in self.clients.values()]
         for iso in self.library.values():
             out.append(IsoImported(ts=iso.ts, name=iso.name, family=iso.family, path=iso.path,
                                    entries=list(iso.entries)))
         for hit in self.limits.values():
             out.append(LimitHit(ts=hit.ts, ip=hit.ip, limit=hit.limit, count=hit.count,
                                 message=hit.message))
+        if self.lab_vm is not None:
+            out.append(self.lab_vm)
         out += self._alert_events(out)
         return out
 
     @staticmethod
     def _transfer_events(tr: TransferInfo) -> list[Event]:
         out: list[Event] = [TransferStarted(
-            ts=tr.started, mac=tr.mac, ip=tr.ip, transfer_id=tr.transfer_id,
+            ts=tr.started, service=tr.service, mac=tr.mac, ip=tr.ip, transfer_id=tr.transfer_id,
             protocol=tr.protocol, path=tr.path, size=tr.size, options=dict(tr.options))]
         if (tr.status != "running" or tr.bytes_done or tr.rate or tr.retransmits
                 or tr.ts != tr.started):
             out.append(TransferProgress(ts=tr.ts, transfer_id=tr.transfer_id,
                                         protocol=tr.protocol, bytes_done=tr.bytes_done,
                                         size=tr.size, rate=tr.rate, retransmits=tr.retransmits))
-        if tr.status == "failed" or tr.reason:  # a reason outlives a later finish
+        if tr.status == "failed" or (tr.status == "done" and tr.reason):  # a reason outlives a later finish
             out.append(TransferFailed(ts=tr.ts, transfer_id=tr.transfer_id, protocol=tr.protocol,
                                       path=tr.path, reason=tr.reason, bytes_done=tr.bytes_done))
+        if tr.status == "closed":
+            out.append(TransferClosed(ts=tr.ts, transfer_id=tr.transfer_id, protocol=tr.protocol,
+                                      reason=tr.reason))
         if tr.status == "done":
             out.append(TransferFinished(ts=tr.ts, transfer_id=tr.transfer_id, protocol=tr.protocol,
                                         path=tr.path, bytes_done=tr.bytes_done, rate=tr.rate,
@@ -678,16 +836,20 @@ class EngineState:
             "engine": self.engine, "services": self.services, "alerts": self.alerts,
             "clients": self.clients, "leases": self.leases, "transfers": self.transfers,
             "finished": list(self._finished), "library": self.library, "foreign": self.foreign,
-            "limits": self.limits, "dropped": dict(self.dropped),
+            "limits": self.limits, "dropped": dict(self.dropped), "lab_vm": self.lab_vm,
             "dropped_types": {k: dict(v) for k, v in self.dropped_types.items()},
         }
 
     # -- the UI's side of the connection -------------------------------------------------
-    def disconnected(self, reason: str) -> set[str]:
+    def disconnected(self, message: str) -> set[str]:
+        """The UI lost the engine: `message` says so in plain words (the alert). What it was
+        serving can no longer be followed: its running transfers are closed."""
         self.connected = False
-        self.set_alert("connection", "error", f"engine connection lost: {reason}")
+        self.set_alert("connection", "error", message)
         self.mark("engine")
-        return {"alerts", "engine"}
+        for tr in self._running():
+            self._close(tr, "the engine went away")
+        return {"alerts", "engine", "transfers"}
 
     # -- derived views -------------------------------------------------------------------
     def clients_by_stage(self) -> list[tuple[str, int]]:

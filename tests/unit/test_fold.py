@@ -21,6 +21,7 @@ from pxetui.events import (
     EventsDropped,
     ForeignDhcpServer,
     IsoImported,
+    LabVm,
     LeaseEnded,
     LeaseGranted,
     LimitHit,
@@ -28,6 +29,7 @@ from pxetui.events import (
     MenuChanged,
     PoolExhausted,
     ServiceState,
+    TransferClosed,
     TransferFailed,
     TransferFinished,
     TransferProgress,
@@ -67,6 +69,7 @@ async def test_a_late_ui_keeps_the_wire_lease_our_lease_ended_beside(tmp_path):
                                server_ip="10.99.0.2", expires=7201.0))
         sup.relay(LeaseEnded(ts=2.0, service="dhcp", mac=MAC, ip=IP, reason="released"))
         assert [(le.ours, le.server_ip) for le in live.leases.values()] == [(False, "10.99.0.2")]
+        await asyncio.sleep(0)  # the end of the batch: the tracker's update of the client goes
 
         n = len(sup.replay())  # what the next UI is sent before anything live
         client = await ControlClient.connect(socket_path(cfg.state_dir))
@@ -125,6 +128,7 @@ MACS = st.sampled_from(["52:54:00:00:00:01", "52:54:00:00:00:02", "52:54:00:00:0
 IPS = st.sampled_from(["10.0.0.5", "10.0.0.6"])
 TIDS = st.sampled_from([f"t{i}" for i in range(6)])
 SERVICES = st.sampled_from(["dhcp", "tftp", "http", "capture", "ui"])
+STAGES = st.sampled_from(["discover", "kernel", "booted", "installed"])
 KEYS = st.sampled_from(["service:tftp", "stuck:52:54:00:00:00:01", "foreign-dhcp:10.0.0.2",
                         "loader:uefi64", "pool:main"])
 WORDS = st.sampled_from(["", "a", "timed out", "port 69 in use"])
@@ -155,18 +159,24 @@ EVENTS = st.one_of(
               server_ip=st.none() | st.just("10.0.0.2"), expires=TS,
               state=st.sampled_from(["offered", "bound"])),
     st.builds(LeaseEnded, ts=TS, mac=st.none() | MACS, ip=st.none() | IPS, ours=st.booleans()),
-    st.builds(TransferStarted, ts=TS, transfer_id=TIDS, ip=st.none() | IPS, path=WORDS,
+    st.builds(TransferStarted, ts=TS, transfer_id=TIDS, ip=st.none() | IPS, mac=st.none() | MACS,
+              service=st.sampled_from(["tftp", "http", "capture"]),
+              protocol=st.sampled_from(["tftp", "http"]), path=WORDS,
               size=st.none() | st.integers(0, 1000), options=st.just({"blksize": 1432})),
     st.builds(TransferProgress, ts=TS, transfer_id=TIDS, bytes_done=st.integers(0, 1000),
               size=st.none() | st.integers(0, 1000), rate=st.floats(0, 10), retransmits=st.integers(0, 2)),
     st.builds(TransferFinished, ts=TS, transfer_id=TIDS, bytes_done=st.integers(0, 1000),
               rate=st.floats(0, 10), retransmits=st.integers(0, 2)),
-    st.builds(TransferFailed, ts=TS, transfer_id=TIDS, bytes_done=st.integers(0, 1000), reason=WORDS),
+    st.builds(TransferFailed, ts=TS, transfer_id=TIDS, bytes_done=st.integers(0, 1000),
+              reason=WORDS | st.just("file not found"), ip=st.none() | IPS,
+              path=st.sampled_from(["", "pxelinux.cfg/0A", "pxelinux.cfg/default"])),
+    st.builds(TransferClosed, ts=TS, transfer_id=TIDS, reason=WORDS),
+    st.builds(LabVm, ts=TS, state=st.sampled_from(["running", "off"]), booted=st.booleans(),
+              boots=st.integers(1, 3), exit_code=st.none() | st.integers(0, 2), detail=WORDS),
     st.builds(ClientUpdate, ts=TS, mac=MACS, ip=st.none() | IPS,
-              stage=st.sampled_from(["discover", "kernel"]), diagnosis=WORDS, full=st.booleans(),
+              stage=STAGES, diagnosis=WORDS, full=st.booleans(),
               files=ROWS, files_removed=st.lists(st.sampled_from(["a", "b"]), max_size=1),
-              stages=st.lists(st.fixed_dictionaries({"stage": st.just("discover"), "ts": TS}),
-                              max_size=2),
+              stages=st.lists(st.fixed_dictionaries({"stage": STAGES, "ts": TS}), max_size=2),
               boot=st.integers(0, 2), files_dropped=st.integers(0, 3)),
     st.builds(ClientForgotten, ts=TS, mac=MACS),
     st.builds(IsoImported, ts=TS, name=st.sampled_from(["debian", "alpine"]), path=WORDS),
@@ -181,6 +191,33 @@ EVENTS = st.one_of(
 def test_the_replay_of_a_fold_folds_to_the_same_state(events: list[Event]):
     live = fold(events, keep=3)
     assert fold(live.snapshot(), keep=3).folded() == live.folded()
+
+
+# Transfers and what closes them (a client that booted or moved on, a service gone), more often.
+CLOSING = st.one_of(
+    st.builds(TransferStarted, ts=TS, transfer_id=TIDS, ip=IPS, service=st.sampled_from(["tftp", "capture"]),
+              protocol=st.sampled_from(["tftp", "http"])),
+    st.builds(TransferProgress, ts=TS, transfer_id=TIDS, bytes_done=st.integers(0, 1000)),
+    st.builds(TransferFinished, ts=TS, transfer_id=TIDS, ip=IPS),
+    st.builds(ServiceState, ts=TS, service=st.sampled_from(["tftp", "capture"]),
+              state=st.sampled_from(["running", "failed", "restarting"])),
+    st.builds(ClientUpdate, ts=TS, mac=MACS, ip=IPS, stage=STAGES, boot=st.integers(0, 2),
+              stages=st.lists(st.fixed_dictionaries({"stage": STAGES, "ts": TS}), max_size=2)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(EVENTS | CLOSING | CLOSING, max_size=60), st.integers(0, 60))
+def test_a_ui_that_attached_midway_stays_equal_to_the_live_fold(events: list[Event], cut: int):
+    # What a late UI really does: fold the replay of the events so far, then the live stream.
+    # The transfers the fold closes by inference (a client moved on, a service went away)
+    # must close in both, in the same order (the finished history is ordered).
+    live = fold(events[:cut], keep=3)
+    late = fold(live.snapshot(), keep=3)
+    for e in events[cut:]:
+        live.apply(e)
+        late.apply(e)
+    assert late.folded() == live.folded()
 
 
 def test_the_supervisor_and_a_ui_keep_the_same_finished_history(tmp_path):
