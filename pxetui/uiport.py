@@ -8,18 +8,23 @@ command line, which the UI and the lab start their engines with."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pxetui.control import ControlClient
+
+if TYPE_CHECKING:
+    from pxetui.lab.keeper import Keeper
 
 Connect = Callable[[], Awaitable[ControlClient]]
 
 
 class RunUi(Protocol):
     def __call__(self, source_factory: Connect, console_path: str | None, *,
-                 state_dir: str | None = None, config_path: str | None = None) -> int:
+                 state_dir: str | None = None, config_path: str | None = None,
+                 lab: Keeper | None = None) -> int:
         """Run the UI attached to what `source_factory()` connects to until the user quits; the
-        exit status."""
+        exit status. Under `pxetui lab`, `lab` is its VM's keeper: the UI shows whether the VM
+        runs and boots it again."""
         ...
 
 

@@ -18,6 +18,8 @@ from textual.app import App, ScreenStackError, SystemCommand, UnknownModeError
 from textual.binding import Binding
 from textual.screen import Screen
 
+from pxetui.config import Config
+from pxetui.events import LabVm
 from pxetui.netinfo import InterfaceInfo, interfaces
 from pxetui.state import EngineState
 from screens import menu_store
@@ -30,13 +32,15 @@ from screens.leases import LeasesScreen
 from screens.logs import LogsScreen
 from screens.menu_editor import MenuScreen
 from screens.settings import SettingsScreen
-from screens.source import EventSource, SourceFactory, open_source, state_dir_of
+from screens.source import EventSource, LabControl, SourceFactory, open_source, state_dir_of
 from screens.transfers import TransfersScreen
+from screens.widgets import LAB_KEY
 
 REFRESH_SECONDS = 0.25  # at most 4 redraws a second
 YIELD_EVERY = 200  # events folded before letting the UI breathe
 RECONNECT_SECONDS = 2.0
 RECONNECT_TRIES = 1800  # an hour of trying, then the alert stays
+LAB_POLL_SECONDS = 0.5  # how often the lab's VM state is looked at (pxetui lab)
 
 # (mode, key, alternative key, footer label, palette title)
 NAV = (
@@ -64,6 +68,7 @@ class PxetuiApp(App):
         *(Binding(f"{key},{alt}", f"app.go('{mode}')", label, priority=True, show=False)
           for mode, key, alt, label, _ in NAV),
         Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding(LAB_KEY, "boot_lab", "Boot VM", priority=True),
     ]
 
     def __init__(
@@ -78,6 +83,7 @@ class PxetuiApp(App):
         interfaces_fn: Callable[[], dict[str, InterfaceInfo]] = interfaces,
         start_mode: str = "dashboard",
         pacing: bool = True,
+        lab: LabControl | None = None,
     ) -> None:
         super().__init__()
         self.source = source
@@ -88,6 +94,7 @@ class PxetuiApp(App):
         self.iso_dir = iso_dir  # where the ISO file picker starts
         self.interfaces_fn = interfaces_fn
         self.start_mode = start_mode
+        self.lab = lab  # the lab's VM, under `pxetui lab`
         # Rate limits on redraws (see PxeScreen.MIN_INTERVAL, LiveTable.sync); off in tests so
         # one flush() shows everything.
         self.pacing = pacing
@@ -102,6 +109,9 @@ class PxetuiApp(App):
         self.switch_mode(self.start_mode)
         self.consume()
         self.set_interval(REFRESH_SECONDS, self.flush)
+        if self.lab is not None:
+            self.poll_lab()
+            self.set_interval(LAB_POLL_SECONDS, self.poll_lab)
 
     @work(exclusive=True, group="feed", exit_on_error=False)
     async def consume(self) -> None:
@@ -137,15 +147,26 @@ class PxetuiApp(App):
                 n += 1
                 if n % YIELD_EVERY == 0:
                     await asyncio.sleep(0)
-            reason = "the engine closed the connection"
+            reason = "it closed the connection"
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure of the feed is shown, not fatal
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        if self.source_factory is not None:
-            reason += f"; reconnecting every {RECONNECT_SECONDS:.0f} s"
-        self.state.disconnected(reason)
+            reason = lost_reason(exc)
+        self.state.disconnected(f"Lost the engine: {reason}. {self.engine_hint()}")
         return reason
+
+    def engine_hint(self) -> str:
+        """What to do about a lost engine, in the words of the command that starts it."""
+        if self.lab is not None:  # the lab started it in its own namespace
+            return "The lab's engine stopped: quit (ctrl+q) and run `sudo pxetui lab` again."
+        if self.source_factory is None:
+            return "Start the engine, then this UI again."
+        e = self.state.engine
+        cmd = f"sudo pxetui serve --interface {e.interface or 'IFACE'}"
+        d = self.state_dir or e.state_dir
+        if d and d != Config.state_dir:
+            cmd += f" --state-dir {d}"
+        return f"Start it again: {cmd} (retrying every {RECONNECT_SECONDS:.0f} s)."
 
     async def on_unmount(self) -> None:
         close = getattr(self.source, "close", None)
@@ -199,9 +220,55 @@ class PxetuiApp(App):
         """(entry id, label) of the boot menu, for "boot once into"."""
         return menu_store.entries(self.menu_dir())
 
+    # -- the lab's VM (pxetui lab) -------------------------------------------------------
+    def poll_lab(self) -> None:
+        """Fold the VM's state when it changed (and again into a state rebuilt on reconnect)."""
+        if self.lab is None:
+            return
+        ev = self.lab.status()
+        old = self.state.lab_vm
+        if old is not None and vm_key(old) == vm_key(ev):
+            return
+        self.state.apply(ev)
+        self.refresh_bindings()  # the footer offers the key only while the VM is off
+        if ev.state == "off" and (old is None or old.state != "off"):
+            self.notify(f"The lab VM {ev.detail}. {LAB_KEY} boots it again.",
+                        severity="information" if ev.booted and not ev.exit_code else "warning",
+                        timeout=10, markup=False)
+
+    @property
+    def vm_off(self) -> bool:
+        vm = self.state.lab_vm
+        return self.lab is not None and vm is not None and vm.state == "off"
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "boot_lab":
+            return self.vm_off  # hidden (and inert) unless there is a VM to boot again
+        return True
+
+    def action_boot_lab(self) -> None:
+        if self.vm_off:
+            self._boot_lab()
+
+    @work(thread=True, group="lab", exclusive=True, exit_on_error=False)
+    def _boot_lab(self) -> None:
+        assert self.lab is not None
+        try:  # starting QEMU forks and copies firmware variables: off the UI's loop
+            ev = self.lab.boot()
+        except Exception as exc:  # noqa: BLE001 - LabError and OSError alike: said, not fatal
+            self.call_from_thread(self.notify, f"The lab VM did not start: {exc}",
+                                  severity="error", markup=False)
+            return
+        self.call_from_thread(self.notify, f"The lab VM is booting (boot {ev.boots}).",
+                              markup=False)
+        self.call_from_thread(self.poll_lab)
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         for mode, key, _, _, title in NAV:
             yield SystemCommand(f"Go to {title}", f"{key.upper()}", lambda m=mode: self.action_go(m))
+        if self.vm_off:
+            yield SystemCommand("Boot the lab VM again", f"{LAB_KEY}: it powered off",
+                                self.action_boot_lab)
         if isinstance(screen, PxeScreen):
             yield from screen.palette()
         yield SystemCommand("Reload menus and overrides", "services re-read their menus",
@@ -213,3 +280,17 @@ class PxetuiApp(App):
         yield SystemCommand("Stop the engine", "stops every service (pxetui serve exits)",
                             lambda: self.send({"cmd": "stop"}, "stop engine"))
         yield SystemCommand("Quit", "leave the UI (a headless engine keeps running)", self.exit)
+
+
+def vm_key(ev: LabVm) -> tuple[object, ...]:
+    """What makes a LabVm news (not its time stamp)."""
+    return (ev.state, ev.boots, ev.booted, ev.exit_code, ev.detail)
+
+
+def lost_reason(exc: BaseException) -> str:
+    """Why the link to the engine broke, in plain words (the exception's own in brackets)."""
+    if isinstance(exc, (FileNotFoundError, ConnectionRefusedError)):
+        return f"it is not running (nothing answers on its control socket: {type(exc).__name__})"
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError, asyncio.IncompleteReadError, EOFError)):
+        return f"it went away ({type(exc).__name__}{': ' + str(exc) if str(exc) else ''})"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

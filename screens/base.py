@@ -103,7 +103,7 @@ class PxeScreen(Screen):
         pending, self.pending = self.pending, {}
         full, self._full = self._full, False
         if full or HEADER_TABLES & pending.keys():
-            self.query_one(StatusHeader).show(self.state)
+            self.query_one(StatusHeader).show(self.state, self.papp.engine_hint())
         self.show(pending, full)
 
     def show(self, changed: dict[str, set[str]], full: bool) -> None:

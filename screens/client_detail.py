@@ -12,10 +12,12 @@ from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import Button, DataTable, Static
 
+from pxetui.probes import expected_miss
 from pxetui.state import ClientInfo
 from screens import fmt
 from screens.base import PxeScreen
 from screens.pick import EntryPicker
+from screens.transfers import MISS
 from screens.widgets import fill_rows
 
 
@@ -49,21 +51,25 @@ def timeline_rows(c: ClientInfo, now: float) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def file_row(f: dict[str, Any]) -> tuple[str, str, str, str, str]:
+def file_row(f: dict[str, Any]) -> tuple[str | Text, ...]:
     """One fetched file as the tracker reports it (pxetui.tracker: path, kind, protocol, size,
-    bytes, status, reason)."""
+    bytes, status, reason); a config lookup that found nothing is dimmed, as normal."""
     path = str(f.get("path") or "?")
+    status = str(f.get("status") or "")
+    reason = str(f.get("reason") or "")
+    if status == "failed" and expected_miss(path, reason):
+        return tuple(Text(c, "dim") for c in (
+            path, str(f.get("kind") or ""), str(f.get("protocol") or ""), "-", MISS))
     if f.get("source") == "wire" or f.get("ours") is False:
         path += f" (from {f.get('server') or 'another server'})"
     got, size = f.get("bytes"), f.get("size")
     amount = fmt.size(got) if isinstance(got, (int, float)) else "-"
     if isinstance(size, (int, float)) and size and size != got:
         amount += f"/{fmt.size(size)}"
-    status = str(f.get("status") or "")
-    if status == "failed" and f.get("reason"):
-        status += f": {f['reason']}"
-    elif status == "probe":
-        status = "not found (probe)"
+    if status == "failed" and reason:
+        status += f": {reason}"
+    elif status == "probe":  # OVMF's tsize-only request (docs/FIELD-NOTES.md)
+        status = "size probe"
     return (path, str(f.get("kind") or ""), str(f.get("protocol") or ""), amount, status)
 
 

@@ -15,8 +15,10 @@ from screens import fmt
 from screens.base import TableScreen
 from screens.widgets import Column
 
+# Firmware holds the tracker's names whole ("uefi64/ipxe", "arm64-http": pxetui.archtypes);
+# MAC to Progress fit 80 columns.
 COLUMNS = (
-    Column("mac", "MAC", 17), Column("ip", "IP", 15), Column("fw", "Firmware", 8),
+    Column("mac", "MAC", 17), Column("ip", "IP", 15), Column("fw", "Firmware", 11),
     Column("stage", "Stage", 10), Column("progress", "Progress", 11),
     Column("last", "Last event", 24), Column("diag", "Diagnosis", 48),
 )

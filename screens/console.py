@@ -11,6 +11,7 @@ from textual.widget import Widget
 from textual.widgets import Log, Static
 
 from screens.base import PxeScreen
+from screens.widgets import LAB_KEY
 
 POLL_SECONDS = 0.25
 READ_LIMIT = 256 * 1024  # per poll: a firmware that floods the port cannot stall the UI
@@ -80,11 +81,20 @@ class ConsoleScreen(PxeScreen):
             return
         lines = self.tail.read()
         if lines is None:
-            self.info(f"waiting for the file to appear: {self.tail.path}")
+            self.info(f"{self.vm_words()}waiting for the file to appear: {self.tail.path}")
             return
-        self.info(f"serial console: {self.tail.path}")
+        self.info(f"{self.vm_words()}serial console: {self.tail.path}")
         if lines:
             self.query_one("#console", Log).write_lines(lines)
+
+    def vm_words(self) -> str:
+        """The lab VM's state, first on the line (pxetui lab); "" elsewhere."""
+        vm = self.state.lab_vm
+        if vm is None:
+            return ""
+        if vm.state == "off":
+            return f"VM off ({LAB_KEY} boots it again) · "
+        return f"VM running (boot {vm.boots}{', up' if vm.booted else ''}) · "
 
     def info(self, text: str) -> None:
         if text != self._info:  # polled 4 times a second: redraw only on change

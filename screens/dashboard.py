@@ -14,7 +14,7 @@ from textual.widgets import Sparkline, Static
 from pxetui.state import EngineState
 from screens import fmt
 from screens.base import PxeScreen
-from screens.widgets import HEALTH_STYLE, SEVERITY_STYLE
+from screens.widgets import HEALTH_STYLE, LAB_KEY, SEVERITY_STYLE, engine_lost
 
 
 def services_table(state: EngineState) -> Table:
@@ -73,6 +73,10 @@ def stages_text(state: EngineState) -> Text:
     return t
 
 
+# What the user can do about an alert, by its key: the engine words the fact, the UI the key.
+ACTIONS = {"lab-vm": f"{LAB_KEY} boots it again."}
+
+
 def alerts_text(state: EngineState, limit: int = 8) -> Text:
     t = Text()
     alerts = state.sorted_alerts()
@@ -82,7 +86,11 @@ def alerts_text(state: EngineState, limit: int = 8) -> Text:
     for a in alerts[:limit]:
         style = SEVERITY_STYLE.get(a.severity, "")
         t.append(f"{a.severity.upper():<7} ", style)
-        t.append(f"{fmt.clock(a.ts)} {a.message}\n")
+        t.append(f"{fmt.clock(a.ts)} {a.message}")
+        action = ACTIONS.get(a.key)
+        if action:
+            t.append(f" {action}", "bold")
+        t.append("\n")
     if len(alerts) > limit:
         t.append(f"... and {len(alerts) - limit} more (see Logs)", "dim")
     return t
@@ -111,8 +119,11 @@ class DashboardScreen(PxeScreen):
 
     def show(self, changed: dict[str, set[str]], full: bool) -> None:
         s = self.state
-        if full or "services" in changed:
-            self.query_one("#services", Static).update(services_view(s))
+        if full or {"services", "engine"} & changed.keys():
+            box = self.query_one("#services", Static)
+            box.update(services_view(s))
+            # without the engine, what the box shows is what it last said
+            box.border_title = "Services (last known)" if engine_lost(s) else "Services"
         if full or {"clients", "transfers"} & changed.keys():
             self.query_one("#stages", Static).update(stages_text(s))
         if full or {"throughput", "transfers"} & changed.keys():

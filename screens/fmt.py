@@ -16,9 +16,17 @@ def size(n: float | None) -> str:
 
 
 def rate(bps: float | None) -> str:
+    """Three significant digits at most ("586K/s", "11.9M/s"): seven columns hold any rate."""
     if not bps:
         return "-"
-    return f"{size(bps)}/s"
+    n, unit = float(bps), "B"
+    for unit in ("B", "K", "M", "G"):
+        if n < 1024 or unit == "G":
+            break
+        n /= 1024
+    if unit == "B":
+        return f"{n:.0f}B/s"
+    return f"{n:.1f}{unit}/s" if n < 10 else f"{n:.0f}{unit}/s"
 
 
 def clock(ts: float | None) -> str:

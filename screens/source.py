@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pxetui.control import socket_path
+from pxetui.events import LabVm
 
 
 class EventSource(Protocol):
@@ -20,6 +21,15 @@ class EventSource(Protocol):
 
 
 SourceFactory = Callable[[], "EventSource | Awaitable[EventSource]"]
+
+
+class LabControl(Protocol):
+    """The lab's VM under `pxetui lab` (pxetui.lab.keeper.Keeper): its state, polled, and
+    booting it again. Called from the UI; `boot` blocks briefly (it starts QEMU)."""
+
+    def status(self) -> LabVm: ...
+
+    def boot(self) -> LabVm: ...
 
 
 async def open_source(factory: SourceFactory) -> EventSource:

@@ -1,4 +1,9 @@
-"""Transfers: TFTP and HTTP downloads with negotiated options, progress, rate, retransmits."""
+"""Transfers: TFTP and HTTP downloads with progress, rate, outcome and negotiated options.
+
+Laid out for 80 columns: who, which file, how far, how fast and how it ended fit the first
+80 (a DataTable pads each column by one on both sides); the protocol, the negotiated options
+and the retransmits follow to the right.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,20 @@ from screens import fmt
 from screens.base import TableScreen
 from screens.widgets import Column
 
+FILE_WIDTH = 17
 COLUMNS = (
-    Column("client", "Client", 17), Column("proto", "Via", 4), Column("file", "File", 22),
-    Column("opts", "blk/win", 9), Column("progress", "Progress", 14), Column("rate", "Rate", 9),
-    Column("rtx", "Resent", 6), Column("status", "Status", 24),
+    Column("client", "Client", 17), Column("file", "File", FILE_WIDTH),
+    Column("progress", "Progress", 11), Column("rate", "Rate", 7),
+    Column("status", "Status", 18), Column("proto", "Via", 4),
+    Column("opts", "blk/win", 11), Column("rtx", "Resent", 6),
 )
+DIM = "dim"
+MISS = "not found — normal"  # a per-machine config lookup that found nothing (pxetui.probes)
+
+
+def tail(path: str, width: int) -> str:
+    """A path cut from the left to `width`: the end tells lookups apart (pxelinux.cfg/0A4D0 ...)."""
+    return path if len(path) <= width else "…" + path[-(width - 1):]
 
 
 def options_text(t: TransferInfo) -> str:
@@ -27,11 +41,23 @@ def options_text(t: TransferInfo) -> str:
     return f"{blk}/{win}"
 
 
+def progress_text(t: TransferInfo) -> str:
+    """A bar and a percentage; the bytes so far when the size is unknown, never a bare '?'."""
+    f = t.fraction
+    if f is not None:
+        return fmt.bar(f, 6) + " " + fmt.percent(f)
+    return fmt.size(t.bytes_done) if t.bytes_done else "-"
+
+
 def status_text(t: TransferInfo) -> Text:
+    if t.expected_miss:
+        return Text(MISS, DIM)
     if t.status == "failed":
         return Text(f"failed: {t.reason}", "bold red")
     if t.status == "done":
         return Text(f"done {fmt.duration(t.ts - t.started)}", "green")
+    if t.status == "closed":  # no end was reported, but it is over: say why, quietly
+        return Text(t.reason.removeprefix("the ") or "ended", DIM)
     return Text("running", "cyan")
 
 
@@ -48,9 +74,11 @@ class TransfersScreen(TableScreen):
     STRUCTURAL = 2.0
 
     def row_of(self, t: TransferInfo) -> tuple[Any, ...]:
-        f = t.fraction
-        return (
-            t.mac or t.ip or "?", t.protocol, t.path, options_text(t),
-            fmt.bar(f, 9) + " " + fmt.percent(f), fmt.rate(t.rate), str(t.retransmits),
-            status_text(t),
+        cells = (
+            t.mac or t.ip or "-", tail(t.path, FILE_WIDTH), progress_text(t), fmt.rate(t.rate), status_text(t),
+            t.protocol, options_text(t), str(t.retransmits),
         )
+        if not t.expected_miss:
+            return cells
+        # an expected lookup is dimmed whole: it is how the loader works, not news
+        return tuple(c if isinstance(c, Text) else Text(c, DIM) for c in cells)

@@ -24,6 +24,9 @@ HEALTH_STYLE = {
 }
 HEALTH_MARK = {"running": "+", "starting": "~", "restarting": "~", "stopped": "-", "failed": "!"}
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+# Boots the lab's VM again under `pxetui lab` (not ctrl+b: tmux's prefix key).
+LAB_KEY = "ctrl+r"
+LAB_KEY_SHORT = "^r"
 
 
 def prefix_len(netmask: str) -> str:
@@ -54,20 +57,31 @@ class NavBar(Static):
     """
 
 
-def header_text(state: EngineState) -> Text:
-    """Two lines: where we serve and in which DHCP mode (and why); each service's health."""
+def engine_lost(state: EngineState) -> bool:
+    """The UI had (or tried) an engine and has none now; not the first moments of connecting."""
+    return not state.connected and (state.engine.started is not None or "connection" in state.alerts)
+
+
+def header_text(state: EngineState, hint: str = "") -> Text:
+    """Two lines: where we serve and in which DHCP mode (and why); each service's health.
+    Without the engine, the second line is `hint`: what to do about it."""
     e = state.engine
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append(" pxetui ", "bold reverse")
-    if not state.connected and e.started is not None:
+    lost = engine_lost(state)
+    if lost:
         t.append(" DISCONNECTED", "bold red")
     if not state.connected and e.started is None:
-        t.append(" connecting to the engine...", "yellow")
+        t.append(" connecting to the engine..." if not lost else " no engine", "yellow")
     else:
         where = f" {e.interface or '?'} {e.address or '?'}"
         if e.netmask:
             where += f"/{prefix_len(e.netmask)}"
-        t.append(where, "bold")
+        if lost:  # what it served: the rest of the line is history
+            t.append(f" (was serving{where})", "")
+        else:
+            t.append(where, "bold")
+    if state.connected:
         mode = e.dhcp_mode or "?"
         t.append("  DHCP ", "")
         t.append(mode, "bold cyan" if mode in ("full", "proxy") else "bold yellow")
@@ -77,6 +91,12 @@ def header_text(state: EngineState) -> Text:
         if why:
             t.append(f" ({why})", "")
     t.append("\n")
+    if lost and hint:
+        t.append(f" {hint}", "bold yellow")
+        return t
+    vm = state.lab_vm
+    if vm is not None and vm.state == "off":  # pxetui lab: the key that boots it again
+        t.append(f" VM off: {LAB_KEY_SHORT} ", "bold reverse yellow")
     if not state.services:
         t.append(" services: none reported yet", "dim")
     for i, h in enumerate(sorted(state.services.values(), key=lambda s: s.name)):
@@ -93,11 +113,11 @@ class StatusHeader(Static):
     """Interface, address, DHCP mode and why, each service's health."""
 
     DEFAULT_CSS = """
-    StatusHeader { height: 2; background: $panel; }
+    StatusHeader { height: 2; background: $panel; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
-    def show(self, state: EngineState) -> None:
-        self.update(header_text(state))
+    def show(self, state: EngineState, hint: str = "") -> None:
+        self.update(header_text(state, hint))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pxetui import exitcodes
+from pxetui.lab.keeper import Keeper
 from pxetui.lab.network import LabError
 from pxetui.lab.run import CONTENTS, LabOptions, run_headless, run_with_ui
 from pxetui.uiport import NO_UI, RunUi
@@ -75,13 +76,13 @@ def cmd_lab(args: argparse.Namespace) -> int:
         return exitcodes.INTERRUPTED
 
 
-def _attach(run_ui: RunUi) -> Callable[[Path, Path], int]:
-    """The UI run on the lab engine's control socket, its VM console shown."""
+def _attach(run_ui: RunUi) -> Callable[[Path, Path, Keeper], int]:
+    """The UI run on the lab engine's control socket, its VM console shown, its VM kept."""
 
-    def ui(sock: Path, console: Path) -> int:
+    def ui(sock: Path, console: Path, vm: Keeper) -> int:
         from pxetui.control import ControlClient
 
         return int(run_ui(lambda: ControlClient.connect(sock), str(console),
-                          state_dir=str(sock.parent)) or 0)
+                          state_dir=str(sock.parent), lab=vm) or 0)
 
     return ui

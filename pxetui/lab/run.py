@@ -2,8 +2,8 @@
 
 `Lab` is the reusable piece (the e2e tests drive it); `run()` is what `pxetui lab` calls.
 Teardown is one idempotent `close()`, reached on normal exit, on an exception, and on
-SIGINT/SIGTERM/SIGHUP (turned into KeyboardInterrupt, whatever disposition was inherited), and when the VM
-dies: the VM and the engine are ended by PID, then the namespaces are deleted.
+SIGINT/SIGTERM/SIGHUP (turned into KeyboardInterrupt, whatever disposition was inherited), and (headless) when
+the VM dies: the VM and the engine are ended by PID, then the namespaces are deleted.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 from pxetui import privileges, store
 from pxetui.iso import testiso
 from pxetui.lab import content, qemu
+from pxetui.lab.keeper import Keeper
 from pxetui.lab.network import LabError, LabNetwork, Namespace
 from pxetui.menus import model
 
@@ -356,23 +357,13 @@ def run_headless(opts: LabOptions, timeout: float, out: Callable[[str], None] = 
         return 0
 
 
-def run_with_ui(opts: LabOptions, timeout: float, ui: Callable[[Path, Path], int]) -> int:
-    """The UI attached to the lab engine; the lab goes away when the UI quits, or the VM dies
-    (then the UI sees the engine go and stays open until the user quits)."""
+def run_with_ui(opts: LabOptions, timeout: float, ui: Callable[[Path, Path, Keeper], int]) -> int:
+    """The UI attached to the lab engine, with the keeper of its VM; the lab goes away when the
+    UI quits. A VM that powers off (or dies) leaves the lab up: the UI says so and can boot it
+    again (pxetui/lab/keeper.py); `timeout` limits each boot until its system comes up."""
     with interrupts_as_keyboard(), Lab(opts) as lab:
-        vm = lab.boot()
-        stop = threading.Event()
-
-        def watch() -> None:  # VM death (or the time limit) tears the lab down
-            deadline = time.monotonic() + timeout
-            while not stop.is_set() and vm.running and time.monotonic() < deadline:
-                time.sleep(0.5)
-            if not stop.is_set():
-                lab.close()
-
-        watcher = threading.Thread(target=watch, name="lab-watch", daemon=True)
-        watcher.start()
+        keeper = Keeper(lab, timeout).start()
         try:
-            return ui(lab.engine_state / "control.sock", lab.console)
+            return ui(lab.engine_state / "control.sock", lab.console, keeper)
         finally:
-            stop.set()
+            keeper.close()

@@ -105,29 +105,42 @@ def test_lab_vm_death_tears_down(tmp_path: Path) -> None:
     assert ns not in namespaces()
 
 
-def test_lab_ui_mode_vm_death_tears_down_under_the_ui(tmp_path: Path) -> None:
-    # The UI path of `pxetui lab` with a stand-in UI: it gets the engine's control socket and
-    # the console file; when the VM dies while the UI is open, the lab goes away under it.
+def test_lab_ui_mode_keeps_the_lab_when_the_vm_dies_and_boots_it_again(tmp_path: Path) -> None:
+    # The UI path of `pxetui lab` with a stand-in UI: it gets the engine's control socket, the
+    # console file and the VM's keeper. When the VM dies under the UI, the lab stays up (the
+    # engine keeps serving), the keeper says the VM is off, and booting again starts a new
+    # QEMU in the lab; when the UI returns, everything goes.
     from pxetui.control import is_live
+    from pxetui.lab.keeper import Keeper
     from pxetui.lab.run import LabOptions, run_with_ui
 
     require_lab()
     seen: dict[str, object] = {}
 
-    def ui(sock: Path, console: Path) -> int:
-        seen["live"] = is_live(sock)
-        seen["console"] = console
+    def vm_pid(console: Path, but: int | None = None) -> int | None:
         # this lab's VM: the QEMU whose serial console is our file (other labs may be running)
-        pid = wait_for(lambda: next((int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit()
-                                     and f"file:{console}" in _cmdline(d)), None),
-                       timeout=60, what="the VM to start")
+        return next((int(d.name) for d in Path("/proc").iterdir() if d.name.isdigit()
+                     and int(d.name) != but and f"file:{console}" in _cmdline(d)), None)
+
+    def ui(sock: Path, console: Path, vm: Keeper) -> int:
+        seen["console"] = console
+        pid = wait_for(lambda: vm_pid(console), timeout=60, what="the VM to start")
         seen["ns"] = Path(f"/proc/{pid}/ns/net").stat().st_ino
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: not is_live(sock), timeout=30, what="the lab to tear down after the VM died")
+        off = wait_for(lambda: (s := vm.status()).state == "off" and s, timeout=30,
+                       what="the keeper to see the VM gone")
+        seen["off"] = off.detail
+        seen["live"] = is_live(sock)  # the engine still serves the lab network
+        again = vm.boot()
+        seen["boots"] = again.boots
+        seen["again"] = wait_for(lambda: vm_pid(console, but=pid), timeout=60, what="a new VM")
         return 7
 
     assert run_with_ui(LabOptions(state_dir=tmp_path), 300, ui) == 7
+    assert seen["off"] == "was killed (signal 9)"
     assert seen["live"] is True
+    assert seen["boots"] == 2
     assert seen["console"] == tmp_path / "lab/console.log"
+    assert not Path(f"/proc/{seen['again']}").exists(), "the second VM went with the lab"
     gone = [n.split()[0] for n in namespaces().splitlines()]
     assert all(Path(f"/run/netns/{n}").stat().st_ino != seen["ns"] for n in gone if Path(f"/run/netns/{n}").exists())

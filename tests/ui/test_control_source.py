@@ -41,7 +41,13 @@ async def test_attaches_over_the_control_socket_and_learns_the_state_dir(tmp_pat
             app.flush()
             await pilot.pause()
             assert got == [{"cmd": "reload"}]
-            assert "engine connection lost: the engine closed the connection" in screen_text(app)
+            text = screen_text(app)
+            assert "Lost the engine: it closed the connection" in text
+            # what to do: the command that starts this engine again (whole in the alert, as
+            # much as 80 columns hold in the header)
+            assert " Start it again: sudo pxetui serve --interface eth1" in text
+            assert (f"Start it again: sudo pxetui serve --interface eth1 --state-dir {tmp_path} "
+                    "(retrying every 2 s).") in app.state.alerts["connection"].message
             app.source_factory = None  # stop reconnecting before the test ends
     finally:
         server.close()

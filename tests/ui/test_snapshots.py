@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from ui_feed import T0, ev
-from ui_helpers import make_app, settle
+from ui_feed import T0, ev, lab_boot_feed
+from ui_helpers import FakeLab, make_app, settle
 from ui_isos import debian_live_iso
 
 from pxetui import store
@@ -85,8 +85,31 @@ def test_disconnected_dashboard(snap_compare, tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     source = MemorySource(lab_feed()[:6], fail_with="the engine went away")
-    app, _ = make_app(None, source=source)
+
+    def engine_gone() -> MemorySource:  # `pxetui` tries again every 2 s: nothing answers
+        raise FileNotFoundError(2, "No such file or directory")
+
+    # The header says DISCONNECTED and, in its second line, the command that starts it again.
+    app, _ = make_app(None, source=source, source_factory=engine_gone)
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_keys())
+
+
+def test_lab_vm_powered_off(snap_compare, tmp_path, monkeypatch):
+    """`pxetui lab` after its first boot: the VM powered off. The header, the alert and the
+    footer say so in plain words and offer ctrl+r to boot it again."""
+    monkeypatch.chdir(tmp_path)
+    app, _ = make_app(None, events=lab_boot_feed(), lab=FakeLab())
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_keys())
+
+
+@pytest.mark.parametrize("screen", ["transfers", "clients"])
+def test_lab_boot_tables(snap_compare, tmp_path, monkeypatch, screen):
+    """The first lab boot's tables at 80x24: PXELINUX's config lookups dimmed as normal, the
+    capture's copy of the initrd closed (the client moved on), the rate readable; the Firmware
+    column whole (bios/ipxe)."""
+    monkeypatch.chdir(tmp_path)
+    app, _ = make_app(None, events=lab_boot_feed())
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_keys(*SCREENS[screen]))
 
 
 def test_drawn_times_are_the_events_own_in_local_time(monkeypatch):

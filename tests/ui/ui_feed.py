@@ -70,3 +70,63 @@ def lab_feed() -> list[dict[str, Any]]:
                   path="pxelinux.0", bytes_done=1_000_000, seconds=6, rate=166_000.0))
     out.append(ev("Log", 17, service="tftp", level_name="warning", message="slow client"))
     return out
+
+
+LAB_MAC, LAB_IP = "52:54:00:77:00:10", "10.77.0.10"
+# What PXELINUX asks for before `default`: per-MAC, then the hex IP shortened digit by digit
+# (docs/FIELD-NOTES.md, "Client fingerprints"); each is answered "file not found".
+PXELINUX_LOOKUPS = ["pxelinux.cfg/01-52-54-00-77-00-10",
+                    *(f"pxelinux.cfg/{'0A4D000A'[:n]}" for n in range(8, 0, -1))]
+
+
+def lab_boot_feed() -> list[dict[str, Any]]:
+    """`pxetui lab`'s first boot as the engine reports it (a BIOS VM through PXELINUX): the
+    config lookups that find nothing, the capture's copy of the initrd transfer whose end it
+    never saw, then the booted system's callback."""
+    out = [
+        ev("EngineStarted", 0, service="supervisor", interface="br0", address="10.77.0.1",
+           netmask="255.255.255.0", dhcp_mode="full", dhcp_mode_reason="forced by --dhcp full",
+           http_port=80, version="0.1"),
+    ]
+    for i, (name, ports) in enumerate((("dhcp", [67, 4011]), ("tftp", [69]), ("http", [80]),
+                                        ("capture", []))):
+        out.append(ev("ServiceState", 0.2 + i / 10, service=name, state="running",
+                      pid=2000 + i, ports=ports))
+    out.append(ev("LeaseGranted", 7, service="dhcp", mac=LAB_MAC, ip=LAB_IP, expires=T0 + 3607))
+    t = 23.0
+    n = 0
+
+    def fetch(path: str, size: int | None, seconds: float = 0.01, service: str = "tftp",
+              protocol: str = "tftp") -> None:
+        nonlocal t, n
+        n += 1
+        tid = f"x{n}"
+        out.append(ev("TransferStarted", t, service=service, mac=LAB_MAC if service == "capture" else None,
+                      ip=LAB_IP, transfer_id=tid, protocol=protocol, path=path, size=size,
+                      options={"blksize": 1408, "tsize": size} if protocol == "tftp" else {}))
+        t += seconds
+        if size is not None:
+            out.append(ev("TransferFinished", t, service=service, ip=LAB_IP, transfer_id=tid,
+                          protocol=protocol, path=path, bytes_done=size, seconds=seconds,
+                          rate=size / seconds))
+
+    fetch("pxelinux.0", 42430)
+    fetch("ldlinux.c32", 119524, 0.06)
+    for path in PXELINUX_LOOKUPS:
+        n += 1
+        out.append(ev("TransferFailed", t, service="tftp", ip=LAB_IP, transfer_id=f"x{n}",
+                      path=path, reason="file not found", status=1))
+        t += 0.002
+    fetch("pxelinux.cfg/default", 485)
+    fetch("menu.c32", 26228)
+    fetch("lab/vmlinuz", 8222656, 15.6)
+    fetch("lab/initrd.gz", None, service="capture")  # the capture never saw its last ACK
+    fetch("lab/initrd.gz", 1238309, 0.9)
+    t += 10
+    fetch("callback/booted", 3, protocol="http", service="http")
+    out.append(ev("ClientUpdate", t, service="tracker", mac=LAB_MAC, ip=LAB_IP, stage="booted",
+                  firmware="bios/ipxe", arch=0, progress=1.0, last_event="callback booted",
+                  stages=[{"stage": s, "ts": T0 + 7 + i * 3} for i, s in enumerate(
+                      ("discover", "offer", "ack", "bootloader", "menu", "kernel", "initrd"))]
+                  + [{"stage": "booted", "ts": T0 + t}], boot=1))
+    return out

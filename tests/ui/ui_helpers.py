@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from textual.screen import Screen
-from ui_feed import lab_feed
+from ui_feed import LAB_MAC, T0, lab_feed
 
+from pxetui.events import LabVm
 from pxetui.netinfo import InterfaceInfo
 from screens.app import PxetuiApp
 from screens.source import MemorySource
@@ -48,3 +49,24 @@ async def goto(app: PxetuiApp, pilot: Any, key: str) -> Screen:
 
 def screen_text(app: PxetuiApp) -> str:
     return "\n".join(s.text for s in app.screen._compositor.render_strips())
+
+
+class FakeLab:
+    """The lab VM's keeper as the UI sees it (pxetui.lab.keeper.Keeper): a state to poll, and a
+    boot that starts the VM again (counted). Fixed time stamps, for snapshots."""
+
+    def __init__(self, state: str = "off", booted: bool = True,
+                 detail: str = "powered off after its system booted") -> None:
+        self.vm = LabVm(ts=T0 + 60, service="lab", mac=LAB_MAC, state=state, boots=1,
+                        booted=booted, exit_code=0 if state == "off" else None,
+                        detail=detail if state == "off" else "")
+        self.boots_asked = 0
+
+    def status(self) -> LabVm:
+        return self.vm
+
+    def boot(self) -> LabVm:
+        self.boots_asked += 1
+        self.vm = LabVm(ts=T0 + 61, service="lab", mac=LAB_MAC, state="running",
+                        boots=self.vm.boots + 1)
+        return self.vm
