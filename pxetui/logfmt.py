@@ -78,6 +78,12 @@ def describe(ev: dict[str, Any]) -> str:
                 f"{g('seconds', 0):.2f}s ({human_size(g('rate'))}/s, {g('retransmits', 0)} resent)")
     if t == "TransferFailed":
         return f"{g('protocol')} {who} {g('path')} FAILED: {g('reason')}"
+    if t == "TransferClosed":
+        return f"{g('protocol')} transfer {g('transfer_id')} closed: {g('reason')}"
+    if t == "LabVm":
+        if g("state") == "off":
+            return f"lab VM {g('detail')}"
+        return f"lab VM running (boot {g('boots')}{', its system is up' if g('booted') else ''})"
     if t == "BootCallback":
         return f"{who} {g('stage')} {g('entry') or ''}".rstrip()
     if t == "ClientUpdate":

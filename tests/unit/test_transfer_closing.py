@@ -127,3 +127,5 @@ def test_the_replay_carries_a_closure():
     late = fold(*replay)
     assert status(late) == status(live) == {"wire": ("closed", "the client booted")}
     assert late.transfers["wire"].service == "capture"
+    # a late UI's log says it in words (pxetui/logfmt.py), not as a dict
+    assert "tftp transfer wire closed: the client booted" in [r.text for r in late.logs]
