@@ -285,6 +285,11 @@ class Tracker:
         self._alias: dict[str, str | None] = {}  # wire transfer id -> ours (None: drop its events)
         self._tid_mac: dict[str, str] = {}  # transfer id -> client MAC
         self._acked: dict[str, str] = {}  # IP -> MAC, from an ACK or a lease: facts
+        # Leases of machines not (yet) seen booting, MAC -> IP and IP -> MAC: when one shows it
+        # boots (or a transfer comes from the address) it becomes a client with its address
+        # (bounded like the aliases, the oldest go first).
+        self._leased: OrderedDict[str, str] = OrderedDict()
+        self._leased_ip: dict[str, str] = {}
         self._pruned_at = 0.0
         self._history_pruned = float("-inf")
         self._watch: set[str] = set()  # clients that may go stuck: booting, not yet diagnosed
@@ -543,11 +548,14 @@ class Tracker:
         self._pending.pop(c.mac, None)  # this delta carries what was pending
         return c.delta(ts)
 
-    def _client(self, ev: dict[str, Any]) -> Client | None:
-        mac = ev.get("mac") or (self.ip_mac.get(ev["ip"]) if ev.get("ip") else None)
+    def _client(self, ev: dict[str, Any], create: bool = True) -> Client | None:
+        ip = ev.get("ip")
+        mac = ev.get("mac") or (self.ip_mac.get(ip) or self._leased_ip.get(ip) if ip else None)
         if not mac:
             return None
         c = self.clients.get(mac)
+        if c is None and not create:
+            return None
         if c is None:
             ts = float(ev.get("ts") or 0.0)
             while len(self.clients) >= self.cfg.max_clients:
@@ -557,7 +565,23 @@ class Tracker:
                                  f"more than {self.cfg.max_clients} clients: forgot the least recently "
                                  f"active ({old})", ts)
             c = self.clients[mac] = self._new_client(mac, ts)
+            leased = self._leased.pop(mac, None)
+            if leased is not None:  # its lease, from before it showed it was booting
+                self._leased_ip.pop(leased, None)
+                self._bind(c, leased, acked=True)
         return c
+
+    def _remember_lease(self, mac: str, ip: str) -> None:
+        old = self._leased.pop(mac, None)
+        if old is not None:
+            self._leased_ip.pop(old, None)
+        other = self._leased_ip.pop(ip, None)
+        if other is not None:
+            self._leased.pop(other, None)
+        self._leased[mac], self._leased_ip[ip] = ip, mac
+        while len(self._leased) > MAX_ALIASES:
+            _, gone = self._leased.popitem(last=False)
+            self._leased_ip.pop(gone, None)
 
     def _prune(self, ts: float) -> None:
         """Forget de-duplication keys older than the window; at most once a second."""
@@ -706,10 +730,15 @@ class Tracker:
         key = ("dhcp", ev.get("mac"), ev.get("xid"), msg, ev.get("server_ip") if reply else None)
         if self._dup(key, ev, ts):
             return None
-        c = self._client(ev)
+        vc = ev.get("vendor_class")
+        # Only a machine that is booting becomes a client here: the packet says PXE/HTTP boot
+        # (vendor class, option 93, iPXE) or hands it a boot file. A laptop taking an address
+        # is in the leases table, not a boot that went "stuck" at its ACK.
+        booting = (bool(ev.get("boot_file")) or archtypes.is_boot_client(str(vc or ""))
+                   or ev.get("arch") is not None or bool(ev.get("ipxe")))
+        c = self._client(ev, create=booting)
         if c is None:
             return None
-        vc = ev.get("vendor_class")
         if msg == "DISCOVER" and archtypes.is_boot_client(str(vc or "")):
             # Firmware starting over: after the kernel, or after a long silence. iPXE's own
             # DISCOVER in the loader stage is the same boot (a chain), not a new one.
@@ -755,8 +784,11 @@ class Tracker:
         return c
 
     def _on_LeaseGranted(self, ev: dict[str, Any], ts: float) -> Client | None:
-        c = self._client(ev)
-        if c is None or not self._bind(c, ev.get("ip"), acked=True):
+        c = self._client(ev, create=False)  # a lease alone is no boot
+        ip = ev.get("ip")
+        if c is None and ip and ev.get("mac"):
+            self._remember_lease(str(ev["mac"]), str(ip))
+        if c is None or not self._bind(c, ip, acked=True):
             return None
         c.hostname = ev.get("hostname") or c.hostname
         self._stage(c, "ack", ts, f"{ev['ip']} from {ev.get('server_ip') or '?'}")

@@ -545,7 +545,7 @@ def test_idle_clients_expire_from_memory_and_the_database(tmp_path):
     tr.feed({"type": "LeaseGranted", "ts": 1000.0, "service": "dhcp", "mac": MAC, "ip": IP})
     tr.feed({"type": "TransferStarted", "ts": 1001.0, "service": "tftp", "ip": IP, "transfer_id": "t",
              "path": "pxelinux.0"})
-    tr.feed({"type": "LeaseGranted", "ts": 3000.0, "service": "dhcp", "mac": other, "ip": "10.99.0.151"})
+    tr.feed(dhcp("DISCOVER", 3000.0, "dhcp", "in", mac=other))
     assert not [e for e in tr.tick(4600.0) if isinstance(e, ClientForgotten)]  # 3599 s idle: kept
     out = tr.tick(4602.0)
     assert [(e.mac, e.reason) for e in out if isinstance(e, ClientForgotten)] == [(MAC, "idle for more than 1.0 hours")]
@@ -685,3 +685,18 @@ def test_coalesced_updates_fold_to_what_every_update_folds_to(pcap):
         for c in tr.clients.values():
             ui.apply(c.delta(c.last))
     assert ui_batched.folded()["clients"] == ui_every.folded()["clients"]
+
+
+def test_a_machine_taking_an_address_is_no_boot_client_until_it_boots():
+    # A laptop in full mode: DHCP without PXE markers, then its lease. Not a client (it would
+    # go "stuck" at its ACK); the leases table shows it. Once it boots (a transfer from its
+    # address, or a PXE DISCOVER) it is a client, with the address of its lease.
+    laptop = "02:00:00:00:00:99"
+    tr = Tracker(stuck_seconds=90.0)
+    for msg, d in (("DISCOVER", "in"), ("OFFER", "out"), ("REQUEST", "in"), ("ACK", "out")):
+        tr.feed(dhcp(msg, 1.0, "dhcp", d, mac=laptop, arch=None, vendor_class=None, yiaddr="10.99.0.160"))
+    tr.feed({"type": "LeaseGranted", "ts": 1.1, "service": "dhcp", "mac": laptop, "ip": "10.99.0.160"})
+    assert laptop not in tr.clients and not tr.tick(500.0)
+    tr.feed({"type": "TransferStarted", "ts": 600.0, "service": "tftp", "ip": "10.99.0.160",
+             "transfer_id": "t", "path": "pxelinux.0"})
+    assert tr.clients[laptop].ip == "10.99.0.160" and tr.clients[laptop].file("t")
