@@ -170,6 +170,9 @@ class EventsConfig:
     # Events queued for one attached UI before the engine cuts it loose (it reattaches and gets
     # the state replayed).
     ui_queue_max: int = 20_000
+    # Bytes the kernel holds of one UI's stream (the kernel doubles it for its bookkeeping): a
+    # UI is sent at most this much per turn of the engine's loop (pxetui/supervisor.py).
+    ui_send_buffer: int = 4 * 1024 * 1024
 
 
 @dataclass
@@ -404,6 +407,8 @@ def _check(cfg: Config, problems: list[str]) -> None:
     for key in ("queue_max", "ui_queue_max"):
         if not 100 <= getattr(cfg.events, key) <= 10_000_000:
             problems.append(f"events.{key}: {getattr(cfg.events, key)} is outside 100..10000000 events")
+    if not 65536 <= cfg.events.ui_send_buffer <= 256 * 1024 * 1024:
+        problems.append(f"events.ui_send_buffer: {cfg.events.ui_send_buffer} is outside 65536..268435456 bytes")
     if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}\$?", cfg.security.user):
         problems.append(f"security.user: {cfg.security.user!r} is not a user name")
 

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from collections import Counter, deque
@@ -96,6 +97,25 @@ def preflight(cfg: Config, names: list[str]) -> list[str]:
     """Problems that stop the engine before it starts: ports held by other processes."""
     mine = os.getpid()
     return [h.describe() for h in port_holders(ports_needed(cfg, names)) if h.pid != mine]
+
+
+SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)  # Linux socket(7); root may pass wmem_max
+
+
+def widen_send_buffer(writer: asyncio.StreamWriter, size: int) -> None:
+    """Let the kernel hold `size` bytes of a UI's stream. A UI's writer hands the socket at most
+    one send buffer per turn of the loop, while a turn relays up to 256 KiB from each service
+    pipe: with the default ~200 KiB a UI that read as fast as it could fell events.ui_queue_max
+    behind and was cut loose in every round of a 1,000-client storm (bench/storm)."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return
+    for opt in (SO_SNDBUFFORCE, socket.SO_SNDBUF):  # unprivileged: capped at net.core.wmem_max
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, size)
+            return
+        except OSError:
+            continue
 
 
 class ServiceRunner:
@@ -430,6 +450,7 @@ class Supervisor:
         os.chmod(path, 0o600)  # whoever can talk to it can change what machines boot
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        widen_send_buffer(writer, self.cfg.events.ui_send_buffer)
         q: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
         for ev in self.replay():
             q.put_nowait((ev.type, dumps(ev.to_dict()) + b"\n"))

@@ -28,6 +28,7 @@ def test_defaults_are_the_documented_ones():
     ({"http": {"min_rate_window": 0}}, "http.min_rate_window: 0.0 is outside 0..3600 seconds"),
     ({"http": {"send_timeout": 7200}}, "http.send_timeout: 7200.0 is outside 0..3600 seconds"),
     ({"tftp": {"pump_threads": "many"}}, "tftp.pump_threads: expected an integer, got 'many'"),
+    ({"events": {"ui_send_buffer": 4096}}, "events.ui_send_buffer: 4096 is outside 65536..268435456 bytes"),
 ])
 def test_bad_limits_are_named(raw, problem):
     with pytest.raises(ConfigError) as err:
