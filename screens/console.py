@@ -72,6 +72,7 @@ class ConsoleScreen(PxeScreen):
         path = self.papp.console_path
         self.tail = ConsoleTail(Path(path)) if path else None
         self._info = ""
+        self._boot: int | None = None  # the lab VM boot whose output is shown
         self.set_interval(POLL_SECONDS, self.poll)
         self.poll()
 
@@ -79,6 +80,12 @@ class ConsoleScreen(PxeScreen):
         if self.tail is None:
             self.info("No console file: start the UI with --console FILE (the lab sets it).")
             return
+        vm = self.state.lab_vm
+        if vm is not None and vm.boots != self._boot:
+            if self._boot is not None:  # booted again: the file starts over, and so does the view
+                self.query_one("#console", Log).clear()
+                self.tail.pos, self.tail.partial = 0, ""
+            self._boot = vm.boots
         lines = self.tail.read()
         if lines is None:
             self.info(f"{self.vm_words()}waiting for the file to appear: {self.tail.path}")

@@ -1,5 +1,6 @@
 """The real `pxetui lab` in a real terminal: tmux at 80x24, driven with send-keys, while a
-SeaBIOS VM network-boots from the engine on the lab network. What a user sees over SSH."""
+SeaBIOS VM network-boots from the engine on the lab network, powers off, and is booted again
+with ctrl+r. What a user sees over SSH."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from netns import REPO, require_tool
 
 from pxetui.lab import content
 
-pytestmark = [pytest.mark.qemu, pytest.mark.root, pytest.mark.timeout(480)]
+pytestmark = [pytest.mark.qemu, pytest.mark.root, pytest.mark.timeout(900)]
 
 
 def tmux(sock: Path, *args: str) -> str:
@@ -78,6 +79,20 @@ def test_pxetui_lab_ui_in_tmux_follows_a_boot_and_cleans_up(tmp_path):
         # Console screen (F9): the VM's serial console, with the marker its /init printed.
         tmux(sock, "send-keys", "-t", "lab", "F9")
         wait_screen(sock, content.MARKER, 30)
+        # The busybox system powers off after its callback: the lab stays up and says so in
+        # plain words (header, dashboard, footer), not as a lost engine.
+        tmux(sock, "send-keys", "-t", "lab", "F1")
+        shown = wait_screen(sock, "powered off after its system booted", 120)
+        assert "VM off: ^r" in shown and "^r Boot VM" in shown, shown
+        assert "DISCONNECTED" not in shown and "connection lost" not in shown, shown
+        assert "live transfers: 0" in shown, shown  # nothing left "live" after the boot
+        # ctrl+r boots it again: the console starts over (the old boot's lines go) and the
+        # second boot of the same VM reaches the marker once more.
+        tmux(sock, "send-keys", "-t", "lab", "C-r")
+        tmux(sock, "send-keys", "-t", "lab", "F9")
+        wait_screen(sock, "VM running (boot 2", 30)
+        shown = wait_screen(sock, "VM running (boot 2, up)", 300)
+        assert content.MARKER in shown, shown
         # Quit with ctrl+q: the lab tears everything down and exits 0.
         tmux(sock, "send-keys", "-t", "lab", "C-q")
         deadline = time.monotonic() + 60

@@ -71,12 +71,26 @@ async def test_a_vm_that_did_not_start_is_reported_and_can_be_tried_again():
         assert app.state.lab_vm is not None and app.state.lab_vm.state == "off"
 
 
-async def test_the_console_line_says_the_vm_state():
-    app, _ = make_app(events=lab_boot_feed(), lab=FakeLab(), console_path="missing.log")
+async def test_the_console_says_the_vm_state_and_starts_over_with_a_new_boot(tmp_path):
+    console = tmp_path / "console.log"
+    console.write_text("SeaBIOS\nPXETUI-LAB-BOOTED\nreboot: Power down\n")
+    lab = FakeLab()
+    app, _ = make_app(events=lab_boot_feed(), lab=lab, console_path=str(console))
     async with app.run_test(size=SIZE) as pilot:
         await goto(app, pilot, "f9")
         await pilot.pause(0.3)  # the console screen polls its file
-        assert "VM off (ctrl+r boots it again)" in screen_text(app)
+        text = screen_text(app)
+        assert "VM off (ctrl+r boots it again)" in text and "Power down" in text
+        await pilot.press("ctrl+r")
+        console.write_text("iPXE initialising devices...\n")  # the new QEMU's console, from empty
+        for _ in range(50):  # bounded: the boot worker, then the screen's poll
+            await pilot.pause(0.05)
+            if "VM running (boot 2)" in screen_text(app):
+                break
+        await pilot.pause(0.3)
+        text = screen_text(app)
+        assert "VM running (boot 2)" in text and "iPXE initialising" in text
+        assert "Power down" not in text and "PXETUI-LAB-BOOTED" not in text  # the old boot's
 
 
 async def test_without_a_lab_there_is_no_vm_key():
