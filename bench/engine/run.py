@@ -4,7 +4,7 @@
         [--servers pxetui,dnsmasq,kea] [--ui app|fold]
 
 Namespaces made for the run (removed afterwards, also on failure): the server under test on
-10.99.0.1/16, the load in a client namespace on 10.99.0.2/16 (perfdhcp, full DORA as a relay
+10.99.0.1/16, the load in a client namespace on 10.99.0.2/16 (perfdhcp, full DORA of BIOS PXE clients as a relay
 agent, like bench/dhcp) and 10.99.0.10-29 (20 TFTP and 20 HTTP downloads, one source address
 per transfer, looped and paced: bench/engine/transfers.py). At each rate the servers take
 turns, `--rounds` times (a fresh server and fresh state each run), so machine noise hits all
@@ -22,7 +22,10 @@ dnsmasq (TFTP only) and nginx, when kea-dhcp4 is installed.
 Per run: lost exchanges (% of DISCOVERs without an ACK), CPU of everything in the server's
 namespace per completed DORA (the whole engine's process tree: supervisor, services, capture,
 tracker; for the anchors, their daemons; the transfers' cost is in it for all alike), and the
-reply latency perfdhcp timed per exchange (DISCOVER->OFFER and REQUEST->ACK, p50/p99).
+reply latency perfdhcp timed per exchange (DISCOVER->OFFER and REQUEST->ACK, p50/p99), and
+`drops S/C`: datagrams the server's (S) and the load generator's (C) socket queues dropped. A
+loss with C high and S low is the load generator not keeping up (on 2 cores it shares the CPU
+with the server), not the server.
 """
 
 from __future__ import annotations
@@ -78,7 +81,8 @@ class Run:
     base: float = 0.0  # ... of which the boot traffic and the UI would have cost without DHCP
     offer_ms: list[float] = field(default_factory=list)
     ack_ms: list[float] = field(default_factory=list)
-    queue_drops: int = 0
+    queue_drops: int = 0  # datagrams the server's sockets dropped (receive buffer full)
+    client_drops: int = 0  # ... and the load generator's: replies it never read
     transfers: dict[str, Any] = field(default_factory=dict)
     ui: dict[str, Any] = field(default_factory=dict)
     by_process: dict[str, float] = field(default_factory=dict)  # CPU seconds per server process
@@ -180,9 +184,20 @@ class Kea(Server):
             "--quiet-tftp", f"--pid-file={self.work / 'dnsmasq-tftp.pid'}", log=self.work / "dnsmasq-tftp.log"))
 
 
+# Every perfdhcp client is a BIOS PXE client (option 60 PXEClient, option 93 = 0), as a rack
+# booting is: the engine gives each a boot file and its tracker follows each one.
+PXE_OPTIONS = ["-o", f"60,{b'PXEClient:Arch:00000:UNDI:002001'.hex()}", "-o", "93,0000"]
+# The clients stand for other machines: on this one they must not wait for the CPU behind the
+# server (pxetui runs its services at nice -10/-5, each in its own session's autogroup), or
+# the replies they fail to read count as the server's loss. perfdhcp gets a session, an
+# autogroup and a nice of its own above the server's; `drops S/C` shows who dropped.
+FIRST = ["setsid", "-w", "sh", "-c", 'echo -15 > /proc/self/autogroup 2>/dev/null; exec nice -n -15 "$@"',
+         "perfdhcp"]
+
+
 def perfdhcp(client: Netns, run: Run, seconds: int) -> None:
-    cmd = [PERFDHCP, "-4", "-l", "eth0", "-r", str(run.rate), "-p", str(seconds), "-R", str(CLIENTS),
-           "-W", "500000", "-x", "t", SERVER_IP]
+    cmd = [*FIRST, PERFDHCP, "-4", "-l", "eth0", "-r", str(run.rate), "-p", str(seconds), "-R", str(CLIENTS),
+           "-W", "500000", "-x", "t", *PXE_OPTIONS, SERVER_IP]
     try:
         r = client.run(*cmd, check=False, timeout=seconds + 60)
     except subprocess.TimeoutExpired:
@@ -227,11 +242,13 @@ def one_run(srv: Server, server_ns: Netns, client_ns: Netns, rate: int, seconds:
         time.sleep(BASELINE)  # the baseline: boot traffic and UI, no DHCP
         cpu0, t1 = ns_cpu_seconds(server_ns), time.monotonic()
         drops0, procs0 = udp_receive_errors(server_ns), ns_cpu_by_process(server_ns)
+        cdrops0 = udp_receive_errors(client_ns)
         perfdhcp(client_ns, run, seconds)
         run.cpu = ns_cpu_seconds(server_ns) - cpu0
         run.by_process = cpu_by_label(procs0, ns_cpu_by_process(server_ns))
         run.base = (cpu0 - b0) / (t1 - t0) * (time.monotonic() - t1)
         run.queue_drops = udp_receive_errors(server_ns) - drops0
+        run.client_drops = udp_receive_errors(client_ns) - cdrops0
         out, _ = transfers.communicate(timeout=30)
         run.transfers = AttachedUi.last_json(out)
         if ui is not None:
@@ -260,7 +277,7 @@ def print_run(r: Run, rnd: int) -> None:
         ui = f"  ui[{r.ui.get('mode')}] {r.ui.get('cpu_pct', 0):.1f}% {r.ui.get('events_per_s', 0)} ev/s"
     print(f"  {r.server:8} {r.rate:5d}/s round {rnd}  acked {r.acked:6d}/{r.sent:6d}  lost {r.lost * 100:5.1f}%  "
           f"cpu {r.cpu_us:5.0f} (net {r.dhcp_us:5.0f}) µs/DORA  offer p50/p99 {pct(r.offer_ms, .5):5.1f}/{pct(r.offer_ms, .99):6.1f} ms  "
-          f"ack p50/p99 {pct(r.ack_ms, .5):5.1f}/{pct(r.ack_ms, .99):6.1f} ms  drops {r.queue_drops}  "
+          f"ack p50/p99 {pct(r.ack_ms, .5):5.1f}/{pct(r.ack_ms, .99):6.1f} ms  drops {r.queue_drops}/{r.client_drops}  "
           f"[{xfer}]{ui}{'  ERROR ' + r.error if r.error else ''}", flush=True)
 
 
@@ -339,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
             kinds.append(Kea)
         else:
             print("kea-dhcp4 not installed (Debian kea-dhcp4-server): Kea skipped")
-    print(f"bench/engine: load generator perfdhcp ({PERFDHCP}, full DORA as a relay agent, "
+    print(f"bench/engine: load generator perfdhcp ({PERFDHCP}, full DORA of BIOS PXE clients as a relay agent, "
           f"{CLIENTS} distinct MACs); {seconds} s per step, rates {rates}, {args.rounds} rounds, "
           f"servers {[k.name for k in kinds]}; 20 TFTP + 20 HTTP downloads during each run, paced "
           f"to {args.tftp_kbps:.0f} / {args.http_kbps:.0f} kB/s each; "

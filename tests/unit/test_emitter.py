@@ -16,6 +16,7 @@ import stat
 import subprocess
 import threading
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -383,7 +384,10 @@ async def test_a_ui_that_stops_reading_is_cut_and_its_losses_are_counted(tmp_pat
 
 def test_services_are_scheduled_before_observers():
     base = os.getpriority(os.PRIO_PROCESS, 0)
-    procs = {name: subprocess.Popen(["sleep", "30"]) for name in ("dhcp", "tftp", "capture")}
+    # A service runs in a session of its own (the supervisor starts it so): its autogroup,
+    # where the kernel has them, gets its nice too.
+    procs = {name: subprocess.Popen(["sleep", "30"], start_new_session=True)
+             for name in ("dhcp", "tftp", "capture")}
     try:
         for name, p in procs.items():
             prioritize(p.pid, name)
@@ -394,6 +398,10 @@ def test_services_are_scheduled_before_observers():
             assert nice["dhcp"] == base + NICE["dhcp"] < nice["tftp"] == base + NICE["tftp"] < base
         else:
             assert nice["dhcp"] == nice["tftp"] == base
+        if Path("/proc/self/autogroup").exists():
+            groups = {name: Path(f"/proc/{p.pid}/autogroup").read_text().split() for name, p in procs.items()}
+            assert groups["capture"][-1] == str(nice["capture"])
+            assert groups["dhcp"][-1] == str(nice["dhcp"]) and groups["dhcp"][0] != groups["tftp"][0]
     finally:
         for p in procs.values():
             p.kill()
