@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
+import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,19 @@ def is_live(path: str | Path) -> bool:
         s.close()
 
 
+def check_peer(sock: socket.socket | None) -> None:
+    """The engine at the other end runs as root or as us. The state directory belongs to the
+    unprivileged service user (it writes the leases there), so a compromised service could put
+    its own socket where control.sock was and feed a UI a made-up engine (docs/SECURITY.md)."""
+    if sock is None or not hasattr(socket, "SO_PEERCRED"):
+        return
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, _ = struct.unpack("3i", creds)
+    if uid not in (0, os.getuid()):
+        raise ConnectionRefusedError(
+            f"the engine socket is served by uid {uid} (PID {pid}), neither root nor us: not pxetui's engine")
+
+
 class ControlClient:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
@@ -50,6 +65,11 @@ class ControlClient:
         reader, writer = await asyncio.wait_for(
             asyncio.open_unix_connection(str(path), limit=LINE_LIMIT), timeout
         )
+        try:
+            check_peer(writer.get_extra_info("socket"))
+        except ConnectionRefusedError:
+            writer.close()
+            raise
         return cls(reader, writer)
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
