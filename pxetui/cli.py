@@ -15,6 +15,7 @@ from pxetui import __version__, exitcodes
 from pxetui.cliconfig import add_common, config_from, resolve_interface
 from pxetui.commands import analyze, import_, lab, watch
 from pxetui.config import Config, ConfigError
+from pxetui.doctor.command import add_options as doctor_options
 from pxetui.netinfo import interfaces
 from pxetui.uiport import NO_UI, RunUi
 
@@ -151,6 +152,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     """What pxetui needs on this machine, and what is missing (with the package to install)."""
     import shutil
 
+    from pxetui.doctor import command as doctor
+
+    if args.self_test:
+        return doctor.self_test(config_from(args), args)
+    cfg = config_from(args, need_interface=False)
+    if args.json:
+        return doctor.as_json(cfg, *doctor.findings(cfg))
     ok = True
     print(f"pxetui {__version__}, Python {sys.version.split()[0]}")
     print(f"root: {'yes' if os.geteuid() == 0 else 'no (DHCP, capture and ports < 1024 need root)'}")
@@ -177,9 +185,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     except Exception as exc:  # scapy raises several types here
         ok = False
         print(f"libpcap: cannot compile BPF filters ({exc}); apt-get install libpcap0.8")
-    problems = doctor_privileges(config_from(args, need_interface=False))
+    problems = doctor_privileges(cfg)
     for p in problems:
         print(f"  {p}")
+    found, read = doctor.findings(cfg)
+    doctor.print_findings(found, read, cfg.interface)
+    ok = ok and not any(f.severity == "error" for f in found)
     return exitcodes.OK if ok and not problems else exitcodes.FAILED
 
 
@@ -243,7 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="log here instead of stderr, rotated by size (log.max_bytes, log.backups) [log.file]")
     s.set_defaults(func=cmd_serve)
 
-    d = sub.add_parser("doctor", help="check this machine: root, interfaces, boot loaders, libpcap")
+    d = sub.add_parser("doctor", help="check this machine: root, interfaces, boot loaders, libpcap, "
+                       "firewall and what else breaks PXE on the interface; --self-test fetches from the engine")
+    add_common(d, sub=True)
+    doctor_options(d)
     d.set_defaults(func=cmd_doctor)
 
     for mod in COMMAND_MODULES:

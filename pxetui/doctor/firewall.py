@@ -1,0 +1,359 @@
+"""Does the host's firewall let a booting client reach pxetui? nftables (`nft -j list ruleset`) and
+iptables (`iptables-save`, ufw's chains included) are read into one model of input chains and
+each port PXE needs is walked through them.
+
+Conservative: a rule is only taken as matching when every condition in it is one understood here
+(protocol, destination port, input interface, conntrack state). A drop with any other condition
+(a source address, a mark, a rate limit) may spare the client and is not reported; an accept
+with one ends the walk without a finding, as it may let the client through.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pxetui.dhcp.ports import CLIENT_PORT, PXE_PORT, SERVER_PORT
+from pxetui.doctor.finding import Finding
+
+TFTP_PORT = 69
+MAX_DEPTH = 16  # jumps followed; a loop in the rules cannot hang doctor
+
+
+@dataclass(frozen=True)
+class Probe:
+    proto: str  # udp | tcp
+    port: int
+    why: str  # what uses the port, for the finding's words
+
+
+def probes(http_port: int) -> list[Probe]:
+    out = [Probe("udp", SERVER_PORT, "DHCP requests"), Probe("udp", CLIENT_PORT, "DHCP replies to the probe"),
+           Probe("udp", TFTP_PORT, "TFTP"), Probe("udp", PXE_PORT, "proxyDHCP"),
+           Probe("tcp", 80, "HTTP")]
+    if http_port != 80:
+        out.append(Probe("tcp", http_port, "HTTP (http.port)"))
+    return out
+
+
+@dataclass
+class Rule:
+    verdict: str  # accept | drop | reject | jump | goto | return | "" (no verdict: counter, log)
+    text: str
+    protos: set[str] | None = None  # None: any protocol
+    ports: list[tuple[int, int]] | None = None  # destination port ranges; None: any port
+    ifaces: list[str] | None = None  # input interfaces ("eth*" / "eth+" wildcards); None: any
+    new: bool = True  # False: matches only established/related/invalid, never a client's request
+    narrowed: bool = False  # a condition not understood here
+    target: str = ""  # jump/goto target
+    handle: int | None = None  # nft rule handle
+
+
+@dataclass
+class Chain:
+    tool: str  # nft | iptables
+    family: str
+    table: str
+    name: str
+    hook: str | None  # "input" for a base chain of the input path
+    policy: str  # accept | drop
+    rules: list[Rule] = field(default_factory=list)
+
+
+def iface_matches(pattern: str, iface: str) -> bool:
+    if pattern.endswith(("*", "+")):
+        return iface.startswith(pattern[:-1])
+    return pattern == iface
+
+
+def port_in(port: int, ranges: list[tuple[int, int]]) -> bool:
+    return any(lo <= port <= hi for lo, hi in ranges)
+
+
+def walk(chain: Chain, chains: dict[tuple[str, str, str], Chain], probe: Probe, iface: str | None,
+         depth: int = 0) -> tuple[str, Chain, Rule | None] | None:
+    """("accept" | "drop" | "maybe", chain, rule) where the walk ends, or None: fell through a
+    non-base chain (back to its caller)."""
+    if depth > MAX_DEPTH:
+        return ("maybe", chain, None)
+    for rule in chain.rules:
+        if not rule.new or (rule.protos is not None and probe.proto not in rule.protos):
+            continue
+        if rule.ports is not None and (rule.protos is None or not port_in(probe.port, rule.ports)):
+            continue
+        iface_unknown = rule.ifaces is not None and iface is None
+        if rule.ifaces is not None and iface is not None and not any(iface_matches(p, iface) for p in rule.ifaces):
+            continue
+        partial = rule.narrowed or iface_unknown
+        if rule.verdict in ("jump", "goto"):
+            sub = chains.get((chain.family, chain.table, rule.target))
+            if sub is None:
+                continue
+            got = walk(sub, chains, probe, iface, depth + 1)
+            if got is not None:
+                if partial and got[0] == "drop":
+                    continue  # the jump may not apply to this client
+                return got
+            if rule.verdict == "goto":
+                return None
+            continue
+        if rule.verdict == "return":
+            if partial:
+                continue
+            return None
+        if rule.verdict == "accept":
+            return ("maybe" if partial else "accept", chain, rule)
+        if rule.verdict in ("drop", "reject") and not partial:
+            return ("drop", chain, rule)
+    if chain.hook is not None and chain.policy == "drop":
+        return ("drop", chain, None)
+    return None
+
+
+# -- nftables ---------------------------------------------------------------------------------
+
+
+def _nft_values(right: Any) -> tuple[list[tuple[int, int]] | None, list[str] | None]:
+    """A match's right side as port ranges or names (None where it is neither)."""
+    items = right["set"] if isinstance(right, dict) and "set" in right else [right]
+    ports: list[tuple[int, int]] = []
+    names: list[str] = []
+    for it in items:
+        if isinstance(it, int):
+            ports.append((it, it))
+        elif isinstance(it, str):
+            names.append(it)
+        elif isinstance(it, dict) and "range" in it and all(isinstance(v, int) for v in it["range"]):
+            ports.append((it["range"][0], it["range"][1]))
+        else:
+            return None, None
+    return (ports or None), (names or None)
+
+
+def _nft_rule(r: dict[str, Any]) -> Rule:
+    rule = Rule(verdict="", text="", handle=r.get("handle"))
+    for e in r.get("expr", []):
+        key = next(iter(e), "")
+        if key in ("accept", "drop", "reject", "return"):
+            rule.verdict = key
+        elif key in ("jump", "goto"):
+            rule.verdict, rule.target = key, e[key].get("target", "")
+        elif key in ("counter", "log", "comment"):
+            pass
+        elif key == "match":
+            _nft_match(rule, e["match"])
+        else:
+            rule.narrowed = True  # limit, mark, set lookups, xt: not evaluated
+    return rule
+
+
+def _nft_match(rule: Rule, m: dict[str, Any]) -> None:
+    left, right, op = m.get("left"), m.get("right"), m.get("op", "==")
+    ports, names = _nft_values(right)
+    if not isinstance(left, dict):
+        rule.narrowed = True
+        return
+    if "ct" in left and left["ct"].get("key") == "state" and op in ("==", "in"):
+        states = names if names is not None else []
+        if "new" not in states:
+            rule.new = False
+        return
+    if op not in ("==", "in"):
+        rule.narrowed = True  # a negation: not worth getting wrong
+        return
+    payload, meta = left.get("payload"), left.get("meta")
+    if payload and payload.get("field") == "dport" and payload.get("protocol") in ("udp", "tcp") and ports:
+        rule.protos, rule.ports = {payload["protocol"]}, ports
+    elif payload and payload.get("field") == "protocol" and payload.get("protocol") == "ip" and names:
+        rule.protos = set(names)
+    elif meta and meta.get("key") == "l4proto" and names:
+        rule.protos = set(names)
+    elif meta and meta.get("key") in ("iifname", "iif") and names:
+        rule.ifaces = names
+    else:
+        rule.narrowed = True
+
+
+def parse_nft(ruleset: dict[str, Any], skip_tables: Iterable[tuple[str, str]] = ()) -> list[Chain]:
+    """Input chains of the IPv4 families (ip, inet) of `nft -j list ruleset`."""
+    skip = set(skip_tables)
+    chains: dict[tuple[str, str, str], Chain] = {}
+    items = ruleset.get("nftables", [])
+    for it in items:
+        c = it.get("chain")
+        if c and c.get("family") in ("ip", "inet") and (c["family"], c["table"]) not in skip:
+            hook = "input" if c.get("hook") == "input" and c.get("type", "filter") == "filter" else None
+            chains[(c["family"], c["table"], c["name"])] = Chain(
+                "nft", c["family"], c["table"], c["name"], hook, c.get("policy", "accept"))
+    for it in items:
+        r = it.get("rule")
+        if r and (r.get("family"), r.get("table"), r.get("chain")) in chains:
+            rule = _nft_rule(r)
+            rule.text = f"nft rule {r['family']} {r['table']} {r['chain']} handle {r.get('handle')}"
+            chains[(r["family"], r["table"], r["chain"])].rules.append(rule)
+    return list(chains.values())
+
+
+# -- iptables ---------------------------------------------------------------------------------
+
+# Options that take one value and say nothing about whether a client's request matches.
+_NEUTRAL = {"-m", "--comment"}
+
+
+def _ipt_ports(spec: str) -> list[tuple[int, int]] | None:
+    out = []
+    for part in spec.split(","):
+        lo, _, hi = part.partition(":")
+        if not lo.isdigit() or (hi and not hi.isdigit()):
+            return None
+        out.append((int(lo), int(hi or lo)))
+    return out
+
+
+def _ipt_rule(args: list[str]) -> Rule:
+    rule = Rule(verdict="", text="-A " + " ".join(shlex.quote(a) for a in args))
+    i = 1  # args[0] is the chain
+    while i < len(args):
+        a = args[i]
+        if a == "!":
+            rule.narrowed = True
+            i += 1
+            continue
+        val = args[i + 1] if i + 1 < len(args) else ""
+        if a in ("-p", "--protocol"):
+            rule.protos = {val.lower()}
+        elif a in ("-i", "--in-interface"):
+            rule.ifaces = [val]
+        elif a in ("--dport", "--dports", "--destination-port", "--destination-ports"):
+            rule.ports = _ipt_ports(val)
+            rule.narrowed |= rule.ports is None
+        elif a in ("--state", "--ctstate"):
+            if "NEW" not in val.upper().split(","):
+                rule.new = False
+        elif a in ("-j", "--jump", "-g", "--goto"):
+            v = val.upper()
+            if v in ("ACCEPT", "DROP", "REJECT", "RETURN"):
+                rule.verdict = v.lower()
+            elif v in ("LOG", "NFLOG"):
+                pass
+            elif a in ("-g", "--goto"):
+                rule.verdict, rule.target = "goto", val
+            else:
+                rule.verdict, rule.target = "jump", val
+            if v in ("LOG", "NFLOG", "REJECT"):  # their own options follow; none changes the match
+                return rule
+        elif a in _NEUTRAL:
+            pass
+        else:
+            rule.narrowed = True  # -s, -d, --sport, -m mark, limit, ...
+            if not val.startswith("-") and val != "!":
+                i += 2
+                continue
+            i += 1
+            continue
+        i += 2
+    return rule
+
+
+def parse_iptables(text: str) -> list[Chain]:
+    """The filter table of `iptables-save`: INPUT and every chain it can reach."""
+    chains: dict[tuple[str, str, str], Chain] = {}
+    table = ""
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("*"):
+            table = line[1:]
+        elif table != "filter" or not line or line.startswith("#") or line == "COMMIT":
+            continue
+        elif line.startswith(":"):
+            name, policy = line[1:].split()[:2]
+            chains[("ip", "filter", name)] = Chain("iptables", "ip", "filter", name,
+                                                   "input" if name == "INPUT" else None,
+                                                   "drop" if policy == "DROP" else "accept")
+        elif line.startswith("-A "):
+            args = shlex.split(line[3:])
+            c = chains.get(("ip", "filter", args[0]))
+            if c is not None:
+                c.rules.append(_ipt_rule(args))
+    return list(chains.values())
+
+
+# -- findings ---------------------------------------------------------------------------------
+
+
+def _fix(chain: Chain, probe: Probe, iface: str | None, ufw: bool) -> str:
+    on = f" on {iface}" if iface else ""
+    if ufw:
+        return f"ufw allow in{on} to any port {probe.port} proto {probe.proto}"
+    if chain.tool == "nft":
+        dev = f'iifname "{iface}" ' if iface else ""
+        return f"nft insert rule {chain.family} {chain.table} {chain.name} {dev}{probe.proto} dport {probe.port} accept"
+    dev = f"-i {iface} " if iface else ""
+    return f"iptables -I {chain.name} {dev}-p {probe.proto} --dport {probe.port} -j ACCEPT"
+
+
+def evaluate(chains: list[Chain], iface: str | None, http_port: int, ufw: bool = False) -> list[Finding]:
+    index = {(c.family, c.table, c.name): c for c in chains}
+    found: list[Finding] = []
+    for probe in probes(http_port):
+        for base in (c for c in chains if c.hook == "input"):
+            got = walk(base, index, probe, iface)
+            if got is None or got[0] != "drop":
+                continue
+            _, chain, rule = got
+            where = f"{chain.tool} {chain.family} {chain.table} {chain.name}"
+            if rule is None:
+                what = f"the input policy of {where} is drop and no rule accepts it"
+            else:
+                verb = "rejects" if rule.verdict == "reject" else "drops"
+                what = f"a rule {verb} it ({rule.text})"
+            found.append(Finding("firewall", "error",
+                                 f"{probe.proto.upper()} port {probe.port} ({probe.why}) is blocked: {what}",
+                                 _fix(chain, probe, iface, ufw)))
+    return found
+
+
+def _run(*cmd: str) -> str | None:
+    if shutil.which(cmd[0]) is None:
+        return None
+    try:
+        r = subprocess.run(list(cmd), capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return r.stdout if r.returncode == 0 else None
+
+
+def ufw_active() -> bool:
+    out = _run("ufw", "status")
+    return bool(out and out.startswith("Status: active"))
+
+
+def check(iface: str | None, http_port: int) -> tuple[list[Finding], list[str]]:
+    """Findings, and which rule sets were read (for the report: 'none' means not checked)."""
+    chains: list[Chain] = []
+    read: list[str] = []
+    skip: list[tuple[str, str]] = []
+    saved = _run("iptables-save")
+    if saved is not None:
+        chains += parse_iptables(saved)
+        read.append("iptables-save")
+        version = _run("iptables", "--version") or ""
+        if "nf_tables" in version:
+            # iptables-nft keeps its rules in nftables' `ip filter`, with xt expressions this
+            # model does not read: they were evaluated from iptables-save above.
+            skip.append(("ip", "filter"))
+    out = _run("nft", "-j", "list", "ruleset")
+    if out is not None:
+        try:
+            chains += parse_nft(json.loads(out or "{}"), skip)
+            read.append("nft")
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            return [Finding("firewall", "warning", f"cannot read `nft -j list ruleset`: {exc}",
+                            "check the rules by hand: nft list ruleset")], read
+    ufw = any(c.name.startswith("ufw-") for c in chains) and ufw_active()
+    return evaluate(chains, iface, http_port, ufw), read
