@@ -93,8 +93,8 @@ def _tftp(server: str, kind: str, name: str, blksize: int, root: Path) -> Fetch:
     except (tftpget.TftpFailed, OSError) as exc:
         err = str(exc)
         if "error 1" in err:  # RFC 1350 error 1: file not found
-            err += (f". The {kind} boot file {name} is not in the TFTP root {root}: install its "
-                    f"loader (pxetui doctor lists them) or set dhcp.boot_files.{kind}")
+            err += (f". The {kind} boot file {name} is neither in the TFTP root {root} nor among the "
+                    f"installed loaders: install it (pxetui doctor lists the loaders) or set dhcp.boot_files.{kind}")
         return Fetch(f"{kind} boot file", url, False, error=err)
     return Fetch(f"{kind} boot file", url, True, got.size, got.seconds,
                  f"blksize {got.blksize}, windowsize {got.windowsize}")
@@ -165,18 +165,22 @@ def run(cfg: Config, server: str | None = None) -> Report:
         if not name:
             report.notes.append(f"{kind}: no boot file ({choice.reason})")
             continue
-        if kind not in cfg.dhcp.boot_files and "not found" in choice.reason:
-            report.notes.append(f"{kind}: nothing to serve ({choice.reason}); {kind} clients will not boot "
-                                f"unless you install its loader or set dhcp.boot_files.{kind}")
-            continue
+        # A default the root does not hold may still be served from the installed loaders
+        # (pxetui/loaders.py); when it is not, that architecture was never set up: a note.
+        guessed = kind not in cfg.dhcp.boot_files and "not found" in choice.reason
         if name in seen:
             continue
         seen.add(name)
         if is_url(name):
             what = "iPXE script" if kind == "ipxe" else f"{kind} boot file"
-            report.fetches.append(_http(what, name))
+            got = _http(what, name)
         else:
-            report.fetches.append(_tftp(server, kind, name.lstrip("/"), blksize, cfg.tftp_root))
+            got = _tftp(server, kind, name.lstrip("/"), blksize, cfg.tftp_root)
+        if guessed and not got.ok:
+            report.notes.append(f"{kind}: nothing to serve ({choice.reason}, and no installed loader); "
+                                f"{kind} clients will not boot unless you install one or set dhcp.boot_files.{kind}")
+        else:
+            report.fetches.append(got)
     files, why = _entry_urls(cfg)
     if why:
         report.notes.append(why)
