@@ -19,6 +19,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from pxetui.config import Config
+from pxetui.control import socket_path
 from pxetui.events import LabVm
 from pxetui.netinfo import InterfaceInfo, interfaces
 from pxetui.state import EngineState
@@ -31,6 +32,7 @@ from screens.isos import IsosScreen
 from screens.leases import LeasesScreen
 from screens.logs import LogsScreen
 from screens.menu_editor import MenuScreen
+from screens.selftest import SelfTestScreen
 from screens.settings import SettingsScreen
 from screens.source import EventSource, LabControl, SourceFactory, open_source, state_dir_of
 from screens.transfers import TransfersScreen
@@ -263,6 +265,13 @@ class PxetuiApp(App):
                               markup=False)
         self.call_from_thread(self.poll_lab)
 
+    def action_self_test(self) -> None:
+        d = self.state_dir or self.state.engine.state_dir
+        if not d:
+            self.notify("The self-test needs the engine: not connected yet.", severity="warning")
+            return
+        self.push_screen(SelfTestScreen(socket_path(d)))
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         for mode, key, _, _, title in NAV:
             yield SystemCommand(f"Go to {title}", f"{key.upper()}", lambda m=mode: self.action_go(m))
@@ -271,6 +280,9 @@ class PxetuiApp(App):
                                 self.action_boot_lab)
         if isinstance(screen, PxeScreen):
             yield from screen.palette()
+        yield SystemCommand("Self-test: fetch what each architecture gets", "boot files over TFTP, "
+                            "the iPXE script, kernel and initrd over HTTP, as a client would",
+                            self.action_self_test)
         yield SystemCommand("Reload menus and overrides", "services re-read their menus",
                             lambda: self.send({"cmd": "reload"}, "reload"))
         for name in sorted(self.state.services):

@@ -71,6 +71,14 @@ class Report:
             out["mb_per_s"] = round(f.mbps, 2)
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Report:
+        """The `--json` document back as a report (the UI runs the self-test as a command)."""
+        keys = set(Fetch.__dataclass_fields__)
+        return cls(str(d.get("server", "")), [Fetch(**{k: v for k, v in f.items() if k in keys})
+                                              for f in d.get("fetches", [])],
+                   list(d.get("notes", [])), str(d.get("problem", "")))
+
     def lines(self) -> list[str]:
         out = [f"self-test against {self.server}"]
         if self.problem:

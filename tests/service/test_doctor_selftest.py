@@ -11,17 +11,22 @@ import sys
 
 import pytest
 from netns import require_tool, wait_for
+from textual.widgets import Static
 
 from pxetui.config import Config
 from pxetui.control import is_live, socket_path
 from pxetui.iso.library import connect
 from pxetui.menus.model import Entry, Menu, local_entry, save_menu
+from screens.app import PxetuiApp
+from screens.selftest import SelfTestScreen
+from screens.source import MemorySource
 
 pytestmark = pytest.mark.root
 
 
-def test_self_test_fetches_what_each_architecture_gets_and_names_a_missing_loader(netns, tmp_path):
-    require_tool("busybox", package="busybox-static")
+def start_engine(netns, tmp_path):  # noqa: ANN001, ANN201 - fixtures
+    """`pxetui serve` in a namespace: pxelinux.0 for BIOS, a UEFI loader that exists nowhere,
+    a default menu entry with a kernel and an initrd."""
     server, _client = netns.pair()
     tftp_root, http_root, state = tmp_path / "tftp", tmp_path / "http", tmp_path / "state"
     for d in (tftp_root, http_root / "linux"):
@@ -47,6 +52,11 @@ def test_self_test_fetches_what_each_architecture_gets_and_names_a_missing_loade
     wait_for(lambda: is_live(socket_path(state)), timeout=20, what="the control socket")
     wait_for(lambda: ":69 " in server.run("ss", "-lun").stdout and ":80 " in server.run("ss", "-ltn").stdout,
              timeout=20, what="TFTP and HTTP listening")
+    return server, eng, common, state, tftp_root, len(loader)
+
+
+def test_self_test_fetches_what_each_architecture_gets_and_names_a_missing_loader(netns, tmp_path):
+    server, eng, common, state, tftp_root, loader_size = start_engine(netns, tmp_path)
 
     r = server.run(sys.executable, "-m", "pxetui", "doctor", "--self-test", "--json", *common, check=False)
     assert r.returncode == 1, r.stdout + r.stderr
@@ -54,7 +64,7 @@ def test_self_test_fetches_what_each_architecture_gets_and_names_a_missing_loade
     assert doc["ok"] is False and doc["server"] == "10.99.0.1"
     by = {f["what"]: f for f in doc["fetches"]}
     bios = by["bios boot file"]
-    assert bios["ok"] and bios["size"] == len(loader) and bios["url"] == "tftp://10.99.0.1/pxelinux.0"
+    assert bios["ok"] and bios["size"] == loader_size and bios["url"] == "tftp://10.99.0.1/pxelinux.0"
     assert bios["detail"] == "blksize 1468, windowsize 8"
     uefi = by["uefi64 boot file"]
     assert not uefi["ok"] and "site-loader.efi is neither in the TFTP root" in uefi["error"], uefi
@@ -81,3 +91,29 @@ def test_self_test_fetches_what_each_architecture_gets_and_names_a_missing_loade
     server.stop(eng)
     r = server.run(sys.executable, "-m", "pxetui", "doctor", "--self-test", *common, check=False)
     assert r.returncode == 1 and "the engine is not running" in r.stdout
+
+
+async def test_the_ui_runs_the_self_test_in_the_engines_namespace_and_shows_the_report(netns, tmp_path):
+    """The palette entry: the UI (here, outside the engine's namespace, as under `pxetui lab`)
+    runs the self-test with the engine's own options where the engine runs."""
+    require_tool("nsenter", package="util-linux")
+    _server, _eng, _common, state, _root, _size = start_engine(netns, tmp_path)
+    app = PxetuiApp(MemorySource([]), state_dir=str(state), pacing=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert "Self-test: fetch what each architecture gets" in [c.title for c in app.get_system_commands(app.screen)]
+        app.action_self_test()
+        await pilot.pause()
+        assert isinstance(app.screen, SelfTestScreen)
+        report = app.screen.query_one("#selftest-report", Static)
+        for _ in range(300):  # the worker thread fetches every file: bounded wait
+            await pilot.pause(0.1)
+            if "some clients cannot boot" in str(report.render()):
+                break
+        text = str(report.render())
+        assert "ok      bios boot file: tftp://10.99.0.1/pxelinux.0  200,000 bytes" in text, text
+        assert "FAILED  uefi64 boot file: site-loader.efi: the server answered error 1" in text
+        assert "ok      kernel of entry linux" in text and "ok      initrd of entry linux" in text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, SelfTestScreen)

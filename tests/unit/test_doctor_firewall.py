@@ -1,0 +1,114 @@
+"""The firewall model's conservative walk (pxetui/doctor/firewall.py) on rule sets as nft and
+iptables-save print them, and the self-test's command built from an engine's command line."""
+
+from __future__ import annotations
+
+import pytest
+
+from pxetui.doctor.engineargs import NoEngine, doctor_args
+from pxetui.doctor.firewall import evaluate, parse_iptables, parse_nft
+
+
+def nft(policy: str, *rules: list[dict], extra_chains: tuple[dict, ...] = ()) -> dict:
+    items: list[dict] = [{"chain": {"family": "inet", "table": "f", "name": "input", "type": "filter",
+                                    "hook": "input", "prio": 0, "policy": policy}}]
+    items += [{"chain": c} for c in extra_chains]
+    for i, r in enumerate(rules):
+        chain = "input"
+        if r and "chain" in r[0]:  # a leading {"chain": NAME}: the rule goes into that chain
+            chain, r = r[0]["chain"], r[1:]
+        items.append({"rule": {"family": "inet", "table": "f", "chain": chain, "handle": i + 2, "expr": r}})
+    return {"nftables": items}
+
+
+def dport(proto: str, right: object) -> dict:
+    return {"match": {"op": "==", "left": {"payload": {"protocol": proto, "field": "dport"}}, "right": right}}
+
+
+IIF = {"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "eth0"}}
+SADDR = {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+                   "right": {"prefix": {"addr": "10.0.0.0", "len": 8}}}}
+CT_EST = {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}}
+
+
+def blocked(chains, iface="eth0", http_port=80) -> list[str]:  # noqa: ANN001
+    return [f.problem.split(" (")[0] for f in evaluate(chains, iface, http_port)]
+
+
+def test_an_accepting_ruleset_has_no_finding():
+    assert blocked(parse_nft(nft("accept"))) == []
+    assert blocked(parse_nft(nft("drop", [dport("udp", {"set": [67, 68, 69, 4011]}), {"accept": None}],
+                                 [dport("tcp", 80), {"accept": None}]))) == []
+
+
+def test_drop_rules_by_port_set_range_and_interface():
+    chains = parse_nft(nft("accept", [IIF, dport("udp", {"set": [67, {"range": [60, 70]}]}), {"drop": None}],
+                           [dport("tcp", {"range": [80, 90]}), {"reject": {"type": "icmpx"}}]))
+    assert blocked(chains) == ["UDP port 67", "UDP port 68", "UDP port 69", "TCP port 80"]
+    assert blocked(chains, iface="eth1") == ["TCP port 80"]  # the udp drop is for eth0 only
+
+
+def test_default_drop_is_not_opened_by_established_or_by_a_narrowed_drop():
+    chains = parse_nft(nft("drop", [CT_EST, {"accept": None}], [SADDR, dport("tcp", 80), {"drop": None}]))
+    assert blocked(chains) == ["UDP port 67", "UDP port 68", "UDP port 69", "UDP port 4011", "TCP port 80"]
+    fixes = {f.fix for f in evaluate(chains, "eth0", 80)}
+    assert 'nft insert rule inet f input iifname "eth0" udp dport 67 accept' in fixes
+
+
+def test_a_narrowed_accept_ends_the_walk_without_a_finding_and_a_narrowed_drop_is_ignored():
+    chains = parse_nft(nft("drop", [SADDR, {"accept": None}]))
+    assert blocked(chains) == []
+    chains = parse_nft(nft("accept", [SADDR, dport("udp", 67), {"drop": None}]))
+    assert blocked(chains) == []
+
+
+def test_jumps_are_followed_and_return_goes_back():
+    sub = {"family": "inet", "table": "f", "name": "sub"}
+    chains = parse_nft(nft("accept", [{"jump": {"target": "sub"}}],
+                           [{"chain": "sub"}, dport("udp", 69), {"return": None}],
+                           [{"chain": "sub"}, dport("udp", {"set": [69, 4011]}), {"drop": None}],
+                           extra_chains=(sub,)))
+    assert blocked(chains) == ["UDP port 4011"]
+
+
+def test_iptables_save_with_ufw_style_chains_and_multiport():
+    text = """*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:ufw-user-input - [0:0]
+-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -j ufw-user-input
+-A ufw-user-input -p tcp -m multiport --dports 22,80 -j ACCEPT
+-A ufw-user-input -i eth0 -p udp -m udp --dport 67:69 -j ACCEPT
+-A ufw-user-input -s 10.0.0.5/32 -p udp -m udp --dport 4011 -j ACCEPT
+COMMIT
+"""
+    chains = parse_iptables(text)
+    # 4011 is accepted for one source only: maybe, so not reported; 8080 meets the policy.
+    found = evaluate(chains, "eth0", 8080, ufw=True)
+    assert [f.problem.split(" (")[0] for f in found] == ["TCP port 8080"]
+    assert found[0].fix == "ufw allow in on eth0 to any port 8080 proto tcp"
+    assert "policy of iptables ip filter INPUT is drop" in found[0].problem
+
+
+def test_iptables_log_and_negations():
+    text = """*filter
+:INPUT ACCEPT [0:0]
+-A INPUT -p udp -m udp --dport 69 -j LOG --log-prefix "tftp "
+-A INPUT ! -i lo -p udp -m udp --dport 67 -j DROP
+-A INPUT -i eth+ -p udp -m udp --dport 69 -j REJECT --reject-with icmp-port-unreachable
+COMMIT
+"""
+    found = evaluate(parse_iptables(text), "eth0", 80)
+    assert [f.problem.split(" (")[0] for f in found] == ["UDP port 69"]  # the negated rule is not guessed
+    assert found[0].fix == "iptables -I INPUT -i eth0 -p udp --dport 69 -j ACCEPT"
+
+
+def test_self_test_command_from_an_engine_command_line():
+    got = doctor_args(["/usr/bin/python3", "-m", "pxetui", "serve", "-v", "--interface", "eth0",
+                       "--log-file", "/x.log", "--boot-file", "bios=pxelinux.0", "--log-file=/y"])
+    assert got == ["doctor", "--self-test", "--json", "--interface", "eth0", "--boot-file", "bios=pxelinux.0"]
+    got = doctor_args(["/opt/venv/bin/python", "/opt/venv/bin/pxetui", "-i", "eth1", "serve"])
+    assert got == ["-i", "eth1", "doctor", "--self-test", "--json"]
+    with pytest.raises(NoEngine, match="not `pxetui serve`"):
+        doctor_args(["/usr/sbin/dnsmasq", "-k"])
