@@ -268,7 +268,7 @@ class Lab:
         # Serving starts when the services the lab needs report running.
         events, want = self.events, self.expected_services()
         events.wait_until(lambda: want <= {e["service"] for e in events.of("ServiceState", state="running")},
-                          ENGINE_START_TIMEOUT, "running DHCP, TFTP and HTTP services")
+                          ENGINE_START_TIMEOUT, f"running {', '.join(sorted(want))} services")
 
     def expected_services(self) -> set[str]:
         """The engine's services a boot needs (a lab with DHCP and TFTP from another server,
