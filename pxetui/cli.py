@@ -155,7 +155,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from pxetui.doctor import command as doctor
 
     if args.self_test:
-        return doctor.self_test(config_from(args), args)
+        return doctor.self_test(args)
     cfg = config_from(args, need_interface=False)
     if args.json:
         return doctor.as_json(cfg, *doctor.findings(cfg))

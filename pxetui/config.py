@@ -183,6 +183,19 @@ class SecurityConfig:
 
 
 @dataclass
+class MetricsConfig:
+    # Prometheus text at GET /metrics from the engine's own fold, on a listener of its own
+    # (pxetui/metrics_server.py). Off by default and on loopback: the counters say how many
+    # machines boot and what fails, which a customer's LAN has no business reading
+    # (docs/SECURITY.md, "Metrics").
+    enabled: bool = False
+    address: str = "127.0.0.1"  # a local address: 127.0.0.1, or the interface's for a LAN scraper
+    port: int = 9419
+    allow: list[str] = field(default_factory=lambda: ["127.0.0.0/8"])  # scrapers (CIDRs) let in
+    max_connections: int = 8  # scrapes at once; more are closed (a LimitHit)
+
+
+@dataclass
 class Config:
     interface: str = ""
     state_dir: str = "/var/lib/pxetui"
@@ -194,6 +207,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     # Filled in by resolve(); not config-file keys.
     server_ip: str = ""
     netmask: str = ""
@@ -307,7 +321,7 @@ def _coerce(tp: Any, value: Any, where: str, problems: list[str]) -> Any:
 
 
 for _cls in (DhcpConfig, DhcpLimits, TftpConfig, HttpConfig, CaptureConfig, TrackerConfig, SecurityConfig,
-             Reservation, RelayPool, EventsConfig, LogConfig):
+             Reservation, RelayPool, EventsConfig, LogConfig, MetricsConfig):
     _NESTED[_cls.__name__] = _cls
 
 
@@ -404,6 +418,7 @@ def _check(cfg: Config, problems: list[str]) -> None:
     if cfg.tracker.stuck_seconds <= 0:
         problems.append(f"tracker.stuck_seconds: {cfg.tracker.stuck_seconds} must be positive")
     _check_bounds(cfg, problems)
+    _check_metrics(cfg.metrics, problems)
     for key in ("queue_max", "ui_queue_max"):
         if not 100 <= getattr(cfg.events, key) <= 10_000_000:
             problems.append(f"events.{key}: {getattr(cfg.events, key)} is outside 100..10000000 events")
@@ -430,6 +445,19 @@ def _limits(cfg: Config, problems: list[str]) -> None:
         problems.append(f"http.max_per_client: {h.max_per_client} is outside 1..http.max_connections ({h.max_connections})")
     if not 0 <= h.min_rate <= 1 << 30:
         problems.append(f"http.min_rate: {h.min_rate} is outside 0..1073741824 bytes/s (0: off)")
+
+
+def _check_metrics(m: MetricsConfig, problems: list[str]) -> None:
+    _ip(m.address, "metrics.address", problems)
+    if not 1 <= m.port <= 65535:
+        problems.append(f"metrics.port: {m.port} is outside 1..65535")
+    if not 1 <= m.max_connections <= 1024:
+        problems.append(f"metrics.max_connections: {m.max_connections} is outside 1..1024")
+    for i, net in enumerate(m.allow):
+        try:
+            ipaddress.IPv4Network(net, strict=False)
+        except ValueError as exc:
+            problems.append(f"metrics.allow[{i}]: {exc} (an IPv4 address or CIDR, e.g. 10.0.0.5/32)")
 
 
 def _check_bounds(cfg: Config, problems: list[str]) -> None:

@@ -524,3 +524,27 @@ class LabVm(Event):
     booted: bool = False  # its system came up: the content's marker is on the serial console
     exit_code: int | None = None
     detail: str = ""  # off: why, in plain words
+
+
+# --- the control socket's replay (pxetui/supervisor.py) -----------------------------------
+
+
+@register
+@dataclass(kw_only=True)
+class Totals(Event):
+    """The fold's running counters as they stand (EngineState.counts: DHCP messages, transfers
+    and bytes per protocol, errors). The replay ends with it: a late reader's fold counted
+    again what the replay re-sent (the recent history), and this puts the counts right."""
+
+    level: ClassVar[str] = "debug"
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@register
+@dataclass(kw_only=True)
+class ReplayDone(Event):
+    """Sent to one control-socket reader after its replay: what follows is live. `pxetui
+    status` reads up to it and stops."""
+
+    level: ClassVar[str] = "debug"
+    events: int = 0  # how many events the replay held

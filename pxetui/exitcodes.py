@@ -13,6 +13,9 @@ from typing import TextIO
 OK = 0
 FAILED = 1  # the command ran and did not get what it was asked (cannot start, import refused)
 USAGE = 2  # a bad argument or configuration: nothing was done (argparse uses 2 as well)
+# `pxetui status` found no engine running: 3 as LSB init scripts' and `systemctl status`'s
+# "program is not running", so a script tells "down" from "failed to ask".
+NOT_RUNNING = 3
 INTERRUPTED = 128 + signal.SIGINT  # 130, as a shell reports a command ended by Ctrl-C
 # The reader of our output went away (`pxetui menu show | head -1`): like cat or grep, which
 # SIGPIPE ends with 128 + 13 = 141, so `set -o pipefail` scripts see the same as with them.
@@ -23,6 +26,7 @@ exit codes:
   {OK:<4}success
   {FAILED:<4}the command failed (cannot start, import refused, doctor found problems)
   {USAGE:<4}bad argument or configuration; nothing was done
+  {NOT_RUNNING:<4}`status`: no engine is running
   {INTERRUPTED:<4}interrupted (Ctrl-C); `serve` and `watch` stop cleanly with 0 instead
   {PIPE_CLOSED:<4}the output's reader went away (`| head`); nothing is printed about it"""
 

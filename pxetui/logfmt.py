@@ -104,6 +104,10 @@ def describe(ev: dict[str, Any]) -> str:
     if t == "LimitHit":
         times = f" ({g('count')} times)" if (g("count") or 1) > 1 else ""
         return f"limit {g('limit')} hit{times}: {g('message')}"
+    if t == "ReplayDone":
+        return f"attached: {g('events', 0)} events replayed, live from here"
+    if t == "Totals":
+        return f"counters: {len(g('counts') or {})} as the engine counts them"
     fields = {k: v for k, v in ev.items() if k not in ("type", "ts", "service", "mac", "ip")}
     return f"{t} {who} {fields}".rstrip()
 

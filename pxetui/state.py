@@ -38,6 +38,7 @@ from pxetui.events import (
     MenuChanged,
     PoolExhausted,
     ServiceState,
+    Totals,
     TransferClosed,
     TransferFailed,
     TransferFinished,
@@ -276,6 +277,25 @@ def _on(cls: type[Event]) -> Callable[[Handler], Handler]:
     return deco
 
 
+# What the running counters count (EngineState.counts, docs/status.schema.json): the DHCP
+# messages our service sent and received by type, and the transfers of our own TFTP and HTTP
+# services (capture's copies are the wire's: the same transfer again, or another server's).
+DHCP_TYPES = frozenset({"DISCOVER", "OFFER", "REQUEST", "ACK", "NAK", "RELEASE", "DECLINE",
+                        "INFORM", "BOOTP"})
+SERVING = frozenset({"tftp", "http"})
+
+
+def _is_error(ev: Any, t: str) -> bool:
+    """An event at error level, as event_level() says of its dict."""
+    if t == "Log":
+        return bool(ev.level_name == "error")
+    if t == "Alert":
+        return bool(ev.severity == "error" and not ev.cleared)
+    if t == "ServiceState":
+        return bool(ev.state == "failed")
+    return bool(ev.level == "error")
+
+
 # Finished transfers kept, the same number in the supervisor's fold and a UI's: a transfer that
 # ends again after a smaller history dropped it (failed, then finished) would otherwise come
 # back in a late UI's replay with what the live UI no longer has (tests/unit/test_fold.py).
@@ -311,6 +331,10 @@ class EngineState:
         # engine drops rather than slows serving when its readers fall behind.
         self.dropped: Counter[str] = Counter()
         self.dropped_types: dict[str, Counter[str]] = {}  # service -> event type -> dropped
+        # Running counters since the engine started, keys as DHCP_TYPES/SERVING say:
+        # "dhcp.out.ACK", "transfers.tftp.done" (started|done|failed|lookup), "bytes.http",
+        # "errors". A replay carries them whole (Totals), so a late reader counts the same.
+        self.counts: Counter[str] = Counter()
         self.events_seen = 0
         self.connected = False
         self.lab_vm: LabVm | None = None  # the lab's VM, in a UI that runs `pxetui lab`
@@ -336,6 +360,12 @@ class EngineState:
         handler = _HANDLERS.get(t)
         if handler is not None:
             changed |= handler(self, ev, ts)
+        if t == "DhcpPacket":
+            if ev.service == "dhcp":  # our server's own messages, not capture's copies
+                kind = ev.msg_type if ev.msg_type in DHCP_TYPES else "other"
+                self.counts[f"dhcp.{'out' if ev.direction == 'out' else 'in'}.{kind}"] += 1
+        elif _is_error(ev, t):
+            self.counts["errors"] += 1
         return changed
 
     def _apply_dict(self, d: dict[str, Any]) -> set[str]:
@@ -451,6 +481,13 @@ class EngineState:
         self.mark("services", name)
         return {"services"}
 
+    @_on(Totals)
+    def _on_totals(self, ev: Totals, ts: float) -> set[str]:
+        counts = ev.counts if isinstance(ev.counts, dict) else {}
+        self.counts = Counter({str(k): n for k, n in counts.items()
+                               if isinstance(n, int) and not isinstance(n, bool) and n > 0})
+        return {"engine"}
+
     @_on(Alert)
     def _on_alert(self, ev: Alert, ts: float) -> set[str]:
         key = str(ev.key or ev.message or "")
@@ -524,8 +561,13 @@ class EngineState:
             started=ts, ts=ts, service=str(ev.service or ""),
         )
         self._index(tr)
+        self._tally(tr, "started")
         self.mark("transfers", tid)
         return {"transfers"}
+
+    def _tally(self, tr: TransferInfo, outcome: str) -> None:
+        if tr.service in SERVING and tr.protocol in SERVING:
+            self.counts[f"transfers.{tr.protocol}.{outcome}"] += 1
 
     def _transfer(self, ev: TransferProgress | TransferFinished | TransferFailed,
                   ts: float) -> TransferInfo:
@@ -550,6 +592,8 @@ class EngineState:
         if delta > 0:
             b = int(ts)
             self._buckets[b] = self._buckets.get(b, 0.0) + delta
+            if tr.service in SERVING and tr.protocol in SERVING:
+                self.counts[f"bytes.{tr.protocol}"] += delta
             self.mark("throughput")
             if len(self._buckets) > self.throughput_window * 2:
                 for old in sorted(self._buckets)[: -self.throughput_window]:
@@ -587,6 +631,7 @@ class EngineState:
         if tr.size is None:
             tr.size = tr.bytes_done
         tr.status, tr.ts = "done", ts
+        self._tally(tr, "done")
         self._finish(tr)
         self._moved_on(tr)
         return {"transfers", "throughput"}
@@ -596,6 +641,7 @@ class EngineState:
         tr = self._transfer(ev, ts)
         self._count_bytes(tr, int(ev.bytes_done or 0), ts)
         tr.status, tr.reason, tr.ts = "failed", str(ev.reason or ""), ts
+        self._tally(tr, "lookup" if tr.expected_miss else "failed")  # pxetui/probes.py
         self._finish(tr)
         self._moved_on(tr)
         return {"transfers", "throughput"}
@@ -793,7 +839,11 @@ class EngineState:
         if self.lab_vm is not None:
             out.append(self.lab_vm)
         out += self._alert_events(out)
+        out.append(self.totals())  # last: the events above counted again in a fresh fold
         return out
+
+    def totals(self) -> Totals:
+        return Totals(ts=self.now, service="engine", counts=dict(self.counts))
 
     @staticmethod
     def _transfer_events(tr: TransferInfo) -> list[Event]:
@@ -838,6 +888,7 @@ class EngineState:
             "finished": list(self._finished), "library": self.library, "foreign": self.foreign,
             "limits": self.limits, "dropped": dict(self.dropped), "lab_vm": self.lab_vm,
             "dropped_types": {k: dict(v) for k, v in self.dropped_types.items()},
+            "counts": dict(self.counts),
         }
 
     # -- the UI's side of the connection -------------------------------------------------

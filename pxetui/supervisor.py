@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pxetui import __version__, privileges, store
+from pxetui import __version__, metrics, privileges, store
 from pxetui.config import Config
 from pxetui.control import LINE_LIMIT, socket_path
 from pxetui.emitter import LineReader
@@ -35,14 +35,17 @@ from pxetui.events import (
     EventDecodeError,
     EventsDropped,
     Log,
+    ReplayDone,
     ServiceState,
     dumps,
     from_dict,
     loads,
     shares_containers,
 )
+from pxetui.metrics_server import MetricsServer
 from pxetui.netinfo import port_holders
 from pxetui.state import STATEFUL, EngineState
+from pxetui.status import status_of
 from pxetui.tracker import Tracker, drop_old_tables
 
 BACKOFF_START, BACKOFF_MAX, HEALTHY_AFTER = 0.5, 30.0, 60.0
@@ -286,6 +289,7 @@ class Supervisor:
         self.boot_once_entries: set[str] = set()
         self.fail_fast = True
         self._server: asyncio.base_events.Server | None = None
+        self._metrics: MetricsServer | None = None
 
     # -- events ---------------------------------------------------------------------------
     def publish(self, ev: Event) -> None:
@@ -343,8 +347,14 @@ class Supervisor:
 
     def replay(self) -> list[Event]:
         """What a UI attaching now is sent: the state as events (every client whole, though
-        live ClientUpdates are deltas), then the recent history."""
-        return [*self.state.snapshot(), *self.recent]
+        live ClientUpdates are deltas), then the recent history, the counters again (the
+        history counted twice in the reader's fold) and the end of the replay."""
+        out = [*self.state.snapshot(), *self.recent, self.state.totals()]
+        return [*out, ReplayDone(service="engine", events=len(out))]
+
+    def metrics_text(self) -> str:
+        """GET /metrics (pxetui/metrics_server.py): the fold as pxetui status reports it."""
+        return metrics.render(status_of(self.state, time.time()))
 
     def _cut(self, q: asyncio.Queue[tuple[str, bytes] | None]) -> None:
         """A UI that stopped reading: cut it loose, keep serving. It reattaches and gets the
@@ -403,9 +413,27 @@ class Supervisor:
             http_port=self.cfg.http.port, tftp_root=str(self.cfg.tftp_root),
             http_root=str(self.cfg.http_root), state_dir=self.cfg.state_dir, version=__version__))
         await self._start_control()
+        await self._start_metrics()
         for r in self.runners.values():
             r.task = asyncio.create_task(r.run())
         asyncio.create_task(self._tick())
+
+    async def _start_metrics(self) -> None:
+        """[metrics], when enabled: a listener that cannot open is an error in the log, and the
+        engine serves on without it."""
+        if not self.cfg.metrics.enabled:
+            return
+        m = self.cfg.metrics
+        server = MetricsServer(m, self.metrics_text, self.publish)
+        try:
+            await server.start()
+        except OSError as exc:
+            self.publish(Log(service="engine", level_name="error",
+                             message=f"metrics: cannot listen on {m.address}:{m.port}: {exc.strerror or exc}"))
+            return
+        self._metrics = server
+        self.publish(Log(service="engine", message=f"metrics at http://{m.address}:{m.port}/metrics "
+                         f"for {', '.join(m.allow)}"))
 
     def _prepare_files(self) -> None:
         """Before any service starts: served roots exist, and the state directory (with the
@@ -445,6 +473,8 @@ class Supervisor:
             q.put_nowait(None)
         if self._server:
             self._server.close()
+        if self._metrics is not None:
+            self._metrics.close()
         with contextlib.suppress(OSError):
             socket_path(self.cfg.state_dir).unlink()
 

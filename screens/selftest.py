@@ -6,8 +6,6 @@ inside the lab's namespace): pxetui/doctor/engineargs.py."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 from textual import work
@@ -17,26 +15,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
-from pxetui.doctor.engineargs import NoEngine, self_test_command
-from pxetui.doctor.selftest import Report
-
-TIMEOUT = 600.0  # seconds: six boot files and a kernel and initrd on a slow link
-
-
-def run_self_test(sock: Path) -> list[str]:
-    """The report's lines, or why there is none; never raises (the UI shows whatever it gets)."""
-    try:
-        cmd, cwd = self_test_command(sock)
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, cwd=cwd)
-    except NoEngine as exc:
-        return [f"The self-test cannot run: {exc}"]
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return [f"The self-test did not finish: {exc}"]
-    try:
-        return Report.from_dict(json.loads(r.stdout)).lines()
-    except (ValueError, TypeError, AttributeError):
-        err = (r.stderr or r.stdout).strip().splitlines()[-5:]
-        return [f"The self-test failed (exit {r.returncode}):", *err]
+from pxetui.doctor import engineargs
 
 
 class SelfTestScreen(ModalScreen[None]):
@@ -58,7 +37,7 @@ class SelfTestScreen(ModalScreen[None]):
 
     @work(thread=True, group="selftest", exclusive=True, exit_on_error=False)
     def run_test(self) -> None:
-        lines = run_self_test(self.sock)
+        lines = engineargs.run(self.sock).lines()
         self.app.call_from_thread(self.show, lines)
 
     def show(self, lines: list[str]) -> None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from pxetui import __version__, exitcodes
+from pxetui.cliconfig import config_from
 from pxetui.config import Config
-from pxetui.doctor import host, selftest
+from pxetui.control import is_live, socket_path
+from pxetui.doctor import engineargs, host, selftest
 from pxetui.doctor.finding import Finding
 
 
@@ -43,11 +46,19 @@ def as_json(cfg: Config, found: list[Finding], read: list[str]) -> int:
     return exitcodes.OK if doc["ok"] else exitcodes.FAILED
 
 
-def self_test(cfg: Config, args: argparse.Namespace) -> int:
-    report = selftest.run(cfg, args.server)
+def self_test(args: argparse.Namespace) -> int:
+    """With no interface given, the running engine's own options are used (engineargs.py): a
+    technician types `pxetui doctor --self-test` and tests what is being served."""
+    base = config_from(args, need_interface=False)
+    sock = socket_path(base.state_dir)
+    if not base.interface and is_live(sock) and not os.environ.get(engineargs.CHILD_ENV):
+        report = engineargs.run(sock, ["--server", args.server] if args.server else [])
+    else:
+        report = selftest.run(config_from(args), args.server)
     if args.json:
         json.dump(report.as_dict(), sys.stdout, indent=2)
         print()
     else:
         print("\n".join(report.lines()))
     return exitcodes.OK if report.ok else exitcodes.FAILED
+

@@ -5,13 +5,19 @@ it needs nothing from the engine but its socket."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
+from pxetui.doctor.selftest import Report
+
 SERVE_ONLY = {"-v": 0, "--verbose": 0, "--log-file": 1}  # serve's options doctor does not take
+CHILD_ENV = "PXETUI_SELF_TEST_CHILD"  # set for the command run here: it never looks for an engine again
+TIMEOUT = 600.0  # seconds: every boot file and a kernel and initrd on a slow link
 
 
 class NoEngine(Exception):
@@ -65,3 +71,22 @@ def self_test_command(sock_path: str | Path) -> tuple[list[str], str]:
     if theirs != ours:  # a lab's engine: run where its interface is
         cmd = ["nsenter", f"--net=/proc/{pid}/ns/net", *cmd]
     return cmd, f"/proc/{pid}/cwd"
+
+
+def run(sock_path: str | Path, extra: list[str] | None = None) -> Report:
+    """The self-test of the engine on `sock_path`, run where it runs; a report that says what
+    went wrong when it could not run."""
+    try:
+        cmd, cwd = self_test_command(sock_path)
+        env = dict(os.environ, **{CHILD_ENV: "1"})
+        r = subprocess.run([*cmd, *(extra or [])], capture_output=True, text=True, cwd=cwd, env=env,
+                           timeout=TIMEOUT)
+    except NoEngine as exc:
+        return Report("", problem=str(exc))
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Report("", problem=f"the self-test did not finish: {exc}")
+    try:
+        return Report.from_dict(json.loads(r.stdout))
+    except (ValueError, TypeError, AttributeError):
+        tail = " / ".join((r.stderr or r.stdout).strip().splitlines()[-3:])
+        return Report("", problem=f"the self-test failed (exit {r.returncode}): {tail}")

@@ -80,7 +80,7 @@ class Report:
                    list(d.get("notes", [])), str(d.get("problem", "")))
 
     def lines(self) -> list[str]:
-        out = [f"self-test against {self.server}"]
+        out = [f"self-test against {self.server}" if self.server else "self-test"]
         if self.problem:
             out.append(f"  FAILED: {self.problem}")
         for f in self.fetches:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -117,3 +118,10 @@ async def test_the_ui_runs_the_self_test_in_the_engines_namespace_and_shows_the_
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, SelfTestScreen)
+
+    # The technician's short form: no options but the state directory; the engine's own are used.
+    r = subprocess.run([sys.executable, "-m", "pxetui", "doctor", "--self-test", "--state-dir", str(state)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "self-test against 10.99.0.1" in r.stdout
+    assert "FAILED  uefi64 boot file: site-loader.efi: the server answered error 1" in r.stdout

@@ -109,7 +109,7 @@ def test_help_lists_the_exit_codes(env):
     p = pxetui("--help", env=env)
     assert p.returncode == 0
     codes = p.stdout.split("exit codes:\n", 1)[1]
-    assert [line.split()[0] for line in codes.splitlines()] == ["0", "1", "2", "130", "141"]
+    assert [line.split()[0] for line in codes.splitlines()] == ["0", "1", "2", "3", "130", "141"]
 
 
 def test_readme_lists_the_same_exit_codes():
