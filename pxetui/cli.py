@@ -13,14 +13,14 @@ from pathlib import Path
 
 from pxetui import __version__, exitcodes
 from pxetui.cliconfig import add_common, config_from, resolve_interface
-from pxetui.commands import analyze, export, import_, lab, watch
+from pxetui.commands import analyze, export, import_, lab, status, watch
 from pxetui.config import Config, ConfigError
 from pxetui.doctor.command import add_options as doctor_options
 from pxetui.netinfo import interfaces
 from pxetui.uiport import NO_UI, RunUi
 
 # Subcommands other modules contribute: each has register(subparsers).
-COMMAND_MODULES = (import_, lab, watch, analyze, export)
+COMMAND_MODULES = (import_, lab, watch, analyze, export, status)
 
 
 # -- serve ----------------------------------------------------------------------------
