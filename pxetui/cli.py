@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pxetui import __version__, exitcodes
 from pxetui.cliconfig import add_common, config_from, resolve_interface
@@ -18,6 +19,9 @@ from pxetui.config import Config, ConfigError
 from pxetui.doctor.command import add_options as doctor_options
 from pxetui.netinfo import interfaces
 from pxetui.uiport import NO_UI, RunUi
+
+if TYPE_CHECKING:
+    from pxetui.supervisor import Supervisor
 
 # Subcommands other modules contribute: each has register(subparsers).
 COMMAND_MODULES = (import_, lab, watch, analyze, export, status)
@@ -48,10 +52,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     async def main() -> int:
         sup = Supervisor(cfg, names, on_event=show)
         loop = asyncio.get_running_loop()
-        # Installed explicitly, whatever was inherited (a parent that ignores SIGINT); SIGHUP
-        # (the terminal went away) stops it too: it is a foreground command.
+        # Installed explicitly, whatever was inherited (a parent that ignores SIGINT). SIGHUP
+        # reloads, as for any daemon (README "Run it permanently"): a closed terminal no longer
+        # stops a foreground `serve`.
         for sig in STOP_SIGNALS:
             loop.add_signal_handler(sig, lambda: asyncio.ensure_future(sup.stop()))
+        loop.add_signal_handler(signal.SIGHUP, lambda: reload_config(args, sup))
         await sup.start()
         await sup.wait()
         show.flush()
@@ -66,7 +72,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def reload_config(args: argparse.Namespace, sup: Supervisor) -> None:
+    """SIGHUP: read the config file again, with the same command line winning over it, and
+    validate it; a bad one is an error event and the engine keeps the config in effect."""
+    try:
+        new = config_from(args)
+    except ConfigError as exc:
+        sup.reload_failed(exc.problems)
+        return
+    asyncio.ensure_future(sup.reload(new))
 
 
 def privilege_problems(cfg: Config) -> list[str]:
@@ -150,8 +167,6 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """What pxetui needs on this machine, and what is missing (with the package to install)."""
-    import shutil
-
     from pxetui.doctor import command as doctor
 
     if args.self_test:
@@ -172,11 +187,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"  {line}")
     from pxetui.tftp import pump
 
-    hint = "" if pump._pump is not None else " (reinstall with gcc and python3-dev: pip install -e .)"
+    hint = "" if pump._pump is not None else (" (install gcc and python3-dev, then reinstall: "
+                                              "pipx reinstall pxetui, or pip install -e . in a clone)")
     print(f"tftp lock-step transfers: {pump.describe()}{hint}")
-    for tool, pkg in (("qemu-system-x86_64", "qemu-system-x86"), ("tcpdump", "tcpdump")):
-        found = shutil.which(tool)
-        print(f"{tool}: {found or f'missing (apt-get install {pkg})'}")
+    from pxetui import debpackages
+
+    print("Debian packages (what each adds):")
+    for line in debpackages.describe_lines():
+        print(f"  {line}")
     from pxetui.capture.filters import boot_filter, compile_filter
 
     try:

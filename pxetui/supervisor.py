@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from pxetui import __version__, metrics, privileges, store
+from pxetui import reload as reload_plan
 from pxetui.config import Config
 from pxetui.control import LINE_LIMIT, socket_path
 from pxetui.emitter import LineReader
 from pxetui.events import (
+    Alert,
     BootCallback,
     ClientForgotten,
     ClientUpdate,
@@ -49,6 +51,7 @@ from pxetui.status import status_of
 from pxetui.tracker import Tracker, drop_old_tables
 
 BACKOFF_START, BACKOFF_MAX, HEALTHY_AFTER = 0.5, 30.0, 60.0
+RELOAD_ALERT = "config.reload"  # the Alert a refused reload raises and a good one clears
 # What a UI attaching late is replayed besides the state: the newest events that change no
 # table (logs, packets, boot decisions), and how many finished transfers the state keeps.
 HISTORY = 3000
@@ -139,6 +142,7 @@ class ServiceRunner:
         self.restarts = 0
         self.bad_lines = 0  # event lines that were not an event, this run of the service
         self.stopping = False
+        self.restart_requested = False  # a reload restarts it: not a failure, no backoff
         self.last_error = ""
         self.ever_running = False
         self.task: asyncio.Task[None] | None = None
@@ -176,6 +180,9 @@ class ServiceRunner:
             self.proc.stdin.close()
             if self.stopping:
                 break
+            if self.restart_requested:
+                self.restart_requested = False
+                continue
             reason = self.last_error or f"exited with code {code}"
             if self.sup.fail_fast and not self.ever_running:
                 self.state("failed", reason)
@@ -247,6 +254,20 @@ class ServiceRunner:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(sig)
 
+    async def restart(self) -> None:
+        """Stop the process (SIGTERM, SIGKILL after STOP_GRACE) for the loop to start it again at
+        once with the supervisor's current config line. Between restarts there is nothing to do:
+        the next start reads the current config anyway."""
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        self.restart_requested = True
+        self.signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), STOP_GRACE)
+        except TimeoutError:
+            self.signal(signal.SIGKILL)
+
     async def stop(self) -> None:
         """SIGTERM, then SIGKILL after STOP_GRACE: the whole engine stops within 2 s."""
         self.stopping = True
@@ -290,6 +311,7 @@ class Supervisor:
         self.fail_fast = True
         self._server: asyncio.base_events.Server | None = None
         self._metrics: MetricsServer | None = None
+        self._reload_lock = asyncio.Lock()
 
     # -- events ---------------------------------------------------------------------------
     def publish(self, ev: Event) -> None:
@@ -369,7 +391,7 @@ class Supervisor:
         self._emit(EventsDropped(service="ui", counts=dict(lost), total=sum(lost.values())))
 
     # -- per-host overrides ---------------------------------------------------------------
-    def _reload_hosts(self) -> None:
+    def _reload_hosts(self, services: tuple[str, ...] = ("dhcp", "http", "tftp")) -> None:
         """Re-read which MACs boot once into a menu entry; services re-read their overrides."""
         conn = store.connect(self.cfg.db_path)
         try:
@@ -377,7 +399,7 @@ class Supervisor:
         finally:
             conn.close()
         self.boot_once_entries = {m for m, r in rows.items() if r["boot_once"] not in (None, "local")}
-        for n in ("dhcp", "http", "tftp"):
+        for n in services:
             if n in self.runners:
                 self.runners[n].signal(signal.SIGHUP)
 
@@ -480,6 +502,58 @@ class Supervisor:
 
     async def wait(self) -> None:
         await self.stopped.wait()
+
+    # -- reload (SIGHUP) ------------------------------------------------------------------
+    def reload_failed(self, problems: list[str]) -> None:
+        """A config that cannot be taken: say why, keep serving with the one in effect."""
+        for p in problems:
+            self.publish(Log(service="engine", level_name="error", message=f"reload: {p}"))
+        self.publish(Alert(service="engine", key=RELOAD_ALERT, severity="error",
+                           message=f"config reload refused, the previous config stays: {problems[0]}"))
+
+    async def reload(self, new: Config) -> None:
+        """Take a re-read, validated config without dropping leases or transfers in flight:
+        only services whose keys changed restart (pxetui/reload.py), the others re-read menus,
+        boot files and host overrides on SIGHUP. One reload at a time."""
+        async with self._reload_lock:
+            if not self.stopped.is_set():
+                await self._reload(new)
+
+    async def _reload(self, new: Config) -> None:
+        changed = reload_plan.changed_keys(self.cfg, new)
+        problems = reload_plan.refused(changed)
+        names = services_for(new)
+        restart = reload_plan.restarts(changed, [n for n in names if n in self.runners])
+        added = [n for n in names if n not in self.runners]
+        removed = [n for n in self.runners if n not in names]
+        # Ports the new config binds that no running service of ours holds yet: held by another
+        # process, the service would fail to start again and again; refuse the config instead.
+        old_ports = ports_needed(self.cfg, list(self.runners))
+        fresh = {p: proto for p, proto in ports_needed(new, [*restart, *added]).items()
+                 if old_ports.get(p) != proto}
+        problems += [h.describe() for h in port_holders(fresh)]
+        if problems:
+            self.reload_failed(problems)
+            return
+        self.cfg, self.config_line = new, new.to_json().encode() + b"\n"
+        await asyncio.gather(*(self.runners.pop(n).stop() for n in removed))
+        await asyncio.gather(*(self.runners[n].restart() for n in restart))
+        for n in added:
+            r = self.runners[n] = ServiceRunner(self, n)
+            r.task = asyncio.create_task(r.run())
+        kept = tuple(n for n in self.runners if n not in restart and n not in added)
+        self._reload_hosts(kept)
+        parts = [f"restarted {n} ({', '.join(keys)} changed)" for n, keys in restart.items()]
+        parts += [f"started {n}" for n in added] + [f"stopped {n}" for n in removed]
+        if kept:
+            parts.append(f"{', '.join(kept)} re-read menus and overrides")
+        later = reload_plan.at_next_start(changed)
+        if later:
+            parts.append(f"{', '.join(later)} take effect when pxetui serve restarts")
+        self.publish(Log(service="engine", message="reload: config re-read; " + "; ".join(parts)))
+        if RELOAD_ALERT in self.state.alerts:
+            self.publish(Alert(service="engine", key=RELOAD_ALERT, severity="info", cleared=True,
+                               message="config reload: the new config is in effect"))
 
     # -- control socket -------------------------------------------------------------------
     async def _start_control(self) -> None:
