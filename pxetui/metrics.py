@@ -23,12 +23,21 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
+def _number(value: float) -> str:
+    """Whole numbers as integers, others exactly: %g would print 123456789 bytes as 1.23457e+08."""
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 2**53):
+        return str(int(value))
+    return repr(float(value))
+
+
 def _family(out: list[str], name: str, kind: str, help_: str, samples: list[Sample]) -> None:
     out.append(f"# HELP {name} {help_}")
     out.append(f"# TYPE {name} {kind}")
     for labels, value in samples:
         inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-        out.append(f"{name}{{{inner}}} {value:g}" if inner else f"{name} {value:g}")
+        out.append(f"{name}{{{inner}}} {_number(value)}" if inner else f"{name} {_number(value)}")
 
 
 def render(st: dict[str, Any]) -> str:
@@ -41,7 +50,7 @@ def render(st: dict[str, Any]) -> str:
         _family(out, "pxetui_start_time_seconds", "gauge", "When the engine started (Unix time).",
                 [({}, e["started"])])
     _family(out, "pxetui_service_up", "gauge", "1 when the service is running, else 0.",
-            [({"service": s["name"], "state": s["state"]}, 1 if s["state"] == "running" else 0)
+            [({"service": s["name"]}, 1 if s["state"] == "running" else 0)
              for s in st["services"]])
     _family(out, "pxetui_service_restarts_total", "counter", "Times the supervisor restarted the service.",
             [({"service": s["name"]}, s["restarts"]) for s in st["services"]])

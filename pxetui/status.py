@@ -112,7 +112,7 @@ def text(st: dict[str, Any]) -> str:
                + (f", {st['clients_in_trouble']} in trouble" if st["clients_in_trouble"] else ""))
     for cl in st["clients"]:
         why = f"  {cl['diagnosis']}" if cl["diagnosis"] else ""
-        out.append(f"  {cl['mac']}  {cl['ip'] or '-':<15} {cl['stage']:<10} {cl['firmware'] or '-':<12}{why}")
+        out.append(f"  {cl['mac']}  {cl['ip'] or '-':<15} {cl['stage']:<10} {cl['firmware'] or '-':<12}{why}".rstrip())
     for a in st["alerts"]:
         out.append(f"{a['severity']}: {a['message']}")
     return "\n".join(out)

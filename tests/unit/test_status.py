@@ -170,8 +170,20 @@ def test_metrics_parse_with_prometheus_clients_parser():
     stages = {s.labels["stage"]: s.value for s in fams["pxetui_clients"].samples}
     assert set(stages) == {"new", *STAGES} and stages["kernel"] == 1 and stages["booted"] == 0
     assert value("pxetui_clients_in_trouble") == 1
+    assert value("pxetui_start_time_seconds") == 100
     # no client identifier in any label (docs/SECURITY.md, "Metrics")
     assert MAC not in exposition and "10.0.0.100" not in exposition
+
+
+def test_large_counters_and_times_are_written_exactly():
+    st = status_of(folded(events()), now=200.0)
+    st["engine"]["started"] = 1765090000.25
+    st["counters"]["transfers"]["tftp"]["bytes"] = 123_456_789_012
+    exposition = render(st)
+    assert 'pxetui_transfer_bytes_total{protocol="tftp"} 123456789012\n' in exposition
+    assert "pxetui_start_time_seconds 1765090000.25\n" in exposition
+    fams = {f.name: f for f in text_string_to_metric_families(exposition)}
+    assert fams["pxetui_start_time_seconds"].samples[0].value == 1765090000.25
 
 
 def test_answer_serves_only_get_metrics():
