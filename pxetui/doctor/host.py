@@ -20,7 +20,7 @@ from pxetui.tftp.options import HEADERS
 SYS_NET = Path("/sys/class/net")
 PROC_CONF = Path("/proc/sys/net/ipv4/conf")
 RFC1350_BLOCK = 512  # the block every TFTP client can fall back to (RFC 1350)
-COMMON_BLKSIZE = 1468  # what UEFI and many PXE ROMs ask for on a 1500-byte LAN (docs/FIELD-NOTES.md)
+COMMON_BLKSIZE = 1468  # what OVMF asks for on a 1500-byte LAN (docs/FIELD-NOTES.md, "Client fingerprints")
 DHCP_CLIENTS = ("dhclient", "dhcpcd", "udhcpc", "dhcpcd5")
 
 
