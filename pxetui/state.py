@@ -300,6 +300,7 @@ def _is_error(ev: Any, t: str) -> bool:
 # ends again after a smaller history dropped it (failed, then finished) would otherwise come
 # back in a late UI's replay with what the live UI no longer has (tests/unit/test_fold.py).
 FINISHED_KEEP = 500
+LIMITS_KEEP = 256  # (limit, address) pairs whose hits are kept, the least recently hit go first
 
 
 class EngineState:
@@ -515,11 +516,16 @@ class EngineState:
     @_on(LimitHit)
     def _on_limit(self, ev: LimitHit, ts: float) -> set[str]:
         key = f"{ev.limit}|{ev.ip or ''}"
-        hit = self.limits.get(key)
+        hit = self.limits.pop(key, None)  # re-inserted: the most recently hit last
         if hit is None:
-            hit = self.limits[key] = LimitInfo(str(ev.limit or ""), ev.ip, 0, "", ts)
+            hit = LimitInfo(str(ev.limit or ""), ev.ip, 0, "", ts)
+        self.limits[key] = hit
         hit.count += int(ev.count or 0)
         hit.message, hit.ts = str(ev.message or ""), ts
+        # A spoofed flood names a new address per hit: keep the most recent (docs/SECURITY.md,
+        # "Bounded disk and memory"); every reader folds the same events, so drops the same.
+        while len(self.limits) > LIMITS_KEEP:
+            del self.limits[next(iter(self.limits))]
         return set()  # in the log (a warning); no table of its own on screen yet
 
     @_on(LeaseGranted)

@@ -273,3 +273,22 @@ async def test_clients_a_previous_run_left_are_in_the_replay(tmp_path):
         assert c.mac == MAC and c.full and [f["id"] for f in c.files] == ["t"]
     finally:
         await again.stop()
+
+
+def test_limit_hits_from_a_spoofed_flood_stay_bounded_and_replay_alike():
+    # Each spoofed source is a new (limit, address) pair: the fold keeps the most recent.
+    from pxetui.events import LimitHit
+    from pxetui.state import LIMITS_KEEP
+
+    live = EngineState()
+    for i in range(LIMITS_KEEP + 300):
+        live.apply(LimitHit(ts=float(i), service="tftp", limit="tftp.max_per_client",
+                            ip=f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}", count=1, message="x"))
+    live.apply(LimitHit(ts=1e6, service="tftp", limit="tftp.max_per_client", ip="10.0.1.44", count=2))
+    assert len(live.limits) == LIMITS_KEEP
+    assert list(live.limits)[-1] == "tftp.max_per_client|10.0.1.44"
+    assert live.limits["tftp.max_per_client|10.0.1.44"].count == 3  # an old pair hit again
+    late = EngineState()
+    for ev in live.snapshot():
+        late.apply(ev)
+    assert late.limits == live.limits
