@@ -516,7 +516,11 @@ class Supervisor:
         only services whose keys changed restart (pxetui/reload.py), the others re-read menus,
         boot files and host overrides on SIGHUP. One reload at a time."""
         async with self._reload_lock:
-            if not self.stopped.is_set():
+            if self.tracker is None or any(r.task is None for r in self.runners.values()):
+                # start() has not started the services yet, or stop() has finished
+                self.publish(Log(service="engine", level_name="warning",
+                                 message="reload: ignored, the engine is starting or stopping"))
+            else:
                 await self._reload(new)
 
     async def _reload(self, new: Config) -> None:

@@ -96,7 +96,8 @@ class Watcher:
         wait_for(lambda: pred(list(self.events)), timeout=timeout, what=what)
 
 
-def write_config(path: Path, tmp: Path, max_per_client: int, dhcp_range: str = "10.99.0.100-10.99.0.199") -> None:
+def write_config(path: Path, tmp: Path, max_per_client: int, dhcp_range: str = "10.99.0.100-10.99.0.199",
+                 capture: bool = False) -> None:
     path.write_text(f"""
 interface = "eth0"
 state_dir = "{tmp / 'state'}"
@@ -116,7 +117,7 @@ root = "{tmp / 'http'}"
 max_per_client = {max_per_client}
 
 [capture]
-enabled = false
+enabled = {str(capture).lower()}
 """)
 
 
@@ -191,10 +192,13 @@ def test_sighup_reloads_config_and_menu_keeping_leases_and_transfers(netns, tmp_
     assert eng.poll() is None
     assert "Menu after reload" in client.run("curl", "-sf", MENU_URL).stdout
 
-    # Fixed again: the alert is cleared and nothing restarts (the config equals the one in effect).
-    write_config(conf, tmp_path, max_per_client=12)
+    # Fixed again, with capture switched on: the alert is cleared, capture starts, nothing restarts.
+    write_config(conf, tmp_path, max_per_client=12, capture=True)
     os.kill(eng.pid, signal.SIGHUP)
     w.wait(lambda evs: of(evs, "Alert", key="config.reload", cleared=True), "the alert cleared")
+    w.wait(lambda evs: of(evs, "ServiceState", service="capture", state="running"), "capture running")
+    assert [e for e in of(w.events, "Log", service="engine") if "reload: config re-read; started capture; "
+            "dhcp, tftp, http re-read menus and overrides" == e["message"]]
     assert {s: running_pid(w.events, s) for s in ("dhcp", "tftp")} == {s: pids[s] for s in ("dhcp", "tftp")}
 
     # The lease was never ended; SIGINT still stops the engine.
