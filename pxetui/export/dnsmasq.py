@@ -122,26 +122,26 @@ def _boots(plan: Plan) -> list[str]:
 def _kind_lines(plan: Plan, kind: str, file: str, extra: list[str], why: str,
                 boot: KindBoot | None = None) -> list[str]:
     out = [f"# {kind}: {why}"]
-    if plan.mode == "proxy" and kind not in ("ipxe", archtypes.HTTP_KIND):
-        return out + _pxe_service(plan, kind, file, extra, boot)
-    if plan.mode == "proxy" and kind == archtypes.HTTP_KIND:
-        return out + ["# (dnsmasq's proxyDHCP answers PXE clients only: UEFI HTTP boot needs "
-                      "the site's DHCP server to send this URL)"]
+    if plan.mode == "proxy":
+        return out + _proxy_lines(plan, kind, file, extra, boot)
     for tags in _kind_tags(kind):
         out.append(_boot_line([*extra, *tags], file, plan.server_ip))
     return out
 
 
-def _pxe_service(plan: Plan, kind: str, file: str, extra: list[str], boot: KindBoot | None) -> list[str]:
-    """proxyDHCP: dnsmasq answers PXE clients through pxe-service (its man page); for x86PC it
-    appends ".0" to the name itself."""
-    codes = boot.arch_codes if boot else next((b.arch_codes for b in plan.boots if b.kind == kind), ())
-    out = []
-    for code in codes or (0,):
-        csa = _CSA.get(code, str(code))
-        name = file[:-2] if csa == "x86PC" and file.endswith(".0") else file
-        if csa == "x86PC" and name == file:
-            out.append(f"# dnsmasq asks for {file}.0: copy {file} to that name in tftp-root")
-        tags = ",".join(f"tag:{x}" for x in [*extra, "!ipxe"])
-        out.append(f'pxe-service={tags},{csa},"pxetui {kind}",{name},{plan.server_ip}')
-    return out
+def _proxy_lines(plan: Plan, kind: str, file: str, extra: list[str], boot: KindBoot | None) -> list[str]:
+    """proxyDHCP: dnsmasq answers PXE clients through pxe-service, per client system type (its
+    man page); a name with its suffix (pxelinux.0, snponly.efi) is used as it is. iPXE is a PXE
+    client too: it gets the script URL as its service, for every system type iPXE is built for."""
+    if kind == archtypes.HTTP_KIND:
+        return ["# (dnsmasq's proxyDHCP answers PXE clients only: UEFI HTTP boot needs the site's "
+                "DHCP server to send this URL)"]
+    if kind == "ipxe":
+        codes = sorted({c for b in plan.boots for c in b.arch_codes if b.kind != archtypes.HTTP_KIND} | {0})
+        tags = [*extra, "ipxe"]
+    else:
+        codes = list(boot.arch_codes if boot else next((b.arch_codes for b in plan.boots if b.kind == kind), ()))
+        tags = [*extra, "!ipxe"]
+    t = ",".join(f"tag:{x}" for x in tags)
+    server = "" if file.startswith(("http://", "https://")) else f",{plan.server_ip}"
+    return [f'pxe-service={t},{_CSA.get(code, str(code))},"pxetui {kind}",{file}{server}' for code in codes]

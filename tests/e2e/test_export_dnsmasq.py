@@ -2,7 +2,8 @@
 dnsmasq (DHCP and TFTP) runs with it on the lab network, pxetui runs with DHCP off and TFTP
 disabled (HTTP only: the per-request iPXE script, the kernel and initrd), and real firmware
 in QEMU boots to the busybox marker: SeaBIOS + the NIC's iPXE ROM (iPXE at once: the script
-URL), and OVMF (PXE: snponly.efi over dnsmasq's TFTP, then iPXE: the script URL, no loop).
+URL), and OVMF (PXE: snponly.efi over dnsmasq's TFTP, then iPXE: the script URL, no loop), also
+with the proxyDHCP export beside the lab's site DHCP server.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ port = {self.opts.http_port}
         """`pxetui export` inside the lab namespace (it reads the bridge's address), then what
         its comments say to do: copy the boot loaders into the TFTP root."""
         self.net.ns.run(sys.executable, "-m", "pxetui", "export", "--config", str(self.config),
-                        "--format", "dnsmasq", "-o", str(self.exported), timeout=60)
+                        "--format", "dnsmasq", "--mode", self.opts.dhcp, "-o", str(self.exported),
+                        timeout=60)
         text = self.exported.read_text()
         self.tftp.mkdir(parents=True, exist_ok=True)
         for cmd in re.findall(r"^#   (cp \S+ \S+)$", text, re.M):
@@ -91,6 +93,8 @@ port = {self.opts.http_port}
             self.dir.mkdir(parents=True, exist_ok=True)
             self.prepare_content()
             self.net.create()
+            if self.opts.dhcp == "proxy":
+                self._start_site_dhcp()  # the site's server: addresses only
             self.write_config()
             self.export()
             self.start_dnsmasq()
@@ -102,9 +106,10 @@ port = {self.opts.http_port}
         return self
 
 
-def boot_with_dnsmasq(tmp_path: Path, firmware: str) -> tuple[str, str, list[dict[str, object]], DnsmasqLab]:
+def boot_with_dnsmasq(tmp_path: Path, firmware: str,
+                      dhcp: str = "full") -> tuple[str, str, list[dict[str, object]], DnsmasqLab]:
     require_lab(firmware)
-    opts = LabOptions(state_dir=tmp_path, firmware=firmware, content="busybox")
+    opts = LabOptions(state_dir=tmp_path, firmware=firmware, content="busybox", dhcp=dhcp)
     with DnsmasqLab(opts) as lab:
         vm = lab.boot()
         vm.wait_for(lab.marker, 300)
@@ -152,3 +157,15 @@ def test_uefi_ovmf_boots_from_exported_dnsmasq(tmp_path: Path) -> None:
     # OVMF's PXE got the configured iPXE over dnsmasq's TFTP (copied as the export said)
     assert re.search(r"^dnsmasq-tftp(\[\d+\])?: sent \S+/snponly\.efi to ", log, re.M), log
     assert sent_file(log, "snponly.efi"), log
+
+
+def test_uefi_ovmf_boots_from_exported_dnsmasq_proxy(tmp_path: Path) -> None:
+    # The site's dnsmasq hands out the address; the exported proxyDHCP (pxe-service) answers
+    # OVMF's PXE with snponly.efi and the iPXE it runs with the script URL.
+    console, log, events, lab = boot_with_dnsmasq(tmp_path, "uefi", dhcp="proxy")
+    assert content.MARKER in console
+    assert re.search(r"^dnsmasq-tftp(\[\d+\])?: sent \S+/snponly\.efi to ", log, re.M), log
+    assert re.search(rf"^dnsmasq-dhcp: \d+ PXE\(br0\) {lab.opts.mac} proxy$", log, re.M), log
+    assert sent_file(log, f"http://{lab.net.server_ip}/boot.ipxe"), log  # iPXE: the script
+    assert not [e for e in events if e.get("type") == "DhcpPacket" and e.get("service") == "dhcp"]
+    assert {"boot.ipxe", "lab/vmlinuz", "lab/initrd.gz"} <= http_paths(events), http_paths(events)

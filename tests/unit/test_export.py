@@ -96,7 +96,9 @@ def test_dnsmasq_lines(tmp_path: Path) -> None:
 def test_dnsmasq_proxy_uses_pxe_service(tmp_path: Path) -> None:
     text = dnsmasq.render(plan_of(tmp_path, "proxy", boot_files={}))
     assert "dhcp-range=10.66.0.0,proxy,255.255.255.0" in text
-    assert f'pxe-service=tag:!host-bios,tag:!ipxe,x86PC,"pxetui bios",pxelinux,{SERVER}' in text
+    assert f'pxe-service=tag:!host-bios,tag:!ipxe,x86PC,"pxetui bios",pxelinux.0,{SERVER}' in text
+    # iPXE (a PXE client too) gets the script URL as its boot service: no chain loop
+    assert f'pxe-service=tag:!host-ipxe,tag:ipxe,X86-64_EFI,"pxetui ipxe",http://{SERVER}/boot.ipxe' in text
     assert f'pxe-service=tag:!host-uefi64,tag:!ipxe,X86-64_EFI,"pxetui uefi64",ipxe.efi,{SERVER}' in text
     assert "dhcp-host=52:54:00:00:00:02,10.66.0.20" not in text  # no addresses in proxy mode
 
