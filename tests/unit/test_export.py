@@ -184,3 +184,22 @@ def test_isc_dhcpd_accepts_the_export(tmp_path: Path, mode: str) -> None:
     bad = tmp_path / "bad.conf"
     bad.write_text(out.read_text().replace("unsigned integer 16", "unsigned integer 17"))
     assert subprocess.run(["dhcpd", "-t", "-cf", str(bad)], capture_output=True, timeout=60).returncode != 0
+
+
+def test_export_command_names_a_missing_interface(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pxetui import cli, exitcodes
+
+    out = tmp_path / "out.conf"
+    code = cli.main(["export", "--format", "kea", "--interface", "nosuch0", "--state-dir", str(tmp_path),
+                     "-o", str(out)])
+    assert code == exitcodes.USAGE
+    assert "nosuch0" in capsys.readouterr().err
+    assert not out.exists()  # nothing written
+
+
+def test_export_command_refuses_an_unknown_format(capsys: pytest.CaptureFixture[str]) -> None:
+    from pxetui import cli
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["export", "--format", "bind"])
+    assert exc.value.code == 2 and "invalid choice: 'bind'" in capsys.readouterr().err
