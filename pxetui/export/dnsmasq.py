@@ -81,7 +81,7 @@ def _hosts(plan: Plan) -> list[str]:
         for n in h.notes:
             out.append(f"# {h.mac}: {n}")
         parts = [h.mac] + [x for x in (h.ip, h.hostname) if x]
-        if plan.mode == "full" and (h.ip or h.hostname or not plan.allow_unknown):
+        if plan.mode == "full" and (h.ip or h.hostname or (h.admitted and not plan.allow_unknown)):
             out.append(f"dhcp-host={','.join(parts)}  # {h.source}")
     if not plan.allow_unknown and plan.mode == "full":
         out.append("dhcp-ignore=tag:!known  # dhcp.allow_unknown = false")

@@ -79,6 +79,9 @@ def render(plan: Plan) -> str:
                 "  deny booting;", "}"]
     for i, h in enumerate(plan.hosts):
         out += [f"# {h.mac}: {n}" for n in h.notes]
+        if not plan.allow_unknown and not h.admitted:
+            out.append(f"# {h.mac}: pxetui would not admit it (dhcp.allow_unknown = false, no "
+                       "reservation): this declaration makes it known to dhcpd")
         out += [f"host pxetui-host{i} {{  # {h.source}", f"  hardware ethernet {h.mac};"]
         if h.ip and plan.mode == "full":
             out.append(f"  fixed-address {h.ip};")

@@ -49,7 +49,8 @@ def _classes(plan: Plan) -> list[dict[str, Any]]:
         tests = " or ".join(f"hexstring(pkt4.mac, ':') == '{m}'" for m in plan.deny)
         out.append({"name": "DROP", "test": tests, "comment": "dhcp.deny"})
     if not plan.allow_unknown:
-        tests = " or ".join(f"hexstring(pkt4.mac, ':') == '{h.mac}'" for h in plan.hosts) or "'no' == 'hosts'"
+        tests = " or ".join(f"hexstring(pkt4.mac, ':') == '{h.mac}'" for h in plan.hosts
+                            if h.admitted) or "'no' == 'hosts'"
         out.append({"name": ALLOWED, "test": tests,
                     "comment": "dhcp.allow_unknown = false: reservations and dhcp.allow only"})
     for i, h in enumerate(plan.hosts):

@@ -53,6 +53,9 @@ class Host:
     hostname: str | None
     files: dict[str, str]  # kind -> file, only where this host differs from the kind's default
     source: str  # "reservation", "per-MAC override" or "allow list"
+    # let in when dhcp.allow_unknown is false (a reservation or dhcp.allow; an override alone
+    # does not admit a MAC: BootPolicy.admitted)
+    admitted: bool = True
     notes: list[str] = field(default_factory=list)  # what has no equivalent elsewhere
 
 
@@ -154,15 +157,16 @@ def _hosts(cfg: Config, overrides: Mapping[str, Mapping[str, Any]], policy: Boot
         r = reserved.get(mac)
         ov = overrides.get(mac) or {}
         files: dict[str, str] = {}
+        # boot_once is a one-shot the running pxetui clears: the export asks for the sticky
+        # answer, so it is left out of what the policy sees.
+        own = BootPolicy(cfg, {mac: {**ov, "boot_once": None}} if ov else {}, proxy=policy.proxy)
         for kind in BOOT_KINDS:
-            # boot_once is a one-shot the running pxetui clears: the export asks for the
-            # sticky answer, so it is left out of what the policy sees.
-            choice, _ = BootPolicy(cfg, {mac: {**ov, "boot_once": None}} if ov else {},
-                                   proxy=policy.proxy).decide(_facts(kind, mac), now=0.0)
+            choice, _ = own.decide(_facts(kind, mac), now=0.0)
             if choice.boot_file and choice.boot_file != defaults.get(kind):
                 files[kind] = choice.boot_file
         source = "reservation" if r else ("per-MAC override" if ov else "allow list")
-        host = Host(mac, r.ip if r else None, r.hostname if r else None, files, source)
+        admitted = policy.admitted(mac) is None and (r is not None or mac in cfg.dhcp.allow)
+        host = Host(mac, r.ip if r else None, r.hostname if r else None, files, source, admitted)
         if ov.get("boot_once"):
             host.notes.append(f"boot once {ov['boot_once']!r} (pxetui clears it after one boot; "
                               "no equivalent)")
@@ -171,7 +175,7 @@ def _hosts(cfg: Config, overrides: Mapping[str, Mapping[str, Any]], policy: Boot
                               "menus only")
         if any(is_ipxe_binary(f) for f in files.values()):
             host.notes.append("its iPXE binary is not handed to iPXE itself (no chain loop)")
-        if r or ov.get("boot_file") or mac in cfg.dhcp.allow:
+        if mac not in cfg.dhcp.deny:
             out[mac] = host
     return list(out.values())
 

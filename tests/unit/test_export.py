@@ -93,6 +93,14 @@ def test_dnsmasq_lines(tmp_path: Path) -> None:
         find_loaders().path("snponly.efi") is None
 
 
+def test_dnsmasq_admits_as_pxetui_does(tmp_path: Path) -> None:
+    text = dnsmasq.render(plan_of(tmp_path, allow_unknown=False, allow=["52:54:00:00:00:04"]))
+    lines = text.splitlines()
+    assert "dhcp-ignore=tag:!known  # dhcp.allow_unknown = false" in lines
+    assert "dhcp-host=52:54:00:00:00:04  # allow list" in lines
+    assert not [ln for ln in lines if ln.startswith("dhcp-host=52:54:00:00:00:03")]  # override only
+
+
 def test_dnsmasq_proxy_uses_pxe_service(tmp_path: Path) -> None:
     text = dnsmasq.render(plan_of(tmp_path, "proxy", boot_files={}))
     assert "dhcp-range=10.66.0.0,proxy,255.255.255.0" in text
@@ -121,7 +129,9 @@ def test_kea_classes_and_subnets(tmp_path: Path) -> None:
     assert names.index("pxetui-host0-bios") < names.index("pxetui-bios")  # per host first
     main, relayed = conf["subnet4"]
     assert main["pools"] == [{"pool": "10.66.0.100 - 10.66.0.199", "client-class": "pxetui-allowed"}]
-    assert "'52:54:00:00:00:03'" in classes["pxetui-allowed"]["test"]
+    # a reservation admits a MAC, a per-MAC override alone does not (BootPolicy.admitted)
+    assert "'52:54:00:00:00:02'" in classes["pxetui-allowed"]["test"]
+    assert "'52:54:00:00:00:03'" not in classes["pxetui-allowed"]["test"]
     assert {"hw-address": "52:54:00:00:00:02", "ip-address": "10.66.0.20", "hostname": "web1",
             "comment": "its iPXE binary is not handed to iPXE itself (no chain loop)"} in main["reservations"]
     assert relayed["subnet"] == "10.67.0.0/24" and relayed["option-data"][0]["data"] == "10.67.0.1"
