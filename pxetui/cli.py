@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from pxetui import __version__, exitcodes
 from pxetui.cliconfig import add_common, config_from, resolve_interface
-from pxetui.commands import analyze, export, import_, lab, status, watch
+from pxetui.commands import analyze, export, import_, lab, service, status, watch
 from pxetui.config import Config, ConfigError
 from pxetui.doctor.command import add_options as doctor_options
 from pxetui.netinfo import interfaces
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from pxetui.supervisor import Supervisor
 
 # Subcommands other modules contribute: each has register(subparsers).
-COMMAND_MODULES = (import_, lab, watch, analyze, export, status)
+COMMAND_MODULES = (import_, lab, watch, analyze, export, status, service)
 
 
 # -- serve ----------------------------------------------------------------------------
