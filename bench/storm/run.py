@@ -11,7 +11,10 @@ round it prints from that fold what the tracker says of the storm's clients (sta
 stuck, failed), the reader's CPU, and the EventsDropped counters and limits hit.
 
 nginx runs one worker (pxetui's HTTP service is one process); dnsmasq is single-threaded and
-runs with --no-ping (pxetui does not probe addresses before offering them either).
+runs with --no-ping (pxetui does not probe addresses before offering them either). The storm
+client stands for other machines: it runs above either server's priority (nice and autogroup
+-15, pxetui.lab.storm.stand_for_other_machines), as bench/engine's perfdhcp does. Each round
+prints when the last client got its address: the anchor's time is mostly dnsmasq's DHCP.
 
 usage: sudo python bench/storm/run.py [--clients 100] [--rounds 3]
 (past 200 clients the lab subnet is a /21: a /24 holds 241 addresses)
@@ -152,7 +155,9 @@ def print_watch(w: dict, clients: int) -> None:
     print(f"      tracker: {t['clients']}/{clients} storm clients, furthest stage: {stages}; "
           f"stuck {t['stuck']}, failed {t['failed']}, diagnosed {t['diagnosed']}, "
           f"missing {t['missing']}, without initrd {t['without_initrd']}, "
-          f"files not all reported finished {t['unfinished']}"
+          f"files not all reported finished {t['unfinished']}; "
+          f"{'all booted' if t['all_booted'] else 'NOT all booted'} in the UI's fold {w['settle_s']:.1f} s "
+          f"after the storm's end"
           + (f" (e.g. {t['diagnosis_examples'][0]!r})" if t["diagnosis_examples"] else ""))
     print(f"      UI reader: {w['cpu_pct']:.1f} % of a core over {w['window_s']:.1f} s ({w['cpu_s']:.2f} s CPU, "
           f"{w['events']} events folded, up to {w['max_lag_s']:.1f} s late, attached {w['attaches']}x); "

@@ -1,6 +1,6 @@
 """A UI-protocol reader attached to the engine's control socket through a boot storm.
 
-    python bench/storm/watch.py SOCK --clients N [--settle 30] [--max-seconds 600]
+    python bench/storm/watch.py SOCK --clients N [--settle 60] [--max-seconds 600]
 
 It does what every UI does with the stream and nothing else: `ControlClient.typed_events()`
 folded into `EngineState` (pxetui/state.py), replay then live. bench/storm/run.py starts it
@@ -118,7 +118,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("sock")
     ap.add_argument("--clients", type=int, required=True)
-    ap.add_argument("--settle", type=float, default=30.0)
+    ap.add_argument("--settle", type=float, default=60.0)
     ap.add_argument("--max-seconds", type=float, default=600.0)
     a = ap.parse_args()
     out = asyncio.run(watch(a.sock, a.clients, min(a.settle, 120.0), min(a.max_seconds, 900.0)))
