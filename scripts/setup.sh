@@ -22,10 +22,22 @@ install_list() {  # the packages of a list file that are not installed yet
     echo "setup.sh: installing Debian packages: $missing"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
-    apt-get install -y -q --no-install-recommends $missing
+    # The servers among them (Kea, ISC dhcpd, tftpd-hpa, nginx) are for the tests and the
+    # benchmarks, which run their own copies in namespaces: none may start on this host's
+    # interfaces, so package scripts are told not to start services while we install.
+    local policy=/usr/sbin/policy-rc.d own_policy=""
+    if [ ! -e "$policy" ]; then
+      printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && own_policy=1
+    fi
+    apt-get install -y -q --no-install-recommends $missing || { [ -n "$own_policy" ] && rm -f "$policy"; exit 1; }
+    if [ -n "$own_policy" ]; then rm -f "$policy"; fi
   fi
 }
 install_list scripts/debian-packages.txt
+# ... and stay off at the next boot: DHCP servers on a host's own interfaces are never ours to start.
+if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+  systemctl disable --now kea-dhcp4-server.service isc-dhcp-server.service 2>/dev/null || true
+fi
 if [ "${1:-}" = bench ]; then
   install_list scripts/bench-packages.txt
   # The benchmarks start their own servers in namespaces; the host daemons these packages
