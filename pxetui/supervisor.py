@@ -423,7 +423,8 @@ class Supervisor:
             self.publish(Log(service="engine", message=f"the tracker's history moved to "
                              f"{self.cfg.tracker_db_path.name}; the old history in "
                              f"{self.cfg.db_path.name} was dropped"))
-        self.tracker = Tracker(db_path=self.cfg.tracker_db_path, config=self.cfg.tracker)
+        self.tracker = Tracker(db_path=self.cfg.tracker_db_path, config=self.cfg.tracker,
+                               menu_db=self.cfg.db_path)
         self.tracker.coalesce = True
         for u in self.tracker.snapshot():  # the clients a previous run left in the database
             self.state.apply(u)

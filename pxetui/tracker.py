@@ -276,7 +276,7 @@ def _compact(ev: dict[str, Any]) -> dict[str, Any]:
 
 class Tracker:
     def __init__(self, stuck_seconds: float | None = None, db_path: str | Path | None = None,
-                 config: TrackerConfig | None = None) -> None:
+                 config: TrackerConfig | None = None, menu_db: str | Path | None = None) -> None:
         self.cfg = config or TrackerConfig()
         self.stuck_seconds = self.cfg.stuck_seconds if stuck_seconds is None else stuck_seconds
         self.clients: OrderedDict[str, Client] = OrderedDict()  # least recently active first
@@ -306,6 +306,9 @@ class Tracker:
         self._limits = LimitReporter(self._out.append, interval=60.0)
         self._menu: dict[str, str] = {}  # served path -> kernel | initrd (menu_kinds)
         self._menu_stamp: float | None = None
+        # The menu lives in the engine's database, apart from the tracker's own history.
+        self._menu_db_path = menu_db
+        self._menu_conn: sqlite3.Connection | None = None
         self._menu_checked = float("-inf")
         self.db: sqlite3.Connection | None = None
         if db_path is not None:
@@ -437,7 +440,7 @@ class Tracker:
 
     def known_files(self, ts: float) -> dict[str, str]:
         """The menu's kernels and initrds, re-read when the stored menu changed."""
-        if self.db is None or abs(ts - self._menu_checked) < MENU_CHECK_EVERY:
+        if abs(ts - self._menu_checked) < MENU_CHECK_EVERY:
             return self._menu
         self._menu_checked = ts
         from pxetui.menus.model import Menu
@@ -445,7 +448,10 @@ class Tracker:
         # Plain reads (WAL: never wait for an import's write transaction); no menu table yet
         # or an unreadable menu: the name rules still place the files.
         try:
-            row = self.db.execute("SELECT data, updated FROM menu WHERE id = 1").fetchone()
+            conn = self._menu_source()
+            if conn is None:
+                return self._menu
+            row = conn.execute("SELECT data, updated FROM menu WHERE id = 1").fetchone()
             if row is None:
                 self._menu, self._menu_stamp = {}, None
             elif row["updated"] != self._menu_stamp:
@@ -454,6 +460,15 @@ class Tracker:
         except (sqlite3.Error, ValueError, TypeError, AttributeError):
             self._menu = {}
         return self._menu
+
+    def _menu_source(self) -> sqlite3.Connection | None:
+        if self._menu_db_path is None:
+            return self.db
+        if self._menu_conn is None:
+            if not Path(self._menu_db_path).exists():
+                return None
+            self._menu_conn = connect(self._menu_db_path)
+        return self._menu_conn
 
     def history(self, mac: str) -> list[dict[str, Any]]:
         """Every recorded boot of a client, oldest first (what is held back is written first)."""
@@ -499,6 +514,9 @@ class Tracker:
             self._flush()
             self.db.close()
             self.db = None
+        if self._menu_conn is not None:
+            self._menu_conn.close()
+            self._menu_conn = None
 
     # -- feeding --------------------------------------------------------------------------
     def feed(self, ev: dict[str, Any]) -> list[Event]:

@@ -382,7 +382,8 @@ def test_menu_entries_classify_kernel_and_initrd(tmp_path):
     _menu_db(db, [{"id": "memtest", "label": "memtest86+", "kernel": "iso/memtest/boot/floppy.img"},
                   {"id": "live", "label": "live", "kernel": "{http}/iso/live/live/vmlinuz",
                    "initrds": ["iso/live/live/stuff.img"]}])
-    tr = Tracker(db_path=db)
+    # As the supervisor runs it: its history in tracker.db, the menu in the engine's database.
+    tr = Tracker(db_path=tmp_path / "tracker.db", menu_db=db)
     tr.feed(dhcp("ACK", 1.0, "dhcp", "out", yiaddr=IP, server_ip="10.99.0.1"))
     for i, path in enumerate(["pxelinux.0", "ldlinux.c32", "pxelinux.cfg/default", "/ISO/memtest/boot/floppy.img"]):
         tr.feed({"type": "TransferStarted", "ts": 2.0 + i, "service": "tftp", "ip": IP, "transfer_id": f"t{i}",
