@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from netns import Netns
+from netns import Netns, wait_for
 
 from pxetui.config import Config
 from pxetui.control import ControlClient
@@ -101,3 +101,23 @@ async def collect(sock: Path, until, timeout: float = 30.0) -> list[dict[str, An
     finally:
         await client.close()
     return seen
+
+
+# busybox udhcpc's script: configure the address it is given and log "<event> <address>".
+UDHCPC_SCRIPT = """#!/bin/sh
+case "$1" in
+  bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/$mask" dev "$interface" ;;
+esac
+echo "$1 $ip" >> "{log}"
+"""
+
+
+def udhcpc_lease(client: Netns, workdir: Path, prefix: str = "10.99.0.", timeout: float = 30.0) -> str:
+    """A real DHCP client (busybox udhcpc, left running) on the client's eth0: the address
+    it was bound to."""
+    log, script = workdir / "udhcpc.log", workdir / "udhcpc.sh"
+    script.write_text(UDHCPC_SCRIPT.format(log=log))
+    script.chmod(0o755)
+    client.popen("busybox", "udhcpc", "-i", "eth0", "-f", "-s", str(script), "-t", "5", "-T", "1")
+    wait_for(lambda: log.exists() and f"bound {prefix}" in log.read_text(), timeout=timeout, what="a lease")
+    return log.read_text().split("bound ", 1)[1].split()[0]

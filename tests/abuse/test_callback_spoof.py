@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from netns import require_tool, wait_for
+from services import udhcpc_lease
 
 from pxetui import store
 from pxetui.control import ControlClient, is_live, socket_path
@@ -33,12 +34,6 @@ VICTIM = "52:54:00:ab:cd:01"
 ATTACKS = 300  # requests the attacker sends, cycling through its tricks
 ATTACK_SECONDS = 60  # and the most time it may take
 
-UDHCPC_SCRIPT = """#!/bin/sh
-case "$1" in
-  bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/$mask" dev "$interface" ;;
-esac
-echo "$1 $ip" >> "{log}"
-"""
 
 # Runs in the attacker's namespace; argv: the victim's stolen callback token. Prints one JSON
 # list of [trick, HTTP status] and the attacker's own script's callback token.
@@ -143,13 +138,7 @@ def test_callback_spoofing_is_refused_and_the_victim_still_boots(netns, tmp_path
                  timeout=30, what="DHCP and HTTP running")
 
         # The victim: a lease from our DHCP, then its script, as iPXE would fetch it.
-        log = tmp_path / "udhcpc.log"
-        script = tmp_path / "udhcpc.sh"
-        script.write_text(UDHCPC_SCRIPT.format(log=log))
-        script.chmod(0o755)
-        victim.popen("busybox", "udhcpc", "-i", "eth0", "-f", "-s", str(script), "-t", "5", "-T", "1")
-        wait_for(lambda: log.exists() and "bound 10.99.0." in log.read_text(), timeout=30, what="a lease")
-        victim_ip = log.read_text().split("bound ", 1)[1].split()[0]
+        victim_ip = udhcpc_lease(victim, tmp_path)
 
         def victim_script() -> str | None:
             r = victim.run("curl", "-sS", f"{URL}/boot.ipxe?mac={VICTIM}&arch=x86_64&platform=efi", check=False)

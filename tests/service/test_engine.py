@@ -13,18 +13,12 @@ import time
 
 import pytest
 from netns import require_tool, wait_for
-from services import collect
+from services import collect, udhcpc_lease
 
 from pxetui.control import is_live, socket_path
 
 pytestmark = pytest.mark.root
 
-UDHCPC_SCRIPT = """#!/bin/sh
-case "$1" in
-  bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/$mask" dev "$interface" ;;
-esac
-echo "$1 $ip" >> "{log}"
-"""
 
 
 def of(events: list[dict], type_: str, **match) -> list[dict]:
@@ -55,13 +49,7 @@ def test_serve_boots_a_client_restarts_a_dead_service_and_stops_cleanly(netns, t
     assert of(evs, "EngineStarted")[0]["interface"] == "eth0"
 
     # A real DHCP client, then TFTP and HTTP downloads from the leased address.
-    log = tmp_path / "udhcpc.log"
-    script = tmp_path / "udhcpc.sh"
-    script.write_text(UDHCPC_SCRIPT.format(log=log))
-    script.chmod(0o755)
-    client.popen("busybox", "udhcpc", "-i", "eth0", "-f", "-s", str(script), "-t", "5", "-T", "1")
-    wait_for(lambda: log.exists() and "bound 10.99.0." in log.read_text(), timeout=30, what="a lease")
-    ip = log.read_text().split("bound ", 1)[1].split()[0]
+    ip = udhcpc_lease(client, tmp_path)
     client.run("tftp", "10.99.0.1", "-m", "binary", "-c", "get", "pxelinux.0", str(tmp_path / "got.bin"))
     assert hashlib.sha256((tmp_path / "got.bin").read_bytes()).digest() == hashlib.sha256(payload).digest()
     r = client.run("curl", "-sf", "-o", str(tmp_path / "got2.bin"), "http://10.99.0.1/vmlinuz")

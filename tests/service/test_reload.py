@@ -14,17 +14,12 @@ from pathlib import Path
 
 import pytest
 from netns import require_tool, wait_for
+from services import udhcpc_lease
 
 from pxetui.control import ControlClient, is_live, socket_path
 
 pytestmark = pytest.mark.root
 
-UDHCPC_SCRIPT = """#!/bin/sh
-case "$1" in
-  bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/$mask" dev "$interface" ;;
-esac
-echo "$1 $ip" >> "{log}"
-"""
 
 # A lock-step TFTP client that stops acknowledging after block 2 until the test lets it go on:
 # the transfer is provably in flight while the engine reloads.
@@ -147,13 +142,7 @@ def test_sighup_reloads_config_and_menu_keeping_leases_and_transfers(netns, tmp_
     pids = {s: running_pid(w.events, s) for s in ("dhcp", "tftp", "http")}
 
     # A lease held by a real DHCP client, and a TFTP transfer stopped half-way.
-    log = tmp_path / "udhcpc.log"
-    script = tmp_path / "udhcpc.sh"
-    script.write_text(UDHCPC_SCRIPT.format(log=log))
-    script.chmod(0o755)
-    client.popen("busybox", "udhcpc", "-i", "eth0", "-f", "-s", str(script), "-t", "5", "-T", "1")
-    wait_for(lambda: log.exists() and "bound 10.99.0." in log.read_text(), timeout=30, what="a lease")
-    ip = log.read_text().split("bound ", 1)[1].split()[0]
+    ip = udhcpc_lease(client, tmp_path)
     w.wait(lambda evs: of(evs, "LeaseGranted", ip=ip), "the LeaseGranted event")
     slow = tmp_path / "slow_tftp.py"
     slow.write_text(SLOW_TFTP)

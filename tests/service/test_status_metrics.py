@@ -15,18 +15,13 @@ import pytest
 from netns import require_tool, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 from schema_lite import problems
+from services import udhcpc_lease
 
 from pxetui import exitcodes
 from pxetui.control import is_live, socket_path
 
 pytestmark = pytest.mark.root
 
-UDHCPC_SCRIPT = """#!/bin/sh
-case "$1" in
-  bound|renew) ip addr flush dev "$interface"; ip addr add "$ip/$mask" dev "$interface" ;;
-esac
-echo "$1 $ip" >> "{log}"
-"""
 METRICS = "http://10.99.0.1:9419/metrics"
 
 
@@ -69,12 +64,7 @@ def test_status_and_metrics_report_what_the_engine_served(netns, tmp_path):
             ("capture", "dhcp", "http", "tftp"), "running")
     wait_for(all_running, timeout=30, what="every service running")
 
-    log, script = tmp_path / "udhcpc.log", tmp_path / "udhcpc.sh"
-    script.write_text(UDHCPC_SCRIPT.format(log=log))
-    script.chmod(0o755)
-    client.popen("busybox", "udhcpc", "-i", "eth0", "-f", "-s", str(script), "-t", "5", "-T", "1")
-    wait_for(lambda: log.exists() and "bound 10.99.0." in log.read_text(), timeout=30, what="a lease")
-    ip = log.read_text().split("bound ", 1)[1].split()[0]
+    ip = udhcpc_lease(client, tmp_path)
     client.run("tftp", "10.99.0.1", "-m", "binary", "-c", "get", "pxelinux.0", str(tmp_path / "got.bin"))
     client.run("curl", "-sf", "-o", str(tmp_path / "got2.bin"), "http://10.99.0.1/vmlinuz")
     refused = client.run("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", METRICS, check=False)
