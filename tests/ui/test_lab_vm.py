@@ -8,6 +8,7 @@ from __future__ import annotations
 from ui_feed import LAB_MAC, PXELINUX_LOOKUPS, ev, lab_boot_feed
 from ui_helpers import FakeLab, goto, make_app, screen_text, settle
 
+from pxetui.events import LabVm
 from pxetui.lab.network import LabError
 from screens.source import MemorySource
 from screens.widgets import LiveTable
@@ -74,7 +75,13 @@ async def test_a_vm_that_did_not_start_is_reported_and_can_be_tried_again():
 async def test_the_console_says_the_vm_state_and_starts_over_with_a_new_boot(tmp_path):
     console = tmp_path / "console.log"
     console.write_text("SeaBIOS\nPXETUI-LAB-BOOTED\nreboot: Power down\n")
-    lab = FakeLab()
+
+    class Restarting(FakeLab):
+        def boot(self) -> LabVm:
+            console.write_bytes(b"")  # as pxetui.lab.qemu.Vm.start: emptied before QEMU runs
+            return super().boot()
+
+    lab = Restarting()
     app, _ = make_app(events=lab_boot_feed(), lab=lab, console_path=str(console))
     async with app.run_test(size=SIZE) as pilot:
         await goto(app, pilot, "f9")
