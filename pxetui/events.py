@@ -106,6 +106,11 @@ def _line_keys(cls: type) -> frozenset[str]:
     return frozenset([*(f.name for f in dataclasses.fields(cls)), "type"])
 
 
+def is_complete(d: dict[str, Any], cls: type) -> bool:
+    """A line from this version: every field of `cls` and "type", nothing more."""
+    return d.keys() == _line_keys(cls)
+
+
 class EventDecodeError(ValueError):
     """A line that is not a known event."""
 
@@ -120,7 +125,7 @@ def from_dict(d: dict[str, Any]) -> Event:
     if cls is None:
         raise EventDecodeError(f"unknown event type {name!r}")
     ev = object.__new__(cls)
-    if d.keys() == _line_keys(cls):  # a line from this version: every field, nothing more
+    if is_complete(d, cls):
         ev.__dict__.update(d)
         del ev.__dict__["type"]
         return ev

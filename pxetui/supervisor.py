@@ -41,6 +41,7 @@ from pxetui.events import (
     ServiceState,
     dumps,
     from_dict,
+    is_complete,
     loads,
     shares_containers,
 )
@@ -228,7 +229,9 @@ class ServiceRunner:
                 self.sup.publish(Log(service=self.name, level_name="error",
                                      message=f"bad event line {line[:200]!r}: {exc}"))
             return
-        passed_on: bytes | None = line  # the service's own line, when it is the event as relayed
+        # The service's own line goes on to the UIs only when it is exactly the event: a line
+        # with a field this version does not know (or lacks one) is written again from the event.
+        passed_on: bytes | None = line if is_complete(d, type(ev)) else None
         if not ev.service:
             ev.service = d["service"] = self.name
             passed_on = None

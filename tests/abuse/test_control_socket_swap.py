@@ -7,7 +7,6 @@ import asyncio
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -78,5 +77,4 @@ def test_a_ui_refuses_a_control_socket_served_by_another_user(tmp_path: Path) ->
         finally:
             server.close()
 
-    assert os.geteuid() == 0 and asyncio.run(own()) == "the engine"
-    assert socket.SO_PEERCRED  # the check the refusal rests on exists on this platform
+    assert asyncio.run(own()) == "the engine"

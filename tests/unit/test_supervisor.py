@@ -159,3 +159,28 @@ async def test_a_late_ui_gets_every_file_of_a_client_though_live_updates_are_del
         assert list(late.clients[mac].files) == list(live.clients[mac].files) == [f"h{i}" for i in range(5)]
     finally:
         await sup.stop()
+
+
+def test_a_service_line_reaches_the_uis_as_is_only_when_it_is_exactly_the_event(tmp_path):
+    # A complete line is passed on byte for byte (no second encoding in a storm); a line with
+    # a field this version does not know, or a service's hostile extra, is written again from
+    # the event, so UIs only ever get the event's own fields.
+    import json
+
+    from pxetui.events import DhcpPacket, dumps, loads
+    from pxetui.supervisor import ServiceRunner
+
+    sup = Supervisor(cfg_for(tmp_path), names=[])
+    q: asyncio.Queue = asyncio.Queue()
+    sup.subscribers[q] = 1000
+    runner = ServiceRunner(sup, "dhcp")
+    exact = dumps(DhcpPacket(service="dhcp", mac="52:54:00:00:00:01", msg_type="DISCOVER").view())
+    runner.take(exact)
+    assert q.get_nowait() == ("DhcpPacket", exact + b"\n")
+    extra = loads(exact)
+    extra["injected"] = "x" * 1000
+    runner.take(json.dumps(extra).encode())
+    name, line = q.get_nowait()
+    relayed = loads(line)
+    assert name == "DhcpPacket" and "injected" not in relayed and relayed["mac"] == "52:54:00:00:00:01"
+    assert runner.bad_lines == 0 and q.empty()
