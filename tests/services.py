@@ -121,3 +121,13 @@ def udhcpc_lease(client: Netns, workdir: Path, prefix: str = "10.99.0.", timeout
     client.popen("busybox", "udhcpc", "-i", "eth0", "-f", "-s", str(script), "-t", "5", "-T", "1")
     wait_for(lambda: log.exists() and f"bound {prefix}" in log.read_text(), timeout=timeout, what="a lease")
     return log.read_text().split("bound ", 1)[1].split()[0]
+
+
+def served_roots(tmp: Path, loader: bytes, kernel: bytes) -> tuple[Path, Path, Path]:
+    """(tftp root with pxelinux.0, http root with vmlinuz, state dir) for an engine under test."""
+    tftp_root, http_root, state = tmp / "tftp", tmp / "http", tmp / "state"
+    tftp_root.mkdir()
+    http_root.mkdir()
+    (tftp_root / "pxelinux.0").write_bytes(loader)
+    (http_root / "vmlinuz").write_bytes(kernel)
+    return tftp_root, http_root, state

@@ -13,7 +13,7 @@ import time
 
 import pytest
 from netns import require_tool, wait_for
-from services import collect, udhcpc_lease
+from services import collect, served_roots, udhcpc_lease
 
 from pxetui.control import is_live, socket_path
 
@@ -29,12 +29,8 @@ def test_serve_boots_a_client_restarts_a_dead_service_and_stops_cleanly(netns, t
     require_tool("busybox", package="busybox-static")
     require_tool("curl", "tftp", package="curl, tftp-hpa")
     server, client = netns.pair()
-    tftp_root, http_root, state = tmp_path / "tftp", tmp_path / "http", tmp_path / "state"
-    tftp_root.mkdir()
-    http_root.mkdir()
     payload = os.urandom(300_000)
-    (tftp_root / "pxelinux.0").write_bytes(payload)
-    (http_root / "vmlinuz").write_bytes(payload[::-1])
+    tftp_root, http_root, state = served_roots(tmp_path, payload, payload[::-1])
     eng = server.popen(sys.executable, "-m", "pxetui", "serve", "--interface", "eth0", "--dhcp", "full",
                        "--state-dir", str(state), "--tftp-root", str(tftp_root), "--http-root", str(http_root),
                        "--boot-file", "bios=pxelinux.0", log=tmp_path / "serve.log")

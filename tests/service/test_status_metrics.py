@@ -15,7 +15,7 @@ import pytest
 from netns import require_tool, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 from schema_lite import problems
-from services import udhcpc_lease
+from services import served_roots, udhcpc_lease
 
 from pxetui import exitcodes
 from pxetui.control import is_live, socket_path
@@ -36,12 +36,8 @@ def test_status_and_metrics_report_what_the_engine_served(netns, tmp_path):
     require_tool("busybox", package="busybox-static")
     require_tool("curl", "tftp", package="curl, tftp-hpa")
     server, client = netns.pair()
-    tftp_root, http_root, state = tmp_path / "tftp", tmp_path / "http", tmp_path / "state"
-    tftp_root.mkdir()
-    http_root.mkdir()
     payload = os.urandom(200_000)
-    (tftp_root / "pxelinux.0").write_bytes(payload)
-    (http_root / "vmlinuz").write_bytes(payload[:150_000])
+    tftp_root, http_root, state = served_roots(tmp_path, payload, payload[:150_000])
     # On the LAN side, for the one scraper allowed: the server's own address here.
     conf = tmp_path / "pxetui.toml"
     conf.write_text('[metrics]\nenabled = true\naddress = "10.99.0.1"\nport = 9419\nallow = ["10.99.0.1/32"]\n')
