@@ -701,3 +701,21 @@ def test_a_machine_taking_an_address_is_no_boot_client_until_it_boots():
     tr.feed({"type": "TransferStarted", "ts": 600.0, "service": "tftp", "ip": "10.99.0.160",
              "transfer_id": "t", "path": "pxelinux.0"})
     assert tr.clients[laptop].ip == "10.99.0.160" and tr.clients[laptop].file("t")
+
+
+def test_leases_of_machines_not_booting_are_remembered_within_a_bound():
+    # A full-mode LAN (or spoofed leases seen on the wire): each address a MAC took is kept for
+    # when it boots, at most MAX_ALIASES of them, the oldest going first.
+    from pxetui.tracker import MAX_ALIASES
+
+    tr = Tracker()
+    n = MAX_ALIASES + 100
+    for i in range(n):
+        tr.feed({"type": "LeaseGranted", "ts": 1.0 + i, "service": "capture", "ours": False,
+                 "mac": f"02:00:00:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}",
+                 "ip": f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"})
+    assert not tr.clients
+    assert len(tr._leased) == len(tr._leased_ip) == MAX_ALIASES
+    assert "02:00:00:00:00:00" not in tr._leased  # the oldest went
+    last = n - 1
+    assert tr._leased[f"02:00:00:{last >> 16 & 255:02x}:{last >> 8 & 255:02x}:{last & 255:02x}"]
