@@ -91,8 +91,11 @@ def test_pxetui_lab_ui_in_tmux_follows_a_boot_and_cleans_up(tmp_path):
         tmux(sock, "send-keys", "-t", "lab", "C-r")
         tmux(sock, "send-keys", "-t", "lab", "F9")
         wait_screen(sock, "VM running (boot 2", 30)
-        shown = wait_screen(sock, "VM running (boot 2, up)", 300)
-        assert content.MARKER in shown, shown
+        # The console started over at boot 2, so the marker on it now is the second boot's.
+        # Its "up" state may last less than a poll (the lab system calls back and powers off
+        # within seconds), so the marker decides, then the state it is in: up, or off again.
+        shown = wait_screen(sock, content.MARKER, 300)
+        assert "VM running (boot 2, up)" in shown or "VM off (ctrl+r boots it again)" in shown, shown
         # Quit with ctrl+q: the lab tears everything down and exits 0.
         tmux(sock, "send-keys", "-t", "lab", "C-q")
         deadline = time.monotonic() + 60
