@@ -13,6 +13,7 @@ outlives its engine. `ctx.ready()` drops root for the service user (docs/SECURIT
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import os
 import signal
@@ -128,6 +129,9 @@ def parse_args(argv: list[str]) -> tuple[str, str, int | None] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A fatal signal (SIGSEGV, SIGBUS, ...) leaves the Python stack on stderr, which the
+    # supervisor logs: the restart message then names where the service died.
+    faulthandler.enable()
     os.umask(0o077)  # what a service creates (leases, pcaps, uploads, built loaders) is its own
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args is None:

@@ -25,6 +25,19 @@ def connect(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
+def anchor(path: str | Path) -> sqlite3.Connection:
+    """A connection the engine keeps open from start to stop, opened before any service runs.
+
+    Every process maps the WAL index (`pxetui.db-shm`); the first connection to open it, when
+    no process holds its lock, re-initialises it (it truncates the file). Two processes opening
+    at the same moment once cost the HTTP service a SIGBUS, and a file root just created is
+    briefly unreadable by the service user. Held here, the index is set up once, by the engine,
+    and stays set up while services come and go (docs/ARCHITECTURE.md, "One database")."""
+    conn = connect(path)
+    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # maps the index now
+    return conn
+
+
 def ensure_schema(conn: sqlite3.Connection, ddl: str) -> None:
     """CREATE IF NOT EXISTS, one statement at a time: `executescript` would COMMIT an open
     transaction (and break an all-or-nothing import half-way)."""

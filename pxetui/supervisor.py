@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import sys
 import time
 from collections import Counter, deque
@@ -134,6 +135,16 @@ def widen_send_buffer(writer: asyncio.StreamWriter, size: int) -> None:
             continue
 
 
+def exit_reason(code: int) -> str:
+    """`exited with code 1`, or the signal by name: `killed by SIGBUS` says more than -7."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with code {code}"
+
+
 class ServiceRunner:
     """One service process and its restart loop."""
 
@@ -163,6 +174,7 @@ class ServiceRunner:
         backoff = BACKOFF_START
         while not self.stopping:
             started = time.monotonic()
+            self.last_error = ""  # this run's: an earlier run's error must not name this one's end
             self.state("starting" if self.restarts == 0 else "restarting")
             # The config goes down the stdin pipe, whose write end we keep: the service stops at
             # its EOF, so it cannot outlive us (docs/SECURITY.md, process hygiene), and no file
@@ -184,7 +196,7 @@ class ServiceRunner:
             if self.restart_requested:
                 self.restart_requested = False
                 continue
-            reason = self.last_error or f"exited with code {code}"
+            reason = self.last_error or exit_reason(code)
             if self.sup.fail_fast and not self.ever_running:
                 self.state("failed", reason)
                 self.sup.fatal = f"{self.name}: {reason}"
@@ -248,7 +260,7 @@ class ServiceRunner:
             text = line.decode(errors="replace").rstrip()
             if not text:
                 continue
-            if "cannot start" in text or "Error" in text:
+            if "cannot start" in text or "Error" in text or text.startswith("Fatal Python error"):
                 self.last_error = text.split(": ", 1)[-1] if "cannot start" in text else text
             self.sup.publish(Log(service=self.name, level_name="debug", message=text))
 
@@ -314,6 +326,7 @@ class Supervisor:
         self.fail_fast = True
         self._server: asyncio.base_events.Server | None = None
         self._metrics: MetricsServer | None = None
+        self._db_anchor: sqlite3.Connection | None = None  # see store.anchor
         self._reload_lock = asyncio.Lock()
 
     # -- events ---------------------------------------------------------------------------
@@ -433,6 +446,7 @@ class Supervisor:
             self.state.apply(u)
         self._reload_hosts()
         self._prepare_files()
+        self._db_anchor = store.anchor(self.cfg.db_path)  # after the chmods: see store.anchor
         self.publish(EngineStarted(
             service="engine", interface=self.cfg.interface, address=self.cfg.server_ip,
             netmask=self.cfg.netmask, dhcp_mode=self.cfg.dhcp.mode, dhcp_mode_reason=mode_reason,
@@ -495,6 +509,9 @@ class Supervisor:
                 tracker.close()  # writes what it still holds back (saves are lazy)
             except Exception as exc:  # noqa: BLE001 - the stop goes on
                 self._emit(Log(service="tracker", level_name="error", message=f"tracker: {exc!r}"))
+        if self._db_anchor is not None:
+            self._db_anchor.close()
+            self._db_anchor = None
         for q in list(self.subscribers):
             q.put_nowait(None)
         if self._server:

@@ -269,13 +269,19 @@ def ipxe_script(cfg: Config, mac: str | None, arch: int | None, client_ip: str |
     if arch is None:
         # The script was fetched without `arch=`: ask again with iPXE's own build facts. The
         # setting survives the chain, so a server that still cannot tell gets the BIOS menu
-        # instead of a loop.
+        # instead of a loop. A failed fetch (the HTTP service restarting, a lost connection) is
+        # tried once more after a pause: iPXE would otherwise stop at a prompt nobody sees.
+        again = (f"chain --replace --autofree {cfg.http_base}/{IPXE_SCRIPT}?mac=${{net0/mac}}"
+                 "&arch=${buildarch}&platform=${platform}")
         return "\n".join([
             "#!ipxe",
             "isset ${pxetui-asked} && goto menu ||",
             "set pxetui-asked 1",
-            f"chain --replace --autofree {cfg.http_base}/{IPXE_SCRIPT}?mac=${{net0/mac}}"
-            "&arch=${buildarch}&platform=${platform} || goto menu",
+            f"{again} || goto retry",
+            ":retry",
+            "echo pxetui: the boot menu did not load; trying again in 3 s",
+            "sleep 3",
+            f"{again} || goto menu",
             ":menu",
             "chain --replace --autofree "
             f"{cfg.http_base}/{IPXE_SCRIPT}?mac=${{net0/mac}}&arch=0",

@@ -67,9 +67,23 @@ def test_serve_boots_a_client_restarts_a_dead_service_and_stops_cleanly(netns, t
     def restarted(evs: list[dict]) -> bool:
         return any(e["state"] == "running" and e.get("restarts", 0) >= 1 for e in of(evs, "ServiceState", service="tftp"))
     evs = asyncio.run(collect(sock, restarted, timeout=20))
-    assert [e for e in of(evs, "ServiceState", service="tftp") if e["state"] == "failed"]
+    failed = [e for e in of(evs, "ServiceState", service="tftp") if e["state"] == "failed"]
+    assert failed and failed[-1]["reason"] == "killed by SIGKILL", failed
     client.run("tftp", "10.99.0.1", "-m", "binary", "-c", "get", "pxelinux.0", str(tmp_path / "again.bin"))
     assert (tmp_path / "again.bin").read_bytes() == payload
+
+    # A fatal signal the service can see (SIGBUS, as a torn mapping would raise) is named with
+    # the Python error faulthandler writes, and the service comes back.
+    http_pid = [e for e in of(evs, "ServiceState", service="http") if e["state"] == "running"][-1]["pid"]
+    os.kill(http_pid, signal.SIGBUS)
+
+    def http_back(evs: list[dict]) -> bool:
+        return any(e["state"] == "running" and e.get("restarts", 0) >= 1 for e in of(evs, "ServiceState", service="http"))
+    evs = asyncio.run(collect(sock, http_back, timeout=20))
+    failed = [e for e in of(evs, "ServiceState", service="http") if e["state"] == "failed"]
+    assert failed and failed[-1]["reason"] == "Fatal Python error: Bus error", failed
+    r = client.run("curl", "-sf", "-o", str(tmp_path / "got3.bin"), "http://10.99.0.1/vmlinuz")
+    assert r.returncode == 0 and (tmp_path / "got3.bin").read_bytes() == payload[::-1]
 
     # SIGTERM: every service stops and the engine exits 0 within 2 s.
     t0 = time.monotonic()

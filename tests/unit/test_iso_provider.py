@@ -157,6 +157,11 @@ def test_ipxe_script_per_architecture(cfg: Config, tmp_path: Path, monkeypatch: 
     assert "/callback/" not in ipxe_script(cfg, "52:54:00:00:00:01", 7, "10.99.0.66")
     unknown = ipxe_script(cfg, None, None, None)
     assert "arch=${buildarch}&platform=${platform}" in unknown and "isset ${pxetui-asked}" in unknown
+    # a failed fetch is tried once more after a pause before the BIOS menu
+    lines = unknown.splitlines()
+    assert lines[3].endswith("|| goto retry") and lines[4:7] == [
+        ":retry", "echo pxetui: the boot menu did not load; trying again in 3 s", "sleep 3"]
+    assert lines[7] == lines[3].replace("goto retry", "goto menu")
 
 
 def test_seeds_per_entry_and_per_mac(cfg: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
