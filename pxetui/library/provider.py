@@ -279,7 +279,7 @@ def ipxe_script(cfg: Config, mac: str | None, arch: int | None, client_ip: str |
             "set pxetui-asked 1",
             f"{again} || goto retry",
             ":retry",
-            "echo pxetui: the boot menu did not load; trying again in 3 s",
+            "echo pxetui: the boot menu did not load, trying again in 3 s",
             "sleep 3",
             f"{again} || goto menu",
             ":menu",

@@ -160,7 +160,7 @@ def test_ipxe_script_per_architecture(cfg: Config, tmp_path: Path, monkeypatch: 
     # a failed fetch is tried once more after a pause before the BIOS menu
     lines = unknown.splitlines()
     assert lines[3].endswith("|| goto retry") and lines[4:7] == [
-        ":retry", "echo pxetui: the boot menu did not load; trying again in 3 s", "sleep 3"]
+        ":retry", "echo pxetui: the boot menu did not load, trying again in 3 s", "sleep 3"]
     assert lines[7] == lines[3].replace("goto retry", "goto menu")
 
 
