@@ -49,6 +49,7 @@ def add_common(p: argparse.ArgumentParser, sub: bool = False) -> None:
     g.add_argument("--http-root", metavar="DIR", help="HTTP root [http.root]")
     g.add_argument("--http-port", type=int, metavar="N", help="HTTP port [http.port]")
     g.add_argument("--state-dir", metavar="DIR", help="leases, library, menus, control socket [state_dir]")
+    g.add_argument("--ipv6", action="store_true", help="also serve DHCPv6, TFTP and HTTP over IPv6 [ipv6.enabled]")
     g.add_argument("--no-capture", action="store_true", help="do not watch the wire [capture.enabled=false]")
     g.add_argument("--config", metavar="FILE", help=f"TOML config file (default {DEFAULT_CONFIG} if it exists)")
 
@@ -58,7 +59,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     o: dict[str, Any] = {}
     a = {k: getattr(args, k, None) for k in (
         "interface", "dhcp", "range", "router", "dns", "boot_file", "tftp_root", "http_root",
-        "http_port", "state_dir", "no_capture", "config", "log_file")}
+        "http_port", "state_dir", "no_capture", "ipv6", "config", "log_file")}
 
     def put(path: str, value: Any) -> None:
         if value is None:
@@ -87,6 +88,8 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     put("log.file", a['log_file'])
     if a['no_capture']:
         put("capture.enabled", False)
+    if a['ipv6']:
+        put("ipv6.enabled", True)
     return o
 
 

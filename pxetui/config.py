@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pxetui.archtypes import HTTP_KIND, MENU_FAMILIES
-from pxetui.netinfo import InterfaceInfo, check_interface
+from pxetui.netinfo import InterfaceInfo, check_interface, ipv6_addresses
 
 DEFAULT_CONFIG = Path("/etc/pxetui/pxetui.toml")  # read when it exists and --config is not given
 
@@ -196,6 +196,22 @@ class MetricsConfig:
 
 
 @dataclass
+class Ipv6Config:
+    # DHCPv6 (RFC 8415) with the boot options of RFC 5970, and TFTP/HTTP over IPv6, beside
+    # IPv4 on the same interface (docs/IPV6.md). The server's address is the interface's first
+    # global or ULA address; the pool is in its /64.
+    enabled: bool = False
+    mode: str = "full"  # full: IA_NA addresses and the boot URL; proxy: the boot URL only
+    range: str = ""  # START-END inside the interface's /64; empty = <prefix>::1000-<prefix>::1fff
+    lease_time: int = 3600  # preferred lifetime; valid is twice it
+    rapid_commit: bool = True  # Solicit with option 14 gets the Reply at once (RFC 8415 §18.3.1)
+    # Router advertisements (RFC 4861) with the on-link prefix and the M flag, for segments
+    # without a router: firmware needs one to use DHCPv6 addresses. "auto": only while no other
+    # router advertises on the interface.
+    router_advertisements: str = "auto"  # auto | on | off
+
+
+@dataclass
 class Config:
     interface: str = ""
     state_dir: str = "/var/lib/pxetui"
@@ -208,10 +224,13 @@ class Config:
     events: EventsConfig = field(default_factory=EventsConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    ipv6: Ipv6Config = field(default_factory=Ipv6Config)
     # Filled in by resolve(); not config-file keys.
     server_ip: str = ""
     netmask: str = ""
     mtu: int = 1500
+    server_ip6: str = ""  # the interface's global/ULA IPv6 address, when ipv6.enabled
+    prefix6: str = ""  # its /64, e.g. "fd99::/64"
 
     # -- paths ---------------------------------------------------------------------------
     @property
@@ -242,6 +261,18 @@ class Config:
         return f"http://{self.server_ip}{port}"
 
     @property
+    def http_base6(self) -> str:
+        """The HTTP base URL over IPv6 (RFC 3986: the address in brackets)."""
+        port = "" if self.http.port == 80 else f":{self.http.port}"
+        return f"http://[{self.server_ip6}]{port}"
+
+    def http_base_for(self, client_ip: str | None) -> str:
+        """The base URL in the family the client came over: an IPv6 client gets IPv6 URLs."""
+        if self.server_ip6 and client_ip and ":" in client_ip and not client_ip.startswith("::ffff:"):
+            return self.http_base6
+        return self.http_base
+
+    @property
     def network(self) -> ipaddress.IPv4Network:
         return ipaddress.IPv4Interface(f"{self.server_ip}/{self.netmask}").network
 
@@ -251,7 +282,7 @@ class Config:
     @classmethod
     def from_json(cls, text: str) -> Config:
         d = json.loads(text)
-        extra = {k: d.pop(k) for k in ("server_ip", "netmask", "mtu") if k in d}
+        extra = {k: d.pop(k) for k in RESOLVED if k in d}
         cfg = cls.from_dict(d)
         for k, v in extra.items():
             setattr(cfg, k, v)
@@ -269,6 +300,9 @@ class Config:
         return cfg
 
 
+RESOLVED = ("server_ip", "netmask", "mtu", "server_ip6", "prefix6")  # filled by resolve()
+
+
 def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
     """Type-check `raw` against dataclass `cls`, collecting every problem with its key."""
     if not isinstance(raw, dict):
@@ -280,7 +314,7 @@ def _build(cls: type, raw: Any, prefix: str, problems: list[str]) -> Any:
         name = key.replace("-", "_")
         f = hints.get(name)
         where = f"{prefix}{key}"
-        if f is None or name in ("server_ip", "netmask", "mtu"):
+        if f is None or name in RESOLVED:
             problems.append(f"{where}: unknown key")
             continue
         kwargs[name] = _coerce(f.type, value, where, problems)
@@ -321,7 +355,7 @@ def _coerce(tp: Any, value: Any, where: str, problems: list[str]) -> Any:
 
 
 for _cls in (DhcpConfig, DhcpLimits, TftpConfig, HttpConfig, CaptureConfig, TrackerConfig, SecurityConfig,
-             Reservation, RelayPool, EventsConfig, LogConfig, MetricsConfig):
+             Reservation, RelayPool, EventsConfig, LogConfig, MetricsConfig, Ipv6Config):
     _NESTED[_cls.__name__] = _cls
 
 
@@ -419,6 +453,7 @@ def _check(cfg: Config, problems: list[str]) -> None:
         problems.append(f"tracker.stuck_seconds: {cfg.tracker.stuck_seconds} must be positive")
     _check_bounds(cfg, problems)
     _check_metrics(cfg.metrics, problems)
+    _check_ipv6(cfg.ipv6, problems)
     for key in ("queue_max", "ui_queue_max"):
         if not 100 <= getattr(cfg.events, key) <= 10_000_000:
             problems.append(f"events.{key}: {getattr(cfg.events, key)} is outside 100..10000000 events")
@@ -445,6 +480,31 @@ def _limits(cfg: Config, problems: list[str]) -> None:
         problems.append(f"http.max_per_client: {h.max_per_client} is outside 1..http.max_connections ({h.max_connections})")
     if not 0 <= h.min_rate <= 1 << 30:
         problems.append(f"http.min_rate: {h.min_rate} is outside 0..1073741824 bytes/s (0: off)")
+
+
+def parse_range6(text: str) -> tuple[ipaddress.IPv6Address, ipaddress.IPv6Address]:
+    """`START-END` of IPv6 addresses (the dash cannot be in an address), START <= END."""
+    start, sep, end = text.partition("-")
+    if not sep:
+        raise ValueError(f"{text!r}: expected START-END, e.g. fd99::1000-fd99::1fff")
+    a, b = ipaddress.IPv6Address(start.strip()), ipaddress.IPv6Address(end.strip())
+    if int(a) > int(b):
+        raise ValueError(f"{text!r}: START is after END")
+    return a, b
+
+
+def _check_ipv6(v6: Ipv6Config, problems: list[str]) -> None:
+    if v6.mode not in ("full", "proxy"):
+        problems.append(f"ipv6.mode: {v6.mode!r} is not one of full, proxy")
+    if v6.router_advertisements not in ("auto", "on", "off"):
+        problems.append(f"ipv6.router_advertisements: {v6.router_advertisements!r} is not one of auto, on, off")
+    if not 60 <= v6.lease_time <= 31_536_000:
+        problems.append(f"ipv6.lease_time: {v6.lease_time} is outside 60..31536000 seconds")
+    if v6.range:
+        try:
+            parse_range6(v6.range)
+        except ValueError as exc:
+            problems.append(f"ipv6.range: {exc}")
 
 
 def _check_metrics(m: MetricsConfig, problems: list[str]) -> None:
@@ -544,9 +604,35 @@ def resolve(cfg: Config, info: InterfaceInfo | None = None) -> Config:
     for i, r in enumerate(cfg.dhcp.reservations):
         if r.ip and ipaddress.IPv4Address(r.ip) not in net and not cfg.dhcp.relay_pools:
             problems.append(f"dhcp.reservations[{i}].ip: {r.ip} is outside {cfg.interface}'s subnet {net}")
+    if cfg.ipv6.enabled:
+        _resolve_ipv6(cfg, problems)
     if problems:
         raise ConfigError(problems)
     return cfg
+
+
+def _resolve_ipv6(cfg: Config, problems: list[str]) -> None:
+    """The interface's first global/ULA address and its /64; the pool inside that /64."""
+    found = ipv6_addresses(cfg.interface)
+    if not found:
+        problems.append(f"ipv6.enabled: {cfg.interface} has no global or ULA IPv6 address; add one, "
+                        f"e.g. `ip -6 addr add fd99::1/64 dev {cfg.interface}` (docs/IPV6.md)")
+        return
+    addr, plen = found[0]
+    if plen != 64:
+        problems.append(f"ipv6.enabled: {addr}/{plen} on {cfg.interface}: DHCPv6 addresses and "
+                        "router advertisements need a /64 on the link (RFC 4862)")
+        return
+    net = ipaddress.IPv6Interface(f"{addr}/64").network
+    cfg.server_ip6, cfg.prefix6 = addr, str(net)
+    if not cfg.ipv6.range:
+        base = int(net.network_address)
+        cfg.ipv6.range = f"{ipaddress.IPv6Address(base + 0x1000)}-{ipaddress.IPv6Address(base + 0x1fff)}"
+        return
+    for a in parse_range6(cfg.ipv6.range):
+        if a not in net:
+            problems.append(f"ipv6.range: {a} is outside {cfg.interface}'s prefix {net}")
+            return
 
 
 def read_file(path: str | Path) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 
@@ -54,6 +55,25 @@ def interfaces() -> dict[str, InterfaceInfo]:
     for name, st in stats.items():  # interfaces with no address at all
         if name != "lo" and name not in out:
             out[name] = InterfaceInfo(name, st.isup, None, None, None, st.speed, st.mtu)
+    return out
+
+
+def ipv6_addresses(name: str, path: str = "/proc/net/if_inet6") -> list[tuple[str, int]]:
+    """(address, prefix length) of `name`'s global-scope IPv6 addresses (ULA included), in the
+    kernel's order, without tentative (DAD not done) or deprecated ones: those cannot serve."""
+    out: list[tuple[str, int]] = []
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 6 or parts[5] != name:
+            continue
+        hexaddr, plen, scope, flags = parts[0], int(parts[2], 16), int(parts[3], 16), int(parts[4], 16)
+        if scope != 0 or flags & (0x40 | 0x20):  # IFA_F_TENTATIVE, IFA_F_DEPRECATED
+            continue
+        out.append((str(ipaddress.IPv6Address(bytes.fromhex(hexaddr))), plen))
     return out
 
 
