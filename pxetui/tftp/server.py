@@ -12,6 +12,10 @@ Limits (docs/SECURITY.md): transfers at once per client address and in all (coun
 worker processes: slots.py), a silent client's slot freed within tftp.idle_timeout and an
 unacknowledged OACK's within tftp.oack_timeout (session.py), the C pump on a bounded pool
 (pump.py). Every socket is bound to the configured interface (SO_BINDTODEVICE), as DHCP's.
+
+With ipv6.enabled a second listener takes requests on [server_ip6]:69 (docs/IPV6.md "TFTP and
+HTTP"); a transfer's socket is of its client's family, and everything after the socket (the
+sessions, the C pump on its connected socket, the caps, the events) is the same for both.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ class TftpServer:
         self.emit = emit
         self.limits = Limits.from_config(cfg)
         self.host = cfg.server_ip
+        self.host6 = cfg.server_ip6 if cfg.ipv6.enabled else ""  # resolve() sets it (config.py)
         self.port = cfg.tftp.port
         self.reuse_port = reuse_port  # several worker processes share the port (workers.py)
         self.uploads = Uploads(cfg.tftp.uploads_dir) if cfg.tftp.uploads_dir else None
@@ -79,50 +84,71 @@ class TftpServer:
         self.device = cfg.interface  # empty (benchmarks on loopback): bound by address only
         self.device_per_transfer = True  # False once the kernel refused it (see _bind_device)
         self.transfers: dict[tuple[str, int], Transfer] = {}
-        self.sock: socket.socket | None = None
+        self.socks: list[socket.socket] = []  # the listeners: IPv4, then IPv6 when enabled
         self.loop: asyncio.AbstractEventLoop | None = None
         self._ids = itertools.count(1)
         self._prefix = f"{os.getpid():x}{int(time.time()) & 0xFFFFFF:06x}"
 
     def start(self) -> int:
-        """Bind the listener; returns the port (useful when configured as 0 in benchmarks)."""
+        """Bind the listeners; returns the port (useful when configured as 0 in benchmarks:
+        the IPv6 listener then takes the port the IPv4 one got)."""
         self.loop = asyncio.get_running_loop()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            v4 = self._listen(socket.AF_INET, self.host, self.port)
+            port = int(v4.getsockname()[1])
+            if self.host6:
+                self._listen(socket.AF_INET6, self.host6, port)
+        except OSError:
+            self._close_listeners()
+            raise
+        return port
+
+    def _listen(self, family: socket.AddressFamily, host: str, port: int) -> socket.socket:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, LISTEN_RCVBUF)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             if self.reuse_port:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if self.device:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.device.encode())
-            sock.bind((self.host, self.port))
+            sock.bind((host, port))
         except OSError:
             sock.close()
             raise
         sock.setblocking(False)
-        self.sock = sock
-        self.loop.add_reader(sock.fileno(), self._on_listen)
-        return int(sock.getsockname()[1])
+        assert self.loop is not None
+        self.socks.append(sock)
+        self.loop.add_reader(sock.fileno(), self._on_listen, sock)
+        return sock
+
+    def _close_listeners(self) -> None:
+        for sock in self.socks:
+            if self.loop is not None:
+                self.loop.remove_reader(sock.fileno())
+            sock.close()
+        self.socks = []
 
     def close(self) -> None:
         for t in list(self.transfers.values()):
             t.abort("server stopping")
         self.pool.close(0.5)  # pumps woken by abort(); their descriptors stay open until then
-        if self.sock is not None and self.loop is not None:
-            self.loop.remove_reader(self.sock.fileno())
-            self.sock.close()
-            self.sock = None
+        self._close_listeners()
 
     # -- requests on the well-known port ----------------------------------------------------
-    def _on_listen(self) -> None:
-        assert self.sock is not None
-        recvfrom = self.sock.recvfrom
+    def _on_listen(self, sock: socket.socket) -> None:
+        recvfrom = sock.recvfrom
         for _ in range(DRAIN_MAX):
             try:
-                pkt, addr = recvfrom(65536)
+                pkt, full = recvfrom(65536)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 continue  # e.g. a stale ICMP error queued on the listener
+            # (ip, port) for both families: an IPv6 peer's flowinfo and scope are 0 on a
+            # global/ULA address, and the 2-tuple keys transfers the same way as IPv4's.
+            addr = (full[0], full[1])
             try:
                 self._request(pkt, addr)
             except Exception as exc:  # noqa: BLE001 - one bad request must not stop the server
@@ -284,11 +310,19 @@ class TftpServer:
             self.emit(Log(level_name="warning", message=f"tftp: transfer sockets cannot be bound to "
                           f"{self.device} ({exc.strerror}; Linux < 5.7 needs CAP_NET_RAW): bound by address only"))
 
+    def _local(self, addr: tuple[str, int]) -> tuple[socket.AddressFamily, str]:
+        """Our family and address for a client: a request from an IPv6 peer came in on the
+        IPv6 listener (it is IPV6_V6ONLY), so it is answered from [server_ip6]."""
+        if ":" in addr[0]:
+            return socket.AF_INET6, self.host6
+        return socket.AF_INET, self.host
+
     def _transfer_socket(self, addr: tuple[str, int]) -> socket.socket:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        family, host = self._local(addr)
+        sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             self._bind_device(sock)
-            sock.bind((self.host, 0))
+            sock.bind((host, 0))
             sock.connect(addr)
             sock.setblocking(False)
         except OSError:
@@ -300,9 +334,10 @@ class TftpServer:
                 report: bool = True) -> None:
         """ERROR from a fresh TID, as RFC 1350 wants for any reply to a request."""
         try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            family, host = self._local(addr)
+            with socket.socket(family, socket.SOCK_DGRAM) as s:
                 self._bind_device(s)
-                s.bind((self.host, 0))
+                s.bind((host, 0))
                 s.setblocking(False)
                 s.sendto(encode_error(code, reason), addr)
         except OSError:

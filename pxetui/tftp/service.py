@@ -21,8 +21,10 @@ async def run(ctx: ServiceContext) -> None:
     cfg = ctx.config
     os.makedirs(cfg.tftp_root, exist_ok=True)
     extra = worker_count() - 1
-    if extra and port_taken(cfg.server_ip, cfg.tftp.port):
-        raise OSError(f"UDP port {cfg.tftp.port} on {cfg.server_ip} is already in use")
+    ip6 = cfg.server_ip6 if cfg.ipv6.enabled else ""
+    for ip in (cfg.server_ip, ip6):
+        if extra and ip and port_taken(ip, cfg.tftp.port):
+            raise OSError(f"UDP port {cfg.tftp.port} on {ip} is already in use")
     # One table of transfer counts for every process: the caps are per client, not per worker.
     slots, slots_fd = Slots.shared(1 + extra) if extra else (Slots.private(), None)
     server = TftpServer(cfg, build_resolver(cfg), ctx.emit, reuse_port=extra > 0, slots=slots)
@@ -34,7 +36,8 @@ async def run(ctx: ServiceContext) -> None:
             if started < extra:
                 ctx.log(f"tftp: only {started} of {extra} extra worker processes started", "warning")
         ctx.ready([port])
-        ctx.log(f"tftp: serving {cfg.tftp_root} on {cfg.server_ip}:{port} with {1 + extra} processes"
+        ctx.log(f"tftp: serving {cfg.tftp_root} on {cfg.server_ip}:{port}"
+                + (f" and [{ip6}]:{port}" if ip6 else "") + f" with {1 + extra} processes"
                 + (f", uploads into {cfg.tftp.uploads_dir}" if cfg.tftp.uploads_dir else ", read-only")
                 + f", lock-step data in {tftp_pump.describe()}")
         while True:

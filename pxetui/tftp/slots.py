@@ -7,8 +7,9 @@ shared memory (a memfd the workers map) and a check sums the rows. One writer pe
 locks: two processes checking at the same instant can each let one more in, so a host may go
 over the cap by at most the number of processes minus one, briefly.
 
-A client address picks its slot by its low 16 bits: exact on any /16 or smaller segment (a boot
-LAN); elsewhere two addresses may share a slot and so a cap (never more than the cap in total).
+A client address picks its slot by its low 16 bits, for IPv6 too: exact on any /16 or smaller
+IPv4 segment (a boot LAN) and for DHCPv6 pools of up to 65,536 addresses; elsewhere two
+addresses may share a slot and so a cap (never more than the cap in total).
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ ITEM = 4  # uint32
 
 def slot_of(ip: str) -> int:
     try:
-        b = socket.inet_aton(ip)
+        b = socket.inet_pton(socket.AF_INET6, ip) if ":" in ip else socket.inet_aton(ip)
     except OSError:
         return 0
-    return (b[2] << 8) | b[3]
+    return (b[-2] << 8) | b[-1]
 
 
 class Slots:

@@ -43,7 +43,7 @@ def port_taken(ip: str, port: int) -> bool:
     look first (/proc/net/udp lists sockets of the caller's namespace).
     """
     want_port = f"{port:04X}"
-    ours = socket.inet_aton(ip)[::-1].hex().upper() if ip else ""
+    ours = _proc_address(ip) if ip else ""
     for table, wildcard in (("/proc/net/udp", "00000000"), ("/proc/net/udp6", "0" * 32)):
         try:
             with open(table) as fh:
@@ -58,6 +58,14 @@ def port_taken(ip: str, port: int) -> bool:
             if p == want_port and addr in (ours, wildcard):
                 return True
     return False
+
+
+def _proc_address(ip: str) -> str:
+    """`ip` as /proc/net/udp{,6} print it: each 32-bit word in host (little-endian) order."""
+    if ":" in ip:
+        raw = socket.inet_pton(socket.AF_INET6, ip)
+        return "".join(raw[i:i + 4][::-1].hex() for i in range(0, 16, 4)).upper()
+    return socket.inet_aton(ip)[::-1].hex().upper()
 
 
 class Workers:
