@@ -17,7 +17,8 @@ it, and nothing more is served from it until it is imported again.
 
 A real file under the served root wins over all of these (files.Resolver checks it first);
 `effective_sources()` tells the UI which one is in effect. Menus are rendered per request with
-the address the request came in on (`cfg.http_base`, `cfg.server_ip`).
+the address the request came in on (`cfg.http_base`, `cfg.server_ip`), in the client's family
+(an IPv6 client's URLs are `http://[server_ip6]`: menus.model.addresses).
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ class MenuProvider:
         if path == PXELINUX_DEFAULT:
             owner, mint = tokens.for_request(cfg, client.ip, client.mac)
             default = st.per_mac_default(owner)
-            text = tokens.rendered(lambda m: render_pxelinux.render(st.menu, cfg, default, m), mint)
+            text = tokens.rendered(lambda m: render_pxelinux.render(st.menu, cfg, default, m, client.ip), mint)
             return virtual(path, text.encode(), st.updated)
         if path.startswith("pxelinux.cfg/01-"):
             try:
@@ -162,7 +163,7 @@ class MenuProvider:
             if default is None:
                 return None
             owner, mint = tokens.for_request(cfg, client.ip, mac)
-            text = tokens.rendered(lambda m: render_pxelinux.render(st.menu, cfg, default, m),
+            text = tokens.rendered(lambda m: render_pxelinux.render(st.menu, cfg, default, m, client.ip),
                                    mint if owner == mac else None)
             return virtual(path, text.encode(), st.updated)
         if path in GRUB_CFGS:
@@ -170,7 +171,7 @@ class MenuProvider:
             arch = kind if kind in ("uefi32", "uefi64", "arm64") else "uefi64"
             owner, mint = tokens.for_request(cfg, client.ip, client.mac)
             default = st.per_mac_default(owner)
-            text = tokens.rendered(lambda m: render_grub.render(st.menu, cfg, arch, default, m), mint)
+            text = tokens.rendered(lambda m: render_grub.render(st.menu, cfg, arch, default, m, client.ip), mint)
             return virtual(path, text.encode(), st.updated)
         if path == IPXE_SCRIPT:
             return virtual(path, ipxe_script(cfg, client.mac, client.arch, client.ip).encode())
@@ -266,12 +267,13 @@ def virtual_providers(cfg: Config) -> list[Provider]:
 def ipxe_script(cfg: Config, mac: str | None, arch: int | None, client_ip: str | None) -> str:
     """The iPXE menu for one client: its architecture's entries, its per-MAC default."""
     st = state_for(cfg)
+    base = cfg.http_base_for(client_ip)  # chained back over the family it came in on (docs/IPV6.md)
     if arch is None:
         # The script was fetched without `arch=`: ask again with iPXE's own build facts. The
         # setting survives the chain, so a server that still cannot tell gets the BIOS menu
         # instead of a loop. A failed fetch (the HTTP service restarting, a lost connection) is
         # tried once more after a pause: iPXE would otherwise stop at a prompt nobody sees.
-        again = (f"chain --replace --autofree {cfg.http_base}/{IPXE_SCRIPT}?mac=${{net0/mac}}"
+        again = (f"chain --replace --autofree {base}/{IPXE_SCRIPT}?mac=${{net0/mac}}"
                  "&arch=${buildarch}&platform=${platform}")
         return "\n".join([
             "#!ipxe",
@@ -284,13 +286,13 @@ def ipxe_script(cfg: Config, mac: str | None, arch: int | None, client_ip: str |
             f"{again} || goto menu",
             ":menu",
             "chain --replace --autofree "
-            f"{cfg.http_base}/{IPXE_SCRIPT}?mac=${{net0/mac}}&arch=0",
+            f"{base}/{IPXE_SCRIPT}?mac=${{net0/mac}}&arch=0",
             "",
         ])
     kind = archtypes.menu_family(arch)
     owner, mint = tokens.for_request(cfg, client_ip, mac)  # `mac` is a claim: see pxetui.tokens
     firmware, default = kind if kind != "unknown" else "bios", st.per_mac_default(owner)
-    return tokens.rendered(lambda m: render_ipxe.render(st.menu, cfg, firmware, default, m), mint)
+    return tokens.rendered(lambda m: render_ipxe.render(st.menu, cfg, firmware, default, m, client_ip), mint)
 
 
 def seed_file(cfg: Config, mac: str | None, name: str) -> bytes | None:

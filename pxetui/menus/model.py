@@ -2,7 +2,9 @@
 
 Paths in entries are served paths relative to the TFTP/HTTP root (`iso/<name>/casper/vmlinuz`).
 Arguments are templates: `{http}` (cfg.http_base) and `{server}` (cfg.server_ip) are filled in
-per request, so one stored menu works on every listening address (issue 6, point 2).
+per request, so one stored menu works on every listening address (issue 6, point 2), in the
+family the client came over: an IPv6 client gets `http://[addr]` and our IPv6 address
+(docs/IPV6.md "TFTP and HTTP").
 `{callback}` is this boot's callback URL (`<http>/callback/<token>`; append `/<stage>`), and
 seed URLs (`{http}/seed/<entry>/...`) get this boot's seed token: both only in a menu rendered
 for one attributed machine, see pxetui.tokens and docs/SECURITY.md "Callbacks and seeds".
@@ -90,10 +92,10 @@ class Entry:
     def full_args(self) -> str:
         return " ".join(a for a in (self.args, self.seed_args if self.seeded else "") if a)
 
-    def boot_args(self, cfg: Config, mint: Mint | None = None) -> str:
+    def boot_args(self, cfg: Config, mint: Mint | None = None, client_ip: str | None = None) -> str:
         """The expanded command line for one client: with its seed arguments only when the
         client's tokens can be minted (a shared menu must not carry a working seed URL)."""
-        return expand(self.full_args() if mint is not None else self.args, cfg, mint)
+        return expand(self.full_args() if mint is not None else self.args, cfg, mint, client_ip)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Entry:
@@ -198,17 +200,28 @@ class Menu:
         return m
 
 
-def expand(template: str, cfg: Config, mint: Mint | None = None) -> str:
-    """Fill `{http}` / `{server}` for the address this request came in on, and `{callback}` and
-    seed URLs with this boot's tokens (minted only if the template needs them)."""
+def addresses(cfg: Config, client_ip: str | None) -> tuple[str, str]:
+    """(HTTP base URL, server address) in the family `client_ip` came over: a client that
+    reached us over IPv6 may have no IPv4 at all (docs/IPV6.md)."""
+    http = cfg.http_base_for(client_ip)
+    if http == cfg.http_base:
+        return http, cfg.server_ip
+    return http, cfg.server_ip6
+
+
+def expand(template: str, cfg: Config, mint: Mint | None = None, client_ip: str | None = None) -> str:
+    """Fill `{http}` / `{server}` for the address this request came in on (and the family of
+    `client_ip`), and `{callback}` and seed URLs with this boot's tokens (minted only if the
+    template needs them)."""
     if mint is not None and _SEED_URL in template:
         template = template.replace(_SEED_URL, f"{_SEED_URL}{mint('seed')}/")
+    http, server = addresses(cfg, client_ip)
 
     def value(m: re.Match[str]) -> str:
         name = m.group(1)
         if name == "callback":
-            return f"{cfg.http_base}/callback/{mint('callback')}" if mint is not None else ""
-        return cfg.http_base if name == "http" else cfg.server_ip
+            return f"{http}/callback/{mint('callback')}" if mint is not None else ""
+        return http if name == "http" else server
     return _TEMPLATE.sub(value, template)
 
 

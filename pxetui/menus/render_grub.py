@@ -30,24 +30,24 @@ def _path(p: str) -> str:
     return quote("/" + p.lstrip("/"))
 
 
-def _args(e: Entry, cfg: Config, mint: Mint | None) -> str:
-    return " ".join(quote(a) for a in e.boot_args(cfg, mint).split())
+def _args(e: Entry, cfg: Config, mint: Mint | None, ip: str | None) -> str:
+    return " ".join(quote(a) for a in e.boot_args(cfg, mint, ip).split())
 
 
-def _entry(e: Entry, cfg: Config, mint: Mint | None) -> list[str]:
+def _entry(e: Entry, cfg: Config, mint: Mint | None, ip: str | None) -> list[str]:
     head = f"menuentry {quote(e.label)} --id {e.id} {{"
     if e.kind == "local":
         # Back to the firmware, which tries its next boot option (the local disk).
         body = ["  exit"]
     elif e.kind == "linux":
-        args = _args(e, cfg, mint)
+        args = _args(e, cfg, mint, ip)
         body = [f"  echo {quote('Loading ' + e.label + ' ...')}",
                 f"  linux {_path(e.kernel)}" + (f" {args}" if args else "")]
         if e.initrds:
             body.append("  initrd " + " ".join(_path(i) for i in e.initrds))
     elif e.kind == "efi":
         # Arguments become the image's EFI load options (memtest86+ reads console= there).
-        args = _args(e, cfg, mint)
+        args = _args(e, cfg, mint, ip)
         body = [f"  chainloader {_path(e.kernel)}" + (f" {args}" if args else "")]
     else:
         return []  # not in KINDS: render() never asks
@@ -55,7 +55,8 @@ def _entry(e: Entry, cfg: Config, mint: Mint | None) -> list[str]:
 
 
 def render(menu: Menu, cfg: Config, arch: str = "uefi64", default: str | None = None,
-           mint: Mint | None = None) -> str:
+           mint: Mint | None = None, client_ip: str | None = None) -> str:
+    """`{http}`/`{server}` in arguments are filled in `client_ip`'s family (model.expand)."""
     entries, chosen = menu.for_loader(arch, KINDS, default)
     lines = [HEADER]
     if menu.serial:
@@ -65,5 +66,5 @@ def render(menu: Menu, cfg: Config, arch: str = "uefi64", default: str | None = 
     lines += [f"set timeout={menu.timeout if menu.timeout else -1}",  # -1 waits for the user
               f"set default={chosen}", ""]
     for e in entries:
-        lines += _entry(e, cfg, mint) + [""]
+        lines += _entry(e, cfg, mint, client_ip) + [""]
     return "\n".join(lines)
