@@ -9,7 +9,9 @@ Limits (docs/SECURITY.md): connections in all and per client address (503 past e
 whole request head within header_timeout (slowloris), a response that moves fewer than
 min_rate bytes/s over min_rate_window (a slow reader) or nothing for send_timeout is cut. Each
 refusal or cut is a LimitHit, once per interval per limit and client. The listening socket is
-bound to the interface (SO_BINDTODEVICE); accepted connections inherit it.
+bound to the interface (SO_BINDTODEVICE); accepted connections inherit it. With ipv6.enabled a
+second listening socket on [server_ip6] feeds the same `serve` (docs/IPV6.md "TFTP and HTTP"):
+the limits count both families together, per client address as the peer sends it.
 """
 
 from __future__ import annotations
@@ -98,10 +100,14 @@ class HttpServer:
     @staticmethod
     def bind(host: str, port: int, device: str = "") -> socket.socket:
         """A listening socket on exactly one address (never all interfaces) and, given a
-        device, only for connections that come in through it (as DHCP's sockets)."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        device, only for connections that come in through it (as DHCP's sockets). An IPv6
+        address is IPV6_V6ONLY: IPv4 clients keep the IPv4 listener and its URLs."""
+        v6 = ":" in host
+        sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if v6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             if device:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
             sock.bind((host, port))

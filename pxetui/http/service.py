@@ -34,13 +34,23 @@ async def run(ctx: ServiceContext) -> None:
     server = HttpServer(router, ctx.emit, limits, log=ctx.log)
     # Bound to the interface too (docs/SECURITY.md): the address alone would take connections
     # that reach it through any other interface of this host.
-    lsock = HttpServer.bind(cfg.server_ip, cfg.http.port, cfg.interface)
-    port = lsock.getsockname()[1]
-    ctx.log(f"http: serving {cfg.http_root} on {cfg.interface} {cfg.server_ip}:{port}")
+    lsocks = [HttpServer.bind(cfg.server_ip, cfg.http.port, cfg.interface)]
+    port = lsocks[0].getsockname()[1]
+    where = f"{cfg.server_ip}:{port}"
+    if cfg.ipv6.enabled and cfg.server_ip6:
+        # Same port (the one IPv4 got, when configured as 0): URLs differ only in the address.
+        try:
+            lsocks.append(HttpServer.bind(cfg.server_ip6, port, cfg.interface))
+        except OSError:
+            lsocks[0].close()
+            raise
+        where += f" and [{cfg.server_ip6}]:{port}"
+    ctx.log(f"http: serving {cfg.http_root} on {cfg.interface} {where}")
     ctx.ready([port])
     reloader = asyncio.ensure_future(_reload_on_request(ctx, router))
     try:
-        await server.serve(lsock)
+        await asyncio.gather(*(server.serve(s) for s in lsocks))
     finally:
         reloader.cancel()
-        lsock.close()
+        for s in lsocks:
+            s.close()
