@@ -146,6 +146,79 @@ def no_boot_file(events: list[Ev]) -> Finding | None:
                    "so the firmware has nothing to download.")
 
 
+# -- IPv6 (RFC 8415 DHCPv6, RFC 5970 boot options; docs/IPV6.md) --------------------------
+DHCP6_ANSWERS = ("ADVERTISE", "REPLY")
+IPV6_DOC = "docs/IPV6.md"
+
+
+def _solicits(events: list[Ev]) -> list[Ev]:
+    """The client's DHCPv6 Solicits as a boot client: option 61 or a PXE/HTTP vendor class."""
+    return [e for e in events if e["type"] == "DhcpPacket" and e.get("msg_type") == "SOLICIT"
+            and (e.get("arch") is not None or archtypes.is_boot_client(str(e.get("vendor_class") or "")))]
+
+
+def ipv6_not_served(count: int, span: float) -> str:
+    """What to say when a boot client asks over DHCPv6 and nothing serves IPv6."""
+    return (f"Firmware asked over IPv6 but only IPv4 is served: the client sent {count} DHCPv6 "
+            f"Solicit(s) over {span:.0f} s and no DHCPv6 server answered. Start pxetui with "
+            f"--ipv6 (config ipv6.enabled, {IPV6_DOC}), or switch the firmware's IPv6 PXE off.")
+
+
+def dhcp6_unanswered(events: list[Ev]) -> Finding | None:
+    """A boot client Solicits over DHCPv6 and no Advertise or Reply was seen."""
+    sol = _solicits(events)
+    if not sol or any(e["type"] == "DhcpPacket" and e.get("msg_type") in DHCP6_ANSWERS for e in events):
+        return None
+    # It booted over IPv4 after all (OVMF tries IPv4 first, then IPv6): the IPv4 rules speak.
+    if _transfers_after(events, sol[-1]["ts"]):
+        return None
+    return Finding("dhcp6_unanswered", ipv6_not_served(len(sol), sol[-1]["ts"] - sol[0]["ts"]))
+
+
+def dhcp6_no_boot_url(events: list[Ev]) -> Finding | None:
+    """RFC 5970 section 3.1: without option 59 the firmware has no file to fetch."""
+    if not _solicits(events):
+        return None
+    answers = [e for e in events if e["type"] == "DhcpPacket" and e.get("msg_type") in DHCP6_ANSWERS]
+    if not answers or any(e.get("boot_file") for e in answers):
+        return None
+    if any(e["type"] in ("TransferStarted", "BootDecision") for e in events):
+        return None
+    servers = sorted({_server(e) for e in answers})
+    return Finding("dhcp6_no_boot_url",
+                   f"No boot file URL (option 59) in any DHCPv6 answer: {len(answers)} Advertise/Reply "
+                   f"from {', '.join(servers)} to this boot client carried none, so the firmware has "
+                   "nothing to download. Give it tftp://[server]/file (PXE) or http://[server]/file "
+                   f"(HTTP boot), as pxetui --ipv6 does ({IPV6_DOC}).")
+
+
+RA_MEMORY = 1800.0  # an RA older than this before the first Solicit no longer counts (RFC 4861 MaxRtrAdvInterval ≤ 1800 s)
+
+
+def router_advert_problem(events: list[Ev]) -> Finding | None:
+    """No Router Advertisement with the M flag around an IPv6 boot client's Solicits: EDK2's
+    PXEv6 takes a DHCPv6 address only when a router says M=1 (docs/IPV6.md).
+
+    Segment-wide: `events` are one client's Solicits and every RouterAdvert capture saw. Not in
+    RULES: the tracker keeps a client's own events only, where no RA ever is."""
+    sol = _solicits(events)
+    if not sol:
+        return None
+    ras = [e for e in events if e["type"] == "RouterAdvert" and e["ts"] >= sol[0]["ts"] - RA_MEMORY]
+    if any(e.get("managed") for e in ras):
+        return None
+    if ras:
+        who = ", ".join(sorted({str(e.get("ip") or "?") for e in ras}))
+        seen = f"router advertisements from {who} have no M flag"
+    else:
+        seen = "no router advertisement was seen on the segment"
+    return Finding("router_advert_problem",
+                   f"No router advertisement with M flag: {seen} while this client sent "
+                   f"{len(sol)} DHCPv6 Solicit(s), so the firmware will not use DHCPv6 addresses. "
+                   "Set ipv6.router_advertisements (auto or on) to have pxetui send them, or "
+                   f"set the M flag on the router ({IPV6_DOC}).")
+
+
 def firmware_mismatch(events: list[Ev]) -> Finding | None:
     # The loader the client acted on (its first download) against the architecture it
     # announced just before; with no download yet, the last offer against the last request.
@@ -298,7 +371,8 @@ def _path_of(events: list[Ev], tid: str | None) -> str:
 Rule = Callable[[list[Ev]], Finding | None]
 RULES: tuple[Rule, ...] = (
     ipxe_chain_loop, squashfs_ram, http_404_kernel_arg, firmware_mismatch, foreign_offer_won,
-    no_boot_file, no_answer, grub_under_proxy, tftp_timeouts, tftp_not_found,
+    no_boot_file, dhcp6_no_boot_url, no_answer, dhcp6_unanswered, grub_under_proxy, tftp_timeouts,
+    tftp_not_found,
 )
 # The rules that can return a definite finding, in RULES order: the tracker looks for one after
 # every transfer start or failure, and the others cannot give it one.

@@ -302,6 +302,19 @@ class ForeignDhcpServer(Event):
 
 @register
 @dataclass(kw_only=True)
+class RouterAdvert(Event):
+    """An IPv6 router advertising on the segment, as capture saw it (RFC 4861 section 4.2):
+    reported when first seen and when what it says changes. `ip` is the router's address."""
+
+    router_mac: str | None = None
+    managed: bool = False  # M flag: addresses from DHCPv6
+    other: bool = False  # O flag: other configuration from DHCPv6
+    lifetime: int = 0  # router lifetime, seconds (0: not a default router)
+    prefixes: list[str] = field(default_factory=list)  # "fd99::/64"
+
+
+@register
+@dataclass(kw_only=True)
 class BootDecision(Event):
     """What the boot policy chose for a client, and why."""
 

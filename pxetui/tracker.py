@@ -51,6 +51,9 @@ from pxetui.stages import DONE_CALLBACKS, PROGRESS
 from pxetui.store import connect, ensure_schema, write_transaction
 
 DEDUP_SECONDS = 5.0
+# DHCPv6 (RFC 8415 section 7.3) names the same boot steps differently: Solicit, Advertise and
+# Reply are the DISCOVER, OFFER and ACK stages of an IPv6 boot.
+DHCP6_AS_DHCP4 = {"SOLICIT": "DISCOVER", "ADVERTISE": "OFFER", "REPLY": "ACK"}
 PROGRESS_EVERY = 1.0  # at most one ClientUpdate per client per second for progress alone
 MAX_ALIASES = 10000
 MENU_CHECK_EVERY = 2.0  # seconds between looks at whether the stored menu changed
@@ -741,7 +744,8 @@ class Tracker:
 
     # -- DHCP -----------------------------------------------------------------------------
     def _on_DhcpPacket(self, ev: dict[str, Any], ts: float) -> Client | None:
-        msg = str(ev.get("msg_type") or "")
+        name = str(ev.get("msg_type") or "")
+        msg = DHCP6_AS_DHCP4.get(name, name)
         # A plain BOOTP message is a reply when it comes from a server (out, or seen with one).
         reply = msg in ("OFFER", "ACK", "NAK") or (msg == "BOOTP" and (
             ev.get("direction") == "out" or bool(ev.get("server_mac") or ev.get("yiaddr"))))
@@ -798,7 +802,7 @@ class Tracker:
                     else ev.get("yiaddr") or "boot info")
             self._stage(c, "ack", ts, f"{what} from {who}"
                         + (f", file {ev['boot_file']}" if ev.get("boot_file") else ""))
-        self._record(c, ev, f"DHCP {msg}" + (f" from {who}" if reply else ""))
+        self._record(c, ev, f"DHCP {name}" + (f" from {who}" if reply else ""))
         return c
 
     def _on_LeaseGranted(self, ev: dict[str, Any], ts: float) -> Client | None:

@@ -14,7 +14,8 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from pxetui.capture.filters import DHCP_PORTS
+from pxetui.capture.dhcp6wire import Dhcp6Wire
+from pxetui.capture.filters import DHCP6_PORTS, DHCP_PORTS
 from pxetui.capture.packets import LINKTYPE_ETHERNET, Segment, parse_dhcp, parse_frame
 from pxetui.diagnosis import SIZE_PROBE
 from pxetui.events import (
@@ -111,7 +112,8 @@ class _Conn:
 
 class Decoder:
     def __init__(self, our_ips: Iterable[str] = (), http_ports: Iterable[int] = (80,),
-                 linktype: int = LINKTYPE_ETHERNET, progress_for_ours: bool = True) -> None:
+                 linktype: int = LINKTYPE_ETHERNET, progress_for_ours: bool = True,
+                 our_macs: Iterable[str] = (), serves_ipv6: bool = True) -> None:
         self.our_ips = set(our_ips)
         # Our own servers report exact progress of their transfers; the wire's sampled
         # estimate of them only doubles the event stream.
@@ -134,6 +136,9 @@ class Decoder:
         # doubled the engine's events in a storm, and a flood's cost with them).
         self.dhcp_served = False
         self.served_copies = 0
+        # DHCPv6 and router advertisements (dhcp6wire.py): our DHCPv6 answers come from the
+        # interface's link-local address, known here by our MAC.
+        self.v6 = Dhcp6Wire(self.our_ips, {m.lower() for m in our_macs}, self._learn, serves_ipv6)
 
     # -- entry points -----------------------------------------------------------------
     def feed(self, data: bytes, ts: float, linktype: int | None = None) -> list[Event]:
@@ -143,15 +148,22 @@ class Decoder:
             self.undecoded += 1
             return []
         if seg.proto == "udp":
-            if seg.sport in DHCP_PORTS and seg.dport in DHCP_PORTS:
+            if seg.v6 and seg.sport in DHCP6_PORTS and seg.dport in DHCP6_PORTS:
+                bad = self.v6.malformed
+                evs = self.v6.dhcp(seg, ts)
+                self.undecoded += self.v6.malformed - bad  # logged once per source by dhcp6wire
+                return evs
+            if not seg.v6 and seg.sport in DHCP_PORTS and seg.dport in DHCP_PORTS:
                 return self._dhcp(seg, ts)
             return self._tftp(seg, ts)
+        if seg.proto == "icmp6":
+            return self.v6.icmp6(seg, ts)
         if seg.dport in self.http_ports or seg.sport in self.http_ports:
             return self._http(seg, ts)
         return []
 
     def tick(self, now: float) -> list[Event]:
-        out: list[Event] = []
+        out: list[Event] = self.v6.tick(now)
         for mac, (first, last, count, pkt) in list(self.unanswered.items()):
             if now - last > FORGET_AFTER:  # gone quiet long ago: keep memory bounded in a storm
                 del self.unanswered[mac]

@@ -80,7 +80,7 @@ def test_only_the_definite_rules_can_give_a_definite_finding():
     import inspect
 
     others = [r for r in diagnosis.RULES if r not in diagnosis.DEFINITE_RULES]
-    assert len(others) == 5 and all("definite=" not in inspect.getsource(r) for r in others)
+    assert len(others) == 7 and all("definite=" not in inspect.getsource(r) for r in others)
     assert all("definite=" in inspect.getsource(r) for r in diagnosis.DEFINITE_RULES)
     found = set()
     for pcap in sorted(DATA.glob("*.pcap")):
