@@ -212,6 +212,24 @@ class Ipv6Config:
 
 
 @dataclass
+class LogsConfig:
+    # Installer syslog and kernel netconsole receivers (docs/CLIENT-LOGS.md). Off by default:
+    # a syslog port takes unauthenticated lines from any host on a customer's segment, and may
+    # be the port of a collector already on this host; a field tech turns it on for the job.
+    enabled: bool = False
+    syslog_port: int = 514  # UDP, and TCP for Anaconda's inst.syslog (rsyslog forwards over TCP)
+    syslog_tcp: bool = True
+    netconsole_port: int = 6666  # the kernel's default target port
+    menu_args: bool = True  # menu entries get their family's log arguments (an entry may opt out)
+    rate: float = 200.0  # lines per second from one source address (token bucket) ...
+    burst: int = 1000  # ... and its burst; lines past it are dropped and counted (a LimitHit)
+    max_lines_per_client: int = 5000  # stored per MAC; the oldest go first
+    max_line_bytes: int = 2048  # longer lines are cut there
+    max_connections: int = 64  # syslog TCP connections at once
+    idle_timeout: float = 3600.0  # a syslog TCP connection silent this long is closed
+
+
+@dataclass
 class Config:
     interface: str = ""
     state_dir: str = "/var/lib/pxetui"
@@ -225,6 +243,7 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     ipv6: Ipv6Config = field(default_factory=Ipv6Config)
+    logs: LogsConfig = field(default_factory=LogsConfig)
     # Filled in by resolve(); not config-file keys.
     server_ip: str = ""
     netmask: str = ""
@@ -355,7 +374,7 @@ def _coerce(tp: Any, value: Any, where: str, problems: list[str]) -> Any:
 
 
 for _cls in (DhcpConfig, DhcpLimits, TftpConfig, HttpConfig, CaptureConfig, TrackerConfig, SecurityConfig,
-             Reservation, RelayPool, EventsConfig, LogConfig, MetricsConfig, Ipv6Config):
+             Reservation, RelayPool, EventsConfig, LogConfig, MetricsConfig, Ipv6Config, LogsConfig):
     _NESTED[_cls.__name__] = _cls
 
 
@@ -454,6 +473,7 @@ def _check(cfg: Config, problems: list[str]) -> None:
     _check_bounds(cfg, problems)
     _check_metrics(cfg.metrics, problems)
     _check_ipv6(cfg.ipv6, problems)
+    _check_logs(cfg.logs, problems)
     for key in ("queue_max", "ui_queue_max"):
         if not 100 <= getattr(cfg.events, key) <= 10_000_000:
             problems.append(f"events.{key}: {getattr(cfg.events, key)} is outside 100..10000000 events")
@@ -505,6 +525,22 @@ def _check_ipv6(v6: Ipv6Config, problems: list[str]) -> None:
             parse_range6(v6.range)
         except ValueError as exc:
             problems.append(f"ipv6.range: {exc}")
+
+
+def _check_logs(lg: LogsConfig, problems: list[str]) -> None:
+    for key in ("syslog_port", "netconsole_port"):
+        if not 1 <= getattr(lg, key) <= 65535:
+            problems.append(f"logs.{key}: {getattr(lg, key)} is not a port number (1..65535)")
+    if lg.syslog_port == lg.netconsole_port:
+        problems.append(f"logs.netconsole_port: {lg.netconsole_port} is also logs.syslog_port")
+    for key, low, high, unit in (("rate", 0.1, 1_000_000, "lines/s"), ("burst", 1, 10_000_000, "lines"),
+                                 ("max_lines_per_client", 10, 10_000_000, "lines"),
+                                 ("max_line_bytes", 256, 65535, "bytes"),
+                                 ("max_connections", 1, 10_000, "connections"),
+                                 ("idle_timeout", 1, 86400, "seconds")):
+        value = getattr(lg, key)
+        if not low <= value <= high:
+            problems.append(f"logs.{key}: {value} is outside {_num(low)}..{_num(high)} {unit}")
 
 
 def _check_metrics(m: MetricsConfig, problems: list[str]) -> None:

@@ -400,6 +400,23 @@ class BootCallback(Event):
     detail: str = ""
 
 
+@register
+@dataclass(kw_only=True)
+class ClientLog(Event):
+    """A log line a booting client sent us: its installer's syslog or its kernel's netconsole
+    (pxetui/clientlogs, docs/CLIENT-LOGS.md). `mac` comes from the sender's address (lease or
+    neighbour table), None when no machine could be attributed."""
+
+    source: str = "syslog"  # syslog | netconsole
+    facility: int | None = None  # syslog facility (0 kern ... 23 local7); None: not sent
+    severity: int | None = None  # 0 emerg ... 7 debug; None: not sent (plain netconsole)
+    app: str = ""  # syslog APP-NAME / TAG; "kernel" for netconsole
+    hostname: str = ""
+    message: str = ""
+    format: str = ""  # rfc5424 | rfc3164 | netconsole
+    truncated: bool = False  # cut at logs.max_line_bytes
+
+
 # --- limits (docs/SECURITY.md) ------------------------------------------------------------
 
 
