@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pxetui.lab.content import BUSYBOX, DI_ROOT, MEMTEST_ISO
-from pxetui.lab.qemu import OVMF_DIR
-from pxetui.loaders import GRUB_EFI_MODULES, SPECS
+from pxetui.lab.qemu import AAVMF_DIR, OVMF_DIR
+from pxetui.loaders import DI_ARM64_PACKAGE, GRUB_EFI_MODULES, SPECS
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,13 @@ PACKAGES: tuple[Package, ...] = (
             (str(OVMF_DIR / "OVMF_CODE_4M.fd"), str(OVMF_DIR / "OVMF_CODE.fd"))),
     Package("debian-installer-12-netboot-amd64", "the lab's kernel and `--content debian-installer`",
             (str(DI_ROOT),)),
+    Package(DI_ARM64_PACKAGE, "ARM64 UEFI clients: Debian's signed arm64 shim (shimaa64.efi, "
+            "bootnetaa64.efi) and GRUB (grubaa64.efi), the arm64 installer's kernel and initrd, "
+            "`pxetui lab --arch arm64`", _loader_files(DI_ARM64_PACKAGE)),
+    Package("qemu-system-arm", "`pxetui lab --arch arm64`: the ARM64 virtual machine (qemu-system-aarch64)",
+            ("/usr/bin/qemu-system-aarch64",)),
+    Package("qemu-efi-aarch64", "`pxetui lab --arch arm64`: AAVMF, the ARM64 UEFI firmware for the lab VM",
+            (str(AAVMF_DIR / "AAVMF_CODE.fd"),)),
     Package("busybox-static", "the lab's default content: a busybox system that calls back when booted",
             (str(BUSYBOX),)),
     Package("memtest86+", "`pxetui lab --content memtest`, and a memtest entry to import",

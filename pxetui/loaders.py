@@ -5,6 +5,13 @@ to install when none exists. x64 UEFI GRUB: Debian's signed network image (grubn
 `/grub`, so it reads `(tftp,<server>)/grub/grub.cfg`); without it, one is built with
 `grub-mkimage` from grub-efi-amd64-bin into the state dir. shim loads `grubx64.efi` from next to
 itself, named by the BOOTP file field (docs/FIELD-NOTES.md: shim reads only the field).
+
+ARM64 UEFI: Debian ships no arm64 shim or GRUB for an amd64 machine, but the
+architecture-independent debian-installer-12-netboot-arm64 holds a complete arm64 netboot tree:
+its signed shim (bootnetaa64.efi, served as both `shimaa64.efi`, the arm64 default, and its own
+name), `grubaa64.efi` at the root (shim asks for it by bare name, docs/FIELD-NOTES.md "ARM64
+UEFI"), and the installer's kernel and initrd at the paths that tree's GRUB and pxetui's arm64
+menu name (`debian-installer/arm64/...`).
 """
 
 from __future__ import annotations
@@ -18,6 +25,13 @@ from pathlib import Path
 
 SYSLINUX_BIOS = "/usr/lib/syslinux/modules/bios"
 GRUB_EFI_MODULES = "/usr/lib/grub/x86_64-efi"
+# The text installer's arm64 netboot tree (its gtk/ twin boots the graphical one).
+DI_ARM64_ROOT = "/usr/lib/debian-installer/images/12/arm64/text"
+DI_ARM64 = f"{DI_ARM64_ROOT}/debian-installer/arm64"
+DI_ARM64_PACKAGE = "debian-installer-12-netboot-arm64"
+# Served under these names (relative to the TFTP/HTTP root) from DI_ARM64.
+ARM64_KERNEL = "debian-installer/arm64/linux"
+ARM64_INITRD = "debian-installer/arm64/initrd.gz"
 # Enough for network boot of Linux and EFI images; `(tftp)` is the server that sent GRUB.
 GRUB_MODULES = ("tftp", "http", "efinet", "net", "normal", "linux", "configfile", "echo", "test",
                 "chain", "efi_gop", "efi_uga", "all_video", "gfxterm", "serial", "terminal",
@@ -56,6 +70,16 @@ SPECS: tuple[Spec, ...] = (
     Spec("ipxe.efi", "iPXE for x64 UEFI (own drivers)", ("/usr/lib/ipxe/ipxe.efi", "/boot/ipxe.efi"), "ipxe"),
     Spec("snponly.efi", "iPXE for x64 UEFI (uses the firmware's network stack)",
          ("/usr/lib/ipxe/snponly.efi",), "ipxe"),
+    Spec("shimaa64.efi", "shim for ARM64 UEFI, signed (loads grubaa64.efi)",
+         ("/usr/lib/shim/shimaa64.efi.signed", f"{DI_ARM64}/bootnetaa64.efi"), DI_ARM64_PACKAGE),
+    Spec("bootnetaa64.efi", "the same arm64 shim under the installer tree's name",
+         (f"{DI_ARM64}/bootnetaa64.efi",), DI_ARM64_PACKAGE),
+    Spec("grubaa64.efi", "GRUB network image for ARM64 UEFI (signed; reads debian-installer/arm64/grub/grub.cfg)",
+         (f"{DI_ARM64}/grubaa64.efi",), DI_ARM64_PACKAGE),
+    Spec(ARM64_KERNEL, "the Debian installer's arm64 kernel (for the arm64 menu)",
+         (f"{DI_ARM64}/linux",), DI_ARM64_PACKAGE),
+    Spec(ARM64_INITRD, "the Debian installer's arm64 initrd (for the arm64 menu)",
+         (f"{DI_ARM64}/initrd.gz",), DI_ARM64_PACKAGE),
     Spec("wimboot", "Windows PE boot loader for iPXE", ("/usr/lib/ipxe/wimboot", "/usr/share/wimboot/wimboot"),
          "", "not packaged in Debian: put https://github.com/ipxe/wimboot/releases/latest/download/wimboot "
              "in the TFTP root"),
@@ -76,10 +100,10 @@ class Found:
             return f"apt-get install {self.spec.package}{extra}"
         return self.spec.hint
 
-    def describe(self) -> str:
+    def describe(self, width: int = 14) -> str:
         if self.path:
-            return f"{self.spec.name:14} {self.path}"
-        return f"{self.spec.name:14} missing: {self.remedy()}"
+            return f"{self.spec.name:{width}} {self.path}"
+        return f"{self.spec.name:{width}} missing: {self.remedy()}"
 
 
 @dataclass
@@ -101,7 +125,8 @@ class Loaders:
         return [self.found[n] for n in required if n in self.found and not self.found[n].path]
 
     def describe_lines(self) -> list[str]:
-        return [f.describe() for f in self.found.values()]
+        width = max((len(n) for n in self.found), default=14)
+        return [f.describe(width) for f in self.found.values()]
 
     def names(self) -> list[str]:
         return [n for n, f in self.found.items() if f.path]
@@ -116,6 +141,7 @@ class Loaders:
             src = self.found[name].path
             assert src is not None
             target = d / name
+            target.parent.mkdir(parents=True, exist_ok=True)  # debian-installer/arm64/...
             tmp = target.with_name(target.name + ".pxetui-new")
             shutil.copyfile(src, tmp)
             tmp.replace(target)

@@ -22,12 +22,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Build a private network namespace with a bridge (server 10.77.0.1/24) and a "
                     "tap, run the pxetui engine there, and network-boot a QEMU VM (TCG) from it. "
                     "The host's own interfaces are never touched; everything is removed on exit.")
+    p.add_argument("--arch", choices=ARCHES, default="x86_64",
+                   help="arm64: an ARM64 VM (qemu-system-aarch64 -M virt, AAVMF UEFI PXE) booting "
+                        "Debian's arm64 installer through its signed shim and GRUB")
     p.add_argument("--uefi", action="store_true", help="OVMF with its own PXE client (default: SeaBIOS + iPXE ROM)")
     p.add_argument("--secure-boot", action="store_true", help="OVMF with Secure Boot: shim, then signed GRUB")
     p.add_argument("--ipxe", action="store_true", help="boot through the iPXE HTTP script (BIOS: iPXE ROM; UEFI: chainload snponly.efi)")
     p.add_argument("--proxy", action="store_true", help="proxyDHCP: a separate dnsmasq in the lab hands out addresses")
-    p.add_argument("--content", choices=CONTENTS, default="busybox",
-                   help="busybox: a kernel + small initrd that prints a marker and calls back; "
+    p.add_argument("--content", choices=CONTENTS, default=None,
+                   help="(default: busybox; debian-installer with --arch arm64) busybox: a kernel + small initrd that prints a marker and calls back; "
                         "debian-installer: the netboot tree up to its first screen; "
                         "memtest: the memtest86+ ISO imported into pxetui; "
                         "live-iso: a live-boot style ISO around the busybox system, imported into pxetui")
@@ -38,7 +41,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_lab)
 
 
+ARCHES = ("x86_64", "arm64")
+ARM64_MEMORY_MB = 1024  # the arm64 installer's 40 MB initrd unpacked, without its low-memory mode
+
+
 def options_from(args: argparse.Namespace) -> LabOptions:
+    if getattr(args, "arch", "x86_64") == "arm64":
+        state = args.state_dir or tempfile.mkdtemp(prefix="pxetui-lab-")
+        return LabOptions(state_dir=Path(state), firmware="aavmf", content=args.content or "debian-installer",
+                          http_port=args.http_port, memory_mb=ARM64_MEMORY_MB)
     firmware = "secureboot" if args.secure_boot else "uefi" if args.uefi else "bios"
     boot_files: dict[str, str] = {}
     if not args.ipxe:
@@ -47,7 +58,7 @@ def options_from(args: argparse.Namespace) -> LabOptions:
     elif firmware != "bios":
         boot_files["uefi64"] = "snponly.efi"
     state = args.state_dir or tempfile.mkdtemp(prefix="pxetui-lab-")
-    return LabOptions(state_dir=Path(state), firmware=firmware, content=args.content,
+    return LabOptions(state_dir=Path(state), firmware=firmware, content=args.content or "busybox",
                       dhcp="proxy" if args.proxy else "full", http_port=args.http_port,
                       boot_files=boot_files)
 
@@ -56,6 +67,13 @@ def cmd_lab(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         print("pxetui lab: needs root to create network namespaces (run with sudo)", file=sys.stderr)
         return exitcodes.FAILED
+    if getattr(args, "arch", "x86_64") == "arm64":
+        flags = [f for f, on in (("--uefi", args.uefi), ("--secure-boot", args.secure_boot),
+                                 ("--ipxe", args.ipxe), ("--proxy", args.proxy)) if on]
+        if flags:
+            print(f"pxetui lab: --arch arm64 boots AAVMF's PXE client with full DHCP; drop {' '.join(flags)}",
+                  file=sys.stderr)
+            return exitcodes.USAGE
     if args.secure_boot and args.ipxe:
         print("pxetui lab: --secure-boot boots shim and GRUB; Debian's iPXE is not signed", file=sys.stderr)
         return exitcodes.USAGE

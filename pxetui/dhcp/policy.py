@@ -143,6 +143,8 @@ class BootPolicy:
             if kind == "ipxe" and is_ipxe_binary(name):
                 continue
             return BootChoice(kind, self._full(kind, name), why, vc), consumed
+        if kind == archtypes.HTTP_KIND and archtypes.menu_family(facts.arch) == "arm64":
+            return BootChoice(kind, *self._arm64_http(), vc), consumed
         configured = self.cfg.dhcp.boot_files.get(kind)
         if configured:
             return BootChoice(kind, self._full(kind, configured), f"configured {kind}", vc), consumed
@@ -150,6 +152,15 @@ class BootPolicy:
             name, why = self.defaults[kind]
             return BootChoice(kind, name, why, vc), consumed
         return BootChoice(kind, None, f"arch {facts.arch} has no boot file kind", vc), consumed
+
+    def _arm64_http(self) -> tuple[str, str]:
+        """ARM64 UEFI HTTP boot (option 93 = 19): the arm64 boot file (`dhcp.boot_files.arm64`,
+        else its default, Debian's signed shim) as a URL on our HTTP server. The http64 URL is
+        an x64 binary, and Debian's ipxe package has no arm64 build (docs/FIELD-NOTES.md
+        "ARM64 UEFI")."""
+        configured = self.cfg.dhcp.boot_files.get("arm64")
+        name, why = (configured, "configured arm64") if configured else self.defaults["arm64"]
+        return self._full(archtypes.HTTP_KIND, name), f"{why}, over HTTP"
 
     def _full(self, kind: str, name: str) -> str:
         """UEFI HTTP boot needs a full URL (docs/FIELD-NOTES.md): make a bare name one. (iPXE can

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from pxetui.lab import cpio
 from pxetui.lab.network import LabError
+from pxetui.loaders import ARM64_INITRD, ARM64_KERNEL, DI_ARM64, DI_ARM64_PACKAGE
 from pxetui.menus.model import Entry, Menu
 
 DI_ROOT = Path("/usr/lib/debian-installer/images/12/amd64/text")
@@ -192,6 +193,19 @@ def installer_menu() -> Menu:
     entry = Entry(id="debian-installer", label="Debian installer (netboot tree)",
                   kernel="debian-installer/amd64/linux", initrds=["debian-installer/amd64/initrd.gz"],
                   args="console=ttyS0,115200 priority=high ---", archs=["bios", "uefi64"])
+    return lab_menu(entry)
+
+
+def installer_menu_arm64() -> Menu:
+    """The arm64 installer's kernel and initrd, served straight from the Debian package
+    (pxetui.loaders; nothing is copied), with the console on the virt board's PL011 UART so its
+    first screen reaches the serial console. Booted by shim -> grubaa64.efi, which reads this
+    menu at debian-installer/arm64/grub/grub.cfg."""
+    for f in ("bootnetaa64.efi", "grubaa64.efi", "linux", "initrd.gz"):
+        _need(Path(DI_ARM64) / f, DI_ARM64_PACKAGE)
+    entry = Entry(id="debian-installer-arm64", label="Debian installer (arm64, netboot package)",
+                  kernel=ARM64_KERNEL, initrds=[ARM64_INITRD],
+                  args="console=ttyAMA0,115200 priority=high ---", archs=["arm64"])
     return lab_menu(entry)
 
 

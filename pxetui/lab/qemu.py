@@ -8,6 +8,9 @@ Firmware:
 - `secureboot`: OVMF built with Secure Boot and Microsoft's keys enrolled (OVMF_VARS_4M.ms.fd),
   which boots only signed binaries: Debian's shim (signed by Microsoft), then GRUB and the
   kernel signed by Debian.
+- `aavmf`: an ARM64 machine (`qemu-system-aarch64 -M virt`, Cortex-A57) with AAVMF (EDK2 for
+  ARM64, package qemu-efi-aarch64) and its own PXE client on virtio-net (`romfile=` empty);
+  the serial console is the PL011 UART (ttyAMA0 for Linux).
 
 TCG keeps CI reproducible on machines without /dev/kvm; `-accel tcg` is passed explicitly.
 """
@@ -23,7 +26,9 @@ from pathlib import Path
 from pxetui.lab.network import LabError, Namespace
 
 OVMF_DIR = Path("/usr/share/OVMF")
-FIRMWARES = ("bios", "uefi", "uefi-ipxe", "secureboot")
+AAVMF_DIR = Path("/usr/share/AAVMF")
+FIRMWARES = ("bios", "uefi", "uefi-ipxe", "secureboot", "aavmf")
+ARM64_FIRMWARES = ("aavmf",)  # run by qemu-system-aarch64
 
 
 @dataclass
@@ -45,11 +50,11 @@ class VmSpec:
             raise LabError(f"memory {self.memory_mb} MiB: use 128..4096")
 
 
-def _ovmf(code: str, vars_: str, vm_dir: Path) -> list[str]:
-    code_p, vars_p = OVMF_DIR / code, OVMF_DIR / vars_
+def _ovmf(code: str, vars_: str, vm_dir: Path, where: Path = OVMF_DIR, package: str = "ovmf") -> list[str]:
+    code_p, vars_p = where / code, where / vars_
     for p in (code_p, vars_p):
         if not p.exists():
-            raise LabError(f"{p} is missing: install the Debian package ovmf")
+            raise LabError(f"{p} is missing: install the Debian package {package}")
     # The VARS store is written by the firmware (boot order, Secure Boot state): a copy per VM.
     vars_copy = vm_dir / f"vars-{vars_}"
     shutil.copyfile(vars_p, vars_copy)
@@ -59,6 +64,8 @@ def _ovmf(code: str, vars_: str, vm_dir: Path) -> list[str]:
 
 def command(spec: VmSpec, vm_dir: Path, console: Path) -> list[str]:
     """The QEMU command line for `spec`; VARS copies go to `vm_dir`."""
+    if spec.firmware in ARM64_FIRMWARES:
+        return _arm64_command(spec, vm_dir, console)
     qemu = shutil.which("qemu-system-x86_64")
     if qemu is None:
         raise LabError("qemu-system-x86_64 not found: install the Debian package qemu-system-x86")
@@ -82,6 +89,21 @@ def command(spec: VmSpec, vm_dir: Path, console: Path) -> list[str]:
                 *_ovmf("OVMF_CODE_4M.secboot.fd", "OVMF_VARS_4M.ms.fd", vm_dir)]
         cmd += ["-device", nic + ",romfile="]
     return cmd + spec.extra_args
+
+
+def _arm64_command(spec: VmSpec, vm_dir: Path, console: Path) -> list[str]:
+    """AAVMF on the `virt` board. TCG, as on x86; a Cortex-A57 (what Debian's arm64 kernel and
+    AAVMF are tested on) rather than `max`, whose extra features only cost TCG time."""
+    qemu = shutil.which("qemu-system-aarch64")
+    if qemu is None:
+        raise LabError("qemu-system-aarch64 not found: install the Debian package qemu-system-arm")
+    vm_dir.mkdir(parents=True, exist_ok=True)
+    return [qemu, "-accel", "tcg", "-machine", "virt", "-cpu", "cortex-a57", "-smp", "1",
+            "-m", str(spec.memory_mb), "-nodefaults", "-no-user-config", "-display", "none",
+            "-serial", f"file:{console}", "-monitor", "none", "-no-reboot",
+            *_ovmf("AAVMF_CODE.fd", "AAVMF_VARS.fd", vm_dir, AAVMF_DIR, "qemu-efi-aarch64"),
+            "-netdev", f"tap,id=n0,ifname={spec.tap},script=no,downscript=no",
+            "-device", f"{spec.nic},netdev=n0,mac={spec.mac},romfile=", *spec.extra_args]
 
 
 @dataclass

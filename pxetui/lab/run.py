@@ -30,6 +30,7 @@ from pxetui.lab.network import LabError, LabNetwork, Namespace
 from pxetui.menus import model
 
 CONTENTS = ("busybox", "debian-installer", "memtest", "live-iso")
+ARM64_CONTENTS = ("debian-installer",)
 ENGINE_START_TIMEOUT = 30.0
 
 
@@ -51,6 +52,15 @@ class LabOptions:
     def __post_init__(self) -> None:
         if self.content not in CONTENTS:
             raise LabError(f"content {self.content!r}: use one of {', '.join(CONTENTS)}")
+        if self.firmware in qemu.ARM64_FIRMWARES and self.content not in ARM64_CONTENTS:
+            # the busybox initrd and the ISOs are amd64; the arm64 installer is packaged whole
+            raise LabError(f"content {self.content!r} has no arm64 build: the arm64 lab boots "
+                           f"{', '.join(ARM64_CONTENTS)}")
+        if self.firmware in qemu.ARM64_FIRMWARES and self.dhcp != "full":
+            # docs/FIELD-NOTES.md: GRUB under proxyDHCP reads only the router's ACK, and arm64
+            # has no iPXE in Debian to chain instead
+            raise LabError("the arm64 lab runs full DHCP only (GRUB under proxyDHCP looks for its "
+                           "menu on the wrong server)")
         if self.dhcp not in ("full", "proxy"):
             raise LabError(f"dhcp {self.dhcp!r}: the lab runs full or proxy")
         self.state_dir = Path(self.state_dir).resolve()
@@ -139,6 +149,9 @@ class Lab:
         if self.opts.content == "busybox":
             bb = content.install_busybox(self.root, self.opts.state_dir / "cache")
             self._save_menu(content.busybox_menu(bb))
+        elif self.opts.content == "debian-installer" and self.opts.firmware in qemu.ARM64_FIRMWARES:
+            # nothing copied: shim, GRUB, kernel and initrd are served from their package
+            self._save_menu(content.installer_menu_arm64())
         elif self.opts.content == "debian-installer":
             content.install_debian_installer(self.root)
             self._save_menu(content.installer_menu())

@@ -5,8 +5,10 @@
                                 default entry); any other MAC is "not found" at once, as
                                 pxelinux probes ~14 names before `default` (docs/FIELD-NOTES.md)
   grub/grub.cfg, grub.cfg       GRUB menu (UEFI); grub/ is the signed network GRUB's prefix
+  debian-installer/arm64/grub/grub.cfg   the arm64 menu, where Debian's arm64 netboot GRUB reads it
   boot.ipxe                     iPXE script for the asking client
-  pxelinux.0, grubx64.efi, ...  boot loaders found by pxetui.loaders
+  pxelinux.0, grubx64.efi, ...  boot loaders found by pxetui.loaders (and the arm64
+                                installer's debian-installer/arm64/linux, initrd.gz)
   iso/<name>.iso                a whole imported image
   iso/<name>/<path>             one file inside it, served from its byte extent in the .iso
 
@@ -42,7 +44,10 @@ from pxetui.menus.model import Menu
 from pxetui.safeopen import FILE_FLAGS, PinMismatch
 
 PXELINUX_DEFAULT = "pxelinux.cfg/default"
-GRUB_CFGS = ("grub/grub.cfg", "grub.cfg")
+# The arm64 netboot GRUB (debian-installer-12-netboot-arm64's grubaa64.efi) has prefix
+# /debian-installer/arm64/grub: only arm64 clients read it, so it always gets the arm64 menu.
+ARM64_GRUB_CFG = "debian-installer/arm64/grub/grub.cfg"
+GRUB_CFGS = ("grub/grub.cfg", "grub.cfg", ARM64_GRUB_CFG)
 IPXE_SCRIPT = "boot.ipxe"
 GENERATED = (PXELINUX_DEFAULT, *GRUB_CFGS, IPXE_SCRIPT)
 _RECHECK = 1.0  # seconds between checks that the state database changed
@@ -167,7 +172,7 @@ class MenuProvider:
                                    mint if owner == mac else None)
             return virtual(path, text.encode(), st.updated)
         if path in GRUB_CFGS:
-            kind = archtypes.menu_family(client.arch)
+            kind = "arm64" if path == ARM64_GRUB_CFG else archtypes.menu_family(client.arch)
             arch = kind if kind in ("uefi32", "uefi64", "arm64") else "uefi64"
             owner, mint = tokens.for_request(cfg, client.ip, client.mac)
             default = st.per_mac_default(owner)
@@ -186,8 +191,8 @@ class LoaderProvider:
         self.loaders: Loaders = find_loaders(state_dir=cfg.state_path / "cache", build_grub=True)
 
     def lookup(self, path: str, client: Client) -> Source | None:
-        if "/" in path:
-            return None
+        # Only the fixed names of pxetui.loaders (a few, like debian-installer/arm64/linux,
+        # have a directory) and modules at the root: never a path the client made up.
         real = self.loaders.path(path)
         if real is None:
             return None

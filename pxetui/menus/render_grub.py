@@ -59,7 +59,10 @@ def render(menu: Menu, cfg: Config, arch: str = "uefi64", default: str | None = 
     """`{http}`/`{server}` in arguments are filled in `client_ip`'s family (model.expand)."""
     entries, chosen = menu.for_loader(arch, KINDS, default)
     lines = [HEADER]
-    if menu.serial:
+    # ARM64 UEFI (virt boards, SPCR servers): the firmware's console is the UART already, and
+    # GRUB's arm64-efi has no `com0` to set up (docs/FIELD-NOTES.md "ARM64 UEFI": the lines
+    # only print errors there).
+    if menu.serial and arch != "arm64":
         unit, _, speed = menu.serial.partition(" ")
         lines += [f"serial --unit={unit} --speed={speed or '115200'}",
                   "terminal_input serial console", "terminal_output serial console"]
