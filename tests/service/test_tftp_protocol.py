@@ -22,7 +22,8 @@ pytestmark = pytest.mark.root
 # A bounded raw TFTP client, run inside the client namespace. Actions in, results out (JSON).
 CLIENT = r'''
 import hashlib, json, socket, struct, sys
-SERVER = ("10.99.0.1", 69)
+SERVER = (sys.argv[2] if len(sys.argv) > 2 else "10.99.0.1", 69)  # an IPv6 address works too
+FAMILY = socket.AF_INET6 if ":" in SERVER[0] else socket.AF_INET
 
 def rrq(name, opts, mode="octet", op=1):
     body = name.encode("utf-8", "surrogateescape") + b"\0" + mode.encode() + b"\0"
@@ -34,7 +35,7 @@ def oack_opts(pkt):
     return {f[i].decode(): f[i + 1].decode() for i in range(0, len(f) - 1, 2)}
 
 def sock():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socket.socket(FAMILY, socket.SOCK_DGRAM)
     s.settimeout(3)
     return s
 

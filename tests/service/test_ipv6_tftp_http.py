@@ -1,0 +1,179 @@
+"""TFTP and HTTP over IPv6 beside IPv4 on one interface (issue 17.2, docs/IPV6.md "TFTP and
+HTTP"): the real services in a server namespace with 10.99.0.1 and fd99::1 on eth0, real
+clients (curl, a raw RFC 7440 client) in another with 10.99.0.2 and fd99::1001. Events name the
+IPv6 client; per-client scripts carry only URLs of the family they were fetched over."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from netns import Netns, require_tool, wait_for
+from services import ServiceProc, base_config
+from test_tftp_protocol import CLIENT
+
+from pxetui import privileges, store
+from pxetui.config import Config
+from pxetui.menus import model
+
+pytestmark = pytest.mark.root
+
+V6, V6_CLIENT = "fd99::1", "fd99::1001"
+MAC = "52:54:00:aa:bb:61"
+KERNEL = os.urandom(300_000)  # > the C pump's MIN_SIZE: lock-step transfers go through it
+URL = re.compile(r"https?://(\[[^\]]*\]|[^/\s:'\"]+)")
+
+
+class Rig:
+    def __init__(self, server: Netns, client: Netns, tmp: Path, tftp: ServiceProc, http: ServiceProc) -> None:
+        self.server, self.client, self.tmp, self.tftp, self.http = server, client, tmp, tftp, http
+
+    def raw(self, server_ip: str, *actions: dict) -> list[dict]:
+        """The raw TFTP client of test_tftp_protocol, run in the client namespace."""
+        r = self.client.run(sys.executable, str(self.tmp / "client.py"), json.dumps(list(actions)), server_ip,
+                            timeout=60)
+        return json.loads(r.stdout)
+
+    def curl(self, *args: str) -> bytes:
+        out = self.tmp / "curl.out"
+        self.client.run("curl", "-sS", "-g", "--max-time", "30", "-o", str(out), *args)
+        return out.read_bytes()
+
+
+def menu_database(cfg: Config) -> None:
+    """A stored menu with one entry whose arguments use both templates, owned by the service
+    user (it writes boot tokens there), as the engine leaves it."""
+    cfg.state_path.mkdir(parents=True, exist_ok=True)
+    conn = store.connect(cfg.db_path)
+    try:
+        with store.write_transaction(conn):
+            model.save_menu(conn, model.Menu(entries=[
+                model.Entry(id="lab", label="Lab", kernel="vmlinuz", initrds=["initrd.img"],
+                            args="srv={server} fetch={http}/squashfs"),
+                model.local_entry()], default="lab"))
+    finally:
+        conn.close()
+    ident = privileges.service_identity(cfg)
+    if ident is not None:
+        for f in [cfg.state_path, *cfg.state_path.glob("pxetui.db*")]:
+            os.chown(f, ident.uid, ident.gid)
+
+
+@pytest.fixture
+def rig(netns, tmp_path: Path) -> Iterator[Rig]:
+    require_tool("curl")
+    server, client = netns.pair(client_addr="10.99.0.2/24")
+    server.run("ip", "-6", "addr", "add", f"{V6}/64", "dev", "eth0", "nodad")
+    client.run("ip", "-6", "addr", "add", f"{V6_CLIENT}/64", "dev", "eth0", "nodad")
+    client.run("ip", "link", "set", "eth0", "address", MAC)
+    tftp_root, http_root = tmp_path / "tftp", tmp_path / "http"
+    tftp_root.mkdir()
+    http_root.mkdir()
+    for root in (tftp_root, http_root):
+        (root / "vmlinuz").write_bytes(KERNEL)
+    (tmp_path / "secret.txt").write_bytes(b"secret\n")
+    (tmp_path / "client.py").write_text(CLIENT)
+    cfg = base_config(tmp_path, tftp={"root": str(tftp_root)}, http={"root": str(http_root)},
+                      ipv6={"enabled": True})
+    cfg.server_ip6, cfg.prefix6 = V6, "fd99::/64"  # as resolve() finds them on eth0
+    menu_database(cfg)
+    tftp = ServiceProc(server, "tftp", cfg, tmp_path)
+    http = ServiceProc(server, "http", cfg, tmp_path)
+    try:
+        tftp.wait_running()
+        http.wait_running()
+        yield Rig(server, client, tmp_path, tftp, http)
+    finally:
+        tftp.stop()
+        http.stop()
+
+
+def test_tftp_over_ipv6_and_ipv4(rig: Rig) -> None:
+    """curl (lock-step: the C pump on an IPv6 socket) and an RFC 7440 client (windowsize 8, the
+    Python windowed path) over IPv6, then curl over IPv4 unchanged; each finish names its client."""
+    want = hashlib.sha256(KERNEL).hexdigest()
+    assert hashlib.sha256(rig.curl(f"tftp://[{V6}]/vmlinuz")).hexdigest() == want
+    got = rig.raw(V6, {"do": "fetch", "name": "vmlinuz", "options": {"blksize": 1428, "windowsize": 8}})
+    assert got == [{"sha256": want, "size": len(KERNEL), "window": 8}]
+    assert hashlib.sha256(rig.curl("tftp://10.99.0.1/vmlinuz")).hexdigest() == want
+    done = wait_for(lambda: len(rig.tftp.of("TransferFinished")) >= 3 and rig.tftp.of("TransferFinished"),
+                    what="three finished transfers")
+    assert sorted(e["ip"] for e in done) == ["10.99.0.2", V6_CLIENT, V6_CLIENT]
+    assert all(e["bytes_done"] == len(KERNEL) for e in done)
+    started = rig.tftp.of("TransferStarted", ip=V6_CLIENT)
+    assert {s["options"].get("windowsize") for s in started} == {1, 8}
+
+
+def test_tftp_hostile_path_over_ipv6_refused_as_over_ipv4(rig: Rig) -> None:
+    for ip in (V6, "10.99.0.1"):
+        [r] = rig.raw(ip, {"do": "probe", "name": "../secret.txt"})
+        assert (r["op"], r.get("code")) == (5, 2) and "secret" not in r["msg"], r
+    fails = wait_for(lambda: len(rig.tftp.of("TransferFailed")) >= 2 and rig.tftp.of("TransferFailed"),
+                     what="both refusals reported")
+    assert sorted(e["ip"] for e in fails) == ["10.99.0.2", V6_CLIENT]
+    assert {e["status"] for e in fails} == {2}
+
+
+def test_http_over_ipv6_and_per_family_ipxe_scripts(rig: Rig) -> None:
+    """A kernel over both families; boot.ipxe fetched over IPv6 names only http://[fd99::1]
+    (with this machine's callback token: attributed by the IPv6 neighbour table), over IPv4
+    only http://10.99.0.1; the IPv6 callback counts and names the IPv6 client."""
+    assert rig.curl(f"http://[{V6}]/vmlinuz") == KERNEL
+    assert rig.curl("http://10.99.0.1/vmlinuz") == KERNEL
+    done = wait_for(lambda: len(rig.http.of("TransferFinished")) >= 2 and rig.http.of("TransferFinished"),
+                    what="both downloads finished")
+    assert sorted(e["ip"] for e in done) == ["10.99.0.2", V6_CLIENT]
+
+    query = f"boot.ipxe?mac={MAC}&arch=x86_64&platform=efi"
+
+    def script(base: str) -> str | None:  # the library re-reads its database at most once a second
+        text = rig.curl(f"{base}/{query}").decode()
+        return text if "/callback/" in text else None
+
+    v6 = wait_for(lambda: script(f"http://[{V6}]"), timeout=10, interval=0.3, what="the IPv6 script")
+    assert {m.group(1) for m in URL.finditer(v6)} == {f"[{V6}]"}, v6
+    assert f"kernel http://[{V6}]/vmlinuz " in v6 and f"srv={V6} " in v6
+    v4 = wait_for(lambda: script("http://10.99.0.1"), timeout=10, interval=0.3, what="the IPv4 script")
+    assert {m.group(1) for m in URL.finditer(v4)} == {"10.99.0.1"}, v4
+    # The first script (no arch yet) chains back over the family it came on.
+    first = rig.curl(f"http://[{V6}]/boot.ipxe").decode()
+    assert f"http://[{V6}]/boot.ipxe?mac=" in first and "10.99.0.1" not in first
+
+    # The IPv6 script's own callback (its token was minted for this address) is accepted.
+    v6 = script(f"http://[{V6}]") or ""
+    callback = re.search(r"imgfetch --name pxetui-callback (\S+)", v6)
+    assert callback is not None, v6
+    assert rig.curl(callback.group(1)) == b"ok\n"
+    ev = rig.http.wait_event("BootCallback", ip=V6_CLIENT)
+    assert ev["mac"] == MAC and ev["stage"] == "booting"
+
+
+RAW_HTTP = """
+import socket, sys
+s = socket.create_connection((sys.argv[1], 80), timeout=10)
+s.sendall(sys.argv[2].encode().replace(b"|", b"\\r\\n"))
+data = b""
+while (chunk := s.recv(65536)):
+    data += chunk
+print(data.split(b"\\r\\n", 1)[0].decode())
+"""
+
+
+def test_http_bracketed_host_and_absolute_form_over_ipv6(rig: Rig) -> None:
+    """A bracketed Host with a port and an absolute-form target with a bracketed authority are
+    served; a request without Host is refused over IPv6 as over IPv4 (RFC 9112 3.2)."""
+    code = rig.client.run("curl", "-sS", "-g", "-o", "/dev/null", "-w", "%{http_code}", "-H",
+                          f"Host: [{V6}]:80", f"http://[{V6}]/vmlinuz").stdout
+    assert code == "200"
+
+    def status(request: str) -> str:
+        return rig.client.run(sys.executable, "-c", RAW_HTTP, V6, request).stdout.strip()
+
+    assert status(f"GET http://[{V6}]:80/vmlinuz HTTP/1.1|Host: [{V6}]:80|Connection: close||") == "HTTP/1.1 200 OK"
+    assert status("GET /vmlinuz HTTP/1.1|Connection: close||") == "HTTP/1.1 400 Bad Request"
