@@ -72,6 +72,15 @@ def test_absolute_form_target_uses_its_path():
     assert split_target("http://10.0.0.1")[0] == "/"
 
 
+def test_ipv6_authority_in_brackets():
+    """RFC 3986 3.2.2: an IPv6 literal is bracketed in Host and in an absolute-form target; its
+    colons are not a port or a path (docs/IPV6.md "TFTP and HTTP")."""
+    assert split_target("http://[fd99::1]:8080/boot.ipxe?mac=x") == ("/boot.ipxe", {"mac": "x"})
+    assert split_target("http://[fd99::1]")[0] == "/"
+    req = parse_head(b"GET /vmlinuz HTTP/1.1\r\nHost: [fd99::1]:8080\r\n\r\n")
+    assert req.path == "/vmlinuz" and req.header("host") == "[fd99::1]:8080"
+
+
 @pytest.mark.parametrize("head, status", [
     (b"GET /%zz HTTP/1.1\r\nHost: h\r\n\r\n", 400),  # malformed escape
     (b"GET /%ff%fe HTTP/1.1\r\nHost: h\r\n\r\n", 400),  # not UTF-8

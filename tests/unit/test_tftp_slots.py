@@ -13,6 +13,9 @@ def test_a_client_address_picks_its_slot_by_its_low_16_bits():
     assert slot_of("10.99.0.2") == 2 and slot_of("10.99.1.2") == 258
     assert slot_of("192.168.255.255") == SLOTS - 1
     assert slot_of("not an address") == 0
+    # IPv6 too: a DHCPv6 pool of up to 65,536 addresses gets one slot each (docs/IPV6.md).
+    assert slot_of("fd99::1001") == 0x1001 and slot_of("fd99::1:1002") == 0x1002
+    assert slot_of("fd99::zz") == 0
 
 
 def test_counts_and_total_of_one_process():
