@@ -110,7 +110,9 @@ class Dhcp6Wire:
 
     def _packet(self, seg: Segment, ts: float, msg: Dhcp6Message, name: str, mac: str | None,
                 reply: bool, ours: bool) -> DhcpPacket:
-        addrs = [a.address for ia in msg.ia_na for a in ia.addresses if a.valid]
+        # A client names addresses with lifetimes 0 (RFC 8415 18.2.2); a server's valid
+        # lifetime 0 takes one back.
+        addrs = [a.address for ia in msg.ia_na for a in ia.addresses if a.valid or not reply]
         arch = msg.client_arch
         uc = msg.user_class
         user_class = uc[0].decode("latin-1") if uc else None

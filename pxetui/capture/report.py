@@ -16,6 +16,7 @@ from pxetui.events import (
     Event,
     ForeignDhcpServer,
     LeaseGranted,
+    RouterAdvert,
     TransferFailed,
     TransferFinished,
     TransferProgress,
@@ -64,6 +65,7 @@ class View:
     state: EngineState = field(default_factory=_folder)
     transfers: dict[str, dict[str, Any]] = field(default_factory=dict)
     alerts: dict[str, str] = field(default_factory=dict)  # what capture itself raised
+    routers: dict[str, RouterAdvert] = field(default_factory=dict)  # IPv6 routers, by address
 
     @property
     def servers(self) -> dict[str, ForeignDhcpServer]:
@@ -91,8 +93,16 @@ class View:
             return (f"{at} server   DHCP server {ev.server_ip} ({ev.server_mac or '?'}) "
                     f"offers {ev.offered or 'boot info only'}, {ev.boot_file or 'no boot file'}")
         if isinstance(ev, Alert):
+            if ev.cleared:
+                self.alerts.pop(ev.key, None)
+                return f"{at} cleared  {ev.message}"
             self.alerts[ev.key] = ev.message
             return f"{at} ALERT    {ev.message}"
+        if isinstance(ev, RouterAdvert):
+            self.routers[ev.ip or "?"] = ev
+            while len(self.routers) > 64:
+                del self.routers[next(iter(self.routers))]
+            return f"{at} router   {router_text(ev)}"
         if isinstance(ev, TransferStarted):
             self.transfers[ev.transfer_id] = {"ip": ev.ip, "protocol": ev.protocol, "path": ev.path,
                                               "size": ev.size, "state": "running", "bytes": 0}
@@ -127,6 +137,11 @@ class View:
             ["server", "mac", "offers", "boot file"],
             [[s.server_ip, s.server_mac or "?", s.offered or "boot info only", s.boot_file or "-"]
              for s in self.state.foreign.values()]))
+        if self.routers:
+            parts.append("IPv6 routers seen\n" + table(
+                ["router", "mac", "flags", "prefixes"],
+                [[r.ip or "?", r.router_mac or "?", flags_text(r), " ".join(r.prefixes) or "-"]
+                 for r in self.routers.values()]))
         parts.append("Leases\n" + table(
             ["mac", "ip", "server", "hostname"],
             [[le.mac, le.ip, le.server_ip or "?", le.hostname or ""]
@@ -145,6 +160,17 @@ class View:
         for d in self.client_states():
             parts.append(timeline(d))
         return "\n\n".join(parts)
+
+
+def flags_text(r: RouterAdvert) -> str:
+    """RFC 4861 M and O flags as an operator reads them."""
+    return f"M={int(r.managed)} O={int(r.other)}"
+
+
+def router_text(r: RouterAdvert) -> str:
+    use = "DHCPv6 addresses" if r.managed else "no DHCPv6 addresses (M flag off)"
+    return (f"IPv6 router {r.ip} ({r.router_mac or '?'}) advertises {' '.join(r.prefixes) or 'no prefix'}, "
+            f"{flags_text(r)}: {use}")
 
 
 def timeline(c: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from pxetui.capture.decode import Decoder
+from pxetui.capture.dhcp6wire import SERVER_PORT6
 from pxetui.capture.filters import boot_filter
 from pxetui.capture.pcap import RotatingPcapWriter, pcap_name
 from pxetui.capture.sniffer import CaptureError, RawSniffer
@@ -25,6 +26,7 @@ from pxetui.netinfo import interfaces, udp_port_bound
 from pxetui.serviceapi import ServiceContext
 
 TICK_SECONDS = 1.0
+UDP6_TABLE = "/proc/net/udp6"
 
 
 def our_addresses(cfg: Config) -> set[str]:
@@ -32,7 +34,9 @@ def our_addresses(cfg: Config) -> set[str]:
     if not cfg.server_ip:
         return set()
     serving = cfg.dhcp.mode != "off" or cfg.tftp.enabled or cfg.http.enabled
-    return {cfg.server_ip} if serving else set()
+    if not serving:
+        return set()
+    return {cfg.server_ip, cfg.server_ip6} - {""} if cfg.ipv6.enabled else {cfg.server_ip}
 
 
 def http_ports(cfg: Config) -> list[int]:
@@ -44,9 +48,12 @@ class Capture:
 
     def __init__(self, iface: str, our_ips: set[str], ports: list[int], emit: Callable[[Event], None],
                  pcap: str = "", all_boot_traffic: bool = False, own_mac: str | None = None,
-                 pcap_max_bytes: int = 100 * 1024 * 1024, pcap_files: int = 5) -> None:
+                 pcap_max_bytes: int = 100 * 1024 * 1024, pcap_files: int = 5,
+                 serves_ipv6: bool = True) -> None:
         self.sniffer = RawSniffer(iface, boot_filter(ports))
-        self.decoder = Decoder(our_ips=our_ips, http_ports=ports, progress_for_ours=False)
+        # Our DHCPv6 answers leave from the interface's link-local address: our MAC marks them.
+        self.decoder = Decoder(our_ips=our_ips, http_ports=ports, progress_for_ours=False,
+                               our_macs=[own_mac] if own_mac and our_ips else [], serves_ipv6=serves_ipv6)
         self.emit = emit
         self.writer: RotatingPcapWriter | None = None
         if pcap:
@@ -92,6 +99,8 @@ class Capture:
         # Our DHCP service up (port 67 bound here) or not (mode off, restarting): the wire's
         # copies of what it reports are left out only while it reports them.
         self.decoder.dhcp_served = bool(self.decoder.our_ips) and udp_port_bound(SERVER_PORT)
+        # Likewise our DHCPv6 service on 547 (/proc/net/udp6 lists IPv6 sockets).
+        self.decoder.v6.dhcp_served = bool(self.decoder.our_ips) and udp_port_bound(SERVER_PORT6, UDP6_TABLE)
         for ev in self.decoder.tick(time.time()):
             self.emit(ev)
 
@@ -111,7 +120,7 @@ async def run(ctx: ServiceContext) -> None:
     cap = Capture(cfg.interface, our_addresses(cfg), http_ports(cfg), ctx.emit,
                   pcap=cfg.capture.pcap, all_boot_traffic=cfg.capture.all_boot_traffic,
                   own_mac=own.mac if own else None, pcap_max_bytes=cfg.capture.max_bytes,
-                  pcap_files=cfg.capture.files)
+                  pcap_files=cfg.capture.files, serves_ipv6=cfg.ipv6.enabled)
     loop = asyncio.get_running_loop()
     try:
         cap.sniffer.attach(loop, cap.on_frame)

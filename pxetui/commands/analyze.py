@@ -51,7 +51,7 @@ def replay(path: str, stuck_seconds: float = 90.0, http_ports: tuple[int, ...] =
 
 def main(args: argparse.Namespace) -> int:
     from pxetui.capture.pcap import PcapError
-    from pxetui.capture.report import View, timeline
+    from pxetui.capture.report import View, router_text, timeline
 
     view = View()
     try:
@@ -62,9 +62,11 @@ def main(args: argparse.Namespace) -> int:
     except PcapError as exc:
         print(f"pxetui analyze: {exc}", file=sys.stderr)
         return 2
-    if args.json:  # one JSON object per line: servers, alerts, then each client's last update
+    if args.json:  # one JSON object per line: servers, routers, alerts, then each client's last update
         for s in view.servers.values():
             print(json.dumps(s.to_dict(), default=str))
+        for r in view.routers.values():
+            print(json.dumps(r.to_dict(), default=str))
         for key, msg in view.alerts.items():
             print(json.dumps({"type": "Alert", "key": key, "message": msg}))
         for c in view.client_states():
@@ -76,6 +78,8 @@ def main(args: argparse.Namespace) -> int:
         print("DHCP servers seen: " + ", ".join(
             f"{s.server_ip} ({s.server_mac or '?'}, boot file {s.boot_file or 'none'})"
             for s in view.servers.values()))
+    for r in view.routers.values():
+        print(router_text(r))
     for msg in view.alerts.values():
         print(f"alert: {msg}")
     if not view.clients:
