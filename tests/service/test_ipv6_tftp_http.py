@@ -177,3 +177,73 @@ def test_http_bracketed_host_and_absolute_form_over_ipv6(rig: Rig) -> None:
 
     assert status(f"GET http://[{V6}]:80/vmlinuz HTTP/1.1|Host: [{V6}]:80|Connection: close||") == "HTTP/1.1 200 OK"
     assert status("GET /vmlinuz HTTP/1.1|Connection: close||") == "HTTP/1.1 400 Bad Request"
+
+
+# In the server namespace: a UDP echo on [fd99::1]:9999 bound by address only (the control).
+CONTROL6 = r"""
+import socket
+u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+u.bind(("fd99::1", 9999))
+u.settimeout(30)
+while True:
+    data, addr = u.recvfrom(100)
+    u.sendto(b"udp ok", addr)
+"""
+
+# In a client namespace: one exchange with `port` on argv[1]; prints the answer or none/refused.
+ASK6 = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.settimeout(3)
+s.sendto(b"\0\1f.bin\0octet\0" if sys.argv[3] == "rrq" else sys.argv[3].encode(), (sys.argv[1], int(sys.argv[2])))
+try:
+    print("DATA" if s.recv(2048)[:2] in (b"\0\3", b"ud") else "other")
+except TimeoutError:
+    print("none")
+except ConnectionRefusedError:
+    print("refused")
+"""
+
+
+def test_ipv6_listeners_serve_only_the_configured_interface(netns, tmp_path: Path) -> None:
+    """As docs/SECURITY.md "Bound to one interface" for IPv4: a host behind eth1 with a route to
+    fd99::1 reaches a socket bound by address alone (the control), but not TFTP or HTTP."""
+    require_tool("curl")
+    server, near = netns.pair(client_addr="10.99.0.2/24")
+    far = netns.new("pxf")
+    netns.link(server, far, None, None, a_if="eth1")
+    for ns, addr, dev in ((server, f"{V6}/64", "eth0"), (near, f"{V6_CLIENT}/64", "eth0"),
+                          (server, "fd98::1/64", "eth1"), (far, "fd98::2/64", "eth0")):
+        ns.run("ip", "-6", "addr", "add", addr, "dev", dev, "nodad")
+    far.run("ip", "-6", "route", "add", "fd99::/64", "via", "fd98::1")
+    control = server.popen(sys.executable, "-c", CONTROL6)
+    try:
+        wait_for(lambda: server.run("ss", "-H", "-lun", "sport = :9999", check=False).stdout.strip(),
+                 what="the control listener")
+        assert far.run(sys.executable, "-c", ASK6, V6, "9999", "hi", timeout=20).stdout.strip() == "DATA"
+    finally:
+        server.stop(control)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "f.bin").write_bytes(KERNEL)
+    cfg = base_config(tmp_path, tftp={"root": str(root)}, http={"root": str(root)}, ipv6={"enabled": True})
+    cfg.server_ip6, cfg.prefix6 = V6, "fd99::/64"
+    tftp = ServiceProc(server, "tftp", cfg, tmp_path)
+    http = ServiceProc(server, "http", cfg, tmp_path)
+    try:
+        tftp.wait_running()
+        http.wait_running()
+        rrq = "rrq"  # ASK6 sends a TFTP read request for f.bin
+        assert near.run(sys.executable, "-c", ASK6, V6, "69", rrq, timeout=20).stdout.strip() == "DATA"
+        assert far.run(sys.executable, "-c", ASK6, V6, "69", rrq, timeout=20).stdout.strip() in ("none", "refused")
+        r = far.run("curl", "-sS", "-g", "--max-time", "5", "-o", "/dev/null", "-w", "%{http_code}",
+                    f"http://[{V6}]/f.bin", check=False)
+        assert r.returncode in (7, 28) and r.stdout == "000", (r.returncode, r.stdout, r.stderr)
+        near.run("curl", "-sS", "-g", "--max-time", "30", "-o", "/dev/null", f"http://[{V6}]/f.bin")
+        http.wait_event("TransferFinished", ip=V6_CLIENT, path="f.bin")
+        for svc in (tftp, http):
+            for ev in svc.of("TransferStarted") + svc.of("TransferFailed"):
+                assert ev.get("ip") == V6_CLIENT, ev
+    finally:
+        tftp.stop()
+        http.stop()
