@@ -24,13 +24,17 @@ REFUSED = ("interface", "state_dir", "security")
 ENGINE_AT_START = ("tracker", "log", "metrics")
 # What every service process reads (derived from the interface, or how it reports events).
 COMMON = ("interface", "server_ip", "netmask", "mtu", "state_dir", "security", "events.queue_max")
+# The menus the TFTP and HTTP services render carry the log receivers' arguments
+# (pxetui/menus/logargs.py).
+MENU_LOG_KEYS = ("logs.enabled", "logs.menu_args", "logs.syslog_port", "logs.netconsole_port")
 # Keys (or sections) each service reads beyond COMMON: the menus and ISO providers render
 # http_base (http.port) and look in both roots (pxetui/library, pxetui/menus).
 SERVICE_KEYS: dict[str, tuple[str, ...]] = {
     "dhcp": ("dhcp", "http.port", "http.root", "tftp.root", "tftp.port"),
-    "tftp": ("tftp", "http.port", "http.root", "http.token_ttl"),
-    "http": ("http", "tftp.root"),
+    "tftp": ("tftp", "http.port", "http.root", "http.token_ttl", *MENU_LOG_KEYS),
+    "http": ("http", "tftp.root", *MENU_LOG_KEYS),
     "capture": ("capture", "http.port", "tftp.port"),
+    "logs": ("logs",),
 }
 
 

@@ -54,7 +54,14 @@ def _capture() -> Runner:
     return run
 
 
-SERVICES: dict[str, Callable[[], Runner]] = {"dhcp": _dhcp, "tftp": _tftp, "http": _http, "capture": _capture}
+def _logs() -> Runner:
+    from pxetui.clientlogs.service import run
+
+    return run
+
+
+SERVICES: dict[str, Callable[[], Runner]] = {"dhcp": _dhcp, "tftp": _tftp, "http": _http, "capture": _capture,
+                                            "logs": _logs}
 
 log = logging.getLogger("pxetui.service")
 # The longest the last events wait for the supervisor to read them when the service stops (it

@@ -65,7 +65,7 @@ STOP_GRACE = 1.5
 # it still waited on the run queue 3 s of every 5 at -5, beside TFTP and the load (schedstat,
 # bench/engine/run.py at 3,000 DORA/s). Nice values relative to ours; raising one needs root
 # (services start as root).
-NICE = {"dhcp": -10, "tftp": -5, "http": -5, "capture": 5}
+NICE = {"dhcp": -10, "tftp": -5, "http": -5, "capture": 5, "logs": 5}
 
 
 def prioritize(pid: int, name: str) -> None:
@@ -94,6 +94,8 @@ def services_for(cfg: Config) -> list[str]:
         names.append("http")
     if cfg.capture.enabled:
         names.append("capture")
+    if cfg.logs.enabled:
+        names.append("logs")
     return names
 
 
@@ -107,6 +109,11 @@ def ports_needed(cfg: Config, names: list[str]) -> dict[int, str]:
         ports[cfg.tftp.port] = "udp"
     if "http" in names:
         ports[cfg.http.port] = "tcp"
+    if "logs" in names:
+        # One port per protocol here: port_holders looks a port up by (port, protocol); the TCP
+        # syslog listener shares the UDP port number.
+        ports[cfg.logs.syslog_port] = "udp"
+        ports[cfg.logs.netconsole_port] = "udp"
     return ports
 
 
