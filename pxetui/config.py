@@ -209,6 +209,8 @@ class Ipv6Config:
     # without a router: firmware needs one to use DHCPv6 addresses. "auto": only while no other
     # router advertises on the interface.
     router_advertisements: str = "auto"  # auto | on | off
+    # Option 60 (RFC 5970 section 3.2): parameters sent with the boot-file URL; none by default.
+    boot_file_params: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -520,6 +522,9 @@ def _check_ipv6(v6: Ipv6Config, problems: list[str]) -> None:
         problems.append(f"ipv6.router_advertisements: {v6.router_advertisements!r} is not one of auto, on, off")
     if not 60 <= v6.lease_time <= 31_536_000:
         problems.append(f"ipv6.lease_time: {v6.lease_time} is outside 60..31536000 seconds")
+    for i, p in enumerate(v6.boot_file_params):
+        if not p or len(p.encode()) > 255:
+            problems.append(f"ipv6.boot_file_params[{i}]: {len(p.encode())} bytes, 1..255 expected")
     if v6.range:
         try:
             parse_range6(v6.range)
