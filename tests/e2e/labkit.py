@@ -14,15 +14,28 @@ from netns import require, require_root, require_tool
 
 from pxetui.events import apply_file_rows
 from pxetui.lab import content
-from pxetui.lab.qemu import OVMF_DIR
+from pxetui.lab.qemu import AAVMF_DIR, ARM64_FIRMWARES, OVMF_DIR
 from pxetui.lab.run import Lab, LabOptions
-from pxetui.loaders import find_loaders
+from pxetui.loaders import ARM64_INITRD, ARM64_KERNEL, DI_ARM64_PACKAGE, find_loaders
 from pxetui.stages import STAGES
 
 TIMES = Path(os.environ.get("PXETUI_E2E_TIMES", "/tmp/pxetui-e2e-times.jsonl"))
 
 
+def require_arm64_lab() -> None:
+    """AAVMF on qemu-system-aarch64 booting the arm64 installer served from its package."""
+    require_root()
+    require_tool("qemu-system-aarch64", package="qemu-system-arm")
+    require((AAVMF_DIR / "AAVMF_CODE.fd").exists(), "needs AAVMF (Debian package qemu-efi-aarch64)")
+    found = find_loaders()
+    missing = [n for n in ("shimaa64.efi", "grubaa64.efi", ARM64_KERNEL, ARM64_INITRD) if found.path(n) is None]
+    require(not missing, f"needs {missing} (Debian package {DI_ARM64_PACKAGE})")
+
+
 def require_lab(firmware: str = "bios") -> None:
+    if firmware in ARM64_FIRMWARES:
+        require_arm64_lab()
+        return
     require_root()
     require_tool("qemu-system-x86_64", package="qemu-system-x86")
     require_tool("/usr/sbin/dnsmasq", package="dnsmasq-base")
