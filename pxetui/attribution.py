@@ -7,13 +7,15 @@ A request's `?mac=` is whatever the sender typed, so it decides nothing (docs/SE
      our segment the kernel had to resolve the peer's MAC to answer it, so this works in proxy
      mode and unprivileged;
   2. our DHCP lease store (full mode): the MAC we leased that address to; the only way to
-     attribute a relayed client, whose source address is not on our segment.
+     attribute a relayed client, whose source address is not on our segment. An IPv6 address
+     is looked up in the DHCPv6 leases (their MAC, when the client's DUID or relay named one).
 Both known and different (someone uses an address we leased to another machine): nothing is
 attributed. Lookups are cached for a couple of seconds: this runs for every HTTP request.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import sqlite3
 import struct
@@ -190,10 +192,15 @@ class Attributor:
                 if not self.db_path.exists():
                     return None  # never create a state database just to look
                 self._conn = store.connect(self.db_path)
-            row = self._conn.execute(
-                "SELECT mac FROM dhcp_leases WHERE ip = ? AND state = 'bound' AND expires > ?",
-                (ip, self.wall())).fetchone()
-        except sqlite3.Error:
+            if ":" in ip:  # stored as str(IPv6Address): the same canonical text (RFC 5952)
+                row = self._conn.execute(
+                    "SELECT mac FROM dhcp6_leases WHERE ip = ? AND state = 'bound' AND expires > ?"
+                    " AND mac IS NOT NULL", (str(ipaddress.IPv6Address(ip)), self.wall())).fetchone()
+            else:
+                row = self._conn.execute(
+                    "SELECT mac FROM dhcp_leases WHERE ip = ? AND state = 'bound' AND expires > ?",
+                    (ip, self.wall())).fetchone()
+        except (sqlite3.Error, ValueError):
             return None  # no lease table (proxy mode, DHCP off) or a busy database: no lease
         return str(row[0]) if row else None
 

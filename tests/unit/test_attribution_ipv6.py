@@ -82,3 +82,28 @@ def test_flood_of_unknown_ipv6_addresses_rereads_a_bounded_number_of_times(tmp_p
     for i in range(5 * REREADS_PER_SECOND):
         assert at.mac_for(f"fd99::{i + 0x2000:x}") is None
     assert len(reads) <= REREADS_PER_SECOND + 1
+
+
+def test_ipv6_lease_of_ours_attributes_and_a_conflict_attributes_nothing(tmp_path: Path) -> None:
+    """Our DHCPv6 lease names the MAC (a relayed client is not in the neighbour table); the
+    neighbour table naming another MAC for that address means neither is trusted."""
+    import time
+
+    from pxetui import store
+    from pxetui.dhcp6.leases import LEASES6_DDL
+
+    db = tmp_path / "pxetui.db"
+    conn = store.connect(db)
+    store.ensure_schema(conn, LEASES6_DDL)
+    now = time.time()
+    with conn:
+        for ip, mac, expires in (("fd99::1001", A, now + 600), ("fd99::1002", A, now - 1),
+                                 ("fd99::1003", None, now + 600), ("fd99::1004", A, now + 600)):
+            conn.execute("INSERT INTO dhcp6_leases(ip, duid, iaid, mac, expires, state, updated)"
+                         " VALUES (?, '0003000152540000000a', 1, ?, ?, 'bound', ?)", (ip, mac, expires, now))
+    conn.close()
+    at = Attributor(db, str(tmp_path / "arp"), nd6=lambda: {"fd99::1004": "52:54:00:00:00:0b"})
+    assert at.mac_for("fd99:0::1001") == A  # any spelling of the address
+    assert at.mac_for("fd99::1002") is None  # expired
+    assert at.mac_for("fd99::1003") is None  # a lease without a known MAC
+    assert at.mac_for("fd99::1004") is None  # the wire says another machine
