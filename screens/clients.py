@@ -16,20 +16,24 @@ from screens.base import TableScreen
 from screens.widgets import Column
 
 # Firmware holds the tracker's names whole ("uefi64/ipxe", "arm64-http": pxetui.archtypes);
-# MAC to Progress fit 80 columns.
+# MAC to Progress fit 80 columns. An IPv6 address longer than IP_WIDTH is cut in the middle
+# (fmt.address); the client's detail screen shows it whole.
+IP_WIDTH = 15
 COLUMNS = (
-    Column("mac", "MAC", 17), Column("ip", "IP", 15), Column("fw", "Firmware", 11),
+    Column("mac", "MAC", 17), Column("ip", "IP", IP_WIDTH), Column("fw", "Firmware", 11),
     Column("stage", "Stage", 10), Column("progress", "Progress", 11),
     Column("last", "Last event", 24), Column("diag", "Diagnosis", 48),
 )
 STAGE_STYLE = {"booted": "green", "installed": "green"}
 
 
-def ip_order(ip: str | None) -> Any:
+def ip_order(ip: str | None) -> tuple[int, int]:
+    """Numeric order, IPv4 before IPv6, none first."""
     try:
-        return int(ipaddress.IPv4Address(ip or ""))
+        a = ipaddress.ip_address(ip or "")
     except ValueError:
-        return -1
+        return (0, 0)
+    return (a.version, int(a))
 
 
 class ClientsScreen(TableScreen):
@@ -45,7 +49,7 @@ class ClientsScreen(TableScreen):
 
     def row_of(self, c: ClientInfo) -> tuple[Any, ...]:
         return (
-            c.mac, c.ip or "-", fmt.firmware(c.firmware, c.arch),
+            c.mac, fmt.address(c.ip, IP_WIDTH), fmt.firmware(c.firmware, c.arch),
             Text(c.stage or "new", "bold red" if c.diagnosis else STAGE_STYLE.get(c.stage, "")),
             fmt.bar(c.progress, 6) + " " + fmt.percent(c.progress),
             f"{fmt.clock(c.ts)} {c.last_event}",

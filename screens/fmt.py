@@ -67,6 +67,18 @@ def firmware(name: str, arch: int | None) -> str:
     return name or archtypes.name(arch) or "?"
 
 
+def address(ip: str | None, width: int) -> str:
+    """An address cut to `width` from the middle: an IPv6 address (up to 39 characters) keeps
+    its start (the prefix) and more of its end (the host part, what tells clients of one /64
+    apart). IPv4 addresses and short IPv6 ones ("fd99::1000") are whole."""
+    if not ip:
+        return "-"
+    if len(ip) <= width:
+        return ip
+    head = (width - 1) // 3
+    return ip[:head] + "…" + ip[len(ip) - (width - 1 - head):]
+
+
 def short_path(path: str) -> str:
     """Relative to the working directory when below it (narrow columns), else as given."""
     try:

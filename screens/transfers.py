@@ -17,8 +17,9 @@ from screens.base import TableScreen
 from screens.widgets import Column
 
 FILE_WIDTH = 17
+CLIENT_WIDTH = 17  # a MAC whole; an IPv6 address (when the MAC is unknown) cut in the middle
 COLUMNS = (
-    Column("client", "Client", 17), Column("file", "File", FILE_WIDTH),
+    Column("client", "Client", CLIENT_WIDTH), Column("file", "File", FILE_WIDTH),
     Column("progress", "Progress", 11), Column("rate", "Rate", 7),
     Column("status", "Status", 18), Column("proto", "Via", 4),
     Column("opts", "blk/win", 11), Column("rtx", "Resent", 6),
@@ -75,7 +76,7 @@ class TransfersScreen(TableScreen):
 
     def row_of(self, t: TransferInfo) -> tuple[Any, ...]:
         cells = (
-            t.mac or t.ip or "-", tail(t.path, FILE_WIDTH), progress_text(t), fmt.rate(t.rate), status_text(t),
+            t.mac or fmt.address(t.ip, CLIENT_WIDTH), tail(t.path, FILE_WIDTH), progress_text(t), fmt.rate(t.rate), status_text(t),
             t.protocol, options_text(t), str(t.retransmits),
         )
         if not t.expected_miss:
