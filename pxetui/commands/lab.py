@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--secure-boot", action="store_true", help="OVMF with Secure Boot: shim, then signed GRUB")
     p.add_argument("--ipxe", action="store_true", help="boot through the iPXE HTTP script (BIOS: iPXE ROM; UEFI: chainload snponly.efi)")
     p.add_argument("--proxy", action="store_true", help="proxyDHCP: a separate dnsmasq in the lab hands out addresses")
+    p.add_argument("--ipv6", action="store_true",
+                   help="OVMF boots over IPv6 only (PXEv6: DHCPv6, TFTP over IPv6, GRUB); the lab "
+                        "bridge gets fd77::1/64 and pxetui serves DHCPv6, no DHCPv4")
     p.add_argument("--content", choices=CONTENTS, default=None,
                    help="(default: busybox; debian-installer with --arch arm64) busybox: a kernel + small initrd that prints a marker and calls back; "
                         "debian-installer: the netboot tree up to its first screen; "
@@ -50,6 +53,10 @@ def options_from(args: argparse.Namespace) -> LabOptions:
         state = args.state_dir or tempfile.mkdtemp(prefix="pxetui-lab-")
         return LabOptions(state_dir=Path(state), firmware="aavmf", content=args.content or "debian-installer",
                           http_port=args.http_port, memory_mb=ARM64_MEMORY_MB)
+    if getattr(args, "ipv6", False):
+        state = args.state_dir or tempfile.mkdtemp(prefix="pxetui-lab-")
+        return LabOptions(state_dir=Path(state), firmware="uefi", content=args.content or "busybox",
+                          http_port=args.http_port, ipv6="pxe")
     firmware = "secureboot" if args.secure_boot else "uefi" if args.uefi else "bios"
     boot_files: dict[str, str] = {}
     if not args.ipxe:
@@ -72,6 +79,14 @@ def cmd_lab(args: argparse.Namespace) -> int:
                                  ("--ipxe", args.ipxe), ("--proxy", args.proxy)) if on]
         if flags:
             print(f"pxetui lab: --arch arm64 boots AAVMF's PXE client with full DHCP; drop {' '.join(flags)}",
+                  file=sys.stderr)
+            return exitcodes.USAGE
+    if getattr(args, "ipv6", False):
+        flags = [f for f, on in (("--arch arm64", getattr(args, "arch", "x86_64") == "arm64"),
+                                 ("--secure-boot", args.secure_boot), ("--ipxe", args.ipxe),
+                                 ("--proxy", args.proxy)) if on]
+        if flags:
+            print(f"pxetui lab: --ipv6 boots OVMF's PXE over IPv6 with full DHCPv6; drop {' '.join(flags)}",
                   file=sys.stderr)
             return exitcodes.USAGE
     if args.secure_boot and args.ipxe:

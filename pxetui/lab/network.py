@@ -30,6 +30,7 @@ from pxetui.safety import GUARD_ENV
 
 SERVER_IP = "10.77.0.1"
 PREFIX = 24
+SERVER_IP6 = "fd77::1"  # a ULA (RFC 4193) /64 for `pxetui lab --ipv6`
 BRIDGE = "br0"
 TAP = "tap0"
 
@@ -123,6 +124,7 @@ class LabNetwork:
 
     server_ip: str = SERVER_IP
     prefix: int = PREFIX
+    server_ip6: str = ""  # e.g. SERVER_IP6: the bridge gets it as a /64 beside its IPv4 address
     ns: Namespace = field(default_factory=lambda: Namespace(_unique("pxlab")))
     peers: list[Namespace] = field(default_factory=list)
     bridge: str = BRIDGE
@@ -171,6 +173,11 @@ class LabNetwork:
             ns.run("ip", "link", "set", "keep0", "master", self.bridge)
             ns.run("ip", "link", "set", "keep1", "up")
             ns.run("ip", "link", "set", "keep0", "up")
+            if self.server_ip6:
+                # keep1 would send its own RS and MLD reports on the segment: IPv6 off there.
+                ns.run("sysctl", "-q", "-w", "net.ipv6.conf.keep1.disable_ipv6=1")
+                # nodad: usable at once, and pxetui's config resolve() skips tentative addresses
+                ns.run("ip", "-6", "addr", "add", f"{self.server_ip6}/64", "dev", self.bridge, "nodad")
             ns.run("ip", "link", "set", self.bridge, "up")
             self._wait_address()
         except BaseException:

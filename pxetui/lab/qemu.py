@@ -62,6 +62,20 @@ def _ovmf(code: str, vars_: str, vm_dir: Path, where: Path = OVMF_DIR, package: 
             "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}"]
 
 
+def ovmf_ipv6_args(boot: str = "pxe") -> list[str]:
+    """OVMF's fw_cfg switches for a boot over IPv6 only (docs/FIELD-NOTES.md "OVMF over IPv6").
+
+    Without them OVMF tries PXEv4, PXEv6, HTTPv4, HTTPv6 in turn. `pxe`: PXE over IPv4 off, so
+    PXEv6 is the first option. `http`: both PXE clients off; HTTPv4 is still tried first (no
+    switch for it: ~60 s of unanswered DHCPv4 on a segment without IPv4), then HTTPv6."""
+    if boot not in ("pxe", "http"):
+        raise LabError(f"IPv6 boot {boot!r}: use pxe or http")
+    args = ["-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n"]
+    if boot == "http":
+        args += ["-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n"]
+    return args
+
+
 def command(spec: VmSpec, vm_dir: Path, console: Path) -> list[str]:
     """The QEMU command line for `spec`; VARS copies go to `vm_dir`."""
     if spec.firmware in ARM64_FIRMWARES:

@@ -26,11 +26,12 @@ from pxetui import privileges, store
 from pxetui.iso import testiso
 from pxetui.lab import content, qemu
 from pxetui.lab.keeper import Keeper
-from pxetui.lab.network import LabError, LabNetwork, Namespace
+from pxetui.lab.network import SERVER_IP6, LabError, LabNetwork, Namespace
 from pxetui.menus import model
 
 CONTENTS = ("busybox", "debian-installer", "memtest", "live-iso")
 ARM64_CONTENTS = ("debian-installer",)
+IPV6_BOOTS = ("pxe", "http")  # OVMF over IPv6: PXEv6 (TFTP) or UEFI HTTP boot
 ENGINE_START_TIMEOUT = 30.0
 
 
@@ -48,6 +49,8 @@ class LabOptions:
     prefix: int = 24  # the lab subnet's; 21 holds a 1,000-client boot storm (bench/storm)
     extra_serve_args: list[str] = field(default_factory=list)
     vm_args: list[str] = field(default_factory=list)  # extra QEMU arguments
+    # "pxe" or "http": OVMF boots over IPv6 only (IPV6_BOOTS); "" boots over IPv4
+    ipv6: str = ""
 
     def __post_init__(self) -> None:
         if self.content not in CONTENTS:
@@ -63,6 +66,9 @@ class LabOptions:
                            "menu on the wrong server)")
         if self.dhcp not in ("full", "proxy"):
             raise LabError(f"dhcp {self.dhcp!r}: the lab runs full or proxy")
+        if self.ipv6 and (self.ipv6 not in IPV6_BOOTS or self.firmware != "uefi" or self.dhcp != "full"):
+            raise LabError(f"ipv6 {self.ipv6!r}: the IPv6 lab boots OVMF (firmware uefi, full "
+                           f"DHCPv6) by {' or '.join(IPV6_BOOTS)}")
         self.state_dir = Path(self.state_dir).resolve()
 
 
@@ -125,7 +131,7 @@ class Lab:
         self.root = self.dir / "root"  # served over both TFTP and HTTP
         self.engine_state = self.dir / "engine"
         self.console = self.dir / "console.log"
-        self.net = LabNetwork(prefix=opts.prefix)
+        self.net = LabNetwork(prefix=opts.prefix, server_ip6=SERVER_IP6 if opts.ipv6 else "")
         self.engine: subprocess.Popen[bytes] | None = None
         self.vm: qemu.Vm | None = None
         self.events: EventLog | None = None
@@ -212,6 +218,10 @@ class Lab:
             files["uefi64"] = "grubx64.efi"
         # (proxyDHCP, UEFI: pxetui's policy chains iPXE; docs/FIELD-NOTES.md: GRUB 2.06 under
         # proxyDHCP looks for grub.cfg on the wrong server)
+        if self.opts.ipv6 == "http":
+            # GRUB as the HTTP boot file: it reads its menu, kernel and initrd over HTTP from
+            # the URL's server (root=http,[addr]:port); iPXE would need DHCPv6 of its own.
+            files["http64"] = "grubx64.efi"
         files.update(self.opts.boot_files)
         return files
 
@@ -220,7 +230,11 @@ class Lab:
                "--state-dir", str(self.engine_state), "--dhcp", self.opts.dhcp,
                "--tftp-root", str(self.root), "--http-root", str(self.root),
                "--http-port", str(self.opts.http_port)]
-        if self.opts.dhcp == "full":
+        if self.opts.ipv6:
+            # IPv4 off for the client's segment (issue 17): no DHCPv4 answers, only DHCPv6
+            cmd[cmd.index("--dhcp") + 1] = "off"
+            cmd.append("--ipv6")
+        elif self.opts.dhcp == "full":
             start, end = self.net.dhcp_range()
             cmd += ["--range", f"{start}-{end}"]
         for kind, name in self.boot_files().items():
@@ -286,7 +300,7 @@ class Lab:
     def expected_services(self) -> set[str]:
         """The engine's services a boot needs (a lab with DHCP and TFTP from another server,
         tests/e2e/test_export_dnsmasq.py, needs only HTTP)."""
-        return {"tftp", "http", "dhcp"}
+        return {"tftp", "http", "dhcp6"} if self.opts.ipv6 else {"tftp", "http", "dhcp"}
 
     def engine_log(self, lines: int = 30) -> str:
         from pxetui.logfile import tail
@@ -297,7 +311,9 @@ class Lab:
     def boot(self) -> qemu.Vm:
         spec = qemu.VmSpec(firmware=self.opts.firmware, mac=self.opts.mac,
                            memory_mb=self.opts.memory_mb, tap=self.net.tap,
-                           vga=self.opts.content == "memtest", extra_args=self.opts.vm_args)
+                           vga=self.opts.content == "memtest",
+                           extra_args=[*(qemu.ovmf_ipv6_args(self.opts.ipv6) if self.opts.ipv6 else []),
+                                       *self.opts.vm_args])
         self.vm = qemu.Vm(spec, self.console, self.dir / "vm").start(self.net.ns)
         return self.vm
 
@@ -358,7 +374,8 @@ def interrupts_as_keyboard() -> Iterator[None]:
 def run_headless(opts: LabOptions, timeout: float, out: Callable[[str], None] = print) -> int:
     """Boot once; 0 when the booted system printed its marker, 1 otherwise."""
     with interrupts_as_keyboard(), Lab(opts) as lab:
-        out(f"lab: namespace {lab.net.name}, server {lab.net.server_ip} on {lab.net.bridge}, "
+        v6 = f" and {lab.net.server_ip6} (boot over IPv6 only: {opts.ipv6})" if opts.ipv6 else ""
+        out(f"lab: namespace {lab.net.name}, server {lab.net.server_ip}{v6} on {lab.net.bridge}, "
             f"content {opts.content}, firmware {opts.firmware}; console {lab.console}")
         vm = lab.boot()
         try:
