@@ -35,6 +35,7 @@ SERVICE_KEYS: dict[str, tuple[str, ...]] = {
     "http": ("http", "tftp.root", *MENU_LOG_KEYS),
     "capture": ("capture", "http.port", "tftp.port"),
     "logs": ("logs",),
+    "dhcp6": ("ipv6", "dhcp", "http.port", "http.root", "tftp.root", "tftp.port", "server_ip6", "prefix6"),
 }
 
 

@@ -54,6 +54,12 @@ def _capture() -> Runner:
     return run
 
 
+def _dhcp6() -> Runner:
+    from pxetui.dhcp6.service import run
+
+    return run
+
+
 def _logs() -> Runner:
     from pxetui.clientlogs.service import run
 
@@ -61,7 +67,7 @@ def _logs() -> Runner:
 
 
 SERVICES: dict[str, Callable[[], Runner]] = {"dhcp": _dhcp, "tftp": _tftp, "http": _http, "capture": _capture,
-                                            "logs": _logs}
+                                            "logs": _logs, "dhcp6": _dhcp6}
 
 log = logging.getLogger("pxetui.service")
 # The longest the last events wait for the supervisor to read them when the service stops (it

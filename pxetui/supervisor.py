@@ -65,7 +65,7 @@ STOP_GRACE = 1.5
 # it still waited on the run queue 3 s of every 5 at -5, beside TFTP and the load (schedstat,
 # bench/engine/run.py at 3,000 DORA/s). Nice values relative to ours; raising one needs root
 # (services start as root).
-NICE = {"dhcp": -10, "tftp": -5, "http": -5, "capture": 5, "logs": 5}
+NICE = {"dhcp": -10, "dhcp6": -10, "tftp": -5, "http": -5, "capture": 5, "logs": 5}
 
 
 def prioritize(pid: int, name: str) -> None:
@@ -88,6 +88,10 @@ def services_for(cfg: Config) -> list[str]:
     names = []
     if cfg.dhcp.mode != "off":
         names.append("dhcp")
+    # DHCPv6 follows ipv6.enabled; dhcp.mode = "off" (another server hands out addresses)
+    # leaves only a proxy-mode DHCPv6, which adds boot URLs and hands out none (docs/IPV6.md).
+    if cfg.ipv6.enabled and (cfg.dhcp.mode != "off" or cfg.ipv6.mode == "proxy"):
+        names.append("dhcp6")
     if cfg.tftp.enabled:
         names.append("tftp")
     if cfg.http.enabled:
@@ -105,6 +109,8 @@ def ports_needed(cfg: Config, names: list[str]) -> dict[int, str]:
         ports[67] = "udp"
         if cfg.dhcp.mode in ("proxy", "auto"):
             ports[4011] = "udp"
+    if "dhcp6" in names:
+        ports[547] = "udp"  # port_holders sees IPv4 sockets only: a clash shows at bind
     if "tftp" in names:
         ports[cfg.tftp.port] = "udp"
     if "http" in names:

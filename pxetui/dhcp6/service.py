@@ -1,0 +1,170 @@
+"""The DHCPv6 service: bind [::]:547 on the interface, join ff02::1:2, serve; send router
+advertisements when the segment has no router (ra.py).
+
+As the IPv4 service (pxetui/dhcp/service.py): the sockets are bound to the one configured
+interface with SO_BINDTODEVICE (docs/SECURITY.md), everything that needs root (547, the raw
+ICMPv6 socket) is open before `ctx.ready()` drops it, and each wake-up handles a batch,
+commits the lease changes in one transaction, and only then sends the replies: a Reply is
+never on the wire before its binding is on disk (README, "Leases").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+import sqlite3
+import struct
+import time
+from pathlib import Path
+
+from pxetui import store as dbstore
+from pxetui.config import Config
+from pxetui.dhcp.policy import BootPolicy
+from pxetui.dhcp.service import open_lease_db
+from pxetui.dhcp6.codec import duid_ll
+from pxetui.dhcp6.leases import LeaseStore6
+from pxetui.dhcp6.ra import RouterAdvertiser, open_icmp6
+from pxetui.dhcp6.server import SERVER_PORT, Dhcp6Server, Reply, pool_bounds
+from pxetui.events import LeaseEnded, LeaseGranted
+from pxetui.safety import check_netns_guard
+from pxetui.serviceapi import ServiceContext
+
+BATCH = 64  # datagrams handled per wake-up before the commit and the sends
+EXPIRY_CHECK = 10.0  # seconds between scans for bindings that ran out (reported as LeaseEnded)
+ALL_DHCP = "ff02::1:2"  # All_DHCP_Relay_Agents_and_Servers (RFC 8415 section 7.1)
+
+
+def open_socket6(interface: str, port: int = SERVER_PORT) -> socket.socket:
+    """UDP [::]:547 on `interface` only, member of ff02::1:2 there (RFC 8415 section 7.1)."""
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
+        sock.bind(("::", port))
+        index = socket.if_nametoindex(interface)
+        mreq = ipaddress.IPv6Address(ALL_DHCP).packed + struct.pack("@I", index)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def open_store6(cfg: Config, conn: sqlite3.Connection) -> LeaseStore6:
+    start, end = pool_bounds(cfg)
+    lim = cfg.dhcp.limits
+    own = {int(ipaddress.IPv6Address(cfg.server_ip6))} if cfg.server_ip6 else set()
+    return LeaseStore6(conn, start, end, exclude=own, offer_hold=lim.offer_hold_seconds,
+                       max_offers=lim.max_offers)
+
+
+def server_duid(interface: str) -> bytes:
+    """DUID-LL from the interface's MAC (RFC 8415 section 11.4): stable without storing one."""
+    try:
+        mac = Path(f"/sys/class/net/{interface}/address").read_text().strip()
+        return duid_ll(mac)
+    except (OSError, ValueError) as exc:
+        raise OSError(f"no Ethernet MAC known for interface {interface!r} ({exc}): cannot form "
+                      "a DUID-LL") from None
+
+
+class Transport6:
+    """Drains the socket in batches, commits, then sends (see the module docstring)."""
+
+    def __init__(self, ctx: ServiceContext, server: Dhcp6Server, sock: socket.socket) -> None:
+        self.ctx, self.server, self.sock = ctx, server, sock
+
+    def readable(self) -> None:
+        replies: list[Reply] = []
+        for _ in range(BATCH):
+            try:
+                data, src = self.sock.recvfrom(4096)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                self.ctx.log(f"receive on port {SERVER_PORT} failed: {exc}", "warning")
+                break
+            try:
+                replies.extend(self.server.handle(data, src))
+            except Exception as exc:  # a bug on one packet must not stop the others' service
+                self.ctx.log(f"internal error on a DHCPv6 packet from {src[0]}: {exc!r}", "error")
+        store = self.server.store
+        if store is not None:
+            try:
+                store.commit()
+            except sqlite3.Error as exc:
+                self.ctx.log(f"lease database write failed, DHCPv6 replies dropped: {exc}", "error")
+                return
+        for data, dest in replies:
+            try:
+                self.sock.sendto(data, dest)
+            except OSError as exc:
+                self.ctx.log(f"send to [{dest[0]}]:{dest[1]} failed: {exc}", "warning")
+
+
+async def report_expiries(ctx: ServiceContext, store: LeaseStore6) -> None:
+    while True:
+        await asyncio.sleep(EXPIRY_CHECK)
+        for lease in store.expired(time.time()):
+            ctx.emit(LeaseEnded(mac=lease.mac, ip=lease.address, reason="expired"))
+
+
+async def run(ctx: ServiceContext) -> None:
+    check_netns_guard()
+    cfg = ctx.config
+    if not cfg.server_ip6 or not cfg.prefix6:
+        raise OSError(f"no IPv6 address known for interface {cfg.interface!r} (ipv6.enabled needs "
+                      "a global or ULA /64 on it: docs/IPV6.md)")
+    duid = server_duid(cfg.interface)
+    conn = open_lease_db(cfg)
+    store = open_store6(cfg, conn) if cfg.ipv6.mode == "full" else None
+    if store is not None:
+        restored = store.restored(time.time())
+        for lease in restored:
+            ctx.emit(LeaseGranted(mac=lease.mac, ip=lease.address, expires=lease.expires,
+                                  server_ip=cfg.server_ip6))
+        if restored:
+            ctx.log(f"restored {len(restored)} active DHCPv6 leases from {cfg.db_path}")
+    policy = BootPolicy(cfg, dbstore.host_overrides(conn), proxy=cfg.ipv6.mode == "proxy")
+    server = Dhcp6Server(cfg, store, policy, duid, ctx.emit,
+                         lambda mac: dbstore.clear_boot_once(conn, mac))
+    sock = open_socket6(cfg.interface)
+    ra: RouterAdvertiser | None = None
+    if cfg.ipv6.router_advertisements != "off":
+        try:
+            ra = RouterAdvertiser(ctx, open_icmp6(cfg.interface), cfg)
+        except OSError as exc:
+            ctx.log(f"cannot open an ICMPv6 socket on {cfg.interface} ({exc}): no router "
+                    "advertisements", "warning")
+    loop = asyncio.get_running_loop()
+    loop.add_reader(sock.fileno(), Transport6(ctx, server, sock).readable)
+    tasks = []
+    if store is not None:
+        tasks.append(asyncio.ensure_future(report_expiries(ctx, store)))
+    if ra is not None:
+        tasks.append(asyncio.ensure_future(ra.run()))
+    ctx.ready([SERVER_PORT])
+    pool = f", pool {cfg.ipv6.range}" if store is not None else ""
+    ctx.log(f"{cfg.ipv6.mode} DHCPv6 on {cfg.interface} ([{cfg.server_ip6}]), port {SERVER_PORT}{pool}; "
+            f"router advertisements {cfg.ipv6.router_advertisements}")
+    try:
+        while True:
+            await ctx.reload_requested.wait()
+            ctx.reload_requested.clear()
+            policy.set_overrides(dbstore.host_overrides(conn))
+            ctx.log("reloaded per-MAC overrides")
+    finally:
+        for task in tasks:
+            task.cancel()
+        loop.remove_reader(sock.fileno())
+        sock.close()
+        if ra is not None:
+            ra.close()
+        if store is not None:
+            with contextlib.suppress(sqlite3.Error):
+                store.commit()
+        conn.close()

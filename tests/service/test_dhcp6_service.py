@@ -1,0 +1,141 @@
+"""The DHCPv6 service (issue 17.1, docs/IPV6.md) in a server namespace with fd99::1/64 on eth0:
+a real DHCPv6 client (ISC dhclient -6) gets an address from the pool and the events show it;
+a PXE Solicit built by scapy (arch 7, vendor class PXEClient) gets option 59
+`tftp://[fd99::1]/...`; and the client namespace hears our router advertisement (M and O
+flags, router lifetime 0, the /64 on-link)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from netns import Netns, require_tool, wait_for
+from services import ServiceProc, base_config
+
+pytestmark = pytest.mark.root
+
+V6 = "fd99::1"
+CLIENT_MAC = "52:54:00:aa:bb:66"
+
+DHCLIENT_SCRIPT = """#!/bin/sh
+echo "$reason $new_ip6_address" >> "{log}"
+"""
+
+# Run in the client namespace: a PXE Solicit as OVMF sends it, built and read by scapy (an
+# independent codec), to ff02::1:2 from port 546; prints what the answer carried.
+PXE_CLIENT = r"""
+import json, socket, sys
+from scapy.layers.dhcp6 import (DHCP6, DHCP6_Solicit, DHCP6OptClientArchType, DHCP6OptClientId,
+    DHCP6OptElapsedTime, DHCP6OptIA_NA, DHCP6OptOptReq, DHCP6OptVendorClass, DUID_LL,
+    DHCP6OptBootFileUrl, DHCP6OptServerId, DHCP6OptIAAddress, VENDOR_CLASS_DATA)
+mac = sys.argv[1]
+sol = (DHCP6_Solicit(trid=0x4242)
+       / DHCP6OptClientId(duid=DUID_LL(lladdr=mac))
+       / DHCP6OptIA_NA(iaid=7)
+       / DHCP6OptOptReq(reqopts=[59, 60])
+       / DHCP6OptElapsedTime()
+       / DHCP6OptVendorClass(enterprisenum=343,
+                             vcdata=[VENDOR_CLASS_DATA(data=b"PXEClient:Arch:00007:UNDI:003016")])
+       / DHCP6OptClientArchType(archtypes=[7]))
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"eth0")
+s.bind(("::", 546))
+s.settimeout(2)
+idx = socket.if_nametoindex("eth0")
+for _ in range(5):  # bounded: RFC 8415 retransmits; the service may still be binding
+    s.sendto(bytes(sol), ("ff02::1:2", 547, 0, idx))
+    try:
+        data, src = s.recvfrom(4096)
+    except socket.timeout:
+        continue
+    m = DHCP6(data)
+    url = m[DHCP6OptBootFileUrl].optdata.decode() if DHCP6OptBootFileUrl in m else None
+    addr = m[DHCP6OptIAAddress].addr if DHCP6OptIAAddress in m else None
+    print(json.dumps({"type": m.msgtype, "trid": m.trid, "url": url, "addr": addr,
+                      "server_id": DHCP6OptServerId in m, "src": src[0]}))
+    break
+"""
+
+# Run in the client namespace: the first router advertisement heard on eth0 (bounded).
+RA_SNIFFER = r"""
+import json, sys
+from scapy.all import sniff
+from scapy.layers.inet6 import ICMPv6ND_RA, ICMPv6NDOptPrefixInfo, IPv6
+got = sniff(iface="eth0", lfilter=lambda p: ICMPv6ND_RA in p, count=1, timeout=float(sys.argv[1]))
+if got:
+    p = got[0]
+    ra, pio = p[ICMPv6ND_RA], p[ICMPv6NDOptPrefixInfo]
+    print(json.dumps({"src": p[IPv6].src, "hlim": p[IPv6].hlim, "M": ra.M, "O": ra.O,
+                      "lifetime": ra.routerlifetime, "prefix": pio.prefix, "plen": pio.prefixlen,
+                      "L": pio.L, "A": pio.A}))
+"""
+
+
+@pytest.fixture
+def dhcp6(netns, tmp_path: Path) -> Iterator[tuple[Netns, Netns, ServiceProc]]:
+    server, client = netns.pair()
+    server.run("ip", "-6", "addr", "add", f"{V6}/64", "dev", "eth0", "nodad")
+    client.run("ip", "link", "set", "eth0", "address", CLIENT_MAC)
+    tftp_root = tmp_path / "tftp"
+    tftp_root.mkdir()
+    (tftp_root / "grubnetx64.efi").write_bytes(b"loader")
+    cfg = base_config(tmp_path, tftp={"root": str(tftp_root)},
+                      ipv6={"enabled": True, "router_advertisements": "auto"})
+    cfg.server_ip6, cfg.prefix6, cfg.ipv6.range = V6, "fd99::/64", "fd99::1000-fd99::1fff"
+    # a client sends from its link-local address: wait until DAD made it usable
+    wait_for(lambda: "tentative" not in client.run("ip", "-6", "addr", "show", "dev", "eth0", "scope", "link").stdout
+             and "fe80" in client.run("ip", "-6", "addr", "show", "dev", "eth0").stdout,
+             timeout=15, what="the client's link-local address")
+    svc = ServiceProc(server, "dhcp6", cfg, tmp_path)
+    try:
+        svc.wait_running()
+        yield server, client, svc
+    finally:
+        svc.stop()
+
+
+def test_dhclient_gets_an_address_and_the_events_show_it(dhcp6, tmp_path: Path) -> None:
+    require_tool("dhclient", package="isc-dhcp-client")
+    _, client, svc = dhcp6
+    log, script, conf = tmp_path / "dhclient.log", tmp_path / "dhclient.sh", tmp_path / "dhclient6.conf"
+    script.write_text(DHCLIENT_SCRIPT.format(log=log))
+    script.chmod(0o755)
+    conf.write_text("timeout 30;\n")
+    client.popen("dhclient", "-6", "-d", "-1", "-v", "-cf", str(conf), "-lf", str(tmp_path / "d6.leases"),
+                 "-pf", str(tmp_path / "d6.pid"), "-sf", str(script), "eth0", log=tmp_path / "dhclient.out")
+    wait_for(lambda: log.exists() and "BOUND6 " in log.read_text(), timeout=40, what="a DHCPv6 lease")
+    got = log.read_text().split("BOUND6 ", 1)[1].split()[0]
+    assert ipaddress.IPv6Address(got) in ipaddress.IPv6Network("fd99::/64")
+    assert 0x1000 <= int(ipaddress.IPv6Address(got)) & 0xFFFF <= 0x1FFF  # from the pool
+    granted = svc.wait_event("LeaseGranted", ip=got)
+    assert granted["server_ip"] == V6 and granted["mac"] == CLIENT_MAC  # DUID-LLT carries the MAC
+    kinds = [(e["direction"], e["msg_type"]) for e in svc.of("DhcpPacket")]
+    assert ("in", "SOLICIT") in kinds and ("out", "REPLY") in kinds
+    assert any(e["yiaddr"] == got for e in svc.of("DhcpPacket", direction="out", msg_type="REPLY"))
+
+
+def test_pxe_solicit_gets_a_tftp_url_and_the_client_hears_our_ra(dhcp6, tmp_path: Path) -> None:
+    _, client, svc = dhcp6
+    (tmp_path / "pxe.py").write_text(PXE_CLIENT)
+    (tmp_path / "ra.py").write_text(RA_SNIFFER)
+    sniffer = client.popen(sys.executable, str(tmp_path / "ra.py"), "25", stdout=-1)
+    r = client.run(sys.executable, str(tmp_path / "pxe.py"), CLIENT_MAC, timeout=60)
+    answer = json.loads(r.stdout)
+    assert answer["type"] == 2 and answer["trid"] == 0x4242 and answer["server_id"]  # ADVERTISE
+    assert answer["url"] == f"tftp://[{V6}]/grubnetx64.efi"
+    assert ipaddress.IPv6Address(answer["addr"]) in ipaddress.IPv6Network("fd99::/64")
+    assert answer["src"].startswith("fe80:")  # answered from our link-local address
+    decision = svc.wait_event("BootDecision", mac=CLIENT_MAC)
+    assert decision["boot_file"] == answer["url"] and decision["arch"] == 7
+    out = svc.wait_event("DhcpPacket", direction="out", msg_type="ADVERTISE")
+    assert out["boot_file"] == answer["url"] and out["port"] == 547
+
+    stdout, _ = sniffer.communicate(timeout=40)
+    ra = json.loads(stdout)
+    assert ra["src"].startswith("fe80:") and ra["hlim"] == 255
+    assert (ra["M"], ra["O"], ra["lifetime"]) == (1, 1, 0)  # DHCPv6, and not a default router
+    assert (ra["prefix"], ra["plen"], ra["L"], ra["A"]) == ("fd99::", 64, 1, 0)
