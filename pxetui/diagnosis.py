@@ -16,6 +16,7 @@ from typing import Any
 
 from pxetui import archtypes
 from pxetui.bootfiles import BIOS_LOADER, ROOTFS, UEFI_LOADER, is_ipxe_binary
+from pxetui.clientlogs import stages as install
 from pxetui.dhcp.ports import PXE_PORT
 
 Ev = dict[str, Any]
@@ -30,7 +31,7 @@ SIZE_PROBE = "size probe"
 FIELDS = frozenset({
     "type", "ts", "direction", "ours", "msg_type", "arch", "vendor_class", "boot_file", "yiaddr",
     "server_ip", "port", "path", "transfer_id", "protocol", "size", "bytes_done", "retransmits",
-    "reason", "status", "detail",
+    "reason", "status", "detail", "app", "message",
 })
 
 
@@ -368,16 +369,25 @@ def _path_of(events: list[Ev], tid: str | None) -> str:
     return next((_name(e) for e in events if e["type"] == "TransferStarted" and e.get("transfer_id") == tid), "")
 
 
+def installer_failed(events: list[Ev]) -> Finding | None:
+    """The installer said it cannot go on: its preseed could not be fetched, no mirror answers,
+    a step failed (its log lines, read by pxetui/clientlogs/stages.py with the step each was
+    logged in). The first such line is the cause; the step's failure follows it."""
+    lines = [(str(e.get("app") or ""), str(e.get("message") or "")) for e in events if e["type"] == "ClientLog"]
+    failure = next((r.failure for r in install.replay(lines) if r.failure), "")
+    return Finding("installer_failed", failure, definite=True) if failure else None
+
+
 Rule = Callable[[list[Ev]], Finding | None]
 RULES: tuple[Rule, ...] = (
-    ipxe_chain_loop, squashfs_ram, http_404_kernel_arg, firmware_mismatch, foreign_offer_won,
+    installer_failed, ipxe_chain_loop, squashfs_ram, http_404_kernel_arg, firmware_mismatch, foreign_offer_won,
     no_boot_file, dhcp6_no_boot_url, no_answer, dhcp6_unanswered, grub_under_proxy, tftp_timeouts,
     tftp_not_found,
 )
 # The rules that can return a definite finding, in RULES order: the tracker looks for one after
 # every transfer start or failure, and the others cannot give it one.
 DEFINITE_RULES: tuple[Rule, ...] = tuple(
-    r for r in RULES if r in (ipxe_chain_loop, squashfs_ram, http_404_kernel_arg, tftp_timeouts, tftp_not_found))
+    r for r in RULES if r in (installer_failed, ipxe_chain_loop, squashfs_ram, http_404_kernel_arg, tftp_timeouts, tftp_not_found))
 
 
 def diagnose(events: list[Ev], rules: tuple[Rule, ...] = RULES) -> list[Finding]:

@@ -44,10 +44,11 @@ from typing import Any
 
 from pxetui import archtypes, diagnosis
 from pxetui.bootfiles import ROOTFS, is_loader
+from pxetui.clientlogs import stages as install
 from pxetui.config import TrackerConfig
 from pxetui.dhcp.ports import PXE_PORT
 from pxetui.events import ClientForgotten, ClientUpdate, Event, LimitReporter, Log, dumps, loads
-from pxetui.stages import DONE_CALLBACKS, PROGRESS
+from pxetui.stages import DONE_CALLBACKS, FINAL, INSTALL_STAGES, PROGRESS
 from pxetui.store import connect, ensure_schema, write_transaction
 
 DEDUP_SECONDS = 5.0
@@ -196,6 +197,7 @@ class Client:
     stuck: bool = False
     failed: bool = False  # a definite finding: this boot cannot recover
     requested: dict[str, Any] | None = None  # the REQUEST of this boot whose ACK was not seen
+    install_step: str = ""  # the installer's current step, from its log lines (clientlogs.stages)
     last_update: float = 0.0
     ips: list[str] = field(default_factory=list)  # addresses mapped to this MAC, newest last
     http_running: set[str] = field(default_factory=set)  # a big download shows no packets until it ends
@@ -364,7 +366,8 @@ class Tracker:
                 if f.get("status") == "running" and f.get("protocol") == "http":
                     c.http_running.add(tid)
             c.progress_recorded = {str(e.get("transfer_id")) for e in c.events if e["type"] == "TransferProgress"}
-            if c.stages and c.stage != "booted" and not c.stuck:
+            c.install_step = _install_step(c.events)
+            if c.stages and c.stage not in FINAL and not c.stuck:
                 self._watch.add(c.mac)
         while len(self.clients) > self.cfg.max_clients:  # the cap was lowered since
             self._out.append(self._evict(next(iter(self.clients)), "tracker.max_clients lowered"))
@@ -536,7 +539,7 @@ class Tracker:
         c.last = max(c.last, ts)
         self.clients.move_to_end(c.mac)  # least recently active first: expiry and caps take from the front
         c.stuck = False  # activity: diagnose again if it stops again
-        if c.stages and c.stage != "booted":
+        if c.stages and c.stage not in FINAL:
             self._watch.add(c.mac)
         if self.db is not None:
             self._dirty.add(c.mac)  # written at the next tick, with every other change
@@ -655,6 +658,7 @@ class Tracker:
         c.unsaved, c.unsaved_gone = {}, set()
         c.arch, c.vendor_class, c.ipxe = None, None, False
         c.diagnosis, c.stuck, c.failed, c.requested = "", False, False, None
+        c.install_step = ""
 
     # -- file rows ------------------------------------------------------------------------
     def _touch(self, c: Client, row: dict[str, Any]) -> None:
@@ -944,6 +948,43 @@ class Tracker:
         self._definite(c)
         return c
 
+    def _on_ClientLog(self, ev: dict[str, Any], ts: float) -> Client | None:
+        """An installer's or kernel's log line (pxetui/clientlogs): the installer's lines move
+        the client through the install stages; any line is its last event. A line makes a new
+        client only when it is an installer's: a machine that merely logs to us is not a boot."""
+        app, message = str(ev.get("app") or ""), str(ev.get("message") or "")
+        installer = install.is_installer(app)
+        c = self._client(ev, create=installer)
+        if c is None:
+            return None
+        c.last_event = f"log: {app + ': ' if app else ''}{message}"[:300]
+        if not installer:
+            return c
+        r = install.read(app, message, c.install_step)
+        moved = r.step != c.install_step
+        c.install_step = r.step
+        if r.stage and self._install_stage(c, r.stage, ts, r.detail or message):
+            moved = True
+        if moved or r.failure:
+            # Only lines that move the installer are kept for the diagnosis (its rules replay
+            # them, with the steps): the chatter would push the boot's events out of the window.
+            label = c.last_event
+            self._record(c, ev, label)
+        if r.failure:
+            self._definite(c)
+        return c
+
+    def _install_stage(self, c: Client, stage: str, ts: float, detail: str) -> bool:
+        """Reach an install stage unless the client is already past it (a late line of an
+        earlier step does not move it back)."""
+        reached = [INSTALL_STAGES.index(s) for s in c.reached if s in INSTALL_STAGES]
+        if reached and INSTALL_STAGES.index(stage) <= max(reached):
+            return False
+        if not reached and stage != "installer":
+            self._stage(c, "installer", ts, "first installer log line")
+        self._stage(c, stage, ts, detail)
+        return True
+
     # -- time ---------------------------------------------------------------------------------
     def tick(self, now: float) -> list[Event]:
         """Once a second: definite findings for clients with new transfers, diagnose clients
@@ -963,7 +1004,7 @@ class Tracker:
         self._due.clear()
         for mac in list(self._watch):
             c = self.clients.get(mac)
-            if c is None or c.stuck or not c.stages or c.stage == "booted":
+            if c is None or c.stuck or not c.stages or c.stage in FINAL:
                 self._watch.discard(mac)
                 continue
             idle = now - c.last
@@ -971,6 +1012,8 @@ class Tracker:
                 continue
             if c.http_running and idle < 10 * self.stuck_seconds:
                 continue  # a big HTTP download shows no packets until it ends
+            if c.stage in INSTALL_STAGES and idle < 10 * self.stuck_seconds:
+                continue  # an installer formatting a disk or fetching packages may log nothing for minutes
             c.stuck = True
             self._watch.discard(mac)
             found = diagnosis.diagnose(list(c.events))
@@ -1002,6 +1045,13 @@ class Tracker:
     def snapshot(self) -> list[ClientUpdate]:
         """Every client's whole state: what a UI that attaches now must see first."""
         return [c.update(c.last) for c in self.clients.values()]
+
+
+def _install_step(events: Iterable[dict[str, Any]]) -> str:
+    """The installer's step, replayed from the log lines a client's boot recorded."""
+    lines = [(str(e.get("app") or ""), str(e.get("message") or "")) for e in events if e.get("type") == "ClientLog"]
+    readings = install.replay(lines)
+    return readings[-1].step if readings else ""
 
 
 def _span(seconds: float) -> str:
