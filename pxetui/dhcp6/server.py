@@ -43,9 +43,6 @@ Reply = tuple[bytes, Address]
 EXHAUSTED_EVERY = 10.0  # seconds between PoolExhausted events
 DECISION_REPEAT = 30.0  # seconds: the same boot decision for a client is told again after this
 DECISIONS_KEPT = 4096
-# The message types a client sends to a server (RFC 8415 section 7.3).
-CLIENT_MESSAGES = {c.SOLICIT, c.REQUEST, c.CONFIRM, c.RENEW, c.REBIND, c.RELEASE, c.DECLINE,
-                   c.INFORMATION_REQUEST}
 
 
 def eui64_mac(address: str) -> str | None:
@@ -134,7 +131,7 @@ class Dhcp6Server:
             self.emit(DhcpIgnored(reason=f"{msg.name}: relayed DHCPv6 is not served (pxetui answers "
                                          "on its own link only)", msg_type=msg.name, ip=src[0]))
             return []
-        if msg.msg_type not in CLIENT_MESSAGES:
+        if msg.msg_type not in c.CLIENT_TYPES:
             self.emit(DhcpIgnored(reason=f"{msg.name} is not a client message", msg_type=msg.name,
                                   ip=src[0], mac=eui64_mac(src[0])))
             return []

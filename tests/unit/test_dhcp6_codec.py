@@ -3,6 +3,8 @@ Solicit built byte by byte from RFC 8415 / RFC 5970 and what EDK2's PxeBcDhcp6 s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -10,36 +12,64 @@ from hypothesis import strategies as st
 from pxetui.dhcp6 import codec as c
 from pxetui.dhcp6.codec import Dhcp6Error, Dhcp6Message, encode, parse
 
-# OVMF "PXE over IPv6" Solicit (the order and contents EDK2 uses), by hand:
+# OVMF "PXE over IPv6" Solicit, by hand, with the options in the order OVMF sends them (as in
+# tests/data/ovmf-pxe6.pcapng, read below):
 OVMF_SOLICIT = bytes.fromhex(
     "01" "5a3c1e"  # SOLICIT, transaction id 0x5a3c1e
-    "0001" "0012" "0004" "8fcdd6b4e4b34e5fa3b3a5e0d5a4a5f1"  # client id: DUID-UUID (type 4)
-    "0003" "000c" "0c0d0e0f" "00000000" "00000000"  # IA_NA iaid 0x0c0d0e0f, T1 0, T2 0
-    "0006" "0008" "003b" "003c" "0017" "0018"  # ORO: 59 boot URL, 60 params, 23 DNS, 24 domains
+    "0001" "000e" "0001" "0001" "31ef5083" "525400770010"  # client id: DUID-LLT, Ethernet, MAC
     "0008" "0002" "0000"  # elapsed time 0
+    "0003" "000c" "0c0d0e0f" "00000000" "00000000"  # IA_NA iaid 0x0c0d0e0f, T1 0, T2 0
+    "0006" "0008" "003b" "003c" "0017" "0010"  # ORO: 59 boot URL, 60 params, 23 DNS, 16 vendor
+    "003e" "0003" "010300"  # network interface identifier: UNDI 3.0 (RFC 5970 3.4)
+    "003d" "0002" "0007"  # client architecture: 7 (EFI x64)
     "0010" "0026" "00000157" "0020"  # vendor class: enterprise 343, one 32-byte item:
-    + b"PXEClient:Arch:00007:UNDI:003016".hex()
-    + "003d" "0002" "0007"  # client architecture: 7 (EFI x64)
-    "003e" "0003" "010300"  # network interface identifier: UNDI 3.0
+    + b"PXEClient:Arch:00007:UNDI:003000".hex()
 )
+PCAP = Path(__file__).resolve().parent.parent / "data" / "ovmf-pxe6.pcapng"
+
+
+def dhcp6_payloads() -> list[tuple[int, bytes]]:
+    """(UDP destination port, payload) of every DHCPv6 datagram in the OVMF capture."""
+    from scapy.layers.inet import UDP
+    from scapy.utils import rdpcap
+
+    return [(p[UDP].dport, bytes(p[UDP].payload)) for p in rdpcap(str(PCAP))
+            if UDP in p and p[UDP].dport in (546, 547)]
 
 
 def test_golden_ovmf_pxe_solicit() -> None:
     msg = parse(OVMF_SOLICIT)
     assert (msg.msg_type, msg.name, msg.transaction_id) == (c.SOLICIT, "SOLICIT", 0x5A3C1E)
-    assert msg.client_id == bytes.fromhex("0004" "8fcdd6b4e4b34e5fa3b3a5e0d5a4a5f1")
-    assert c.duid_mac(msg.client_id) is None  # a DUID-UUID names no MAC
+    assert c.duid_mac(msg.client_id) == "52:54:00:77:00:10"
     assert [(ia.iaid, ia.t1, ia.t2, ia.addresses) for ia in msg.ia_na] == [(0x0C0D0E0F, 0, 0, [])]
-    assert msg.oro == [59, 60, 23, 24]
+    assert msg.oro == [59, 60, 23, 16]
     assert msg.elapsed == 0
     vc = msg.vendor_class
     assert vc is not None and vc.enterprise == c.ENTERPRISE_PXE
-    assert vc.data == [b"PXEClient:Arch:00007:UNDI:003016"]
+    assert vc.data == [b"PXEClient:Arch:00007:UNDI:003000"]
     assert msg.vendor_class_text.startswith("PXEClient")
     assert msg.client_arch == [7]
     assert msg.server_id is None and not msg.rapid_commit and msg.boot_file_url is None
-    assert [code for code, _ in msg.options] == [1, 3, 6, 8, 16, 61, 62]
+    assert [code for code, _ in msg.options] == [1, 8, 3, 6, 62, 61, 16]
     assert encode(msg) == OVMF_SOLICIT  # byte-exact: options kept raw and in order
+
+
+def test_golden_ovmf_capture_parses_and_round_trips() -> None:
+    """OVMF against dnsmasq (tests/data/README.md): first an address-only exchange, then the
+    PXE one with options 59/60 asked, 61 = 7 and PXEClient; dnsmasq answers with option 59."""
+    payloads = dhcp6_payloads()
+    msgs = [parse(data) for _, data in payloads]
+    assert all(encode(m) == data for m, (_, data) in zip(msgs, payloads, strict=True))
+    assert [m.name for m in msgs] == ["SOLICIT", "ADVERTISE", "REQUEST", "REPLY"] * 2 + ["RELEASE", "REPLY"]
+    assert all(port == 547 for (port, _), m in zip(payloads, msgs, strict=True) if m.msg_type in c.CLIENT_TYPES)
+    plain, pxe = msgs[0], msgs[4]
+    assert plain.oro == [23] and plain.client_arch == [] and plain.vendor_class is None
+    assert [code for code, _ in pxe.options] == [code for code, _ in parse(OVMF_SOLICIT).options]
+    assert pxe.client_arch == [7] and pxe.oro == [59, 60, 23, 16]
+    assert pxe.vendor_class_text == "PXEClient:Arch:00007:UNDI:003000"
+    assert c.duid_mac(pxe.client_id) == "52:54:00:77:00:10"
+    assert msgs[5].boot_file_url == "tftp://[fd99::1]/grubnetx64.efi"
+    assert [a.address for a in msgs[7].ia_na[0].addresses] == ["fd99::18e"]
 
 
 def test_advertise_with_boot_options_round_trips() -> None:

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from services import base_config
 
 from pxetui import store as dbstore
@@ -314,3 +316,56 @@ def test_mac_from_duid_else_eui64_link_local(tmp_path: Path) -> None:
     first = rig.of("DhcpPacket")[0]
     assert first.mac == "52:54:00:aa:bb:01"  # from the link-local source (a DUID-UUID has none)
     assert first.uuid == "00010203-0405-0607-0809-0a0b0c0d0e0f"
+
+
+def _ours(m: c.Dhcp6Message, ias: list[c.IaNa] | None = None) -> c.Dhcp6Message:
+    """OVMF's message as if it had chosen us: our server identifier (and our addresses)."""
+    opts = [(k, SERVER_DUID if k == c.OPT_SERVERID else v) for k, v in m.options
+            if not (ias is not None and k == c.OPT_IA_NA)]
+    return c.Dhcp6Message(m.msg_type, m.transaction_id,
+                          opts + [(c.OPT_IA_NA, c.encode_ia_na(ia)) for ia in ias or []])
+
+
+def test_ovmf_capture_replayed_against_us(tmp_path: Path) -> None:
+    """The client side of tests/data/ovmf-pxe6.pcapng, sent to our server instead of dnsmasq."""
+    from test_dhcp6_codec import dhcp6_payloads
+
+    sent = [c.parse(d) for port, d in dhcp6_payloads() if port == 547]
+    solicit1, request1, solicit2, request2, release = sent
+    (tmp_path / "grubnetx64.efi").write_bytes(b"x")  # found first of the uefi64 defaults
+    rig = Rig(tmp_path, tftp={"root": str(tmp_path)})
+    src = ("fe80::5054:ff:fe77:10", 546, 0, 2)
+    (plain,) = rig.send(solicit1, src)
+    assert plain.boot_file_url is None and addr(plain)  # the firmware's address-only exchange
+    (adv,) = rig.send(solicit2, src)
+    assert adv.boot_file_url == "tftp://[fd99::1]/grubnetx64.efi" and addr(adv) != addr(plain)
+    (reply1,) = rig.send(_ours(request1, plain.ia_na), src)
+    (reply2,) = rig.send(_ours(request2, adv.ia_na), src)
+    assert (addr(reply1), addr(reply2)) == (addr(plain), addr(adv))
+    assert reply2.boot_file_url == adv.boot_file_url and reply1.boot_file_url is None
+    assert {e.mac for e in rig.of("LeaseGranted")} == {"52:54:00:77:00:10"}
+    (done,) = rig.send(_ours(release, reply1.ia_na), src)
+    assert done.status is not None and done.status.code == c.STATUS_SUCCESS
+    assert [(e.ip, e.reason) for e in rig.of("LeaseEnded")] == [(addr(plain), "released")]
+
+
+_OPTS = st.lists(st.tuples(st.sampled_from([1, 2, 3, 6, 8, 13, 14, 15, 16, 59, 60, 61]),
+                           st.binary(max_size=40)), max_size=8)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(1, 13), _OPTS, st.binary(max_size=200))
+def test_any_message_is_answered_or_ignored_never_raises(tmp_path: Path, t: int,
+                                                         opts: list[tuple[int, bytes]], raw: bytes) -> None:
+    rig = FUZZ_RIGS.get(tmp_path)
+    if rig is None:  # one server for every example (fuzz, not flood: limits out of the way)
+        lim = {"mac_rate": 10000.0, "mac_burst": 100000}
+        rig = FUZZ_RIGS[tmp_path] = Rig(tmp_path, dhcp={"limits": lim})
+    for data in (c.encode(c.Dhcp6Message(t, 1, opts)), raw):
+        before = len(rig.events)
+        for reply, _ in rig.server.handle(data, CLIENT_SRC):
+            c.parse(reply)  # whatever we send is valid DHCPv6
+        assert len(rig.events) > before  # answered or ignored, always with an event saying so
+
+
+FUZZ_RIGS: dict[Path, Rig] = {}
