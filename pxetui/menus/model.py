@@ -32,6 +32,7 @@ from typing import Any
 from pxetui import store
 from pxetui.archtypes import MENU_FAMILIES
 from pxetui.config import Config
+from pxetui.menus import logargs
 from pxetui.store import write_transaction
 
 KINDS = ("linux", "efi", "iso", "wimboot", "local")
@@ -71,6 +72,9 @@ class Entry:
     needs_review: bool = False  # an "unknown" entry the user should complete by hand
     seed_args: str = ""  # added to args when a seed (autoinstall/preseed/kickstart) is stored
     seeded: bool = False
+    # Log arguments for the `logs` service (pxetui/menus/logargs.py): None follows
+    # logs.menu_args, True/False is this entry's own choice.
+    send_logs: bool | None = None
 
     def check(self) -> list[str]:
         problems = []
@@ -87,6 +91,8 @@ class Entry:
             problems.append(f"entry {self.id}: label has a line break")
         if any(c in self.args for c in "\r\n"):
             problems.append(f"entry {self.id}: arguments have a line break")
+        if self.send_logs not in (None, True, False):
+            problems.append(f"entry {self.id}: send_logs {self.send_logs!r} is not true, false or unset")
         return problems
 
     def full_args(self) -> str:
@@ -95,7 +101,9 @@ class Entry:
     def boot_args(self, cfg: Config, mint: Mint | None = None, client_ip: str | None = None) -> str:
         """The expanded command line for one client: with its seed arguments only when the
         client's tokens can be minted (a shared menu must not carry a working seed URL)."""
-        return expand(self.full_args() if mint is not None else self.args, cfg, mint, client_ip)
+        args = expand(self.full_args() if mint is not None else self.args, cfg, mint, client_ip)
+        family = logargs.family_of(self.kind, self.kernel, self.args, self.seed_args)
+        return logargs.add_log_args(args, family, cfg, client_ip, self.send_logs)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Entry:
