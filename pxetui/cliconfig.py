@@ -51,6 +51,8 @@ def add_common(p: argparse.ArgumentParser, sub: bool = False) -> None:
     g.add_argument("--state-dir", metavar="DIR", help="leases, library, menus, control socket [state_dir]")
     g.add_argument("--ipv6", action="store_true", help="also serve DHCPv6, TFTP and HTTP over IPv6 [ipv6.enabled]")
     g.add_argument("--no-capture", action="store_true", help="do not watch the wire [capture.enabled=false]")
+    g.add_argument("--logs", action="store_true",
+                   help="receive installer syslog and kernel netconsole from clients [logs.enabled]")
     g.add_argument("--config", metavar="FILE", help=f"TOML config file (default {DEFAULT_CONFIG} if it exists)")
 
 
@@ -59,7 +61,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
     o: dict[str, Any] = {}
     a = {k: getattr(args, k, None) for k in (
         "interface", "dhcp", "range", "router", "dns", "boot_file", "tftp_root", "http_root",
-        "http_port", "state_dir", "no_capture", "ipv6", "config", "log_file")}
+        "http_port", "state_dir", "no_capture", "ipv6", "logs", "config", "log_file")}
 
     def put(path: str, value: Any) -> None:
         if value is None:
@@ -90,6 +92,8 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         put("capture.enabled", False)
     if a['ipv6']:
         put("ipv6.enabled", True)
+    if a['logs']:
+        put("logs.enabled", True)
     return o
 
 
