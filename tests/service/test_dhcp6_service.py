@@ -6,6 +6,7 @@ flags, router lifetime 0, the /64 on-link)."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import sys
@@ -14,7 +15,9 @@ from pathlib import Path
 
 import pytest
 from netns import Netns, require_tool, wait_for
-from services import ServiceProc, base_config
+from services import ServiceProc, base_config, collect, served_roots
+
+from pxetui.control import is_live, socket_path
 
 pytestmark = pytest.mark.root
 
@@ -75,6 +78,27 @@ if got:
 """
 
 
+def link_local_ready(ns: Netns) -> None:
+    """A DHCPv6 client sends from its link-local address: wait until DAD made it usable."""
+    def ready() -> bool:
+        out = ns.run("ip", "-6", "addr", "show", "dev", "eth0", "scope", "link").stdout
+        return "fe80" in out and "tentative" not in out
+    wait_for(ready, timeout=15, what="the client's link-local address")
+
+
+def dhclient6(client: Netns, tmp_path: Path) -> str:
+    """ISC dhclient -6 in the foreground (stopped by PID with the namespace): its address."""
+    require_tool("dhclient", package="isc-dhcp-client")
+    log, script, conf = tmp_path / "dhclient.log", tmp_path / "dhclient.sh", tmp_path / "dhclient6.conf"
+    script.write_text(DHCLIENT_SCRIPT.format(log=log))
+    script.chmod(0o755)
+    conf.write_text("timeout 30;\n")
+    client.popen("dhclient", "-6", "-d", "-1", "-v", "-cf", str(conf), "-lf", str(tmp_path / "d6.leases"),
+                 "-pf", str(tmp_path / "d6.pid"), "-sf", str(script), "eth0", log=tmp_path / "dhclient.out")
+    wait_for(lambda: log.exists() and "BOUND6 " in log.read_text(), timeout=40, what="a DHCPv6 lease")
+    return log.read_text().split("BOUND6 ", 1)[1].split()[0]
+
+
 @pytest.fixture
 def dhcp6(netns, tmp_path: Path) -> Iterator[tuple[Netns, Netns, ServiceProc]]:
     server, client = netns.pair()
@@ -86,10 +110,7 @@ def dhcp6(netns, tmp_path: Path) -> Iterator[tuple[Netns, Netns, ServiceProc]]:
     cfg = base_config(tmp_path, tftp={"root": str(tftp_root)},
                       ipv6={"enabled": True, "router_advertisements": "auto"})
     cfg.server_ip6, cfg.prefix6, cfg.ipv6.range = V6, "fd99::/64", "fd99::1000-fd99::1fff"
-    # a client sends from its link-local address: wait until DAD made it usable
-    wait_for(lambda: "tentative" not in client.run("ip", "-6", "addr", "show", "dev", "eth0", "scope", "link").stdout
-             and "fe80" in client.run("ip", "-6", "addr", "show", "dev", "eth0").stdout,
-             timeout=15, what="the client's link-local address")
+    link_local_ready(client)
     svc = ServiceProc(server, "dhcp6", cfg, tmp_path)
     try:
         svc.wait_running()
@@ -99,16 +120,8 @@ def dhcp6(netns, tmp_path: Path) -> Iterator[tuple[Netns, Netns, ServiceProc]]:
 
 
 def test_dhclient_gets_an_address_and_the_events_show_it(dhcp6, tmp_path: Path) -> None:
-    require_tool("dhclient", package="isc-dhcp-client")
     _, client, svc = dhcp6
-    log, script, conf = tmp_path / "dhclient.log", tmp_path / "dhclient.sh", tmp_path / "dhclient6.conf"
-    script.write_text(DHCLIENT_SCRIPT.format(log=log))
-    script.chmod(0o755)
-    conf.write_text("timeout 30;\n")
-    client.popen("dhclient", "-6", "-d", "-1", "-v", "-cf", str(conf), "-lf", str(tmp_path / "d6.leases"),
-                 "-pf", str(tmp_path / "d6.pid"), "-sf", str(script), "eth0", log=tmp_path / "dhclient.out")
-    wait_for(lambda: log.exists() and "BOUND6 " in log.read_text(), timeout=40, what="a DHCPv6 lease")
-    got = log.read_text().split("BOUND6 ", 1)[1].split()[0]
+    got = dhclient6(client, tmp_path)
     assert ipaddress.IPv6Address(got) in ipaddress.IPv6Network("fd99::/64")
     assert 0x1000 <= int(ipaddress.IPv6Address(got)) & 0xFFFF <= 0x1FFF  # from the pool
     granted = svc.wait_event("LeaseGranted", ip=got)
@@ -139,3 +152,37 @@ def test_pxe_solicit_gets_a_tftp_url_and_the_client_hears_our_ra(dhcp6, tmp_path
     assert ra["src"].startswith("fe80:") and ra["hlim"] == 255
     assert (ra["M"], ra["O"], ra["lifetime"]) == (1, 1, 0)  # DHCPv6, and not a default router
     assert (ra["prefix"], ra["plen"], ra["L"], ra["A"]) == ("fd99::", 64, 1, 0)
+
+
+def test_serve_ipv6_runs_dhcp6_beside_dhcp_and_the_engine_shows_the_lease(netns, tmp_path: Path) -> None:
+    """`pxetui serve --ipv6`: the supervisor starts dhcp6 beside dhcp, and a UI attached to
+    the control socket sees the DHCPv6 lease of a real client."""
+    server, client = netns.pair()
+    server.run("ip", "-6", "addr", "add", f"{V6}/64", "dev", "eth0", "nodad")
+    client.run("ip", "link", "set", "eth0", "address", CLIENT_MAC)
+    tftp_root, http_root, state = served_roots(tmp_path, b"loader", b"kernel")
+    server.popen(sys.executable, "-m", "pxetui", "serve", "--interface", "eth0", "--dhcp", "full", "--ipv6",
+                 "--state-dir", str(state), "--tftp-root", str(tftp_root), "--http-root", str(http_root),
+                 log=tmp_path / "serve.log")
+    sock = socket_path(state)
+    wait_for(lambda: is_live(sock), timeout=20, what="the control socket")
+
+    def running(evs: list[dict]) -> bool:
+        return any(e.get("type") == "ServiceState" and e.get("service") == "dhcp6" and e.get("state") == "running"
+                   for e in evs)
+    evs = asyncio.run(collect(sock, running, timeout=30))
+    (up,) = [e for e in evs if e.get("type") == "ServiceState" and e.get("service") == "dhcp6"
+             and e.get("state") == "running"][-1:]
+    assert up["ports"] == [547]
+    # it dropped root after binding 547 and opening the raw ICMPv6 socket (docs/SECURITY.md)
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{up['pid']}/status").read_text().splitlines())
+    assert status["Uid"].split()[0] != "0" and int(status["CapEff"], 16) == 0
+    assert int(status["CapPrm"], 16) == 0 and status["NoNewPrivs"].strip() == "1"
+    link_local_ready(client)
+    got = dhclient6(client, tmp_path)
+
+    def leased(evs: list[dict]) -> bool:
+        return any(e.get("type") == "LeaseGranted" and e.get("ip") == got for e in evs)
+    evs = asyncio.run(collect(sock, leased, timeout=20))
+    lease = [e for e in evs if e.get("type") == "LeaseGranted" and e.get("ip") == got][0]
+    assert lease["mac"] == CLIENT_MAC and lease["server_ip"] == V6
