@@ -5,6 +5,7 @@ IPv6 client; per-client scripts carry only URLs of the family they were fetched 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -15,11 +16,12 @@ from pathlib import Path
 
 import pytest
 from netns import Netns, require_tool, wait_for
-from services import ServiceProc, base_config
+from services import ServiceProc, base_config, collect, served_roots
 from test_tftp_protocol import CLIENT
 
 from pxetui import privileges, store
 from pxetui.config import Config
+from pxetui.control import is_live, socket_path
 from pxetui.menus import model
 
 pytestmark = pytest.mark.root
@@ -247,3 +249,39 @@ def test_ipv6_listeners_serve_only_the_configured_interface(netns, tmp_path: Pat
     finally:
         tftp.stop()
         http.stop()
+
+
+def test_engine_serves_ipv6_clients_and_names_them_in_its_events(netns, tmp_path: Path) -> None:
+    """`pxetui serve --ipv6 --dhcp off` as a user runs it: resolve() finds fd99::1 on eth0, the
+    TFTP and HTTP services listen on it, and a UI attached to the control socket sees the IPv6
+    client's transfers (DHCPv6 stays off with --dhcp off: another server hands out addresses)."""
+    require_tool("curl")
+    server, client = netns.pair(client_addr="10.99.0.2/24")
+    server.run("ip", "-6", "addr", "add", f"{V6}/64", "dev", "eth0", "nodad")
+    client.run("ip", "-6", "addr", "add", f"{V6_CLIENT}/64", "dev", "eth0", "nodad")
+    tftp_root, http_root, state = served_roots(tmp_path, KERNEL, KERNEL[::-1])
+    eng = server.popen(sys.executable, "-m", "pxetui", "serve", "--interface", "eth0", "--dhcp", "off", "--ipv6",
+                       "--state-dir", str(state), "--tftp-root", str(tftp_root), "--http-root", str(http_root),
+                       log=tmp_path / "serve.log")
+    try:
+        sock = socket_path(state)
+        wait_for(lambda: is_live(sock), timeout=20, what="the control socket")
+
+        def running(evs: list[dict]) -> bool:
+            states = {e["service"]: e["state"] for e in evs if e.get("type") == "ServiceState"}
+            return states.get("tftp") == "running" and states.get("http") == "running"
+        asyncio.run(collect(sock, running, timeout=30))
+        out = tmp_path / "got.bin"
+        client.run("curl", "-sS", "-g", "--max-time", "30", "-o", str(out), f"tftp://[{V6}]/pxelinux.0")
+        assert out.read_bytes() == KERNEL
+        client.run("curl", "-sS", "-g", "--max-time", "30", "-o", str(out), f"http://[{V6}]/vmlinuz")
+        assert out.read_bytes() == KERNEL[::-1]
+
+        def finished(evs: list[dict]) -> bool:
+            return {e.get("protocol") for e in evs
+                    if e.get("type") == "TransferFinished" and e.get("ip") == V6_CLIENT} >= {"tftp", "http"}
+        evs = asyncio.run(collect(sock, finished, timeout=30))
+        assert {e["path"] for e in evs if e.get("type") == "TransferFinished" and e.get("ip") == V6_CLIENT} == {
+            "pxelinux.0", "vmlinuz"}
+    finally:
+        server.stop(eng)
