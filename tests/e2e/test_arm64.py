@@ -42,3 +42,30 @@ def test_aavmf_pxe_shim_grub_installer(tmp_path: Path) -> None:
     # served from the package, not from a copy in the root
     assert not (tmp_path / "lab" / "root" / "debian-installer").exists()
     b.assert_timeline("bootloader", "menu", "kernel", "initrd", booted=False)
+
+
+# EDK2's switches for its network boot options (fw_cfg): only "UEFI HTTPv4" is left.
+HTTP_ONLY = ["-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=n",
+             "-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=n"]
+GRUB_WELCOME = "Welcome to GRUB!"
+
+
+def test_aavmf_http_boot_shim_loads_grub_over_http(tmp_path: Path) -> None:
+    # AAVMF offers UEFI HTTP boot: option 93 = 19 with vendor class HTTPClient gets the arm64
+    # shim as a URL, and shim fetches grubaa64.efi by bare name from the same server over HTTP.
+    # Debian 12's GRUB goes no further on an HTTP-booted device (docs/FIELD-NOTES.md "ARM64
+    # UEFI"), so this boot ends at GRUB's banner.
+    b = boot(tmp_path, "arm64-http-boot", firmware="aavmf", content_kind="debian-installer",
+             memory_mb=1024, timeout=240, marker=GRUB_WELCOME, vm_args=HTTP_ONLY)
+    assert GRUB_WELCOME in b.console
+    discover = b.of("DhcpPacket", mac=b.mac, msg_type="DISCOVER", service="dhcp")
+    assert discover and discover[0]["arch"] == 19, discover[:1]
+    assert discover[0]["vendor_class"].startswith("HTTPClient"), discover[0]
+    decisions = [e for e in b.of("BootDecision", mac=b.mac) if e.get("boot_file")]
+    assert decisions and decisions[0]["boot_file"].endswith("/shimaa64.efi"), decisions[:1]
+    assert decisions[0]["boot_file"].startswith("http://"), decisions[0]
+    done = [e["path"].lstrip("/") for e in b.of("TransferFinished", protocol="http", service="http")]
+    assert "shimaa64.efi" in done and "grubaa64.efi" in done, done
+    assert done.index("shimaa64.efi") < done.index("grubaa64.efi"), done
+    assert not b.of("TransferStarted", protocol="tftp", service="tftp"), "HTTP boot used TFTP"
+    b.assert_timeline("offer", "bootloader", booted=False)
