@@ -99,6 +99,35 @@ def dhclient6(client: Netns, tmp_path: Path) -> str:
     return log.read_text().split("BOUND6 ", 1)[1].split()[0]
 
 
+# Run in the client namespace: another router on the segment, one RA a second for N seconds.
+OTHER_ROUTER = r"""
+import sys, time
+from scapy.all import Ether, sendp
+from scapy.layers.inet6 import IPv6, ICMPv6ND_RA, ICMPv6NDOptPrefixInfo
+src, seconds = sys.argv[1], float(sys.argv[2])
+ra = (Ether(dst="33:33:00:00:00:01") / IPv6(src=src, dst="ff02::1", hlim=255)
+      / ICMPv6ND_RA(routerlifetime=1800) / ICMPv6NDOptPrefixInfo(prefix="2001:db8:7::", prefixlen=64, A=0))
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    sendp(ra, iface="eth0", verbose=False)
+    time.sleep(1)
+"""
+
+# Run in the client namespace: how many RAs from a source arrive within N seconds.
+RA_COUNTER = r"""
+import sys
+from scapy.all import sniff
+from scapy.layers.inet6 import ICMPv6ND_RA, IPv6
+src, seconds = sys.argv[1], float(sys.argv[2])
+print(len(sniff(iface="eth0", lfilter=lambda p: ICMPv6ND_RA in p and p[IPv6].src == src, timeout=seconds)))
+"""
+
+
+def link_local(ns: Netns) -> str:
+    out = ns.run("ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link").stdout
+    return out.split("inet6 ", 1)[1].split("/", 1)[0]
+
+
 @pytest.fixture
 def dhcp6(netns, tmp_path: Path) -> Iterator[tuple[Netns, Netns, ServiceProc]]:
     server, client = netns.pair()
@@ -186,3 +215,16 @@ def test_serve_ipv6_runs_dhcp6_beside_dhcp_and_the_engine_shows_the_lease(netns,
     evs = asyncio.run(collect(sock, leased, timeout=20))
     lease = [e for e in evs if e.get("type") == "LeaseGranted" and e.get("ip") == got][0]
     assert lease["mac"] == CLIENT_MAC and lease["server_ip"] == V6
+
+
+def test_auto_router_advertisements_stop_while_another_router_advertises(dhcp6, tmp_path: Path) -> None:
+    server, client, svc = dhcp6
+    (tmp_path / "router.py").write_text(OTHER_ROUTER)
+    (tmp_path / "count.py").write_text(RA_COUNTER)
+    client.popen(sys.executable, str(tmp_path / "router.py"), link_local(client), "30")
+    note = wait_for(lambda: [e for e in svc.of("Log") if "advertises on eth0: pxetui sends no" in e["message"]],
+                    timeout=15, what="the service noticing the other router")
+    assert link_local(client) in note[0]["message"]
+    # longer than RA_INTERVAL: an advertiser that had not stopped would be heard here
+    r = client.run(sys.executable, str(tmp_path / "count.py"), link_local(server), "13", timeout=40)
+    assert int(r.stdout) == 0
