@@ -195,6 +195,29 @@ class LabNetwork:
             time.sleep(0.05)
         raise LabError(f"{self.bridge} in {self.name} did not get {self.server_ip}")
 
+    def ipv4_off(self, port: str) -> None:
+        """No IPv4 (nor ARP) to or from bridge port `port`: its segment is IPv6-only while the
+        server keeps its dual-stack configuration (issue 17's "IPv4 disabled on the client's
+        segment"). Bridge-family nftables hooks: input (to our own addresses), forward (to
+        peers), output (from us); a dropped frame never reaches the bridge device, so the
+        engine's capture does not see it either."""
+        rules = (f"table bridge pxlab_ipv6only {{\n"
+                 f"  chain to_us {{ type filter hook input priority 0; policy accept;\n"
+                 f"    iifname \"{port}\" ether type {{ ip, arp }} drop; }}\n"
+                 f"  chain across {{ type filter hook forward priority 0; policy accept;\n"
+                 f"    iifname \"{port}\" ether type {{ ip, arp }} drop;\n"
+                 f"    oifname \"{port}\" ether type {{ ip, arp }} drop; }}\n"
+                 f"  chain from_us {{ type filter hook output priority 0; policy accept;\n"
+                 f"    oifname \"{port}\" ether type {{ ip, arp }} drop; }}\n}}\n")
+        try:
+            r = subprocess.run(self.ns.exec_args(["nft", "-f", "-"]), input=rules, text=True,
+                               capture_output=True, timeout=30)
+        except FileNotFoundError:
+            raise LabError("`ip` not found: install iproute2") from None
+        if r.returncode != 0:
+            hint = " (install the Debian package nftables)" if "nft" in r.stderr and "No such file" in r.stderr else ""
+            raise LabError(f"in {self.name}: nft: {r.stderr.strip() or r.returncode}{hint}")
+
     def add_peer(self, address: str | None = None, ifname: str = "eth0") -> Namespace:
         """A new namespace joined to the bridge by a veth (`ifname` inside it)."""
         peer = Namespace(_unique("pxlp"))

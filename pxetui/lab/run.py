@@ -231,10 +231,8 @@ class Lab:
                "--tftp-root", str(self.root), "--http-root", str(self.root),
                "--http-port", str(self.opts.http_port)]
         if self.opts.ipv6:
-            # IPv4 off for the client's segment (issue 17): no DHCPv4 answers, only DHCPv6
-            cmd[cmd.index("--dhcp") + 1] = "off"
-            cmd.append("--ipv6")
-        elif self.opts.dhcp == "full":
+            cmd.append("--ipv6")  # dual stack; the VM's port carries IPv6 only (start())
+        if self.opts.dhcp == "full":
             start, end = self.net.dhcp_range()
             cmd += ["--range", f"{start}-{end}"]
         for kind, name in self.boot_files().items():
@@ -249,6 +247,8 @@ class Lab:
             self.dir.mkdir(parents=True, exist_ok=True)
             self.prepare_content()
             self.net.create()
+            if self.opts.ipv6:
+                self.net.ipv4_off(self.net.tap)
             if self.opts.dhcp == "proxy":
                 self._start_site_dhcp()
             self._start_engine()
@@ -300,7 +300,7 @@ class Lab:
     def expected_services(self) -> set[str]:
         """The engine's services a boot needs (a lab with DHCP and TFTP from another server,
         tests/e2e/test_export_dnsmasq.py, needs only HTTP)."""
-        return {"tftp", "http", "dhcp6"} if self.opts.ipv6 else {"tftp", "http", "dhcp"}
+        return {"tftp", "http", "dhcp", "dhcp6"} if self.opts.ipv6 else {"tftp", "http", "dhcp"}
 
     def engine_log(self, lines: int = 30) -> str:
         from pxetui.logfile import tail

@@ -18,13 +18,13 @@ def _flag_values(cmd: list[str], flag: str) -> list[str]:
     return [cmd[i + 1] for i, a in enumerate(cmd) if a == flag]
 
 
-def test_pxe6_engine_serves_dhcpv6_and_no_dhcpv4(tmp_path: Path) -> None:
+def test_pxe6_engine_serves_both_families(tmp_path: Path) -> None:
+    # The server stays dual stack; the VM's port drops IPv4 (LabNetwork.ipv4_off, e2e).
     lab = Lab(LabOptions(state_dir=tmp_path, firmware="uefi", ipv6="pxe"))
     cmd = lab.serve_command()
-    assert _flag_values(cmd, "--dhcp") == ["off"]  # IPv4 off for the client's segment
-    assert "--ipv6" in cmd and "--range" not in cmd
+    assert _flag_values(cmd, "--dhcp") == ["full"] and "--ipv6" in cmd and "--range" in cmd
     assert "uefi64=grubx64.efi" in _flag_values(cmd, "--boot-file")
-    assert lab.expected_services() == {"tftp", "http", "dhcp6"}
+    assert lab.expected_services() == {"tftp", "http", "dhcp", "dhcp6"}
     assert lab.net.server_ip6 == SERVER_IP6
 
 
