@@ -210,7 +210,7 @@ def test_our_dhcpv6_copies_left_out_while_our_service_listens():
             assert of(evs, "LeaseGranted", ours=True) and not of(evs, "ForeignDhcpServer")
 
 
-def test_capture_service_knows_our_ipv6_address_and_port_547(tmp_path):
+def test_capture_service_knows_our_ipv6_address_and_port_547(tmp_path, monkeypatch):
     cfg = Config(interface="eth9", server_ip="10.99.0.1", server_ip6="fd99::1")
     assert our_addresses(cfg) == {"10.99.0.1"}
     cfg.ipv6.enabled = True
@@ -219,10 +219,15 @@ def test_capture_service_knows_our_ipv6_address_and_port_547(tmp_path):
     table.write_text("  sl  local_address                         remote_address                        st\n"
                      "  0: 00000000000000000000000000000000:0223 00000000000000000000000000000000:0000 07\n")
     assert udp_port_bound(547, str(table)) and not udp_port_bound(67, str(table))
-    assert UDP6_TABLE == "/proc/net/udp6"
     cap = Capture("eth9", {"10.99.0.1"}, [80], lambda ev: None, own_mac="52:54:00:00:99:01",
                   serves_ipv6=False)
     assert cap.decoder.v6.our_macs == {"52:54:00:00:99:01"} and not cap.decoder.v6.serves_ipv6
+    # Only our DHCPv6 service is up (547 in the IPv6 table): only its copies are left out.
+    import pxetui.capture.service as service
+
+    monkeypatch.setattr(service, "udp_port_bound", lambda port, t="/proc/net/udp": (port, t) == (547, UDP6_TABLE))
+    cap.tick()
+    assert cap.decoder.v6.dhcp_served and not cap.decoder.dhcp_served
 
 
 @settings(max_examples=400, deadline=None)
