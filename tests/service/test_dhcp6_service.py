@@ -129,7 +129,7 @@ def link_local(ns: Netns) -> str:
 
 
 @pytest.fixture
-def dhcp6(netns, tmp_path: Path) -> Iterator[tuple[Netns, Netns, ServiceProc]]:
+def dhcp6(netns, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Netns, Netns, ServiceProc]]:
     server, client = netns.pair()
     server.run("ip", "-6", "addr", "add", f"{V6}/64", "dev", "eth0", "nodad")
     client.run("ip", "link", "set", "eth0", "address", CLIENT_MAC)
@@ -137,7 +137,8 @@ def dhcp6(netns, tmp_path: Path) -> Iterator[tuple[Netns, Netns, ServiceProc]]:
     tftp_root.mkdir()
     (tftp_root / "grubnetx64.efi").write_bytes(b"loader")
     cfg = base_config(tmp_path, tftp={"root": str(tftp_root)},
-                      ipv6={"enabled": True, "router_advertisements": "auto"})
+                      ipv6={"enabled": True, "router_advertisements": "auto",
+                            "mode": getattr(request, "param", "full")})
     cfg.server_ip6, cfg.prefix6, cfg.ipv6.range = V6, "fd99::/64", "fd99::1000-fd99::1fff"
     link_local_ready(client)
     svc = ServiceProc(server, "dhcp6", cfg, tmp_path)
@@ -228,3 +229,13 @@ def test_auto_router_advertisements_stop_while_another_router_advertises(dhcp6, 
     # longer than RA_INTERVAL: an advertiser that had not stopped would be heard here
     r = client.run(sys.executable, str(tmp_path / "count.py"), link_local(server), "13", timeout=40)
     assert int(r.stdout) == 0
+
+
+@pytest.mark.parametrize("dhcp6", ["proxy"], indirect=True)
+def test_proxy_mode_answers_the_pxe_solicit_with_the_url_and_no_address(dhcp6, tmp_path: Path) -> None:
+    _, client, svc = dhcp6
+    (tmp_path / "pxe.py").write_text(PXE_CLIENT)
+    answer = json.loads(client.run(sys.executable, str(tmp_path / "pxe.py"), CLIENT_MAC, timeout=60).stdout)
+    assert answer["type"] == 2 and answer["url"] == f"tftp://[{V6}]/grubnetx64.efi"
+    assert answer["addr"] is None  # the IA_NA says NoAddrsAvail: addresses are the site server's
+    assert not svc.of("LeaseGranted")
