@@ -95,6 +95,9 @@ def describe(ev: dict[str, Any]) -> str:
         return f"ALERT {g('message')}"
     if t == "ForeignDhcpServer":
         return f"another DHCP server on the wire: {g('server_ip')} ({g('server_mac')}) offers {g('offered')}"
+    if t == "RouterAdvert":
+        flags = f"M={int(bool(g('managed')))} O={int(bool(g('other')))}"
+        return f"IPv6 router {g('ip')} ({g('router_mac')}) advertises {' '.join(g('prefixes') or []) or 'no prefix'}, {flags}"
     if t == "PoolExhausted":
         return f"address pool {g('pool')} is full"
     if t == "EventsDropped":

@@ -263,3 +263,25 @@ def test_relayed_messages_are_read_inside():
     evs, _ = decode([(0.0, pcap6.dhcp6(c.encode(relay), True))])
     (sol,) = of(evs, "DhcpPacket")
     assert sol.msg_type == "SOLICIT" and sol.arch == 7
+
+
+def test_router_advert_in_the_log():
+    from pxetui.logfmt import line
+
+    evs, _ = decode([(0.0, pcap6.router_advert(managed=False))])
+    (ra,) = of(evs, "RouterAdvert")
+    assert line(ra.to_dict()).endswith(f"IPv6 router {SERVER_LL} ({SERVER_MAC}) advertises fd99::/64, M=0 O=1")
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.binary(max_size=200), nh=st.sampled_from([0, 6, 17, 43, 44, 58, 60, 59]))
+def test_random_ipv6_packets_never_raise(body, nh):
+    """Any next header and any bytes after it, including an RA-looking ICMPv6 message with
+    broken options: the decoder returns events or nothing, never an exception."""
+    from scapy.packet import Raw
+
+    dec = Decoder()
+    for payload in (body, b"\x86\x00" + body):
+        frame = Ether(src=CLIENT_MAC) / IPv6(src=CLIENT_LL, dst="ff02::1", nh=nh) / Raw(payload)
+        assert all(isinstance(e, Event) for e in dec.feed(bytes(frame), T0))
+    assert dec.packets == 2
