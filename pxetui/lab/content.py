@@ -203,10 +203,13 @@ def installer_menu_arm64() -> Menu:
     menu at debian-installer/arm64/grub/grub.cfg."""
     for f in ("bootnetaa64.efi", "grubaa64.efi", "linux", "initrd.gz"):
         _need(Path(DI_ARM64) / f, DI_ARM64_PACKAGE)
-    entry = Entry(id="debian-installer-arm64", label="Debian installer (arm64, netboot package)",
-                  kernel=ARM64_KERNEL, initrds=[ARM64_INITRD],
-                  args="console=ttyAMA0,115200 priority=high ---", archs=["arm64"])
-    return lab_menu(entry)
+    return lab_menu(arm64_installer_entry())
+
+
+def arm64_installer_entry() -> Entry:
+    return Entry(id="debian-installer-arm64", label="Debian installer (arm64, netboot package)",
+                 kernel=ARM64_KERNEL, initrds=[ARM64_INITRD],
+                 args="console=ttyAMA0,115200 priority=high ---", archs=["arm64"])
 
 
 def lab_menu(entry: Entry, menu: Menu | None = None) -> Menu:
