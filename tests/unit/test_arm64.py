@@ -13,7 +13,7 @@ import pytest
 from netns import require
 from services import base_config
 
-from pxetui import store
+from pxetui import debpackages, store
 from pxetui.commands import lab as lab_cli
 from pxetui.config import Config
 from pxetui.dhcp.policy import BootPolicy, ClientFacts
@@ -178,3 +178,13 @@ def test_lab_cli_refuses_x86_flags_with_arm64(capsys: pytest.CaptureFixture[str]
                             content=None, state_dir=None, http_port=80, headless=True, timeout=1.0)
     assert lab_cli.cmd_lab(ns) == 2
     assert "drop --uefi --proxy" in capsys.readouterr().err
+
+
+def test_doctor_names_the_arm64_packages(tmp_path: Path) -> None:
+    lines = {line.split()[0]: line for line in debpackages.describe_lines(tmp_path)}
+    for pkg in (DI_ARM64_PACKAGE, "qemu-system-arm", "qemu-efi-aarch64"):
+        assert "missing" in lines[pkg] and f"(apt-get install {pkg})" in lines[pkg], lines[pkg]
+    assert "--arch arm64" in lines["qemu-efi-aarch64"] and "ARM64 UEFI clients" in lines[DI_ARM64_PACKAGE]
+    fake_tree(tmp_path)
+    lines = {line.split()[0]: line for line in debpackages.describe_lines(tmp_path)}
+    assert "installed" in lines[DI_ARM64_PACKAGE] and "missing" in lines["qemu-efi-aarch64"]
