@@ -11,6 +11,7 @@ import json
 import os
 import re
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -271,16 +272,26 @@ def test_engine_serves_ipv6_clients_and_names_them_in_its_events(netns, tmp_path
             states = {e["service"]: e["state"] for e in evs if e.get("type") == "ServiceState"}
             return states.get("tftp") == "running" and states.get("http") == "running"
         asyncio.run(collect(sock, running, timeout=30))
+
+        attached = threading.Event()
+
+        def finished(evs: list[dict]) -> bool:
+            attached.set()  # the engine greets a new UI with its state: we are attached
+            return {e.get("protocol") for e in evs
+                    if e.get("type") == "TransferFinished" and e.get("ip") == V6_CLIENT} >= {"tftp", "http"}
+        # Attached before the downloads: the control socket passes on events as they happen.
+        seen: list[list[dict]] = []
+        ui = threading.Thread(target=lambda: seen.append(asyncio.run(collect(sock, finished, timeout=30))))
+        ui.start()
+        assert attached.wait(20), "the UI did not attach"
         out = tmp_path / "got.bin"
         client.run("curl", "-sS", "-g", "--max-time", "30", "-o", str(out), f"tftp://[{V6}]/pxelinux.0")
         assert out.read_bytes() == KERNEL
         client.run("curl", "-sS", "-g", "--max-time", "30", "-o", str(out), f"http://[{V6}]/vmlinuz")
         assert out.read_bytes() == KERNEL[::-1]
-
-        def finished(evs: list[dict]) -> bool:
-            return {e.get("protocol") for e in evs
-                    if e.get("type") == "TransferFinished" and e.get("ip") == V6_CLIENT} >= {"tftp", "http"}
-        evs = asyncio.run(collect(sock, finished, timeout=30))
+        ui.join(40)
+        assert seen, "the attached UI saw no TransferFinished of the IPv6 client in both protocols"
+        evs = seen[0]
         assert {e["path"] for e in evs if e.get("type") == "TransferFinished" and e.get("ip") == V6_CLIENT} == {
             "pxelinux.0", "vmlinuz"}
     finally:
