@@ -86,9 +86,11 @@ def test_syslog_parse_is_total(data: bytes) -> None:
        st.binary(max_size=300))
 def test_syslog_parse_is_total_after_a_valid_start(head: bytes, tail: bytes) -> None:
     try:
-        parse(head + tail)
-    except SyslogError:
-        pass
+        m = parse(head + tail)
+    except SyslogError as exc:
+        assert str(exc)  # says what is wrong
+        return
+    assert m.format in ("rfc3164", "rfc5424") and "\n" not in m.message
 
 
 @settings(max_examples=300, deadline=None)
