@@ -175,7 +175,9 @@ class Dhcp6Wire:
         if mac is not None:
             self.unanswered.pop(mac, None)
             self.alerted.discard(f"unanswered6:{mac}")
-        if not ours and name in ANSWERS:
+        # A server is described by what it offers: a Reply to a Release or an
+        # Information-request (no address, no URL) says nothing new about it.
+        if not ours and name in ANSWERS and (pkt.yiaddr or pkt.boot_file):
             seen = (seg.src_mac, pkt.yiaddr is not None, pkt.boot_file)
             if self.servers.get(seg.src) != seen:
                 self.servers[seg.src] = seen

@@ -1,12 +1,13 @@
 """IPv6 boot frames for the capture tests, and the golden capture tests/data/pcap/ovmf_pxe6.pcapng.
 
-No IPv6 firmware capture was recorded yet, so the exchange is built from what EDK2/OVMF's
-"PXE over IPv6" sends (docs/IPV6.md; the Solicit as pxetui.dhcp6's golden one: options 1
-DUID-UUID, 3 IA_NA, 6 ORO asking 59/60, 8, 16 enterprise 343 `PXEClient:Arch:00007:UNDI:003016`,
-61 = 7, 62) and what a DHCPv6 server answers (dnsmasq with `enable-ra` and option6:bootfile-url):
-an RA with the M flag, Solicit, Advertise with option 59, Request, Reply, then shim's
-TFTPv6 download as the capture filter keeps it (RRQ, OACK, 1-in-64 ACKs, the short last DATA)
-and the kernel over HTTP on IPv6.
+The exchange is built, not recorded (the recorded one is ovmf_pxe6_real.pcap): "PXE over IPv6"
+as EDK2 asks (the Solicit as pxetui.dhcp6's golden one: options 1, 3 IA_NA, 6 ORO asking 59/60,
+8, 16 enterprise 343 `PXEClient:Arch:00007:UNDI:003016`, 61 = 7, 62) but with a DUID-UUID, which
+names no MAC (the real capture's DUID-LLT does: this covers the harder case), and what a DHCPv6
+server answers (dnsmasq with `enable-ra` and option6:bootfile-url): an RA with the M flag,
+Solicit, Advertise with option 59, Request, Reply, then the loader's TFTPv6 download as the
+capture filter keeps it (RRQ, OACK, 1-in-64 ACKs, the short last DATA) and the kernel over
+HTTP on IPv6.
 
 Regenerate with `.venv/bin/python tests/unit/pcap6.py` (test_capture_ipv6 checks the file is
 what this module writes).

@@ -285,3 +285,42 @@ def test_random_ipv6_packets_never_raise(body, nh):
         frame = Ether(src=CLIENT_MAC) / IPv6(src=CLIENT_LL, dst="ff02::1", nh=nh) / Raw(payload)
         assert all(isinstance(e, Event) for e in dec.feed(bytes(frame), T0))
     assert dec.packets == 2
+
+
+REAL = GOLDEN.parent / "ovmf_pxe6_real.pcap"
+REAL_MAC = "52:54:00:12:34:0e"
+
+
+def test_real_ovmf_pxe6_capture(capsys):
+    """Debian's OVMF (IPv4 PXE off) against dnsmasq: the UEFI network stack's own stateful
+    DHCPv6 first (the RA has M; no vendor class), then PXE's Solicit with options 61/16 and
+    DUID-LLT, the size probe and shim-less GRUB over TFTPv6, two Releases (tests/data/pcap/README.md)."""
+    lt, frames = read_pcap(REAL)
+    dec = Decoder(linktype=lt)
+    evs: list[Event] = []
+    last = 0.0
+    for ts, data in frames:
+        evs += dec.feed(data, ts)
+        last = ts
+    evs += dec.tick(last + 60)
+    assert dec.undecoded == 0 and not of(evs, "Alert") and not of(evs, "Log")
+    dhcp = of(evs, "DhcpPacket")
+    assert [e.msg_type for e in dhcp] == ["SOLICIT", "ADVERTISE", "REQUEST", "REPLY"] * 2 + ["RELEASE", "REPLY"] * 2
+    assert all(e.mac == REAL_MAC for e in dhcp)
+    boot = dhcp[4]
+    assert boot.arch == 7 and boot.vendor_class == "PXEClient:Arch:00007:UNDI:003000"
+    assert dhcp[0].arch is None and dhcp[0].vendor_class is None  # the stack's own Solicit
+    assert dhcp[5].boot_file == dhcp[7].boot_file == "tftp://[fd99::1]/grubx64.efi"
+    assert [(le.ip, le.ours) for le in of(evs, "LeaseGranted")] == [("fd99::16a", False), ("fd99::1ea", False)]
+    assert len(of(evs, "ForeignDhcpServer")) == 2  # addresses only, then addresses and a URL
+    (ra,) = of(evs, "RouterAdvert")
+    assert ra.managed and ra.prefixes == ["fd99::/64"]
+    probe, *misses = of(evs, "TransferFailed")
+    assert probe.reason.startswith("size probe") and probe.path == "grubx64.efi"
+    assert [m.path for m in misses][-1] == "/grub/grub.cfg" and all(m.status == 1 for m in misses)
+    (loader,) = of(evs, "TransferFinished")
+    assert loader.path == "grubx64.efi" and loader.bytes_done == 3_843_520 and loader.mac == REAL_MAC
+    out = _analyze(REAL, capsys=capsys)
+    assert f"Client {REAL_MAC}  ip fd99::1ea  firmware uefi64" in out
+    assert "file tftp://[fd99::1]/grubx64.efi" in out and "tftp bootloader done" in out
+    assert "diagnosis: TFTP file not found: the client asked for '/grub/grub.cfg'" in out
