@@ -16,6 +16,7 @@ site's router knows the site's prefixes).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import random
 import socket
@@ -131,9 +132,7 @@ class RouterAdvertiser:
                 self.tick()
                 await asyncio.sleep(RA_INTERVAL)
         finally:
-            loop.remove_reader(self.sock.fileno())
-            if self.answer is not None:
-                self.answer.cancel()
+            self.close()
 
     def tick(self) -> None:
         now = self.clock()
@@ -197,6 +196,11 @@ class RouterAdvertiser:
             self.answer = loop.call_later(random.uniform(0, MAX_RA_DELAY_TIME), self.advertise)
 
     def close(self) -> None:
+        """Stop: idempotent (the service's cleanup and the cancelled run() both call it)."""
         if self.answer is not None:
             self.answer.cancel()
-        self.sock.close()
+            self.answer = None
+        if self.sock.fileno() >= 0:
+            with contextlib.suppress(RuntimeError):  # no running loop: nothing registered
+                asyncio.get_running_loop().remove_reader(self.sock.fileno())
+            self.sock.close()

@@ -17,6 +17,7 @@ import pytest
 from netns import Netns, require_tool, wait_for
 from services import ServiceProc, base_config, collect, served_roots
 
+from pxetui.config import Config
 from pxetui.control import is_live, socket_path
 
 pytestmark = pytest.mark.root
@@ -150,7 +151,7 @@ def dhcp6(netns, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tup
 
 
 def test_dhclient_gets_an_address_and_the_events_show_it(dhcp6, tmp_path: Path) -> None:
-    _, client, svc = dhcp6
+    server, client, svc = dhcp6
     got = dhclient6(client, tmp_path)
     assert ipaddress.IPv6Address(got) in ipaddress.IPv6Network("fd99::/64")
     assert 0x1000 <= int(ipaddress.IPv6Address(got)) & 0xFFFF <= 0x1FFF  # from the pool
@@ -159,6 +160,16 @@ def test_dhclient_gets_an_address_and_the_events_show_it(dhcp6, tmp_path: Path) 
     kinds = [(e["direction"], e["msg_type"]) for e in svc.of("DhcpPacket")]
     assert ("in", "SOLICIT") in kinds and ("out", "REPLY") in kinds
     assert any(e["yiaddr"] == got for e in svc.of("DhcpPacket", direction="out", msg_type="REPLY"))
+    # the binding is on disk before the Reply: a new service process restores and announces it
+    svc.stop()
+    cfg_file = tmp_path / "dhcp6-config.json"
+    (tmp_path / "again").mkdir()
+    again = ServiceProc(server, "dhcp6", Config.from_json(cfg_file.read_text()), tmp_path / "again")
+    try:
+        restored = again.wait_event("LeaseGranted", timeout=15, ip=got)
+        assert restored["mac"] == CLIENT_MAC and restored["expires"] == granted["expires"]
+    finally:
+        again.stop()
 
 
 def test_pxe_solicit_gets_a_tftp_url_and_the_client_hears_our_ra(dhcp6, tmp_path: Path) -> None:
