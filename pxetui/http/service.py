@@ -41,9 +41,10 @@ async def run(ctx: ServiceContext) -> None:
         # Same port (the one IPv4 got, when configured as 0): URLs differ only in the address.
         try:
             lsocks.append(HttpServer.bind(cfg.server_ip6, port, cfg.interface))
-        except OSError:
+        except OSError as exc:
             lsocks[0].close()
-            raise
+            raise OSError(exc.errno, f"http: cannot listen on [{cfg.server_ip6}]:{port}: "
+                          f"{exc.strerror or exc}") from exc
         where += f" and [{cfg.server_ip6}]:{port}"
     ctx.log(f"http: serving {cfg.http_root} on {cfg.interface} {where}")
     ctx.ready([port])

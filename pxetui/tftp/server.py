@@ -114,9 +114,10 @@ class TftpServer:
             if self.device:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, self.device.encode())
             sock.bind((host, port))
-        except OSError:
+        except OSError as exc:
             sock.close()
-            raise
+            where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+            raise OSError(exc.errno, f"tftp: cannot listen on {where}: {exc.strerror or exc}") from exc
         sock.setblocking(False)
         assert self.loop is not None
         self.socks.append(sock)

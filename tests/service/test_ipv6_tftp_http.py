@@ -296,3 +296,17 @@ def test_engine_serves_ipv6_clients_and_names_them_in_its_events(netns, tmp_path
             "pxelinux.0", "vmlinuz"}
     finally:
         server.stop(eng)
+
+
+def test_missing_ipv6_address_is_a_clear_failure(netns, tmp_path: Path) -> None:
+    """An IPv6 address that is not on the interface (removed since the config was resolved):
+    each service stops with an error naming the address and port, not a bare errno."""
+    server, _ = netns.pair()
+    cfg = base_config(tmp_path, tftp={"root": str(tmp_path)}, http={"root": str(tmp_path)}, ipv6={"enabled": True})
+    cfg.server_ip6, cfg.prefix6 = "fd99::7", "fd99::/64"
+    cfg_file = tmp_path / "svc.json"
+    cfg_file.write_text(cfg.to_json())
+    for name, port in (("tftp", 69), ("http", 80)):
+        r = server.run(sys.executable, "-m", "pxetui.service", name, str(cfg_file), check=False, timeout=30)
+        assert r.returncode == 1, (name, r.stderr[-2000:])
+        assert f"{name}: cannot listen on [fd99::7]:{port}: Cannot assign requested address" in r.stderr, r.stderr
