@@ -27,12 +27,15 @@ COMMON = ("interface", "server_ip", "netmask", "mtu", "state_dir", "security", "
 # The menus the TFTP and HTTP services render carry the log receivers' arguments
 # (pxetui/menus/logargs.py).
 MENU_LOG_KEYS = ("logs.enabled", "logs.menu_args", "logs.syslog_port", "logs.netconsole_port")
+# TFTP and HTTP listen on the IPv6 address too, and render its URLs, while ipv6.enabled
+# (docs/IPV6.md "TFTP and HTTP").
+LISTEN6_KEYS = ("ipv6.enabled", "server_ip6")
 # Keys (or sections) each service reads beyond COMMON: the menus and ISO providers render
 # http_base (http.port) and look in both roots (pxetui/library, pxetui/menus).
 SERVICE_KEYS: dict[str, tuple[str, ...]] = {
     "dhcp": ("dhcp", "http.port", "http.root", "tftp.root", "tftp.port"),
-    "tftp": ("tftp", "http.port", "http.root", "http.token_ttl", *MENU_LOG_KEYS),
-    "http": ("http", "tftp.root", *MENU_LOG_KEYS),
+    "tftp": ("tftp", "http.port", "http.root", "http.token_ttl", *MENU_LOG_KEYS, *LISTEN6_KEYS),
+    "http": ("http", "tftp.root", *MENU_LOG_KEYS, *LISTEN6_KEYS),
     "capture": ("capture", "http.port", "tftp.port"),
     "logs": ("logs",),
     "dhcp6": ("ipv6", "dhcp", "http.port", "http.root", "tftp.root", "tftp.port", "server_ip6", "prefix6"),

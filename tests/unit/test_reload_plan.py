@@ -39,6 +39,18 @@ def test_http_port_restarts_every_service_that_renders_urls():
         "dhcp", "tftp", "http", "capture"}
 
 
+def test_ipv6_on_or_a_new_ipv6_address_restarts_the_tftp_and_http_listeners():
+    """Their IPv6 listeners and URLs follow ipv6.enabled and server_ip6 (docs/IPV6.md); DHCPv6's
+    own keys (range, lease time) leave them alone."""
+    a = base()
+    b = copy.deepcopy(a)
+    b.ipv6.enabled, b.server_ip6 = True, "fd99::1"
+    assert set(reload.restarts(reload.changed_keys(a, b), ["tftp", "http", "capture"])) == {"tftp", "http"}
+    c = copy.deepcopy(b)
+    c.ipv6.lease_time = 7200
+    assert "tftp" not in reload.restarts(reload.changed_keys(b, c), ["tftp", "http"])
+
+
 def test_engine_keys_are_refused_or_deferred():
     a = base()
     b = copy.deepcopy(a)
