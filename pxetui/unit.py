@@ -34,7 +34,7 @@ RestartSec=5
 RestartPreventExitStatus=2
 
 # Hardening. Each capability, and who uses it:
-#   NET_BIND_SERVICE  UDP 67, 69 and 4011, TCP 80
+#   NET_BIND_SERVICE  UDP 67, 69 and 4011, TCP 80, syslog 514 (UDP and TCP, [logs])
 #   NET_RAW           capture (AF_PACKET), SO_BINDTODEVICE on kernels before 5.7
 #   NET_ADMIN         SO_RCVBUFFORCE/SO_SNDBUFFORCE: DHCP's receive buffer in a boot storm,
 #                     the event pipes and a UI's socket past net.core.[rw]mem_max
