@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import json
 import os
 import signal
@@ -57,6 +58,9 @@ RELOAD_ALERT = "config.reload"  # the Alert a refused reload raises and a good o
 # What a UI attaching late is replayed besides the state: the newest events that change no
 # table (logs, packets, boot decisions), and how many finished transfers the state keeps.
 HISTORY = 3000
+# Client log lines (pxetui/clientlogs) are replayed from a history of their own: an installer's
+# chatter must not push everything else out of the one above.
+CLIENT_LOG_HISTORY = 1000
 STOP_GRACE = 1.5
 # Serving never waits for watching, for the CPU either: on a busy machine the kernel should
 # prefer the services that answer clients over the supervisor, the tracker, the UI and capture
@@ -324,6 +328,7 @@ class Supervisor:
         # replayed, with the newest events that change no table.
         self.state = EngineState(log_size=0, track_dirty=False)
         self.recent: deque[Event] = deque(maxlen=HISTORY)
+        self.recent_logs: deque[Event] = deque(maxlen=CLIENT_LOG_HISTORY)
         # One queue per attached UI, of (type, encoded event line) (None: the end of its
         # stream), with how many it may hold: its replay plus events.ui_queue_max.
         self.subscribers: dict[asyncio.Queue[tuple[str, bytes] | None], int] = {}
@@ -384,7 +389,7 @@ class Supervisor:
         self.state.apply(ev)
         name = type(ev).__name__
         if name not in STATEFUL:
-            self.recent.append(ev)
+            (self.recent_logs if name == "ClientLog" else self.recent).append(ev)
         if self.on_event:
             self.on_event(ev)
         if not self.subscribers:
@@ -400,7 +405,8 @@ class Supervisor:
         """What a UI attaching now is sent: the state as events (every client whole, though
         live ClientUpdates are deltas), then the recent history, the counters again (the
         history counted twice in the reader's fold) and the end of the replay."""
-        out = [*self.state.snapshot(), *self.recent, self.state.totals()]
+        history = heapq.merge(self.recent, self.recent_logs, key=lambda e: e.ts)
+        out = [*self.state.snapshot(), *history, self.state.totals()]
         return [*out, ReplayDone(service="engine", events=len(out))]
 
     def metrics_text(self) -> str:

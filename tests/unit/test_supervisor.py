@@ -184,3 +184,21 @@ def test_a_service_line_reaches_the_uis_as_is_only_when_it_is_exactly_the_event(
     relayed = loads(line)
     assert name == "DhcpPacket" and "injected" not in relayed and relayed["mac"] == "52:54:00:00:00:01"
     assert runner.bad_lines == 0 and q.empty()
+
+
+def test_installer_chatter_does_not_push_other_history_out_of_the_replay(tmp_path):
+    from pxetui.events import ClientLog, Log
+    from pxetui.supervisor import CLIENT_LOG_HISTORY, HISTORY
+
+    sup = Supervisor(cfg_for(tmp_path), names=[])
+    for i in range(10):
+        sup.publish(Log(ts=float(i), service="engine", message=f"log {i}"))
+    for i in range(HISTORY * 2):
+        sup.publish(ClientLog(ts=10.0 + i, service="logs", mac="52:54:00:00:00:01", message=f"line {i}"))
+    replay = sup.replay()
+    logs = [e.message for e in replay if isinstance(e, Log)]
+    lines = [e.message for e in replay if isinstance(e, ClientLog)]
+    assert logs == [f"log {i}" for i in range(10)]
+    assert lines == [f"line {i}" for i in range(HISTORY * 2 - CLIENT_LOG_HISTORY, HISTORY * 2)]
+    stamps = [e.ts for e in replay if isinstance(e, (Log, ClientLog))]
+    assert stamps == sorted(stamps)
