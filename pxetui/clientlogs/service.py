@@ -106,14 +106,22 @@ async def run(ctx: ServiceContext) -> None:
     try:
         udp[NETCONSOLE] = bind(socket.SOCK_DGRAM, cfg.server_ip, lg.netconsole_port, cfg.interface)
         socks.append(udp[NETCONSOLE])
-        lsock = bind(socket.SOCK_STREAM, cfg.server_ip, lg.syslog_port, cfg.interface) if lg.syslog_tcp else None
-        if lsock is not None:
-            socks.append(lsock)
     except OSError:
         for s in socks:
             s.close()
         raise
+    lsock, tcp_problem = None, ""
+    if lg.syslog_tcp:
+        # Only Anaconda needs TCP: a host's own rsyslog holding TCP 514 costs those lines, not
+        # the UDP receivers every other family uses (the log says why).
+        try:
+            lsock = bind(socket.SOCK_STREAM, cfg.server_ip, lg.syslog_port, cfg.interface)
+            socks.append(lsock)
+        except OSError as exc:
+            tcp_problem = f"logs: syslog over TCP {cfg.server_ip}:{lg.syslog_port} is off: {exc}"
     ctx.ready([lg.syslog_port, lg.netconsole_port])
+    if tcp_problem:
+        ctx.log(tcp_problem, "error")
     store = LogStore(db_path(cfg), lg.max_lines_per_client)  # as the service user: its files are its own
     rx = Receiver(lg, ctx.emit, attribution.for_config(cfg).mac_for, store)
     loop = asyncio.get_running_loop()

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from netns import NetnsFactory
+from netns import NetnsFactory, wait_for
 from services import ServiceProc, base_config
 
 pytestmark = pytest.mark.root
@@ -84,3 +84,33 @@ def test_logs_bound_to_the_interface_survive_garbage_and_cap_tcp(netns: NetnsFac
         assert hit["ip"] == "10.99.0.2"
     finally:
         assert logs.stop() is not None
+
+
+# In the server namespace: a TCP listener on 514 that is not ours (a host's own rsyslog).
+HOLD_TCP = r"""
+import socket, time
+t = socket.socket()
+t.bind(("10.99.0.1", 514))
+t.listen()
+time.sleep(60)
+"""
+
+
+def test_tcp_514_taken_costs_only_tcp(netns: NetnsFactory, tmp_path: Path):
+    server, near = netns.pair(server_addr=f"{SERVER}/24", client_addr="10.99.0.2/24")
+    holder = server.popen(sys.executable, "-c", HOLD_TCP)
+    cfg = base_config(tmp_path, interface="eth0", logs={"enabled": True})
+    logs = None
+    try:
+        wait_for(lambda: server.run("ss", "-H", "-ltn", "sport = :514", check=False).stdout.strip(),
+                 what="the other TCP listener")
+        logs = ServiceProc(server, "logs", cfg, tmp_path)
+        logs.wait_running()
+        err = logs.wait_event("Log", level_name="error")
+        assert "syslog over TCP 10.99.0.1:514 is off" in err["message"]
+        near.run(sys.executable, "-c", SEND, SERVER, "<13>udp_still_works", timeout=20)
+        assert logs.wait_event("ClientLog", message="udp still works")["ip"] == "10.99.0.2"
+    finally:
+        if logs is not None:
+            logs.stop()
+        server.stop(holder)
