@@ -36,15 +36,17 @@ import json, socket, sys
 from scapy.layers.dhcp6 import (DHCP6, DHCP6_Solicit, DHCP6OptClientArchType, DHCP6OptClientId,
     DHCP6OptElapsedTime, DHCP6OptIA_NA, DHCP6OptOptReq, DHCP6OptVendorClass, DUID_LL,
     DHCP6OptBootFileUrl, DHCP6OptServerId, DHCP6OptIAAddress, VENDOR_CLASS_DATA)
+from scapy.layers.dhcp6 import DHCP6OptVendorClass as VC
 mac = sys.argv[1]
+vc, arch = (sys.argv[2].encode(), int(sys.argv[3])) if len(sys.argv) > 3 else (b"PXEClient:Arch:00007:UNDI:003016", 7)
 sol = (DHCP6_Solicit(trid=0x4242)
        / DHCP6OptClientId(duid=DUID_LL(lladdr=mac))
        / DHCP6OptIA_NA(iaid=7)
        / DHCP6OptOptReq(reqopts=[59, 60])
        / DHCP6OptElapsedTime()
        / DHCP6OptVendorClass(enterprisenum=343,
-                             vcdata=[VENDOR_CLASS_DATA(data=b"PXEClient:Arch:00007:UNDI:003016")])
-       / DHCP6OptClientArchType(archtypes=[7]))
+                             vcdata=[VENDOR_CLASS_DATA(data=vc)])
+       / DHCP6OptClientArchType(archtypes=[arch]))
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"eth0")
 s.bind(("::", 546))
@@ -59,7 +61,8 @@ for _ in range(5):  # bounded: RFC 8415 retransmits; the service may still be bi
     m = DHCP6(data)
     url = m[DHCP6OptBootFileUrl].optdata.decode() if DHCP6OptBootFileUrl in m else None
     addr = m[DHCP6OptIAAddress].addr if DHCP6OptIAAddress in m else None
-    print(json.dumps({"type": m.msgtype, "trid": m.trid, "url": url, "addr": addr,
+    echo = ([m[VC].enterprisenum] + [d.data.decode() for d in m[VC].vcdata]) if VC in m else None
+    print(json.dumps({"type": m.msgtype, "trid": m.trid, "url": url, "addr": addr, "vc": echo,
                       "server_id": DHCP6OptServerId in m, "src": src[0]}))
     break
 """
@@ -180,7 +183,7 @@ def test_pxe_solicit_gets_a_tftp_url_and_the_client_hears_our_ra(dhcp6, tmp_path
     r = client.run(sys.executable, str(tmp_path / "pxe.py"), CLIENT_MAC, timeout=60)
     answer = json.loads(r.stdout)
     assert answer["type"] == 2 and answer["trid"] == 0x4242 and answer["server_id"]  # ADVERTISE
-    assert answer["url"] == f"tftp://[{V6}]/grubnetx64.efi"
+    assert answer["url"] == f"tftp://[{V6}]/grubnetx64.efi" and answer["vc"] is None
     assert ipaddress.IPv6Address(answer["addr"]) in ipaddress.IPv6Network("fd99::/64")
     assert answer["src"].startswith("fe80:")  # answered from our link-local address
     decision = svc.wait_event("BootDecision", mac=CLIENT_MAC)
@@ -250,3 +253,13 @@ def test_proxy_mode_answers_the_pxe_solicit_with_the_url_and_no_address(dhcp6, t
     assert answer["type"] == 2 and answer["url"] == f"tftp://[{V6}]/grubnetx64.efi"
     assert answer["addr"] is None  # the IA_NA says NoAddrsAvail: addresses are the site server's
     assert not svc.of("LeaseGranted")
+
+
+def test_uefi_http_boot_solicit_gets_an_http_url_and_the_httpclient_echo(dhcp6, tmp_path: Path) -> None:
+    _, client, _svc = dhcp6
+    (tmp_path / "pxe.py").write_text(PXE_CLIENT)
+    r = client.run(sys.executable, str(tmp_path / "pxe.py"), CLIENT_MAC, "HTTPClient:Arch:00016:UNDI:003001",
+                   "16", timeout=60)
+    answer = json.loads(r.stdout)
+    assert answer["type"] == 2 and answer["url"].startswith(f"http://[{V6}]/")
+    assert answer["vc"] == [343, "HTTPClient"]  # docs/IPV6.md: OVMF cancels the boot without it
