@@ -6,6 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from pxetui import diagnosis
 from pxetui.clientlogs import stages as install
 from pxetui.clientlogs.syslog import parse
@@ -160,3 +163,12 @@ def test_install_step_survives_a_tracker_restart(tmp_path: Path) -> None:
     ups = [e for e in again.tick(302.0) if isinstance(e, ClientUpdate)]
     assert ups and ups[-1].diagnosis.startswith("installer could not fetch its preseed")
     again.close()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["main-menu", "preseed", "partman-auto", "netcfg", "anaconda", ""]), st.text(max_size=120),
+       st.sampled_from(["", "network-preseed", "choose-mirror", "pkgsel"]))
+def test_read_is_total_and_names_only_known_stages(app: str, message: str, step: str) -> None:
+    r = install.read(app, message, step)
+    assert r.stage in ("", *INSTALL_STAGES)
+    assert not r.failure or r.failure.endswith(f"{app}: {message}")  # the failing line, whole
