@@ -193,31 +193,39 @@ def dhcp6_no_boot_url(events: list[Ev]) -> Finding | None:
                    f"(HTTP boot), as pxetui --ipv6 does ({IPV6_DOC}).")
 
 
-RA_MEMORY = 1800.0  # an RA older than this before the first Solicit no longer counts (RFC 4861 MaxRtrAdvInterval ≤ 1800 s)
+RA_MEMORY = 1800.0  # an RA older than this before the first Solicit no longer counts (RFC 4861: MaxRtrAdvInterval ≤ 1800 s)
 
 
 def router_advert_problem(events: list[Ev]) -> Finding | None:
-    """No Router Advertisement with the M flag around an IPv6 boot client's Solicits: EDK2's
-    PXEv6 takes a DHCPv6 address only when a router says M=1 (docs/IPV6.md).
+    """No Router Advertisement on the segment where it stops an IPv6 boot (docs/IPV6.md,
+    "Router advertisements", measured with OVMF): UEFI HTTP boot over IPv6 needs one with the
+    on-link prefix; PXE from a server on the same link works without any (or with M off), so
+    for PXE only a client that took its address and boot URL and then fetched nothing counts.
 
-    Segment-wide: `events` are one client's Solicits and every RouterAdvert capture saw. Not in
-    RULES: the tracker keeps a client's own events only, where no RA ever is."""
+    Segment-wide: `events` are one client's Solicits, Replies and transfer starts as capture
+    saw them, and every RouterAdvert it saw; the caller waits until the client made no progress
+    for a while. Not in RULES: the tracker keeps a client's own events only, where no RA is."""
     sol = _solicits(events)
-    if not sol:
+    if not sol or any(e["type"] == "TransferStarted" for e in events):
         return None
-    ras = [e for e in events if e["type"] == "RouterAdvert" and e["ts"] >= sol[0]["ts"] - RA_MEMORY]
-    if any(e.get("managed") for e in ras):
+    if any(e["type"] == "RouterAdvert" and e["ts"] >= sol[0]["ts"] - RA_MEMORY for e in events):
         return None
-    if ras:
-        who = ", ".join(sorted({str(e.get("ip") or "?") for e in ras}))
-        seen = f"router advertisements from {who} have no M flag"
-    else:
-        seen = "no router advertisement was seen on the segment"
+    set_ra = ("Set ipv6.router_advertisements (auto or on) to have pxetui send them, or enable "
+              f"them on the router ({IPV6_DOC}).")
+    if any(str(e.get("vendor_class") or "").startswith("HTTPClient") for e in sol):
+        return Finding("router_advert_problem",
+                       "No router advertisement on this segment while this UEFI HTTP boot client "
+                       f"asks over DHCPv6 ({len(sol)} Solicit(s)): HTTP boot over IPv6 needs one "
+                       f"with the on-link prefix. {set_ra}")
+    got = [e for e in events if e["type"] == "DhcpPacket" and e.get("msg_type") == "REPLY"
+           and e.get("yiaddr") and e.get("boot_file")]
+    if not got:
+        return None  # no address yet: dhcp6_unanswered / dhcp6_no_boot_url speak
+    r = got[-1]
     return Finding("router_advert_problem",
-                   f"No router advertisement with M flag: {seen} while this client sent "
-                   f"{len(sol)} DHCPv6 Solicit(s), so the firmware will not use DHCPv6 addresses. "
-                   "Set ipv6.router_advertisements (auto or on) to have pxetui send them, or "
-                   f"set the M flag on the router ({IPV6_DOC}).")
+                   f"No router advertisement on this segment, and the firmware took {r['yiaddr']} and "
+                   f"{r['boot_file']} but fetched nothing: without one it reaches only a boot "
+                   f"server on this link. {set_ra}")
 
 
 def firmware_mismatch(events: list[Ev]) -> Finding | None:

@@ -155,12 +155,20 @@ class Decoder:
                 return evs
             if not seg.v6 and seg.sport in DHCP_PORTS and seg.dport in DHCP_PORTS:
                 return self._dhcp(seg, ts)
-            return self._tftp(seg, ts)
+            return self._fetching(self._tftp(seg, ts))
         if seg.proto == "icmp6":
             return self.v6.icmp6(seg, ts)
         if seg.dport in self.http_ports or seg.sport in self.http_ports:
-            return self._http(seg, ts)
+            return self._fetching(self._http(seg, ts))
         return []
+
+    def _fetching(self, events: list[Event]) -> list[Event]:
+        """Tell the IPv6 watcher which clients started a download (then no RA rule applies)."""
+        if self.v6.no_ra:
+            for ev in events:
+                if isinstance(ev, TransferStarted) and ev.mac:
+                    self.v6.fetching(ev.mac)
+        return events
 
     def tick(self, now: float) -> list[Event]:
         out: list[Event] = self.v6.tick(now)

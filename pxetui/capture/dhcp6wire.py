@@ -31,7 +31,9 @@ ALL_DHCP_AGENTS = "ff02::1:2"  # RFC 8415 section 7.1: where clients send
 CLIENT_MESSAGES = frozenset({"SOLICIT", "REQUEST", "CONFIRM", "RENEW", "REBIND", "RELEASE", "DECLINE",
                              "INFORMATION-REQUEST"})
 ANSWERS = frozenset({"ADVERTISE", "REPLY"})
-RA_WAIT = 10.0  # seconds of Solicits with no RA carrying M before the alert (as UNANSWERED_AFTER)
+# Seconds a boot client makes no progress, with no RA seen, before the alert: OVMF under TCG
+# took 12.5 s from its Reply to its first TFTP request (tests/data/pcap/ovmf_pxe6_nora.pcap).
+RA_WAIT = 30.0
 UNANSWERED_AFTER = 10.0
 FORGET_AFTER = 600.0
 MAX_CLIENTS = 65536
@@ -40,12 +42,13 @@ MAX_MALFORMED_SOURCES = 256  # sources whose malformed DHCPv6 was logged (once e
 
 @dataclass
 class _Asking:
-    """A boot client's Solicits not yet answered (or not yet covered by an RA with M)."""
+    """A boot client's DHCPv6 exchange while it has not fetched anything yet."""
 
     first: float
     last: float
     count: int
-    events: list[dict[str, object]]  # its Solicits, as diagnosis reads them (the last few)
+    events: list[dict[str, object]]  # its Solicits and Replies as diagnosis reads them (the last few)
+    since: float = 0.0  # the first Solicit, or the last Reply: what the RA rule waits from
 
 
 def _link_local(ip: str) -> bool:
@@ -145,7 +148,7 @@ class Dhcp6Wire:
             for book in (self.unanswered, self.no_ra):
                 a = book.get(mac)
                 if a is None:
-                    book[mac] = _Asking(ts, ts, 1, [d])
+                    book[mac] = _Asking(ts, ts, 1, [d], since=ts)
                 else:
                     a.last, a.count = ts, a.count + 1
                     a.events = [*a.events[-7:], d]
@@ -175,6 +178,10 @@ class Dhcp6Wire:
         if mac is not None:
             self.unanswered.pop(mac, None)
             self.alerted.discard(f"unanswered6:{mac}")
+            waiting = self.no_ra.get(mac)
+            if waiting is not None and name == "REPLY":
+                waiting.since = ts
+                waiting.events = [*waiting.events[-7:], pkt.to_dict()]
         # A server is described by what it offers: a Reply to a Release or an
         # Information-request (no address, no URL) says nothing new about it.
         if not ours and name in ANSWERS and (pkt.yiaddr or pkt.boot_file):
@@ -202,6 +209,10 @@ class Dhcp6Wire:
                                             server_ip=seg.src, ours=ours, state="bound"))
         return out
 
+    def fetching(self, mac: str) -> None:
+        """The client started a download: whatever the routers say, it got this far."""
+        self.no_ra.pop(mac, None)
+
     # -- router advertisements ------------------------------------------------------------
     def icmp6(self, seg: Segment, ts: float) -> list[Event]:
         ra = parse_router_advert(seg.payload)
@@ -217,11 +228,11 @@ class Dhcp6Wire:
         if old is None or (old.managed, old.other, old.lifetime, old.prefixes, old.router_mac) != \
                 (ev.managed, ev.other, ev.lifetime, ev.prefixes, ev.router_mac):
             out.append(ev)
-        if ra.managed and "ipv6-no-ra" in self.alerted:
+        if "ipv6-no-ra" in self.alerted:
             self.alerted.discard("ipv6-no-ra")
             self.no_ra.clear()
             out.append(Alert(ts=ts, service=SERVICE, key="ipv6-no-ra", severity="warning", cleared=True,
-                             message=f"router {seg.src} now advertises with the M flag"))
+                             message=f"router {seg.src} now advertises on this segment"))
         return out
 
     # -- once a second ----------------------------------------------------------------------
@@ -244,11 +255,11 @@ class Dhcp6Wire:
             if now - a.last > FORGET_AFTER:
                 del self.no_ra[mac]
                 continue
-            if now - a.first < RA_WAIT or "ipv6-no-ra" in self.alerted:
+            if now - a.since < RA_WAIT or "ipv6-no-ra" in self.alerted:
                 continue
             f = diagnosis.router_advert_problem([*a.events, *ras])  # type: ignore[list-item]
             if f is not None:  # one alert for the segment: it is the router's doing, not the client's
                 self.alerted.add("ipv6-no-ra")
                 out.append(Alert(ts=now, service=SERVICE, mac=mac, key="ipv6-no-ra", severity="warning",
-                                 message=f.message))
+                                 message=f"{mac}: {f.message}"))
         return out

@@ -2,7 +2,8 @@
 option 59) and TFTP over IPv6 to a client that asks like OVMF's PXE over IPv6
 (dhcp6_pxe_client.py) and then fetches the boot URL with curl; `pxetui watch` shows the
 router, the DHCPv6 lease, the TFTPv6 transfer and the client's timeline. And the capture
-service beside an engine that serves IPv4 only says at once that a client asked over IPv6."""
+service beside an engine that serves IPv4 only says at once that a client asked over IPv6,
+and after 10 s that nobody answered it."""
 
 from __future__ import annotations
 
@@ -83,9 +84,11 @@ def test_capture_beside_an_ipv4_only_engine_says_the_client_asked_over_ipv6(netn
         client.run(sys.executable, str(CLIENT), "eth0", "--solicit-only", "2", timeout=30)
         alert = cap.wait_event("Alert", key="ipv6-not-served", timeout=15)
         sol = cap.wait_event("DhcpPacket", msg_type="SOLICIT", timeout=5)
-        ra = cap.wait_event("Alert", key="ipv6-no-ra", timeout=20)  # 10 s of Solicits, no RA at all
+        unanswered = cap.wait_event("Alert", key=f"unanswered6:{mac}", timeout=20)  # after 10 s
     finally:
         cap.stop()
     assert alert["mac"] == mac and "only IPv4 is served" in alert["message"] and "--ipv6" in alert["message"]
     assert sol["mac"] == mac and sol["arch"] == 7 and sol["direction"] == "wire" and sol["port"] == 547
-    assert "no router advertisement was seen" in ra["message"]
+    assert "2 DHCPv6 Solicit(s)" in unanswered["message"]
+    # No address was handed out: no router advertisement is blamed (see test_capture_ipv6).
+    assert not cap.of("Alert", key="ipv6-no-ra")

@@ -63,17 +63,28 @@ def test_ipv6_rules_stay_quiet_when_the_client_booted_over_ipv4_after_all():
 
 
 def test_router_advert_rule():
-    sol = {"type": "DhcpPacket", "ts": 5000.0, "msg_type": "SOLICIT", "arch": 7}
-    ra = {"type": "RouterAdvert", "ts": 4000.0, "ip": "fe80::1", "managed": True}
-    assert diagnosis.router_advert_problem([sol, ra]) is None
-    f = diagnosis.router_advert_problem([sol, {**ra, "managed": False}])
-    assert f is not None and "router advertisements from fe80::1 have no M flag" in f.message
-    assert f.message.startswith("No router advertisement with M flag")
+    sol = {"type": "DhcpPacket", "ts": 5000.0, "msg_type": "SOLICIT", "arch": 7, "vendor_class": "PXEClient"}
+    reply = {"type": "DhcpPacket", "ts": 5001.0, "msg_type": "REPLY", "yiaddr": "fd99::1000",
+             "boot_file": "tftp://[fd99::1]/x.efi"}
+    ra = {"type": "RouterAdvert", "ts": 4000.0, "ip": "fe80::1", "managed": False}
+    fetch = {"type": "TransferStarted", "ts": 5002.0, "path": "x.efi", "transfer_id": "a"}
+    f = diagnosis.router_advert_problem([sol, reply])
+    assert f is not None and f.message.startswith("No router advertisement on this segment")
+    assert "took fd99::1000 and tftp://[fd99::1]/x.efi but fetched nothing" in f.message
     assert "ipv6.router_advertisements" in f.message
+    # Any RA (M on or off), or a download, and PXE is not stopped by the routers (measured).
+    assert diagnosis.router_advert_problem([sol, reply, ra]) is None
+    assert diagnosis.router_advert_problem([sol, reply, fetch]) is None
+    # A PXE client with no address yet: the DHCPv6 rules speak, not this one.
+    assert diagnosis.router_advert_problem([sol]) is None
+    # UEFI HTTP boot needs an RA with the on-link prefix even before it has an address.
+    http = {**sol, "vendor_class": "HTTPClient:Arch:00016:UNDI:003016", "arch": 16}
+    f = diagnosis.router_advert_problem([http])
+    assert f is not None and "HTTP boot over IPv6 needs one with the on-link prefix" in f.message
     # An RA from long before the client started does not count for it (RFC 4861 MaxRtrAdvInterval).
     old = {**ra, "ts": 5000.0 - diagnosis.RA_MEMORY - 1}
-    f = diagnosis.router_advert_problem([sol, old])
-    assert f is not None and "no router advertisement was seen" in f.message
+    assert diagnosis.router_advert_problem([http, old]) is not None
+    assert diagnosis.router_advert_problem([http, {**ra, "ts": 4999.0}]) is None
     assert diagnosis.router_advert_problem([ra]) is None  # no boot client asked
     # Segment-wide: it needs RouterAdvert events the tracker never keeps, so it is no RULE.
     assert diagnosis.router_advert_problem not in diagnosis.RULES
