@@ -37,7 +37,7 @@ from pxetui.events import (
     PoolExhausted,
 )
 
-SERVER_PORT, CLIENT_PORT = 547, 546
+SERVER_PORT, CLIENT_PORT = c.SERVER_PORT, c.CLIENT_PORT
 Address = tuple[Any, ...]  # (host, port, flowinfo, scope_id) as recvfrom gives it for AF_INET6
 Reply = tuple[bytes, Address]
 EXHAUSTED_EVERY = 10.0  # seconds between PoolExhausted events
@@ -92,8 +92,8 @@ class Request6:
 class Dhcp6Server:
     def __init__(self, cfg: Config, store: LeaseStore6 | None, policy: BootPolicy, server_duid: bytes,
                  emit: Callable[[Event], None], boot_once_used: Callable[[str], None] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
-        mode = cfg.ipv6.mode
+                 clock: Callable[[], float] = time.time, mode: str | None = None) -> None:
+        mode = mode or cfg.ipv6.mode  # the service may step back to proxy (probe.py)
         if mode not in ("full", "proxy") or (mode == "full" and store is None):
             raise ValueError(f"DHCPv6 server mode {mode!r} needs full (with a lease store) or proxy")
         self.cfg, self.store, self.policy, self.mode = cfg, store, policy, mode

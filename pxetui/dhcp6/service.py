@@ -25,9 +25,10 @@ from pxetui.dhcp.policy import BootPolicy
 from pxetui.dhcp.service import open_lease_db
 from pxetui.dhcp6.codec import duid_ll
 from pxetui.dhcp6.leases import LeaseStore6
+from pxetui.dhcp6.probe import probe6
 from pxetui.dhcp6.ra import RouterAdvertiser, open_icmp6
 from pxetui.dhcp6.server import SERVER_PORT, Dhcp6Server, Reply, pool_bounds
-from pxetui.events import LeaseEnded, LeaseGranted
+from pxetui.events import Alert, ForeignDhcpServer, LeaseEnded, LeaseGranted
 from pxetui.safety import check_netns_guard
 from pxetui.serviceapi import ServiceContext
 
@@ -70,6 +71,35 @@ def server_duid(interface: str) -> bytes:
     except (OSError, ValueError) as exc:
         raise OSError(f"no Ethernet MAC known for interface {interface!r} ({exc}): cannot form "
                       "a DUID-LL") from None
+
+
+async def decide_mode(ctx: ServiceContext) -> str:
+    """Full mode first looks for another DHCPv6 server handing out addresses (probe.py,
+    `dhcp.probe_seconds`); when one answers, or nobody could look, pxetui steps back to proxy
+    mode (boot URLs, no addresses) and says so: never two address servers on one link
+    (docs/SECURITY.md, "DHCP on a network that is not ours")."""
+    cfg = ctx.config
+    secs = cfg.dhcp.probe_seconds
+    if cfg.ipv6.mode != "full" or secs <= 0:
+        return cfg.ipv6.mode
+    try:
+        found = await asyncio.to_thread(probe6, cfg.interface, secs)
+    except OSError as exc:
+        reason = f"could not probe {cfg.interface} for another DHCPv6 server ({exc})"
+        ctx.emit(Alert(key="dhcp6-probe", severity="warning", message=f"{reason}: DHCPv6 proxy mode to be safe"))
+        ctx.log(f"{reason}: serving DHCPv6 boot URLs only, no addresses", "warning")
+        return "proxy"
+    if not found:
+        ctx.log(f"no other DHCPv6 server on {cfg.interface} within {secs:g} s: handing out addresses")
+        return "full"
+    for adv in found:
+        ctx.emit(ForeignDhcpServer(server_ip=adv.server, ip=adv.server, offered=adv.offered))
+    other = found[0]
+    reason = (f"DHCPv6 server {other.server} offers addresses ({other.offered}) on {cfg.interface}: "
+              "pxetui adds boot URLs only (DHCPv6 proxy mode)")
+    ctx.emit(Alert(key=f"foreign-dhcp6:{other.server}", severity="warning", message=reason))
+    ctx.log(reason, "warning")
+    return "proxy"
 
 
 class Transport6:
@@ -120,8 +150,9 @@ async def run(ctx: ServiceContext) -> None:
         raise OSError(f"no IPv6 address known for interface {cfg.interface!r} (ipv6.enabled needs "
                       "a global or ULA /64 on it: docs/IPV6.md)")
     duid = server_duid(cfg.interface)
+    mode = await decide_mode(ctx)
     conn = open_lease_db(cfg)
-    store = open_store6(cfg, conn) if cfg.ipv6.mode == "full" else None
+    store = open_store6(cfg, conn) if mode == "full" else None
     if store is not None:
         restored = store.restored(time.time())
         for lease in restored:
@@ -129,9 +160,9 @@ async def run(ctx: ServiceContext) -> None:
                                   server_ip=cfg.server_ip6))
         if restored:
             ctx.log(f"restored {len(restored)} active DHCPv6 leases from {cfg.db_path}")
-    policy = BootPolicy(cfg, dbstore.host_overrides(conn), proxy=cfg.ipv6.mode == "proxy")
+    policy = BootPolicy(cfg, dbstore.host_overrides(conn), proxy=mode == "proxy")
     server = Dhcp6Server(cfg, store, policy, duid, ctx.emit,
-                         lambda mac: dbstore.clear_boot_once(conn, mac))
+                         lambda mac: dbstore.clear_boot_once(conn, mac), mode=mode)
     sock = open_socket6(cfg.interface)
     ra: RouterAdvertiser | None = None
     if cfg.ipv6.router_advertisements != "off":
@@ -149,7 +180,7 @@ async def run(ctx: ServiceContext) -> None:
         tasks.append(asyncio.ensure_future(ra.run()))
     ctx.ready([SERVER_PORT])
     pool = f", pool {cfg.ipv6.range}" if store is not None else ""
-    ctx.log(f"{cfg.ipv6.mode} DHCPv6 on {cfg.interface} ([{cfg.server_ip6}]), port {SERVER_PORT}{pool}; "
+    ctx.log(f"{mode} DHCPv6 on {cfg.interface} ([{cfg.server_ip6}]), port {SERVER_PORT}{pool}; "
             f"router advertisements {cfg.ipv6.router_advertisements}")
     try:
         while True:

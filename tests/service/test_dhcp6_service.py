@@ -263,3 +263,41 @@ def test_uefi_http_boot_solicit_gets_an_http_url_and_the_httpclient_echo(dhcp6, 
     answer = json.loads(r.stdout)
     assert answer["type"] == 2 and answer["url"].startswith(f"http://[{V6}]/")
     assert answer["vc"] == [343, "HTTPClient"]  # docs/IPV6.md: OVMF cancels the boot without it
+
+
+def test_full_mode_steps_back_to_proxy_beside_another_dhcpv6_server(netns, tmp_path: Path) -> None:
+    """A site DHCPv6 server (dnsmasq) already hands out addresses: pxetui's probe hears its
+    Advertise, says so, and from then on answers only boot clients, without addresses."""
+    require_tool("dnsmasq", package="dnsmasq-base")
+    ours, site, client = netns.lan("10.99.0.1/24", "10.99.0.2/24", None)
+    ours.run("ip", "-6", "addr", "add", f"{V6}/64", "dev", "eth0", "nodad")
+    site.run("ip", "-6", "addr", "add", "fd99::2/64", "dev", "eth0", "nodad")
+    client.run("ip", "link", "set", "eth0", "address", CLIENT_MAC)
+    site.popen("dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--interface=eth0",
+               "--bind-interfaces", f"--pid-file={tmp_path / 'dnsmasq.pid'}",
+               f"--dhcp-leasefile={tmp_path / 'dnsmasq.leases'}", "--dhcp-range=fd99::100,fd99::1ff,64,10m",
+               log=tmp_path / "dnsmasq.log")
+    wait_for(lambda: site.run("ss", "-ulnH", "sport", "= :547", check=False).stdout.strip(),
+             timeout=10, what="dnsmasq listening on port 547")
+    link_local_ready(ours)
+    tftp_root = tmp_path / "tftp"
+    tftp_root.mkdir()
+    (tftp_root / "grubnetx64.efi").write_bytes(b"loader")
+    cfg = base_config(tmp_path, tftp={"root": str(tftp_root)}, dhcp={"probe_seconds": 2},
+                      ipv6={"enabled": True, "mode": "full", "router_advertisements": "off"})
+    cfg.server_ip6, cfg.prefix6, cfg.ipv6.range = V6, "fd99::/64", "fd99::1000-fd99::1fff"
+    svc = ServiceProc(ours, "dhcp6", cfg, tmp_path)
+    try:
+        svc.wait_running(timeout=20)
+        alert = svc.wait_event("Alert")
+        assert alert["key"].startswith("foreign-dhcp6:fe80:") and "proxy mode" in alert["message"]
+        foreign = svc.wait_event("ForeignDhcpServer")
+        assert ipaddress.IPv6Address(foreign["offered"]) in ipaddress.IPv6Network("fd99::/64")
+        link_local_ready(client)
+        (tmp_path / "pxe.py").write_text(PXE_CLIENT)
+        client.run(sys.executable, str(tmp_path / "pxe.py"), CLIENT_MAC, timeout=60)  # dnsmasq may answer first
+        out = svc.wait_event("DhcpPacket", direction="out", msg_type="ADVERTISE")
+        assert out["boot_file"] == f"tftp://[{V6}]/grubnetx64.efi" and out["yiaddr"] is None
+        assert not svc.of("LeaseGranted")
+    finally:
+        svc.stop()
