@@ -4,8 +4,8 @@ What we send (RFC 4861 section 4.2): the M and O flags (addresses and other conf
 from DHCPv6, RFC 4861 section 4.2 / RFC 8415 section 5), router lifetime 0 (we are not a
 default router: nobody routes through us), the source link-layer address, and a Prefix
 Information option for the interface's /64 with L=1 (on-link) and A=0 (no SLAAC: the address
-comes from DHCPv6). Firmware needs the RA to use its DHCPv6 address for the boot server
-(docs/IPV6.md).
+comes from DHCPv6). UEFI HTTP boot over IPv6 needs the on-link prefix, and RFC 4861 hosts
+look at M before they use DHCPv6 (docs/IPV6.md; OVMF's PXE boots on-link without an RA).
 
 `router_advertisements = "on"`: always. `"auto"`: first a Router Solicitation and a few
 seconds of listening; we advertise only while no other router has been heard for
