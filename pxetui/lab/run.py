@@ -218,10 +218,6 @@ class Lab:
             files["uefi64"] = "grubx64.efi"
         # (proxyDHCP, UEFI: pxetui's policy chains iPXE; docs/FIELD-NOTES.md: GRUB 2.06 under
         # proxyDHCP looks for grub.cfg on the wrong server)
-        if self.opts.ipv6 == "http":
-            # GRUB as the HTTP boot file: it reads its menu, kernel and initrd over HTTP from
-            # the URL's server (root=http,[addr]:port); iPXE would need DHCPv6 of its own.
-            files["http64"] = "grubx64.efi"
         files.update(self.opts.boot_files)
         return files
 

@@ -28,9 +28,13 @@ def test_pxe6_engine_serves_both_families(tmp_path: Path) -> None:
     assert lab.net.server_ip6 == SERVER_IP6
 
 
-def test_http6_boots_grub_by_url(tmp_path: Path) -> None:
-    lab = Lab(LabOptions(state_dir=tmp_path, firmware="uefi", ipv6="http"))
-    assert "http64=grubx64.efi" in _flag_values(lab.serve_command(), "--boot-file")
+def test_http6_boots_ipxe_by_url(tmp_path: Path) -> None:
+    # No http64 override: the policy's default (iPXE by URL) serves HTTP boot over IPv6 too;
+    # only the VM's switches differ from the PXEv6 lab.
+    http = Lab(LabOptions(state_dir=tmp_path / "h", firmware="uefi", ipv6="http"))
+    pxe = Lab(LabOptions(state_dir=tmp_path / "h", firmware="uefi", ipv6="pxe"))
+    assert not [f for f in _flag_values(http.serve_command(), "--boot-file") if f.startswith("http64=")]
+    assert http.serve_command() == pxe.serve_command()
 
 
 def test_ipv4_lab_unchanged(tmp_path: Path) -> None:
