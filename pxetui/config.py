@@ -206,8 +206,9 @@ class Ipv6Config:
     lease_time: int = 3600  # preferred lifetime; valid is twice it
     rapid_commit: bool = True  # Solicit with option 14 gets the Reply at once (RFC 8415 §18.3.1)
     # Router advertisements (RFC 4861) with the on-link prefix and the M flag, for segments
-    # without a router: firmware needs one to use DHCPv6 addresses. "auto": only while no other
-    # router advertises on the interface.
+    # without a router: an OS's DHCPv6 client starts on the M flag and routes the /64 on-link
+    # by the prefix (OVMF's PXE boots on-link without one, docs/IPV6.md). "auto": only while no
+    # other router advertises on the interface.
     router_advertisements: str = "auto"  # auto | on | off
     # Option 60 (RFC 5970 section 3.2): parameters sent with the boot-file URL; none by default.
     boot_file_params: list[str] = field(default_factory=list)
