@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pxetui import archtypes, diagnosis
 from pxetui.capture.packets import Segment, parse_router_advert
@@ -47,7 +48,7 @@ class _Asking:
     first: float
     last: float
     count: int
-    events: list[dict[str, object]]  # its Solicits and Replies as diagnosis reads them (the last few)
+    events: list[dict[str, Any]]  # its Solicits and Replies as diagnosis reads them (the last few)
     since: float = 0.0  # the first Solicit, or the last Reply: what the RA rule waits from
 
 
@@ -245,7 +246,7 @@ class Dhcp6Wire:
                 continue
             key = f"unanswered6:{mac}"
             if now - a.first >= UNANSWERED_AFTER and key not in self.alerted:
-                f = diagnosis.dhcp6_unanswered([*a.events])  # type: ignore[list-item]
+                f = diagnosis.dhcp6_unanswered([*a.events])
                 if f is not None:
                     self.alerted.add(key)
                     out.append(Alert(ts=now, service=SERVICE, mac=mac, key=key, severity="warning",
@@ -257,7 +258,7 @@ class Dhcp6Wire:
                 continue
             if now - a.since < RA_WAIT or "ipv6-no-ra" in self.alerted:
                 continue
-            f = diagnosis.router_advert_problem([*a.events, *ras])  # type: ignore[list-item]
+            f = diagnosis.router_advert_problem([*a.events, *ras])
             if f is not None:  # one alert for the segment: it is the router's doing, not the client's
                 self.alerted.add("ipv6-no-ra")
                 out.append(Alert(ts=now, service=SERVICE, mac=mac, key="ipv6-no-ra", severity="warning",
