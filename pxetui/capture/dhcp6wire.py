@@ -217,7 +217,9 @@ class Dhcp6Wire:
     # -- router advertisements ------------------------------------------------------------
     def icmp6(self, seg: Segment, ts: float) -> list[Event]:
         ra = parse_router_advert(seg.payload)
-        if ra is None:
+        # RFC 4861 6.1.2: hosts discard an RA whose source is not link-local (dnsmasq sent one
+        # from fd99::1 while its link-local address was tentative: tests/data/ovmf-pxe6.pcapng).
+        if ra is None or not _link_local(seg.src):
             return []
         ev = RouterAdvert(ts=ts, service=SERVICE, ip=seg.src, router_mac=ra.source_mac or seg.src_mac,
                           managed=ra.managed, other=ra.other, lifetime=ra.lifetime, prefixes=list(ra.prefixes))

@@ -362,3 +362,30 @@ def test_real_ovmf_pxe6_boots_without_router_advert_or_m_flag(name, ra, capsys):
     assert loader.path == "grubx64.efi" and loader.bytes_done == 3_843_520 and loader.mac == REAL_MAC
     out = _analyze(GOLDEN.parent / name, capsys=capsys)
     assert "alert:" not in out and "tftp bootloader done" in out
+
+
+def test_lab_ovmf_pxe6_capture(capsys):
+    """The lab's recording (tests/data/README.md): OVMF with IPv4 PXE off against dnsmasq,
+    unfiltered and cut after the first TFTP blocks. An RA dnsmasq sent from fd99::1 (its
+    link-local still tentative) is not one a host accepts (RFC 4861 6.1.2) and is not counted."""
+    path = GOLDEN.parent.parent / "ovmf-pxe6.pcapng"
+    lt, frames = read_pcap(path)
+    dec = Decoder(linktype=lt)
+    evs: list[Event] = []
+    for ts, data in frames:
+        evs += dec.feed(data, ts)
+    mac = "52:54:00:77:00:10"
+    dhcp = of(evs, "DhcpPacket")
+    assert [e.msg_type for e in dhcp] == ["SOLICIT", "ADVERTISE", "REQUEST", "REPLY"] * 2 + ["RELEASE", "REPLY"]
+    assert all(e.mac == mac for e in dhcp)
+    assert dhcp[4].arch == 7 and dhcp[4].vendor_class == "PXEClient:Arch:00007:UNDI:003000"
+    assert dhcp[7].boot_file == "tftp://[fd99::1]/grubnetx64.efi" and dhcp[7].yiaddr == "fd99::18e"
+    assert [r.ip for r in of(evs, "RouterAdvert")] == ["fe80::d428:faff:fe17:2c15"]
+    (probe,) = of(evs, "TransferFailed")
+    assert probe.reason.startswith("size probe") and "3842048 bytes" in probe.reason
+    started = of(evs, "TransferStarted")
+    assert [(t.path, t.ip, t.mac) for t in started] == [("grubnetx64.efi", "fd99::18e", mac)] * 2
+    out = _analyze(path, capsys=capsys)
+    assert f"Client {mac}  ip fd99::18e  firmware uefi64" in out
+    assert "file tftp://[fd99::1]/grubnetx64.efi" in out and "bootloader" in out
+    assert "alert:" not in out
