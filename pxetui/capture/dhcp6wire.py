@@ -39,6 +39,8 @@ UNANSWERED_AFTER = 10.0
 FORGET_AFTER = 600.0
 MAX_CLIENTS = 65536
 MAX_MALFORMED_SOURCES = 256  # sources whose malformed DHCPv6 was logged (once each)
+MAX_ASKING = 4096  # boot clients followed at once for the unanswered and RA alerts
+MAX_SERVERS = 1024  # DHCPv6 servers remembered (each announced once while what it offers holds)
 
 
 @dataclass
@@ -150,6 +152,8 @@ class Dhcp6Wire:
                 a = book.get(mac)
                 if a is None:
                     book[mac] = _Asking(ts, ts, 1, [d], since=ts)
+                    while len(book) > MAX_ASKING:  # a flood of made-up clients: keep the newest
+                        del book[next(iter(book))]
                 else:
                     a.last, a.count = ts, a.count + 1
                     a.events = [*a.events[-7:], d]
@@ -188,7 +192,10 @@ class Dhcp6Wire:
         if not ours and name in ANSWERS and (pkt.yiaddr or pkt.boot_file):
             seen = (seg.src_mac, pkt.yiaddr is not None, pkt.boot_file)
             if self.servers.get(seg.src) != seen:
+                self.servers.pop(seg.src, None)
                 self.servers[seg.src] = seen
+                while len(self.servers) > MAX_SERVERS:
+                    del self.servers[next(iter(self.servers))]
                 out.append(ForeignDhcpServer(ts=ts, service=SERVICE, mac=mac, server_ip=seg.src,
                                              server_mac=seg.src_mac, offered=pkt.yiaddr,
                                              boot_file=pkt.boot_file))

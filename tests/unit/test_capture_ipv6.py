@@ -389,3 +389,19 @@ def test_lab_ovmf_pxe6_capture(capsys):
     assert f"Client {mac}  ip fd99::18e  firmware uefi64" in out
     assert "file tftp://[fd99::1]/grubnetx64.efi" in out and "bootloader" in out
     assert "alert:" not in out
+
+
+def test_a_flood_of_made_up_clients_and_servers_stays_bounded(monkeypatch):
+    from pxetui.capture import dhcp6wire
+
+    monkeypatch.setattr(dhcp6wire, "MAX_ASKING", 8)
+    monkeypatch.setattr(dhcp6wire, "MAX_SERVERS", 4)
+    dec = Decoder()
+    for i in range(40):
+        mac = f"52:54:00:aa:00:{i:02x}"
+        dec.feed(bytes(pcap6.dhcp6(pcap6.client_msg(c.SOLICIT, xid=i + 1), True, client_mac=mac,
+                                   client_ll=f"fe80::aa:{i:x}")), T0 + i)
+        dec.feed(bytes(pcap6.dhcp6(pcap6.server_msg(c.ADVERTISE, xid=i + 1, duid=pcap6.DUID + bytes([i])),
+                                   False, server_ll=f"fe80::bb:{i:x}")), T0 + i)
+    assert len(dec.v6.unanswered) <= 8 and len(dec.v6.no_ra) == 8 and len(dec.v6.servers) == 4
+    assert "fe80::bb:27" in dec.v6.servers  # the newest kept
