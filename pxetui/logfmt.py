@@ -86,6 +86,9 @@ def describe(ev: dict[str, Any]) -> str:
         return f"lab VM running (boot {g('boots')}{', its system is up' if g('booted') else ''})"
     if t == "BootCallback":
         return f"{who} {g('stage')} {g('entry') or ''}".rstrip()
+    if t == "ClientLog":  # an installer's syslog or a kernel's netconsole line (docs/CLIENT-LOGS.md)
+        app = f"{g('app')}: " if g("app") else ""
+        return f"{who or 'unknown sender'} {g('source')} {app}{g('message', '')}"
     if t == "ClientUpdate":
         diag = f" - {g('diagnosis')}" if g("diagnosis") else ""
         return f"client {who} {g('stage')}{diag}"

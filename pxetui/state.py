@@ -23,6 +23,7 @@ from pxetui.events import (
     EVENT_TYPES,
     Alert,
     ClientForgotten,
+    ClientLog,
     ClientUpdate,
     DhcpModeDecided,
     EngineStarted,
@@ -55,7 +56,7 @@ from pxetui.stages import rank as stage_rank
 
 TABLES = (
     "engine", "services", "alerts", "clients", "leases", "transfers", "logs", "throughput",
-    "library",
+    "library", "clientlogs",
 )
 
 LEVELS = ("debug", "info", "warning", "error")
@@ -301,6 +302,11 @@ def _is_error(ev: Any, t: str) -> bool:
 # back in a late UI's replay with what the live UI no longer has (tests/unit/test_fold.py).
 FINISHED_KEEP = 500
 LIMITS_KEEP = 256  # (limit, address) pairs whose hits are kept, the least recently hit go first
+# A UI's tail of each client's installer/netconsole lines (docs/CLIENT-LOGS.md): as many as the
+# supervisor replays (CLIENT_LOG_HISTORY), for the clients that logged last. History like the
+# log ring, not state: `folded()` leaves it out, and only a fold that keeps a log keeps it.
+CLIENT_LOG_LINES = 1000
+CLIENT_LOG_CLIENTS = 256
 
 
 class EngineState:
@@ -323,6 +329,9 @@ class EngineState:
         self.limits: dict[str, LimitInfo] = {}  # "limit|ip" -> hits
         self.logs: deque[LogRecord] = deque(maxlen=log_size)
         self.log_seq = 0
+        # mac -> (seq, line), oldest first; the clients that logged most recently last
+        self.client_logs: dict[str, deque[tuple[int, ClientLog]]] = {}
+        self.client_log_seq = 0
         self.finished_keep = finished_keep
         self._finished: dict[str, None] = {}  # ids of the transfers that ended, oldest first
         self.throughput_window = throughput_window
@@ -358,6 +367,8 @@ class EngineState:
         if self.logs.maxlen:
             self._log(ev.view(), t, ts)
             changed.add("logs")
+            if t == "ClientLog" and ev.mac:
+                changed |= self._client_log(ev)
         handler = _HANDLERS.get(t)
         if handler is not None:
             changed |= handler(self, ev, ts)
@@ -419,6 +430,21 @@ class EngineState:
             level=event_level(ev), mac=mac, ip=ip, text=text,
         ))
         self.mark("logs", str(self.log_seq))
+
+    def _client_log(self, ev: ClientLog) -> set[str]:
+        """Keep the line in its client's tail (not a handler: ClientLog stays history, which
+        the supervisor replays from its own ring, pxetui/supervisor.py)."""
+        mac = str(ev.mac)
+        lines = self.client_logs.pop(mac, None)  # re-inserted: the most recent client last
+        if lines is None:
+            lines = deque(maxlen=CLIENT_LOG_LINES)
+        self.client_logs[mac] = lines
+        while len(self.client_logs) > CLIENT_LOG_CLIENTS:
+            del self.client_logs[next(iter(self.client_logs))]
+        self.client_log_seq += 1
+        lines.append((self.client_log_seq, ev))
+        self.mark("clientlogs", mac)
+        return {"clientlogs"}
 
     # -- handlers, one per event type ----------------------------------------------------
     @_on(EngineStarted)

@@ -105,6 +105,7 @@ class PxetuiApp(App):
         self.feed_done = asyncio.Event()
         self.refreshes = 0
         self.nav_items = [(mode, key, label) for mode, key, _, label, _ in NAV]
+        self.follow: str | None = None  # a MAC the Logs screen is to filter on when shown
 
     # -- lifecycle -----------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -196,6 +197,14 @@ class PxetuiApp(App):
     def action_go(self, mode: str) -> None:
         if self.current_mode != mode:
             self.switch_mode(mode)
+
+    def follow_client(self, mac: str) -> None:
+        """Show the Logs screen filtered on one client (its events and its log lines)."""
+        self.follow = mac
+        if self.current_mode == "logs":
+            self.screen.post_message(LogsScreen.Follow())
+        else:
+            self.switch_mode("logs")  # the screen takes `follow` as it mounts or resumes
 
     def send(self, cmd: dict[str, Any], what: str) -> None:
         self._send(cmd, what)

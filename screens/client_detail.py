@@ -16,6 +16,7 @@ from pxetui.probes import expected_miss
 from pxetui.state import ClientInfo
 from screens import fmt
 from screens.base import PxeScreen
+from screens.clientlogs import ClientLogPane, SaveLogScreen, default_path, write_lines
 from screens.pick import EntryPicker
 from screens.transfers import MISS
 from screens.widgets import fill_rows
@@ -74,7 +75,7 @@ def file_row(f: dict[str, Any]) -> tuple[str | Text, ...]:
 
 
 class ClientDetailScreen(PxeScreen):
-    WATCH = frozenset({"clients"})
+    WATCH = frozenset({"clients", "clientlogs"})
     TITLE_TEXT = "Client"
     NAV_MODE = "clients"
     BINDINGS = [
@@ -82,6 +83,9 @@ class ClientDetailScreen(PxeScreen):
         Binding("b", "boot_once", "Boot once into..."),
         Binding("l", "boot_local", "Boot local next"),
         Binding("f", "forget", "Forget"),
+        Binding("slash", "filter_logs", "Filter logs", show=False),
+        Binding("w", "write_logs", "Write logs", show=False),
+        Binding("o", "follow", "Follow in Logs", show=False),
     ]
 
     def __init__(self, mac: str) -> None:
@@ -94,6 +98,7 @@ class ClientDetailScreen(PxeScreen):
             yield Static(id="diagnosis")
             yield DataTable(id="timeline", cursor_type="row")
             yield DataTable(id="files", cursor_type="row")
+            yield ClientLogPane(id="client-logs")
             with Horizontal(id="actions"):
                 yield Button("Boot once into... (b)", id="boot-once", compact=True)
                 yield Button("Boot local next (l)", id="boot-local", compact=True)
@@ -110,6 +115,8 @@ class ClientDetailScreen(PxeScreen):
             files.add_column(label, width=w)
 
     def show(self, changed: dict[str, set[str]], full: bool) -> None:
+        if full or self.mac in changed.get("clientlogs", set()):
+            self.query_one(ClientLogPane).update_lines(self.state.client_logs.get(self.mac, ()), full)
         if not full and self.mac not in changed.get("clients", set()):
             return
         c = self.state.clients.get(self.mac)
@@ -152,7 +159,39 @@ class ClientDetailScreen(PxeScreen):
     def action_forget(self) -> None:
         self.papp.send({"cmd": "forget", "mac": self.mac}, f"forget {self.mac}")
 
+    # -- the client's log lines --------------------------------------------------------
+    def action_filter_logs(self) -> None:
+        pane = self.query_one(ClientLogPane)
+        if pane.display:
+            pane.query_one("#clog-filter").focus()
+
+    def action_write_logs(self) -> None:
+        lines = self.query_one(ClientLogPane).shown()
+        if not lines:
+            self.notify(f"{self.mac} has no log lines to write", severity="warning", markup=False)
+            return
+
+        def chosen(path: str | None) -> None:
+            if not path:
+                return
+            try:
+                target, n = write_lines(path, lines)
+            except OSError as exc:  # exists (never overwritten), no such directory, no right
+                self.notify(f"Log lines not written: {path}: {exc.strerror or exc}",
+                            severity="error", markup=False)
+                return
+            self.notify(f"Wrote {n} log lines of {self.mac} to {target}", markup=False, timeout=10)
+
+        self.app.push_screen(SaveLogScreen(self.mac, len(lines), default_path(self.mac)), chosen)
+
+    def action_follow(self) -> None:
+        self.papp.follow_client(self.mac)
+
     def palette(self) -> Iterable[SystemCommand]:
+        yield SystemCommand(f"Filter the log lines of {self.mac}", "/", self.action_filter_logs)
+        yield SystemCommand(f"Write the log lines of {self.mac} to a file", "w",
+                            self.action_write_logs)
+        yield SystemCommand(f"Follow {self.mac} in the Logs screen", "o", self.action_follow)
         yield SystemCommand(f"Boot {self.mac} once into an entry", "b", self.action_boot_once)
         for entry_id, title in self.papp.menu_entries():
             yield SystemCommand(

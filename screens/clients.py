@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import SystemCommand
+from textual.binding import Binding
 from textual.widgets import DataTable
 
 from pxetui.state import ClientInfo
@@ -41,6 +42,7 @@ class ClientsScreen(TableScreen):
     TITLE_TEXT = "Clients"
     NAV_MODE = "clients"
     COLUMNS = COLUMNS
+    BINDINGS = [Binding("o", "follow", "Follow in Logs", show=False)]
     SORT = {
         "mac": lambda c: c.mac, "ip": lambda c: ip_order(c.ip),
         "fw": lambda c: fmt.firmware(c.firmware, c.arch), "stage": lambda c: c.stage,
@@ -65,7 +67,14 @@ class ClientsScreen(TableScreen):
         if mac and mac in self.state.clients:
             self.app.push_screen(ClientDetailScreen(mac))
 
+    def action_follow(self) -> None:
+        mac = self.table.selected_key()
+        if mac:
+            self.papp.follow_client(mac)
+
     def palette(self) -> Iterable[SystemCommand]:
+        yield SystemCommand("Follow the selected client in the Logs screen", "o",
+                            self.action_follow)
         yield SystemCommand("Open the selected client", "its timeline, files and actions",
                             lambda: self.open_detail(self.table.selected_key()))
         yield from super().palette()

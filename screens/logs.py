@@ -7,6 +7,7 @@ from itertools import takewhile
 
 from textual.app import SystemCommand
 from textual.containers import Horizontal
+from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Input, Log, Select
 
@@ -15,7 +16,7 @@ from screens import fmt
 from screens.base import PxeScreen
 
 MARK = {"debug": "D", "info": " ", "warning": "W", "error": "E"}
-KNOWN_SERVICES = ("dhcp", "tftp", "http", "capture", "supervisor", "tracker")
+KNOWN_SERVICES = ("dhcp", "tftp", "http", "capture", "supervisor", "tracker", "logs")
 
 
 def log_line(r: LogRecord) -> str:
@@ -26,6 +27,9 @@ class LogsScreen(PxeScreen):
     WATCH = frozenset({"logs"})
     TITLE_TEXT = "Logs"
     NAV_MODE = "logs"
+
+    class Follow(Message):
+        """The app asked to follow a client (PxetuiApp.follow_client)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -43,6 +47,23 @@ class LogsScreen(PxeScreen):
             yield Select([(f"{lv} and up", lv) for lv in LEVELS], value="info", id="log-level",
                          allow_blank=False, compact=True)
         yield Log(id="log", max_lines=3000, auto_scroll=True)
+
+    def setup(self) -> None:
+        self.take_follow()
+
+    def on_screen_resume(self) -> None:  # PxeScreen's redraw runs too (Textual calls both)
+        self.take_follow()
+
+    def on_logs_screen_follow(self, message: Follow) -> None:
+        self.take_follow()
+
+    def take_follow(self) -> None:
+        """Filter on the client the app was asked to follow: every service, its MAC."""
+        mac, self.papp.follow = self.papp.follow, None
+        if mac:
+            self.set_filter(None, mac, self.min_level)
+            self.notify(f"Logs: following {mac} (clear the client filter to see everyone)",
+                        markup=False)
 
     def _service_options(self) -> list[tuple[str, str]]:
         return [(s, s) for s in sorted(self._services)]
