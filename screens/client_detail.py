@@ -48,7 +48,7 @@ def timeline_rows(c: ClientInfo, now: float) -> list[tuple[str, str, str, str]]:
             dur = fmt.duration(float(stages[i + 1].get("ts") or 0) - ts)
         else:
             dur = fmt.duration(now - ts) + " so far"
-        rows.append((str(s.get("stage") or "?"), fmt.clock(ts), dur, str(s.get("detail") or "")))
+        rows.append((fmt.stage(str(s.get("stage") or "?")), fmt.clock(ts), dur, str(s.get("detail") or "")))
     return rows
 
 
@@ -116,7 +116,9 @@ class ClientDetailScreen(PxeScreen):
 
     def show(self, changed: dict[str, set[str]], full: bool) -> None:
         if full or self.mac in changed.get("clientlogs", set()):
-            self.query_one(ClientLogPane).update_lines(self.state.client_logs.get(self.mac, ()), full)
+            pane = self.query_one(ClientLogPane)
+            pane.update_lines(self.state.client_logs.get(self.mac, ()), full)
+            self.query_one("#detail").set_class(bool(pane.display), "with-logs")
         if not full and self.mac not in changed.get("clients", set()):
             return
         c = self.state.clients.get(self.mac)
@@ -135,6 +137,8 @@ class ClientDetailScreen(PxeScreen):
                     else Text("Diagnosis: nothing wrong seen so far.", "green"))
         # A client's history is short (a dozen stages): redraw both lists in place.
         fill_rows(tl, timeline_rows(c, self.state.now))
+        if self.query_one("#detail").has_class("with-logs"):  # a short timeline: the latest stages
+            self.call_after_refresh(tl.scroll_end, animate=False)
         fill_rows(files, [file_row(f) for f in c.files.values()])
         files.border_title = "Files fetched" + (
             f" (the oldest {c.files_dropped} not kept)" if c.files_dropped else "")
@@ -163,7 +167,7 @@ class ClientDetailScreen(PxeScreen):
     def action_filter_logs(self) -> None:
         pane = self.query_one(ClientLogPane)
         if pane.display:
-            pane.query_one("#clog-filter").focus()
+            pane.start_filter()
 
     def action_write_logs(self) -> None:
         lines = self.query_one(ClientLogPane).shown()

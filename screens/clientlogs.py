@@ -67,13 +67,19 @@ class ClientLogPane(Vertical):
         self.lines: list[tuple[int, ClientLog]] = []
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="filter these lines (/ to type, Enter to leave)",
-                    id="clog-filter", compact=True)
+        # shown while typing a filter or while one is set: a row of the pane's few at 80x24
+        yield Input(placeholder="filter these lines (Enter to leave)", id="clog-filter",
+                    compact=True)
         yield Log(id="clog", max_lines=self.max_lines, auto_scroll=True)
 
     def on_mount(self) -> None:
         self.border_title = "Logs"
         self.border_subtitle = "/ filter  w write to a file  o follow in Logs"
+
+    def start_filter(self) -> None:
+        box = self.query_one("#clog-filter", Input)
+        box.add_class("on")
+        box.focus()
 
     def shown(self) -> list[str]:
         """The lines the filter lets through, oldest first."""
@@ -88,6 +94,9 @@ class ClientLogPane(Vertical):
         if full:
             log.clear()
             log.write_lines(self.shown())
+            # the newest line in view once the pane has its final size (it appears, or the
+            # filter row comes and goes)
+            self.call_after_refresh(log.scroll_end, animate=False)
         else:
             new = [line_text(ev) for seq, ev in self.lines if seq > self.last_seq]
             fresh = [t for t in new if matches(t, self.needle)]
@@ -108,6 +117,7 @@ class ClientLogPane(Vertical):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
+        event.input.set_class(bool(self.needle), "on")
         self.screen.set_focus(None)  # back to the screen's keys (b, l, f, w, o)
 
 

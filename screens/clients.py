@@ -52,7 +52,7 @@ class ClientsScreen(TableScreen):
     def row_of(self, c: ClientInfo) -> tuple[Any, ...]:
         return (
             c.mac, fmt.address(c.ip, IP_WIDTH), fmt.firmware(c.firmware, c.arch),
-            Text(c.stage or "new", "bold red" if c.diagnosis else STAGE_STYLE.get(c.stage, "")),
+            Text(fmt.stage(c.stage), "bold red" if c.diagnosis else STAGE_STYLE.get(c.stage, "")),
             fmt.bar(c.progress, 6) + " " + fmt.percent(c.progress),
             f"{fmt.clock(c.ts)} {c.last_event}",
             Text(c.diagnosis, "yellow") if c.diagnosis else "",

@@ -58,6 +58,15 @@ def bar(fraction: float | None, width: int) -> str:
     return text.ljust(width)
 
 
+# The Clients table's Stage column is 10 wide: every stage name fits but the installer's
+# "partitioning" (pxetui/stages.py); the detail screen spells it out.
+STAGE_LABELS = {"partitioning": "partition"}
+
+
+def stage(name: str) -> str:
+    return STAGE_LABELS.get(name, name) if name else "new"
+
+
 def percent(fraction: float | None) -> str:
     return "?" if fraction is None else f"{fraction * 100:3.0f}%"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from textual.widgets import Input, Log
 from ui_feed import T0, ev, lab_feed, mac
 from ui_helpers import goto, make_app, settle
@@ -145,7 +146,7 @@ async def test_clients_table_shows_the_install_stage_and_o_follows_a_client_in_l
     app, _ = make_app(events=installer_feed())
     async with app.run_test(size=SIZE) as pilot:
         screen = await goto(app, pilot, "f2")
-        assert screen.table.get_cell(DI, "stage").plain == "partitioning"
+        assert screen.table.get_cell(DI, "stage").plain == "partition"  # 10 columns
         screen.table.move_cursor(row=screen.table.keys_shown.index(DI))
         await pilot.press("o")
         await settle(app, pilot)
@@ -168,3 +169,24 @@ async def test_o_in_the_detail_screen_follows_that_client_even_with_logs_open():
         text = "\n".join(app.screen.query_one("#log", Log).lines)
         assert f"{mac(1)} netconsole kernel: e1000: eth0 NIC Link is Up" in text
         assert DI not in text
+
+
+def keys_to(*keys: str) -> Any:
+    async def run_before(pilot: Any) -> None:
+        await settle(pilot.app, pilot)
+        for key in keys:
+            await pilot.press(key)
+            await settle(pilot.app, pilot)
+
+    return run_before
+
+
+# the installing client is the sixth row of the Clients table
+SNAPSHOTS = {"clients": ("f2",), "detail": ("f2", *("down",) * 5, "enter"),
+             "filtered": ("f2", *("down",) * 5, "enter", "slash", *"partman", "enter")}
+
+
+@pytest.mark.parametrize("view", list(SNAPSHOTS))
+def test_snapshot(snap_compare, view):
+    app, _ = make_app(events=installer_feed())
+    assert snap_compare(app, terminal_size=SIZE, run_before=keys_to(*SNAPSHOTS[view]))
