@@ -17,9 +17,12 @@ from dataclasses import dataclass, field
 from pxetui.capture.dhcp6wire import Dhcp6Wire
 from pxetui.capture.filters import DHCP6_PORTS, DHCP_PORTS
 from pxetui.capture.packets import LINKTYPE_ETHERNET, Segment, parse_dhcp, parse_frame
+from pxetui.clientlogs.decode import decode as decode_log
+from pxetui.clientlogs.decode import source_for
 from pxetui.diagnosis import SIZE_PROBE
 from pxetui.events import (
     Alert,
+    ClientLog,
     DhcpPacket,
     Event,
     ForeignDhcpServer,
@@ -113,7 +116,8 @@ class _Conn:
 class Decoder:
     def __init__(self, our_ips: Iterable[str] = (), http_ports: Iterable[int] = (80,),
                  linktype: int = LINKTYPE_ETHERNET, progress_for_ours: bool = True,
-                 our_macs: Iterable[str] = (), serves_ipv6: bool = True) -> None:
+                 our_macs: Iterable[str] = (), serves_ipv6: bool = True,
+                 log_ports: tuple[int, int] | None = None, max_log_bytes: int = 2048) -> None:
         self.our_ips = set(our_ips)
         # Our own servers report exact progress of their transfers; the wire's sampled
         # estimate of them only doubles the event stream.
@@ -139,6 +143,10 @@ class Decoder:
         # DHCPv6 and router advertisements (dhcp6wire.py): our DHCPv6 answers come from the
         # interface's link-local address, known here by our MAC.
         self.v6 = Dhcp6Wire(self.our_ips, {m.lower() for m in our_macs}, self._learn, serves_ipv6)
+        # (syslog port, netconsole port) whose datagrams are read as client log lines
+        # (docs/CLIENT-LOGS.md), for analyze and watch; None where the logs service reads them.
+        self.log_ports = log_ports
+        self.max_log_bytes = max_log_bytes
 
     # -- entry points -----------------------------------------------------------------
     def feed(self, data: bytes, ts: float, linktype: int | None = None) -> list[Event]:
@@ -155,6 +163,10 @@ class Decoder:
                 return evs
             if not seg.v6 and seg.sport in DHCP_PORTS and seg.dport in DHCP_PORTS:
                 return self._dhcp(seg, ts)
+            # A TFTP packet starts with its opcode's zero byte (RFC 1350), a log line never
+            # does: a transfer on an ephemeral port that happens to be a log port stays TFTP.
+            if self.log_ports and seg.dport in self.log_ports and seg.payload[:1] != b"\0":
+                return self._client_log(seg, ts)
             return self._fetching(self._tftp(seg, ts))
         if seg.proto == "icmp6":
             return self.v6.icmp6(seg, ts)
@@ -217,6 +229,25 @@ class Decoder:
         self.ip_mac[ip] = mac
         while len(self.ip_mac) > MAX_CLIENTS:
             del self.ip_mac[next(iter(self.ip_mac))]
+
+    # -- client log lines: syslog and netconsole ------------------------------------------
+    def _client_log(self, seg: Segment, ts: float) -> list[Event]:
+        """The lines of one datagram, decoded as the logs service decodes them, under the
+        sender's MAC: its DHCP lease's, else the frame's (the sender on this link)."""
+        assert self.log_ports is not None
+        source = source_for(seg.dport, *self.log_ports)
+        if source is None:
+            return []
+        try:
+            lines = decode_log(source, seg.payload, self.max_log_bytes)
+        except ValueError:  # not syslog: counted, as any packet that does not decode
+            self.undecoded += 1
+            return []
+        mac = self.ip_mac.get(seg.src) or seg.src_mac
+        return [ClientLog(ts=ts, service=SERVICE, mac=mac, ip=seg.src, source=ln.source,
+                          facility=ln.facility, severity=ln.severity, app=ln.app,
+                          hostname=ln.hostname, message=ln.message, format=ln.format,
+                          truncated=ln.truncated) for ln in lines]
 
     # -- DHCP ---------------------------------------------------------------------------
     def _dhcp(self, seg: Segment, ts: float) -> list[Event]:

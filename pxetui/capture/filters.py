@@ -120,15 +120,24 @@ def http_filter(ports: Iterable[int] = (80,)) -> str:
     return " or ".join(parts)
 
 
-def boot_filter(http_ports: Iterable[int] = (80,), ack_sample_bits: int = 6, dhcp_only: bool = False) -> str:
+def log_filter(ports: Iterable[int]) -> str:
+    """Datagrams to the syslog and netconsole ports, in full (docs/CLIENT-LOGS.md): what
+    `pxetui watch` shows of installers' and kernels' log lines."""
+    return " or ".join(f"udp dst port {p}" for p in sorted(set(ports)))
+
+
+def boot_filter(http_ports: Iterable[int] = (80,), ack_sample_bits: int = 6, dhcp_only: bool = False,
+                log_ports: Iterable[int] = ()) -> str:
     """The capture's filter: DHCP and DHCPv6 (with RAs) in full; with `dhcp_only` false also
-    cheap TFTP/HTTP markers over IPv4 and IPv6."""
+    cheap TFTP/HTTP markers over IPv4 and IPv6, and log lines sent to `log_ports`."""
     if dhcp_only:
         return f"({dhcp_filter()}) or ({dhcp6_filter()})"
     parts = [dhcp_filter(), dhcp6_filter(), tftp_filter(ack_sample_bits), tftp6_filter(ack_sample_bits)]
     ports = list(http_ports)
     if ports:
         parts += [http_filter(ports), http6_filter(ports)]
+    if log_ports:
+        parts.append(log_filter(log_ports))
     return " or ".join(f"({p})" for p in parts)
 
 

@@ -6,12 +6,14 @@ Shared by `pxetui watch` and `pxetui analyze`; knows nothing of packets.
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from pxetui.events import (
     Alert,
     ClientForgotten,
+    ClientLog,
     ClientUpdate,
     Event,
     ForeignDhcpServer,
@@ -33,6 +35,9 @@ def clock(ts: float) -> str:
 CELL = 72  # keep a row on a wide terminal line; long TFTP error texts are cut
 MAX_TRANSFERS = 5000
 SHOW_TRANSFERS = 40
+LOG_LINES_KEPT = 1000  # per sender, as a UI keeps them (pxetui/state.py CLIENT_LOG_LINES)
+LOG_SENDERS_KEPT = 256
+SHOW_LOG_LINES = 5  # per sender in watch's tables
 
 
 def _cell(text: str) -> str:
@@ -66,6 +71,8 @@ class View:
     transfers: dict[str, dict[str, Any]] = field(default_factory=dict)
     alerts: dict[str, str] = field(default_factory=dict)  # what capture itself raised
     routers: dict[str, RouterAdvert] = field(default_factory=dict)  # IPv6 routers, by address
+    # syslog/netconsole lines by sender (its MAC, else its address), the latest senders last
+    logs: dict[str, deque[ClientLog]] = field(default_factory=dict)
 
     @property
     def servers(self) -> dict[str, ForeignDhcpServer]:
@@ -98,6 +105,9 @@ class View:
                 return f"{at} cleared  {ev.message}"
             self.alerts[ev.key] = ev.message
             return f"{at} ALERT    {ev.message}"
+        if isinstance(ev, ClientLog):
+            self._keep_log(ev)
+            return f"{at} log      {log_text(ev)}"
         if isinstance(ev, RouterAdvert):
             self.routers[ev.ip or "?"] = ev
             while len(self.routers) > 64:
@@ -131,6 +141,25 @@ class View:
             return line
         return None
 
+    def _keep_log(self, ev: ClientLog) -> None:
+        key = ev.mac or ev.ip or "?"
+        lines = self.logs.pop(key, None)
+        self.logs[key] = lines if lines is not None else deque(maxlen=LOG_LINES_KEPT)
+        self.logs[key].append(ev)
+        while len(self.logs) > LOG_SENDERS_KEPT:
+            del self.logs[next(iter(self.logs))]
+
+    def log_lines(self, sender: str, last: int) -> str:
+        """A sender's last `last` log lines, indented, with how many there were."""
+        lines = list(self.logs.get(sender, ()))
+        if not lines:
+            return ""
+        shown = lines[-last:] if last > 0 else []
+        more = f", the last {len(shown)} shown" if len(shown) < len(lines) else ""
+        out = [f"  log lines ({len(lines)}{more}):"]
+        out += [f"    {clock(ev.ts)}  {ev.source:<10} {log_message(ev)}" for ev in shown]
+        return "\n".join(out)
+
     def render(self) -> str:
         parts = []
         parts.append("DHCP servers seen\n" + table(
@@ -158,8 +187,25 @@ class View:
             ["mac", "ip", "firmware", "stage", "last"],
             [[c.mac, c.ip or "", c.firmware, c.stage, c.last_event] for c in self.state.clients.values()]))
         for d in self.client_states():
-            parts.append(timeline(d))
+            parts.append(timeline(d) + (("\n" + lines) if (lines := self.log_lines(
+                d["mac"], SHOW_LOG_LINES)) else ""))
+        for sender in self.log_senders():
+            parts.append(f"Log lines from {sender} (not a boot client)\n"
+                         + self.log_lines(sender, SHOW_LOG_LINES))
         return "\n\n".join(parts)
+
+    def log_senders(self) -> list[str]:
+        """Senders of log lines that are not boot clients (a MAC or, unattributed, an address)."""
+        return [k for k in self.logs if k not in self.state.clients]
+
+
+def log_message(ev: ClientLog) -> str:
+    return f"{ev.app + ': ' if ev.app else ''}{ev.message}"
+
+
+def log_text(ev: ClientLog) -> str:
+    who = ev.mac or f"{ev.ip} (no MAC)"
+    return f"{who} {ev.source} {log_message(ev)}"
 
 
 def flags_text(r: RouterAdvert) -> str:

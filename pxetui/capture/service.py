@@ -49,11 +49,14 @@ class Capture:
     def __init__(self, iface: str, our_ips: set[str], ports: list[int], emit: Callable[[Event], None],
                  pcap: str = "", all_boot_traffic: bool = False, own_mac: str | None = None,
                  pcap_max_bytes: int = 100 * 1024 * 1024, pcap_files: int = 5,
-                 serves_ipv6: bool = True) -> None:
-        self.sniffer = RawSniffer(iface, boot_filter(ports))
+                 serves_ipv6: bool = True, log_ports: tuple[int, int] | None = None) -> None:
+        # log_ports: `pxetui watch` reads installers' syslog and netconsole off the wire; the
+        # engine's capture does not (its logs service receives them, docs/CLIENT-LOGS.md).
+        self.sniffer = RawSniffer(iface, boot_filter(ports, log_ports=log_ports or ()))
         # Our DHCPv6 answers leave from the interface's link-local address: our MAC marks them.
         self.decoder = Decoder(our_ips=our_ips, http_ports=ports, progress_for_ours=False,
-                               our_macs=[own_mac] if own_mac and our_ips else [], serves_ipv6=serves_ipv6)
+                               our_macs=[own_mac] if own_mac and our_ips else [], serves_ipv6=serves_ipv6,
+                               log_ports=log_ports)
         self.emit = emit
         self.writer: RotatingPcapWriter | None = None
         if pcap:

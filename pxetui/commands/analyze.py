@@ -15,15 +15,17 @@ if TYPE_CHECKING:  # imported where used: every `pxetui` command builds this par
 
 
 def replay(path: str, stuck_seconds: float = 90.0, http_ports: tuple[int, ...] = (80,),
-           our_ips: tuple[str, ...] = (), tracker: Tracker | None = None) -> Iterator[Event]:
+           our_ips: tuple[str, ...] = (), tracker: Tracker | None = None,
+           log_ports: tuple[int, int] | None = (514, 6666)) -> Iterator[Event]:
     """Every decoded and tracked event of a pcap, in capture order; the tracker's clock is
-    the packets' time, and the end of the capture counts as `stuck_seconds` of silence."""
+    the packets' time, and the end of the capture counts as `stuck_seconds` of silence.
+    Datagrams to `log_ports` (syslog, netconsole) are client log lines (docs/CLIENT-LOGS.md)."""
     from pxetui.capture.decode import TFTP_IDLE, Decoder
     from pxetui.capture.pcap import read_pcap
     from pxetui.tracker import Tracker
 
     linktype, frames = read_pcap(path)
-    dec = Decoder(our_ips=our_ips, http_ports=http_ports, linktype=linktype)
+    dec = Decoder(our_ips=our_ips, http_ports=http_ports, linktype=linktype, log_ports=log_ports)
     tr = tracker if tracker is not None else Tracker(stuck_seconds=stuck_seconds)
     last: float | None = None
     next_tick = 0.0
@@ -55,7 +57,8 @@ def main(args: argparse.Namespace) -> int:
 
     view = View()
     try:
-        for ev in replay(args.pcap, stuck_seconds=args.stuck_seconds, http_ports=tuple(args.http_port)):
+        for ev in replay(args.pcap, stuck_seconds=args.stuck_seconds, http_ports=tuple(args.http_port),
+                         log_ports=(args.syslog_port, args.netconsole_port)):
             line = view.apply(ev)
             if line and args.verbose and not args.json:
                 print(line)
@@ -71,6 +74,9 @@ def main(args: argparse.Namespace) -> int:
             print(json.dumps({"type": "Alert", "key": key, "message": msg}))
         for c in view.client_states():
             print(json.dumps(c, default=str))
+        for lines in view.logs.values():
+            for line in lines:
+                print(json.dumps(line.to_dict(), default=str))
         return 0
     if args.verbose:
         print()
@@ -84,10 +90,15 @@ def main(args: argparse.Namespace) -> int:
         print(f"alert: {msg}")
     if not view.clients:
         print("no boot clients in this capture")
-        return 0
     for c in view.client_states():
         print()
         print(timeline(c))
+        if lines := view.log_lines(c["mac"], args.log_lines):
+            print(lines)
+    for sender in view.log_senders():
+        print()
+        print(f"Log lines from {sender} (not a boot client)")
+        print(view.log_lines(sender, args.log_lines))
     return 0
 
 
@@ -99,6 +110,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="silence after which a client counts as stuck (default 90)")
     p.add_argument("--http-port", type=int, action="append", default=[80],
                    help="a port HTTP boot traffic used (repeatable; 80 always)")
+    p.add_argument("--syslog-port", type=int, default=514,
+                   help="UDP port whose datagrams are syslog lines of clients (default 514)")
+    p.add_argument("--netconsole-port", type=int, default=6666,
+                   help="UDP port whose datagrams are netconsole lines of clients (default 6666)")
+    p.add_argument("--log-lines", type=int, default=20,
+                   help="the last N log lines shown per client (default 20; -v prints every one)")
     p.add_argument("-v", "--verbose", action="store_true", help="also print every change as it happened")
     p.add_argument("--json", action="store_true",
                    help="JSON lines instead of text: DHCP servers, alerts, each client's last state")

@@ -17,7 +17,8 @@ if TYPE_CHECKING:  # imported where used: every `pxetui` command builds this par
 
 async def watch(iface: str, duration: float | None, refresh: float, stuck_seconds: float,
                 pcap: str = "", all_boot_traffic: bool = False, db: str | None = None,
-                http_ports: list[int] | None = None) -> int:
+                http_ports: list[int] | None = None,
+                log_ports: tuple[int, int] | None = (514, 6666)) -> int:
     from pxetui.capture.report import View
     from pxetui.capture.service import Capture
     from pxetui.capture.sniffer import CaptureError
@@ -40,7 +41,8 @@ async def watch(iface: str, duration: float | None, refresh: float, stuck_second
             show(upd)
 
     # Watch-only: no address is ours, every server seen is someone else's.
-    cap = Capture(iface, set(), http_ports or [80], emit, pcap=pcap, all_boot_traffic=all_boot_traffic)
+    cap = Capture(iface, set(), http_ports or [80], emit, pcap=pcap, all_boot_traffic=all_boot_traffic,
+                  log_ports=log_ports)
     loop = asyncio.get_running_loop()
     try:
         cap.sniffer.attach(loop, cap.on_frame)
@@ -90,7 +92,8 @@ def main(args: argparse.Namespace) -> int:
         return 2
     return asyncio.run(watch(iface, args.duration, args.refresh, args.stuck_seconds, pcap=args.pcap or "",
                              all_boot_traffic=args.all_boot_traffic, db=args.db,
-                             http_ports=sorted({80, *args.http_port})))
+                             http_ports=sorted({80, *args.http_port}),
+                             log_ports=(args.syslog_port, args.netconsole_port)))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -109,4 +112,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--db", metavar="FILE", help="keep client history in this SQLite file")
     p.add_argument("--http-port", type=int, action="append", default=[],
                    help="another port HTTP boot traffic uses (repeatable; 80 always)")
+    p.add_argument("--syslog-port", type=int, default=514,
+                   help="UDP port whose datagrams are shown as clients' syslog lines (default 514)")
+    p.add_argument("--netconsole-port", type=int, default=6666,
+                   help="UDP port whose datagrams are shown as clients' netconsole lines (default 6666)")
     p.set_defaults(func=main)
