@@ -14,6 +14,7 @@ import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pxetui.iso.esxi import esxi_cfg_path
 from pxetui.iso.reader import IsoIndex
 from pxetui.menus.model import Entry
 
@@ -21,7 +22,8 @@ from pxetui.menus.model import Entry
 @dataclass
 class Detection:
     family: str  # ubuntu-live | ubuntu-server | debian-live | debian-installer | fedora-installer
-    #              fedora-live | arch | systemrescue | alpine | memtest86+ | windows | unknown | data
+    #              fedora-live | arch | systemrescue | alpine | opensuse-installer | opensuse-live
+    #              proxmox | esxi | memtest86+ | windows | unknown | data
     label: str
     entries: list[Entry] = field(default_factory=list)
     root_fs: str | None = None  # the squashfs / install image the kernel fetches, when there is one
@@ -73,14 +75,45 @@ class _Iso:
         return self.index.volume_id or fallback
 
 
-def _ram_note(iso: _Iso, squashfs: str | None, whole: bool = False) -> str:
-    """docs/FIELD-NOTES.md: live systems copy the squashfs (or casper, the whole ISO) into RAM."""
-    size = iso.index.iso_size if whole else (iso.size(squashfs) if squashfs else 0)
-    if not size:
-        return ""
-    need = 2 * size / (1 << 30)
-    what = "the whole ISO" if whole else squashfs
-    return f"copies {what} into RAM: give clients at least {need:.1f} GiB"
+_MIB = 1 << 20
+# The least RAM each family is known to need (docs/FIELD-NOTES.md, "RAM"): measured for what we
+# boot in tests (Debian live and the Debian installer at 512 MiB), the vendor's minimum for the
+# rest. A note never says less than this, whatever the image's size.
+RAM_FLOOR_MIB: dict[str, int] = {
+    "debian-live": 512, "debian-installer": 512, "alpine": 512, "arch": 1024, "systemrescue": 1024,
+    "ubuntu-live": 2048, "ubuntu-server": 2048, "fedora-installer": 2048, "fedora-live": 2048,
+    "opensuse-installer": 2048, "opensuse-live": 2048, "windows": 2048, "unknown": 256,
+    "proxmox": 8192, "esxi": 8192,
+}
+
+
+def _size(mib: float) -> str:
+    if mib >= 1024:
+        return f"{mib / 1024:.1f} GiB"
+    return f"{mib:.0f} MiB" if mib >= 1 else f"{mib * 1024:.0f} KiB"
+
+
+def ram_need_mib(family: str, copied: int = 0, whole: int = 0) -> int:
+    """Client RAM for a family: the floor, or more when an image is held in RAM (a copied
+    squashfs is unpacked pages on top of its tmpfs copy: ~2x; a whole ISO is kept as is)."""
+    need = RAM_FLOOR_MIB.get(family, 512)
+    if copied:
+        need = max(need, 256 + 2 * copied // _MIB)
+    if whole:
+        need = max(need, 1024 + whole // _MIB)
+    return need
+
+
+def _ram_note(iso: _Iso, family: str, copied: str | None = None, whole: bool = False) -> str:
+    """What the import prints about RAM: the least to give clients, and what goes into RAM."""
+    csize = iso.size(copied) if copied else 0
+    wsize = iso.index.iso_size if whole else 0
+    note = f"RAM: give clients at least {_size(ram_need_mib(family, csize, wsize))}"
+    if whole:
+        note += f"; loads the whole ISO ({_size(wsize / _MIB)}) into RAM"
+    elif copied and csize:
+        note += f"; copies {copied} ({_size(csize / _MIB)}) into RAM"
+    return note
 
 
 def ubuntu(iso: _Iso) -> Detection | None:
@@ -94,7 +127,7 @@ def ubuntu(iso: _Iso) -> Detection | None:
     squash = iso.glob("casper/*.squashfs")
     server = "server" in label.lower() or any("server" in s.lower() for s in squash)
     k, i = iso.served(iso.has(kernel) or kernel), [iso.served(iso.has(initrd) or initrd)]
-    note = _ram_note(iso, None, whole=True)
+    note = _ram_note(iso, "ubuntu-server" if server else "ubuntu-live", whole=True)
     if server:
         # subiquity: the initrd fetches the whole ISO into a RAM disk (casper wants the ISO).
         ramdisk_kib = iso.index.iso_size // 1024 + 65536
@@ -125,7 +158,7 @@ def debian_live(iso: _Iso) -> Detection | None:
             kernel, initrd = k, match
             break
     label = iso.label("Debian live")
-    note = _ram_note(iso, squash)
+    note = _ram_note(iso, "debian-live", squash)
     args = f"boot=live components fetch={iso.tree}/{squash}"  # live-boot brings the network up
     e = Entry(id=iso.name, label=label, kernel=iso.served(kernel), initrds=[iso.served(initrd)],
               args=args, source_iso=iso.name, notes=note)
@@ -147,7 +180,7 @@ def debian_installer(iso: _Iso) -> Detection | None:
     e = Entry(id=iso.name, label=label, kernel=iso.served(k), initrds=[iso.served(i)], args="",
               source_iso=iso.name, notes=caveat,
               seed_args=f"auto=true priority=critical url={{http}}/seed/{iso.name}/preseed.cfg")
-    return Detection("debian-installer", label, [e], notes=[caveat] if caveat else [])
+    return Detection("debian-installer", label, [e], notes=[caveat, _ram_note(iso, "debian-installer")])
 
 
 def _treeinfo_label(iso: _Iso) -> str:
@@ -170,17 +203,22 @@ def fedora(iso: _Iso) -> Detection | None:
     live = iso.has("LiveOS/squashfs.img")
     stage2 = iso.has("images/install.img")
     if live and not stage2:
-        note = _ram_note(iso, live)
+        note = _ram_note(iso, "fedora-live", live)
         args = f"root=live:{iso.tree}/{live} rd.live.image ip=dhcp"
         e = Entry(id=iso.name, label=label, kernel=iso.served(k), initrds=[iso.served(i)], args=args,
                   source_iso=iso.name, notes=note)
         return Detection("fedora-live", label, [e], root_fs=live, notes=[note])
-    # anaconda: the served ISO tree is the install repository (.treeinfo, images/install.img).
-    args = f"inst.repo={iso.tree} ip=dhcp"
+    # anaconda: a DVD's served tree is the install repository (.treeinfo names its variants'
+    # repodata, images/install.img the stage 2); a netinst holds only the stage 2, and the
+    # packages come from the mirror its kickstart names or the default one.
+    note = _ram_note(iso, "fedora-installer", stage2)
+    repo = iso.has("repodata/repomd.xml") or iso.glob("*/repodata/repomd.xml")
+    what = "inst.repo" if repo else "inst.stage2"  # a netinst has no packages: stage 2 only
+    args = f"{what}={iso.tree} ip=dhcp"
     e = Entry(id=iso.name, label=label, kernel=iso.served(k), initrds=[iso.served(i)], args=args,
-              source_iso=iso.name,
+              source_iso=iso.name, notes=note,
               seed_args=f"inst.ks={{http}}/seed/{iso.name}/ks.cfg")
-    return Detection("fedora-installer", label, [e], root_fs=stage2)
+    return Detection("fedora-installer", label, [e], root_fs=stage2, notes=[note])
 
 
 def _archiso(iso: _Iso, base: str, kernel: str, initrd: str, ucode: tuple[str, ...],
@@ -191,7 +229,7 @@ def _archiso(iso: _Iso, base: str, kernel: str, initrd: str, ucode: tuple[str, .
     micro = [iso.served(p) for u in ucode if (p := iso.has(u))]  # microcode goes first
     label = iso.label(fallback)
     sfs = iso.glob(f"{base.split('/')[0]}/x86_64/*.sfs")
-    note = _ram_note(iso, sfs[0] if sfs else None)
+    note = _ram_note(iso, family, sfs[0] if sfs else None)
     args = f"archisobasedir={base.split('/')[0]} archiso_http_srv={iso.tree}/ ip=dhcp"
     e = Entry(id=iso.name, label=label, kernel=iso.served(k), initrds=[*micro, iso.served(i)],
               args=args, source_iso=iso.name, notes=note)
@@ -221,10 +259,96 @@ def alpine(iso: _Iso) -> Detection | None:
         return None
     release = iso.text(".alpine-release", 64).strip()
     label = f"Alpine Linux {release}".strip() if release else iso.label("Alpine Linux")
-    args = f"ip=dhcp alpine_repo={iso.tree}/apks modloop={iso.tree}/{modloop}"
+    # modules=: what the ISO's own syslinux.cfg loads, loop and squashfs mount the modloop.
+    args = (f"ip=dhcp alpine_repo={iso.tree}/apks modloop={iso.tree}/{modloop} "
+            "modules=loop,squashfs,sd-mod,usb-storage")
+    note = _ram_note(iso, "alpine", modloop)
     e = Entry(id=iso.name, label=label, kernel=iso.served(k), initrds=[iso.served(i)], args=args,
-              source_iso=iso.name)
-    return Detection("alpine", label, [e], root_fs=modloop)
+              source_iso=iso.name, notes=note)
+    return Detection("alpine", label, [e], root_fs=modloop, notes=[note])
+
+
+def opensuse(iso: _Iso) -> Detection | None:
+    k, i = iso.has("boot/x86_64/loader/linux"), iso.has("boot/x86_64/loader/initrd")
+    if not k or not i:
+        return None
+    label = _products_label(iso) or iso.label("openSUSE")
+    live = iso.has("LiveOS/squashfs.img")
+    if live:
+        # The online (Agama) installer is a kiwi live image: dracut fetches the whole .iso
+        # into RAM and mounts LiveOS/squashfs.img from it (root=live: with an ISO URL).
+        note = _ram_note(iso, "opensuse-live", whole=True)
+        args = f"root=live:{iso.whole} rd.live.image ip=dhcp"
+        e = Entry(id=iso.name, label=label, kernel=iso.served(k), initrds=[iso.served(i)],
+                  args=args, source_iso=iso.name, notes=note)
+        return Detection("opensuse-live", label, [e], root_fs=f"{iso.name}.iso", notes=[note])
+    # linuxrc: the served tree is the installation source (media.1/, the repository).
+    note = _ram_note(iso, "opensuse-installer")
+    args = f"install={iso.tree} netsetup=dhcp"
+    e = Entry(id=iso.name, label=label, kernel=iso.served(k), initrds=[iso.served(i)], args=args,
+              source_iso=iso.name, notes=note,
+              seed_args=f"autoyast={{http}}/seed/{iso.name}/autoinst.xml")
+    return Detection("opensuse-installer", label, [e], notes=[note])
+
+
+def _products_label(iso: _Iso) -> str:
+    """`media.1/products` lines are `<dir> <name> <version>`: `/ openSUSE-Leap 15.6-0`."""
+    for line in iso.text("media.1/products", 4096).splitlines():
+        parts = line.split()
+        if len(parts) >= 2:
+            return " ".join(parts[1:]).replace("-", " ", 1)
+    return ""
+
+
+def _cd_info(iso: _Iso) -> dict[str, str]:
+    """`.cd-info` is shell assignments: PRODUCT='pve', PRODUCTLONG='Proxmox VE', RELEASE='8.2'."""
+    out = {}
+    for line in iso.text(".cd-info", 4096).splitlines():
+        key, eq, value = line.partition("=")
+        if eq and key.strip().isidentifier():
+            out[key.strip()] = value.strip().strip("'\"")
+    return out
+
+
+def proxmox(iso: _Iso) -> Detection | None:
+    k, i = iso.has("boot/linux26"), iso.has("boot/initrd.img")
+    info = _cd_info(iso)
+    if not k or not i or info.get("PRODUCT") not in ("pve", "pbs", "pmg"):
+        return None
+    label = f"{info.get('PRODUCTLONG', 'Proxmox')} {info.get('RELEASE', '')}".strip()
+    note = _ram_note(iso, "proxmox", whole=True)
+    # The installer looks for its ISO as /proxmox.iso in the initramfs: only iPXE can put a
+    # file there under a name (`initrd <the .iso> /proxmox.iso`, a cpio wrapper it builds).
+    e = Entry(id=iso.name, label=label, kernel=iso.served(k),
+              initrds=[iso.served(i), f"/proxmox.iso=iso/{iso.name}.iso"],
+              args="ramdisk_size=16777216 rw quiet splash=silent", source_iso=iso.name,
+              notes=f"iPXE only (the ISO goes in as a named initrd); {note}", loaders=["ipxe"])
+    return Detection("proxmox", label, [e], root_fs=f"{iso.name}.iso", notes=[
+        "boots from iPXE menus only: PXELINUX and GRUB cannot hand it the ISO as /proxmox.iso",
+        note])
+
+
+def esxi(iso: _Iso) -> Detection | None:
+    cfg, mboot = iso.has("BOOT.CFG"), iso.has("MBOOT.C32")
+    efi_cfg, efi = iso.has("EFI/BOOT/BOOT.CFG"), iso.has("EFI/BOOT/BOOTX64.EFI")
+    if not (cfg and mboot) and not (efi_cfg and efi):
+        return None
+    if "b.b00" not in iso.text(cfg or efi_cfg or "", 65536).lower():
+        return None
+    label = iso.index.volume_id or "VMware ESXi"
+    note = _ram_note(iso, "esxi")
+    # mboot reads the rewritten boot.cfg (pxetui.iso.esxi): prefix= our HTTP tree, so every
+    # module comes over HTTP; only iPXE can fetch mboot's -c URL (docs/FIELD-NOTES.md).
+    entries = []
+    if cfg and mboot:
+        entries.append(Entry(id=f"{iso.name}-bios", label=label, kernel=iso.served(mboot),
+                             args=f"-c {iso.tree}/{esxi_cfg_path(cfg)}", archs=["bios"],
+                             source_iso=iso.name, notes=note, loaders=["ipxe"], send_logs=False))
+    if efi_cfg and efi:
+        entries.append(Entry(id=f"{iso.name}-uefi", label=label, kind="efi", kernel=iso.served(efi),
+                             args=f"-c {iso.tree}/{esxi_cfg_path(efi_cfg)}", archs=["uefi64"],
+                             source_iso=iso.name, notes=note, loaders=["ipxe"], send_logs=False))
+    return Detection("esxi", label, entries, notes=["boots from iPXE menus only (mboot -c <URL>)", note])
 
 
 def _linux_header(iso: _Iso, path: str) -> bool:
@@ -275,9 +399,47 @@ def windows(iso: _Iso) -> Detection | None:
         named.insert(0, f"bootx64.efi={iso.served(efi)}")
     label = iso.label("Windows PE")
     note = "boots through iPXE + wimboot (https://ipxe.org/wimboot; not packaged in Debian)"
+    # wimboot loads boot.wim into RAM as a whole.
+    ram = _ram_note(iso, "windows", found["boot.wim"])
     e = Entry(id=iso.name, label=label, kind="wimboot", kernel="wimboot", initrds=named,
-              source_iso=iso.name, notes=note)
-    return Detection("windows", label, [e], root_fs=found["boot.wim"], notes=[note])
+              source_iso=iso.name, notes=f"{note}; {ram}",
+              seed_args=f"autounattend.xml={{http}}/seed/{iso.name}/autounattend.xml")
+    return Detection("windows", label, [e], root_fs=found["boot.wim"], notes=[note, ram])
+
+
+# What each family needs to be booted from its parts (glob patterns, any case): what the
+# message for an unknown image compares its files against.
+NEEDS: dict[str, tuple[str, ...]] = {
+    "ubuntu": ("casper/vmlinuz*", "casper/initrd*"),
+    "debian-live": ("live/vmlinuz*", "live/initrd*", "live/filesystem.squashfs"),
+    "debian-installer": ("install.amd/vmlinuz", "install.amd/initrd.gz"),
+    "fedora": ("images/pxeboot/vmlinuz", "images/pxeboot/initrd.img"),
+    "arch": ("arch/boot/x86_64/vmlinuz-linux", "arch/boot/x86_64/initramfs-linux.img"),
+    "systemrescue": ("sysresccd/boot/x86_64/vmlinuz", "sysresccd/boot/x86_64/sysresccd.img"),
+    "alpine": (".alpine-release", "boot/vmlinuz-*", "boot/initramfs-*", "boot/modloop-*"),
+    "opensuse": ("boot/x86_64/loader/linux", "boot/x86_64/loader/initrd"),
+    "proxmox": (".cd-info", "boot/linux26", "boot/initrd.img"),
+    "esxi": ("boot.cfg", "mboot.c32", "b.b00"),
+    "windows": ("bootmgr", "boot/bcd", "boot/boot.sdi", "sources/boot.wim"),
+}
+
+
+def closest_family(iso: _Iso) -> str:
+    """Which family an unrecognised image comes nearest to, by the files it has: `closest
+    known family: fedora (has images/pxeboot/vmlinuz; lacks images/pxeboot/initrd.img)`, or
+    what any family would need when it has none of them."""
+    best: tuple[int, str, list[str], list[str]] | None = None
+    for family, pats in NEEDS.items():
+        has = [p for p in pats if iso.glob(p)]
+        if has and (best is None or len(has) / len(pats) > best[0] / len(NEEDS[best[1]])):
+            best = (len(has), family, has, [p for p in pats if p not in has])
+    if best is None:
+        wants = "; ".join(f"{f}: {' + '.join(p)}" for f, p in NEEDS.items() if f in
+                          ("ubuntu", "debian-live", "fedora", "arch", "windows"))
+        return (f"no known family recognised: a kernel and initrd in a known place are needed "
+                f"(e.g. {wants})")
+    _, family, has, lacks = best
+    return f"closest known family: {family} (has {', '.join(has)}; lacks {', '.join(lacks)})"
 
 
 def unknown(iso: _Iso) -> Detection | None:
@@ -291,13 +453,17 @@ def unknown(iso: _Iso) -> Detection | None:
                             "syslinux/syslinux.cfg", "boot/isolinux/isolinux.cfg") if iso.has(p)), None)
     if cfg:
         entries += _from_isolinux(iso, cfg)
+    ram = _ram_note(iso, "unknown", whole=True)
+    caveat = ("the whole image booted from RAM (iPXE sanboot, PXELINUX memdisk): works for "
+              "small images that do not look for their CD once started; installers and live "
+              "systems usually do, and stop there")
     entries.append(Entry(id=f"{iso.name}-image", label=f"{label} (whole image)", kind="iso",
                          kernel=f"iso/{iso.name}.iso", source_iso=iso.name,
-                         needs_review=True,
-                         notes="boots the whole image from RAM (iPXE sanboot, PXELINUX memdisk); "
-                               "works for small images that do not look for their CD afterwards"))
-    return Detection("unknown", label, entries,
-                     notes=["unknown layout: check the entries and complete them by hand"])
+                         needs_review=True, notes=f"{caveat}; {ram}"))
+    return Detection("unknown", label, entries, notes=[
+        f"unknown layout, {closest_family(iso)}",
+        f"offered: {caveat}" + (f"; also the entries of its {cfg}, to check by hand" if cfg else ""),
+        ram])
 
 
 def _from_isolinux(iso: _Iso, cfg_path: str) -> list[Entry]:
@@ -329,8 +495,8 @@ def _from_isolinux(iso: _Iso, cfg_path: str) -> list[Entry]:
 
 
 DETECTORS: tuple[Callable[[_Iso], Detection | None], ...] = (
-    ubuntu, debian_live, fedora, arch, systemrescue, alpine, debian_installer, memtest, windows,
-    unknown,
+    ubuntu, debian_live, fedora, arch, systemrescue, alpine, opensuse, proxmox, esxi,
+    debian_installer, memtest, windows, unknown,
 )
 
 
@@ -343,5 +509,6 @@ def detect(index: IsoIndex, name: str) -> Detection:
             found.notes = [n for n in found.notes if n]
             return found
     return Detection("data", iso.label(name), [],
-                     notes=["no boot loader (El Torito) and no known layout: served as files only"])
+                     notes=["no boot loader (El Torito) and no known layout: served as files only",
+                            closest_family(iso)])
 

@@ -11,6 +11,7 @@
                                 installer's debian-installer/arm64/linux, initrd.gz)
   iso/<name>.iso                a whole imported image
   iso/<name>/<path>             one file inside it, served from its byte extent in the .iso
+  iso/<name>/pxetui/<boot.cfg>  an ESXi image's boot.cfg rewritten for HTTP (pxetui.iso.esxi)
 
 Every Source returned here carries its open fd (files.Source): boot loaders are opened once by
 their real path, images by their pinned path (docs/SECURITY.md, "Files cannot be swapped under
@@ -36,7 +37,7 @@ from pxetui import archtypes, store, tokens
 from pxetui.config import Config, normalize_mac
 from pxetui.events import Alert, Event, Log
 from pxetui.files import Client, FileLookupError, Forbidden, Provider, Resolver, Source, virtual
-from pxetui.iso import library
+from pxetui.iso import esxi, library
 from pxetui.iso.reader import IsoFile
 from pxetui.loaders import Loaders, find_loaders
 from pxetui.menus import model, render_grub, render_ipxe, render_pxelinux, seeds
@@ -232,12 +233,31 @@ class IsoProvider:
         iso = st.isos.get(name)
         if iso is None:
             return None
+        if iso.record.family == "esxi" and inner.startswith(f"{esxi.REWRITTEN_DIR}/"):
+            return self._esxi_cfg(iso, path, inner[len(esxi.REWRITTEN_DIR) + 1:], client)
         f = iso.files.get(inner) or iso.files.get(iso.lower.get(inner.lower(), ""))
         if f is None or not f.contiguous:
             return None  # a file in non-adjacent runs cannot be one byte range (never seen in practice)
         fd = self._open(iso, path)
         return Source(name=path, size=f.size, mtime=iso.record.mtime, path=iso.record.path,
                       offset=f.offset, origin="iso", fd=fd)
+
+    def _esxi_cfg(self, iso: _Iso, path: str, inner: str, client: Client) -> Source | None:
+        """ESXi's boot.cfg with prefix= this server's tree for the image, in the client's
+        family (pxetui.iso.esxi): read from the pinned .iso, rewritten per request."""
+        if not esxi.is_boot_cfg(inner):
+            return None
+        f = iso.files.get(inner) or iso.files.get(iso.lower.get(inner.lower(), ""))
+        if f is None or not f.contiguous or f.size > esxi.MAX_BOOT_CFG:
+            return None
+        fd = self._open(iso, path)
+        try:
+            data = os.pread(fd, f.size, f.offset)
+        finally:
+            os.close(fd)
+        prefix = f"{self.state.cfg.http_base_for(client.ip)}/iso/{iso.record.name}"
+        text = esxi.rewrite_boot_cfg(data.decode("utf-8", "replace"), prefix)
+        return virtual(path, text.encode(), iso.record.mtime)
 
     @staticmethod
     def _open(iso: _Iso, path: str) -> int:

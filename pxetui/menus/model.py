@@ -36,6 +36,7 @@ from pxetui.menus import logargs
 from pxetui.store import write_transaction
 
 KINDS = ("linux", "efi", "iso", "wimboot", "local")
+LOADERS = ("pxelinux", "grub", "ipxe")
 # Firmware kinds a menu can be rendered for (option 93 -> kind: pxetui.archtypes.menu_family).
 ARCHS = MENU_FAMILIES
 LOCAL_ID = "local"
@@ -75,6 +76,9 @@ class Entry:
     # Log arguments for the `logs` service (pxetui/menus/logargs.py): None follows
     # logs.menu_args, True/False is this entry's own choice.
     send_logs: bool | None = None
+    # The boot loaders that can start it (pxelinux, grub, ipxe); empty: every loader whose
+    # kind fits. ESXi's mboot and Proxmox's ISO-as-named-initrd need iPXE (docs/FIELD-NOTES.md).
+    loaders: list[str] = field(default_factory=list)
 
     def check(self) -> list[str]:
         problems = []
@@ -91,6 +95,9 @@ class Entry:
             problems.append(f"entry {self.id}: label has a line break")
         if any(c in self.args for c in "\r\n"):
             problems.append(f"entry {self.id}: arguments have a line break")
+        bad_loaders = [x for x in self.loaders if x not in LOADERS]
+        if bad_loaders:
+            problems.append(f"entry {self.id}: unknown loader(s) {', '.join(bad_loaders)}; use {', '.join(LOADERS)}")
         if self.send_logs not in (None, True, False):
             problems.append(f"entry {self.id}: send_logs {self.send_logs!r} is not true, false or unset")
         return problems
@@ -130,12 +137,13 @@ class Menu:
     def for_arch(self, arch: str) -> list[Entry]:
         return [e for e in self.entries if arch in e.archs]
 
-    def for_loader(self, arch: str, kinds: tuple[str, ...],
-                   default: str | None = None) -> tuple[list[Entry], str]:
+    def for_loader(self, arch: str, kinds: tuple[str, ...], default: str | None = None,
+                   loader: str = "") -> tuple[list[Entry], str]:
         """What one boot loader shows a firmware: the entries for `arch` whose kind it can boot,
         and the entry to start: `default` (a per-MAC override) when it is among them, else
         `default_for` among them. The one selection every renderer makes."""
-        entries = [e for e in self.for_arch(arch) if e.kind in kinds]
+        entries = [e for e in self.for_arch(arch) if e.kind in kinds
+                   and (not loader or not e.loaders or loader in e.loaders)]
         chosen = default if default in {e.id for e in entries} else self.default_for(arch, entries)
         return entries, chosen
 

@@ -57,7 +57,7 @@ def _entry(e: Entry, cfg: Config, mint: Mint | None, ip: str | None) -> list[str
 def render(menu: Menu, cfg: Config, arch: str = "uefi64", default: str | None = None,
            mint: Mint | None = None, client_ip: str | None = None) -> str:
     """`{http}`/`{server}` in arguments are filled in `client_ip`'s family (model.expand)."""
-    entries, chosen = menu.for_loader(arch, KINDS, default)
+    entries, chosen = menu.for_loader(arch, KINDS, default, "grub")
     lines = [HEADER]
     # ARM64 UEFI (virt boards, SPCR servers): the firmware's console is the UART already, and
     # GRUB's arm64-efi has no `com0` to set up (docs/FIELD-NOTES.md "ARM64 UEFI": the lines

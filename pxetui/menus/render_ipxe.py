@@ -28,6 +28,15 @@ def _url(cfg: Config, path: str, ip: str | None) -> str:
     return f"{addresses(cfg, ip)[0]}/{path.lstrip('/')}"
 
 
+def named_initrd(spec: str) -> tuple[str, str]:
+    """(path in the initramfs, served path) of an initrd: `/proxmox.iso=iso/pve.iso` puts the
+    file at /proxmox.iso (iPXE wraps it in a cpio header); a plain path is passed as is."""
+    if spec.startswith("/") and "=" in spec:
+        dest, _, path = spec.partition("=")
+        return dest, path
+    return "", spec
+
+
 def _callback(cfg: Config, e: Entry, mint: Mint | None, ip: str | None) -> list[str]:
     if mint is None:
         return []
@@ -43,21 +52,31 @@ def _entry(e: Entry, cfg: Config, efi: bool, mint: Mint | None, ip: str | None) 
         return out + _callback(cfg, e, mint, ip) + [f"sanboot {_url(cfg, e.kernel, ip)} || goto failed"]
     if e.kind == "wimboot":
         out.append(f"kernel {_url(cfg, e.kernel, ip)} || goto failed")
-        for spec in e.initrds:
+        # A stored autounattend.xml rides along as one more named file (wimboot puts it next
+        # to boot.wim's files); its URL carries this boot's seed token, so only with `mint`.
+        extra = [e.seed_args] if e.seeded and e.seed_args and mint is not None else []
+        for spec in [*e.initrds, *extra]:
             name, _, path = spec.partition("=")
-            out.append(f"initrd --name {name} {_url(cfg, path, ip)} {name} || goto failed")
+            url = expand(path, cfg, mint, ip) if path.startswith("{") else _url(cfg, path, ip)
+            out.append(f"initrd --name {name} {url} {name} || goto failed")
     elif e.kind == "efi":
         args = _text(e.boot_args(cfg, mint, ip))  # the EFI image's load options
         out.append(f"kernel {_url(cfg, e.kernel, ip)}" + (f" {args}" if args else "") + " || goto failed")
     else:
-        names = [posixpath.basename(i) or f"initrd{n}" for n, i in enumerate(e.initrds)]
+        specs = [named_initrd(i) for i in e.initrds]
+        names = [posixpath.basename(p) or f"initrd{n}" for n, (_, p) in enumerate(specs)]
         names = [f"{n}{k}" if names.count(n) > 1 else n for k, n in enumerate(names)]
         args = e.boot_args(cfg, mint, ip)
-        if efi and names:
-            args = " ".join([*(f"initrd={n}" for n in names), args]).strip()
+        # A file put into the initramfs under a path of its own (`/proxmox.iso`) reaches the
+        # kernel only inside iPXE's cpio wrapper (LoadFile2 on UEFI); `initrd=` would hand the
+        # EFI stub the bare file, so it is not named there.
+        plain = [n for n, (dest, _) in zip(names, specs, strict=True) if not dest]
+        if efi and plain:
+            args = " ".join([*(f"initrd={n}" for n in plain), args]).strip()
         out.append(f"kernel {_url(cfg, e.kernel, ip)}" + (f" {_text(args)}" if args else "") + " || goto failed")
-        for name, path in zip(names, e.initrds, strict=True):
-            out.append(f"initrd --name {name} {_url(cfg, path, ip)} || goto failed")
+        for name, (dest, path) in zip(names, specs, strict=True):
+            into = f" {dest}" if dest else ""
+            out.append(f"initrd --name {name} {_url(cfg, path, ip)}{into} || goto failed")
     return out + _callback(cfg, e, mint, ip) + ["boot || goto failed"]
 
 
@@ -66,7 +85,7 @@ def render(menu: Menu, cfg: Config, arch: str, default: str | None = None,
     """The script for a client of firmware kind `arch` (bios, uefi64, ...); `mint` gives that
     client's per-boot tokens (None: no callback, no seeds); URLs in `client_ip`'s family."""
     efi = arch != "bios"
-    entries, chosen = menu.for_loader(arch, KINDS, default)
+    entries, chosen = menu.for_loader(arch, KINDS, default, "ipxe")
     timeout = f" --timeout {menu.timeout * 1000}" if menu.timeout else ""
     lines = ["#!ipxe", HEADER, "", ":start", f"menu {_text(menu.title)}"]
     lines += [f"item {e.id} {_text(e.label)}" for e in entries]

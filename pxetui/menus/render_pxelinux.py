@@ -40,7 +40,7 @@ def render(menu: Menu, cfg: Config, default: str | None = None, mint: Mint | Non
     """The BIOS menu; `default` overrides the menu's default (per-MAC menus); `mint` gives the
     asking machine's per-boot tokens (None: no seeds, no callback); `{http}`/`{server}` in
     `client_ip`'s family (model.expand)."""
-    entries, chosen = menu.for_loader("bios", KINDS, default)
+    entries, chosen = menu.for_loader("bios", KINDS, default, "pxelinux")
     lines = [HEADER]
     if menu.serial:
         lines.append(f"SERIAL {menu.serial}")

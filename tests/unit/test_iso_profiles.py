@@ -21,11 +21,17 @@ EXPECT: dict[str, tuple[str, list[str]]] = {
                                     "fetch={http}/iso/fam/live/filesystem.squashfs"]),
     "debian-installer": ("debian-installer", []),
     "debian-installer-cd": ("debian-installer", []),
-    "fedora-installer": ("fedora-installer", ["inst.repo={http}/iso/fam", "ip=dhcp"]),
+    "fedora-installer": ("fedora-installer", ["inst.stage2={http}/iso/fam", "ip=dhcp"]),
+    "rocky-dvd": ("fedora-installer", ["inst.repo={http}/iso/fam", "ip=dhcp"]),
     "fedora-live": ("fedora-live", ["root=live:{http}/iso/fam/LiveOS/squashfs.img", "rd.live.image", "ip=dhcp"]),
     "arch": ("arch", ["archisobasedir=arch", "archiso_http_srv={http}/iso/fam/", "ip=dhcp"]),
     "systemrescue": ("systemrescue", ["archisobasedir=sysresccd", "archiso_http_srv={http}/iso/fam/"]),
-    "alpine": ("alpine", ["ip=dhcp", "alpine_repo={http}/iso/fam/apks", "modloop={http}/iso/fam/boot/modloop-lts"]),
+    "alpine": ("alpine", ["ip=dhcp", "alpine_repo={http}/iso/fam/apks", "modloop={http}/iso/fam/boot/modloop-lts",
+                          "modules=loop,squashfs,sd-mod,usb-storage"]),
+    "opensuse-installer": ("opensuse-installer", ["install={http}/iso/fam", "netsetup=dhcp"]),
+    "opensuse-online": ("opensuse-live", ["root=live:{http}/iso/fam.iso", "rd.live.image", "ip=dhcp"]),
+    "proxmox": ("proxmox", ["ramdisk_size=16777216", "rw"]),
+    "esxi": ("esxi", ["-c"]),
     "memtest86+": ("memtest86+", []),
     "windows": ("windows", []),
     "unknown": ("unknown", []),
@@ -36,13 +42,7 @@ EXPECT: dict[str, tuple[str, list[str]]] = {
 def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     require_tool("xorriso")
     d = tmp_path_factory.mktemp("families")
-    out = {}
-    for fam in testiso.FAMILIES:
-        if fam == "windows":
-            out[fam] = testiso.build_udf(d / f"{fam}.iso", testiso.layout(fam))
-        else:
-            out[fam] = testiso.build(d / f"{fam}.iso", testiso.layout(fam))
-    return out
+    return {fam: testiso.build_family(d / f"{fam}.iso", fam) for fam in testiso.FAMILIES}
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +61,14 @@ def test_family_detected_with_files_that_exist(indexes: dict[str, IsoIndex], fam
     want_family, want_args = EXPECT[family]
     assert det.family == want_family
     assert det.entries, "every bootable family yields at least one menu entry"
-    served = {f"iso/fam/{p}" for p in files}
+    served = {f"iso/fam/{p}" for p in files} | {"iso/fam.iso"}
     for e in det.entries:
         assert e.source_iso == "fam"
         assert not e.check(), e.check()
         if e.kind in ("linux", "efi"):
             assert e.kernel in served, (e.kernel, sorted(served))
-            assert all(i in served for i in e.initrds), e.initrds
+            # `/proxmox.iso=iso/fam.iso`: the whole image, put at a path of the initramfs
+            assert all(i.rpartition("=")[2] in served for i in e.initrds), e.initrds
         for part in want_args:
             assert part in e.args.split() or part in e.args, (part, e.args)
 
@@ -111,6 +112,9 @@ def test_archiso_microcode_goes_first(indexes: dict[str, IsoIndex]) -> None:
 def test_labels_come_from_the_image(indexes: dict[str, IsoIndex]) -> None:
     assert _detect(indexes["ubuntu-live"])[0].label.startswith("Ubuntu 24.04 LTS")
     assert _detect(indexes["fedora-installer"])[0].label == "Fedora 40"
+    assert _detect(indexes["rocky-dvd"])[0].label == "Rocky Linux 9.4"
+    assert _detect(indexes["opensuse-installer"])[0].label == "openSUSE Leap 15.6-0"
+    assert _detect(indexes["proxmox"])[0].label == "Proxmox VE 8.2"
     assert _detect(indexes["alpine"])[0].label == "Alpine Linux 3.20.0"
 
 
