@@ -92,6 +92,11 @@ async def test_a_client_that_never_logged_shows_no_pane():
         await pilot.pause()
         assert not isinstance(app.screen, SaveLogScreen)
         assert any("has no log lines" in str(n.message) for n in app._notifications)
+        app.source.push(clog(70, "kernel", None, "Linux version 6.1.0", m=mac(2)))
+        await settle(app, pilot)  # its first line: the pane appears and the tables make room
+        assert screen.query_one(ClientLogPane).display
+        assert screen.query_one("#detail").has_class("with-logs")
+        assert log_lines(screen) == ["14:14:30   kernel: Linux version 6.1.0"]
 
 
 async def test_filter_by_keys_then_write_the_shown_lines_to_a_new_file(tmp_path, monkeypatch):
