@@ -435,7 +435,8 @@ _LAYOUTS: dict[str, dict[str, bytes]] = {
         "tool/kernel": fake_kernel("tool"),
     },
 }
-# Volume ids as the vendors set them (ISO9660 allows 32 characters).
+# Volume ids as the vendors set them (ISO9660 allows 32 characters; Joliet, on the UDF
+# Windows image, 16).
 VOLUME_IDS: dict[str, str] = {
     "ubuntu-live": "Ubuntu 24.04 LTS amd64", "ubuntu-server": "Ubuntu-Server 24.04 LTS amd64",
     "debian-live": "d-live 12.5.0 st amd64", "debian-installer": "ISOIMAGE",
@@ -444,7 +445,7 @@ VOLUME_IDS: dict[str, str] = {
     "arch": "ARCH_202406", "systemrescue": "RESCUE1102", "alpine": "alpine-std 3.20.0 x86_64",
     "opensuse-installer": "openSUSE-Leap-15.6-DVD-x86_64710", "opensuse-online": "Leap-16.0-online-installer-x86",
     "proxmox": "PVE", "esxi": "ESXI-8.0U2-22380479-STANDARD", "memtest86+": "MT86PLUS_64",
-    "unknown": "TOOLDISK",
+    "windows": "CCCOMA_X64FRE_EN", "unknown": "TOOLDISK",
 }
 # The El Torito image each vendor's ISO boots on BIOS (what `build_family` makes bootable).
 BOOT_IMAGES: dict[str, str] = {
@@ -466,10 +467,10 @@ def build_family(out: str | Path, family: str) -> Path:
     """The family's test image as its vendor builds it: its El Torito image path, UDF for
     Windows, plain ISO9660 (no Rock Ridge or Joliet) for ESXi."""
     files = layout(family)
-    if family == "windows":
-        return build_udf(out, files)
-    boot = BOOT_IMAGES.get(family, BOOT_IMAGE)
     volid = VOLUME_IDS.get(family, "PXETUI_TEST")
+    if family == "windows":
+        return build_udf(out, files, volid=volid)
+    boot = BOOT_IMAGES.get(family, BOOT_IMAGE)
     if family == "esxi":
         return build(out, files, volid=volid, boot_image=boot, joliet=False, rock_ridge=False)
     return build(out, files, volid=volid, boot_image=boot)
