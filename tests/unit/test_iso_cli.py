@@ -101,3 +101,23 @@ def test_import_pxelinux_merges_or_replaces(tmp_path: Path, capsys: pytest.Captu
     assert main(["menu", "render", "--state-dir", state]) == 0
     px = capsys.readouterr().out
     assert "MENU TITLE Second" in px and "LABEL a" not in px and "LABEL b" in px
+
+
+def test_import_unknown_image_says_what_it_offers_and_needs(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    # An El Torito image with half of Fedora's layout: imported, it offers the whole image
+    # (sanboot/memdisk, with the caveat) and names the family it comes closest to.
+    require_tool("xorriso")
+    from pxetui.iso import testiso
+
+    iso = testiso.build(tmp_path / "odd.iso", {"images/pxeboot/vmlinuz": testiso.fake_kernel("odd")})
+    state = str(tmp_path / "state")
+    assert main(["import", str(iso), "--state-dir", state, "--name", "odd", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "imported odd: unknown" in out and "menu entry: odd-image" in out
+    assert ("note: unknown layout, closest known family: fedora (has images/pxeboot/vmlinuz; "
+            "lacks images/pxeboot/initrd.img)") in out
+    assert "note: offered: the whole image booted from RAM (iPXE sanboot, PXELINUX memdisk)" in out
+    assert "note: RAM: give clients at least" in out
+    assert main(["menu", "render", "--format", "ipxe-bios", "--server", "10.9.9.9", "--state-dir", state]) == 0
+    assert "sanboot http://10.9.9.9/iso/odd.iso" in capsys.readouterr().out

@@ -116,3 +116,22 @@ def test_seed_arguments_are_left_out_without_a_token(tmp_path: Path) -> None:
         texts = [render_pxelinux.render(menu, cfg), render_grub.render(menu, cfg, "uefi64"),
                  render_ipxe.render(menu, cfg, "bios"), render_ipxe.render(menu, cfg, "uefi64")]
         assert all("/seed/" not in t for t in texts), fam
+
+
+def test_entry_limited_to_ipxe_is_not_the_default_elsewhere() -> None:
+    # A default only iPXE can boot must not be named by PXELINUX or GRUB (they would boot a
+    # label missing from their file): they fall back to the local disk.
+    from pxetui.menus.model import Entry
+
+    cfg = _cfg()
+    menu = Menu()
+    menu.add(Entry(id="pve", label="Proxmox", kernel="iso/pve/boot/linux26",
+                   initrds=["iso/pve/boot/initrd.img", "/proxmox.iso=iso/pve.iso"], loaders=["ipxe"]))
+    menu.default = "pve"
+    assert "DEFAULT local" in render_pxelinux.render(menu, cfg) and "pve" not in render_pxelinux.render(menu, cfg)
+    assert "set default=local" in render_grub.render(menu, cfg) and "linux26" not in render_grub.render(menu, cfg)
+    assert "choose --default pve" in render_ipxe.render(menu, cfg, "uefi64")
+    assert Entry(id="x", label="x", kernel="k", loaders=["syslinux"]).check() == [
+        "entry x: unknown loader(s) syslinux; use pxelinux, grub, ipxe"]
+    # stored and read back: the field survives the menu's JSON
+    assert Menu.from_dict(menu.to_dict()).get("pve").loaders == ["ipxe"]  # type: ignore[union-attr]
