@@ -14,8 +14,10 @@ pxetui.loaders serves them from their Debian packages.
 from __future__ import annotations
 
 import hashlib
+import lzma
 import os
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,7 @@ MEMTEST_ISO = Path("/usr/lib/memtest86+/memtest86+x64.iso")
 MARKER = "PXETUI-LAB-BOOTED"
 CALLBACK_OK = "PXETUI-LAB-CALLBACK-OK"
 SECUREBOOT_ON = "PXETUI-LAB-SECUREBOOT-ON"
+NETCONSOLE = "PXETUI-LAB-NETCONSOLE"  # written to /dev/kmsg once netconsole is loaded
 POWEROFF = "PXETUI-LAB-POWEROFF"  # the last line /init prints: everything before it is final
 # The title prefix of the installer's first screen as its newt frontend draws it on the serial
 # console: "[!!] Select a language", or "[!!] Low memory" below ~780 MB of RAM.
@@ -41,6 +44,9 @@ INSTALLER_MARKER = "[!!] "
 # memtest86+ 6 mirrors its screen on the serial console given console=ttyS0 (its ISO entry).
 MEMTEST_MARKER = "Memtest86+ v"  # its own header (the menu label is plain "Memtest86+")
 
+# netconsole for the lab kernel (optional, netconsole_modules): configfs first, its dependency.
+MODULES_DIR = Path("/lib/modules")
+NETCONSOLE_MODULES = {"configfs": "fs/configfs/configfs.ko", "netconsole": "drivers/net/netconsole.ko"}
 # Load order matters (insmod does no dependency resolution): virtio core, then the PCI
 # transport, then failover before virtio_net. e1000 for QEMU's default NIC.
 MODULES = ("virtio", "virtio_ring", "virtio_pci_legacy_dev", "virtio_pci_modern_dev",
@@ -69,8 +75,22 @@ while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); d
 ip link set eth0 up
 if udhcpc -i eth0 -n -q -t 5 -T 2 -s /udhcpc.script; then
   echo "PXETUI-LAB-ADDRESS $(ip -4 -o addr show dev eth0 | awk '{print $4}')"
+  # Debian builds netconsole as a module (docs/CLIENT-LOGS.md): load it with the netconsole=
+  # value the menu put on the command line; the console level lets KERN_INFO lines out.
+  nc=$(tr ' ' '\n' < /proc/cmdline | sed -n 's/^netconsole=//p')
+  if [ -n "$nc" ] && [ -e /lib/modules/netconsole.ko ]; then
+    dmesg -n 7
+    insmod /lib/modules/configfs.ko 2>/dev/null
+    insmod /lib/modules/netconsole.ko "netconsole=$nc" && echo "<6>__NETCONSOLE__ $nc" > /dev/kmsg
+  fi
   # no wget -T: it crashes busybox 1.35 (Debian 12) when the connection is refused
   if [ -n "$cb" ] && timeout 15 wget -q -O /dev/null "$cb/booted"; then
+    echo "__CALLBACK_OK__"
+  fi
+elif [ "${cb#http://[}" != "$cb" ]; then
+  # An IPv6-only segment (`pxetui lab --ipv6`, docs/IPV6.md): no DHCPv6 client in busybox, but
+  # the link-local address reaches the server on the prefix its RA marks on-link.
+  if timeout 15 wget -q -O /dev/null "$cb/booted"; then
     echo "__CALLBACK_OK__"
   fi
 fi
@@ -103,6 +123,41 @@ def _need(path: Path, package: str) -> Path:
     return path
 
 
+def kernel_version() -> str:
+    """The installer kernel's version, from its initrd's module tree (lib/modules/<version>/)."""
+    for member in cpio.read(_need(DI_INITRD, "debian-installer-12-netboot-amd64")):
+        parts = member.name.lstrip("./").split("/")
+        if len(parts) > 3 and parts[:2] == ["lib", "modules"]:
+            return parts[2]
+    raise LabError(f"{DI_INITRD} has no lib/modules/<version>/: cannot tell its kernel's version")
+
+
+def netconsole_modules(version: str) -> dict[str, Path]:
+    """configfs and netconsole for the lab kernel, from /lib/modules/<version> (the Debian
+    package linux-image-<version>): Debian builds both as modules (CONFIG_NETCONSOLE=m,
+    netconsole needs configfs) and the installer's initrd carries neither. {} when absent:
+    the lab initrd is then built without them and netconsole= stays inert."""
+    base = MODULES_DIR / version / "kernel"
+    found: dict[str, Path] = {}
+    for name, rel in NETCONSOLE_MODULES.items():
+        path = next((p for p in (base / f"{rel}{ext}" for ext in ("", ".xz", ".zst")) if p.exists()), None)
+        if path is None:
+            return {}
+        found[name] = path
+    return found
+
+
+def _module_bytes(path: Path) -> bytes:
+    """A module as insmod takes it: busybox's insmod reads neither .xz nor .zst."""
+    if path.suffix == ".xz":
+        return lzma.decompress(path.read_bytes())
+    if path.suffix == ".zst":
+        if shutil.which("zstd") is None:
+            raise LabError(f"{path} is zstd-compressed: install the Debian package zstd")
+        return subprocess.run(["zstd", "-dc", str(path)], check=True, capture_output=True, timeout=60).stdout
+    return path.read_bytes()
+
+
 def _fingerprint(*paths: Path) -> str:
     h = hashlib.sha256()
     for p in paths:
@@ -116,7 +171,8 @@ def build_initrd(cache_dir: Path) -> Path:
     """The busybox initrd (gzip newc), rebuilt only when a source or the script changes."""
     _need(BUSYBOX, "busybox-static")
     _need(DI_INITRD, "debian-installer-12-netboot-amd64")
-    out = cache_dir / f"lab-initrd-{_fingerprint(BUSYBOX, DI_INITRD)}.gz"
+    netconsole = netconsole_modules(kernel_version())
+    out = cache_dir / f"lab-initrd-{_fingerprint(BUSYBOX, DI_INITRD, *netconsole.values())}.gz"
     if out.exists():
         return out
     wanted = {f"{m}.ko": m for m in MODULES}
@@ -135,9 +191,11 @@ def build_initrd(cache_dir: Path) -> Path:
     w.symlink("bin/sh", "busybox")
     for m in MODULES:
         w.file(f"lib/modules/{m}.ko", found[m])
+    for m, path in netconsole.items():
+        w.file(f"lib/modules/{m}.ko", _module_bytes(path))
     init = (INIT.replace("__MODULES__", " ".join(MODULES)).replace("__MARKER__", MARKER)
             .replace("__CALLBACK_OK__", CALLBACK_OK).replace("__SECUREBOOT_ON__", SECUREBOOT_ON)
-            .replace("__POWEROFF__", POWEROFF))
+            .replace("__POWEROFF__", POWEROFF).replace("__NETCONSOLE__", NETCONSOLE))
     w.file("init", init.encode(), 0o755)
     w.file("udhcpc.script", UDHCPC_SCRIPT.encode(), 0o755)
     cache_dir.mkdir(parents=True, exist_ok=True)
