@@ -103,7 +103,16 @@ class Entry:
         return problems
 
     def full_args(self) -> str:
-        return " ".join(a for a in (self.args, self.seed_args if self.seeded else "") if a)
+        """`args` with the seed arguments when seeded, before any `---`: d-i copies what
+        follows it into the installed system's boot loader, and a seed URL (with its token)
+        has no business there."""
+        if not (self.seeded and self.seed_args):
+            return self.args
+        words = self.args.split()
+        if "---" in words:
+            i = words.index("---")
+            return " ".join([*words[:i], self.seed_args, *words[i:]])
+        return " ".join(a for a in (self.args, self.seed_args) if a)
 
     def boot_args(self, cfg: Config, mint: Mint | None = None, client_ip: str | None = None) -> str:
         """The expanded command line for one client: with its seed arguments only when the

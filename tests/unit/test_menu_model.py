@@ -79,6 +79,19 @@ def test_callback_and_seed_templates_take_the_boot_tokens(tmp_path: Path) -> Non
     assert e.boot_args(cfg, mint) == f"quiet ks=http://10.1.2.3/seed/{'s' * 32}/e/ks.cfg"
 
 
+def test_seed_args_go_before_the_installer_separator() -> None:
+    # d-i copies what follows `---` into the installed system's boot loader: the seed URL (its
+    # token) and auto/priority must stay before it. Not seeded: the arguments as they are.
+    e = Entry(id="di", label="DI", kernel="debian-installer/amd64/linux", args="console=ttyS0 ---  quiet",
+              seed_args="auto=true priority=critical url={http}/seed/di/preseed.cfg")
+    assert e.full_args() == "console=ttyS0 ---  quiet"
+    e.seeded = True
+    assert e.full_args() == ("console=ttyS0 auto=true priority=critical url={http}/seed/di/preseed.cfg"
+                             " --- quiet")
+    e.args = ""
+    assert e.full_args() == e.seed_args
+
+
 def test_store_round_trip_and_unreadable_menu(tmp_path: Path) -> None:
     conn = store.connect(tmp_path / "db")
     try:
