@@ -259,3 +259,49 @@ def test_data_image_says_what_it_lacks(tmp_path: Path) -> None:
     assert det.family == "data" and det.entries == []
     assert any(n.startswith("closest known family: windows (has sources/boot.wim; lacks bootmgr")
                for n in det.notes), det.notes
+
+
+# -- detection edges and seeds served ------------------------------------------------------
+
+def test_proxmox_needs_its_cd_info(tmp_path: Path) -> None:
+    require_tool("xorriso")
+    files = testiso.layout("proxmox")
+    del files[".cd-info"]  # boot/linux26 alone is no Proxmox installer
+    assert detect(read_index(testiso.build(tmp_path / "p.iso", files)), "p").family != "proxmox"
+    files = testiso.layout("proxmox")
+    files[".cd-info"] = b"PRODUCT='pbs'\nPRODUCTLONG='Proxmox Backup Server'\nRELEASE='3.2'\n"
+    det = detect(read_index(testiso.build(tmp_path / "b.iso", files)), "b")
+    assert (det.family, det.label) == ("proxmox", "Proxmox Backup Server 3.2")
+
+
+def test_opensuse_online_and_fedora_live_are_told_apart(found: dict[str, tuple[Detection, IsoIndex]]) -> None:
+    # Both have LiveOS/squashfs.img: Fedora fetches the squashfs, kiwi's dracut the whole ISO.
+    fedora, suse = found["fedora-live"][0].entries[0], found["opensuse-online"][0].entries[0]
+    assert "root=live:{http}/iso/fam/LiveOS/squashfs.img" in fedora.args.split()
+    assert "root=live:{http}/iso/fam.iso" in suse.args.split()
+
+
+def test_windows_autounattend_served_with_the_boot_token(cfg: Config, images: dict[str, Path],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from pxetui import attribution, store, tokens
+    from pxetui.library.provider import ipxe_script, seed_file
+    from pxetui.menus import seeds
+
+    import_iso(cfg, images["windows"], name="win")
+    conn = store.connect(cfg.db_path)
+    try:
+        seeds.set_seed(conn, "autounattend.xml", b"<unattend/>\n", entry="win")
+    finally:
+        conn.close()
+    provider._STATES.clear()
+    monkeypatch.setattr(attribution.for_config(cfg), "mac_for", {"10.99.0.70": "52:54:00:00:00:07"}.get)
+    script = ipxe_script(cfg, "52:54:00:00:00:07", 7, "10.99.0.70")
+    line = next(x for x in script.splitlines() if "--name autounattend.xml" in x)
+    m = re.fullmatch(r"initrd --name autounattend.xml http://[^/]+/seed/([^/]+)/win/autounattend.xml "
+                     r"autounattend.xml \|\| goto failed", line)
+    assert m, line
+    grant = tokens.for_config(cfg).verify(m.group(1), "seed")
+    assert grant is not None and grant.mac == "52:54:00:00:00:07"
+    assert seed_file(cfg, None, "win/autounattend.xml") == b"<unattend/>\n"
+    # A client we cannot attribute gets wimboot without the seed.
+    assert "autounattend" not in ipxe_script(cfg, "52:54:00:00:00:08", 7, "10.99.0.71")
