@@ -337,17 +337,18 @@ def esxi(iso: _Iso) -> Detection | None:
         return None
     label = iso.index.volume_id or "VMware ESXi"
     note = _ram_note(iso, "esxi")
+    entry_note = f"iPXE only (mboot fetches boot.cfg and its modules by URL); {note}"
     # mboot reads the rewritten boot.cfg (pxetui.iso.esxi): prefix= our HTTP tree, so every
     # module comes over HTTP; only iPXE can fetch mboot's -c URL (docs/FIELD-NOTES.md).
     entries = []
     if cfg and mboot:
         entries.append(Entry(id=f"{iso.name}-bios", label=label, kernel=iso.served(mboot),
                              args=f"-c {iso.tree}/{esxi_cfg_path(cfg)}", archs=["bios"],
-                             source_iso=iso.name, notes=note, loaders=["ipxe"], send_logs=False))
+                             source_iso=iso.name, notes=entry_note, loaders=["ipxe"], send_logs=False))
     if efi_cfg and efi:
         entries.append(Entry(id=f"{iso.name}-uefi", label=label, kind="efi", kernel=iso.served(efi),
                              args=f"-c {iso.tree}/{esxi_cfg_path(efi_cfg)}", archs=["uefi64"],
-                             source_iso=iso.name, notes=note, loaders=["ipxe"], send_logs=False))
+                             source_iso=iso.name, notes=entry_note, loaders=["ipxe"], send_logs=False))
     return Detection("esxi", label, entries, notes=["boots from iPXE menus only (mboot -c <URL>)", note])
 
 
