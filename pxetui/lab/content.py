@@ -43,6 +43,7 @@ POWEROFF = "PXETUI-LAB-POWEROFF"  # the last line /init prints: everything befor
 INSTALLER_MARKER = "[!!] "
 # memtest86+ 6 mirrors its screen on the serial console given console=ttyS0 (its ISO entry).
 MEMTEST_MARKER = "Memtest86+ v"  # its own header (the menu label is plain "Memtest86+")
+INSTALLER_ENTRY, PRESEED = "debian-installer", "preseed.cfg"  # the lab's d-i entry and its seed
 
 # netconsole for the lab kernel (optional, netconsole_modules): configfs first, its dependency.
 MODULES_DIR = Path("/lib/modules")
@@ -247,10 +248,13 @@ def busybox_menu(bb: Busybox) -> Menu:
 
 def installer_menu() -> Menu:
     """The installer tree's kernel and initrd with `console=ttyS0`, so its first screen is
-    drawn on the serial console (its own menu sends it to the VGA screen)."""
-    entry = Entry(id="debian-installer", label="Debian installer (netboot tree)",
+    drawn on the serial console (its own menu sends it to the VGA screen). A preseed stored
+    for the entry (pxetui.menus.seeds, `preseed.cfg`) adds d-i's automatic mode with its URL,
+    which carries this boot's seed token (docs/SECURITY.md)."""
+    entry = Entry(id=INSTALLER_ENTRY, label="Debian installer (netboot tree)",
                   kernel="debian-installer/amd64/linux", initrds=["debian-installer/amd64/initrd.gz"],
-                  args="console=ttyS0,115200 priority=high ---", archs=["bios", "uefi64"])
+                  args="console=ttyS0,115200 priority=high ---", archs=["bios", "uefi64"],
+                  seed_args=f"auto=true priority=critical url={{http}}/seed/{INSTALLER_ENTRY}/{PRESEED}")
     return lab_menu(entry)
 
 
