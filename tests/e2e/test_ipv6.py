@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from labkit import TIMES, Booted, require_lab
+from netns import require_tool
 
 from pxetui.lab import content
 from pxetui.lab.network import SERVER_IP6
@@ -30,6 +31,7 @@ BOOT_TIMEOUT = 240.0  # TCG: PXEv6 reaches the marker in ~1 min, HTTPv6 after ~6
 def boot6(tmp_path: Path, name: str, how: str) -> Booted:
     """One IPv6-only boot in a fresh lab (always torn down); the system is up at the marker."""
     require_lab("uefi")
+    require_tool("nft", package="nftables")  # LabNetwork.ipv4_off
     opts = LabOptions(state_dir=tmp_path, firmware="uefi", ipv6=how)
     t0 = time.monotonic()
     with Lab(opts) as lab:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from netns import require, require_tool
 
+from pxetui import exitcodes
 from pxetui.commands import lab as lab_cmd
 from pxetui.lab import qemu
 from pxetui.lab.network import SERVER_IP6, LabError
@@ -82,3 +83,13 @@ def _args(*argv: str) -> argparse.Namespace:
 def test_cli_ipv6_is_ovmf_pxe6(tmp_path: Path) -> None:
     opts = lab_cmd.options_from(_args("--ipv6", "--state-dir", str(tmp_path)))
     assert (opts.firmware, opts.ipv6, opts.dhcp, opts.content) == ("uefi", "pxe", "full", "busybox")
+
+
+@pytest.mark.parametrize("extra", [["--proxy"], ["--secure-boot"], ["--ipxe"], ["--arch", "arm64"]])
+def test_cli_ipv6_refuses_what_it_cannot_boot(extra: list[str], monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(lab_cmd.os, "geteuid", lambda: 0)  # the usage check comes after root's
+    args = _args("--ipv6", "--headless", *extra)
+    assert lab_cmd.cmd_lab(args) == exitcodes.USAGE
+    err = capsys.readouterr().err
+    assert "--ipv6" in err or "arm64" in err, err
