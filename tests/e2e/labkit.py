@@ -13,7 +13,7 @@ from typing import Any
 from netns import require, require_root, require_tool
 
 from pxetui.events import apply_file_rows
-from pxetui.lab import content
+from pxetui.lab import content, dracut
 from pxetui.lab.qemu import AAVMF_DIR, ARM64_FIRMWARES, OVMF_DIR
 from pxetui.lab.run import Lab, LabOptions
 from pxetui.loaders import ARM64_INITRD, ARM64_KERNEL, DI_ARM64_PACKAGE, find_loaders
@@ -53,6 +53,14 @@ def require_lab(firmware: str = "bios") -> None:
                 Path("/usr/lib/ipxe/qemu/efi-virtio.rom").exists(), "needs the iPXE ROMs (ipxe-qemu)")
     else:
         require((OVMF_DIR / "OVMF_CODE_4M.fd").exists(), "needs OVMF (Debian package ovmf)")
+
+
+def require_dracut() -> None:
+    """What the Fedora-layout live image needs (pxetui.lab.dracut): dracut-core, dracut-live,
+    dracut-network, squashfs-tools, the lab kernel's /lib/modules."""
+    require_root()
+    lacking = dracut.missing()
+    require(not lacking, f"needs {'; '.join(lacking)}")
 
 
 @dataclass
