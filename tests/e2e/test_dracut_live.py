@@ -136,6 +136,7 @@ def test_dracut_live_bios(tmp_path: Path, live_iso: Path) -> None:
     # .iso over HTTP; dracut's initrd does DHCP and fetches the squashfs.
     b, generated, files = boot_live(tmp_path, live_iso, "dracut-live-bios", "bios")
     assert_live_booted(b, generated, files)
+    assert b.timeline() == ["discover", "offer", "ack", "menu", "kernel", "initrd", "rootfs", "booted"]
     paths = [e["path"].lstrip("/") for e in b.of("TransferStarted", protocol="http")]
     assert {f"iso/{NAME}/images/pxeboot/vmlinuz", f"iso/{NAME}/images/pxeboot/initrd.img"} <= set(paths), paths
 
@@ -144,5 +145,7 @@ def test_dracut_live_uefi(tmp_path: Path, live_iso: Path) -> None:
     # OVMF's PXE client -> GRUB -> pxetui's grub.cfg: the same entry on UEFI.
     b, generated, files = boot_live(tmp_path, live_iso, "dracut-live-uefi", "uefi")
     assert_live_booted(b, generated, files)
+    assert b.timeline() == ["discover", "offer", "ack", "bootloader", "menu", "kernel", "initrd", "rootfs",
+                            "booted"]
     paths = [e["path"].lstrip("/") for e in b.events if e.get("type") == "TransferStarted"]
     assert "grubx64.efi" in paths and f"iso/{NAME}/images/pxeboot/initrd.img" in paths, paths
