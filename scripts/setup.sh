@@ -59,6 +59,17 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import pxetui, textual, p
   touch "$stamp"
 fi
 
+# netconsole for the lab kernel (docs/CLIENT-LOGS.md, tests/e2e/test_installer_logs.py): Debian
+# builds it as a module, shipped in the linux-image package of the installer kernel's exact
+# version (the lab boots that kernel; its initrd carries no netconsole.ko).
+kver=$(.venv/bin/python -c 'from pxetui.lab.content import kernel_version; print(kernel_version())')
+if [ ! -e "/lib/modules/$kver/kernel/drivers/net/netconsole.ko" ]; then
+  echo "setup.sh: installing linux-image-$kver for the lab kernel's netconsole module"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "linux-image-$kver"
+fi
+
 # The unprivileged user every service drops to once its sockets are open (docs/SECURITY.md).
 if ! id -u pxetui >/dev/null 2>&1; then
   echo "setup.sh: creating the system user pxetui (services run as it)"
