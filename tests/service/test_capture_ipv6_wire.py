@@ -19,6 +19,9 @@ from services import ServiceProc, base_config
 pytestmark = pytest.mark.root
 
 CLIENT = Path(__file__).resolve().parent / "dhcp6_pxe_client.py"
+SEND_RS = ("from scapy.all import Ether, IPv6, ICMPv6ND_RS, sendp; "
+           "sendp(Ether(dst='33:33:00:00:00:02')/IPv6(dst='ff02::2', hlim=255)/ICMPv6ND_RS(),"
+           " iface='eth0', verbose=False)")
 LOADER = os.urandom(150_000)  # > 64 blocks of 512: a sampled ACK, and a short last block
 
 
@@ -53,6 +56,10 @@ def test_watch_follows_an_ipv6_pxe_boot(netns, tmp_path):
                          "--refresh", "0", "--stuck-seconds", "3", log=out)
     try:
         wait_for(lambda: out.exists() and "watching eth0" in out.read_text(), timeout=15, what="watch start")
+        # dnsmasq's RAs at start may go before watch listens, and the next unsolicited one
+        # comes minutes later: a Router Solicitation gets one now (RFC 4861 6.2.6).
+        client.run(sys.executable, "-c", SEND_RS, timeout=30)
+        wait_for(lambda: "IPv6 router" in out.read_text(), timeout=20, what="the router advertisement")
         got = client.run(sys.executable, str(CLIENT), "eth0", timeout=30).stdout.split()
         assert len(got) == 2, got
         address, url = got
