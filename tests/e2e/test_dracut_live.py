@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -66,7 +67,10 @@ class DracutLab(Lab):
         for d in (self.opts.state_dir, self.dir):
             privileges.allow_search(d)
         iso = self.opts.state_dir / "fedora-live.iso"
-        os.link(self.source, iso)  # the session's image, not copied (same file system)
+        try:
+            os.link(self.source, iso)  # the session's image, not copied (same file system)
+        except OSError:
+            shutil.copyfile(self.source, iso)
         privileges.share_tree(iso)  # served out of the .iso by the unprivileged services
         self._import(iso, NAME)
         conn = store.connect(self.engine_state / "pxetui.db")
