@@ -40,6 +40,9 @@ CLIENT_NDI = 94  # RFC 4578
 CLIENT_UUID = 97  # RFC 4578
 IPXE_ENCAP = 175  # iPXE's encapsulated options; presence means "this is iPXE"
 IPXE_NO_PXEDHCP = 176  # sub-option of 175: 1 = do not wait for proxyDHCP offers
+# Proxmox's automated installer: its answer URL (text), and an HTTPS certificate's SHA-256
+# fingerprint (251, not sent: our URLs are http://). docs/FIELD-NOTES.md, "Proxmox's answer URL".
+PROXMOX_ANSWER_URL = 250
 
 # RFC 2132 9.6 message types
 DISCOVER, OFFER, REQUEST, DECLINE, ACK, NAK, RELEASE, INFORM = range(1, 9)
@@ -178,3 +181,11 @@ def http_boot_url(url: bytes) -> bytes:
     Ending the option with its own NUL leaves the following options intact (dnsmasq does too).
     """
     return url if url.endswith(b"\0") else url + b"\0"
+
+
+def text_option(value: str) -> bytes:
+    """A text option (RFC 2132 2: at most 255 bytes, no NUL needed); ValueError when longer."""
+    raw = value.encode()
+    if not raw or len(raw) > 255:
+        raise ValueError(f"a DHCP text option holds 1..255 bytes, not {len(raw)}")
+    return raw

@@ -88,12 +88,15 @@ class DhcpServer:
     def __init__(self, cfg: Config, store: LeaseStore, policy: BootPolicy, mode: str,
                  emit: Callable[[Event], None],
                  boot_once_used: Callable[[str], None] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 answer_url: Callable[[str, str], str | None] | None = None) -> None:
         if mode not in ("full", "proxy"):
             raise ValueError(f"DHCP server mode must be full or proxy, not {mode!r}")
         self.cfg, self.store, self.policy, self.mode = cfg, store, policy, mode
         self.emit, self.clock = emit, clock
         self.boot_once_used = boot_once_used or (lambda mac: None)
+        # (mac, ip) -> Proxmox's answer URL or None: pxetui.dhcp.answer decides who gets one.
+        self.answer_url = answer_url
         self.server_ip = cfg.server_ip
         self.sid = socket.inet_aton(cfg.server_ip)
         self.lease_time = cfg.dhcp.lease_time
@@ -461,6 +464,8 @@ class DhcpServer:
             prl = pkt.options.get(o.PARAM_REQUEST, b"")
             if o.TFTP_SERVER in prl:
                 opts[o.TFTP_SERVER] = self.server_ip.encode()
+        if self.answer_url is not None and self.mode == "full" and choice.kind == "none":
+            self._answer_option(req, opts, yiaddr if yiaddr != ZERO_IP else pkt.ciaddr)
         if o.RELAY_AGENT in pkt.options:
             opts[o.RELAY_AGENT] = pkt.options[o.RELAY_AGENT]  # RFC 3046 2.2: echo, last
         if dest is None:
@@ -474,6 +479,23 @@ class DhcpServer:
                 dest = (BROADCAST, CLIENT_PORT)
         self._packet_out(req, out, dest, boot_file)
         return build(out, tail), dest
+
+    def _answer_option(self, req: Request, opts: dict[int, bytes], addr: bytes) -> None:
+        """Option 250 for Proxmox's installer (docs/FIELD-NOTES.md, "Proxmox's answer URL"): only
+        in full mode, where the reply is ours (under proxyDHCP the address server's ACK is what
+        the installer's DHCP client reads, and we cannot add to it), and only to a client that is
+        not network booting, at the address this reply gives it (the token is bound to it)."""
+        assert self.answer_url is not None
+        if addr == ZERO_IP:
+            return
+        url = self.answer_url(req.mac, socket.inet_ntoa(addr))
+        if url is None:
+            return
+        try:
+            opts[o.PROXMOX_ANSWER_URL] = o.text_option(url)
+        except ValueError as exc:
+            self.emit(Log(level_name="error", mac=req.mac,
+                          message=f"Proxmox answer URL for {req.mac} not sent: {exc} ({url[:80]})"))
 
     def _pxe_vendor_options(self, req: Request, opts: dict[int, bytes], msg: int,
                             port4011: bool) -> None:

@@ -22,6 +22,7 @@ import time
 
 from pxetui import store as dbstore
 from pxetui.config import Config, parse_range
+from pxetui.dhcp.answer import AnswerUrls
 from pxetui.dhcp.leases import LeaseStore, Pool
 from pxetui.dhcp.policy import BootPolicy
 from pxetui.dhcp.probe import probe
@@ -216,7 +217,9 @@ async def run(ctx: ServiceContext) -> None:
     def boot_once_used(mac: str) -> None:
         dbstore.clear_boot_once(conn, mac)
 
-    server = DhcpServer(cfg, store, policy, mode, ctx.emit, boot_once_used)
+    # Proxmox's answer URL (option 250) reads seeds and mints tokens on the lease connection.
+    answers = AnswerUrls(cfg, conn)
+    server = DhcpServer(cfg, store, policy, mode, ctx.emit, boot_once_used, answer_url=answers.url_for)
     # The restored leases live as long as the process: keep them out of every future full
     # collection (a pause there is a burst of requests waiting in the socket queue).
     gc.freeze()

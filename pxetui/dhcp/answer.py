@@ -1,0 +1,77 @@
+"""Which client gets Proxmox's answer URL (DHCP option 250), and the URL. No packets here.
+
+Proxmox's automated installer (an ISO prepared with `proxmox-auto-install-assistant prepare-iso
+--fetch-from http`) takes its answer URL from DHCP option 250 or DNS, never from the kernel
+command line (docs/FIELD-NOTES.md, "Proxmox's answer URL"). The rule, the simplest one that is
+correct: a request from a client that is NOT network booting (no PXEClient/HTTPClient vendor
+class, no option 93, not iPXE: the installer's own DHCP client after the kernel runs) gets option
+250 when its MAC has an `answer.toml` seed of its own, or when the entry that MAC boots (its
+boot-once entry, else its per-MAC entry, else the menu default) is a Proxmox entry with a stored
+`<entry>/answer.toml`. The URL carries a fresh per-boot seed token minted for that MAC and the
+address the reply gives it (docs/SECURITY.md, "Callbacks and seeds").
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable
+
+from pxetui import store as dbstore
+from pxetui import tokens
+from pxetui.config import Config
+from pxetui.menus import model, seeds
+
+log = logging.getLogger("pxetui.dhcp.answer")
+
+ANSWER_FILE = "answer.toml"
+PROXMOX_ISO = "/proxmox.iso="  # the named initrd every Proxmox entry has (pxetui/iso/profiles.py)
+
+
+def is_proxmox(entry: model.Entry) -> bool:
+    return any(i.startswith(PROXMOX_ISO) for i in entry.initrds)
+
+
+def seed_key(conn: sqlite3.Connection, mac: str) -> str | None:
+    """The `<mac-or-entry>` part of the answer URL for `mac`, or None when it gets no answer."""
+    seeds.ensure_schema(conn)
+    # One cheap query first: on a network where no answer.toml is stored (nearly every
+    # request) nothing else is read.
+    rows = conn.execute("SELECT scope, name FROM menu_seeds WHERE name = ? OR name LIKE ?",
+                        (ANSWER_FILE, f"%/{ANSWER_FILE}")).fetchall()
+    if not rows:
+        return None
+    stored = {(str(r["scope"]), str(r["name"])) for r in rows}
+    if (mac, ANSWER_FILE) in stored:
+        return mac
+    ov = dbstore.host_overrides(conn).get(mac)
+    menu = model.load_menu(conn)
+    wanted = (ov["boot_once"] if ov is not None else None) or (ov["entry"] if ov is not None else None)
+    entry = menu.get(wanted or menu.default)
+    if entry is None or not is_proxmox(entry) or ("entry", f"{entry.id}/{ANSWER_FILE}") not in stored:
+        return None
+    return entry.id
+
+
+class AnswerUrls:
+    """Option 250's value for one client, from the state database (`url_for(mac, ip)`)."""
+
+    def __init__(self, cfg: Config, conn: sqlite3.Connection,
+                 mint: Callable[[str, str], str] | None = None) -> None:
+        self.cfg, self.conn = cfg, conn
+        store = tokens.for_config(cfg)
+        self.mint = mint or (lambda mac, ip: store.issue(mac, "seed", ip))
+
+    def url_for(self, mac: str, ip: str) -> str | None:
+        """`http://<server>/seed/<token>/<mac-or-entry>/answer.toml`, or None. A database error
+        or a token that cannot be stored costs this client its answer (the installer then
+        stops and says so), never the reply: it is logged, and the address is still given."""
+        try:
+            key = seed_key(self.conn, mac)
+            if key is None:
+                return None
+            token = self.mint(mac, ip)
+        except (sqlite3.Error, tokens.TokenUnavailable, model.MenuError) as exc:
+            log.error("no Proxmox answer URL for %s: %s", mac, exc)
+            return None
+        return f"{self.cfg.http_base_for(ip)}/seed/{token}/{key}/{ANSWER_FILE}"
