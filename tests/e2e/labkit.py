@@ -107,14 +107,15 @@ class Booted:
 def boot(tmp_path: Path, name: str, *, firmware: str = "bios", content_kind: str = "busybox",
          dhcp: str = "full", boot_files: dict[str, str] | None = None, marker: str | None = None,
          timeout: float = 300.0, memory_mb: int = 384,
-         root_files: dict[str, bytes] | None = None, vm_args: list[str] | None = None) -> Booted:
+         root_files: dict[str, bytes] | None = None, vm_args: list[str] | None = None,
+         ipv6: str = "") -> Booted:
     """One boot in a fresh lab; the lab is always torn down. Wall time goes to TIMES.
 
     `root_files` are written into the served root before the VM starts (a real file there
     wins over pxetui's generated one, as in a hand-built /srv/tftp)."""
     require_lab(firmware)
     opts = LabOptions(state_dir=tmp_path, firmware=firmware, content=content_kind, dhcp=dhcp,
-                      boot_files=boot_files or {}, memory_mb=memory_mb, vm_args=vm_args or [])
+                      boot_files=boot_files or {}, memory_mb=memory_mb, vm_args=vm_args or [], ipv6=ipv6)
     t0 = time.monotonic()
     with Lab(opts) as lab:
         for rel, data in (root_files or {}).items():

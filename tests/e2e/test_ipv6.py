@@ -1,27 +1,24 @@
 """OVMF booting over IPv6 only from pxetui on the lab network (`pxetui lab --ipv6`, issue 17).
 
 The lab bridge has fd77::1/64 beside its IPv4 address, the engine serves DHCPv6 (`--ipv6`)
-and no DHCPv4 (`--dhcp off`: IPv4 is off for the client's segment), and OVMF's fw_cfg
-switches skip its IPv4 PXE client (docs/FIELD-NOTES.md "OVMF over IPv6"). Each test asserts
+beside DHCPv4, a bridge nftables table drops IPv4 and ARP at the VM's port (IPv4 is off for
+the client's segment), and OVMF's fw_cfg switches skip its IPv4 PXE client (docs/FIELD-NOTES.md "OVMF over IPv6"). Each test asserts
 the busybox initrd's marker on the serial console, its callback over IPv6 (from its link-local
 address: busybox has no DHCPv6 client), and the tracker's timeline in order.
 
-Wall times go to /tmp/pxetui-e2e-times.jsonl (PXETUI_E2E_TIMES), as in labkit.boot.
+Each boot is labkit.boot with the lab's `ipv6` option; wall times go to PXETUI_E2E_TIMES.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 
 import pytest
-from labkit import TIMES, Booted, require_lab
+from labkit import Booted, boot
 from netns import require_tool
 
 from pxetui.lab import content
 from pxetui.lab.network import SERVER_IP6
-from pxetui.lab.run import Lab, LabOptions
 
 pytestmark = [pytest.mark.qemu, pytest.mark.root, pytest.mark.timeout(330)]
 
@@ -30,25 +27,8 @@ BOOT_TIMEOUT = 240.0  # TCG: PXEv6 reaches the marker in ~1 min, HTTPv6 after ~6
 
 def boot6(tmp_path: Path, name: str, how: str) -> Booted:
     """One IPv6-only boot in a fresh lab (always torn down); the system is up at the marker."""
-    require_lab("uefi")
     require_tool("nft", package="nftables")  # LabNetwork.ipv4_off
-    opts = LabOptions(state_dir=tmp_path, firmware="uefi", ipv6=how)
-    t0 = time.monotonic()
-    with Lab(opts) as lab:
-        vm = lab.boot()
-        seconds = vm.wait_for(lab.marker, BOOT_TIMEOUT)
-        vm.wait_for(content.POWEROFF, 60)  # /init's last line: the console is final
-        assert lab.events is not None
-        lab.events.wait_until(lambda: any(u.get("stage") == "booted" for u in
-                                          lab.events.of("ClientUpdate", mac=opts.mac)),
-                              30, f"'booted' stage for {opts.mac}")
-        events = lab.events.snapshot()
-        console = vm.console_text()
-    wall = time.monotonic() - t0
-    with TIMES.open("a") as fh:
-        fh.write(json.dumps({"test": name, "boot_s": round(seconds, 1), "wall_s": round(wall, 1)}) + "\n")
-    print(f"{name}: marker after {seconds:.1f}s, lab wall {wall:.1f}s")
-    return Booted(seconds=seconds, console=console, events=events, mac=opts.mac)
+    return boot(tmp_path, name, firmware="uefi", ipv6=how, timeout=BOOT_TIMEOUT)
 
 
 def transfers(b: Booted, protocol: str) -> list[dict[str, object]]:
