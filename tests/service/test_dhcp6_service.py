@@ -273,6 +273,7 @@ def test_full_mode_steps_back_to_proxy_beside_another_dhcpv6_server(netns, tmp_p
     ours.run("ip", "-6", "addr", "add", f"{V6}/64", "dev", "eth0", "nodad")
     site.run("ip", "-6", "addr", "add", "fd99::2/64", "dev", "eth0", "nodad")
     client.run("ip", "link", "set", "eth0", "address", CLIENT_MAC)
+    link_local_ready(site)  # else dnsmasq answers from fd99::2 (RFC 6724: no usable link-local yet)
     site.popen("dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--interface=eth0",
                "--bind-interfaces", f"--pid-file={tmp_path / 'dnsmasq.pid'}",
                f"--dhcp-leasefile={tmp_path / 'dnsmasq.leases'}", "--dhcp-range=fd99::100,fd99::1ff,64,10m",
@@ -290,7 +291,8 @@ def test_full_mode_steps_back_to_proxy_beside_another_dhcpv6_server(netns, tmp_p
     try:
         svc.wait_running(timeout=20)
         alert = svc.wait_event("Alert")
-        assert alert["key"].startswith("foreign-dhcp6:fe80:") and "proxy mode" in alert["message"]
+        assert alert["key"].startswith(("foreign-dhcp6:fe80:", "foreign-dhcp6:fd99::2")), alert
+        assert "proxy mode" in alert["message"], alert
         foreign = svc.wait_event("ForeignDhcpServer")
         assert ipaddress.IPv6Address(foreign["offered"]) in ipaddress.IPv6Network("fd99::/64")
         link_local_ready(client)
