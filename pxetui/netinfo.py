@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +76,12 @@ def ipv6_addresses(name: str, path: str = "/proc/net/if_inet6") -> list[tuple[st
             continue
         out.append((str(ipaddress.IPv6Address(bytes.fromhex(hexaddr))), plen))
     return out
+
+
+def join_ipv6_group(sock: socket.socket, group: str, index: int) -> None:
+    """Join IPv6 multicast `group` on the interface with `index` (RFC 3493 ipv6_mreq)."""
+    mreq = ipaddress.IPv6Address(group).packed + struct.pack("@I", index)
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
 
 
 def usable(ifaces: dict[str, InterfaceInfo]) -> list[InterfaceInfo]:

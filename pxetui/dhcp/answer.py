@@ -33,8 +33,8 @@ def is_proxmox(entry: model.Entry) -> bool:
 
 
 def seed_key(conn: sqlite3.Connection, mac: str) -> str | None:
-    """The `<mac-or-entry>` part of the answer URL for `mac`, or None when it gets no answer."""
-    seeds.ensure_schema(conn)
+    """The `<mac-or-entry>` part of the answer URL for `mac`, or None when it gets no answer.
+    `conn` has the seeds table (AnswerUrls makes it once, not per request)."""
     # One cheap query first: on a network where no answer.toml is stored (nearly every
     # request) nothing else is read.
     rows = conn.execute("SELECT scope, name FROM menu_seeds WHERE name = ? OR name LIKE ?",
@@ -59,6 +59,7 @@ class AnswerUrls:
     def __init__(self, cfg: Config, conn: sqlite3.Connection,
                  mint: Callable[[str, str], str] | None = None) -> None:
         self.cfg, self.conn = cfg, conn
+        seeds.ensure_schema(conn)  # once: url_for runs for every non-boot request in full mode
         store = tokens.for_config(cfg)
         self.mint = mint or (lambda mac, ip: store.issue(mac, "seed", ip))
 

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pxetui.config import Config
+from pxetui.netinfo import join_ipv6_group
 from pxetui.serviceapi import ServiceContext
 
 ICMP6_RS, ICMP6_RA = 133, 134
@@ -77,8 +78,7 @@ def open_icmp6(interface: str) -> socket.socket:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)  # not our own RAs
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
-        mreq = ipaddress.IPv6Address(ALL_ROUTERS).packed + struct.pack("@I", index)
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+        join_ipv6_group(sock, ALL_ROUTERS, index)
         sock.setblocking(False)
     except OSError:
         sock.close()

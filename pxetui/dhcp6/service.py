@@ -15,7 +15,6 @@ import contextlib
 import ipaddress
 import socket
 import sqlite3
-import struct
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from pxetui.dhcp6.probe import probe6
 from pxetui.dhcp6.ra import RouterAdvertiser, open_icmp6
 from pxetui.dhcp6.server import SERVER_PORT, Dhcp6Server, Reply, pool_bounds
 from pxetui.events import Alert, ForeignDhcpServer, LeaseEnded, LeaseGranted
+from pxetui.netinfo import join_ipv6_group
 from pxetui.safety import check_netns_guard
 from pxetui.serviceapi import ServiceContext
 
@@ -46,8 +46,7 @@ def open_socket6(interface: str, port: int = SERVER_PORT) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
         sock.bind(("::", port))
         index = socket.if_nametoindex(interface)
-        mreq = ipaddress.IPv6Address(ALL_DHCP).packed + struct.pack("@I", index)
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+        join_ipv6_group(sock, ALL_DHCP, index)
         sock.setblocking(False)
     except OSError:
         sock.close()
