@@ -14,6 +14,7 @@ from services import ServiceProc, base_config
 
 from pxetui import privileges
 from pxetui import store as dbstore
+from pxetui.http.server import MAX_DISCARD
 from pxetui.menus import model, seeds
 
 pytestmark = pytest.mark.root
@@ -86,6 +87,12 @@ def test_udhcpc_gets_the_answer_url_and_it_serves_the_answer(netns, tmp_path: Pa
         bad = url.replace(token, "0" * 32)
         r = client.run("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", bad)
         assert r.stdout == "403"  # only this boot's token
+        # A POST body is read and dropped only up to MAX_DISCARD: a larger one is refused.
+        big = tmp_path / "big.json"
+        big.write_bytes(b"x" * (MAX_DISCARD + 1))
+        r = client.run("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+                       "--data-binary", f"@{big}", url, check=False)
+        assert r.stdout == "413", r.stdout
         assert dhcp.of("LeaseGranted", ip=ip)
     finally:
         dhcp.stop()
