@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 from netns import require_tool
 from services import base_config
 
@@ -310,3 +312,17 @@ def test_windows_autounattend_served_with_the_boot_token(cfg: Config, images: di
     assert seed_file(cfg, None, "win/autounattend.xml") == b"<unattend/>\n"
     # A client we cannot attribute gets wimboot without the seed.
     assert "autounattend" not in ipxe_script(cfg, "52:54:00:00:00:08", 7, "10.99.0.71")
+
+
+@given(st.text(max_size=400))
+@example("prefix=http://evil/\nPREFIX = x\nkernel=//b.b00\nmodules=/a.b00 --- //c.v00 arg\n")
+@settings(max_examples=300, deadline=None)
+def test_esxi_rewrite_of_any_boot_cfg_has_our_prefix_once_and_no_rooted_module(text: str) -> None:
+    """The boot.cfg comes from an image anyone may have built: whatever it says, the copy we
+    serve names our prefix exactly once and no kernel or module from the root."""
+    out = esxi.rewrite_boot_cfg(text, "http://10.0.0.1/iso/esx").splitlines()
+    keyed = [(k.strip().lower(), v) for k, eq, v in (line.partition("=") for line in out) if eq]
+    assert [v for k, v in keyed if k == "prefix"] == ["http://10.0.0.1/iso/esx"]
+    for k, v in keyed:
+        if k in ("kernel", "modules"):
+            assert not any(part.strip().startswith("/") for part in v.split("---")), v
