@@ -336,6 +336,11 @@ class LeaseStore:
             " VALUES (?,?,?,?,?,?)", (q.address, "", q.expires, "declined", None, now)))
         return None
 
+    def take_pending(self) -> list[tuple[str, tuple[object, ...]]]:
+        """The queued changes, handed over (to the service's GroupCommitter) and forgotten here."""
+        pending, self.pending = self.pending, []
+        return pending
+
     def commit(self) -> None:
         """Write every queued change in one transaction (WAL: one append, fsync'd when the
         connection runs synchronous=FULL, as the service's does)."""

@@ -4,9 +4,11 @@ Sockets are bound to the one configured interface with SO_BINDTODEVICE, so a pac
 other interface never reaches us and no reply leaves by another one (docs/SECURITY.md).
 Every socket the service will ever need (67; 4011, also in full mode, for a later switch to
 proxyDHCP; 68 in full mode, to hear other servers: watch.py) is bound before `ctx.ready()`
-drops root. Each wake-up drains a batch of datagrams, handles them, commits the lease changes
-in one transaction (synchronous=FULL: fsync'd), and only then sends the replies: an ACK is
-never on the wire before its lease is on disk (README, "Leases").
+drops root. Each wake-up drains a batch of datagrams and handles them. A batch that changed no
+lease (offers, NAKs, proxyDHCP) is answered at once; the others go to the GroupCommitter
+(committer.py), whose thread writes the changes of every batch waiting in one transaction
+(synchronous=FULL: fsync'd) and only then sends their replies: an ACK is never on the wire
+before its lease is on disk (README, "Leases"), and the loop never waits for the disk.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import os
 import socket
 import sqlite3
 import time
+from collections.abc import Callable
 
 from pxetui import store as dbstore
 from pxetui.config import Config, parse_range
 from pxetui.dhcp.answer import AnswerUrls
+from pxetui.dhcp.committer import GroupCommitter
 from pxetui.dhcp.leases import LeaseStore, Pool
 from pxetui.dhcp.policy import BootPolicy
 from pxetui.dhcp.probe import probe
@@ -32,7 +36,7 @@ from pxetui.events import DhcpModeDecided, ForeignDhcpServer, LeaseEnded, LeaseG
 from pxetui.safety import check_netns_guard
 from pxetui.serviceapi import ServiceContext
 
-BATCH = 64  # datagrams handled per wake-up before the commit and the sends
+BATCH = 64  # datagrams handled per wake-up before their replies go out (or to the committer)
 EXPIRY_CHECK = 10.0  # seconds between scans for leases that ran out (reported as LeaseEnded)
 # Room for a few hundred ms of a boot storm: enough to ride out a stall (a WAL checkpoint,
 # a busy CPU), short of the 1-4 s after which clients retransmit and late answers are waste.
@@ -153,10 +157,15 @@ async def decide_mode(ctx: ServiceContext) -> str:
 
 
 class Transport:
-    """Drains a socket in batches, commits, then sends (see the module docstring)."""
+    """Drains a socket in batches; the batch's lease changes go to the GroupCommitter, which
+    sends the replies once they are on disk (see the module docstring)."""
 
-    def __init__(self, ctx: ServiceContext, server: DhcpServer, sock: socket.socket, port: int) -> None:
+    def __init__(self, ctx: ServiceContext, server: DhcpServer, sock: socket.socket, port: int,
+                 committer: GroupCommitter) -> None:
         self.ctx, self.server, self.sock, self.port = ctx, server, sock, port
+        self.committer = committer
+        self.loop = asyncio.get_running_loop()
+        self._behind_logged = 0.0
 
     def readable(self) -> None:
         sock, handle, port = self.sock, self.server.handle, self.port
@@ -173,16 +182,30 @@ class Transport:
                 replies.extend(handle(data, src, port))
             except Exception as exc:  # a bug on one packet must not stop the others' service
                 self.ctx.log(f"internal error on a packet from {src[0]}: {exc!r}", "error")
-        try:
-            self.server.store.commit()
-        except sqlite3.Error as exc:
-            self.ctx.log(f"lease database write failed, replies dropped: {exc}", "error")
+        store = self.server.store
+        writes = store.take_pending()
+        if not writes:  # offers, NAKs, proxyDHCP: nothing to write, nothing to wait for
+            self.send(replies, self.ctx.log)
             return
+        if not self.committer.submit(writes, lambda: self.send(replies, self.log_threadsafe), len(replies)):
+            store.pending[:0] = writes  # written with the next batch; these replies are dropped
+            now = time.monotonic()
+            if now - self._behind_logged > 1.0:
+                self._behind_logged = now
+                self.ctx.log(f"lease database is {self.committer.waiting} replies behind: "
+                             f"{len(replies)} replies dropped (the clients retransmit)", "warning")
+
+    def send(self, replies: list[tuple[bytes, tuple[str, int]]], log: Callable[[str, str], None]) -> None:
         for data, dest in replies:
             try:
-                sock.sendto(data, dest)
+                self.sock.sendto(data, dest)
             except OSError as exc:  # full send buffer, unreachable relay: the client retries
-                self.ctx.log(f"send to {dest[0]}:{dest[1]} failed: {exc}", "warning")
+                log(f"send to {dest[0]}:{dest[1]} failed: {exc}", "warning")
+
+    def log_threadsafe(self, message: str, level: str = "info") -> None:
+        """ctx.log from the committer's thread: on the loop, which owns the event pipe."""
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the service is ending
+            self.loop.call_soon_threadsafe(self.ctx.log, message, level)
 
 
 async def report_expiries(ctx: ServiceContext, store: LeaseStore) -> None:
@@ -223,11 +246,17 @@ async def run(ctx: ServiceContext) -> None:
     # The restored leases live as long as the process: keep them out of every future full
     # collection (a pause there is a burst of requests waiting in the socket queue).
     gc.freeze()
+    loop = asyncio.get_running_loop()
+
+    def commit_failed(message: str) -> None:  # on the committer's thread
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(ctx.log, message, "error")
+
+    committer = GroupCommitter(lambda: open_lease_db(cfg), commit_failed)
     socks = bind_sockets(ctx, mode)
     watch_sock = socks.pop(CLIENT_PORT, None)
-    loop = asyncio.get_running_loop()
     for port, sock in socks.items():
-        loop.add_reader(sock.fileno(), Transport(ctx, server, sock, port).readable)
+        loop.add_reader(sock.fileno(), Transport(ctx, server, sock, port, committer).readable)
     served = sorted(socks)
 
     def switched() -> None:  # port 68 is closed: say which ports are left
@@ -253,6 +282,8 @@ async def run(ctx: ServiceContext) -> None:
             watch.stop()
         for sock in socks.values():
             loop.remove_reader(sock.fileno())
+        committer.close()  # what waits is written and answered before the sockets close
+        for sock in socks.values():
             sock.close()
         with contextlib.suppress(sqlite3.Error):
             store.commit()
