@@ -7,9 +7,9 @@ then it waits for writability with `loop.add_writer`; it never spins and never b
 event loop that answers DHCP, TFTP and HTTP. When the reader falls behind, a progress event
 (a class with `coalesce` set, e.g. TransferProgress) replaces the still-queued one of its
 transfer, and once the queue is full other events are dropped and counted by type; one
-`EventsDropped` a second at most, queued behind what is waiting, tells the reader what it
+`EventsDropped` a second at most, written ahead of what is waiting, tells the reader what it
 lost, during a sustained storm too.
-What is written keeps the order it was emitted in.
+The events written keep the order they were emitted in.
 
 Reading: `LineReader` reads big chunks and splits them into lines, so a reader spends one
 await per chunk rather than one per event.
@@ -264,7 +264,10 @@ class LineEmitter:
         self.dropped.clear()
         self._reported = self.clock()
         ev = EventsDropped(service=self.service, counts=counts, total=sum(counts.values()))
-        self._queue.append(dumps(ev.to_dict()))
+        # Ahead of the backlog: behind it, a reader seconds late in a storm (the queue holds
+        # events.queue_max) would show the drops only seconds after they began, or after the
+        # storm. A count needs no order; the events themselves keep theirs.
+        self._queue.appendleft(dumps(ev.to_dict()))
         self._live += 1
 
     # -- the end ------------------------------------------------------------------------

@@ -11,7 +11,7 @@ then prints one JSON object: its CPU as % of one core over that window, the even
 and the per-service drop counters the dashboard shows (EventsDropped folded into
 EngineState.dropped; screens/dashboard.py renders them as its "dropped:" line); with `--tail`
 it keeps reading a while after the load and reports the counters again (a service reports
-its drops once its queue has drained, pxetui/emitter.py).
+its drops once a second, ahead of its backlog, pxetui/emitter.py).
 """
 
 from __future__ import annotations

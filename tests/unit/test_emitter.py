@@ -171,7 +171,10 @@ async def stalled_reader(kind: str) -> None:
     stamps = [e["ts"] for e in delivered]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
     assert stamps[:10] == list(range(10))  # the first events went out before the pipe filled
-    assert out[-1]["type"] == "EventsDropped"  # told once the pressure eased, after the rest
+    # Told ahead of the backlog (events still queued when it was due came after it), not once
+    # the pressure eased: a UI sees the drops while the storm lasts.
+    at = out.index(reports[0])
+    assert any(e["type"] != "EventsDropped" for e in out[at + 1:])
 
 
 async def test_progress_is_coalesced_to_the_latest_per_transfer_and_states_are_kept():
