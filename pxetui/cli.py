@@ -47,7 +47,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"pxetui: cannot start: {p}", file=sys.stderr)
         return exitcodes.FAILED
 
-    show = logfmt.Printer(verbose=args.verbose)
+    show = logfmt.Printer(verbose=args.verbose, rate=cfg.log.rate)
 
     async def main() -> int:
         sup = Supervisor(cfg, names, on_event=show)
@@ -60,7 +60,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         loop.add_signal_handler(signal.SIGHUP, lambda: reload_config(args, sup))
         await sup.start()
         await sup.wait()
-        show.flush()
+        show.close()
         if sup.fatal:
             print(f"pxetui: cannot start: {sup.fatal}", file=sys.stderr)
             return exitcodes.FAILED

@@ -160,6 +160,10 @@ class LogConfig:
     file: str = ""  # empty: stderr (journald rotates)
     max_bytes: int = 10 * 1024 * 1024
     backups: int = 3
+    # Info lines a second, at most (0: no limit); the rest is counted in one line a second.
+    # Warnings and errors always go out. A storm's per-packet lines cost the engine CPU that
+    # serving needs, and nobody reads 30,000 lines a second (pxetui/logfmt.py).
+    rate: int = 500
 
 
 @dataclass
@@ -575,6 +579,7 @@ def _check_bounds(cfg: Config, problems: list[str]) -> None:
             ("tracker.max_addresses_per_client", t.max_addresses_per_client, 1, 1024, "addresses"),
             ("log.max_bytes", lg.max_bytes, 4096, 1 << 40, "bytes"),
             ("log.backups", lg.backups, 0, 1000, "files"),
+            ("log.rate", lg.rate, 0, 10_000_000, "lines/s"),
             ("capture.max_bytes", cap.max_bytes, 1 << 20, 1 << 40, "bytes"),
             ("capture.files", cap.files, 1, 1000, "files")):
         if not low <= value <= high:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import sys
 import time
+from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -118,12 +121,24 @@ def describe(ev: dict[str, Any]) -> str:
     return f"{t} {who} {fields}".rstrip()
 
 
+def event_level(ev: Event) -> str:
+    """level_of for an event object, without making its dict."""
+    t = type(ev).__name__
+    if t == "Log" or t in WARNING_TYPES or t == "ServiceState" or t in VERBOSE_ONLY:
+        return level_of({"type": t, "level_name": getattr(ev, "level_name", "info"),
+                         "state": getattr(ev, "state", None)})
+    return "info"
+
+
+WARNING_TYPES = frozenset(("TransferFailed", "PoolExhausted", "ForeignDhcpServer", "Alert", "LimitHit",
+                           "EventsDropped"))
+
+
 def level_of(ev: dict[str, Any]) -> str:
     t = ev.get("type")
     if t == "Log":
         return str(ev.get("level_name", "info"))
-    if t in ("TransferFailed", "PoolExhausted", "ForeignDhcpServer", "Alert", "LimitHit",
-             "EventsDropped"):
+    if t in WARNING_TYPES:
         return "warning"
     if t == "ServiceState" and ev.get("state") == "failed":
         return "error"
@@ -152,26 +167,79 @@ class Printer:
 
     Lines are written once per turn of the event loop, not one write(2) each: the supervisor
     handles a service's events a batch at a time, and in a DHCP storm a write per line was a
-    fifth of its CPU (bench/engine/relay.py). Without a running loop each line goes at once."""
+    fifth of its CPU (bench/engine/relay.py). Without a running loop each line goes at once.
 
-    def __init__(self, stream: TextIO | None = None, verbose: bool = False) -> None:
+    At most `rate` info lines a second (`log.rate`; 0: no limit). A storm of 5,000 DORA/s is
+    30,000 lines a second that nobody reads, and formatting them was two fifths of the
+    supervisor's CPU (bench/engine/run.py); the UI, `pxetui status` and the tracker keep every
+    event. What is held back is counted by type and said in one warning line per second.
+    Warnings and errors always go out."""
+
+    def __init__(self, stream: TextIO | None = None, verbose: bool = False, rate: int = 0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.stream = stream  # None: whatever sys.stderr is when a line is written
         self.verbose = verbose
+        self.rate, self.clock = rate, clock
         self._lines: list[str] = []
+        self._second = -1  # the second `_shown` counts in
+        self._shown = 0
+        self._held: Counter[str] = Counter()  # info lines held back in `_second`, by type
+        self._timer: asyncio.TimerHandle | None = None
 
     def __call__(self, ev: Event) -> None:
-        d = ev.view()
-        lvl = level_of(d)
+        lvl = event_level(ev)
         if lvl == "debug" and not self.verbose:
             return
-        self._lines.append(line(d, lvl))
+        if lvl == "info" and self.rate:
+            second = int(self.clock())
+            if second != self._second:
+                self._say_held()
+                self._second, self._shown = second, 0
+            if self._shown >= self.rate:
+                self._held[type(ev).__name__] += 1
+                if self._timer is None:  # said when the second ends, if nothing else comes
+                    with contextlib.suppress(RuntimeError):
+                        self._timer = asyncio.get_running_loop().call_later(1.0, self._held_timer)
+                return
+            self._shown += 1
+        self._add(line(ev.view(), lvl))
+
+    def _add(self, text: str) -> None:
+        self._lines.append(text)
         if len(self._lines) == 1:
             try:
                 asyncio.get_running_loop().call_soon(self.flush)
             except RuntimeError:
                 self.flush()
 
+    def _held_timer(self) -> None:
+        self._timer = None
+        if int(self.clock()) != self._second:
+            self._say_held()
+            self._second = -1
+            self.flush()
+        elif self._held:
+            with contextlib.suppress(RuntimeError):
+                self._timer = asyncio.get_running_loop().call_later(0.1, self._held_timer)
+
+    def close(self) -> None:
+        """The last lines, and what the limit held back (the engine is stopping)."""
+        self._say_held()
+        self.flush()
+
+    def _say_held(self) -> None:
+        """One line for what the limit held back in the second that ended."""
+        if not self._held:
+            return
+        held, self._held = self._held, Counter()
+        top = ", ".join(f"{k} {v:,}" for k, v in held.most_common(4))
+        ts = _clock(int(time.time()))
+        self._add(f"{ts} {MARKS['warning']}{'engine':<8} {sum(held.values()):,} log lines not shown in "
+                  f"the last second (log.rate {self.rate}/s: {top}); the UI and `pxetui status` have them")
+
     def flush(self) -> None:
+        if self._held and int(self.clock()) != self._second:
+            self._say_held()
         if not self._lines:
             return
         text, self._lines = "\n".join(self._lines) + "\n", []

@@ -100,3 +100,59 @@ def test_printer_writes_once_per_loop_turn_and_hides_debug():
     direct = Counting()
     Printer(direct)(DhcpPacket(service="dhcp", msg_type="ACK"))
     assert direct.writes == 1 and "ACK" in direct.getvalue()
+
+
+def test_printer_holds_info_lines_over_log_rate_and_says_how_many_once_a_second():
+    import io
+
+    from pxetui.events import Alert, DhcpPacket, LeaseGranted, Log
+    from pxetui.logfmt import Printer
+
+    now = [100.2]
+    out = io.StringIO()
+    p = Printer(out, rate=5, clock=lambda: now[0])
+    for i in range(20):
+        p(DhcpPacket(service="dhcp", mac=f"52:54:00:00:00:{i:02x}", msg_type="DISCOVER"))
+    for _ in range(3):
+        p(LeaseGranted(service="dhcp", mac="52:54:00:00:00:01", ip="10.0.0.5"))
+    p(Log(service="dhcp", level_name="error", message="disk full"))  # never held back
+    p(Alert(service="capture", key="k", severity="warning", message="foreign server"))
+    lines = out.getvalue().splitlines()
+    assert sum("DISCOVER" in x for x in lines) == 5 and not any("lease" in x for x in lines)
+    assert any("disk full" in x for x in lines) and any("foreign server" in x for x in lines)
+    assert not any("not shown" in x for x in lines)  # said when the second is over
+    now[0] = 101.0
+    p(DhcpPacket(service="dhcp", mac="52:54:00:00:00:99", msg_type="REQUEST"))
+    lines = out.getvalue().splitlines()
+    held = [x for x in lines if "not shown" in x]
+    assert len(held) == 1
+    assert "18 log lines not shown" in held[0] and "DhcpPacket 15" in held[0] and "LeaseGranted 3" in held[0]
+    assert "log.rate 5/s" in held[0]
+    assert lines[-1].endswith("REQUEST <- 52:54:00:00:00:99")  # the new second starts afresh
+    # A stop in the same second still says what was held back.
+    for _ in range(10):
+        p(DhcpPacket(service="dhcp", mac="52:54:00:00:00:98", msg_type="REQUEST"))
+    p.close()
+    assert "6 log lines not shown" in out.getvalue().splitlines()[-1]
+
+
+def test_printer_without_rate_shows_every_line():
+    import io
+
+    from pxetui.events import DhcpPacket
+    from pxetui.logfmt import Printer
+
+    out = io.StringIO()
+    p = Printer(out, rate=0)
+    for i in range(2000):
+        p(DhcpPacket(service="dhcp", mac="52:54:00:00:00:01", msg_type="DISCOVER", xid=i))
+    assert len(out.getvalue().splitlines()) == 2000
+
+
+def test_log_rate_out_of_range_is_a_config_error():
+    import pytest
+
+    from pxetui.config import Config, ConfigError
+
+    with pytest.raises(ConfigError, match=r"log.rate: -1 is outside 0\.\.10000000"):
+        Config.from_dict({"interface": "eth0", "log": {"rate": -1}})
