@@ -234,11 +234,14 @@ async def test_service_lines_are_rebuilt_as_their_classes_once_and_bad_ones_name
 
     sup = Supervisor(cfg_for(tmp_path), names=[])
     runner = ServiceRunner(sup, "dhcp")
+    import time
+
+    now = time.time()  # read as it comes (an old DhcpPacket would be shed: SHED_LAG)
     stream = asyncio.StreamReader()
-    stream.feed_data(b'{"type": "DhcpPacket", "ts": 1.0, "mac": "52:54:00:aa:bb:21", "msg_type": "DISCOVER"}\n'
-                     b'{"type": "NoSuchEvent", "ts": 2.0}\n'
-                     b'not json\n'
-                     b'{"type": "ServiceState", "ts": 3.0, "state": "running", "ports": [67]}\n')
+    stream.feed_data(f'{{"type": "DhcpPacket", "ts": {now}, "mac": "52:54:00:aa:bb:21", "msg_type": "DISCOVER"}}\n'
+                     f'{{"type": "NoSuchEvent", "ts": {now}}}\n'
+                     'not json\n'
+                     f'{{"type": "ServiceState", "ts": {now}, "state": "running", "ports": [67]}}\n'.encode())
     stream.feed_eof()
     runner.proc = SimpleNamespace(stdout=stream)  # type: ignore[assignment]
     seen: list[Event] = []

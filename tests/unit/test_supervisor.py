@@ -202,3 +202,50 @@ def test_installer_chatter_does_not_push_other_history_out_of_the_replay(tmp_pat
     assert lines == [f"line {i}" for i in range(HISTORY * 2 - CLIENT_LOG_HISTORY, HISTORY * 2)]
     stamps = [e.ts for e in replay if isinstance(e, (Log, ClientLog))]
     assert stamps == sorted(stamps)
+
+
+def test_a_runner_far_behind_sheds_per_packet_events_and_reports_them_as_that_services_drops(tmp_path):
+    # SHED_LAG: lines read long after they were emitted. Per-packet kinds are counted, not
+    # folded; leases and transfer ends are folded whatever their age; the count reaches the
+    # fold (dashboard, /metrics) as the service's EventsDropped.
+    import time
+
+    from pxetui.events import BootDecision, DhcpPacket, LeaseGranted, TransferFinished, dumps, loads
+    from pxetui.supervisor import SHED_LAG, ServiceRunner
+
+    sup = Supervisor(cfg_for(tmp_path), names=[])
+    runner = ServiceRunner(sup, "dhcp")
+    sup.runners["dhcp"] = runner
+    q: asyncio.Queue = asyncio.Queue()
+    sup.subscribers[q] = 1000
+    now = time.time()
+    stale = now - SHED_LAG
+    old, fresh = now - SHED_LAG - 5, now
+
+    def line(ev):
+        return dumps(ev.view())
+
+    for i in range(3):
+        runner.take(line(DhcpPacket(ts=old, service="dhcp", mac=f"52:54:00:00:00:0{i}", msg_type="DISCOVER")), stale)
+    runner.take(line(BootDecision(ts=old, service="dhcp", mac="52:54:00:00:00:01", firmware="bios")), stale)
+    runner.take(line(LeaseGranted(ts=old, service="dhcp", mac="52:54:00:00:00:01", ip="10.99.0.50",
+                                  expires=now + 600)), stale)
+    runner.take(line(TransferFinished(ts=old, service="dhcp", mac="52:54:00:00:00:01", ip="10.99.0.50",
+                                      transfer_id="t1")), stale)
+    runner.take(line(DhcpPacket(ts=fresh, service="dhcp", mac="52:54:00:00:00:09", msg_type="REQUEST")), stale)
+    relayed = []
+    while not q.empty():
+        relayed.append(q.get_nowait()[0])
+    assert "BootDecision" not in relayed and relayed.count("DhcpPacket") == 1  # only the fresh one
+    assert "LeaseGranted" in relayed and "TransferFinished" in relayed
+    assert [le.ip for le in sup.state.leases.values()] == ["10.99.0.50"]  # tables are never shed
+    assert runner.shed == {"DhcpPacket": 3, "BootDecision": 1}
+    sup.report_shed()
+    assert runner.shed == {}
+    name, raw = q.get_nowait()
+    report = loads(raw)
+    assert name == "EventsDropped" and report["service"] == "dhcp" and report["total"] == 4
+    assert report["counts"] == {"DhcpPacket": 3, "BootDecision": 1}
+    assert sup.state.dropped["dhcp"] == 4
+    sup.report_shed()  # nothing new: no second report
+    assert q.empty()
