@@ -77,7 +77,7 @@ class LineEmitter:
     docstring). Call it with an event; `close()` once at the end of the process."""
 
     def __init__(self, fd: int, service: str, queue_max: int = EventsConfig.queue_max, *,
-                 report_every: float = REPORT_EVERY,
+                 report_every: float = REPORT_EVERY, packet_rate: int = EventsConfig.packet_rate,
                  clock: Callable[[], float] = time.monotonic) -> None:
         os.set_blocking(fd, False)
         widen_pipe(fd)
@@ -94,6 +94,10 @@ class LineEmitter:
         self._report_timer: asyncio.TimerHandle | None = None
         self._reported = float("-inf")
         self.dropped: Counter[str] = Counter()  # since the last EventsDropped
+        self.dropped_packets: Counter[str] = Counter()  # ... their Event.tally() (DHCP messages)
+        self.packet_rate = packet_rate
+        self._packet_second = -1  # the second `_packets` counts in (admit)
+        self._packets = 0
         self.coalesced = 0  # progress events superseded by a newer one (not lost: outdated)
         self.closed = False  # the reader is gone, or close() ran
 
@@ -106,6 +110,28 @@ class LineEmitter:
         return len(self._queue)
 
     # -- in ---------------------------------------------------------------------------
+    def admit(self, kind: str, tally: str) -> bool:
+        """Whether to make a per-packet event at all: at most `packet_rate` a second
+        (events.packet_rate). A refused one is counted as dropped (`tally`: what the DHCP
+        counters count it as). Asked before the event is made, so a storm above the rate
+        costs the service no event work nobody could read."""
+        if not self.packet_rate:
+            return True
+        second = int(self.clock())
+        if second != self._packet_second:
+            self._packet_second, self._packets = second, 0
+        if self._packets < self.packet_rate:
+            self._packets += 1
+            return True
+        self.dropped[kind] += 1
+        self.dropped_packets[tally] += 1
+        if not self._scheduled and not self._waiting:
+            loop = self._get_loop()
+            if loop is not None:  # the report goes out with the next flush
+                self._scheduled = True
+                loop.call_later(FLUSH_EVERY, self.flush)
+        return False
+
     def __call__(self, ev: Event) -> None:
         if self.closed:
             return
@@ -119,6 +145,9 @@ class LineEmitter:
         if field is None:
             if self._live >= self.queue_max:
                 self.dropped[type(ev).__name__] += 1
+                tally = ev.tally()
+                if tally is not None:
+                    self.dropped_packets[tally] += 1
                 return
             self._queue.append(dumps(ev.to_dict()))
         else:
@@ -260,10 +289,11 @@ class LineEmitter:
 
     def _queue_report(self) -> None:
         # Above the bound by one at most: one report a second is what keeps the drops visible.
-        counts = dict(self.dropped)
+        counts, packets = dict(self.dropped), dict(self.dropped_packets)
         self.dropped.clear()
+        self.dropped_packets.clear()
         self._reported = self.clock()
-        ev = EventsDropped(service=self.service, counts=counts, total=sum(counts.values()))
+        ev = EventsDropped(service=self.service, counts=counts, total=sum(counts.values()), packets=packets)
         # Ahead of the backlog: behind it, a reader seconds late in a storm (the queue holds
         # events.queue_max) would show the drops only seconds after they began, or after the
         # storm. A count needs no order; the events themselves keep theirs.

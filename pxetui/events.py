@@ -55,6 +55,11 @@ class Event:
     # an older one still queued for a reader that fell behind (pxetui/emitter.py).
     coalesce: ClassVar[str | None] = None
 
+    def tally(self) -> str | None:
+        """What a running counter counts this event as, when it is dropped unread
+        (EventsDropped.packets); None: nothing."""
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         # Not dataclasses.asdict: it costs ~90 µs an event, and a DHCP storm emits thousands a
         # second. Fields hold JSON types only, so copying the containers is enough.
@@ -181,6 +186,9 @@ class EventsDropped(Event):
     level: ClassVar[str] = "warning"
     counts: dict[str, int] = field(default_factory=dict)  # event type -> how many dropped
     total: int = 0
+    # Among the dropped DhcpPacket events, the messages by "in.DISCOVER", "out.ACK", ...
+    # (Event.tally): the fold still counts them, so the DHCP counters stay exact under load.
+    packets: dict[str, int] = field(default_factory=dict)
 
 
 @register
@@ -238,6 +246,14 @@ class DhcpPacket(Event):
     port: int = 67
     ours: bool = True
     requested_ip: str | None = None  # option 50: the address a client asks for (REQUEST)
+
+    def tally(self) -> str | None:
+        return packet_tally(self.direction, self.msg_type)
+
+
+def packet_tally(direction: object, msg_type: object) -> str:
+    """A DhcpPacket's key in EventsDropped.packets: "in.DISCOVER", "out.ACK"."""
+    return f"{'out' if direction == 'out' else 'in'}.{msg_type}"
 
 
 @register

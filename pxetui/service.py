@@ -114,6 +114,8 @@ async def host(name: str, config: Config, emit: Callable[[Event], None], parent:
     reload_requested."""
     run = load_runner(name)
     ctx = ServiceContext(name=name, config=config, emit=emit, parent=parent)
+    if isinstance(emit, LineEmitter):
+        ctx.admit = emit.admit
     loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(run(ctx))
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -159,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     config = Config.from_json(text)
     install_loop_policy()
     # Events own stdout (made non-blocking: pxetui/emitter.py); a stray print() goes to the log.
-    emitter = LineEmitter(sys.stdout.fileno(), name, config.events.queue_max)
+    emitter = LineEmitter(sys.stdout.fileno(), name, config.events.queue_max,
+                          packet_rate=config.events.packet_rate)
     sys.stdout = sys.stderr
 
     async def _main() -> None:

@@ -18,6 +18,10 @@ from pxetui.config import Config
 from pxetui.events import Event, Log, ServiceState
 
 
+def _always(kind: str, tally: str) -> bool:
+    return True
+
+
 @dataclass
 class ServiceContext:
     name: str
@@ -26,6 +30,9 @@ class ServiceContext:
     reload_requested: asyncio.Event = field(default_factory=asyncio.Event)
     parent: int | None = None  # the supervisor's pid, when supervised
     identity: privileges.Identity | None = None  # who the service runs as once ready
+    # Whether to make a per-packet event now (events.packet_rate; pxetui/emitter.py admit):
+    # ask before making one. Hosted by pxetui/service.py, the emitter's; else always.
+    admit: Callable[[str, str], bool] = _always
 
     def ready(self, ports: list[int]) -> None:
         """Call once, when everything that needs root is open (sockets, capture, SO_RCVBUFFORCE):

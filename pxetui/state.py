@@ -506,6 +506,12 @@ class EngineState:
         self.dropped[name] += total
         self.dropped_types.setdefault(name, Counter()).update(valid)
         self.mark("services", name)
+        if name == "dhcp" and isinstance(ev.packets, dict):
+            # our server's messages whose events were dropped: counted all the same
+            for key, n in ev.packets.items():
+                direction, _, kind = str(key).partition(".")
+                if direction in ("in", "out") and isinstance(n, int) and not isinstance(n, bool) and n > 0:
+                    self.counts[f"dhcp.{direction}.{kind if kind in DHCP_TYPES else 'other'}"] += n
         return {"services"}
 
     @_on(Totals)

@@ -45,6 +45,7 @@ from pxetui.events import (
     from_dict,
     is_complete,
     loads,
+    packet_tally,
     shares_containers,
 )
 from pxetui.metrics_server import MetricsServer
@@ -183,6 +184,7 @@ class ServiceRunner:
         self.ever_running = False
         self.task: asyncio.Task[None] | None = None
         self.shed: Counter[str] = Counter()  # events left unfolded since the last report (SHED_LAG)
+        self.shed_packets: Counter[str] = Counter()  # ... their DHCP messages (EventsDropped.packets)
 
     def state(self, state: str, reason: str = "") -> None:
         pid = self.proc.pid if self.proc else None
@@ -266,6 +268,8 @@ class ServiceRunner:
                 ts = d.get("ts")
                 if isinstance(ts, (int, float)) and ts < stale:
                     self.shed[kind] += 1
+                    if kind == "DhcpPacket":
+                        self.shed_packets[packet_tally(d.get("direction"), d.get("msg_type"))] += 1
                     return
             ev = from_dict(d)
         except ValueError as exc:  # EventDecodeError is one
@@ -540,7 +544,9 @@ class Supervisor:
         for name, runner in self.runners.items():
             if runner.shed:
                 counts, runner.shed = dict(runner.shed), Counter()
-                self.publish(EventsDropped(service=name, counts=counts, total=sum(counts.values())))
+                packets, runner.shed_packets = dict(runner.shed_packets), Counter()
+                self.publish(EventsDropped(service=name, counts=counts, total=sum(counts.values()),
+                                           packets=packets))
 
     async def stop(self) -> None:
         if self.stopped.is_set():

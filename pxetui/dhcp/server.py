@@ -89,11 +89,15 @@ class DhcpServer:
                  emit: Callable[[Event], None],
                  boot_once_used: Callable[[str], None] | None = None,
                  clock: Callable[[], float] = time.time,
-                 answer_url: Callable[[str, str], str | None] | None = None) -> None:
+                 answer_url: Callable[[str, str], str | None] | None = None,
+                 admit: Callable[[str, str], bool] | None = None) -> None:
         if mode not in ("full", "proxy"):
             raise ValueError(f"DHCP server mode must be full or proxy, not {mode!r}")
         self.cfg, self.store, self.policy, self.mode = cfg, store, policy, mode
         self.emit, self.clock = emit, clock
+        # Whether to make a packet's event (ServiceContext.admit, events.packet_rate): in a
+        # storm the packet is served and counted, its event never made. None: always.
+        self.admit = admit
         self.boot_once_used = boot_once_used or (lambda mac: None)
         # (mac, ip) -> Proxmox's answer URL or None: pxetui.dhcp.answer decides who gets one.
         self.answer_url = answer_url
@@ -556,6 +560,8 @@ class DhcpServer:
 
     # -- events ---------------------------------------------------------------------------
     def _packet_in(self, req: Request) -> None:
+        if self.admit is not None and not self.admit("DhcpPacket", f"in.{o.msg_name(req.msg)}"):
+            return
         pkt = req.pkt
         self.emit(DhcpPacket(
             direction="in", msg_type=o.msg_name(req.msg), xid=pkt.xid, mac=req.mac,
@@ -566,6 +572,8 @@ class DhcpServer:
             requested_ip=socket.inet_ntoa(req.requested) if req.requested else None))
 
     def _packet_out(self, req: Request, out: Packet, dest: Address, boot_file: str | None) -> None:
+        if self.admit is not None and not self.admit("DhcpPacket", f"out.{o.msg_name(out.options[o.MSG_TYPE][0])}"):
+            return
         yi = out.yiaddr
         self.emit(DhcpPacket(
             direction="out", msg_type=o.msg_name(out.options[o.MSG_TYPE][0]), xid=out.xid,

@@ -242,7 +242,8 @@ async def run(ctx: ServiceContext) -> None:
 
     # Proxmox's answer URL (option 250) reads seeds and mints tokens on the lease connection.
     answers = AnswerUrls(cfg, conn)
-    server = DhcpServer(cfg, store, policy, mode, ctx.emit, boot_once_used, answer_url=answers.url_for)
+    server = DhcpServer(cfg, store, policy, mode, ctx.emit, boot_once_used, answer_url=answers.url_for,
+                        admit=ctx.admit)
     # The restored leases live as long as the process: keep them out of every future full
     # collection (a pause there is a burst of requests waiting in the socket queue).
     gc.freeze()

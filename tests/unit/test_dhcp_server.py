@@ -454,3 +454,24 @@ def test_new_reservation_waits_for_an_older_lease_of_another_client(tmp_path: Pa
     # its holder is moved to another address at its next DORA, then the reservation applies
     assert rig2.dora(mac_bytes(1)).ip("yiaddr") != taken
     assert rig2.dora(mac_bytes(2)).ip("yiaddr") == taken
+
+
+def test_packets_whose_events_are_not_admitted_are_served_and_tallied(rig: Rig) -> None:
+    # events.packet_rate: over the budget the packet is answered and its lease granted and
+    # announced; only its DhcpPacket event is never made (the emitter counts it).
+    asked: list[tuple[str, str]] = []
+
+    def admit(kind: str, tally: str) -> bool:
+        asked.append((kind, tally))
+        return False
+
+    rig.server.admit = admit
+    ack = rig.dora(mac_bytes(7))
+    assert ack.ip("yiaddr") == "10.99.0.100"
+    assert not rig.of("DhcpPacket")
+    assert [e.ip for e in rig.of("LeaseGranted")] == ["10.99.0.100"]  # type: ignore[attr-defined]
+    assert asked == [("DhcpPacket", "in.DISCOVER"), ("DhcpPacket", "out.OFFER"),
+                     ("DhcpPacket", "in.REQUEST"), ("DhcpPacket", "out.ACK")]
+    rig.server.admit = lambda kind, tally: True
+    rig.dora(mac_bytes(8))
+    assert [e.msg_type for e in rig.of("DhcpPacket")] == ["DISCOVER", "OFFER", "REQUEST", "ACK"]  # type: ignore[attr-defined]

@@ -452,3 +452,63 @@ async def test_a_sustained_storm_still_reports_its_drops_once_a_second():
     assert len(reports) >= 3
     delivered = sum(1 for e in lines if e["type"] == "Log")
     assert delivered + sum(e["total"] for e in reports) == 1200  # exact, however it was split
+
+
+async def test_admit_lets_packet_rate_per_packet_events_a_second_and_counts_the_rest():
+    # events.packet_rate: asked before an event is made. The refused are reported like any
+    # drop, with the DHCP messages they stood for, so the fold's counters stay exact.
+    now = [50.3]
+    r, w = os.pipe()
+    try:
+        em = LineEmitter(w, "dhcp", packet_rate=3, clock=lambda: now[0])
+        answers = [em.admit("DhcpPacket", "in.DISCOVER") for _ in range(5)]
+        answers.append(em.admit("DhcpPacket", "out.OFFER"))
+        assert answers == [True, True, True, False, False, False]
+        now[0] = 51.0  # a new second: the budget is back
+        assert em.admit("DhcpPacket", "in.REQUEST")
+        em(LeaseGranted(mac="52:54:00:00:00:01", ip="10.0.0.9"))  # never asked: not limited
+        out = await read_until_idle(r, em)
+    finally:
+        os.close(r)
+        os.close(w)
+    (report,) = [e for e in out if e["type"] == "EventsDropped"]
+    assert report["counts"] == {"DhcpPacket": 3} and report["total"] == 3
+    assert report["packets"] == {"in.DISCOVER": 2, "out.OFFER": 1}
+    assert [e["type"] for e in out if e["type"] != "EventsDropped"] == ["LeaseGranted"]
+    state = EngineState()
+    for e in out:
+        state.apply(e)
+    assert state.counts["dhcp.in.DISCOVER"] == 2 and state.counts["dhcp.out.OFFER"] == 1
+    assert state.dropped["dhcp"] == 3
+
+
+def test_admit_without_a_rate_admits_everything():
+    r, w = os.pipe()
+    try:
+        em = LineEmitter(w, "dhcp", packet_rate=0)
+        assert all(em.admit("DhcpPacket", "in.DISCOVER") for _ in range(100_000))
+        assert not em.dropped
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+async def test_a_full_queue_counts_the_dhcp_messages_of_the_packets_it_drops():
+    r, w = small_pipe()
+    try:
+        em = LineEmitter(w, "dhcp", queue_max=10, report_every=3600.0)
+        shrink(w)
+        for i in range(500):
+            em(DhcpPacket(ts=i, mac="52:54:00:00:00:01", direction="out" if i % 2 else "in",
+                          msg_type="ACK" if i % 2 else "REQUEST", xid=i))
+        dropped = sum(em.dropped_packets.values())
+        assert dropped == em.dropped["DhcpPacket"] > 0
+        out = await read_until_idle(r, em)
+    finally:
+        os.close(r)
+        os.close(w)
+    state = EngineState()
+    for e in out:
+        state.apply(e)
+    # every message counted once: the delivered by their events, the dropped by the report
+    assert state.counts["dhcp.in.REQUEST"] == 250 and state.counts["dhcp.out.ACK"] == 250

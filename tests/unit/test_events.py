@@ -156,3 +156,5 @@ def test_log_rate_out_of_range_is_a_config_error():
 
     with pytest.raises(ConfigError, match=r"log.rate: -1 is outside 0\.\.10000000"):
         Config.from_dict({"interface": "eth0", "log": {"rate": -1}})
+    with pytest.raises(ConfigError, match=r"events.packet_rate: -5 is outside 0\.\.10000000"):
+        Config.from_dict({"interface": "eth0", "events": {"packet_rate": -5}})

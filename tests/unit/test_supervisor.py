@@ -246,6 +246,9 @@ def test_a_runner_far_behind_sheds_per_packet_events_and_reports_them_as_that_se
     report = loads(raw)
     assert name == "EventsDropped" and report["service"] == "dhcp" and report["total"] == 4
     assert report["counts"] == {"DhcpPacket": 3, "BootDecision": 1}
+    assert report["packets"] == {"in.DISCOVER": 3}
     assert sup.state.dropped["dhcp"] == 4
+    # the shed DISCOVERs are still counted, as is the fresh REQUEST that was folded
+    assert sup.state.counts["dhcp.in.DISCOVER"] == 3 and sup.state.counts["dhcp.in.REQUEST"] == 1
     sup.report_shed()  # nothing new: no second report
     assert q.empty()
