@@ -4,11 +4,12 @@ Sockets are bound to the one configured interface with SO_BINDTODEVICE, so a pac
 other interface never reaches us and no reply leaves by another one (docs/SECURITY.md).
 Every socket the service will ever need (67; 4011, also in full mode, for a later switch to
 proxyDHCP; 68 in full mode, to hear other servers: watch.py) is bound before `ctx.ready()`
-drops root. Each wake-up drains a batch of datagrams and handles them. A batch that changed no
-lease (offers, NAKs, proxyDHCP) is answered at once; the others go to the GroupCommitter
-(committer.py), whose thread writes the changes of every batch waiting in one transaction
-(synchronous=FULL: fsync'd) and only then sends their replies: an ACK is never on the wire
-before its lease is on disk (README, "Leases"), and the loop never waits for the disk.
+drops root. Each wake-up drains a batch of datagrams and handles them. Answers to requests
+that changed no lease (OFFERs, NAKs, INFORM, proxyDHCP) go at once; the batch's lease changes
+and the answers that depend on them (ACKs) go to the GroupCommitter (committer.py), whose
+thread writes the changes of every batch waiting in one transaction (synchronous=FULL:
+fsync'd) and only then sends those answers: an ACK is never on the wire before its lease is
+on disk (README, "Leases"), and the loop never waits for the disk.
 """
 
 from __future__ import annotations
@@ -158,7 +159,7 @@ async def decide_mode(ctx: ServiceContext) -> str:
 
 class Transport:
     """Drains a socket in batches; the batch's lease changes go to the GroupCommitter, which
-    sends the replies once they are on disk (see the module docstring)."""
+    sends the replies that depend on them once they are on disk (see the module docstring)."""
 
     def __init__(self, ctx: ServiceContext, server: DhcpServer, sock: socket.socket, port: int,
                  committer: GroupCommitter) -> None:
@@ -168,8 +169,9 @@ class Transport:
         self._behind_logged = 0.0
 
     def readable(self) -> None:
-        sock, handle, port = self.sock, self.server.handle, self.port
-        replies: list[tuple[bytes, tuple[str, int]]] = []
+        sock, handle, port, store = self.sock, self.server.handle, self.port, self.server.store
+        ready: list[tuple[bytes, tuple[str, int]]] = []  # answers to requests that changed no lease
+        held: list[tuple[bytes, tuple[str, int]]] = []  # ... that did: they wait for the commit
         for _ in range(BATCH):
             try:
                 data, src = sock.recvfrom(4096)
@@ -178,15 +180,20 @@ class Transport:
             except OSError as exc:
                 self.ctx.log(f"receive on port {port} failed: {exc}", "warning")
                 break
+            before = len(store.pending)
             try:
-                replies.extend(handle(data, src, port))
+                out = handle(data, src, port)
             except Exception as exc:  # a bug on one packet must not stop the others' service
                 self.ctx.log(f"internal error on a packet from {src[0]}: {exc!r}", "error")
-        store = self.server.store
+                continue
+            (held if len(store.pending) > before else ready).extend(out)
+        # OFFERs, NAKs, INFORM and proxyDHCP answers promise no lease: they go at once, and an
+        # OFFER never waits for another client's fsync.
+        self.send(ready, self.ctx.log)
         writes = store.take_pending()
-        if not writes:  # offers, NAKs, proxyDHCP: nothing to write, nothing to wait for
-            self.send(replies, self.ctx.log)
+        if not writes:
             return
+        replies = held
         if not self.committer.submit(writes, lambda: self.send(replies, self.log_threadsafe), len(replies)):
             store.pending[:0] = writes  # written with the next batch; these replies are dropped
             now = time.monotonic()
