@@ -92,8 +92,11 @@ class Request6:
 class Dhcp6Server:
     def __init__(self, cfg: Config, store: LeaseStore6 | None, policy: BootPolicy, server_duid: bytes,
                  emit: Callable[[Event], None], boot_once_used: Callable[[str], None] | None = None,
-                 clock: Callable[[], float] = time.time, mode: str | None = None) -> None:
+                 clock: Callable[[], float] = time.time, mode: str | None = None,
+                 admit: Callable[[str, str], bool] | None = None) -> None:
         mode = mode or cfg.ipv6.mode  # the service may step back to proxy (probe.py)
+        # Whether to make a packet's event (events.packet_rate, as DhcpServer): None, always.
+        self.admit = admit
         if mode not in ("full", "proxy") or (mode == "full" and store is None):
             raise ValueError(f"DHCPv6 server mode {mode!r} needs full (with a lease store) or proxy")
         self.cfg, self.store, self.policy, self.mode = cfg, store, policy, mode
@@ -410,15 +413,18 @@ class Dhcp6Server:
             return []
         dest = req.src  # RFC 8415 section 18.3.10: to the client's link-local source and port
         first = next((a.address for ia in ias for a in ia.addresses if a.valid), None)
-        self.emit(DhcpPacket(
-            direction="out", msg_type=c.MSG_NAMES[msg_type], xid=out.transaction_id, mac=req.mac,
-            ip=dest[0], server_ip=self.server_ip, yiaddr=first, arch=req.arch,
-            vendor_class=vc.data[0].decode() if vc else None, boot_file=url, ipxe=req.ipxe,
-            port=SERVER_PORT))
+        if self.admit is None or self.admit("DhcpPacket", f"out.{c.MSG_NAMES[msg_type]}"):
+            self.emit(DhcpPacket(
+                direction="out", msg_type=c.MSG_NAMES[msg_type], xid=out.transaction_id, mac=req.mac,
+                ip=dest[0], server_ip=self.server_ip, yiaddr=first, arch=req.arch,
+                vendor_class=vc.data[0].decode() if vc else None, boot_file=url, ipxe=req.ipxe,
+                port=SERVER_PORT))
         return [(c.encode(out), dest)]
 
     # -- events ---------------------------------------------------------------------------
     def _packet_in(self, req: Request6) -> None:
+        if self.admit is not None and not self.admit("DhcpPacket", f"in.{req.msg.name}"):
+            return
         requested = next((a.address for ia in req.ias for a in ia.addresses), None)
         self.emit(DhcpPacket(
             direction="in", msg_type=req.msg.name, xid=req.msg.transaction_id, mac=req.mac,

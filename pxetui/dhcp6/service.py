@@ -161,7 +161,7 @@ async def run(ctx: ServiceContext) -> None:
             ctx.log(f"restored {len(restored)} active DHCPv6 leases from {cfg.db_path}")
     policy = BootPolicy(cfg, dbstore.host_overrides(conn), proxy=mode == "proxy")
     server = Dhcp6Server(cfg, store, policy, duid, ctx.emit,
-                         lambda mac: dbstore.clear_boot_once(conn, mac), mode=mode)
+                         lambda mac: dbstore.clear_boot_once(conn, mac), mode=mode, admit=ctx.admit)
     sock = open_socket6(cfg.interface)
     ra: RouterAdvertiser | None = None
     if cfg.ipv6.router_advertisements != "off":

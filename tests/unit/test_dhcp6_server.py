@@ -369,3 +369,20 @@ def test_any_message_is_answered_or_ignored_never_raises(tmp_path: Path, t: int,
 
 
 FUZZ_RIGS: dict[Path, Rig] = {}
+
+
+def test_packets_whose_events_are_not_admitted_are_still_served(tmp_path: Path) -> None:
+    # events.packet_rate, as for DHCPv4: over the budget the exchange goes on and the lease
+    # is announced; only the DhcpPacket events are not made.
+    rig = Rig(tmp_path)
+    asked: list[str] = []
+
+    def admit(kind: str, tally: str) -> bool:
+        asked.append(tally)
+        return False
+
+    rig.server.admit = admit
+    reply = rig.bind()
+    assert reply.msg_type == c.REPLY
+    assert not rig.of("DhcpPacket") and len(rig.of("LeaseGranted")) == 1
+    assert asked == ["in.SOLICIT", "out.ADVERTISE", "in.REQUEST", "out.REPLY"]
