@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from netns import wait_for
 
 from pxetui import store as dbstore
 from pxetui.dhcp.committer import GroupCommitter
@@ -30,12 +31,6 @@ def rows(path: Path) -> set[int]:
     finally:
         conn.close()
 
-
-def wait_for(cond, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
 
 
 def test_a_batch_is_sent_only_once_its_writes_are_committed(tmp_path: Path) -> None:

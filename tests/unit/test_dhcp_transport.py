@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+from netns import wait_for
 from test_dhcp_server import Rig, client_packet, mac_bytes
 
 from pxetui import store as dbstore
@@ -43,12 +44,6 @@ class FakeSock:
         with self.lock:
             return [o.msg_type(parse(d)) for d in self.sent]
 
-
-def wait_for(cond, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
 
 
 def test_an_offer_leaves_at_once_and_an_ack_only_after_its_lease_is_on_disk(tmp_path: Path) -> None:
