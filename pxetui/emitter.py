@@ -125,11 +125,7 @@ class LineEmitter:
             return True
         self.dropped[kind] += 1
         self.dropped_packets[tally] += 1
-        if not self._scheduled and not self._waiting:
-            loop = self._get_loop()
-            if loop is not None:  # the report goes out with the next flush
-                self._scheduled = True
-                loop.call_later(FLUSH_EVERY, self.flush)
+        self._kick()  # the report goes out with the next flush
         return False
 
     def __call__(self, ev: Event) -> None:

@@ -286,6 +286,11 @@ DHCP_TYPES = frozenset({"DISCOVER", "OFFER", "REQUEST", "ACK", "NAK", "RELEASE",
 SERVING = frozenset({"tftp", "http"})
 
 
+def _count(n: object) -> bool:
+    """A count as a line may carry it: a positive int (not a bool)."""
+    return isinstance(n, int) and not isinstance(n, bool) and n > 0
+
+
 def _is_error(ev: Any, t: str) -> bool:
     """An event at error level, as event_level() says of its dict."""
     if t == "Log":
@@ -496,8 +501,7 @@ class EngineState:
     def _on_dropped(self, ev: EventsDropped, ts: float) -> set[str]:
         name = str(ev.service or "?")
         counts = ev.counts if isinstance(ev.counts, dict) else {}
-        valid = {str(k): n for k, n in counts.items()
-                 if isinstance(n, int) and not isinstance(n, bool) and n > 0}
+        valid = {str(k): n for k, n in counts.items() if _count(n)}
         total = ev.total
         if not isinstance(total, int) or isinstance(total, bool) or total <= 0:
             total = sum(valid.values())  # an older engine's line without a total
@@ -510,15 +514,14 @@ class EngineState:
             # our server's messages whose events were dropped: counted all the same
             for key, n in ev.packets.items():
                 direction, _, kind = str(key).partition(".")
-                if direction in ("in", "out") and isinstance(n, int) and not isinstance(n, bool) and n > 0:
+                if direction in ("in", "out") and _count(n):
                     self.counts[f"dhcp.{direction}.{kind if kind in DHCP_TYPES else 'other'}"] += n
         return {"services"}
 
     @_on(Totals)
     def _on_totals(self, ev: Totals, ts: float) -> set[str]:
         counts = ev.counts if isinstance(ev.counts, dict) else {}
-        self.counts = Counter({str(k): n for k, n in counts.items()
-                               if isinstance(n, int) and not isinstance(n, bool) and n > 0})
+        self.counts = Counter({str(k): n for k, n in counts.items() if _count(n)})
         return {"engine"}
 
     @_on(Alert)

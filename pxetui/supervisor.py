@@ -63,13 +63,6 @@ HISTORY = 3000
 # chatter must not push everything else out of the one above.
 CLIENT_LOG_HISTORY = 1000
 STOP_GRACE = 1.5
-# Serving never waits for watching, for the CPU either: on a busy machine the kernel should
-# prefer the services that answer clients over the supervisor, the tracker, the UI and capture
-# (measured, `pxetui serve` on 2 cores at 3,000 DORA/s: 36-79 % lost at one priority, 0-12 %
-# with these). DHCP comes first: every boot starts with it, a DORA is little CPU, and in a storm
-# it still waited on the run queue 3 s of every 5 at -5, beside TFTP and the load (schedstat,
-# bench/engine/run.py at 3,000 DORA/s). Nice values relative to ours; raising one needs root
-# (services start as root).
 # A service's events read this many seconds after they were emitted: the engine is behind (a
 # storm, and the CPU goes to serving first, NICE). Then the per-packet kinds below are counted
 # and left unfolded, at ~4 µs a line instead of ~40: the engine catches up within seconds,
@@ -77,6 +70,13 @@ STOP_GRACE = 1.5
 # alerts and states are still all folded (docs/ARCHITECTURE.md, "Shedding when behind").
 SHED_LAG = 2.0
 SHEDDABLE = frozenset({"DhcpPacket", "DhcpIgnored", "BootDecision", "TransferProgress"})
+# Serving never waits for watching, for the CPU either: on a busy machine the kernel should
+# prefer the services that answer clients over the supervisor, the tracker, the UI and capture
+# (measured, `pxetui serve` on 2 cores at 3,000 DORA/s: 36-79 % lost at one priority, 0-12 %
+# with these). DHCP comes first: every boot starts with it, a DORA is little CPU, and in a storm
+# it still waited on the run queue 3 s of every 5 at -5, beside TFTP and the load (schedstat,
+# bench/engine/run.py at 3,000 DORA/s). Nice values relative to ours; raising one needs root
+# (services start as root).
 NICE = {"dhcp": -10, "dhcp6": -10, "tftp": -5, "http": -5, "capture": 5, "logs": 5}
 
 

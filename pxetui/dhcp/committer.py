@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pxetui import store as dbstore
 
 Write = tuple[str, tuple[object, ...]]
-# Replies waiting for the disk, at most: a disk this far behind (seconds of a storm) is not
-# keeping up, and a later batch's replies are dropped (the clients retransmit) rather than
-# held without bound or sent before their leases are written.
+# Replies, and lease writes, waiting for the disk, at most: a disk this far behind (seconds of
+# a storm) is not keeping up, and a later batch is dropped, its replies and its writes (the
+# clients retransmit and are bound again), rather than held without bound or sent before
+# their leases are written. Writes count on their own: RELEASE and DECLINE have no reply.
 MAX_WAITING = 20_000
 
 
@@ -48,6 +49,7 @@ class GroupCommitter:
         self._cond = threading.Condition()
         self._groups: list[_Group] = []
         self._waiting = 0  # replies in self._groups
+        self._writes = 0  # writes in self._groups
         self._closing = False
         self.commits = 0  # transactions written (each may hold many batches)
         self.refused = 0  # replies dropped because too many waited already
@@ -56,14 +58,16 @@ class GroupCommitter:
 
     def submit(self, writes: list[Write], send: Callable[[], None], replies: int) -> bool:
         """Queue a batch: its writes, then `send` once they are on disk. False (nothing queued)
-        when closing or when MAX_WAITING replies already wait: the caller drops the batch's
-        replies. Never blocks."""
+        when closing or when MAX_WAITING replies or writes already wait: the caller drops the
+        batch. Never blocks."""
         with self._cond:
-            if self._closing or self._waiting + replies > self.max_waiting:
+            if (self._closing or self._waiting + replies > self.max_waiting
+                    or self._writes + len(writes) > self.max_waiting):
                 self.refused += replies
                 return False
             self._groups.append(_Group(writes, send, replies))
             self._waiting += replies
+            self._writes += len(writes)
             self._cond.notify()
         return True
 
@@ -89,7 +93,7 @@ class GroupCommitter:
                 while not self._groups and not self._closing:
                     self._cond.wait()
                 groups, self._groups = self._groups, []
-                self._waiting = 0
+                self._waiting = self._writes = 0
                 if not groups and self._closing:
                     break
             self._commit(conn, groups)

@@ -49,6 +49,7 @@ from pxetui.events import (
     LimitReporter,
     Log,
     PoolExhausted,
+    packet_tally,
 )
 
 BROADCAST = "255.255.255.255"
@@ -560,11 +561,12 @@ class DhcpServer:
 
     # -- events ---------------------------------------------------------------------------
     def _packet_in(self, req: Request) -> None:
-        if self.admit is not None and not self.admit("DhcpPacket", f"in.{o.msg_name(req.msg)}"):
+        name = o.msg_name(req.msg)
+        if self.admit is not None and not self.admit("DhcpPacket", packet_tally("in", name)):
             return
         pkt = req.pkt
         self.emit(DhcpPacket(
-            direction="in", msg_type=o.msg_name(req.msg), xid=pkt.xid, mac=req.mac,
+            direction="in", msg_type=name, xid=pkt.xid, mac=req.mac,
             ip=req.src[0], arch=req.arch, vendor_class=req.vendor_class,
             user_class=req.user_class, uuid=o.client_uuid(pkt) if o.CLIENT_UUID in pkt.options else None,
             hostname=req.hostname, ipxe=req.ipxe, port=req.port,
@@ -572,11 +574,12 @@ class DhcpServer:
             requested_ip=socket.inet_ntoa(req.requested) if req.requested else None))
 
     def _packet_out(self, req: Request, out: Packet, dest: Address, boot_file: str | None) -> None:
-        if self.admit is not None and not self.admit("DhcpPacket", f"out.{o.msg_name(out.options[o.MSG_TYPE][0])}"):
+        name = o.msg_name(out.options[o.MSG_TYPE][0])
+        if self.admit is not None and not self.admit("DhcpPacket", packet_tally("out", name)):
             return
         yi = out.yiaddr
         self.emit(DhcpPacket(
-            direction="out", msg_type=o.msg_name(out.options[o.MSG_TYPE][0]), xid=out.xid,
+            direction="out", msg_type=name, xid=out.xid,
             mac=req.mac, ip=dest[0], server_ip=self.server_ip,
             yiaddr=socket.inet_ntoa(yi) if yi != ZERO_IP else None,
             siaddr=socket.inet_ntoa(out.siaddr) if out.siaddr != ZERO_IP else None,

@@ -195,12 +195,15 @@ class Transport:
             return
         replies = held
         if not self.committer.submit(writes, lambda: self.send(replies, self.log_threadsafe), len(replies)):
-            store.pending[:0] = writes  # written with the next batch; these replies are dropped
+            # Dropped whole, writes too, so nothing grows while the disk is stuck: a client not
+            # ACKed asks again and is bound again (a RELEASE not written leaves its lease on
+            # disk until it expires).
             now = time.monotonic()
             if now - self._behind_logged > 1.0:
                 self._behind_logged = now
                 self.ctx.log(f"lease database is {self.committer.waiting} replies behind: "
-                             f"{len(replies)} replies dropped (the clients retransmit)", "warning")
+                             f"{len(replies)} replies and {len(writes)} lease writes dropped "
+                             "(the clients retransmit)", "warning")
 
     def send(self, replies: list[tuple[bytes, tuple[str, int]]], log: Callable[[str, str], None]) -> None:
         for data, dest in replies:

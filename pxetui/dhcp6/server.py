@@ -35,6 +35,7 @@ from pxetui.events import (
     LimitReporter,
     Log,
     PoolExhausted,
+    packet_tally,
 )
 
 SERVER_PORT, CLIENT_PORT = c.SERVER_PORT, c.CLIENT_PORT
@@ -413,7 +414,7 @@ class Dhcp6Server:
             return []
         dest = req.src  # RFC 8415 section 18.3.10: to the client's link-local source and port
         first = next((a.address for ia in ias for a in ia.addresses if a.valid), None)
-        if self.admit is None or self.admit("DhcpPacket", f"out.{c.MSG_NAMES[msg_type]}"):
+        if self.admit is None or self.admit("DhcpPacket", packet_tally("out", c.MSG_NAMES[msg_type])):
             self.emit(DhcpPacket(
                 direction="out", msg_type=c.MSG_NAMES[msg_type], xid=out.transaction_id, mac=req.mac,
                 ip=dest[0], server_ip=self.server_ip, yiaddr=first, arch=req.arch,
@@ -423,7 +424,7 @@ class Dhcp6Server:
 
     # -- events ---------------------------------------------------------------------------
     def _packet_in(self, req: Request6) -> None:
-        if self.admit is not None and not self.admit("DhcpPacket", f"in.{req.msg.name}"):
+        if self.admit is not None and not self.admit("DhcpPacket", packet_tally("in", req.msg.name)):
             return
         requested = next((a.address for ia in req.ias for a in ia.addresses), None)
         self.emit(DhcpPacket(

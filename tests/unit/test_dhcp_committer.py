@@ -139,3 +139,18 @@ def test_a_send_that_raises_is_reported_and_later_batches_still_go(tmp_path: Pat
     finally:
         gc.close()
     assert "sending a batch's replies failed" in errors[0]
+
+
+def test_batches_of_writes_without_replies_are_bounded_too(tmp_path: Path) -> None:
+    # RELEASE and DECLINE write without replying: a stuck disk must not queue them forever.
+    db = tmp_path / "l.db"
+    gate = threading.Event()
+    gc = GroupCommitter(lambda: (gate.wait(5), open_db(db))[1], lambda m: None, max_waiting=10)
+    try:
+        for k in range(10):
+            assert gc.submit([("INSERT INTO t VALUES (?,?)", (k, "x"))], lambda: None, 0)
+        assert not gc.submit([("INSERT INTO t VALUES (99,'x')", ())], lambda: None, 0)
+    finally:
+        gate.set()
+        gc.close()
+    assert rows(db) == set(range(10))

@@ -512,3 +512,18 @@ async def test_a_full_queue_counts_the_dhcp_messages_of_the_packets_it_drops():
         state.apply(e)
     # every message counted once: the delivered by their events, the dropped by the report
     assert state.counts["dhcp.in.REQUEST"] == 250 and state.counts["dhcp.out.ACK"] == 250
+
+
+def test_a_hostile_packets_count_in_events_dropped_changes_no_counter_it_should_not():
+    # EventsDropped.packets comes from a line: only positive ints under "in."/"out." count, an
+    # unknown message counts as "other", and only our DHCP service's report counts at all.
+    state = EngineState()
+    state.apply(EventsDropped(service="dhcp", counts={"DhcpPacket": 9}, total=9, packets={
+        "in.DISCOVER": True, "sideways.ACK": 5, "out.BOGUS": 3, "in.ACK": -1, "out.OFFER": "7",
+        "in.REQUEST": 2}))
+    state.apply(EventsDropped(service="capture", counts={"DhcpPacket": 4}, total=4, packets={"in.DISCOVER": 4}))
+    assert {k: v for k, v in state.counts.items() if k.startswith("dhcp.")} == {
+        "dhcp.out.other": 3, "dhcp.in.REQUEST": 2}
+    state.apply({"type": "EventsDropped", "service": "dhcp", "total": 1, "counts": {"DhcpPacket": 1},
+                 "packets": ["not", "a", "dict"]})
+    assert state.counts["dhcp.in.REQUEST"] == 2 and state.dropped["dhcp"] == 10
