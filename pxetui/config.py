@@ -542,12 +542,19 @@ def _check_ipv6(v6: Ipv6Config, problems: list[str]) -> None:
             problems.append(f"ipv6.range: {exc}")
 
 
+def log_port_problems(syslog_port: int, netconsole_port: int, prefix: str = "logs.") -> list[str]:
+    """What is wrong with a pair of log ports (the logs service's keys, or `watch`/`analyze`'s
+    options: `prefix` names them)."""
+    problems = [f"{prefix}{key}: {value} is not a port number (1..65535)"
+                for key, value in (("syslog_port", syslog_port), ("netconsole_port", netconsole_port))
+                if not 1 <= value <= 65535]
+    if syslog_port == netconsole_port:
+        problems.append(f"{prefix}netconsole_port: {netconsole_port} is also {prefix}syslog_port")
+    return problems
+
+
 def _check_logs(lg: LogsConfig, problems: list[str]) -> None:
-    for key in ("syslog_port", "netconsole_port"):
-        if not 1 <= getattr(lg, key) <= 65535:
-            problems.append(f"logs.{key}: {getattr(lg, key)} is not a port number (1..65535)")
-    if lg.syslog_port == lg.netconsole_port:
-        problems.append(f"logs.netconsole_port: {lg.netconsole_port} is also logs.syslog_port")
+    problems += log_port_problems(lg.syslog_port, lg.netconsole_port)
     for key, low, high, unit in (("rate", 0.1, 1_000_000, "lines/s"), ("burst", 1, 10_000_000, "lines"),
                                  ("max_lines_per_client", 10, 10_000_000, "lines"),
                                  ("max_line_bytes", 256, 65535, "bytes"),

@@ -58,8 +58,8 @@ def bar(fraction: float | None, width: int) -> str:
     return text.ljust(width)
 
 
-# The Clients table's Stage column is 10 wide: every stage name fits but the installer's
-# "partitioning" (pxetui/stages.py); the detail screen spells it out.
+# The Clients table's Stage column is 10 wide, and the detail screen's timeline beside the
+# logs is narrow: every stage name fits but the installer's "partitioning" (pxetui/stages.py).
 STAGE_LABELS = {"partitioning": "partition"}
 
 

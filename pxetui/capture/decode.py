@@ -19,10 +19,10 @@ from pxetui.capture.filters import DHCP6_PORTS, DHCP_PORTS
 from pxetui.capture.packets import LINKTYPE_ETHERNET, Segment, parse_dhcp, parse_frame
 from pxetui.clientlogs.decode import decode as decode_log
 from pxetui.clientlogs.decode import source_for
+from pxetui.config import LogsConfig
 from pxetui.diagnosis import SIZE_PROBE
 from pxetui.events import (
     Alert,
-    ClientLog,
     DhcpPacket,
     Event,
     ForeignDhcpServer,
@@ -117,7 +117,8 @@ class Decoder:
     def __init__(self, our_ips: Iterable[str] = (), http_ports: Iterable[int] = (80,),
                  linktype: int = LINKTYPE_ETHERNET, progress_for_ours: bool = True,
                  our_macs: Iterable[str] = (), serves_ipv6: bool = True,
-                 log_ports: tuple[int, int] | None = None, max_log_bytes: int = 2048) -> None:
+                 log_ports: tuple[int, int] | None = None,
+                 max_log_bytes: int = LogsConfig.max_line_bytes) -> None:
         self.our_ips = set(our_ips)
         # Our own servers report exact progress of their transfers; the wire's sampled
         # estimate of them only doubles the event stream.
@@ -244,10 +245,7 @@ class Decoder:
             self.undecoded += 1
             return []
         mac = self.ip_mac.get(seg.src) or seg.src_mac
-        return [ClientLog(ts=ts, service=SERVICE, mac=mac, ip=seg.src, source=ln.source,
-                          facility=ln.facility, severity=ln.severity, app=ln.app,
-                          hostname=ln.hostname, message=ln.message, format=ln.format,
-                          truncated=ln.truncated) for ln in lines]
+        return [ln.event(SERVICE, mac, seg.src, ts) for ln in lines]
 
     # -- DHCP ---------------------------------------------------------------------------
     def _dhcp(self, seg: Segment, ts: float) -> list[Event]:

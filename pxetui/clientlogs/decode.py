@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pxetui.clientlogs import netconsole, syslog
+from pxetui.events import ClientLog
 
 SYSLOG, NETCONSOLE = "syslog", "netconsole"
 
@@ -21,6 +22,15 @@ class LogLine:
     procid: str = ""
     format: str = ""  # rfc5424 | rfc3164 | netconsole
     truncated: bool = False  # longer than the receiver's max_line_bytes: cut there
+
+    def event(self, service: str, mac: str | None, ip: str, ts: float | None = None) -> ClientLog:
+        """The line as the ClientLog event of `mac` (None: unknown) at `ip`; `ts` None: now."""
+        ev = ClientLog(service=service, mac=mac, ip=ip, source=self.source, facility=self.facility,
+                       severity=self.severity, app=self.app, hostname=self.hostname,
+                       message=self.message, format=self.format, truncated=self.truncated)
+        if ts is not None:
+            ev.ts = ts
+        return ev
 
 
 def truncate(data: bytes, max_bytes: int) -> tuple[bytes, bool]:

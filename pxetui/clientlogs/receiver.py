@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pxetui.clientlogs.decode import LogLine, decode
 from pxetui.clientlogs.store import LogStore
 from pxetui.config import LogsConfig
-from pxetui.events import ClientLog, Event, LimitReporter, Log
+from pxetui.events import Event, LimitReporter, Log
 
 MAX_SOURCES = 4096  # token buckets kept; the least recently seen source is forgotten past it
 BAD_REPORT_EVERY = 10.0  # seconds between reports of bad messages from one source
@@ -78,9 +78,7 @@ class Receiver:
         if line.truncated:
             self.limits.hit("logs.max_line_bytes", ip,
                             f"{ip} sent a log line over {self.cfg.max_line_bytes} bytes: cut there", self.clock())
-        ev = ClientLog(service="logs", mac=mac, ip=ip, source=line.source, facility=line.facility,
-                       severity=line.severity, app=line.app, hostname=line.hostname, message=line.message,
-                       format=line.format, truncated=line.truncated)
+        ev = line.event("logs", mac, ip)
         self.lines += 1
         self.emit(ev)
         if self.store is not None:

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from pxetui.commands import logports
+
 if TYPE_CHECKING:  # imported where used: every `pxetui` command builds this parser
     from pxetui.events import Event
     from pxetui.tracker import Tracker
@@ -55,10 +57,13 @@ def main(args: argparse.Namespace) -> int:
     from pxetui.capture.pcap import PcapError
     from pxetui.capture.report import View, router_text, timeline
 
+    log_ports = logports.ports(args, "analyze")
+    if log_ports is None:
+        return 2
     view = View()
     try:
         for ev in replay(args.pcap, stuck_seconds=args.stuck_seconds, http_ports=tuple(args.http_port),
-                         log_ports=(args.syslog_port, args.netconsole_port)):
+                         log_ports=log_ports):
             line = view.apply(ev)
             if line and args.verbose and not args.json:
                 print(line)
@@ -110,10 +115,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="silence after which a client counts as stuck (default 90)")
     p.add_argument("--http-port", type=int, action="append", default=[80],
                    help="a port HTTP boot traffic used (repeatable; 80 always)")
-    p.add_argument("--syslog-port", type=int, default=514,
-                   help="UDP port whose datagrams are syslog lines of clients (default 514)")
-    p.add_argument("--netconsole-port", type=int, default=6666,
-                   help="UDP port whose datagrams are netconsole lines of clients (default 6666)")
+    logports.add_args(p)
     p.add_argument("--log-lines", type=int, default=20,
                    help="the last N log lines shown per client (default 20; -v prints every one)")
     p.add_argument("-v", "--verbose", action="store_true", help="also print every change as it happened")

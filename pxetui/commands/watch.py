@@ -11,6 +11,8 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from pxetui.commands import logports
+
 if TYPE_CHECKING:  # imported where used: every `pxetui` command builds this parser
     from pxetui.events import Event
 
@@ -90,10 +92,13 @@ def main(args: argparse.Namespace) -> int:
     if not iface:
         print("pxetui watch: name the interface to watch (--interface IFACE)", file=sys.stderr)
         return 2
+    log_ports = logports.ports(args, "watch")
+    if log_ports is None:
+        return 2
     return asyncio.run(watch(iface, args.duration, args.refresh, args.stuck_seconds, pcap=args.pcap or "",
                              all_boot_traffic=args.all_boot_traffic, db=args.db,
                              http_ports=sorted({80, *args.http_port}),
-                             log_ports=(args.syslog_port, args.netconsole_port)))
+                             log_ports=log_ports))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -112,8 +117,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--db", metavar="FILE", help="keep client history in this SQLite file")
     p.add_argument("--http-port", type=int, action="append", default=[],
                    help="another port HTTP boot traffic uses (repeatable; 80 always)")
-    p.add_argument("--syslog-port", type=int, default=514,
-                   help="UDP port whose datagrams are shown as clients' syslog lines (default 514)")
-    p.add_argument("--netconsole-port", type=int, default=6666,
-                   help="UDP port whose datagrams are shown as clients' netconsole lines (default 6666)")
+    logports.add_args(p)
     p.set_defaults(func=main)

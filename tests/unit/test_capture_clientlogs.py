@@ -134,3 +134,22 @@ def test_watch_filter_keeps_log_datagrams_only_when_asked():
     serving = _matcher(boot_filter())
     assert watching(Ether(syslog)) and watching(Ether(netcon))
     assert not serving(Ether(syslog)) and not serving(Ether(netcon))
+    # only the log ports themselves: a datagram to the next port is not kept
+    assert not watching(Ether(datagram(DI, DI_IP, 515, b"<13>Dec  7 09:40:03 anna: to port 515")))
+
+
+@pytest.mark.parametrize("command", ["analyze", "watch"])
+@pytest.mark.parametrize("ports, problem", [
+    (("6666", "6666"), "--netconsole-port: 6666 is also --syslog-port"),
+    (("0", "6666"), "--syslog-port: 0 is not a port number (1..65535)"),
+    (("514", "70000"), "--netconsole-port: 70000 is not a port number (1..65535)"),
+])
+def test_log_port_options_refuse_what_the_logs_service_refuses(command, ports, problem, tmp_path, capsys):
+    # The same checks as [logs] syslog_port/netconsole_port (config.log_port_problems); nothing
+    # is opened before they pass (the pcap does not exist, the interface is not ours).
+    from pxetui import cli
+
+    where = [str(tmp_path / "none.pcap")] if command == "analyze" else ["--interface", "nosuchif0"]
+    code = cli.main([command, *where, "--syslog-port", ports[0], "--netconsole-port", ports[1]])
+    assert code == 2
+    assert problem in capsys.readouterr().err
