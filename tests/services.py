@@ -86,6 +86,19 @@ def base_config(tmp: Path, interface: str = "eth0", server_ip: str = "10.99.0.1"
     return cfg
 
 
+def library_config(tmp: Path) -> Config:
+    """base_config with its TFTP and HTTP roots made, and the ISO provider's per-root state
+    forgotten (pxetui/library/provider.py keeps it per process)."""
+    from pxetui.library import provider
+
+    cfg = base_config(tmp)
+    cfg.tftp.root, cfg.http.root = str(tmp / "tftp"), str(tmp / "http")
+    Path(cfg.tftp.root).mkdir()
+    Path(cfg.http.root).mkdir()
+    provider._STATES.clear()
+    return cfg
+
+
 async def collect(sock: Path, until, timeout: float = 30.0) -> list[dict[str, Any]]:
     """Attach to an engine's control socket like the UI does; gather events until
     `until(events)` is true (bounded by `timeout`)."""

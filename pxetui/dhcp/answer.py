@@ -32,25 +32,51 @@ def is_proxmox(entry: model.Entry) -> bool:
     return any(i.startswith(PROXMOX_ISO) for i in entry.initrds)
 
 
-def seed_key(conn: sqlite3.Connection, mac: str) -> str | None:
+def seed_key(conn: sqlite3.Connection, mac: str, known: _Known | None = None) -> str | None:
     """The `<mac-or-entry>` part of the answer URL for `mac`, or None when it gets no answer.
-    `conn` has the seeds table (AnswerUrls makes it once, not per request)."""
-    # One cheap query first: on a network where no answer.toml is stored (nearly every
-    # request) nothing else is read.
-    rows = conn.execute("SELECT scope, name FROM menu_seeds WHERE name = ? OR name LIKE ?",
-                        (ANSWER_FILE, f"%/{ANSWER_FILE}")).fetchall()
-    if not rows:
+    `conn` has the seeds table (AnswerUrls makes it once, not per request); `known`, what
+    was read of it while nothing changed (AnswerUrls keeps it)."""
+    known = known or _Known.read(conn)
+    if not known.stored:
         return None
-    stored = {(str(r["scope"]), str(r["name"])) for r in rows}
-    if (mac, ANSWER_FILE) in stored:
+    if (mac, ANSWER_FILE) in known.stored:
         return mac
-    ov = dbstore.host_overrides(conn).get(mac)
-    menu = model.load_menu(conn)
+    ov = known.overrides.get(mac)
     wanted = (ov["boot_once"] if ov is not None else None) or (ov["entry"] if ov is not None else None)
+    menu = known.menu()
     entry = menu.get(wanted or menu.default)
-    if entry is None or not is_proxmox(entry) or ("entry", f"{entry.id}/{ANSWER_FILE}") not in stored:
+    if entry is None or not is_proxmox(entry) or ("entry", f"{entry.id}/{ANSWER_FILE}") not in known.stored:
         return None
     return entry.id
+
+
+class _Known:
+    """The stored answer files, host overrides and menu as they stand: read once, and again
+    only when the database changed (`version`), not for every DHCP request."""
+
+    def __init__(self, conn: sqlite3.Connection, version: tuple[int, int], stored: set[tuple[str, str]],
+                 overrides: dict[str, sqlite3.Row]) -> None:
+        self.conn, self.version, self.stored, self.overrides = conn, version, stored, overrides
+        self._menu: model.Menu | None = None
+
+    @classmethod
+    def read(cls, conn: sqlite3.Connection) -> _Known:
+        version = _version(conn)  # before the reads: a change during them is read again next time
+        # One cheap query first: on a network where no answer.toml is stored nothing else is read.
+        rows = conn.execute("SELECT scope, name FROM menu_seeds WHERE name = ? OR name LIKE ?",
+                            (ANSWER_FILE, f"%/{ANSWER_FILE}")).fetchall()
+        stored = {(str(r["scope"]), str(r["name"])) for r in rows}
+        return cls(conn, version, stored, dbstore.host_overrides(conn) if stored else {})
+
+    def menu(self) -> model.Menu:
+        if self._menu is None:
+            self._menu = model.load_menu(self.conn)
+        return self._menu
+
+
+def _version(conn: sqlite3.Connection) -> tuple[int, int]:
+    """Changes when any connection commits (data_version: the others; total_changes: this one)."""
+    return int(conn.execute("PRAGMA data_version").fetchone()[0]), conn.total_changes
 
 
 class AnswerUrls:
@@ -60,6 +86,7 @@ class AnswerUrls:
                  mint: Callable[[str, str], str] | None = None) -> None:
         self.cfg, self.conn = cfg, conn
         seeds.ensure_schema(conn)  # once: url_for runs for every non-boot request in full mode
+        self._known: _Known | None = None
         store = tokens.for_config(cfg)
         self.mint = mint or (lambda mac, ip: store.issue(mac, "seed", ip))
 
@@ -68,7 +95,9 @@ class AnswerUrls:
         or a token that cannot be stored costs this client its answer (the installer then
         stops and says so), never the reply: it is logged, and the address is still given."""
         try:
-            key = seed_key(self.conn, mac)
+            if self._known is None or self._known.version != _version(self.conn):
+                self._known = _Known.read(self.conn)
+            key = seed_key(self.conn, mac, self._known)
             if key is None:
                 return None
             token = self.mint(mac, ip)

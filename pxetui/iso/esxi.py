@@ -3,8 +3,8 @@
 The ISO's BOOT.CFG (and EFI/BOOT/BOOT.CFG) name the kernel and modules from the CD's root
 (`kernel=/b.b00`, `modules=/jumpstrt.gz --- /useropts.gz ...`). mboot resolves names without a
 leading `/` against `prefix=`, so the served copy sets `prefix=<http>/iso/<name>` and strips the
-slashes: every module then comes over HTTP from inside the .iso (docs/FIELD-NOTES.md, "Booting
-ISO-derived content over HTTP"). Served as `iso/<name>/pxetui/<path of the boot.cfg>`; the
+slashes: every module then comes over HTTP from inside the .iso (docs/FIELD-NOTES.md, "Kernel
+arguments by family"). Served as `iso/<name>/pxetui/<path of the boot.cfg>`; the
 original stays at its own path.
 """
 

@@ -3,8 +3,7 @@
 One function per family; each recognises its layout and returns menu entries whose paths are
 served paths (`iso/<name>/...`) and whose arguments are `{http}` templates. Entries boot on
 BIOS and x64 UEFI (the model's default `archs`) unless they name others. The families and
-their arguments follow docs/FIELD-NOTES.md, "Booting ISO-derived content over HTTP (kernel arguments
-by family)".
+their arguments follow docs/FIELD-NOTES.md, "Kernel arguments by family".
 """
 
 from __future__ import annotations
@@ -76,7 +75,7 @@ class _Iso:
 
 
 _MIB = 1 << 20
-# The least RAM each family is known to need (docs/FIELD-NOTES.md, "RAM"): measured for what we
+# The least RAM each family is known to need (docs/FIELD-NOTES.md, "Live systems and RAM"): measured for what we
 # boot in tests (Debian live and the Debian installer at 512 MiB), the vendor's minimum for the
 # rest. A note never says less than this, whatever the image's size.
 RAM_FLOOR_MIB: dict[str, int] = {

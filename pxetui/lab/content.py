@@ -13,6 +13,7 @@ pxetui.loaders serves them from their Debian packages.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import lzma
 import os
@@ -125,12 +126,19 @@ def _need(path: Path, package: str) -> Path:
 
 
 def kernel_version() -> str:
-    """The installer kernel's version, from its initrd's module tree (lib/modules/<version>/)."""
-    for member in cpio.read(_need(DI_INITRD, "debian-installer-12-netboot-amd64")):
+    """The installer kernel's version, from its initrd's module tree (lib/modules/<version>/):
+    read once per initrd file (it decompresses the whole initrd)."""
+    initrd = _need(DI_INITRD, "debian-installer-12-netboot-amd64")
+    return _kernel_version(initrd, initrd.stat().st_mtime_ns)
+
+
+@functools.cache
+def _kernel_version(initrd: Path, mtime_ns: int) -> str:
+    for member in cpio.read(initrd):
         parts = member.name.lstrip("./").split("/")
         if len(parts) > 3 and parts[:2] == ["lib", "modules"]:
             return parts[2]
-    raise LabError(f"{DI_INITRD} has no lib/modules/<version>/: cannot tell its kernel's version")
+    raise LabError(f"{initrd} has no lib/modules/<version>/: cannot tell its kernel's version")
 
 
 def netconsole_modules(version: str) -> dict[str, Path]:

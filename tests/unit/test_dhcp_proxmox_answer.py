@@ -124,7 +124,10 @@ def test_another_entry_gets_no_answer_url(tmp_path: Path) -> None:
     rig.default("debian")
     _, ack = rig.exchange(**installer_request())
     assert o.PROXMOX_ANSWER_URL not in ack.options
-    assert tokens.for_config(rig.cfg).verify("0" * 32, "seed") is None
+    # and no seed token was minted for it (the tokens table is made by the first one)
+    minted = rig.conn.execute("SELECT count(*) FROM sqlite_master WHERE name='boot_tokens'").fetchone()[0] and \
+        rig.conn.execute("SELECT count(*) FROM boot_tokens WHERE purpose='seed'").fetchone()[0]
+    assert not minted
 
 
 def test_proxy_mode_adds_nothing(tmp_path: Path) -> None:
@@ -133,3 +136,29 @@ def test_proxy_mode_adds_nothing(tmp_path: Path) -> None:
     seeds.set_seed(rig.conn, "answer.toml", ANSWER, entry=PVE)
     pkt = Packet(xid=9, chaddr=MAC, options={o.MSG_TYPE: bytes((o.DISCOVER,)), 55: bytes((1, 250))})
     assert rig.server.handle(build(pkt), ("0.0.0.0", 68), 67) == []  # not a boot client: silent
+    # a boot client proxy mode does answer: its boot offer carries no option 250 either
+    pxe = Packet(xid=10, chaddr=MAC, options={o.MSG_TYPE: bytes((o.DISCOVER,)), 55: bytes((1, 250)),
+                                              o.VENDOR_CLASS: OVMF_VC, o.CLIENT_ARCH: b"\x00\x07"})
+    (reply,) = rig.server.handle(build(pxe), ("0.0.0.0", 68), 67)
+    assert o.PROXMOX_ANSWER_URL not in parse(reply[0]).options
+
+
+def test_what_decides_the_url_is_read_again_only_after_a_change(tmp_path: Path, monkeypatch) -> None:
+    # Per request, a non-boot client costs one PRAGMA, not the seeds, overrides and menu again;
+    # any write (this connection's or another's) makes the next request read them afresh.
+    from pxetui.dhcp import answer
+
+    rig = Rig(tmp_path)
+    rig.default(PVE)
+    seeds.set_seed(rig.conn, "answer.toml", ANSWER, entry=PVE)
+    reads = []
+    real = answer._Known.read
+    monkeypatch.setattr(answer._Known, "read", classmethod(lambda cls, conn: reads.append(1) or real(conn)))
+    urls = answer.AnswerUrls(rig.cfg, rig.conn, mint=lambda mac, ip: "t" * 32)
+    assert urls.url_for(MAC_S, "10.99.0.150") and urls.url_for(MAC_S, "10.99.0.150")
+    assert len(reads) == 1
+    other = dbstore.connect(rig.cfg.db_path)
+    seeds.set_seed(other, "answer.toml", ANSWER, mac=MAC_S)  # another process stores one
+    other.close()
+    assert urls.url_for(MAC_S, "10.99.0.150").endswith(f"/{MAC_S}/answer.toml")
+    assert len(reads) == 2

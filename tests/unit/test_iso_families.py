@@ -11,7 +11,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from netns import require_tool
-from services import base_config
+from services import library_config
 
 from pxetui.config import Config
 from pxetui.files import Client, NotFound, Resolver
@@ -144,13 +144,7 @@ def test_boot_cfg_rewrite() -> None:
 
 @pytest.fixture
 def cfg(tmp_path: Path) -> Config:
-    c = base_config(tmp_path)
-    c.tftp.root = str(tmp_path / "tftp")
-    c.http.root = str(tmp_path / "http")
-    Path(c.tftp.root).mkdir()
-    Path(c.http.root).mkdir()
-    provider._STATES.clear()
-    return c
+    return library_config(tmp_path)
 
 
 def test_esxi_boot_cfg_served_rewritten_and_every_module_resolves(cfg: Config, images: dict[str, Path]) -> None:

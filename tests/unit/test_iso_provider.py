@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from netns import require_tool
-from services import base_config
+from services import library_config
 
 from pxetui import attribution, store, tokens
 from pxetui.config import Config
@@ -23,13 +23,7 @@ from pxetui.menus import model, seeds
 
 @pytest.fixture
 def cfg(tmp_path: Path) -> Config:
-    c = base_config(tmp_path)
-    c.tftp.root = str(tmp_path / "tftp")
-    c.http.root = str(tmp_path / "http")
-    Path(c.tftp.root).mkdir()
-    Path(c.http.root).mkdir()
-    provider._STATES.clear()
-    return c
+    return library_config(tmp_path)
 
 
 @pytest.fixture
