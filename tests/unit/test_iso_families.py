@@ -44,10 +44,8 @@ VENDOR: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    require_tool("xorriso")
-    d = tmp_path_factory.mktemp("vendor")
-    return {fam: testiso.build_family(d / f"{fam}.iso", fam) for fam in testiso.FAMILIES}
+def images(family_images: dict[str, Path]) -> dict[str, Path]:
+    return family_images
 
 
 @pytest.fixture(scope="module")

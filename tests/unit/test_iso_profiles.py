@@ -39,10 +39,8 @@ EXPECT: dict[str, tuple[str, list[str]]] = {
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    require_tool("xorriso")
-    d = tmp_path_factory.mktemp("families")
-    return {fam: testiso.build_family(d / f"{fam}.iso", fam) for fam in testiso.FAMILIES}
+def images(family_images: dict[str, Path]) -> dict[str, Path]:
+    return family_images
 
 
 @pytest.fixture(scope="module")
