@@ -39,6 +39,10 @@ CALLBACK_OK = "PXETUI-LAB-CALLBACK-OK"
 SECUREBOOT_ON = "PXETUI-LAB-SECUREBOOT-ON"
 NETCONSOLE = "PXETUI-LAB-NETCONSOLE"  # written to /dev/kmsg once netconsole is loaded
 POWEROFF = "PXETUI-LAB-POWEROFF"  # the last line /init prints: everything before it is final
+# The booted system's "booted" callback: tries of at most this many seconds each. The lab's
+# tests wait CALLBACK_WAIT for POWEROFF after the marker, which covers every try.
+CALLBACK_TRIES, CALLBACK_TRY_SECONDS = 3, 20
+CALLBACK_WAIT = CALLBACK_TRIES * CALLBACK_TRY_SECONDS + 30
 # The title prefix of the installer's first screen as its newt frontend draws it on the serial
 # console: "[!!] Select a language", or "[!!] Low memory" below ~780 MB of RAM.
 INSTALLER_MARKER = "[!!] "
@@ -72,6 +76,16 @@ cb=""
 for arg in $(cat /proc/cmdline); do
   case "$arg" in pxetui_callback=*) cb="${arg#pxetui_callback=}" ;; esac
 done
+# A few tries: under TCG on a loaded host the guest can stall for half a minute mid-request.
+# No wget -T: it crashes busybox 1.35 (Debian 12) when the connection is refused.
+callback() {
+  for try in __CALLBACK_TRIES__; do
+    if timeout __CALLBACK_TRY_SECONDS__ wget -q -O /dev/null "$cb/booted"; then
+      echo "__CALLBACK_OK__"; return 0
+    fi
+  done
+  return 1
+}
 i=0
 while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
 ip link set eth0 up
@@ -85,16 +99,11 @@ if udhcpc -i eth0 -n -q -t 5 -T 2 -s /udhcpc.script; then
     insmod /lib/modules/configfs.ko 2>/dev/null
     insmod /lib/modules/netconsole.ko "netconsole=$nc" && echo "<6>__NETCONSOLE__ $nc" > /dev/kmsg
   fi
-  # no wget -T: it crashes busybox 1.35 (Debian 12) when the connection is refused
-  if [ -n "$cb" ] && timeout 15 wget -q -O /dev/null "$cb/booted"; then
-    echo "__CALLBACK_OK__"
-  fi
+  [ -n "$cb" ] && callback
 elif [ "${cb#http://[}" != "$cb" ]; then
   # An IPv6-only segment (`pxetui lab --ipv6`, docs/IPV6.md): no DHCPv6 client in busybox, but
   # the link-local address reaches the server on the prefix its RA marks on-link.
-  if timeout 15 wget -q -O /dev/null "$cb/booted"; then
-    echo "__CALLBACK_OK__"
-  fi
+  callback
 fi
 echo "__POWEROFF__"
 poweroff -f
@@ -173,6 +182,7 @@ def _fingerprint(*paths: Path) -> str:
         st = p.stat()
         h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode())
     h.update(INIT.encode() + UDHCPC_SCRIPT.encode() + " ".join(MODULES).encode())
+    h.update(f"{CALLBACK_TRIES}x{CALLBACK_TRY_SECONDS}".encode())
     return h.hexdigest()[:16]
 
 
@@ -204,7 +214,9 @@ def build_initrd(cache_dir: Path) -> Path:
         w.file(f"lib/modules/{m}.ko", _module_bytes(path))
     init = (INIT.replace("__MODULES__", " ".join(MODULES)).replace("__MARKER__", MARKER)
             .replace("__CALLBACK_OK__", CALLBACK_OK).replace("__SECUREBOOT_ON__", SECUREBOOT_ON)
-            .replace("__POWEROFF__", POWEROFF).replace("__NETCONSOLE__", NETCONSOLE))
+            .replace("__POWEROFF__", POWEROFF).replace("__NETCONSOLE__", NETCONSOLE)
+            .replace("__CALLBACK_TRIES__", " ".join(str(i + 1) for i in range(CALLBACK_TRIES)))
+            .replace("__CALLBACK_TRY_SECONDS__", str(CALLBACK_TRY_SECONDS)))
     w.file("init", init.encode(), 0o755)
     w.file("udhcpc.script", UDHCPC_SCRIPT.encode(), 0o755)
     cache_dir.mkdir(parents=True, exist_ok=True)

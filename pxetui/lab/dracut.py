@@ -63,8 +63,13 @@ for arg in $(busybox cat /proc/cmdline); do
   case "$arg" in pxetui_callback=*) cb="${{arg#pxetui_callback=}}" ;; esac
 done
 # dracut's DHCP configured the interface; it stays up in the new root.
-if [ -n "$cb" ] && busybox timeout 15 busybox wget -q -O /dev/null "$cb/booted"; then
-  echo "{content.CALLBACK_OK}"
+# a few tries, as the lab's busybox /init does (content.CALLBACK_TRIES)
+if [ -n "$cb" ]; then
+  for try in {" ".join(str(i + 1) for i in range(content.CALLBACK_TRIES))}; do
+    if busybox timeout {content.CALLBACK_TRY_SECONDS} busybox wget -q -O /dev/null "$cb/booted"; then
+      echo "{content.CALLBACK_OK}"; break
+    fi
+  done
 fi
 echo "{POWEROFF}"
 busybox poweroff -f

@@ -126,7 +126,7 @@ def boot(tmp_path: Path, name: str, *, firmware: str = "bios", content_kind: str
         assert lab.events is not None
         if content_kind in ("busybox", "live-iso"):  # the busybox initrd calls back
             # /init's last line: the callback's outcome is on the console before it
-            vm.wait_for(content.POWEROFF, 60)
+            vm.wait_for(content.POWEROFF, content.CALLBACK_WAIT)
             # the booted system's own DHCP and HTTP callback reached the engine: the tracker's
             # last stage follows the callback event, so wait for it (bounded)
             lab.events.wait_until(lambda: any(u.get("stage") == "booted" for u in

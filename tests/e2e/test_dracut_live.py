@@ -96,7 +96,7 @@ def boot_live(tmp_path: Path, iso: Path, name: str, firmware: str) -> tuple[Boot
     with DracutLab(opts, iso) as lab:
         vm = lab.boot()
         seconds = vm.wait_for(dracut.MARKER, 300)
-        vm.wait_for(dracut.POWEROFF, 60)  # after the callback's outcome
+        vm.wait_for(dracut.POWEROFF, content.CALLBACK_WAIT)  # after the callback's outcome
         assert lab.events is not None
         events = lab.events
         events.wait_until(lambda: any(u.get("stage") == "booted" for u in events.of("ClientUpdate", mac=opts.mac)),

@@ -29,7 +29,7 @@ def http_boot(tmp_path: Path, timeout: float = 300.0) -> Booted:
     with Lab(opts) as lab:
         vm = lab.boot()
         seconds = vm.wait_for(lab.marker, timeout)
-        vm.wait_for(content.POWEROFF, 60)
+        vm.wait_for(content.POWEROFF, content.CALLBACK_WAIT)
         assert lab.events is not None
         lab.events.wait_until(lambda: any(u.get("stage") == "booted" for u in
                                           lab.events.of("ClientUpdate", mac=opts.mac)),

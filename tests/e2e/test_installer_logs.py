@@ -156,7 +156,7 @@ def test_busybox_kernel_netconsole(tmp_path: Path) -> None:
         _wait_logs_service(lab)
         vm = lab.boot()
         assert lab.events is not None
-        vm.wait_for(content.POWEROFF, BUSYBOX_BOOT_TIMEOUT)
+        vm.wait_for(content.POWEROFF, BUSYBOX_BOOT_TIMEOUT + content.CALLBACK_WAIT)
         seconds = time.monotonic() - vm.started
         ev = lab.events
         ev.wait_until(lambda: ev.of("ClientUpdate", mac=opts.mac, stage="booted"), 30,
