@@ -110,11 +110,11 @@ class LineEmitter:
         return len(self._queue)
 
     # -- in ---------------------------------------------------------------------------
-    def admit(self, kind: str, tally: str) -> bool:
+    def admit(self, kind: str, tally: str | None) -> bool:
         """Whether to make a per-packet event at all: at most `packet_rate` a second
         (events.packet_rate). A refused one is counted as dropped (`tally`: what the DHCP
-        counters count it as). Asked before the event is made, so a storm above the rate
-        costs the service no event work nobody could read."""
+        counters count it as; None: nothing). Asked before the event is made, so a storm above
+        the rate costs the service no event work nobody could read."""
         if not self.packet_rate:
             return True
         second = int(self.clock())
@@ -124,7 +124,8 @@ class LineEmitter:
             self._packets += 1
             return True
         self.dropped[kind] += 1
-        self.dropped_packets[tally] += 1
+        if tally is not None:
+            self.dropped_packets[tally] += 1
         self._kick()  # the report goes out with the next flush
         return False
 

@@ -18,7 +18,7 @@ from pxetui.config import Config
 from pxetui.events import Event, Log, ServiceState
 
 
-def _always(kind: str, tally: str) -> bool:
+def _always(kind: str, tally: str | None) -> bool:
     return True
 
 
@@ -32,7 +32,7 @@ class ServiceContext:
     identity: privileges.Identity | None = None  # who the service runs as once ready
     # Whether to make a per-packet event now (events.packet_rate; pxetui/emitter.py admit):
     # ask before making one. Hosted by pxetui/service.py, the emitter's; else always.
-    admit: Callable[[str, str], bool] = _always
+    admit: Callable[[str, str | None], bool] = _always
 
     def ready(self, ports: list[int]) -> None:
         """Call once, when everything that needs root is open (sockets, capture, SO_RCVBUFFORCE):

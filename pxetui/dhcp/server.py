@@ -91,7 +91,7 @@ class DhcpServer:
                  boot_once_used: Callable[[str], None] | None = None,
                  clock: Callable[[], float] = time.time,
                  answer_url: Callable[[str, str], str | None] | None = None,
-                 admit: Callable[[str, str], bool] | None = None) -> None:
+                 admit: Callable[[str, str | None], bool] | None = None) -> None:
         if mode not in ("full", "proxy"):
             raise ValueError(f"DHCP server mode must be full or proxy, not {mode!r}")
         self.cfg, self.store, self.policy, self.mode = cfg, store, policy, mode
@@ -421,8 +421,11 @@ class DhcpServer:
             said = (choice.kind, choice.boot_file or "", choice.reason)
             last = self._told.get(req.mac)
             if last is None or last[0] != said or now - last[1] > DECISION_REPEAT:
-                self.emit(BootDecision(mac=req.mac, arch=req.arch, firmware=choice.kind,
-                                       boot_file=said[1], reason=choice.reason))
+                # A per-packet event too: in a storm of new clients (a decision each) it
+                # shares events.packet_rate with DhcpPacket; refused, it counts as told.
+                if self.admit is None or self.admit("BootDecision", None):
+                    self.emit(BootDecision(mac=req.mac, arch=req.arch, firmware=choice.kind,
+                                           boot_file=said[1], reason=choice.reason))
                 self._told[req.mac] = (said, now)
                 self._told.move_to_end(req.mac)
                 if len(self._told) > DECISIONS_KEPT:

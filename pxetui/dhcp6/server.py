@@ -94,7 +94,7 @@ class Dhcp6Server:
     def __init__(self, cfg: Config, store: LeaseStore6 | None, policy: BootPolicy, server_duid: bytes,
                  emit: Callable[[Event], None], boot_once_used: Callable[[str], None] | None = None,
                  clock: Callable[[], float] = time.time, mode: str | None = None,
-                 admit: Callable[[str, str], bool] | None = None) -> None:
+                 admit: Callable[[str, str | None], bool] | None = None) -> None:
         mode = mode or cfg.ipv6.mode  # the service may step back to proxy (probe.py)
         # Whether to make a packet's event (events.packet_rate, as DhcpServer): None, always.
         self.admit = admit
@@ -377,8 +377,10 @@ class Dhcp6Server:
         who = req.mac or req.duid_hex
         last = self._told.get(who)
         if last is None or last[0] != said or now - last[1] > DECISION_REPEAT:
-            self.emit(BootDecision(mac=req.mac, ip=req.src[0], arch=req.arch, firmware=choice.kind,
-                                   boot_file=url, reason=choice.reason))
+            # a per-packet event too (events.packet_rate), as in pxetui.dhcp.server
+            if self.admit is None or self.admit("BootDecision", None):
+                self.emit(BootDecision(mac=req.mac, ip=req.src[0], arch=req.arch, firmware=choice.kind,
+                                       boot_file=url, reason=choice.reason))
             self._told[who] = (said, now)
             self._told.move_to_end(who)
             if len(self._told) > DECISIONS_KEPT:

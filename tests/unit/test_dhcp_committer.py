@@ -154,3 +154,29 @@ def test_batches_of_writes_without_replies_are_bounded_too(tmp_path: Path) -> No
         gate.set()
         gc.close()
     assert rows(db) == set(range(10))
+
+
+def test_writes_of_many_batches_keep_their_order_across_statements(tmp_path: Path) -> None:
+    # Consecutive writes of one statement go out as one executemany; a DELETE between two
+    # INSERTs of one key must still land between them (a lease given up, then taken again).
+    db = tmp_path / "l.db"
+    open_db(db).close()
+    gate = threading.Event()
+    gc = GroupCommitter(lambda: (gate.wait(5), open_db(db))[1], lambda m: None)
+    ins, rm = "INSERT OR REPLACE INTO t VALUES (?,?)", "DELETE FROM t WHERE k=?"
+    done: list[int] = []
+    try:
+        batches = [[(ins, (1, "a")), (ins, (2, "b"))], [(rm, (1,))], [(ins, (3, "c")), (rm, (2,))],
+                   [(ins, (2, "again"))]]
+        for i, writes in enumerate(batches):  # all wait for the one commit behind the gate
+            assert gc.submit(writes, lambda i=i: done.append(i), 1)
+        gate.set()
+        wait_for(lambda: len(done) == len(batches))
+    finally:
+        gc.close()
+    conn = dbstore.connect(db)
+    try:
+        assert dict(conn.execute("SELECT k, v FROM t").fetchall()) == {2: "again", 3: "c"}
+    finally:
+        conn.close()
+    assert gc.commits == 1

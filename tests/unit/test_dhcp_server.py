@@ -458,20 +458,22 @@ def test_new_reservation_waits_for_an_older_lease_of_another_client(tmp_path: Pa
 
 def test_packets_whose_events_are_not_admitted_are_served_and_tallied(rig: Rig) -> None:
     # events.packet_rate: over the budget the packet is answered and its lease granted and
-    # announced; only its DhcpPacket event is never made (the emitter counts it).
-    asked: list[tuple[str, str]] = []
+    # announced; only its DhcpPacket and BootDecision events are never made (the emitter
+    # counts them), and a refused decision is not asked about again on the REQUEST.
+    asked: list[tuple[str, str | None]] = []
 
-    def admit(kind: str, tally: str) -> bool:
+    def admit(kind: str, tally: str | None) -> bool:
         asked.append((kind, tally))
         return False
 
     rig.server.admit = admit
-    ack = rig.dora(mac_bytes(7))
-    assert ack.ip("yiaddr") == "10.99.0.100"
-    assert not rig.of("DhcpPacket")
+    ack = rig.dora(mac_bytes(7), o60=SEABIOS_VC)  # a PXE client: a boot decision each
+    assert ack.ip("yiaddr") == "10.99.0.100" and ack.file == b"pxelinux.0"
+    assert not rig.of("DhcpPacket") and not rig.of("BootDecision")
     assert [e.ip for e in rig.of("LeaseGranted")] == ["10.99.0.100"]  # type: ignore[attr-defined]
-    assert asked == [("DhcpPacket", "in.DISCOVER"), ("DhcpPacket", "out.OFFER"),
+    assert asked == [("DhcpPacket", "in.DISCOVER"), ("BootDecision", None), ("DhcpPacket", "out.OFFER"),
                      ("DhcpPacket", "in.REQUEST"), ("DhcpPacket", "out.ACK")]
     rig.server.admit = lambda kind, tally: True
-    rig.dora(mac_bytes(8))
+    rig.dora(mac_bytes(8), o60=SEABIOS_VC)
     assert [e.msg_type for e in rig.of("DhcpPacket")] == ["DISCOVER", "OFFER", "REQUEST", "ACK"]  # type: ignore[attr-defined]
+    assert [e.mac for e in rig.of("BootDecision")] == [mac_bytes(8).hex(":")]  # type: ignore[attr-defined]
