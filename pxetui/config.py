@@ -177,7 +177,7 @@ class EventsConfig:
     # Bytes the kernel holds of one UI's stream (the kernel doubles it for its bookkeeping): a
     # UI is sent at most this much per turn of the engine's loop (pxetui/supervisor.py).
     ui_send_buffer: int = 4 * 1024 * 1024
-    # Per-packet events (DhcpPacket) a service makes a second, at most (0: no limit); beyond
+    # Per-packet events (DhcpPacket, BootDecision) a service makes a second, at most (0: no limit); beyond
     # them the packet is served and counted, its event never made: 1,000 DORA/s are watched
     # packet by packet, a storm above it costs the DHCP service no event work that nobody
     # could read (pxetui/emitter.py; the message counters stay exact, EventsDropped.packets).
