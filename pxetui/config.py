@@ -107,7 +107,7 @@ class TftpConfig:
     max_transfers: int = 1024  # at once, all TFTP processes together
     max_per_client: int = 8  # at once from one client address (pxelinux and firmware fetch one by one)
     idle_timeout: float = 30.0  # a silent client's transfer ends after this, whatever timeout it asked for
-    oack_timeout: float = 5.0  # a client that never acknowledges our OACK is dropped after this
+    oack_timeout: float = 5.0  # a client never heard from (no ACK of our OACK or block 1) is dropped after this
     pump_threads: int = 64  # C pump threads per TFTP process; lock-step transfers past them run in Python
 
 

@@ -9,7 +9,8 @@
  *
  * Retransmission as in session.py: timeout estimated from round trips (RFC 6298, no samples
  * from resent blocks: Karn), doubled on each expiry up to the client's timeout option
- * (RFC 2349), never waiting past `giveup` seconds of silence; a duplicate ACK of the previous
+ * (RFC 2349), never waiting past `giveup` seconds of silence (`first_giveup` before the first
+ * ACK: a request from a forged address is never answered, docs/SECURITY.md); a duplicate ACK of the previous
  * block resends only when it comes well after our last send (else it is an echo: the
  * Sorcerer's Apprentice bug, RFC 1123 4.2.3.1).
  * Block numbers are 16 bits on the wire and roll over (docs/FIELD-NOTES.md).
@@ -49,7 +50,7 @@ typedef struct {
     int64_t offset, size, nblocks;
     int blksize;
     volatile int64_t *stats;
-    double rto, rto_cap, giveup, srtt, rttvar, sampled_at, timeout_set;
+    double rto, rto_cap, giveup, first_giveup, srtt, rttvar, sampled_at, timeout_set;
     int64_t acked, retransmits;
     uint8_t *chunk, *pkt;
     int64_t cstart, cend;
@@ -158,6 +159,9 @@ static int gone(pump_t *p) {
     return PUMP_UNREACHABLE;
 }
 
+/* Seconds of silence allowed now: until the client's first ACK, first_giveup. */
+static double silence(const pump_t *p) { return p->acked > 0 ? p->giveup : p->first_giveup; }
+
 /* Send p->block (first time or again); CONTINUE, or the code that ends the transfer. */
 #define CONTINUE (-1)
 static int put(pump_t *p, double now, int again) {
@@ -174,7 +178,7 @@ static int put(pump_t *p, double now, int again) {
     p->last_send = now;
     p->deadline = now + backoff(p, p->timeouts);
     /* Never wait past the give-up moment: a silent client's slot is freed on time (SECURITY.md). */
-    if (p->deadline > p->last_progress + p->giveup) p->deadline = p->last_progress + p->giveup;
+    if (p->deadline > p->last_progress + silence(p)) p->deadline = p->last_progress + silence(p);
     return CONTINUE;
 }
 
@@ -220,7 +224,7 @@ static int run(pump_t *p) {
         }
         /* Anything else from the client's TID is ignored: a stray packet must not end a boot. */
         if (now < p->deadline) continue;
-        if (now - p->last_progress >= p->giveup) {
+        if (now - p->last_progress >= silence(p)) {
             snprintf(p->message, sizeof p->message, "timed out waiting for ACK of block %lld (%d retransmissions)",
                      (long long)p->block, p->timeouts);
             return PUMP_TIMEOUT;
@@ -231,17 +235,18 @@ static int run(pump_t *p) {
 }
 
 PyDoc_STRVAR(serve_doc,
-"serve(sock, fd, offset, size, blksize, stats, rto, rto_cap, giveup) -> (code, acked, retransmits, peer_code, message: bytes, final_ack_lost)\n\n"
+"serve(sock, fd, offset, size, blksize, stats, rto, rto_cap, giveup, first_giveup=giveup) -> (code, acked, retransmits, peer_code, message: bytes, final_ack_lost)\n\n"
 "Send bytes offset..offset+size of fd over the connected UDP socket, lock-step, from block 1.\n"
+"first_giveup: seconds of silence before the client's first ACK (a client never heard from).\n"
 "stats: a writable buffer of 4 int64 (acked, retransmits, cancel flag, srtt in us).");
 
 static PyObject *pump_serve(PyObject *self, PyObject *args) {
     int sock, fd, blksize;
     long long offset, size;
     Py_buffer stats;
-    double rto, rto_cap, giveup;
-    if (!PyArg_ParseTuple(args, "iiLLiw*ddd", &sock, &fd, &offset, &size, &blksize, &stats, &rto,
-                          &rto_cap, &giveup))
+    double rto, rto_cap, giveup, first_giveup = -1;
+    if (!PyArg_ParseTuple(args, "iiLLiw*ddd|d", &sock, &fd, &offset, &size, &blksize, &stats, &rto,
+                          &rto_cap, &giveup, &first_giveup))
         return NULL;
     if (stats.len < (Py_ssize_t)(STAT_COUNT * sizeof(int64_t)) || ((uintptr_t)stats.buf % 8) != 0) {
         PyBuffer_Release(&stats);
@@ -265,6 +270,7 @@ static PyObject *pump_serve(PyObject *self, PyObject *args) {
     p.rto_cap = rto_cap > RTO_MIN ? rto_cap : RTO_MIN;
     p.rto = rto < RTO_MIN ? RTO_MIN : (rto > p.rto_cap ? p.rto_cap : rto);
     p.giveup = giveup;
+    p.first_giveup = first_giveup < 0 || first_giveup > giveup ? giveup : first_giveup;
     p.srtt = -1;
     p.sampled_at = -1e9;
     p.timeout_set = -1;
@@ -304,4 +310,12 @@ static struct PyModuleDef module = {
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__pump(void) { return PyModule_Create(&module); }
+/* API 2: serve() takes first_giveup. pump.py uses an older build as not built at all. */
+PyMODINIT_FUNC PyInit__pump(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m && PyModule_AddIntConstant(m, "API", 2) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

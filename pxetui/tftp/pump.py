@@ -36,17 +36,27 @@ except ImportError:
 DONE, PEER_ERROR, TIMEOUT, UNREACHABLE, READ_ERROR, SEND_ERROR, CANCELLED = range(7)
 # Smaller files (menus, configs, pxelinux's modules) end before a thread would pay off.
 MIN_SIZE = 64 * 1024
+# The serve() this file calls (first_giveup): a build of older source is not used.
+API = 2
+
+
+def _current() -> bool:
+    return _pump is not None and getattr(_pump, "API", 1) >= API
 
 
 def available() -> bool:
-    return _pump is not None and os.environ.get("PXETUI_TFTP_PUMP", "1") != "0"
+    return _current() and os.environ.get("PXETUI_TFTP_PUMP", "1") != "0"
 
 
 def describe() -> str:
     """Which path lock-step transfers take, for the service's start-up log."""
     if available():
         return "the C pump"
-    return "Python (PXETUI_TFTP_PUMP=0)" if _pump is not None else "Python (the C pump is not built)"
+    if _pump is None:
+        return "Python (the C pump is not built)"
+    if not _current():
+        return "Python (the C pump was built from older source: run scripts/setup.sh again)"
+    return "Python (PXETUI_TFTP_PUMP=0)"
 
 
 @dataclass(frozen=True)
@@ -64,11 +74,13 @@ class Pump:
     `done` is called on the event loop with the Outcome (always exactly once)."""
 
     def __init__(self, sock: socket.socket, fd: int, offset: int, size: int, blksize: int,
-                 rto: float, rto_cap: float, giveup: float, done: Callable[[Outcome], None]) -> None:
-        if _pump is None:
-            raise RuntimeError("the C pump is not built")
+                 rto: float, rto_cap: float, giveup: float, done: Callable[[Outcome], None],
+                 first_giveup: float | None = None) -> None:
+        if not _current():
+            raise RuntimeError("the C pump is not built (or built from older source)")
         self.args = (sock.fileno(), fd, offset, size, blksize)
-        self.timers = (rto, rto_cap, giveup)
+        # first_giveup: the silence allowed before the client's first ACK (session.py, "heard")
+        self.timers = (rto, rto_cap, giveup, giveup if first_giveup is None else first_giveup)
         self.sock = sock
         self.done = done
         self.stats = array("q", [0, 0, 0, 0])  # acked, retransmits, cancel, srtt_us (_pump.c)

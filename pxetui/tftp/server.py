@@ -10,7 +10,7 @@ earlier, never per packet.
 
 Limits (docs/SECURITY.md): transfers at once per client address and in all (counted across the
 worker processes: slots.py), a silent client's slot freed within tftp.idle_timeout and an
-unacknowledged OACK's within tftp.oack_timeout (session.py), the C pump on a bounded pool
+unacknowledged OACK's or block 1's within tftp.oack_timeout (session.py), the C pump on a bounded pool
 (pump.py). Every socket is bound to the configured interface (SO_BINDTODEVICE), as DHCP's.
 
 With ipv6.enabled a second listener takes requests on [server_ip6]:69 (docs/IPV6.md "TFTP and
@@ -466,7 +466,7 @@ class Transfer:
         sess = self.session
         assert isinstance(sess, Sender) and self.fd is not None and self.pump_at is not None
         pump = tftp_pump.Pump(self.sock, self.fd, self.pump_at, sess.size, sess.blksize, sess.rto, sess.rto_cap,
-                              sess.giveup, self._pumped)
+                              sess.giveup, self._pumped, first_giveup=sess.silence_limit())
         pool = self.server.pool
         if not pump.start(pool):
             self.pump_at = None
@@ -501,6 +501,7 @@ class Transfer:
             self.timer.cancel()
             self.timer = None
         sess.acked, sess.retransmits = max(sess.acked, out.acked), out.retransmits
+        sess.heard = sess.heard or out.acked > 0
         if sess.active:  # else abort() or replace() ended it already
             if out.code == tftp_pump.DONE:
                 sess.state, sess.deadline, sess.final_ack_lost = DONE, math.inf, out.final_ack_lost
@@ -591,6 +592,10 @@ class Transfer:
         if sess.ended_in_negotiation:
             self.server.limit_hits.hit("tftp.oack_timeout", ip, f"{ip} never acknowledged the OACK for "
                                        f"{self.path} (tftp.oack_timeout={tftp.oack_timeout:g} s)")
+        elif not sess.heard and isinstance(sess, Sender):
+            self.server.limit_hits.hit("tftp.oack_timeout", ip, f"{ip} never acknowledged block 1 of "
+                                       f"{self.path} (tftp.oack_timeout={tftp.oack_timeout:g} s): a forged "
+                                       "source address, or a client that left")
         elif sess.neg.timeout and sess.giveup < 5.0 * sess.neg.timeout:
             self.server.limit_hits.hit("tftp.idle_timeout", ip, f"{ip} asked for timeout={sess.neg.timeout} "
                                        f"and went silent: {self.path} ended after "

@@ -11,7 +11,9 @@ unacknowledged block, with a timeout estimated from round trips as in RFC 6298 (
 no samples from resent windows), doubled on each consecutive expiry and never longer than the
 timeout the client agreed (RFC 2349). The client's timeout (up to 255 s) is honoured only as far
 as `idle_max` allows: a silent client is dropped after idle_max seconds whatever it asked for,
-and one that never acknowledges our OACK after `oack_giveup` (docs/SECURITY.md). An ACK for an
+and one never heard from (no ACK of our OACK, or of block 1 when there was no OACK) after
+`oack_giveup`: a request from a forged source address is never answered, and must neither hold
+a slot for long nor make us send block 1 to its victim for long (docs/SECURITY.md). An ACK for an
 earlier block than the window's last (the client saw a gap) resends from there at once. A
 duplicate ACK resends only if it arrives well after our last transmission, i.e. the client is
 stuck, not echoing: answering every duplicate is the Sorcerer's Apprentice bug (RFC 1123
@@ -110,6 +112,7 @@ class _Base:
         self.rto_cap = max(RTO_MIN, min(float(neg.timeout) if neg.timeout else RTO_CAP, self.giveup / 3))
         self.rto = min(RTO_INITIAL, self.rto_cap)
         self.oack_giveup = oack_giveup
+        self.heard = False  # an ACK came from the client's TID: a real client, not a forged source
         self.srtt: float | None = None
         self.rttvar = 0.0
         self.sampled_at = -math.inf
@@ -184,8 +187,12 @@ class _Base:
         self.reason = f"client sent ERROR {code}" + (f": {msg}" if msg else "")
         self.deadline = math.inf
 
+    def silence_limit(self) -> float:
+        """Seconds of silence allowed now: oack_giveup until the client is first heard from."""
+        return self.giveup if self.heard else min(self.giveup, self.oack_giveup)
+
     def _check_giveup(self, now: float, waiting_for: str, giveup: float | None = None) -> bool:
-        if now - self.last_progress >= (self.giveup if giveup is None else giveup):
+        if now - self.last_progress >= (self.silence_limit() if giveup is None else giveup):
             self._fail(ErrorCode.NOT_DEFINED,
                        f"timed out waiting for {waiting_for} ({self.timeouts} retransmissions)")
             self.timed_out = True
@@ -194,7 +201,7 @@ class _Base:
 
     def _resend_at(self, now: float, giveup: float | None = None) -> float:
         """The next timer after a resend: backed off, but never past the give-up moment."""
-        return min(now + self._backoff_rto(), self.last_progress + (self.giveup if giveup is None else giveup))
+        return min(now + self._backoff_rto(), self.last_progress + (self.silence_limit() if giveup is None else giveup))
 
 
 class Sender(_Base):
@@ -314,6 +321,7 @@ class Sender(_Base):
             return False  # the general path resends and reports the error
         if self.window_clean and now - self.sampled_at >= SAMPLE_EVERY:
             self._sample(now - self.window_at, now)
+        self.heard = True
         self.acked = n - 1
         self.timeouts = 0
         self.last_progress = self.window_at = self.last_send = now
@@ -343,6 +351,7 @@ class Sender(_Base):
             return
         op = pkt[1]
         if op == ACK:
+            self.heard = True  # from the TID we chose at random: a forged source cannot see it
             self._on_ack((pkt[2] << 8) | pkt[3], now)
         elif op == ERROR:
             if self.active:
@@ -382,6 +391,7 @@ class Sender(_Base):
         """If `pkt` is the ACK of our OACK, go to TRANSFERRING without sending block 1: the
         data phase runs elsewhere (pump.py)."""
         if self.state is NEGOTIATING and pkt == encode_ack(0):
+            self.heard = True
             self._negotiated(now)
             self.deadline = math.inf
             return True

@@ -107,6 +107,27 @@ print("silent", flush=True)
 time.sleep(float(sys.argv[3]))
 """
 
+# In the client namespace: an RRQ with no options (the data phase starts at once), never
+# acknowledged, as from a forged source address; prints how many DATA packets came within
+# `listen` seconds and whether an ERROR ended it.
+FORGED = r"""
+import json, socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 0))
+s.sendto(b"\0\1big.bin\0octet\0", (sys.argv[2], 69))
+data = errors = 0
+end = time.monotonic() + float(sys.argv[3])
+while (left := end - time.monotonic()) > 0:
+    s.settimeout(left)
+    try:
+        pkt = s.recv(2048)
+    except TimeoutError:
+        break
+    data += pkt[:2] == b"\0\3"
+    errors += pkt[:2] == b"\0\5"
+print(json.dumps({"data": data, "errors": errors}), flush=True)
+"""
+
 
 def flood(client: Netns, sources: list[str], per_source: int, options: dict[str, object], wait: float,
           hold: float) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
@@ -242,4 +263,24 @@ def test_lock_step_flood_runs_on_a_bounded_pool(netns: NetnsFactory, tmp_path: P
     finally:
         for p in held:
             end(client, p)
+        svc.stop()
+
+
+def test_a_request_never_acknowledged_ends_after_oack_timeout(netns: NetnsFactory, tmp_path: Path):
+    # No options, so no OACK: before block 1 is acknowledged the client is unknown (a forged
+    # source cannot answer), and tftp.oack_timeout (5 s), not the 20 s give-up of a client that
+    # once answered, ends it: block 1 goes out at 0, 1 and 3 s, not 8 times over 20 s to
+    # whoever the source address names, and the slot is free again within seconds.
+    server, client, svc, digest = start(netns, tmp_path)
+    try:
+        r = client.run(sys.executable, "-c", FORGED, ATTACKER, SERVER, "12", timeout=60)
+        seen = json.loads(r.stdout)
+        assert 1 <= seen["data"] <= 3 and seen["errors"] == 1, seen
+        fail = svc.wait_event("TransferFailed", ip=ATTACKER)
+        assert fail["reason"].startswith("timed out waiting for ACK of block 1"), fail
+        hit = svc.wait_event("LimitHit", limit="tftp.oack_timeout", ip=ATTACKER)
+        assert "never acknowledged block 1 of big.bin" in hit["message"], hit
+        # A client that answers is held to the idle limit as before: served byte-exact.
+        legit_fetch(client, tmp_path, digest, "after")
+    finally:
         svc.stop()

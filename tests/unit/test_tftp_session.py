@@ -223,6 +223,37 @@ def test_a_client_that_never_acknowledges_the_oack_is_dropped_after_oack_giveup(
     assert s.timed_out and "ACK of the OACK" in s.reason
 
 
+def test_block_one_never_acknowledged_is_dropped_after_oack_giveup():
+    # No options, no OACK: block 1 goes out at once. Until an ACK comes from the client's TID
+    # the source may be forged (docs/SECURITY.md): oack_giveup, not idle_max, bounds it.
+    wire = Wire()
+    s = Sender(BytesReader(b"x" * 2048), 2048, Negotiated(), wire.send, 0.0, idle_max=30.0, oack_giveup=5.0)
+    s.start(0.0)
+    failed, _ = silent_until_failed(s)
+    assert failed == pytest.approx(5.0) and s.timed_out and not s.heard
+    assert "ACK of block 1" in s.reason and not s.ended_in_negotiation
+    assert blocks(wire.take()) == [1, 1, 1]  # sent at 0, 1 and 3 s
+
+
+@pytest.mark.parametrize("fast_path", [False, True])
+def test_once_heard_from_a_silent_client_gets_the_idle_limit(fast_path):
+    wire = Wire()
+    s = Sender(BytesReader(b"x" * 2048), 2048, Negotiated(), wire.send, 0.0, idle_max=30.0, oack_giveup=5.0)
+    s.start(0.0)
+    if not (fast_path and s.lockstep_ack(encode_ack(1), 0.5)):
+        assert not fast_path, "the fast path took no ACK"
+        s.on_packet(encode_ack(1), 0.5)
+    assert s.heard and s.acked == 1
+    s.last_progress = 0.5
+    now = 0.5
+    for _ in range(1000):
+        now = s.deadline
+        s.on_timer(now)
+        if s.state == FAILED:
+            break
+    assert now == pytest.approx(0.5 + GIVEUP_SECONDS) and "ACK of block 2" in s.reason
+
+
 def test_an_upload_from_a_silent_client_is_dropped_within_idle_max():
     r = Receiver(lambda pos, data: None, Negotiated(timeout=200, oack={"timeout": 200}),
                  Wire().send, 0.0, 1 << 20, idle_max=12.0)
