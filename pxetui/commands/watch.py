@@ -9,7 +9,8 @@ import asyncio
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TextIO
 
 from pxetui.commands import logports
 
@@ -17,10 +18,47 @@ if TYPE_CHECKING:  # imported where used: every `pxetui` command builds this par
     from pxetui.events import Event
 
 
+RATE = 200  # lines a second by default: a storm on the wire is thousands, over SSH at 80x24
+
+
+class Lines:
+    """A line per change on a stream, at most `rate` a second (0: no limit). A DHCP storm on
+    the watched segment is thousands of lines a second, more than a terminal over SSH shows
+    or a reader follows: the rest are counted and said in one line per second; the tables
+    (`--refresh`) and the end summary still have everything."""
+
+    def __init__(self, rate: int, stream: TextIO | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.stream, self.clock = rate, stream, clock
+        self._second, self._shown, self.held = -1, 0, 0
+
+    def __call__(self, text: str) -> None:
+        if self.rate:
+            second = int(self.clock())
+            if second != self._second:
+                self.tick()
+                self._second, self._shown = second, 0
+            if self._shown >= self.rate:
+                self.held += 1
+                return
+            self._shown += 1
+        self._write(text)
+
+    def tick(self) -> None:
+        """Say what was held back, once its second is over (also called by the watch loop)."""
+        if self.held and int(self.clock()) != self._second:
+            held, self.held = self.held, 0
+            self._write(f"... {held:,} lines not shown in that second (--rate {self.rate}/s; "
+                        "the tables have them)")
+
+    def _write(self, text: str) -> None:
+        print(text, file=self.stream or sys.stdout, flush=True)
+
+
 async def watch(iface: str, duration: float | None, refresh: float, stuck_seconds: float,
                 pcap: str = "", all_boot_traffic: bool = False, db: str | None = None,
                 http_ports: list[int] | None = None,
-                log_ports: tuple[int, int] | None = (514, 6666)) -> int:
+                log_ports: tuple[int, int] | None = (514, 6666), rate: int = RATE) -> int:
     from pxetui.capture.report import View
     from pxetui.capture.service import Capture
     from pxetui.capture.sniffer import CaptureError
@@ -29,12 +67,13 @@ async def watch(iface: str, duration: float | None, refresh: float, stuck_second
     view = View()
     tracker = Tracker(stuck_seconds=stuck_seconds, db_path=db)
     changed = False
+    lines = Lines(rate)
 
     def show(ev: Event) -> None:
         nonlocal changed
         line = view.apply(ev)
         if line:
-            print(line, flush=True)
+            lines(line)
             changed = True
 
     def emit(ev: Event) -> None:
@@ -68,6 +107,7 @@ async def watch(iface: str, duration: float | None, refresh: float, stuck_second
             except TimeoutError:
                 pass
             cap.tick()
+            lines.tick()
             if cap.sniffer.error is not None:
                 print(f"pxetui watch: {cap.sniffer.error}", file=sys.stderr, flush=True)
                 break
@@ -83,6 +123,7 @@ async def watch(iface: str, duration: float | None, refresh: float, stuck_second
         cap.sniffer.detach(loop)
         cap.close()
         tracker.close()
+    lines.tick()
     print("\n" + view.render(), flush=True)
     return 1 if cap.sniffer.error is not None else 0
 
@@ -98,7 +139,7 @@ def main(args: argparse.Namespace) -> int:
     return asyncio.run(watch(iface, args.duration, args.refresh, args.stuck_seconds, pcap=args.pcap or "",
                              all_boot_traffic=args.all_boot_traffic, db=args.db,
                              http_ports=sorted({80, *args.http_port}),
-                             log_ports=log_ports))
+                             log_ports=log_ports, rate=args.rate))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -111,6 +152,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--refresh", type=float, default=5.0,
                    help="print the full tables at most this often when they changed (0: only at the end)")
     p.add_argument("--stuck-seconds", type=float, default=90.0, help="silence before a client is diagnosed")
+    p.add_argument("--rate", type=_rate, default=RATE,
+                   help=f"lines a second at most; the rest are counted once a second (0: no limit; default {RATE})")
     p.add_argument("--pcap", metavar="FILE", help="also record the DHCP traffic to this pcap file")
     p.add_argument("--all-boot-traffic", action="store_true",
                    help="with --pcap: record the TFTP/HTTP markers too, not only DHCP")
@@ -119,3 +162,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="another port HTTP boot traffic uses (repeatable; 80 always)")
     logports.add_args(p)
     p.set_defaults(func=main)
+
+
+def _rate(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of lines a second") from None
+    if not 0 <= n <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{n} is outside 0..1000000 lines a second")
+    return n
