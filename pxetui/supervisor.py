@@ -28,6 +28,7 @@ from pxetui import __version__, metrics, privileges, store
 from pxetui import reload as reload_plan
 from pxetui.config import Config
 from pxetui.control import LINE_LIMIT, socket_path
+from pxetui.dhcp import answer
 from pxetui.emitter import LineReader
 from pxetui.events import (
     Alert,
@@ -41,6 +42,7 @@ from pxetui.events import (
     Log,
     ReplayDone,
     ServiceState,
+    TransferFinished,
     dumps,
     from_dict,
     is_complete,
@@ -48,6 +50,7 @@ from pxetui.events import (
     packet_tally,
     shares_containers,
 )
+from pxetui.menus.model import MenuError
 from pxetui.metrics_server import MetricsServer
 from pxetui.netinfo import port_holders
 from pxetui.state import STATEFUL, EngineState
@@ -361,6 +364,7 @@ class Supervisor:
         # Set when a service fails before it ever ran: `serve` exits non-zero with the reason.
         self.fatal = ""
         self.boot_once_entries: set[str] = set()
+        self._answer_kept: set[str] = set()  # boot-once kept for a Proxmox answer (said once)
         self.fail_fast = True
         self._server: asyncio.base_events.Server | None = None
         self._metrics: MetricsServer | None = None
@@ -376,8 +380,11 @@ class Supervisor:
         the tracker may keep and `line` its JSON line, when the caller has them already (a
         service's line, decoded once: docs/ARCHITECTURE.md, "The event path")."""
         self._emit(ev, line)
-        if isinstance(ev, BootCallback) and ev.mac in self.boot_once_entries:
-            self._boot_once_used(str(ev.mac))
+        if ev.mac in self.boot_once_entries:
+            if isinstance(ev, BootCallback):
+                self._boot_once_used(str(ev.mac))
+            elif isinstance(ev, TransferFinished) and answer.is_answer_path(ev.path):
+                self._boot_once_used(str(ev.mac), answered=True)
         if self.tracker is not None and not isinstance(ev, (ClientUpdate, Log)):
             self._derive(self.tracker.feed, d if d is not None else ev.to_dict())
             if self.tracker.pending and not self._updates_due:
@@ -458,15 +465,35 @@ class Supervisor:
             if n in self.runners:
                 self.runners[n].signal(signal.SIGHUP)
 
-    def _boot_once_used(self, mac: str) -> None:
+    def _boot_once_used(self, mac: str, answered: bool = False) -> None:
         """"Boot once into an entry" is spent when the client reports it is booting that entry
         (the iPXE script's callback); the next boot gets the normal menu again. ("local" is
-        spent by the DHCP service itself, when it answers without a boot file.)"""
+        spent by the DHCP service itself, when it answers without a boot file.) A Proxmox
+        entry whose answer file comes with it is spent once the installer fetched that answer
+        (`answered`): the installer asks for its answer URL after the callback, and the DHCP
+        service gives it only while the boot-once names the entry (pxetui/dhcp/answer.py)."""
         conn = store.connect(self.cfg.db_path)
         try:
-            store.clear_boot_once(conn, mac)
+            kept = None
+            if not answered:
+                try:
+                    kept = answer.answer_from_boot_once(conn, mac)
+                except (sqlite3.Error, MenuError) as exc:  # spent as any other entry, and said
+                    self.publish(Log(service="engine", mac=mac, level_name="warning",
+                                     message=f"host {mac}: cannot tell whether its boot-once entry "
+                                             f"gives a Proxmox answer ({exc}): spent now"))
+            if kept is None:
+                store.clear_boot_once(conn, mac)
         finally:
             conn.close()
+        if kept is not None:
+            if mac not in self._answer_kept:
+                self._answer_kept.add(mac)
+                self.publish(Log(service="engine", mac=mac, message=(
+                    f"host {mac}: boot-once entry {kept} kept until its installer fetches answer.toml "
+                    "(Proxmox asks for the answer URL after the kernel runs)")))
+            return
+        self._answer_kept.discard(mac)
         self.publish(Log(service="engine", mac=mac, message=f"host {mac}: boot-once entry used"))
         self._reload_hosts()
 

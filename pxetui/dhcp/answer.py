@@ -50,6 +50,32 @@ def seed_key(conn: sqlite3.Connection, mac: str, known: _Known | None = None) ->
     return entry.id
 
 
+def answer_from_boot_once(conn: sqlite3.Connection, mac: str) -> str | None:
+    """The Proxmox entry `mac` boots once into, when that boot-once entry is what gives it its
+    answer URL (the entry's answer.toml is stored, the MAC has none of its own); else None.
+
+    The installer's DHCP client asks for option 250 after the kernel runs, so after the boot
+    callback that spends a boot-once entry (pxetui/supervisor.py): such a boot-once is kept
+    until the installer has fetched its answer, or the URL would no longer be given."""
+    known = _Known.read(conn)
+    if not known.stored or (mac, ANSWER_FILE) in known.stored:
+        return None
+    ov = known.overrides.get(mac)
+    once = ov["boot_once"] if ov is not None else None
+    if not once or once == "local":
+        return None
+    entry = known.menu().get(once)
+    if entry is None or not is_proxmox(entry) or ("entry", f"{entry.id}/{ANSWER_FILE}") not in known.stored:
+        return None
+    return entry.id
+
+
+def is_answer_path(path: str | None) -> bool:
+    """An HTTP transfer of an answer file: `seed/<mac-or-entry>/answer.toml` (tokens are not
+    in transfer names, pxetui/http/routes.py)."""
+    return path is not None and path.startswith("seed/") and path.endswith(f"/{ANSWER_FILE}")
+
+
 class _Known:
     """The stored answer files, host overrides and menu as they stand: read once, and again
     only when the database changed (`version`), not for every DHCP request."""

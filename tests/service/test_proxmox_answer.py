@@ -14,6 +14,7 @@ from services import ServiceProc, base_config
 
 from pxetui import privileges
 from pxetui import store as dbstore
+from pxetui.dhcp import answer
 from pxetui.http.server import MAX_DISCARD
 from pxetui.menus import model, seeds
 
@@ -94,6 +95,11 @@ def test_udhcpc_gets_the_answer_url_and_it_serves_the_answer(netns, tmp_path: Pa
                        "--data-binary", f"@{big}", url, check=False)
         assert r.stdout == "413", r.stdout
         assert dhcp.of("LeaseGranted", ip=ip)
+        # What the engine spends a boot-once Proxmox entry on (pxetui/supervisor.py): the
+        # answer's transfer, named without its token, attributed to the lease's MAC.
+        done = wait_for(lambda: [e for e in http.of("TransferFinished", ip=ip) if e["path"] == "seed/pve/answer.toml"],
+                        what="the answer's TransferFinished")
+        assert done[0]["mac"] == mac and answer.is_answer_path(done[0]["path"])
     finally:
         dhcp.stop()
         http.stop()

@@ -252,3 +252,60 @@ def test_a_runner_far_behind_sheds_per_packet_events_and_reports_them_as_that_se
     assert sup.state.counts["dhcp.in.DISCOVER"] == 3 and sup.state.counts["dhcp.in.REQUEST"] == 1
     sup.report_shed()  # nothing new: no second report
     assert q.empty()
+
+
+async def test_boot_once_into_proxmox_is_spent_when_the_installer_fetched_its_answer(tmp_path):
+    # Proxmox's installer asks for its answer URL (DHCP option 250) after the kernel runs,
+    # after the boot callback: the DHCP service gives the URL only while the boot-once names
+    # the entry, so that callback keeps it and the answer's fetch spends it.
+    from pxetui.dhcp import answer
+    from pxetui.events import BootCallback, TransferFinished
+    from pxetui.menus import model, seeds
+
+    cfg = cfg_for(tmp_path)
+    conn = store.connect(cfg.db_path)
+    try:
+        def entries(m: model.Menu) -> None:
+            m.add(model.Entry(id="pve", label="Proxmox VE", kernel="iso/pve/boot/linux26",
+                              initrds=["iso/pve/boot/initrd.img", "/proxmox.iso=iso/pve.iso"], loaders=["ipxe"]))
+            m.add(model.Entry(id="memtest", label="Memtest", kernel="memtest.bin", loaders=["ipxe"]))
+        model.update_menu(conn, entries)
+        seeds.set_seed(conn, "answer.toml", b"[global]\n", entry="pve")
+    finally:
+        conn.close()
+    sup = Supervisor(cfg, names=[])
+    await sup.start()
+    mac, other = "52:54:00:aa:bb:11", "52:54:00:aa:bb:12"
+
+    def boot_once(m: str) -> str | None:
+        c = store.connect(cfg.db_path)
+        try:
+            return store.host_overrides(c)[m]["boot_once"]
+        finally:
+            c.close()
+
+    def answer_key(m: str) -> str | None:
+        c = store.connect(cfg.db_path)
+        try:
+            return answer.seed_key(c, m)
+        finally:
+            c.close()
+
+    try:
+        await sup.command({"cmd": "set_host", "mac": mac, "boot_once": "pve"})
+        await sup.command({"cmd": "set_host", "mac": other, "boot_once": "memtest"})
+        sup.publish(BootCallback(service="http", mac=mac, stage="booting", entry="pve"))
+        sup.publish(BootCallback(service="http", mac=other, stage="booting", entry="memtest"))
+        assert boot_once(other) is None  # any other entry: spent by the callback, as before
+        assert boot_once(mac) == "pve" and answer_key(mac) == "pve"  # the installer's DHCP gets it
+        kept = [e for e in sup.replay() if e.type == "Log" and "kept until its installer" in e.message]
+        assert len(kept) == 1 and mac in kept[0].message
+        # Another file, or another host's answer, spends nothing.
+        sup.publish(TransferFinished(service="http", mac=mac, protocol="http", path="iso/pve/boot/linux26"))
+        sup.publish(TransferFinished(service="http", mac=other, protocol="http", path="seed/pve/answer.toml"))
+        assert boot_once(mac) == "pve"
+        sup.publish(TransferFinished(service="http", mac=mac, protocol="http", path="seed/pve/answer.toml"))
+        assert boot_once(mac) is None and answer_key(mac) is None  # the next boot: the normal menu
+        assert sup.boot_once_entries == set()
+    finally:
+        await sup.stop()
