@@ -26,6 +26,7 @@ the address the request came in on (`cfg.http_base`, `cfg.server_ip`), in the cl
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import stat
@@ -43,6 +44,8 @@ from pxetui.loaders import Loaders, find_loaders
 from pxetui.menus import model, render_grub, render_ipxe, render_pxelinux, seeds
 from pxetui.menus.model import Menu
 from pxetui.safeopen import FILE_FLAGS, PinMismatch
+
+log = logging.getLogger("pxetui.library.provider")
 
 PXELINUX_DEFAULT = "pxelinux.cfg/default"
 # The arm64 netboot GRUB (debian-installer-12-netboot-arm64's grubaa64.efi) has prefix
@@ -256,8 +259,35 @@ class IsoProvider:
         finally:
             os.close(fd)
         prefix = f"{self.state.cfg.http_base_for(client.ip)}/iso/{iso.record.name}"
-        text = esxi.rewrite_boot_cfg(data.decode("utf-8", "replace"), prefix)
+        ks = self._esxi_kickstart(iso, inner, client)
+        text = esxi.rewrite_boot_cfg(data.decode("utf-8", "replace"), prefix, ks)
         return virtual(path, text.encode(), iso.record.mtime)
+
+    def _esxi_kickstart(self, iso: _Iso, inner: str, client: Client) -> str | None:
+        """The seed URL of the machine's `ks.cfg`, else of the entry's (the BIOS or the UEFI one,
+        by the boot.cfg asked for), with this boot's seed token; None when neither is stored or
+        the asking machine cannot be attributed (then it installs interactively, as every
+        family does without its token: docs/SECURITY.md)."""
+        cfg = self.state.cfg
+        owner, mint = tokens.for_request(cfg, client.ip, client.mac)
+        if mint is None or owner is None or not cfg.db_path.exists():
+            return None
+        entry = f"{iso.record.name}-{'uefi' if inner.lower().startswith('efi/') else 'bios'}"
+        conn = store.connect(cfg.db_path)
+        try:
+            key = (owner if seeds.get_seed(conn, owner, esxi.KICKSTART) is not None
+                   else entry if seeds.get_seed(conn, None, f"{entry}/{esxi.KICKSTART}") is not None
+                   else None)
+        finally:
+            conn.close()
+        if key is None:
+            return None
+        try:
+            token = mint("seed")
+        except tokens.TokenUnavailable as exc:
+            log.error("%s; %s gets ESXi's boot.cfg without its kickstart", exc, owner)
+            return None
+        return f"{cfg.http_base_for(client.ip)}/seed/{token}/{key}/{esxi.KICKSTART}"
 
     @staticmethod
     def _open(iso: _Iso, path: str) -> int:

@@ -312,9 +312,66 @@ def test_windows_autounattend_served_with_the_boot_token(cfg: Config, images: di
 def test_esxi_rewrite_of_any_boot_cfg_has_our_prefix_once_and_no_rooted_module(text: str) -> None:
     """The boot.cfg comes from an image anyone may have built: whatever it says, the copy we
     serve names our prefix exactly once and no kernel or module from the root."""
-    out = esxi.rewrite_boot_cfg(text, "http://10.0.0.1/iso/esx").splitlines()
-    keyed = [(k.strip().lower(), v) for k, eq, v in (line.partition("=") for line in out) if eq]
-    assert [v for k, v in keyed if k == "prefix"] == ["http://10.0.0.1/iso/esx"]
-    for k, v in keyed:
-        if k in ("kernel", "modules"):
-            assert not any(part.strip().startswith("/") for part in v.split("---")), v
+    ks = "http://10.0.0.1/seed/" + "a" * 32 + "/esx-bios/ks.cfg"
+    for given_ks in (None, ks):
+        out = esxi.rewrite_boot_cfg(text, "http://10.0.0.1/iso/esx", given_ks).splitlines()
+        keyed = [(k.strip().lower(), v) for k, eq, v in (line.partition("=") for line in out) if eq]
+        assert [v for k, v in keyed if k == "prefix"] == ["http://10.0.0.1/iso/esx"]
+        for k, v in keyed:
+            if k in ("kernel", "modules"):
+                assert not any(part.strip().startswith("/") for part in v.split("---")), v
+        if given_ks is not None:  # every kernelopt mboot may read names our kickstart, only ours
+            opts = [v.split() for k, v in keyed if k == "kernelopt"]
+            assert opts and all([w for w in o if w.lower().startswith("ks=")] == [f"ks={ks}"] for o in opts)
+
+
+def test_esxi_kickstart_seed_goes_into_kernelopt_with_the_boot_token(
+        cfg: Config, images: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from pxetui import attribution, store, tokens
+    from pxetui.menus import seeds
+
+    import_iso(cfg, images["esxi"], name="esx")
+    conn = store.connect(cfg.db_path)
+    try:
+        seeds.set_seed(conn, "ks.cfg", b"vmaccepteula\n", entry="esx-uefi")
+        seeds.set_seed(conn, "ks.cfg", b"vmaccepteula\nrootpw x\n", mac="52:54:00:00:00:09")
+    finally:
+        conn.close()
+    provider._STATES.clear()
+    wire = {"10.99.0.80": "52:54:00:00:00:08", "10.99.0.90": "52:54:00:00:00:09"}
+    monkeypatch.setattr(attribution.for_config(cfg), "mac_for", wire.get)
+    res = Resolver(cfg.http_root, virtual_providers(cfg))
+
+    def kernelopt(path: str, ip: str) -> list[str]:
+        with res.resolve(path, Client(ip=ip)) as src:
+            assert src.data is not None
+            return next(v for k, _, v in (ln.partition("=") for ln in src.data.decode().splitlines())
+                        if k == "kernelopt").split()
+
+    def kickstart(words: list[str]) -> tuple[str, str] | None:
+        ks = [w for w in words if w.startswith("ks=")]
+        if not ks:
+            return None
+        m = re.fullmatch(r"ks=http://10\.99\.0\.1/seed/([0-9a-f]{32})/([^/]+)/ks\.cfg", ks[0])
+        assert m and len(ks) == 1, words
+        return m.group(1), m.group(2)
+
+    try:
+        uefi, bios = "iso/esx/pxetui/EFI/BOOT/BOOT.CFG", "iso/esx/pxetui/BOOT.CFG"
+        # The entry's kickstart (UEFI entry only), with this machine's seed token.
+        words = kernelopt(uefi, "10.99.0.80")
+        assert words[:2] == ["runweasel", "cdromBoot"]  # the vendor's options stay
+        found = kickstart(words)
+        assert found is not None and found[1] == "esx-uefi"
+        grant = tokens.for_config(cfg).verify(found[0], "seed")
+        assert grant is not None and grant.mac == "52:54:00:00:00:08"
+        assert provider.seed_file(cfg, None, "esx-uefi/ks.cfg") == b"vmaccepteula\n"  # what the URL serves
+        assert kickstart(kernelopt(bios, "10.99.0.80")) is None  # no seed for the BIOS entry
+        # A machine's own kickstart wins, for either entry.
+        for path in (uefi, bios):
+            found = kickstart(kernelopt(path, "10.99.0.90"))
+            assert found is not None and found[1] == "52:54:00:00:00:09"
+        # A machine we cannot attribute gets no token: the installer runs interactively.
+        assert kickstart(kernelopt(uefi, "10.99.0.99")) is None
+    finally:
+        res.close()
