@@ -48,6 +48,7 @@ from pxetui.clientlogs import stages as install
 from pxetui.config import TrackerConfig
 from pxetui.dhcp.ports import PXE_PORT
 from pxetui.events import ClientForgotten, ClientUpdate, Event, LimitReporter, Log, dumps, loads
+from pxetui.menus.model import served_initrd
 from pxetui.stages import DONE_CALLBACKS, FINAL, INSTALL_STAGES, PROGRESS
 from pxetui.store import connect, ensure_schema, write_transaction
 
@@ -143,7 +144,7 @@ def menu_kinds(entries: list[Any]) -> dict[str, str]:
         out.setdefault(served_path(e.kernel), "kernel")
         if e.kind == "linux":  # wimboot's `name=path` files are BCD/SDI/WIM: named by rules
             for i in e.initrds:
-                out.setdefault(served_path(i), "initrd")
+                out.setdefault(served_path(served_initrd(i, e.kind)), "initrd")
     return out
 
 

@@ -20,7 +20,7 @@ from pxetui.config import Config
 from pxetui.control import is_live, socket_path
 from pxetui.dhcp.policy import BootPolicy, ClientFacts, is_url
 from pxetui.doctor import tftpget
-from pxetui.menus.model import LOCAL_ID, expand, load_menu
+from pxetui.menus.model import LOCAL_ID, expand, load_menu, served_initrd
 from pxetui.tftp.options import HEADERS
 
 # The clients asked for: (kind, option 93, vendor class, iPXE).
@@ -151,8 +151,7 @@ def _entry_urls(cfg: Config) -> tuple[list[tuple[str, str, int | None]], str]:
         return [(f"image of entry {e.id}", url(e.kernel), ISO_BYTES)], ""
     out: list[tuple[str, str, int | None]] = [(f"kernel of entry {e.id}", url(e.kernel), None)] if e.kernel else []
     for spec in e.initrds:
-        path = spec.partition("=")[2] if e.kind == "wimboot" else spec
-        out.append((f"initrd of entry {e.id}", url(path), None))
+        out.append((f"initrd of entry {e.id}", url(served_initrd(spec, e.kind)), None))
     return out, ""
 
 

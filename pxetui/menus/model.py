@@ -234,6 +234,23 @@ def addresses(cfg: Config, client_ip: str | None) -> tuple[str, str]:
     return http, cfg.server_ip6
 
 
+def named_initrd(spec: str) -> tuple[str, str]:
+    """(path in the initramfs, served path) of a Linux entry's initrd: `/proxmox.iso=iso/pve.iso`
+    puts the file at /proxmox.iso (iPXE wraps it in a cpio header); a plain path is passed as is."""
+    if spec.startswith("/") and "=" in spec:
+        dest, _, path = spec.partition("=")
+        return dest, path
+    return "", spec
+
+
+def served_initrd(spec: str, kind: str) -> str:
+    """The served path (or URL template) of an entry's initrd spec: wimboot's `name=path` and a
+    Linux entry's `/dest=path` name the file they fetch after the `=`."""
+    if kind == "wimboot":
+        return spec.partition("=")[2] or spec
+    return named_initrd(spec)[1]
+
+
 def expand(template: str, cfg: Config, mint: Mint | None = None, client_ip: str | None = None) -> str:
     """Fill `{http}` / `{server}` for the address this request came in on (and the family of
     `client_ip`), and `{callback}` and seed URLs with this boot's tokens (minted only if the
