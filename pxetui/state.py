@@ -284,6 +284,7 @@ def _on(cls: type[Event]) -> Callable[[Handler], Handler]:
 DHCP_TYPES = frozenset({"DISCOVER", "OFFER", "REQUEST", "ACK", "NAK", "RELEASE", "DECLINE",
                         "INFORM", "BOOTP"})
 SERVING = frozenset({"tftp", "http"})
+COPIES_KEPT = 4096  # capture's copies of our own transfers remembered until they end
 
 
 def _count(n: object) -> bool:
@@ -339,6 +340,7 @@ class EngineState:
         self.client_log_seq = 0
         self.finished_keep = finished_keep
         self._finished: dict[str, None] = {}  # ids of the transfers that ended, oldest first
+        self._copies: dict[str, None] = {}  # capture's ids of transfers our services report
         self.throughput_window = throughput_window
         self._buckets: dict[int, float] = {}
         self.now = 0.0  # the latest event time seen: "now" for durations, without a clock
@@ -592,6 +594,15 @@ class EngineState:
     @_on(TransferStarted)
     def _on_transfer_started(self, ev: TransferStarted, ts: float) -> set[str]:
         tid = str(ev.transfer_id or "")
+        if ev.service == "capture" and ev.ours:
+            # Our TFTP and HTTP services report every transfer of theirs: capture's copy from
+            # the wire is the same transfer again, one row, not two (the tracker still merges
+            # the wire's view into the client's files). Only a live engine's capture knows
+            # its own addresses, so `watch` and `analyze` keep every transfer they see.
+            self._copies[tid] = None
+            if len(self._copies) > COPIES_KEPT:
+                del self._copies[next(iter(self._copies))]
+            return set()
         self._finished.pop(tid, None)  # an id used again: running, not in the finished history
         old = self.transfers.get(tid)
         if old is not None and old.status == "running":
@@ -643,6 +654,8 @@ class EngineState:
 
     @_on(TransferProgress)
     def _on_progress(self, ev: TransferProgress, ts: float) -> set[str]:
+        if self._copy(ev, end=False):
+            return set()
         tr = self._transfer(ev, ts)
         self._count_bytes(tr, int(ev.bytes_done or 0), ts)
         if ev.size:
@@ -651,6 +664,15 @@ class EngineState:
         tr.retransmits = int(ev.retransmits or 0)
         tr.ts = ts
         return {"transfers", "throughput"}
+
+    def _copy(self, ev: TransferProgress | TransferFinished | TransferFailed, end: bool) -> bool:
+        """Whether `ev` is about capture's copy of one of our transfers (skipped, _copies)."""
+        tid = str(ev.transfer_id or "")
+        if tid not in self._copies:
+            return False
+        if end:
+            del self._copies[tid]
+        return True
 
     def _finish(self, tr: TransferInfo) -> None:
         self._unindex(tr)
@@ -665,6 +687,8 @@ class EngineState:
 
     @_on(TransferFinished)
     def _on_finished(self, ev: TransferFinished, ts: float) -> set[str]:
+        if self._copy(ev, end=True):
+            return set()
         tr = self._transfer(ev, ts)
         self._count_bytes(tr, int(ev.bytes_done or 0), ts)
         tr.rate = float(ev.rate or tr.rate)
@@ -679,6 +703,8 @@ class EngineState:
 
     @_on(TransferFailed)
     def _on_failed(self, ev: TransferFailed, ts: float) -> set[str]:
+        if self._copy(ev, end=True):
+            return set()
         tr = self._transfer(ev, ts)
         self._count_bytes(tr, int(ev.bytes_done or 0), ts)
         tr.status, tr.reason, tr.ts = "failed", str(ev.reason or ""), ts
@@ -890,7 +916,8 @@ class EngineState:
     def _transfer_events(tr: TransferInfo) -> list[Event]:
         out: list[Event] = [TransferStarted(
             ts=tr.started, service=tr.service, mac=tr.mac, ip=tr.ip, transfer_id=tr.transfer_id,
-            protocol=tr.protocol, path=tr.path, size=tr.size, options=dict(tr.options))]
+            protocol=tr.protocol, path=tr.path, size=tr.size, options=dict(tr.options),
+            ours=tr.service != "capture")]  # capture's copies of ours are never kept (_copies)
         if (tr.status != "running" or tr.bytes_done or tr.rate or tr.retransmits
                 or tr.ts != tr.started):
             out.append(TransferProgress(ts=tr.ts, transfer_id=tr.transfer_id,

@@ -105,8 +105,8 @@ def test_lab_vm_powered_off(snap_compare, tmp_path, monkeypatch):
 @pytest.mark.parametrize("screen", ["transfers", "clients"])
 def test_lab_boot_tables(snap_compare, tmp_path, monkeypatch, screen):
     """The first lab boot's tables at 80x24: PXELINUX's config lookups dimmed as normal, the
-    capture's copy of the initrd closed (the client moved on), the rate readable; the Firmware
-    column whole (bios/ipxe)."""
+    initrd once (the capture's copy of our own transfer is not a row), the rate readable; the
+    Firmware column whole (bios/ipxe)."""
     monkeypatch.chdir(tmp_path)
     app, _ = make_app(None, events=lab_boot_feed())
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_keys(*SCREENS[screen]))

@@ -29,9 +29,11 @@ def fold(*events: Event) -> EngineState:
 
 
 def start(tid: str, ts: float, path: str = "lab/initrd.gz", service: str = "tftp",
-          protocol: str = "tftp", mac: str | None = None, ip: str | None = IP) -> TransferStarted:
+          protocol: str = "tftp", mac: str | None = None, ip: str | None = IP,
+          ours: bool = False) -> TransferStarted:
+    """A transfer; from capture, another server's (`ours`: capture's copy of one of ours)."""
     return TransferStarted(ts=ts, service=service, mac=mac, ip=ip, transfer_id=tid,
-                           protocol=protocol, path=path, size=1000)
+                           protocol=protocol, path=path, size=1000, ours=ours or service != "capture")
 
 
 def booted(ts: float, boot: int = 1) -> ClientUpdate:
@@ -43,14 +45,23 @@ def status(s: EngineState) -> dict[str, tuple[str, str]]:
     return {t.transfer_id: (t.status, t.reason) for t in s.transfers.values()}
 
 
-def test_the_lab_case_a_wire_copy_never_ended_is_closed_and_not_live_after_the_boot():
+def test_the_lab_case_a_wire_copy_of_our_transfer_is_not_a_row_of_its_own():
     # pxetui lab, first run: the capture saw the initrd's request but not its last ACK; our
-    # TFTP service reported its own copy done; the system booted and called back.
-    s = fold(start("wire-17", 40.66, service="capture", mac=MAC),
-             start("own-12", 40.68), TransferFinished(ts=41.57, transfer_id="own-12", bytes_done=1000),
+    # TFTP service reported its own copy done; the system booted and called back. The wire's
+    # copy of our own transfer is not listed at all (it was a second row, left running).
+    s = fold(start("wire-17", 40.66, service="capture", mac=MAC, ours=True),
+             start("own-12", 40.68), TransferProgress(ts=41.0, transfer_id="wire-17", bytes_done=500),
+             TransferFinished(ts=41.57, transfer_id="own-12", bytes_done=1000),
              booted(52.11))
-    assert status(s)["wire-17"] == ("closed", "the client moved on")
-    assert status(s)["own-12"] == ("done", "")
+    assert status(s) == {"own-12": ("done", "")}
+    assert s.live_transfers() == 0 and s.counts["transfers.tftp.done"] == 1
+
+
+def test_another_servers_transfer_never_ended_is_closed_when_the_client_moved_on():
+    s = fold(start("wire-17", 40.66, service="capture", mac=MAC),
+             start("wire-18", 41.0, service="capture", mac=MAC, path="lab/vmlinuz"),
+             TransferFinished(ts=41.57, transfer_id="wire-18", bytes_done=1000), booted(52.11))
+    assert status(s)["wire-17"] == ("closed", "the client moved on to lab/vmlinuz")
     assert s.live_transfers() == 0
 
 
