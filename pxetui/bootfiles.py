@@ -45,3 +45,12 @@ def is_ipxe_binary(path: str) -> bool:
         return True
     stem, _, ext = name.rpartition(".")
     return ext in ("efi", "pxe") and (stem == "snp" or any(s in stem for s in _IPXE_STEMS))
+
+
+def served_path(path: str) -> str:
+    """A path as the client asked for it or as a menu names it, reduced to the served path:
+    no scheme and host, no `{http}`/`{server}` template, no query, no leading slash, lower case
+    (Windows loaders use backslashes, GRUB adds a leading slash: docs/FIELD-NOTES.md)."""
+    p = path.split("?", 1)[0].replace("\\", "/")
+    p = re.sub(r"^(\{(http|server)\}|[a-z][a-z0-9+.-]*://[^/]*)", "", p, flags=re.I)
+    return p.lstrip("/").lower()

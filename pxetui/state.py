@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pxetui.bootfiles import served_path
 from pxetui.events import (
     EVENT_TYPES,
     Alert,
@@ -285,6 +286,7 @@ DHCP_TYPES = frozenset({"DISCOVER", "OFFER", "REQUEST", "ACK", "NAK", "RELEASE",
                         "INFORM", "BOOTP"})
 SERVING = frozenset({"tftp", "http"})
 COPIES_KEPT = 4096  # capture's copies of our own transfers remembered until they end
+COPY_MATCH = 10.0  # seconds between a copy's start and our service's start of that file
 
 
 def _count(n: object) -> bool:
@@ -340,7 +342,10 @@ class EngineState:
         self.client_log_seq = 0
         self.finished_keep = finished_keep
         self._finished: dict[str, None] = {}  # ids of the transfers that ended, oldest first
-        self._copies: dict[str, None] = {}  # capture's ids of transfers our services report
+        # capture's copies of our own transfers, by its id, until they end; and when our
+        # services started which file for whom (bounded), to tell a failure only the wire saw
+        self._copies: dict[str, TransferInfo] = {}
+        self._own_started: dict[tuple[str, str, str], float] = {}
         self.throughput_window = throughput_window
         self._buckets: dict[int, float] = {}
         self.now = 0.0  # the latest event time seen: "now" for durations, without a clock
@@ -597,25 +602,34 @@ class EngineState:
         if ev.service == "capture" and ev.ours:
             # Our TFTP and HTTP services report every transfer of theirs: capture's copy from
             # the wire is the same transfer again, one row, not two (the tracker still merges
-            # the wire's view into the client's files). Only a live engine's capture knows
-            # its own addresses, so `watch` and `analyze` keep every transfer they see.
-            self._copies[tid] = None
+            # the wire's view into the client's files), unless it fails and our service never
+            # started it (`_copy`: a request cut before our HTTP server read it). Only a live
+            # engine's capture knows its own addresses: `watch` and `analyze` keep them all.
+            self._copies[tid] = self._info(ev, tid, ts)
             if len(self._copies) > COPIES_KEPT:
                 del self._copies[next(iter(self._copies))]
             return set()
+        if ev.service in SERVING:
+            key = (str(ev.ip or ""), str(ev.protocol or "tftp"), served_path(str(ev.path or "")))
+            self._own_started.pop(key, None)
+            self._own_started[key] = ts
+            if len(self._own_started) > COPIES_KEPT:
+                del self._own_started[next(iter(self._own_started))]
         self._finished.pop(tid, None)  # an id used again: running, not in the finished history
         old = self.transfers.get(tid)
         if old is not None and old.status == "running":
             self._unindex(old)
-        tr = self.transfers[tid] = TransferInfo(
-            transfer_id=tid, protocol=str(ev.protocol or "tftp"), mac=ev.mac, ip=ev.ip,
-            path=str(ev.path or ""), size=ev.size, options=dict(ev.options or {}),
-            started=ts, ts=ts, service=str(ev.service or ""),
-        )
+        tr = self.transfers[tid] = self._info(ev, tid, ts)
         self._index(tr)
         self._tally(tr, "started")
         self.mark("transfers", tid)
         return {"transfers"}
+
+    @staticmethod
+    def _info(ev: TransferStarted, tid: str, ts: float) -> TransferInfo:
+        return TransferInfo(transfer_id=tid, protocol=str(ev.protocol or "tftp"), mac=ev.mac, ip=ev.ip,
+                            path=str(ev.path or ""), size=ev.size, options=dict(ev.options or {}),
+                            started=ts, ts=ts, service=str(ev.service or ""))
 
     def _tally(self, tr: TransferInfo, outcome: str) -> None:
         if tr.service in SERVING and tr.protocol in SERVING:
@@ -666,13 +680,23 @@ class EngineState:
         return {"transfers", "throughput"}
 
     def _copy(self, ev: TransferProgress | TransferFinished | TransferFailed, end: bool) -> bool:
-        """Whether `ev` is about capture's copy of one of our transfers (skipped, _copies)."""
+        """Whether `ev` is about capture's copy of one of our transfers (skipped, _copies). A
+        copy that fails where none of our services started that file for that client within
+        COPY_MATCH seconds becomes a row of its own: a failure only the wire saw."""
         tid = str(ev.transfer_id or "")
         if tid not in self._copies:
             return False
-        if end:
-            del self._copies[tid]
-        return True
+        if not end:
+            return True
+        copy = self._copies.pop(tid)
+        if not isinstance(ev, TransferFailed):
+            return True
+        own = self._own_started.get((str(copy.ip or ""), copy.protocol, served_path(copy.path)))
+        if own is not None and abs(own - copy.started) <= COPY_MATCH:
+            return True
+        self.transfers[tid] = copy
+        self._index(copy)
+        return False
 
     def _finish(self, tr: TransferInfo) -> None:
         self._unindex(tr)

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from pxetui import archtypes, diagnosis
-from pxetui.bootfiles import ROOTFS, is_loader
+from pxetui.bootfiles import ROOTFS, is_loader, served_path
 from pxetui.clientlogs import stages as install
 from pxetui.config import TrackerConfig
 from pxetui.dhcp.ports import PXE_PORT
@@ -124,15 +124,6 @@ def drop_old_tables(lease_db: str | Path) -> bool:
 
 _FORGET = tuple(f"DELETE FROM {t} WHERE mac=?"
                 for t in ("tracker_clients", "tracker_boots", "tracker_files", "tracker_events"))
-
-
-def served_path(path: str) -> str:
-    """A path as the client asked for it or as a menu names it, reduced to the served path:
-    no scheme and host, no `{http}`/`{server}` template, no query, no leading slash, lower case
-    (Windows loaders use backslashes, GRUB adds a leading slash: docs/FIELD-NOTES.md)."""
-    p = path.split("?", 1)[0].replace("\\", "/")
-    p = re.sub(r"^(\{(http|server)\}|[a-z][a-z0-9+.-]*://[^/]*)", "", p, flags=re.I)
-    return p.lstrip("/").lower()
 
 
 def menu_kinds(entries: list[Any]) -> dict[str, str]:

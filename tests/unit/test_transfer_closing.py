@@ -140,3 +140,19 @@ def test_the_replay_carries_a_closure():
     assert late.transfers["wire"].service == "capture"
     # a late UI's log says it in words (pxetui/logfmt.py), not as a dict
     assert "tftp transfer wire closed: the client booted" in [r.text for r in late.logs]
+
+
+def test_a_failure_only_the_wire_saw_is_a_row_a_copy_of_ours_is_not():
+    # The booted system's callback was cut before our HTTP server read it: only capture saw it,
+    # so its failure is listed; a copy of a request our server did start is not, failed or not.
+    cut = start("wire-1", 10, service="capture", mac=MAC, protocol="http", ours=True,
+                path="/callback/0123/booted")
+    served = [start("wire-2", 20, service="capture", mac=MAC, ours=True, path="/lab/initrd.gz"),
+              start("own-2", 20.01, service="tftp", path="lab/initrd.gz")]
+    live = fold(cut, *served,
+                TransferFailed(ts=12, service="capture", transfer_id="wire-1", reason="connection closed"),
+                TransferFailed(ts=25, service="capture", transfer_id="wire-2", reason="no last ACK seen"),
+                TransferFailed(ts=25.1, service="tftp", transfer_id="own-2", reason="timed out"))
+    assert status(live) == {"wire-1": ("failed", "connection closed"), "own-2": ("failed", "timed out")}
+    late = fold(*live.snapshot())
+    assert status(late) == status(live) and late.transfers["wire-1"].service == "capture"
