@@ -244,14 +244,8 @@ def test_once_heard_from_a_silent_client_gets_the_idle_limit(fast_path):
         assert not fast_path, "the fast path took no ACK"
         s.on_packet(encode_ack(1), 0.5)
     assert s.heard and s.acked == 1
-    s.last_progress = 0.5
-    now = 0.5
-    for _ in range(1000):
-        now = s.deadline
-        s.on_timer(now)
-        if s.state == FAILED:
-            break
-    assert now == pytest.approx(0.5 + GIVEUP_SECONDS) and "ACK of block 2" in s.reason
+    failed, _ = silent_until_failed(s)
+    assert failed == pytest.approx(0.5 + GIVEUP_SECONDS) and "ACK of block 2" in s.reason
 
 
 def test_an_upload_from_a_silent_client_is_dropped_within_idle_max():
