@@ -1,6 +1,7 @@
 """Does the host's firewall let a booting client reach pxetui? nftables (`nft -j list ruleset`) and
 iptables (`iptables-save`, ufw's chains included) are read into one model of input chains and
-each port PXE needs is walked through them.
+each port PXE needs is walked through them. With ipv6.enabled the IPv6 side too: DHCPv6, TFTP
+and HTTP through the ip6/inet chains of nftables and `ip6tables-save` (docs/IPV6.md).
 
 Conservative: a rule is only taken as matching when every condition in it is one understood here
 (protocol, destination port, input interface, conntrack state). A drop with any other condition
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pxetui.dhcp.ports import CLIENT_PORT, PXE_PORT, SERVER_PORT
+from pxetui.dhcp6.codec import SERVER_PORT as DHCP6_PORT
 from pxetui.doctor.finding import Finding
 
 TFTP_PORT = 69
@@ -39,6 +41,18 @@ def probes(http_port: int) -> list[Probe]:
     if http_port != 80:
         out.append(Probe("tcp", http_port, "HTTP (http.port)"))
     return out
+
+
+def probes6(http_port: int) -> list[Probe]:
+    """What an IPv6 client needs (docs/IPV6.md): DHCPv6 to us, then TFTP or HTTP."""
+    out = [Probe("udp", DHCP6_PORT, "DHCPv6"), Probe("udp", TFTP_PORT, "TFTP over IPv6"),
+           Probe("tcp", 80, "HTTP over IPv6")]
+    if http_port != 80:
+        out.append(Probe("tcp", http_port, "HTTP over IPv6 (http.port)"))
+    return out
+
+
+V4_FAMILIES, V6_FAMILIES = ("ip", "inet"), ("ip6", "inet")  # nftables families each one passes
 
 
 @dataclass
@@ -179,14 +193,15 @@ def _nft_match(rule: Rule, m: dict[str, Any]) -> None:
         rule.narrowed = True
 
 
-def parse_nft(ruleset: dict[str, Any], skip_tables: Iterable[tuple[str, str]] = ()) -> list[Chain]:
-    """Input chains of the IPv4 families (ip, inet) of `nft -j list ruleset`."""
+def parse_nft(ruleset: dict[str, Any], skip_tables: Iterable[tuple[str, str]] = (),
+              families: tuple[str, ...] = V4_FAMILIES) -> list[Chain]:
+    """Input chains of `families` (IPv4: ip, inet; IPv6: ip6, inet) of `nft -j list ruleset`."""
     skip = set(skip_tables)
     chains: dict[tuple[str, str, str], Chain] = {}
     items = ruleset.get("nftables", [])
     for it in items:
         c = it.get("chain")
-        if c and c.get("family") in ("ip", "inet") and (c["family"], c["table"]) not in skip:
+        if c and c.get("family") in families and (c["family"], c["table"]) not in skip:
             hook = "input" if c.get("hook") == "input" and c.get("type", "filter") == "filter" else None
             chains[(c["family"], c["table"], c["name"])] = Chain(
                 "nft", c["family"], c["table"], c["name"], hook, c.get("policy", "accept"))
@@ -260,8 +275,9 @@ def _ipt_rule(args: list[str]) -> Rule:
     return rule
 
 
-def parse_iptables(text: str) -> list[Chain]:
-    """The filter table of `iptables-save`: INPUT and every chain it can reach."""
+def parse_iptables(text: str, family: str = "ip") -> list[Chain]:
+    """The filter table of `iptables-save` (or, family "ip6", of `ip6tables-save`): INPUT and
+    every chain it can reach."""
     chains: dict[tuple[str, str, str], Chain] = {}
     table = ""
     for line in text.splitlines():
@@ -272,12 +288,12 @@ def parse_iptables(text: str) -> list[Chain]:
             continue
         elif line.startswith(":"):
             name, policy = line[1:].split()[:2]
-            chains[("ip", "filter", name)] = Chain("iptables", "ip", "filter", name,
-                                                   "input" if name == "INPUT" else None,
-                                                   "drop" if policy == "DROP" else "accept")
+            chains[(family, "filter", name)] = Chain("iptables", family, "filter", name,
+                                                     "input" if name == "INPUT" else None,
+                                                     "drop" if policy == "DROP" else "accept")
         elif line.startswith("-A "):
             args = shlex.split(line[3:])
-            c = chains.get(("ip", "filter", args[0]))
+            c = chains.get((family, "filter", args[0]))
             if c is not None:
                 c.rules.append(_ipt_rule(args))
     return list(chains.values())
@@ -294,13 +310,16 @@ def _fix(chain: Chain, probe: Probe, iface: str | None, ufw: bool) -> str:
         dev = f'iifname "{iface}" ' if iface else ""
         return f"nft insert rule {chain.family} {chain.table} {chain.name} {dev}{probe.proto} dport {probe.port} accept"
     dev = f"-i {iface} " if iface else ""
-    return f"iptables -I {chain.name} {dev}-p {probe.proto} --dport {probe.port} -j ACCEPT"
+    tool = "ip6tables" if chain.family == "ip6" else "iptables"
+    return f"{tool} -I {chain.name} {dev}-p {probe.proto} --dport {probe.port} -j ACCEPT"
 
 
-def evaluate(chains: list[Chain], iface: str | None, http_port: int, ufw: bool = False) -> list[Finding]:
+def evaluate(chains: list[Chain], iface: str | None, http_port: int, ufw: bool = False,
+             wanted: list[Probe] | None = None) -> list[Finding]:
+    """Findings for each probe (`wanted`, else the IPv4 ones) walked through `chains`."""
     index = {(c.family, c.table, c.name): c for c in chains}
     found: list[Finding] = []
-    for probe in probes(http_port):
+    for probe in probes(http_port) if wanted is None else wanted:
         for base in (c for c in chains if c.hook == "input"):
             got = walk(base, index, probe, iface)
             if got is None or got[0] != "drop":
@@ -333,27 +352,36 @@ def ufw_active() -> bool:
     return bool(out and out.startswith("Status: active"))
 
 
-def check(iface: str | None, http_port: int) -> tuple[list[Finding], list[str]]:
-    """Findings, and which rule sets were read (for the report: 'none' means not checked)."""
+def check(iface: str | None, http_port: int, ipv6: bool = False) -> tuple[list[Finding], list[str]]:
+    """Findings, and which rule sets were read (for the report: 'none' means not checked); the
+    IPv6 side too with `ipv6` (ipv6.enabled)."""
     chains: list[Chain] = []
+    chains6: list[Chain] = []
     read: list[str] = []
     skip: list[tuple[str, str]] = []
-    saved = _run("iptables-save")
-    if saved is not None:
-        chains += parse_iptables(saved)
-        read.append("iptables-save")
-        version = _run("iptables", "--version") or ""
-        if "nf_tables" in version:
-            # iptables-nft keeps its rules in nftables' `ip filter`, with xt expressions this
-            # model does not read: they were evaluated from iptables-save above.
-            skip.append(("ip", "filter"))
+    for tool, family in (("iptables", "ip"), ("ip6tables", "ip6")) if ipv6 else (("iptables", "ip"),):
+        saved = _run(f"{tool}-save")
+        if saved is None:
+            continue
+        (chains6 if family == "ip6" else chains).extend(parse_iptables(saved, family))
+        read.append(f"{tool}-save")
+        if "nf_tables" in (_run(tool, "--version") or ""):
+            # iptables-nft keeps its rules in nftables' `ip filter` (`ip6 filter`), with xt
+            # expressions this model does not read: they were evaluated from the save above.
+            skip.append((family, "filter"))
     out = _run("nft", "-j", "list", "ruleset")
     if out is not None:
         try:
-            chains += parse_nft(json.loads(out or "{}"), skip)
+            ruleset = json.loads(out or "{}")
+            chains += parse_nft(ruleset, skip)
+            if ipv6:
+                chains6 += parse_nft(ruleset, skip, V6_FAMILIES)
             read.append("nft")
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             return [Finding("firewall", "warning", f"cannot read `nft -j list ruleset`: {exc}",
                             "check the rules by hand: nft list ruleset")], read
-    ufw = any(c.name.startswith("ufw-") for c in chains) and ufw_active()
-    return evaluate(chains, iface, http_port, ufw), read
+    ufw = any(c.name.startswith("ufw-") for c in chains + chains6) and ufw_active()
+    found = evaluate(chains, iface, http_port, ufw)
+    if ipv6:
+        found += evaluate(chains6, iface, http_port, ufw, probes6(http_port))
+    return found, read

@@ -158,9 +158,9 @@ def link(iface: str, mtu: int) -> list[Finding]:
     return out
 
 
-def check(iface: str | None, http_port: int) -> tuple[list[Finding], list[str]]:
-    """Every host finding, and which firewall rule sets were read."""
-    found, read = firewall.check(iface, http_port)
+def check(iface: str | None, http_port: int, ipv6: bool = False) -> tuple[list[Finding], list[str]]:
+    """Every host finding, and which firewall rule sets were read (`ipv6`: its side too)."""
+    found, read = firewall.check(iface, http_port, ipv6)
     found += listeners(http_port)
     if iface:
         mtu = int(_read(SYS_NET / iface / "mtu") or 1500)

@@ -112,3 +112,48 @@ def test_self_test_command_from_an_engine_command_line():
     assert got == ["-i", "eth1", "doctor", "--self-test", "--json"]
     with pytest.raises(NoEngine, match="not `pxetui serve`"):
         doctor_args(["/usr/sbin/dnsmasq", "-k"])
+
+
+def test_ipv6_probes_walk_the_ip6_and_inet_chains_only():
+    from pxetui.doctor.firewall import V6_FAMILIES, probes6
+
+    ruleset = {"nftables": [
+        {"chain": {"family": "ip6", "table": "f6", "name": "input", "type": "filter", "hook": "input",
+                   "policy": "drop"}},
+        {"rule": {"family": "ip6", "table": "f6", "chain": "input", "handle": 2,
+                  "expr": [dport("tcp", 80), {"accept": None}]}},
+        {"chain": {"family": "ip", "table": "f4", "name": "input", "type": "filter", "hook": "input",
+                   "policy": "drop"}},
+    ]}
+    v6 = parse_nft(ruleset, families=V6_FAMILIES)
+    assert {c.family for c in v6} == {"ip6"}
+    found = evaluate(v6, "eth0", 80, wanted=probes6(80))
+    assert [f.problem.split(" is blocked")[0] for f in found] == ["UDP port 547 (DHCPv6)", "UDP port 69 (TFTP over IPv6)"]
+    assert 'nft insert rule ip6 f6 input iifname "eth0" udp dport 547 accept' in {f.fix for f in found}
+    # the IPv4 walk sees the ip table's drop policy, not the ip6 one
+    assert {c.table for c in parse_nft(ruleset)} == {"f4"}
+
+
+def test_ip6tables_save_is_read_as_the_ipv6_side():
+    from pxetui.doctor.firewall import probes6
+
+    saved = ("*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+             "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n"
+             "-A INPUT -p udp -m udp --dport 547 -j ACCEPT\nCOMMIT\n")
+    chains = parse_iptables(saved, "ip6")
+    found = evaluate(chains, "eth0", 8080, wanted=probes6(8080))
+    assert [f.problem.split(" (")[0] for f in found] == ["UDP port 69", "TCP port 80", "TCP port 8080"]
+    assert all(f.fix.startswith("ip6tables -I INPUT -i eth0 ") for f in found)
+
+
+def test_the_ipv6_side_is_checked_only_with_ipv6_enabled(monkeypatch: pytest.MonkeyPatch):
+    from pxetui.doctor import firewall
+
+    v6_drop = "*filter\n:INPUT DROP [0:0]\nCOMMIT\n"
+    outputs = {("iptables-save",): "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n", ("ip6tables-save",): v6_drop}
+    monkeypatch.setattr(firewall, "_run", lambda *cmd: outputs.get(cmd))
+    found, read = firewall.check("eth0", 80)
+    assert found == [] and read == ["iptables-save"]
+    found, read = firewall.check("eth0", 80, ipv6=True)
+    assert read == ["iptables-save", "ip6tables-save"]
+    assert [f.problem.split(" (")[0] for f in found] == ["UDP port 547", "UDP port 69", "TCP port 80"]
