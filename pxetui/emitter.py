@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Callable
 
 from pxetui.config import EventsConfig
 from pxetui.events import Event, EventsDropped, dumps
+from pxetui.persecond import PerSecond
 
 FLUSH_EVERY = 0.02  # seconds events wait to share one write: a storm emits thousands a second
 FLUSH_AT = 512  # ... or this many queued, whichever comes first
@@ -95,9 +96,7 @@ class LineEmitter:
         self._reported = float("-inf")
         self.dropped: Counter[str] = Counter()  # since the last EventsDropped
         self.dropped_packets: Counter[str] = Counter()  # ... their Event.tally() (DHCP messages)
-        self.packet_rate = packet_rate
-        self._packet_second = -1  # the second `_packets` counts in (admit)
-        self._packets = 0
+        self._packets = PerSecond(packet_rate, clock)  # admit's budget (events.packet_rate)
         self.coalesced = 0  # progress events superseded by a newer one (not lost: outdated)
         self.closed = False  # the reader is gone, or close() ran
 
@@ -115,13 +114,7 @@ class LineEmitter:
         (events.packet_rate). A refused one is counted as dropped (`tally`: what the DHCP
         counters count it as; None: nothing). Asked before the event is made, so a storm above
         the rate costs the service no event work nobody could read."""
-        if not self.packet_rate:
-            return True
-        second = int(self.clock())
-        if second != self._packet_second:
-            self._packet_second, self._packets = second, 0
-        if self._packets < self.packet_rate:
-            self._packets += 1
+        if self._packets.take():
             return True
         self.dropped[kind] += 1
         if tally is not None:

@@ -256,6 +256,12 @@ def packet_tally(direction: object, msg_type: object) -> str:
     return f"{'out' if direction == 'out' else 'in'}.{msg_type}"
 
 
+def admit_all(kind: str, tally: str | None) -> bool:
+    """An `admit` with no budget: every per-packet event is made (pxetui/emitter.py `admit`
+    has one: events.packet_rate)."""
+    return True
+
+
 @register
 @dataclass(kw_only=True)
 class DhcpIgnored(Event):

@@ -11,6 +11,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
+from pxetui.persecond import PerSecond
+
 if TYPE_CHECKING:
     from pxetui.events import Event
 
@@ -179,29 +181,24 @@ class Printer:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.stream = stream  # None: whatever sys.stderr is when a line is written
         self.verbose = verbose
-        self.rate, self.clock = rate, clock
+        self._budget = PerSecond(rate, clock)  # info lines a second (log.rate)
         self._lines: list[str] = []
-        self._second = -1  # the second `_shown` counts in
-        self._shown = 0
-        self._held: Counter[str] = Counter()  # info lines held back in `_second`, by type
+        self._held: Counter[str] = Counter()  # info lines held back in the budget's second, by type
         self._timer: asyncio.TimerHandle | None = None
 
     def __call__(self, ev: Event) -> None:
         lvl = event_level(ev)
         if lvl == "debug" and not self.verbose:
             return
-        if lvl == "info" and self.rate:
-            second = int(self.clock())
-            if second != self._second:
+        if lvl == "info" and self._budget.rate:
+            if self._budget.new_second():
                 self._say_held()
-                self._second, self._shown = second, 0
-            if self._shown >= self.rate:
+            if not self._budget.take():
                 self._held[type(ev).__name__] += 1
                 if self._timer is None:  # said when the second ends, if nothing else comes
                     with contextlib.suppress(RuntimeError):
                         self._timer = asyncio.get_running_loop().call_later(1.0, self._held_timer)
                 return
-            self._shown += 1
         self._add(line(ev.view(), lvl))
 
     def _add(self, text: str) -> None:
@@ -214,9 +211,8 @@ class Printer:
 
     def _held_timer(self) -> None:
         self._timer = None
-        if int(self.clock()) != self._second:
+        if self._budget.new_second():
             self._say_held()
-            self._second = -1
             self.flush()
         elif self._held:
             with contextlib.suppress(RuntimeError):
@@ -235,10 +231,10 @@ class Printer:
         top = ", ".join(f"{k} {v:,}" for k, v in held.most_common(4))
         ts = _clock(int(time.time()))
         self._add(f"{ts} {MARKS['warning']}{'engine':<8} {sum(held.values()):,} log lines not shown in "
-                  f"the last second (log.rate {self.rate}/s: {top}); the UI and `pxetui status` have them")
+                  f"the last second (log.rate {self._budget.rate}/s: {top}); the UI and `pxetui status` have them")
 
     def flush(self) -> None:
-        if self._held and int(self.clock()) != self._second:
+        if self._held and self._budget.new_second():
             self._say_held()
         if not self._lines:
             return

@@ -15,11 +15,7 @@ from dataclasses import dataclass, field
 
 from pxetui import privileges
 from pxetui.config import Config
-from pxetui.events import Event, Log, ServiceState
-
-
-def _always(kind: str, tally: str | None) -> bool:
-    return True
+from pxetui.events import Event, Log, ServiceState, admit_all
 
 
 @dataclass
@@ -32,7 +28,7 @@ class ServiceContext:
     identity: privileges.Identity | None = None  # who the service runs as once ready
     # Whether to make a per-packet event now (events.packet_rate; pxetui/emitter.py admit):
     # ask before making one. Hosted by pxetui/service.py, the emitter's; else always.
-    admit: Callable[[str, str | None], bool] = _always
+    admit: Callable[[str, str | None], bool] = admit_all
 
     def ready(self, ports: list[int]) -> None:
         """Call once, when everything that needs root is open (sockets, capture, SO_RCVBUFFORCE):

@@ -509,9 +509,7 @@ class EngineState:
         name = str(ev.service or "?")
         counts = ev.counts if isinstance(ev.counts, dict) else {}
         valid = {str(k): n for k, n in counts.items() if _count(n)}
-        total = ev.total
-        if not isinstance(total, int) or isinstance(total, bool) or total <= 0:
-            total = sum(valid.values())  # an older engine's line without a total
+        total = ev.total if _count(ev.total) else sum(valid.values())  # an older line: no total
         if not total:
             return set()
         self.dropped[name] += total

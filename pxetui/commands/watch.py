@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 from pxetui.commands import logports
+from pxetui.persecond import PerSecond
 
 if TYPE_CHECKING:  # imported where used: every `pxetui` command builds this parser
     from pxetui.events import Event
@@ -29,26 +30,21 @@ class Lines:
 
     def __init__(self, rate: int, stream: TextIO | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate, self.stream, self.clock = rate, stream, clock
-        self._second, self._shown, self.held = -1, 0, 0
+        self.stream, self.budget = stream, PerSecond(rate, clock)
+        self.held = 0  # lines held back in the budget's second
 
     def __call__(self, text: str) -> None:
-        if self.rate:
-            second = int(self.clock())
-            if second != self._second:
-                self.tick()
-                self._second, self._shown = second, 0
-            if self._shown >= self.rate:
-                self.held += 1
-                return
-            self._shown += 1
+        self.tick()
+        if not self.budget.take():
+            self.held += 1
+            return
         self._write(text)
 
     def tick(self) -> None:
         """Say what was held back, once its second is over (also called by the watch loop)."""
-        if self.held and int(self.clock()) != self._second:
+        if self.held and self.budget.new_second():
             held, self.held = self.held, 0
-            self._write(f"... {held:,} lines not shown in that second (--rate {self.rate}/s; "
+            self._write(f"... {held:,} lines not shown in that second (--rate {self.budget.rate}/s; "
                         "the tables have them)")
 
     def _write(self, text: str) -> None:

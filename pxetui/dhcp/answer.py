@@ -43,11 +43,7 @@ def seed_key(conn: sqlite3.Connection, mac: str, known: _Known | None = None) ->
         return mac
     ov = known.overrides.get(mac)
     wanted = (ov["boot_once"] if ov is not None else None) or (ov["entry"] if ov is not None else None)
-    menu = known.menu()
-    entry = menu.get(wanted or menu.default)
-    if entry is None or not is_proxmox(entry) or ("entry", f"{entry.id}/{ANSWER_FILE}") not in known.stored:
-        return None
-    return entry.id
+    return _answering_entry(known, wanted or known.menu().default)
 
 
 def answer_from_boot_once(conn: sqlite3.Connection, mac: str) -> str | None:
@@ -62,9 +58,12 @@ def answer_from_boot_once(conn: sqlite3.Connection, mac: str) -> str | None:
         return None
     ov = known.overrides.get(mac)
     once = ov["boot_once"] if ov is not None else None
-    if not once or once == "local":
-        return None
-    entry = known.menu().get(once)
+    return _answering_entry(known, once) if once and once != "local" else None
+
+
+def _answering_entry(known: _Known, entry_id: str | None) -> str | None:
+    """`entry_id` when it is a Proxmox entry with its answer.toml stored, else None."""
+    entry = known.menu().get(entry_id) if entry_id else None
     if entry is None or not is_proxmox(entry) or ("entry", f"{entry.id}/{ANSWER_FILE}") not in known.stored:
         return None
     return entry.id

@@ -49,6 +49,7 @@ from pxetui.events import (
     LimitReporter,
     Log,
     PoolExhausted,
+    admit_all,
     packet_tally,
 )
 
@@ -98,7 +99,7 @@ class DhcpServer:
         self.emit, self.clock = emit, clock
         # Whether to make a packet's event (ServiceContext.admit, events.packet_rate): in a
         # storm the packet is served and counted, its event never made. None: always.
-        self.admit = admit
+        self.admit = admit or admit_all
         self.boot_once_used = boot_once_used or (lambda mac: None)
         # (mac, ip) -> Proxmox's answer URL or None: pxetui.dhcp.answer decides who gets one.
         self.answer_url = answer_url
@@ -423,7 +424,7 @@ class DhcpServer:
             if last is None or last[0] != said or now - last[1] > DECISION_REPEAT:
                 # A per-packet event too: in a storm of new clients (a decision each) it
                 # shares events.packet_rate with DhcpPacket; refused, it counts as told.
-                if self.admit is None or self.admit("BootDecision", None):
+                if self.admit("BootDecision", None):
                     self.emit(BootDecision(mac=req.mac, arch=req.arch, firmware=choice.kind,
                                            boot_file=said[1], reason=choice.reason))
                 self._told[req.mac] = (said, now)
@@ -565,7 +566,7 @@ class DhcpServer:
     # -- events ---------------------------------------------------------------------------
     def _packet_in(self, req: Request) -> None:
         name = o.msg_name(req.msg)
-        if self.admit is not None and not self.admit("DhcpPacket", packet_tally("in", name)):
+        if not self.admit("DhcpPacket", packet_tally("in", name)):
             return
         pkt = req.pkt
         self.emit(DhcpPacket(
@@ -578,7 +579,7 @@ class DhcpServer:
 
     def _packet_out(self, req: Request, out: Packet, dest: Address, boot_file: str | None) -> None:
         name = o.msg_name(out.options[o.MSG_TYPE][0])
-        if self.admit is not None and not self.admit("DhcpPacket", packet_tally("out", name)):
+        if not self.admit("DhcpPacket", packet_tally("out", name)):
             return
         yi = out.yiaddr
         self.emit(DhcpPacket(

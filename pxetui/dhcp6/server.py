@@ -35,6 +35,7 @@ from pxetui.events import (
     LimitReporter,
     Log,
     PoolExhausted,
+    admit_all,
     packet_tally,
 )
 
@@ -97,7 +98,7 @@ class Dhcp6Server:
                  admit: Callable[[str, str | None], bool] | None = None) -> None:
         mode = mode or cfg.ipv6.mode  # the service may step back to proxy (probe.py)
         # Whether to make a packet's event (events.packet_rate, as DhcpServer): None, always.
-        self.admit = admit
+        self.admit = admit or admit_all
         if mode not in ("full", "proxy") or (mode == "full" and store is None):
             raise ValueError(f"DHCPv6 server mode {mode!r} needs full (with a lease store) or proxy")
         self.cfg, self.store, self.policy, self.mode = cfg, store, policy, mode
@@ -378,7 +379,7 @@ class Dhcp6Server:
         last = self._told.get(who)
         if last is None or last[0] != said or now - last[1] > DECISION_REPEAT:
             # a per-packet event too (events.packet_rate), as in pxetui.dhcp.server
-            if self.admit is None or self.admit("BootDecision", None):
+            if self.admit("BootDecision", None):
                 self.emit(BootDecision(mac=req.mac, ip=req.src[0], arch=req.arch, firmware=choice.kind,
                                        boot_file=url, reason=choice.reason))
             self._told[who] = (said, now)
@@ -416,7 +417,7 @@ class Dhcp6Server:
             return []
         dest = req.src  # RFC 8415 section 18.3.10: to the client's link-local source and port
         first = next((a.address for ia in ias for a in ia.addresses if a.valid), None)
-        if self.admit is None or self.admit("DhcpPacket", packet_tally("out", c.MSG_NAMES[msg_type])):
+        if self.admit("DhcpPacket", packet_tally("out", c.MSG_NAMES[msg_type])):
             self.emit(DhcpPacket(
                 direction="out", msg_type=c.MSG_NAMES[msg_type], xid=out.transaction_id, mac=req.mac,
                 ip=dest[0], server_ip=self.server_ip, yiaddr=first, arch=req.arch,
@@ -426,7 +427,7 @@ class Dhcp6Server:
 
     # -- events ---------------------------------------------------------------------------
     def _packet_in(self, req: Request6) -> None:
-        if self.admit is not None and not self.admit("DhcpPacket", packet_tally("in", req.msg.name)):
+        if not self.admit("DhcpPacket", packet_tally("in", req.msg.name)):
             return
         requested = next((a.address for ia in req.ias for a in ia.addresses), None)
         self.emit(DhcpPacket(

@@ -76,17 +76,7 @@ cb=""
 for arg in $(cat /proc/cmdline); do
   case "$arg" in pxetui_callback=*) cb="${arg#pxetui_callback=}" ;; esac
 done
-# A few tries: under TCG on a loaded host the guest can stall for half a minute mid-request.
-# No wget -T: it crashes busybox 1.35 (Debian 12) when the connection is refused.
-callback() {
-  for try in __CALLBACK_TRIES__; do
-    if timeout __CALLBACK_TRY_SECONDS__ wget -q -O /dev/null "$cb/booted"; then
-      echo "__CALLBACK_OK__"; return 0
-    fi
-  done
-  return 1
-}
-i=0
+__CALLBACK__i=0
 while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
 ip link set eth0 up
 if udhcpc -i eth0 -n -q -t 5 -T 2 -s /udhcpc.script; then
@@ -108,6 +98,18 @@ fi
 echo "__POWEROFF__"
 poweroff -f
 """
+
+def callback_function(busybox: str = "") -> str:
+    """The shell function `callback` the booted system runs (`$cb` set): its "booted" callback,
+    CALLBACK_TRIES tries of CALLBACK_TRY_SECONDS each, as under TCG on a loaded host the guest
+    can stall for half a minute mid-request. `busybox` ("busybox ") where its applets are not
+    installed (the dracut test root, pxetui/lab/dracut.py). No wget -T: it crashes busybox 1.35
+    (Debian 12) when the connection is refused."""
+    tries = " ".join(str(i + 1) for i in range(CALLBACK_TRIES))
+    return (f"callback() {{\n  for try in {tries}; do\n"
+            f'    if {busybox}timeout {CALLBACK_TRY_SECONDS} {busybox}wget -q -O /dev/null "$cb/booted"; then\n'
+            f'      echo "{CALLBACK_OK}"; return 0\n    fi\n  done\n  return 1\n}}\n')
+
 
 UDHCPC_SCRIPT = r"""#!/bin/busybox sh
 case "$1" in
@@ -182,7 +184,7 @@ def _fingerprint(*paths: Path) -> str:
         st = p.stat()
         h.update(f"{p}:{st.st_size}:{st.st_mtime_ns}".encode())
     h.update(INIT.encode() + UDHCPC_SCRIPT.encode() + " ".join(MODULES).encode())
-    h.update(f"{CALLBACK_TRIES}x{CALLBACK_TRY_SECONDS}".encode())
+    h.update(callback_function().encode())
     return h.hexdigest()[:16]
 
 
@@ -215,8 +217,7 @@ def build_initrd(cache_dir: Path) -> Path:
     init = (INIT.replace("__MODULES__", " ".join(MODULES)).replace("__MARKER__", MARKER)
             .replace("__CALLBACK_OK__", CALLBACK_OK).replace("__SECUREBOOT_ON__", SECUREBOOT_ON)
             .replace("__POWEROFF__", POWEROFF).replace("__NETCONSOLE__", NETCONSOLE)
-            .replace("__CALLBACK_TRIES__", " ".join(str(i + 1) for i in range(CALLBACK_TRIES)))
-            .replace("__CALLBACK_TRY_SECONDS__", str(CALLBACK_TRY_SECONDS)))
+            .replace("__CALLBACK__", callback_function()))
     w.file("init", init.encode(), 0o755)
     w.file("udhcpc.script", UDHCPC_SCRIPT.encode(), 0o755)
     cache_dir.mkdir(parents=True, exist_ok=True)

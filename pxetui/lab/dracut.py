@@ -62,15 +62,8 @@ cb=""
 for arg in $(busybox cat /proc/cmdline); do
   case "$arg" in pxetui_callback=*) cb="${{arg#pxetui_callback=}}" ;; esac
 done
-# dracut's DHCP configured the interface; it stays up in the new root.
-# a few tries, as the lab's busybox /init does (content.CALLBACK_TRIES)
-if [ -n "$cb" ]; then
-  for try in {" ".join(str(i + 1) for i in range(content.CALLBACK_TRIES))}; do
-    if busybox timeout {content.CALLBACK_TRY_SECONDS} busybox wget -q -O /dev/null "$cb/booted"; then
-      echo "{content.CALLBACK_OK}"; break
-    fi
-  done
-fi
+{content.callback_function("busybox ")}# dracut's DHCP configured the interface; it stays up in the new root.
+[ -n "$cb" ] && callback
 echo "{POWEROFF}"
 busybox poweroff -f
 """
