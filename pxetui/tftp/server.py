@@ -58,6 +58,11 @@ from pxetui.tftp.uploads import MAX_UPLOAD, Upload, Uploads
 PROGRESS_INTERVAL = 0.25  # at most 4 TransferProgress events per second per transfer
 LISTEN_RCVBUF = 1 << 20  # a boot storm sends hundreds of RRQs at once
 DRAIN_MAX = 64  # datagrams handled per readiness callback before yielding to others
+# A transfer never acknowledged this long may be ended for a new request when every slot is
+# taken (TftpServer._make_room): a real client answers within a round trip, so a forged-source
+# flood must now send max_transfers / UNCONFIRMED_AGE requests a second (2,048/s at the
+# defaults) to keep the table full, not max_transfers / tftp.oack_timeout (about 200/s).
+UNCONFIRMED_AGE = 0.5
 UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # Linux >= 4.18 UDP GSO
 GSO_BYTES, GSO_SEGMENTS = 65000, 64  # per send: under the 64 KiB datagram limit and UDP_MAX_SEGMENTS
 
@@ -290,11 +295,36 @@ class TftpServer:
             self.limit_hits.hit("tftp.max_per_client", ip, f"{ip} has {held} transfers open "
                                 f"(tftp.max_per_client={tftp.max_per_client}); refused {req.filename!r}")
             return False
-        if slots.total() >= tftp.max_transfers:
+        if slots.total() >= tftp.max_transfers and not self._make_room(ip, req.filename):
             self._reject(addr, tid, req.filename, ErrorCode.NOT_DEFINED, "server busy, try again", report=False)
             self.limit_hits.hit("tftp.max_transfers", None, f"{tftp.max_transfers} transfers open "
                                 f"(tftp.max_transfers); refused {req.filename!r} from {ip}")
             return False
+        return True
+
+    def _make_room(self, ip: str, filename: str) -> bool:
+        """Every slot is taken: end this process's oldest transfer that was never acknowledged
+        and is older than UNCONFIRMED_AGE, so a flood from forged sources cannot keep real
+        clients out for tftp.oack_timeout (docs/SECURITY.md, "TFTP and HTTP limits"). The ones
+        still younger are left alone: a real client acknowledges within a round trip. True
+        when one was ended (its slot is the new request's, even if a pump frees it a moment
+        later); False leaves the request refused as "server busy"."""
+        now = time.monotonic()
+        oldest: Transfer | None = None
+        for t in self.transfers.values():
+            if t.session.active and t.unconfirmed() and now - t.session.started >= UNCONFIRMED_AGE and (
+                    oldest is None or t.session.started < oldest.session.started):
+                oldest = t
+        if oldest is None:
+            return False
+        age = now - oldest.session.started
+        victim = oldest.addr[0]
+        # No ERROR to it: its source may be forged, and the ERROR would go to whoever it names.
+        oldest.abort(f"never acknowledged after {age:.1f} s while the server was full "
+                     "(tftp.max_transfers): dropped for a new request", notify=False)
+        self.limit_hits.hit("tftp.max_transfers", None, f"{self.cfg.tftp.max_transfers} transfers open "
+                            f"(tftp.max_transfers): dropped {oldest.path!r} to {victim}, never "
+                            f"acknowledged after {age:.1f} s, for {filename!r} from {ip}")
         return True
 
     def _bind_device(self, sock: socket.socket) -> None:
@@ -379,6 +409,13 @@ class Transfer:
         self.pump: tftp_pump.Pump | None = None
         self.lockstep = isinstance(session, Sender) and session.window == 1 and pump_at is None
         self.slot = slot_of(addr[0])
+
+    def unconfirmed(self) -> bool:
+        """Nothing has come from the client's end of the transfer yet, as with a forged source
+        address: no packet on our socket, and none the C pump has counted."""
+        if self.heard or self.session.heard:
+            return False
+        return self.pump is None or self.pump.acked == 0
 
     def start(self, now: float, req: Request) -> None:
         self.request = req.raw

@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import pytest
 from netns import Netns, NetnsFactory, require_tool, sh, wait_for
 from services import ServiceProc, base_config
 
+from pxetui.tftp.server import UNCONFIRMED_AGE
 from pxetui.tftp.workers import worker_count
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(240)]
@@ -283,4 +285,35 @@ def test_a_request_never_acknowledged_ends_after_oack_timeout(netns: NetnsFactor
         # A client that answers is held to the idle limit as before: served byte-exact.
         legit_fetch(client, tmp_path, digest, "after")
     finally:
+        svc.stop()
+
+
+def test_a_full_table_of_unacknowledged_transfers_makes_room_for_a_real_client(netns: NetnsFactory,
+                                                                               tmp_path: Path):
+    # Every slot held by requests nobody acknowledges (as from forged sources), for longer than
+    # a real client's round trip: a new request ends the oldest of them, with no ERROR sent to
+    # its source, instead of getting "server busy" until tftp.oack_timeout (here 20 s) frees one.
+    total = 24  # enough that every TFTP process holds some (the kernel spreads them by hash)
+    server, client, svc, digest = start(netns, tmp_path, max_transfers=total, max_per_client=total,
+                                        oack_timeout=20.0)
+    held: list[subprocess.Popen[bytes]] = []
+    try:
+        # Half lock-step with no options (block 1 at once, the C pump), half never ACKing an OACK.
+        p1, plain = flood(client, [ATTACKER], total // 2, {}, wait=15, hold=60)
+        held.append(p1)
+        p2, oack = flood(client, [ATTACKER], total // 2, {"blksize": 1428}, wait=15, hold=60)
+        held.append(p2)
+        assert plain["data"] + oack["oack"] >= total - worker_count() + 1, (plain, oack)
+        time.sleep(2 * UNCONFIRMED_AGE)  # older than a real client's first acknowledgement
+        legit_fetch(client, tmp_path, digest, "first")
+        legit_fetch(client, tmp_path, digest, "second")
+        dropped = [e for e in svc.of("TransferFailed", ip=ATTACKER)
+                   if "while the server was full (tftp.max_transfers)" in e["reason"]]
+        assert dropped, svc.of("TransferFailed")
+        hit = svc.wait_event("LimitHit", limit="tftp.max_transfers")
+        assert "never acknowledged after" in hit["message"] and ATTACKER in hit["message"], hit
+        assert not [e for e in svc.of("TransferFailed", ip=LEGIT)], "a real client's transfer was dropped"
+    finally:
+        for p in held:
+            end(client, p)
         svc.stop()
