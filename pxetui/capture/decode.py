@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from pxetui.capture.dhcp6wire import Dhcp6Wire
 from pxetui.capture.filters import DHCP6_PORTS, DHCP_PORTS
-from pxetui.capture.packets import LINKTYPE_ETHERNET, Segment, parse_dhcp, parse_frame
+from pxetui.capture.packets import LINKTYPE_ETHERNET, Dhcp, Segment, parse_dhcp, parse_frame
 from pxetui.clientlogs.decode import decode as decode_log
 from pxetui.clientlogs.decode import source_for
 from pxetui.config import LogsConfig
@@ -128,7 +128,7 @@ class Decoder:
         self.ip_mac: dict[str, str] = {}
         self.clients: set[str] = set()  # MACs seen asking for DHCP
         self.servers: dict[str, tuple[str | None, str | None, str | None]] = {}
-        self.unanswered: dict[str, tuple[float, float, int, DhcpPacket]] = {}  # mac -> first, last, count
+        self.unanswered: dict[str, tuple[float, float, int, str]] = {}  # mac -> first, last, count, vendor class
         self.alerted: set[str] = set()
         self.tftp: dict[tuple[str, int], _Tftp] = {}
         self.sizes: dict[tuple[str, str, str], int] = {}  # (client, server, path) -> tsize
@@ -185,7 +185,7 @@ class Decoder:
 
     def tick(self, now: float) -> list[Event]:
         out: list[Event] = self.v6.tick(now)
-        for mac, (first, last, count, pkt) in list(self.unanswered.items()):
+        for mac, (first, last, count, vendor_class) in list(self.unanswered.items()):
             if now - last > FORGET_AFTER:  # gone quiet long ago: keep memory bounded in a storm
                 del self.unanswered[mac]
                 self.alerted.discard(mac)
@@ -194,7 +194,7 @@ class Decoder:
                 self.alerted.add(mac)
                 out.append(Alert(ts=now, service=SERVICE, mac=mac, key=f"unanswered:{mac}",
                                  severity="warning",
-                                 message=f"PXE client {mac} ({pkt.vendor_class or 'no vendor class'}) "
+                                 message=f"PXE client {mac} ({vendor_class}) "
                                  f"sent {count} DISCOVER(s) over {last - first:.0f} s and no DHCP server "
                                  "answered it on this wire"))
         for key, t in list(self.tftp.items()):
@@ -256,9 +256,60 @@ class Decoder:
         reply = d.op == 2
         server_ip = (d.addr(54) or seg.src) if reply else d.addr(54)
         ours = bool(server_ip and server_ip in self.our_ips)
+        # Requests our service hears: broadcast, or sent to us (a relay's unicast, a renewal).
+        served = self.dhcp_served and (ours if reply else (seg.dst == BROADCAST or seg.dst in self.our_ips))
+        self.served_copies += served
+        # A served copy is never emitted: in a storm it is most of what capture sees, so only
+        # the bookkeeping below reads it, not a whole DhcpPacket (docs/ARCHITECTURE.md).
+        pkt = None if served else self._dhcp_packet(d, seg, ts, reply, server_ip, ours)
+        out: list[Event] = [] if pkt is None else [pkt]
+        msg_type = d.msg_type
+        if not reply:
+            if len(self.clients) < MAX_CLIENTS:
+                self.clients.add(d.chaddr)
+            if d.ciaddr != "0.0.0.0":  # a client that has its address (renewal, port 4011 request)
+                self._learn(d.ciaddr, d.chaddr)
+            if msg_type == "DISCOVER":
+                vendor_class = d.text(60) or ""
+                if vendor_class.startswith("PXEClient"):
+                    first, _, count, _ = self.unanswered.get(d.chaddr, (ts, ts, 0, ""))
+                    self.unanswered[d.chaddr] = (first, ts, count + 1, vendor_class)
+            return out
+        self.unanswered.pop(d.chaddr, None)
+        self.alerted.discard(d.chaddr)
+        yiaddr = d.yiaddr if d.yiaddr != "0.0.0.0" else None
+        if server_ip and not ours and msg_type in ("OFFER", "ACK", "BOOTP"):
+            boot_file = d.boot_file
+            seen = (seg.src_mac, yiaddr and "address", boot_file)
+            if self.servers.get(server_ip) != seen:
+                self.servers[server_ip] = seen
+                out.append(ForeignDhcpServer(ts=ts, service=SERVICE, mac=d.chaddr, server_ip=server_ip,
+                                             server_mac=seg.src_mac, offered=yiaddr,
+                                             boot_file=boot_file))
+                if self.our_ips:  # we serve here: another server is a problem to see at once
+                    what = "addresses" if yiaddr else "boot information only (proxyDHCP)"
+                    out.append(Alert(ts=ts, service=SERVICE, key=f"foreign-dhcp:{server_ip}",
+                                     severity="warning",
+                                     message=f"Another DHCP server answers on this segment: {server_ip} "
+                                     f"({seg.src_mac or 'MAC unknown'}) offers {what}, boot file "
+                                     f"{boot_file or 'none'}"))
+        # A proxyDHCP answer on port 4011 echoes the client's address: it grants nothing.
+        if msg_type in ("ACK", "BOOTP") and yiaddr and seg.sport != 4011:
+            self._learn(yiaddr, d.chaddr)
+            if served:  # our service announced the lease
+                return out
+            lt = d.lease_time
+            out.append(LeaseGranted(ts=ts, service=SERVICE, mac=d.chaddr, ip=yiaddr,
+                                    expires=ts + lt if lt is not None and lt != 0xFFFFFFFF else 0.0,
+                                    hostname=d.text(12), server_ip=server_ip, ours=ours, state="bound"))
+        return out
+
+    @staticmethod
+    def _dhcp_packet(d: Dhcp, seg: Segment, ts: float, reply: bool, server_ip: str | None,
+                     ours: bool) -> DhcpPacket:
         uc = d.user_class
         addr = d.yiaddr if reply else d.ciaddr  # the client's address, when it has one
-        pkt = DhcpPacket(
+        return DhcpPacket(
             ts=ts, service=SERVICE, mac=d.chaddr, direction="wire", msg_type=d.msg_type, xid=d.xid,
             ip=addr if addr != "0.0.0.0" else None,
             server_ip=server_ip, server_mac=seg.src_mac if reply else None,
@@ -271,45 +322,6 @@ class Decoder:
             # takes; under proxyDHCP the address server's ACK may be unicast and unseen here.
             requested_ip=None if reply else d.addr(50),
         )
-        # Requests our service hears: broadcast, or sent to us (a relay's unicast, a renewal).
-        served = self.dhcp_served and (ours if reply else (seg.dst == BROADCAST or seg.dst in self.our_ips))
-        self.served_copies += served
-        out: list[Event] = [] if served else [pkt]
-        if not reply:
-            if len(self.clients) < MAX_CLIENTS:
-                self.clients.add(d.chaddr)
-            if pkt.ip:  # a client that has its address (renewal, port 4011 request)
-                self._learn(pkt.ip, d.chaddr)
-            if pkt.msg_type == "DISCOVER" and (pkt.vendor_class or "").startswith("PXEClient"):
-                first, _, count, _ = self.unanswered.get(d.chaddr, (ts, ts, 0, pkt))
-                self.unanswered[d.chaddr] = (first, ts, count + 1, pkt)
-            return out
-        self.unanswered.pop(d.chaddr, None)
-        self.alerted.discard(d.chaddr)
-        if server_ip and not ours and pkt.msg_type in ("OFFER", "ACK", "BOOTP"):
-            seen = (seg.src_mac, pkt.yiaddr and "address", pkt.boot_file)
-            if self.servers.get(server_ip) != seen:
-                self.servers[server_ip] = seen
-                out.append(ForeignDhcpServer(ts=ts, service=SERVICE, mac=d.chaddr, server_ip=server_ip,
-                                             server_mac=seg.src_mac, offered=pkt.yiaddr,
-                                             boot_file=pkt.boot_file))
-                if self.our_ips:  # we serve here: another server is a problem to see at once
-                    what = "addresses" if pkt.yiaddr else "boot information only (proxyDHCP)"
-                    out.append(Alert(ts=ts, service=SERVICE, key=f"foreign-dhcp:{server_ip}",
-                                     severity="warning",
-                                     message=f"Another DHCP server answers on this segment: {server_ip} "
-                                     f"({seg.src_mac or 'MAC unknown'}) offers {what}, boot file "
-                                     f"{pkt.boot_file or 'none'}"))
-        # A proxyDHCP answer on port 4011 echoes the client's address: it grants nothing.
-        if pkt.msg_type in ("ACK", "BOOTP") and pkt.yiaddr and seg.sport != 4011:
-            self._learn(pkt.yiaddr, d.chaddr)
-            if served:  # our service announced the lease
-                return out
-            lt = d.lease_time
-            out.append(LeaseGranted(ts=ts, service=SERVICE, mac=d.chaddr, ip=pkt.yiaddr,
-                                    expires=ts + lt if lt is not None and lt != 0xFFFFFFFF else 0.0,
-                                    hostname=pkt.hostname, server_ip=server_ip, ours=ours, state="bound"))
-        return out
 
     # -- TFTP (RFC 1350, options RFC 2347/2348/2349/7440) -----------------------------------
     def _tftp(self, seg: Segment, ts: float) -> list[Event]:

@@ -250,6 +250,31 @@ def test_while_our_dhcp_serves_the_wire_copies_of_its_exchanges_are_left_out():
     assert not [e for e in of(up, "LeaseGranted") if e.ours]
 
 
+def test_a_served_copy_still_feeds_the_alerts_and_the_address_book():
+    # Not emitted, but read: a PXE client our service heard and never answered is still
+    # alerted on, and our ACK still tells capture whose address a later TFTP request comes from.
+    mac = "52:54:00:aa:bb:cd"
+    chaddr = bytes.fromhex(mac.replace(":", ""))
+    dec = Decoder(our_ips={"10.99.0.1"})
+    dec.dhcp_served = True
+    disc = bytes(Ether(src=mac, dst="ff:ff:ff:ff:ff:ff") / IP(src="0.0.0.0", dst="255.255.255.255")
+                 / UDP(sport=68, dport=67) / BOOTP(chaddr=chaddr, xid=7)
+                 / DHCP(options=[("message-type", "discover"), ("vendor_class_id", b"PXEClient:Arch:00007"),
+                                 "end"]))
+    assert dec.feed(disc, 100.0) == [] and dec.feed(disc, 104.0) == []
+    (alert,) = dec.tick(111.0)
+    assert alert.mac == mac and "(PXEClient:Arch:00007) sent 2 DISCOVER(s)" in alert.message
+    ack = bytes(Ether(src="52:54:00:00:00:01", dst="ff:ff:ff:ff:ff:ff") / IP(src="10.99.0.1", dst="255.255.255.255")
+                / UDP(sport=67, dport=68) / BOOTP(op=2, chaddr=chaddr, xid=8, yiaddr="10.99.0.50")
+                / DHCP(options=[("message-type", "ack"), ("server_id", "10.99.0.1"), ("lease_time", 600), "end"]))
+    assert dec.feed(ack, 112.0) == [] and dec.served_copies == 3
+    assert dec.ip_mac["10.99.0.50"] == mac
+    rrq = bytes(Ether(src=mac, dst="52:54:00:00:00:01") / IP(src="10.99.0.50", dst="10.99.0.1")
+                / UDP(sport=2070, dport=69) / Raw(b"\x00\x01pxelinux.0\x00octet\x00"))
+    (started,) = of(dec.feed(rrq, 113.0), "TransferStarted")
+    assert started.mac == mac
+
+
 def test_udp_port_bound_reads_the_kernel_table(tmp_path):
     from pxetui.netinfo import udp_port_bound
 
