@@ -144,21 +144,32 @@ def test_proxy_mode_adds_nothing(tmp_path: Path) -> None:
 
 
 def test_what_decides_the_url_is_read_again_only_after_a_change(tmp_path: Path, monkeypatch) -> None:
-    # Per request, a non-boot client costs one PRAGMA, not the seeds, overrides and menu again;
-    # any write (this connection's or another's) makes the next request read them afresh.
+    # Per request, a non-boot client costs no SQL at all: the seeds, overrides and menu are read
+    # again after a write on this connection at once, and after another process's write (the
+    # lease writer commits all the time) once a RECHECK interval has passed.
     from pxetui.dhcp import answer
 
     rig = Rig(tmp_path)
     rig.default(PVE)
     seeds.set_seed(rig.conn, "answer.toml", ANSWER, entry=PVE)
-    reads = []
-    real = answer._Known.read
+    reads, versions = [], []
+    real, real_version = answer._Known.read, answer._version
     monkeypatch.setattr(answer._Known, "read", classmethod(lambda cls, conn: reads.append(1) or real(conn)))
-    urls = answer.AnswerUrls(rig.cfg, rig.conn, mint=lambda mac, ip: "t" * 32)
-    assert urls.url_for(MAC_S, "10.99.0.150") and urls.url_for(MAC_S, "10.99.0.150")
-    assert len(reads) == 1
+    monkeypatch.setattr(answer, "_version", lambda conn: versions.append(1) or real_version(conn))
+    now = [100.0]
+    urls = answer.AnswerUrls(rig.cfg, rig.conn, mint=lambda mac, ip: "t" * 32, clock=lambda: now[0])
+    for _ in range(50):
+        assert urls.url_for(MAC_S, "10.99.0.150").endswith(f"/{PVE}/answer.toml")
+    assert len(reads) == 1 and len(versions) == 1  # the first read; then no SQL per request
     other = dbstore.connect(rig.cfg.db_path)
     seeds.set_seed(other, "answer.toml", ANSWER, mac=MAC_S)  # another process stores one
     other.close()
+    assert urls.url_for(MAC_S, "10.99.0.150").endswith(f"/{PVE}/answer.toml")  # not yet looked
+    now[0] += answer.RECHECK
     assert urls.url_for(MAC_S, "10.99.0.150").endswith(f"/{MAC_S}/answer.toml")
     assert len(reads) == 2
+    now[0] += answer.RECHECK
+    assert urls.url_for(MAC_S, "10.99.0.150") and len(reads) == 2  # looked, nothing changed
+    with rig.conn:  # a write on its own connection (as a boot-once spent by the service)
+        rig.conn.execute("DELETE FROM menu_seeds WHERE scope = ? AND name = ?", (MAC_S, "answer.toml"))
+    assert urls.url_for(MAC_S, "10.99.0.150").endswith(f"/{PVE}/answer.toml") and len(reads) == 3
