@@ -4,7 +4,8 @@ Sockets are bound to the one configured interface with SO_BINDTODEVICE, so a pac
 other interface never reaches us and no reply leaves by another one (docs/SECURITY.md).
 Every socket the service will ever need (67; 4011, also in full mode, for a later switch to
 proxyDHCP; 68 in full mode, to hear other servers: watch.py) is bound before `ctx.ready()`
-drops root. Each wake-up drains a batch of datagrams and handles them. Answers to requests
+drops root. Each wake-up drains a batch of datagrams and handles them; one that empties the
+socket leaves it unread for HOLD, so the next ones make a batch too. Answers to requests
 that changed no lease (OFFERs, NAKs, INFORM, proxyDHCP) go at once; the batch's lease changes
 and the answers that depend on them (ACKs) go to the GroupCommitter (committer.py), whose
 thread writes the changes of every batch waiting in one transaction (synchronous=FULL:
@@ -38,6 +39,11 @@ from pxetui.safety import check_netns_guard
 from pxetui.serviceapi import ServiceContext
 
 BATCH = 64  # datagrams handled per wake-up before their replies go out (or to the committer)
+# Seconds a socket is left unread after a wake-up that emptied it, so what arrives meanwhile is
+# handled as one batch (interrupt moderation, as NICs do): fewer wake-ups, and fewer commits,
+# per DORA below saturation, for at most this much more reply latency (docs/ARCHITECTURE.md,
+# "Where a DORA's CPU goes"). Clients wait seconds for an answer; a millisecond is nothing.
+HOLD = 0.001
 EXPIRY_CHECK = 10.0  # seconds between scans for leases that ran out (reported as LeaseEnded)
 # Room for a few hundred ms of a boot storm: enough to ride out a stall (a WAL checkpoint,
 # a busy CPU), short of the 1-4 s after which clients retransmit and late answers are waste.
@@ -162,20 +168,38 @@ class Transport:
     sends the replies that depend on them once they are on disk (see the module docstring)."""
 
     def __init__(self, ctx: ServiceContext, server: DhcpServer, sock: socket.socket, port: int,
-                 committer: GroupCommitter) -> None:
+                 committer: GroupCommitter, hold: float = HOLD) -> None:
         self.ctx, self.server, self.sock, self.port = ctx, server, sock, port
         self.committer = committer
         self.loop = asyncio.get_running_loop()
+        self.fd = sock.fileno()
+        self.hold = hold
+        self._held = False  # the reader is off until _resume
+        self._stopped = False
         self._behind_logged = 0.0
+
+    def start(self) -> None:
+        self.loop.add_reader(self.fd, self.readable)
+
+    def stop(self) -> None:
+        self._stopped = True
+        self.loop.remove_reader(self.fd)
+
+    def _resume(self) -> None:
+        self._held = False
+        if not self._stopped:
+            self.loop.add_reader(self.fd, self.readable)
 
     def readable(self) -> None:
         sock, handle, port, store = self.sock, self.server.handle, self.port, self.server.store
         ready: list[tuple[bytes, tuple[str, int]]] = []  # answers to requests that changed no lease
         held: list[tuple[bytes, tuple[str, int]]] = []  # ... that did: they wait for the commit
+        emptied = False
         for _ in range(BATCH):
             try:
                 data, src = sock.recvfrom(4096)
             except (BlockingIOError, InterruptedError):
+                emptied = True
                 break
             except OSError as exc:
                 self.ctx.log(f"receive on port {port} failed: {exc}", "warning")
@@ -187,6 +211,12 @@ class Transport:
                 self.ctx.log(f"internal error on a packet from {src[0]}: {exc!r}", "error")
                 continue
             (held if len(store.pending) > before else ready).extend(out)
+        if emptied and self.hold > 0 and not self._held:
+            # Nothing more waiting: let the next ones gather for HOLD. A full batch left more
+            # queued, so the reader stays on and is called again at once.
+            self._held = True
+            self.loop.remove_reader(self.fd)
+            self.loop.call_later(self.hold, self._resume)
         # OFFERs, NAKs, INFORM and proxyDHCP answers promise no lease: they go at once, and an
         # OFFER never waits for another client's fsync.
         self.send(ready, self.ctx.log)
@@ -266,8 +296,9 @@ async def run(ctx: ServiceContext) -> None:
     committer = GroupCommitter(lambda: open_lease_db(cfg), commit_failed)
     socks = bind_sockets(ctx, mode)
     watch_sock = socks.pop(CLIENT_PORT, None)
-    for port, sock in socks.items():
-        loop.add_reader(sock.fileno(), Transport(ctx, server, sock, port, committer).readable)
+    transports = [Transport(ctx, server, sock, port, committer) for port, sock in socks.items()]
+    for transport in transports:
+        transport.start()
     served = sorted(socks)
 
     def switched() -> None:  # port 68 is closed: say which ports are left
@@ -291,8 +322,8 @@ async def run(ctx: ServiceContext) -> None:
         expiry.cancel()
         if watch is not None:
             watch.stop()
-        for sock in socks.values():
-            loop.remove_reader(sock.fileno())
+        for transport in transports:
+            transport.stop()
         committer.close()  # what waits is written and answered before the sockets close
         for sock in socks.values():
             sock.close()

@@ -4,6 +4,7 @@ committed, and the loop never waits for the commit (pxetui/dhcp/service.py, comm
 from __future__ import annotations
 
 import asyncio
+import socket
 import sqlite3
 import threading
 import time
@@ -29,6 +30,9 @@ class FakeSock:
         self.inbox = list(datagrams)
         self.sent: list[bytes] = []
         self.lock = threading.Lock()
+
+    def fileno(self) -> int:
+        return -1  # never registered with the loop: the tests call readable() themselves
 
     def recvfrom(self, size: int) -> tuple[bytes, tuple[str, int]]:
         if not self.inbox:
@@ -61,7 +65,7 @@ def test_an_offer_leaves_at_once_and_an_ack_only_after_its_lease_is_on_disk(tmp_
         ctx = ServiceContext(name="dhcp", config=rig.cfg, emit=rig.events.append)
         gi = GIADDR
         first = FakeSock([build(client_packet(o.DISCOVER, mac_bytes(1), giaddr=gi))])
-        t = Transport(ctx, rig.server, first, 67, committer)  # type: ignore[arg-type]
+        t = Transport(ctx, rig.server, first, 67, committer, hold=0)  # type: ignore[arg-type]
         t.readable()
         (offer,) = [parse(d) for d in first.sent]
         assert o.msg_type(offer) == o.OFFER
@@ -85,5 +89,57 @@ def test_an_offer_leaves_at_once_and_an_ack_only_after_its_lease_is_on_disk(tmp_
         assert row[0] == "52:54:00:aa:00:01"
         committer.close()
         assert errors == []
+
+    asyncio.run(main())
+
+
+class Recorder:
+    """A DhcpServer stand-in: which datagrams each wake-up handled (no replies, no leases)."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[bytes]] = [[]]
+        self.store = self
+        self.pending: list[object] = []
+
+    def handle(self, data: bytes, src: tuple[str, int], port: int) -> list[object]:
+        self.calls[-1].append(data)
+        return []
+
+    def take_pending(self) -> list[object]:
+        self.calls.append([])  # readable() asks once per wake-up, after its batch
+        return []
+
+
+def test_what_arrives_while_the_socket_rests_is_handled_as_one_batch(tmp_path: Path) -> None:
+    # Interrupt moderation (service.HOLD): a wake-up that empties the socket leaves it unread
+    # for `hold`, so datagrams arriving meanwhile make one batch, not one wake-up each.
+    async def main() -> None:
+        rig = Rig(tmp_path)
+        ctx = ServiceContext(name="dhcp", config=rig.cfg, emit=rig.events.append)
+        rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rx.bind(("127.0.0.1", 0))
+        rx.setblocking(False)
+        server = Recorder()
+        committer = GroupCommitter(lambda: dbstore.connect(rig.cfg.db_path), lambda m: None)
+        t = Transport(ctx, server, rx, 67, committer, hold=0.2)  # type: ignore[arg-type]
+        t.start()
+        try:
+            tx.sendto(b"first", rx.getsockname())
+            for _ in range(100):  # bounded: 2 s
+                await asyncio.sleep(0.02)
+                if any(b"first" in c for c in server.calls):
+                    break
+            for name in (b"a", b"b", b"c"):  # apart, but all within the hold that wake-up started
+                tx.sendto(name, rx.getsockname())
+                await asyncio.sleep(0.03)
+            await asyncio.sleep(0.6)
+            handled = [c for c in server.calls if c]
+            assert handled == [[b"first"], [b"a", b"b", b"c"]], server.calls
+        finally:
+            t.stop()
+            committer.close()
+            rx.close()
+            tx.close()
 
     asyncio.run(main())
