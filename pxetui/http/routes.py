@@ -41,6 +41,8 @@ _STAGE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 _SEED_PART = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 REPORT_INTERVAL = 10.0  # seconds between two alerts of one kind about one source
 REPORT_SOURCES = 32  # sources alerted on per kind and interval; past that they fold into one
+READ_METHODS = ("GET", "HEAD")  # what every path answers
+SEED_METHODS = ("GET", "HEAD", "POST")  # seed URLs: see Router.methods
 
 # iPXE ${buildarch} + ${platform} -> DHCP option 93 (RFC 4578, docs/FIELD-NOTES.md "Option 93").
 # A BIOS iPXE (undionly.kpxe) is built for i386; EFI builds are x86_64/arm64/...
@@ -238,6 +240,13 @@ class Router:
         return mac, arch_code(query.get("arch"), query.get("platform"))
 
     # -- routing -------------------------------------------------------------------------
+    @staticmethod
+    def methods(path: str) -> tuple[str, ...]:
+        """The methods `path` answers. Proxmox's automated installer POSTs its system
+        information (JSON) to its answer URL and takes the answer from the response
+        (docs/FIELD-NOTES.md, "Proxmox's answer URL"), so a seed URL answers POST as GET."""
+        return SEED_METHODS if path.lstrip("/").startswith("seed/") else READ_METHODS
+
     def route(self, path: str, query: dict[str, str], client: Client, method: str = "GET") -> Routed:
         """Raises files.NotFound / files.Forbidden, BadRequest or Unavailable."""
         rel = path.lstrip("/")

@@ -249,14 +249,11 @@ class HttpServer:
     async def _answer(self, sock: socket.socket, ip: str, req: Request) -> bool:
         """Serve one request; True to keep the connection for the next one."""
         keep = req.keep_alive
-        # Proxmox's automated installer POSTs its system information (JSON) to its answer URL
-        # and takes the answer from the response (docs/FIELD-NOTES.md, "Proxmox's answer URL"):
-        # a seed URL answers POST as GET; the body was read and dropped above (MAX_DISCARD).
-        if req.method not in ("GET", "HEAD") and not (
-                req.method == "POST" and req.path.lstrip("/").startswith("seed/")):
+        allowed = self.router.methods(req.path)  # a POST's body was read and dropped above (MAX_DISCARD)
+        if req.method not in allowed:
             Transfer(self.emit, ip, None, req.path.lstrip("/")).failed(f"method {req.method} not allowed", 405)
             await self._send_error(sock, 405, f"{req.method} is not served", keep, req,
-                                   extra=["Allow: GET, HEAD"])
+                                   extra=[f"Allow: {', '.join(allowed)}"])
             return keep
         mac = None
         try:

@@ -481,6 +481,15 @@ def test_hostile_request(srv: Served, name: str, request_bytes: bytes, status: i
     assert failed.reason and failed.ip == "127.0.0.1"
 
 
+def test_a_405_names_the_methods_its_path_answers(srv: Served):
+    # Which path takes which method is routing policy (Router.methods): a seed URL also takes
+    # Proxmox's POST, every other path only GET and HEAD; the HTTP server just asks.
+    answer = raw(srv, b"POST /small.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+    assert status_of(answer) == 405 and b"\r\nAllow: GET, HEAD\r\n" in answer, answer[:300]
+    answer = raw(srv, b"PUT /seed/t/m/answer.toml HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+    assert status_of(answer) == 405 and b"\r\nAllow: GET, HEAD, POST\r\n" in answer, answer[:300]
+
+
 def test_refused_request_event_names_its_target(srv: Served):
     """A request refused before routing is reported with its target as sent (cut to 120
     characters): from a head over a limit, and from a head that parsed but cannot be framed."""
