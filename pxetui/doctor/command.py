@@ -25,7 +25,8 @@ def add_options(d: argparse.ArgumentParser) -> None:
 
 
 def findings(cfg: Config) -> tuple[list[Finding], list[str]]:
-    return host.check(cfg.interface or None, cfg.http.port, cfg.ipv6.enabled)
+    return host.check(cfg.interface or None, cfg.http.port, cfg.ipv6.enabled,
+                      cfg.ipv6.router_advertisements != "off")
 
 
 def print_findings(found: list[Finding], read: list[str], interface: str) -> None:

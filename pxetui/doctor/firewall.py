@@ -4,7 +4,7 @@ each port PXE needs is walked through them. With ipv6.enabled the IPv6 side too:
 and HTTP through the ip6/inet chains of nftables and `ip6tables-save` (docs/IPV6.md).
 
 Conservative: a rule is only taken as matching when every condition in it is one understood here
-(protocol, destination port, input interface, conntrack state). A drop with any other condition
+(protocol, destination port or ICMPv6 type, input interface, conntrack state). A drop with any other condition
 (a source address, a mark, a rate limit) may spare the client and is not reported; an accept
 with one ends the walk without a finding, as it may let the client through.
 """
@@ -25,6 +25,42 @@ from pxetui.doctor.finding import Finding
 
 TFTP_PORT = 69
 MAX_DEPTH = 16  # jumps followed; a loop in the rules cannot hang doctor
+ICMP6 = "icmpv6"  # the protocol name rules are read into (nft ipv6-icmp, iptables icmpv6, 58)
+ND_ROUTER_SOLICIT, ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT = 133, 135, 136  # RFC 4861 section 4
+# ICMPv6 type names as nft and ip6tables print them (RFC 4443, RFC 4861, RFC 3810); a name not
+# here makes its rule one this model does not evaluate.
+ICMP6_TYPES = {
+    "destination-unreachable": 1, "packet-too-big": 2, "time-exceeded": 3, "parameter-problem": 4,
+    "echo-request": 128, "echo-reply": 129, "mld-listener-query": 130, "mld-listener-report": 131,
+    "mld-listener-done": 132, "mld-listener-reduction": 132, "nd-router-solicit": 133,
+    "router-solicitation": 133, "nd-router-advert": 134, "router-advertisement": 134,
+    "nd-neighbor-solicit": 135, "neighbour-solicitation": 135, "neighbor-solicitation": 135,
+    "nd-neighbor-advert": 136, "neighbour-advertisement": 136, "neighbor-advertisement": 136,
+    "nd-redirect": 137, "redirect": 137, "router-renumbering": 138, "ind-neighbor-solicit": 141,
+    "ind-neighbor-advert": 142, "mld2-listener-report": 143,
+}
+NFT_ICMP6_NAMES = {133: "nd-router-solicit", 135: "nd-neighbor-solicit", 136: "nd-neighbor-advert"}
+L4_NAMES = {"ipv6-icmp": ICMP6, "icmpv6": ICMP6, "icmp6": ICMP6, "58": ICMP6, "6": "tcp", "17": "udp"}
+
+
+def l4(name: str) -> str:
+    """A protocol as nft and iptables name it, in this model's words (udp, tcp, icmpv6)."""
+    name = name.lower()
+    return L4_NAMES.get(name, name)
+
+
+def icmp6_types(values: Iterable[int | str]) -> list[tuple[int, int]] | None:
+    """Type numbers or names (ip6tables also writes "135/0": type/code) as ranges; None when
+    one is not understood."""
+    out = []
+    for v in values:
+        if isinstance(v, str):
+            head = v.split("/")[0]
+            v = int(head) if head.isdigit() else ICMP6_TYPES.get(head.lower(), -1)
+        if not 0 <= v <= 255:
+            return None
+        out.append((v, v))
+    return out
 
 
 @dataclass(frozen=True)
@@ -43,12 +79,21 @@ def probes(http_port: int) -> list[Probe]:
     return out
 
 
-def probes6(http_port: int) -> list[Probe]:
-    """What an IPv6 client needs (docs/IPV6.md): DHCPv6 to us, then TFTP or HTTP."""
+def probes6(http_port: int, router_ads: bool = False) -> list[Probe]:
+    """What an IPv6 client needs (docs/IPV6.md): DHCPv6 to us, then TFTP or HTTP, and neighbour
+    discovery (RFC 4861) both ways: a client finds our address with a neighbour solicitation,
+    and answers ours with an advertisement before we can send it a TFTP block or an HTTP reply.
+    With our router advertisements on, a client's router solicitation too. ICMPv6 is a Probe
+    whose `port` is the message type."""
     out = [Probe("udp", DHCP6_PORT, "DHCPv6"), Probe("udp", TFTP_PORT, "TFTP over IPv6"),
            Probe("tcp", 80, "HTTP over IPv6")]
     if http_port != 80:
         out.append(Probe("tcp", http_port, "HTTP over IPv6 (http.port)"))
+    out += [Probe(ICMP6, ND_NEIGHBOR_SOLICIT, "neighbour solicitation: a client looking up our address"),
+            Probe(ICMP6, ND_NEIGHBOR_ADVERT, "neighbour advertisement: a client answering our lookup")]
+    if router_ads:
+        out.append(Probe(ICMP6, ND_ROUTER_SOLICIT, "router solicitation, answered by our "
+                                                   "advertisements (ipv6.router_advertisements)"))
     return out
 
 
@@ -183,10 +228,13 @@ def _nft_match(rule: Rule, m: dict[str, Any]) -> None:
     payload, meta = left.get("payload"), left.get("meta")
     if payload and payload.get("field") == "dport" and payload.get("protocol") in ("udp", "tcp") and ports:
         rule.protos, rule.ports = {payload["protocol"]}, ports
-    elif payload and payload.get("field") == "protocol" and payload.get("protocol") == "ip" and names:
-        rule.protos = set(names)
-    elif meta and meta.get("key") == "l4proto" and names:
-        rule.protos = set(names)
+    elif payload and payload.get("protocol") == "icmpv6" and payload.get("field") == "type" and (ports or names):
+        types = icmp6_types([*(lo for lo, _ in ports or []), *(names or [])])
+        rule.protos, rule.ports = {ICMP6}, types
+        rule.narrowed |= types is None or any(lo != hi for lo, hi in ports or [])
+    elif (payload and (payload.get("protocol"), payload.get("field")) in (("ip", "protocol"), ("ip6", "nexthdr"))
+          or meta and meta.get("key") == "l4proto") and (names or ports):
+        rule.protos = {l4(str(v)) for v in [*(names or []), *(lo for lo, _ in ports or [])]}
     elif meta and meta.get("key") in ("iifname", "iif") and names:
         rule.ifaces = names
     else:
@@ -241,7 +289,10 @@ def _ipt_rule(args: list[str]) -> Rule:
             continue
         val = args[i + 1] if i + 1 < len(args) else ""
         if a in ("-p", "--protocol"):
-            rule.protos = {val.lower()}
+            rule.protos = {l4(val)}
+        elif a == "--icmpv6-type":
+            rule.ports = icmp6_types([val])
+            rule.narrowed |= rule.ports is None
         elif a in ("-i", "--in-interface"):
             rule.ifaces = [val]
         elif a in ("--dport", "--dports", "--destination-port", "--destination-ports"):
@@ -304,6 +355,8 @@ def parse_iptables(text: str, family: str = "ip") -> list[Chain]:
 
 def _fix(chain: Chain, probe: Probe, iface: str | None, ufw: bool) -> str:
     on = f" on {iface}" if iface else ""
+    if probe.proto == ICMP6:
+        return _fix_icmp6(chain, probe.port, iface, ufw)
     if ufw:
         return f"ufw allow in{on} to any port {probe.port} proto {probe.proto}"
     if chain.tool == "nft":
@@ -312,6 +365,24 @@ def _fix(chain: Chain, probe: Probe, iface: str | None, ufw: bool) -> str:
     dev = f"-i {iface} " if iface else ""
     tool = "ip6tables" if chain.family == "ip6" else "iptables"
     return f"{tool} -I {chain.name} {dev}-p {probe.proto} --dport {probe.port} -j ACCEPT"
+
+
+def _fix_icmp6(chain: Chain, icmp_type: int, iface: str | None, ufw: bool) -> str:
+    dev = f"-i {iface} " if iface else ""
+    rule = f"-p ipv6-icmp --icmpv6-type {icmp_type} -j ACCEPT"
+    if ufw:  # ufw's own syntax has no ICMPv6 types: its before6.rules hold them
+        return f"add '-A ufw6-before-input {dev}{rule}' to /etc/ufw/before6.rules, then ufw reload"
+    if chain.tool == "nft":
+        nft_dev = f'iifname "{iface}" ' if iface else ""
+        return (f"nft insert rule {chain.family} {chain.table} {chain.name} {nft_dev}icmpv6 type "
+                f"{NFT_ICMP6_NAMES.get(icmp_type, icmp_type)} accept")
+    return f"ip6tables -I {chain.name} {dev}{rule}"
+
+
+def what_of(probe: Probe) -> str:
+    if probe.proto == ICMP6:
+        return f"ICMPv6 type {probe.port}"
+    return f"{probe.proto.upper()} port {probe.port}"
 
 
 def evaluate(chains: list[Chain], iface: str | None, http_port: int, ufw: bool = False,
@@ -332,7 +403,7 @@ def evaluate(chains: list[Chain], iface: str | None, http_port: int, ufw: bool =
                 verb = "rejects" if rule.verdict == "reject" else "drops"
                 what = f"a rule {verb} it ({rule.text})"
             found.append(Finding("firewall", "error",
-                                 f"{probe.proto.upper()} port {probe.port} ({probe.why}) is blocked: {what}",
+                                 f"{what_of(probe)} ({probe.why}) is blocked: {what}",
                                  _fix(chain, probe, iface, ufw)))
     return found
 
@@ -352,9 +423,10 @@ def ufw_active() -> bool:
     return bool(out and out.startswith("Status: active"))
 
 
-def check(iface: str | None, http_port: int, ipv6: bool = False) -> tuple[list[Finding], list[str]]:
+def check(iface: str | None, http_port: int, ipv6: bool = False,
+          router_ads: bool = False) -> tuple[list[Finding], list[str]]:
     """Findings, and which rule sets were read (for the report: 'none' means not checked); the
-    IPv6 side too with `ipv6` (ipv6.enabled)."""
+    IPv6 side too with `ipv6` (ipv6.enabled), router solicitations with `router_ads`."""
     chains: list[Chain] = []
     chains6: list[Chain] = []
     read: list[str] = []
@@ -383,5 +455,5 @@ def check(iface: str | None, http_port: int, ipv6: bool = False) -> tuple[list[F
     ufw = any(c.name.startswith("ufw-") for c in chains + chains6) and ufw_active()
     found = evaluate(chains, iface, http_port, ufw)
     if ipv6:
-        found += evaluate(chains6, iface, http_port, ufw, probes6(http_port))
+        found += evaluate(chains6, iface, http_port, ufw, probes6(http_port, router_ads))
     return found, read

@@ -158,9 +158,11 @@ def link(iface: str, mtu: int) -> list[Finding]:
     return out
 
 
-def check(iface: str | None, http_port: int, ipv6: bool = False) -> tuple[list[Finding], list[str]]:
-    """Every host finding, and which firewall rule sets were read (`ipv6`: its side too)."""
-    found, read = firewall.check(iface, http_port, ipv6)
+def check(iface: str | None, http_port: int, ipv6: bool = False,
+          router_ads: bool = False) -> tuple[list[Finding], list[str]]:
+    """Every host finding, and which firewall rule sets were read (`ipv6`: its side too;
+    `router_ads`: our router advertisements may answer router solicitations)."""
+    found, read = firewall.check(iface, http_port, ipv6, router_ads)
     found += listeners(http_port)
     if iface:
         mtu = int(_read(SYS_NET / iface / "mtu") or 1500)

@@ -128,7 +128,9 @@ def test_ipv6_probes_walk_the_ip6_and_inet_chains_only():
     v6 = parse_nft(ruleset, families=V6_FAMILIES)
     assert {c.family for c in v6} == {"ip6"}
     found = evaluate(v6, "eth0", 80, wanted=probes6(80))
-    assert [f.problem.split(" is blocked")[0] for f in found] == ["UDP port 547 (DHCPv6)", "UDP port 69 (TFTP over IPv6)"]
+    assert [f.problem.split(" is blocked")[0].split(":")[0] for f in found] == [
+        "UDP port 547 (DHCPv6)", "UDP port 69 (TFTP over IPv6)", "ICMPv6 type 135 (neighbour solicitation",
+        "ICMPv6 type 136 (neighbour advertisement"]
     assert 'nft insert rule ip6 f6 input iifname "eth0" udp dport 547 accept' in {f.fix for f in found}
     # the IPv4 walk sees the ip table's drop policy, not the ip6 one
     assert {c.table for c in parse_nft(ruleset)} == {"f4"}
@@ -142,8 +144,10 @@ def test_ip6tables_save_is_read_as_the_ipv6_side():
              "-A INPUT -p udp -m udp --dport 547 -j ACCEPT\nCOMMIT\n")
     chains = parse_iptables(saved, "ip6")
     found = evaluate(chains, "eth0", 8080, wanted=probes6(8080))
-    assert [f.problem.split(" (")[0] for f in found] == ["UDP port 69", "TCP port 80", "TCP port 8080"]
+    assert [f.problem.split(" (")[0] for f in found] == ["UDP port 69", "TCP port 80", "TCP port 8080",
+                                                         "ICMPv6 type 135", "ICMPv6 type 136"]
     assert all(f.fix.startswith("ip6tables -I INPUT -i eth0 ") for f in found)
+    assert found[-1].fix == "ip6tables -I INPUT -i eth0 -p ipv6-icmp --icmpv6-type 136 -j ACCEPT"
 
 
 def test_the_ipv6_side_is_checked_only_with_ipv6_enabled(monkeypatch: pytest.MonkeyPatch):
@@ -156,4 +160,64 @@ def test_the_ipv6_side_is_checked_only_with_ipv6_enabled(monkeypatch: pytest.Mon
     assert found == [] and read == ["iptables-save"]
     found, read = firewall.check("eth0", 80, ipv6=True)
     assert read == ["iptables-save", "ip6tables-save"]
-    assert [f.problem.split(" (")[0] for f in found] == ["UDP port 547", "UDP port 69", "TCP port 80"]
+    assert [f.problem.split(" (")[0] for f in found] == ["UDP port 547", "UDP port 69", "TCP port 80",
+                                                         "ICMPv6 type 135", "ICMPv6 type 136"]
+    found, _ = firewall.check("eth0", 80, ipv6=True, router_ads=True)
+    assert [f.problem.split(" (")[0] for f in found][-1] == "ICMPv6 type 133"
+
+
+def test_neighbour_discovery_is_walked_as_icmpv6_types():
+    # RFC 4861: a client finds our address with a neighbour solicitation (135) and answers our
+    # lookups with advertisements (136); our router advertisements answer solicitations (133).
+    from pxetui.doctor.firewall import V6_FAMILIES, probes6
+
+    def v6(policy: str, *rules: list[dict]) -> list:
+        items: list[dict] = [{"chain": {"family": "ip6", "table": "f", "name": "input", "type": "filter",
+                                        "hook": "input", "policy": policy}}]
+        items += [{"rule": {"family": "ip6", "table": "f", "chain": "input", "handle": i + 2, "expr": r}}
+                  for i, r in enumerate(rules)]
+        return parse_nft({"nftables": items}, families=V6_FAMILIES)
+
+    serving = [dport("udp", {"set": [547, 69]}), {"accept": None}], [dport("tcp", 80), {"accept": None}]
+
+    def icmp(chains: list, router_ads: bool = True) -> list[str]:
+        return [f.problem.split(" (")[0] for f in evaluate(chains, "eth0", 80, wanted=probes6(80, router_ads))]
+
+    assert icmp(v6("drop", *serving)) == ["ICMPv6 type 135", "ICMPv6 type 136", "ICMPv6 type 133"]
+    assert icmp(v6("drop", *serving), router_ads=False) == ["ICMPv6 type 135", "ICMPv6 type 136"]
+    l4proto = {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "ipv6-icmp"}}
+    assert icmp(v6("drop", *serving, [l4proto, {"accept": None}])) == []
+    nexthdr = {"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "nexthdr"}}, "right": 58}}
+    assert icmp(v6("drop", *serving, [nexthdr, {"accept": None}])) == []
+    nd = {"match": {"op": "==", "left": {"payload": {"protocol": "icmpv6", "field": "type"}},
+                    "right": {"set": ["nd-neighbor-solicit", "nd-neighbor-advert", "echo-request"]}}}
+    found = evaluate(v6("drop", *serving, [nd, {"accept": None}]), "eth0", 80, wanted=probes6(80, True))
+    assert [f.problem.split(" (")[0] for f in found] == ["ICMPv6 type 133"]
+    assert found[0].fix == 'nft insert rule ip6 f input iifname "eth0" icmpv6 type nd-router-solicit accept'
+    # A type this model cannot name narrows the rule: an accept with it may let the client
+    # through (no finding), a drop with it is not taken as certain.
+    odd = {"match": {"op": "==", "left": {"payload": {"protocol": "icmpv6", "field": "type"}},
+                     "right": {"set": ["nd-neighbor-solicit", "some-future-type"]}}}
+    assert icmp(v6("drop", *serving, [odd, {"accept": None}]), router_ads=False) == []
+    assert icmp(v6("accept", [odd, {"drop": None}]), router_ads=False) == []
+    # A UDP or TCP rule never stands for ICMPv6, nor an ICMPv6 rule for a port.
+    drop_nd = {"match": {"op": "==", "left": {"payload": {"protocol": "icmpv6", "field": "type"}}, "right": 135}}
+    found = evaluate(v6("accept", [drop_nd, {"drop": None}]), "eth0", 80, wanted=probes6(80))
+    assert [f.problem.split(" (")[0] for f in found] == ["ICMPv6 type 135"]
+
+
+def test_ip6tables_icmpv6_rules_by_name_number_and_code():
+    from pxetui.doctor.firewall import probes6
+
+    head = "*filter\n:INPUT DROP [0:0]\n-A INPUT -p udp -m multiport --dports 547,69 -j ACCEPT\n" \
+           "-A INPUT -p tcp --dport 80 -j ACCEPT\n"
+
+    def icmp(rules: str) -> list[str]:
+        chains = parse_iptables(head + rules + "COMMIT\n", "ip6")
+        return [f.problem.split(" (")[0] for f in evaluate(chains, "eth0", 80, wanted=probes6(80, True))]
+
+    assert icmp("-A INPUT -p ipv6-icmp -j ACCEPT\n") == []
+    assert icmp("-A INPUT -p icmpv6 -m icmp6 --icmpv6-type neighbour-solicitation -j ACCEPT\n"
+                "-A INPUT -p 58 -m icmp6 --icmpv6-type 136/0 -j ACCEPT\n") == ["ICMPv6 type 133"]
+    assert icmp("-A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 133 -j DROP\n-A INPUT -p ipv6-icmp -j ACCEPT\n") \
+        == ["ICMPv6 type 133"]
