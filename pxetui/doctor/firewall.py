@@ -108,6 +108,8 @@ class Rule:
     ports: list[tuple[int, int]] | None = None  # destination port ranges; None: any port
     ifaces: list[str] | None = None  # input interfaces ("eth*" / "eth+" wildcards); None: any
     new: bool = True  # False: matches only established/related/invalid, never a client's request
+    untracked: bool = False  # a conntrack state match that takes untracked packets: neighbour
+    # discovery is never tracked (nf_conntrack_proto_icmpv6.c), so such a rule can match it
     narrowed: bool = False  # a condition not understood here
     target: str = ""  # jump/goto target
     handle: int | None = None  # nft rule handle
@@ -141,7 +143,8 @@ def walk(chain: Chain, chains: dict[tuple[str, str, str], Chain], probe: Probe, 
     if depth > MAX_DEPTH:
         return ("maybe", chain, None)
     for rule in chain.rules:
-        if not rule.new or (rule.protos is not None and probe.proto not in rule.protos):
+        if (not rule.new and not (rule.untracked and probe.proto == ICMP6)) or (
+                rule.protos is not None and probe.proto not in rule.protos):
             continue
         if rule.ports is not None and (rule.protos is None or not port_in(probe.port, rule.ports)):
             continue
@@ -221,6 +224,7 @@ def _nft_match(rule: Rule, m: dict[str, Any]) -> None:
         states = names if names is not None else []
         if "new" not in states:
             rule.new = False
+        rule.untracked = "untracked" in states
         return
     if op not in ("==", "in"):
         rule.narrowed = True  # a negation: not worth getting wrong
@@ -299,8 +303,10 @@ def _ipt_rule(args: list[str]) -> Rule:
             rule.ports = _ipt_ports(val)
             rule.narrowed |= rule.ports is None
         elif a in ("--state", "--ctstate"):
-            if "NEW" not in val.upper().split(","):
+            states = val.upper().split(",")
+            if "NEW" not in states:
                 rule.new = False
+            rule.untracked = "UNTRACKED" in states
         elif a in ("-j", "--jump", "-g", "--goto"):
             v = val.upper()
             if v in ("ACCEPT", "DROP", "REJECT", "RETURN"):

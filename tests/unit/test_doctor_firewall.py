@@ -221,3 +221,8 @@ def test_ip6tables_icmpv6_rules_by_name_number_and_code():
                 "-A INPUT -p 58 -m icmp6 --icmpv6-type 136/0 -j ACCEPT\n") == ["ICMPv6 type 133"]
     assert icmp("-A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 133 -j DROP\n-A INPUT -p ipv6-icmp -j ACCEPT\n") \
         == ["ICMPv6 type 133"]
+    # Neighbour discovery is untracked by conntrack: a state rule that takes UNTRACKED lets it in,
+    # one that takes only ESTABLISHED,RELATED does not.
+    assert icmp("-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED,UNTRACKED -j ACCEPT\n") == []
+    assert icmp("-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n") == [
+        "ICMPv6 type 135", "ICMPv6 type 136", "ICMPv6 type 133"]
