@@ -4,47 +4,41 @@ Sockets are bound to the one configured interface with SO_BINDTODEVICE, so a pac
 other interface never reaches us and no reply leaves by another one (docs/SECURITY.md).
 Every socket the service will ever need (67; 4011, also in full mode, for a later switch to
 proxyDHCP; 68 in full mode, to hear other servers: watch.py) is bound before `ctx.ready()`
-drops root. Each wake-up drains a batch of datagrams and handles them; one that empties the
-socket leaves it unread for HOLD, so the next ones make a batch too. Answers to requests
-that changed no lease (OFFERs, NAKs, INFORM, proxyDHCP) go at once; the batch's lease changes
-and the answers that depend on them (ACKs) go to the GroupCommitter (committer.py), whose
-thread writes the changes of every batch waiting in one transaction (synchronous=FULL:
-fsync'd) and only then sends those answers: an ACK is never on the wire before its lease is
-on disk (README, "Leases"), and the loop never waits for the disk.
+drops root. The sockets are read by transport.py (shared with DHCPv6): each wake-up drains a
+batch of datagrams and handles them; one that empties the socket leaves it unread for HOLD, so
+the next ones make a batch too. Answers to requests that changed no lease (OFFERs, NAKs,
+INFORM, proxyDHCP) go at once; the batch's lease changes and the answers that depend on them
+(ACKs) go to the GroupCommitter (committer.py), whose thread writes the changes of every batch
+waiting in one transaction (synchronous=FULL: fsync'd) and only then sends those answers: an
+ACK is never on the wire before its lease is on disk (README, "Leases"), and the loop never
+waits for the disk.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import ipaddress
 import os
 import socket
 import sqlite3
 import time
-from collections.abc import Callable
 
 from pxetui import store as dbstore
 from pxetui.config import Config, parse_range
 from pxetui.dhcp.answer import AnswerUrls
-from pxetui.dhcp.committer import GroupCommitter
 from pxetui.dhcp.leases import LeaseStore, Pool
 from pxetui.dhcp.policy import BootPolicy
 from pxetui.dhcp.probe import probe
 from pxetui.dhcp.server import CLIENT_PORT, PXE_PORT, SERVER_PORT, DhcpServer
+from pxetui.dhcp.transport import Transport, lease_committer, report_expiries
 from pxetui.dhcp.watch import ForeignWatch
-from pxetui.events import DhcpModeDecided, ForeignDhcpServer, LeaseEnded, LeaseGranted, ServiceState
+from pxetui.events import DhcpModeDecided, ForeignDhcpServer, LeaseGranted, ServiceState
 from pxetui.safety import check_netns_guard
 from pxetui.serviceapi import ServiceContext
 
-BATCH = 64  # datagrams handled per wake-up before their replies go out (or to the committer)
-# Seconds a socket is left unread after a wake-up that emptied it, so what arrives meanwhile is
-# handled as one batch (interrupt moderation, as NICs do): fewer wake-ups, and fewer commits,
-# per DORA below saturation, for at most this much more reply latency (docs/ARCHITECTURE.md,
-# "Where a DORA's CPU goes"). Clients wait seconds for an answer; a millisecond is nothing.
-HOLD = 0.001
-EXPIRY_CHECK = 10.0  # seconds between scans for leases that ran out (reported as LeaseEnded)
 # Room for a few hundred ms of a boot storm: enough to ride out a stall (a WAL checkpoint,
 # a busy CPU), short of the 1-4 s after which clients retransmit and late answers are waste.
 # Measured: at the default cap (net.core.rmem_max, ~200 KB) a 3,000 DORA/s run lost 10 %
@@ -163,98 +157,6 @@ async def decide_mode(ctx: ServiceContext) -> str:
     return "off"
 
 
-class Transport:
-    """Drains a socket in batches; the batch's lease changes go to the GroupCommitter, which
-    sends the replies that depend on them once they are on disk (see the module docstring)."""
-
-    def __init__(self, ctx: ServiceContext, server: DhcpServer, sock: socket.socket, port: int,
-                 committer: GroupCommitter, hold: float = HOLD) -> None:
-        self.ctx, self.server, self.sock, self.port = ctx, server, sock, port
-        self.committer = committer
-        self.loop = asyncio.get_running_loop()
-        self.fd = sock.fileno()
-        self.hold = hold
-        self._held = False  # the reader is off until _resume
-        self._stopped = False
-        self._behind_logged = 0.0
-
-    def start(self) -> None:
-        self.loop.add_reader(self.fd, self.readable)
-
-    def stop(self) -> None:
-        self._stopped = True
-        self.loop.remove_reader(self.fd)
-
-    def _resume(self) -> None:
-        self._held = False
-        if not self._stopped:
-            self.loop.add_reader(self.fd, self.readable)
-
-    def readable(self) -> None:
-        sock, handle, port, store = self.sock, self.server.handle, self.port, self.server.store
-        ready: list[tuple[bytes, tuple[str, int]]] = []  # answers to requests that changed no lease
-        held: list[tuple[bytes, tuple[str, int]]] = []  # ... that did: they wait for the commit
-        emptied = False
-        for _ in range(BATCH):
-            try:
-                data, src = sock.recvfrom(4096)
-            except (BlockingIOError, InterruptedError):
-                emptied = True
-                break
-            except OSError as exc:
-                self.ctx.log(f"receive on port {port} failed: {exc}", "warning")
-                break
-            before = len(store.pending)
-            try:
-                out = handle(data, src, port)
-            except Exception as exc:  # a bug on one packet must not stop the others' service
-                self.ctx.log(f"internal error on a packet from {src[0]}: {exc!r}", "error")
-                continue
-            (held if len(store.pending) > before else ready).extend(out)
-        if emptied and self.hold > 0 and not self._held:
-            # Nothing more waiting: let the next ones gather for HOLD. A full batch left more
-            # queued, so the reader stays on and is called again at once.
-            self._held = True
-            self.loop.remove_reader(self.fd)
-            self.loop.call_later(self.hold, self._resume)
-        # OFFERs, NAKs, INFORM and proxyDHCP answers promise no lease: they go at once, and an
-        # OFFER never waits for another client's fsync.
-        self.send(ready, self.ctx.log)
-        writes = store.take_pending()
-        if not writes:
-            return
-        replies = held
-        if not self.committer.submit(writes, lambda: self.send(replies, self.log_threadsafe), len(replies)):
-            # Dropped whole, writes too, so nothing grows while the disk is stuck: a client not
-            # ACKed asks again and is bound again (a RELEASE not written leaves its lease on
-            # disk until it expires).
-            now = time.monotonic()
-            if now - self._behind_logged > 1.0:
-                self._behind_logged = now
-                self.ctx.log(f"lease database is {self.committer.waiting} replies behind: "
-                             f"{len(replies)} replies and {len(writes)} lease writes dropped "
-                             "(the clients retransmit)", "warning")
-
-    def send(self, replies: list[tuple[bytes, tuple[str, int]]], log: Callable[[str, str], None]) -> None:
-        for data, dest in replies:
-            try:
-                self.sock.sendto(data, dest)
-            except OSError as exc:  # full send buffer, unreachable relay: the client retries
-                log(f"send to {dest[0]}:{dest[1]} failed: {exc}", "warning")
-
-    def log_threadsafe(self, message: str, level: str = "info") -> None:
-        """ctx.log from the committer's thread: on the loop, which owns the event pipe."""
-        with contextlib.suppress(RuntimeError):  # the loop is closed: the service is ending
-            self.loop.call_soon_threadsafe(self.ctx.log, message, level)
-
-
-async def report_expiries(ctx: ServiceContext, store: LeaseStore) -> None:
-    while True:
-        await asyncio.sleep(EXPIRY_CHECK)
-        for lease in store.expired(time.time()):
-            ctx.emit(LeaseEnded(mac=lease.mac, ip=lease.address, reason="expired"))
-
-
 async def run(ctx: ServiceContext) -> None:
     check_netns_guard()
     cfg = ctx.config
@@ -287,16 +189,11 @@ async def run(ctx: ServiceContext) -> None:
     # The restored leases live as long as the process: keep them out of every future full
     # collection (a pause there is a burst of requests waiting in the socket queue).
     gc.freeze()
-    loop = asyncio.get_running_loop()
-
-    def commit_failed(message: str) -> None:  # on the committer's thread
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(ctx.log, message, "error")
-
-    committer = GroupCommitter(lambda: open_lease_db(cfg), commit_failed)
+    committer = lease_committer(ctx, lambda: open_lease_db(cfg))
     socks = bind_sockets(ctx, mode)
     watch_sock = socks.pop(CLIENT_PORT, None)
-    transports = [Transport(ctx, server, sock, port, committer) for port, sock in socks.items()]
+    transports = [Transport(ctx, functools.partial(server.handle, port=port), store, sock, port, committer)
+                  for port, sock in socks.items()]
     for transport in transports:
         transport.start()
     served = sorted(socks)

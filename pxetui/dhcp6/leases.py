@@ -226,8 +226,14 @@ class LeaseStore6:
             " VALUES (?,?,?,?,?,?,?)", (q.address, "", 0, None, q.expires, "declined", now)))
         return None
 
+    def take_pending(self) -> list[tuple[str, tuple[object, ...]]]:
+        """The queued changes, handed over (to the service's GroupCommitter) and forgotten here."""
+        pending, self.pending = self.pending, []
+        return pending
+
     def commit(self) -> None:
-        """Write every queued change in one transaction (before the replies go out)."""
+        """Write every queued change in one transaction (tests; the service's GroupCommitter
+        writes them while it runs, and this at its end)."""
         if not self.pending:
             return
         pending, self.pending = self.pending, []

@@ -3,9 +3,10 @@ advertisements when the segment has no router (ra.py).
 
 As the IPv4 service (pxetui/dhcp/service.py): the sockets are bound to the one configured
 interface with SO_BINDTODEVICE (docs/SECURITY.md), everything that needs root (547, the raw
-ICMPv6 socket) is open before `ctx.ready()` drops it, and each wake-up handles a batch,
-commits the lease changes in one transaction, and only then sends the replies: a Reply is
-never on the wire before its binding is on disk (README, "Leases").
+ICMPv6 socket) is open before `ctx.ready()` drops it, and the socket is read by the same loop
+(pxetui/dhcp/transport.py): Advertises and proxy answers go at once, a Reply that binds waits
+for the GroupCommitter's thread to write its binding (fsync'd), so it is never on the wire
+before its binding is on disk (README, "Leases") and the loop never waits for the disk.
 """
 
 from __future__ import annotations
@@ -22,18 +23,17 @@ from pxetui import store as dbstore
 from pxetui.config import Config
 from pxetui.dhcp.policy import BootPolicy
 from pxetui.dhcp.service import open_lease_db
+from pxetui.dhcp.transport import Transport, lease_committer, report_expiries
 from pxetui.dhcp6.codec import duid_ll
 from pxetui.dhcp6.leases import LeaseStore6
 from pxetui.dhcp6.probe import probe6
 from pxetui.dhcp6.ra import RouterAdvertiser, open_icmp6
-from pxetui.dhcp6.server import SERVER_PORT, Dhcp6Server, Reply, pool_bounds
-from pxetui.events import Alert, ForeignDhcpServer, LeaseEnded, LeaseGranted
+from pxetui.dhcp6.server import SERVER_PORT, Dhcp6Server, pool_bounds
+from pxetui.events import Alert, ForeignDhcpServer, LeaseGranted
 from pxetui.netinfo import join_ipv6_group
 from pxetui.safety import check_netns_guard
 from pxetui.serviceapi import ServiceContext
 
-BATCH = 64  # datagrams handled per wake-up before the commit and the sends
-EXPIRY_CHECK = 10.0  # seconds between scans for bindings that ran out (reported as LeaseEnded)
 ALL_DHCP = "ff02::1:2"  # All_DHCP_Relay_Agents_and_Servers (RFC 8415 section 7.1)
 
 
@@ -101,47 +101,6 @@ async def decide_mode(ctx: ServiceContext) -> str:
     return "proxy"
 
 
-class Transport6:
-    """Drains the socket in batches, commits, then sends (see the module docstring)."""
-
-    def __init__(self, ctx: ServiceContext, server: Dhcp6Server, sock: socket.socket) -> None:
-        self.ctx, self.server, self.sock = ctx, server, sock
-
-    def readable(self) -> None:
-        replies: list[Reply] = []
-        for _ in range(BATCH):
-            try:
-                data, src = self.sock.recvfrom(4096)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                self.ctx.log(f"receive on port {SERVER_PORT} failed: {exc}", "warning")
-                break
-            try:
-                replies.extend(self.server.handle(data, src))
-            except Exception as exc:  # a bug on one packet must not stop the others' service
-                self.ctx.log(f"internal error on a DHCPv6 packet from {src[0]}: {exc!r}", "error")
-        store = self.server.store
-        if store is not None:
-            try:
-                store.commit()
-            except sqlite3.Error as exc:
-                self.ctx.log(f"lease database write failed, DHCPv6 replies dropped: {exc}", "error")
-                return
-        for data, dest in replies:
-            try:
-                self.sock.sendto(data, dest)
-            except OSError as exc:
-                self.ctx.log(f"send to [{dest[0]}]:{dest[1]} failed: {exc}", "warning")
-
-
-async def report_expiries(ctx: ServiceContext, store: LeaseStore6) -> None:
-    while True:
-        await asyncio.sleep(EXPIRY_CHECK)
-        for lease in store.expired(time.time()):
-            ctx.emit(LeaseEnded(mac=lease.mac, ip=lease.address, reason="expired"))
-
-
 async def run(ctx: ServiceContext) -> None:
     check_netns_guard()
     cfg = ctx.config
@@ -170,8 +129,9 @@ async def run(ctx: ServiceContext) -> None:
         except OSError as exc:
             ctx.log(f"cannot open an ICMPv6 socket on {cfg.interface} ({exc}): no router "
                     "advertisements", "warning")
-    loop = asyncio.get_running_loop()
-    loop.add_reader(sock.fileno(), Transport6(ctx, server, sock).readable)
+    committer = lease_committer(ctx, lambda: open_lease_db(cfg)) if store is not None else None
+    transport = Transport(ctx, server.handle, store, sock, SERVER_PORT, committer)
+    transport.start()
     tasks = []
     if store is not None:
         tasks.append(asyncio.ensure_future(report_expiries(ctx, store)))
@@ -190,7 +150,9 @@ async def run(ctx: ServiceContext) -> None:
     finally:
         for task in tasks:
             task.cancel()
-        loop.remove_reader(sock.fileno())
+        transport.stop()
+        if committer is not None:
+            committer.close()  # what waits is written and answered before the socket closes
         sock.close()
         if ra is not None:
             ra.close()

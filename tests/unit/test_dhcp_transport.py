@@ -17,7 +17,7 @@ from pxetui import store as dbstore
 from pxetui.dhcp import options as o
 from pxetui.dhcp.codec import build, parse
 from pxetui.dhcp.committer import GroupCommitter
-from pxetui.dhcp.service import Transport
+from pxetui.dhcp.transport import Transport
 from pxetui.serviceapi import ServiceContext
 
 GIADDR = "10.99.0.2"
@@ -65,7 +65,7 @@ def test_an_offer_leaves_at_once_and_an_ack_only_after_its_lease_is_on_disk(tmp_
         ctx = ServiceContext(name="dhcp", config=rig.cfg, emit=rig.events.append)
         gi = GIADDR
         first = FakeSock([build(client_packet(o.DISCOVER, mac_bytes(1), giaddr=gi))])
-        t = Transport(ctx, rig.server, first, 67, committer, hold=0)  # type: ignore[arg-type]
+        t = Transport(ctx, rig.server.handle, rig.store, first, 67, committer, hold=0)  # type: ignore[arg-type]
         t.readable()
         (offer,) = [parse(d) for d in first.sent]
         assert o.msg_type(offer) == o.OFFER
@@ -94,14 +94,14 @@ def test_an_offer_leaves_at_once_and_an_ack_only_after_its_lease_is_on_disk(tmp_
 
 
 class Recorder:
-    """A DhcpServer stand-in: which datagrams each wake-up handled (no replies, no leases)."""
+    """A server and lease store stand-in: which datagrams each wake-up handled (no replies,
+    no leases)."""
 
     def __init__(self) -> None:
         self.calls: list[list[bytes]] = [[]]
-        self.store = self
         self.pending: list[object] = []
 
-    def handle(self, data: bytes, src: tuple[str, int], port: int) -> list[object]:
+    def handle(self, data: bytes, src: tuple[str, int]) -> list[object]:
         self.calls[-1].append(data)
         return []
 
@@ -122,7 +122,7 @@ def test_what_arrives_while_the_socket_rests_is_handled_as_one_batch(tmp_path: P
         rx.setblocking(False)
         server = Recorder()
         committer = GroupCommitter(lambda: dbstore.connect(rig.cfg.db_path), lambda m: None)
-        t = Transport(ctx, server, rx, 67, committer, hold=0.2)  # type: ignore[arg-type]
+        t = Transport(ctx, server.handle, server, rx, 67, committer, hold=0.2)  # type: ignore[arg-type]
         t.start()
         try:
             tx.sendto(b"first", rx.getsockname())

@@ -1,0 +1,162 @@
+"""The DHCP services' socket loop, shared by DHCPv4 (pxetui/dhcp/service.py) and DHCPv6
+(pxetui/dhcp6/service.py): read a batch, handle it, send what promises no lease at once, and
+hand the batch's lease changes with the replies that depend on them to the GroupCommitter
+(committer.py), which sends those only once the changes are on disk. So an ACK (or a DHCPv6
+Reply with a binding) is never on the wire before its lease is written (README, "Leases"),
+and the loop that answers never waits for the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from pxetui.dhcp.committer import GroupCommitter, Write
+from pxetui.events import LeaseEnded
+from pxetui.serviceapi import ServiceContext
+
+BATCH = 64  # datagrams handled per wake-up before their replies go out (or to the committer)
+# Seconds a socket is left unread after a wake-up that emptied it, so what arrives meanwhile is
+# handled as one batch (interrupt moderation, as NICs do): fewer wake-ups, and fewer commits,
+# per DORA below saturation, for at most this much more reply latency (docs/ARCHITECTURE.md,
+# "Where a DORA's CPU goes"). Clients wait seconds for an answer; a millisecond is nothing.
+HOLD = 0.001
+EXPIRY_CHECK = 10.0  # seconds between scans for leases that ran out (reported as LeaseEnded)
+
+Address = tuple[str, int]
+Reply = tuple[bytes, Address]
+
+
+class PendingWrites(Protocol):
+    """What the loop needs of a lease store: the changes handling queued, handed over."""
+
+    pending: list[Write]
+
+    def take_pending(self) -> list[Write]: ...
+
+
+class Ending(Protocol):
+    mac: str | None
+    address: str
+
+
+class Expiring(Protocol):
+    def expired(self, now: float) -> Iterable[Ending]: ...
+
+
+def where(dest: Address) -> str:
+    return f"[{dest[0]}]:{dest[1]}" if ":" in dest[0] else f"{dest[0]}:{dest[1]}"
+
+
+class Transport:
+    """Drains one socket in batches (see the module docstring). `handle(data, src)` answers one
+    datagram and queues its lease changes in `store`; without a store (proxy mode) nothing
+    waits for the disk and `committer` may be None."""
+
+    def __init__(self, ctx: ServiceContext, handle: Callable[[bytes, Address], list[Reply]],
+                 store: PendingWrites | None, sock: socket.socket, port: int,
+                 committer: GroupCommitter | None, hold: float = HOLD) -> None:
+        self.ctx, self.handle, self.store, self.sock, self.port = ctx, handle, store, sock, port
+        self.committer = committer
+        self.loop = asyncio.get_running_loop()
+        self.fd = sock.fileno()
+        self.hold = hold
+        self._held = False  # the reader is off until _resume
+        self._stopped = False
+        self._behind_logged = 0.0
+
+    def start(self) -> None:
+        self.loop.add_reader(self.fd, self.readable)
+
+    def stop(self) -> None:
+        self._stopped = True
+        self.loop.remove_reader(self.fd)
+
+    def _resume(self) -> None:
+        self._held = False
+        if not self._stopped:
+            self.loop.add_reader(self.fd, self.readable)
+
+    def readable(self) -> None:
+        sock, handle, port = self.sock, self.handle, self.port
+        store = self.store if self.committer is not None else None
+        ready: list[Reply] = []  # answers to requests that changed no lease
+        held: list[Reply] = []  # ... that did: they wait for the commit
+        emptied = False
+        for _ in range(BATCH):
+            try:
+                data, src = sock.recvfrom(4096)
+            except (BlockingIOError, InterruptedError):
+                emptied = True
+                break
+            except OSError as exc:
+                self.ctx.log(f"receive on port {port} failed: {exc}", "warning")
+                break
+            before = len(store.pending) if store is not None else 0
+            try:
+                out = handle(data, src)
+            except Exception as exc:  # a bug on one packet must not stop the others' service
+                self.ctx.log(f"internal error on a packet from {src[0]}: {exc!r}", "error")
+                continue
+            (held if store is not None and len(store.pending) > before else ready).extend(out)
+        if emptied and self.hold > 0 and not self._held:
+            # Nothing more waiting: let the next ones gather for HOLD. A full batch left more
+            # queued, so the reader stays on and is called again at once.
+            self._held = True
+            self.loop.remove_reader(self.fd)
+            self.loop.call_later(self.hold, self._resume)
+        # OFFERs, Advertises, NAKs, INFORM and proxy answers promise no lease: they go at once,
+        # and an OFFER never waits for another client's fsync.
+        self.send(ready, self.ctx.log)
+        if store is None or self.committer is None:
+            return
+        writes = store.take_pending()
+        if not writes:
+            return
+        replies = held
+        if not self.committer.submit(writes, lambda: self.send(replies, self.log_threadsafe), len(replies)):
+            # Dropped whole, writes too, so nothing grows while the disk is stuck: a client not
+            # answered asks again and is bound again (a RELEASE not written leaves its lease on
+            # disk until it expires).
+            now = time.monotonic()
+            if now - self._behind_logged > 1.0:
+                self._behind_logged = now
+                self.ctx.log(f"lease database is {self.committer.waiting} replies behind: "
+                             f"{len(replies)} replies and {len(writes)} lease writes dropped "
+                             "(the clients retransmit)", "warning")
+
+    def send(self, replies: list[Reply], log: Callable[[str, str], None]) -> None:
+        for data, dest in replies:
+            try:
+                self.sock.sendto(data, dest)
+            except OSError as exc:  # full send buffer, unreachable relay: the client retries
+                log(f"send to {where(dest)} failed: {exc}", "warning")
+
+    def log_threadsafe(self, message: str, level: str = "info") -> None:
+        """ctx.log from the committer's thread: on the loop, which owns the event pipe."""
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the service is ending
+            self.loop.call_soon_threadsafe(self.ctx.log, message, level)
+
+
+def lease_committer(ctx: ServiceContext, open_db: Callable[[], sqlite3.Connection]) -> GroupCommitter:
+    """The lease writer thread; a failed commit is logged on the loop, which owns the event pipe."""
+    loop = asyncio.get_running_loop()
+
+    def failed(message: str) -> None:  # on the committer's thread
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the service is ending
+            loop.call_soon_threadsafe(ctx.log, message, "error")
+
+    return GroupCommitter(open_db, failed)
+
+
+async def report_expiries(ctx: ServiceContext, store: Expiring) -> None:
+    """Every EXPIRY_CHECK seconds, a LeaseEnded for each lease that ran out since the last look."""
+    while True:
+        await asyncio.sleep(EXPIRY_CHECK)
+        for lease in store.expired(time.time()):
+            ctx.emit(LeaseEnded(mac=lease.mac, ip=lease.address, reason="expired"))
