@@ -50,7 +50,7 @@ def _explain(exc: OSError, iface: str) -> CaptureError:
 
 
 # Seconds the socket is left unread after a wake-up that emptied it, so a storm's frames are
-# read in batches, not one wake-up each (as the DHCP service does, pxetui/dhcp/service.py HOLD).
+# read in batches, not one wake-up each (as the DHCP services do, pxetui/dhcp/transport.py HOLD).
 # Capture only watches: a few ms later is nothing, and the 4 MiB queue holds about a second of
 # a 5,000 DORA/s storm. A frame's time is still taken when it is read, so at most this late.
 HOLD = 0.002
