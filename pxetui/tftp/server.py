@@ -89,6 +89,8 @@ class TftpServer:
         self.device = cfg.interface  # empty (benchmarks on loopback): bound by address only
         self.device_per_transfer = True  # False once the kernel refused it (see _bind_device)
         self.transfers: dict[tuple[str, int], Transfer] = {}
+        # Transfers that may not have been acknowledged yet, oldest first (_make_room).
+        self._unconfirmed: dict[Transfer, None] = {}
         self.socks: list[socket.socket] = []  # the listeners: IPv4, then IPv6 when enabled
         self.loop: asyncio.AbstractEventLoop | None = None
         self._ids = itertools.count(1)
@@ -310,11 +312,21 @@ class TftpServer:
         when one was ended (its slot is the new request's, even if a pump frees it a moment
         later); False leaves the request refused as "server busy"."""
         now = time.monotonic()
+        # Oldest first: transfers enter in the order they start and leave once they are found
+        # acknowledged or ended, so a refusal costs a look at the head, never a scan of every
+        # transfer (a flood against a table full of real transfers must not buy CPU).
+        pending = self._unconfirmed
         oldest: Transfer | None = None
-        for t in self.transfers.values():
-            if t.session.active and t.unconfirmed() and now - t.session.started >= UNCONFIRMED_AGE and (
-                    oldest is None or t.session.started < oldest.session.started):
-                oldest = t
+        while pending:
+            t = next(iter(pending))
+            if t.closed or not t.session.active or not t.unconfirmed():
+                del pending[t]
+                continue
+            if now - t.session.started < UNCONFIRMED_AGE:
+                return False  # the oldest is still young: so are the rest
+            del pending[t]
+            oldest = t
+            break
         if oldest is None:
             return False
         age = now - oldest.session.started
@@ -420,6 +432,7 @@ class Transfer:
     def start(self, now: float, req: Request) -> None:
         self.request = req.raw
         self.server.transfers[self.addr] = self
+        self.server._unconfirmed[self] = None
         self.server.slots.take(self.slot)
         if self.pump_at is not None and self.session.state is TRANSFERRING and self._handoff(now):
             return  # no options asked for: no OACK, the data phase starts at once
@@ -585,6 +598,7 @@ class Transfer:
         if self.upload is not None and not self.upload.closed:
             self.upload.discard()
         self.server.slots.give(self.slot)
+        self.server._unconfirmed.pop(self, None)
         if self.server.transfers.get(self.addr) is self:
             del self.server.transfers[self.addr]
 
