@@ -47,6 +47,13 @@ def is_ipxe_binary(path: str) -> bool:
     return ext in ("efi", "pxe") and (stem == "snp" or any(s in stem for s in _IPXE_STEMS))
 
 
+def same_transfer(ip: object, protocol: object, path: object) -> tuple[str, str, str]:
+    """What makes capture's copy of a transfer and our service's report of it the same transfer:
+    the client's address, the protocol and the served path (the wire shows the name the client
+    asked for, our service the one it resolved). The tracker and EngineState both match by it."""
+    return str(ip or ""), str(protocol or "tftp"), served_path(str(path or ""))
+
+
 def served_path(path: str) -> str:
     """A path as the client asked for it or as a menu names it, reduced to the served path:
     no scheme and host, no `{http}`/`{server}` template, no query, no leading slash, lower case

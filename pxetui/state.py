@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pxetui.bootfiles import served_path
+from pxetui.bootfiles import same_transfer
 from pxetui.events import (
     EVENT_TYPES,
     Alert,
@@ -345,7 +345,9 @@ class EngineState:
         # capture's copies of our own transfers, by its id, until they end; and when our
         # services started which file for whom (bounded), to tell a failure only the wire saw
         self._copies: dict[str, TransferInfo] = {}
-        self._own_started: dict[tuple[str, str, str], float] = {}
+        # Our services' transfer rows by what makes a copy the same transfer (bootfiles.
+        # same_transfer): tid -> start. Made from the rows alone, so a late fold has the same.
+        self._own_rows: dict[tuple[str, str, str], dict[str, float]] = {}
         self.throughput_window = throughput_window
         self._buckets: dict[int, float] = {}
         self.now = 0.0  # the latest event time seen: "now" for durations, without a clock
@@ -607,17 +609,14 @@ class EngineState:
             if len(self._copies) > COPIES_KEPT:
                 del self._copies[next(iter(self._copies))]
             return set()
-        if ev.service in SERVING:
-            key = (str(ev.ip or ""), str(ev.protocol or "tftp"), served_path(str(ev.path or "")))
-            self._own_started.pop(key, None)
-            self._own_started[key] = ts
-            if len(self._own_started) > COPIES_KEPT:
-                del self._own_started[next(iter(self._own_started))]
         self._finished.pop(tid, None)  # an id used again: running, not in the finished history
         old = self.transfers.get(tid)
-        if old is not None and old.status == "running":
-            self._unindex(old)
+        if old is not None:
+            self._own_row(old, add=False)
+            if old.status == "running":
+                self._unindex(old)
         tr = self.transfers[tid] = self._info(ev, tid, ts)
+        self._own_row(tr, add=True)
         self._index(tr)
         self._tally(tr, "started")
         self.mark("transfers", tid)
@@ -643,6 +642,7 @@ class EngineState:
                               size=getattr(ev, "size", None), options={}, started=ts,
                               service=str(ev.service or ""))
             self.transfers[tid] = tr
+            self._own_row(tr, add=True)
             self._index(tr)
         elif tr.status == "closed":  # closed by inference, but alive after all: reopened
             tr.status, tr.reason = "running", ""
@@ -689,8 +689,8 @@ class EngineState:
         copy = self._copies.pop(tid)
         if not isinstance(ev, TransferFailed):
             return True
-        own = self._own_started.get((str(copy.ip or ""), copy.protocol, served_path(copy.path)))
-        if own is not None and abs(own - copy.started) <= COPY_MATCH:
+        own = self._own_rows.get(same_transfer(copy.ip, copy.protocol, copy.path), {})
+        if any(abs(started - copy.started) <= COPY_MATCH for started in own.values()):
             return True
         self.transfers[tid] = copy
         self._index(copy)
@@ -704,8 +704,20 @@ class EngineState:
             old = next(iter(self._finished))
             del self._finished[old]
             if old in self.transfers:
-                del self.transfers[old]
+                self._own_row(self.transfers.pop(old), add=False)
                 self.mark("transfers", old)
+
+    def _own_row(self, tr: TransferInfo, add: bool) -> None:
+        """Keep _own_rows in step with our services' rows in `transfers`."""
+        if tr.service not in SERVING:
+            return
+        key = same_transfer(tr.ip, tr.protocol, tr.path)
+        if add:
+            self._own_rows.setdefault(key, {})[tr.transfer_id] = tr.started
+            return
+        rows = self._own_rows.get(key)
+        if rows is not None and rows.pop(tr.transfer_id, None) is not None and not rows:
+            del self._own_rows[key]
 
     @_on(TransferFinished)
     def _on_finished(self, ev: TransferFinished, ts: float) -> set[str]:
@@ -919,6 +931,11 @@ class EngineState:
         ended = [self.transfers[tid] for tid in self._finished if tid in self.transfers]
         for tr in ended + running:
             out += self._transfer_events(tr)
+        # Capture's copies of our transfers still in flight: a late fold skips their later
+        # events as this one does, and lists the failure of one our services never started.
+        out += [TransferStarted(ts=c.started, service="capture", mac=c.mac, ip=c.ip, transfer_id=tid,
+                                protocol=c.protocol, path=c.path, size=c.size, options=dict(c.options),
+                                ours=True) for tid, c in self._copies.items()]
         for iso in self.library.values():
             out.append(IsoImported(ts=iso.ts, name=iso.name, family=iso.family, path=iso.path,
                                    entries=list(iso.entries)))

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from pxetui import archtypes, diagnosis
-from pxetui.bootfiles import ROOTFS, is_loader, served_path
+from pxetui.bootfiles import ROOTFS, is_loader, same_transfer, served_path
 from pxetui.clientlogs import stages as install
 from pxetui.config import TrackerConfig
 from pxetui.dhcp.ports import PXE_PORT
@@ -826,7 +826,7 @@ class Tracker:
         own = _own(ev)
         # Our TFTP server reports the name it resolved; the wire shows what the client asked
         # ('/boot.0' from GRUB, backslashes from Windows loaders, docs/FIELD-NOTES.md).
-        key = ("xfer", ev.get("ip"), ev.get("protocol", "tftp"), served_path(path))
+        key = ("xfer", *same_transfer(ev.get("ip"), ev.get("protocol"), path))
         prev = self._seen.get(key)
         if prev is not None and ts - prev[0] <= DEDUP_SECONDS and prev[1] != own:
             if not own:

@@ -156,3 +156,37 @@ def test_a_failure_only_the_wire_saw_is_a_row_a_copy_of_ours_is_not():
     assert status(live) == {"wire-1": ("failed", "connection closed"), "own-2": ("failed", "timed out")}
     late = fold(*live.snapshot())
     assert status(late) == status(live) and late.transfers["wire-1"].service == "capture"
+
+
+def test_a_ui_attached_while_a_copy_is_in_flight_folds_its_end_as_the_live_one():
+    # Capture's copy of our transfer is never a row, so it is in no row of the replay: the
+    # replay carries it as a copy, or a late UI would make a row of its progress (found by
+    # test_fold's property). Whether a failed copy is listed is decided from the rows (our
+    # services' own, which the replay carries), not from anything only the live fold kept.
+    def both(before: list[Event], after: list[Event], keep: int = 300) -> tuple[EngineState, EngineState]:
+        live = EngineState(finished_keep=keep)
+        for e in before:
+            live.apply(e)
+        late = EngineState(finished_keep=keep)
+        for e in live.snapshot():
+            late.apply(e)
+        for e in after:
+            live.apply(e)
+            late.apply(e)
+        return live, late
+
+    copy = start("wire-1", 10, service="capture", ours=True)
+    live, late = both([copy], [TransferProgress(ts=11, service="capture", transfer_id="wire-1", bytes_done=10),
+                               TransferFinished(ts=12, service="capture", transfer_id="wire-1", bytes_done=1000)])
+    assert status(live) == status(late) == {}
+    # A copy of a transfer our service served, whose row left the finished history (keep=1)
+    # before the copy failed: both folds list the failure, the same way.
+    live, late = both([copy, start("own-1", 10.01), TransferFinished(ts=11, transfer_id="own-1", bytes_done=1000),
+                       start("own-2", 12, path="other"), TransferFinished(ts=13, transfer_id="own-2", bytes_done=9)],
+                      [TransferFailed(ts=40, service="capture", transfer_id="wire-1", reason="no last ACK seen")],
+                      keep=1)
+    assert status(live) == status(late) == {"wire-1": ("failed", "no last ACK seen")}
+    # ... and while its row is still there, neither does.
+    live, late = both([copy, start("own-1", 10.01)],
+                      [TransferFailed(ts=40, service="capture", transfer_id="wire-1", reason="no last ACK seen")])
+    assert status(live) == status(late) == {"own-1": ("running", "")}
