@@ -342,8 +342,7 @@ class EngineState:
         self.client_log_seq = 0
         self.finished_keep = finished_keep
         self._finished: dict[str, None] = {}  # ids of the transfers that ended, oldest first
-        # capture's copies of our own transfers, by its id, until they end; and when our
-        # services started which file for whom (bounded), to tell a failure only the wire saw
+        # capture's copies of our own transfers, by their id, until they end (bounded)
         self._copies: dict[str, TransferInfo] = {}
         # Our services' transfer rows by what makes a copy the same transfer (bootfiles.
         # same_transfer): tid -> start. Made from the rows alone, so a late fold has the same.

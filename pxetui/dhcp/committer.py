@@ -23,6 +23,30 @@ from dataclasses import dataclass
 from pxetui import store as dbstore
 
 Write = tuple[str, tuple[object, ...]]
+
+
+class QueuedWrites:
+    """A lease store's changes, queued as they are decided (`pending`) and written later: by
+    the service's GroupCommitter (`take_pending`), or at once (`commit`: at the service's end,
+    and in tests). The DHCPv4 and DHCPv6 stores both are one."""
+
+    conn: sqlite3.Connection
+    pending: list[Write]
+
+    def take_pending(self) -> list[Write]:
+        """The queued changes, handed over and forgotten here."""
+        pending, self.pending = self.pending, []
+        return pending
+
+    def commit(self) -> None:
+        """Write every queued change in one transaction (WAL: one append, fsync'd when the
+        connection runs synchronous=FULL, as the services' do)."""
+        pending = self.take_pending()
+        if not pending:
+            return
+        with dbstore.write_transaction(self.conn):
+            for sql, args in pending:
+                self.conn.execute(sql, args)
 # Replies, and lease writes, waiting for the disk, at most: a disk this far behind (seconds of
 # a storm) is not keeping up, and a later batch is dropped, its replies and its writes (the
 # clients retransmit and are bound again), rather than held without bound or sent before

@@ -23,7 +23,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pxetui.store import ensure_schema, write_transaction
+from pxetui.dhcp.committer import QueuedWrites
+from pxetui.store import ensure_schema
 
 LEASES_DDL = """
 CREATE TABLE IF NOT EXISTS dhcp_leases (
@@ -85,7 +86,7 @@ class Pool:
         return self.end - self.start + 1
 
 
-class LeaseStore:
+class LeaseStore(QueuedWrites):
     def __init__(self, conn: sqlite3.Connection, pools: list[Pool], reserved: dict[str, int],
                  exclude: set[int] | None = None, offer_hold: float = OFFER_HOLD,
                  max_offers: int = MAX_OFFERS) -> None:
@@ -101,7 +102,7 @@ class LeaseStore:
         self.by_mac: dict[str, Lease] = {}
         self.by_ip: dict[int, Lease] = {}
         self.offers: dict[str, Lease] = {}  # in memory only, oldest first: an offer is not a lease
-        self.pending: list[tuple[str, tuple[object, ...]]] = []
+        self.pending = []
         ensure_schema(conn, LEASES_DDL)
         self._load()
 
@@ -335,18 +336,3 @@ class LeaseStore:
             "INSERT OR REPLACE INTO dhcp_leases(ip, mac, expires, state, hostname, updated)"
             " VALUES (?,?,?,?,?,?)", (q.address, "", q.expires, "declined", None, now)))
         return None
-
-    def take_pending(self) -> list[tuple[str, tuple[object, ...]]]:
-        """The queued changes, handed over (to the service's GroupCommitter) and forgotten here."""
-        pending, self.pending = self.pending, []
-        return pending
-
-    def commit(self) -> None:
-        """Write every queued change in one transaction (WAL: one append, fsync'd when the
-        connection runs synchronous=FULL, as the service's does)."""
-        if not self.pending:
-            return
-        pending, self.pending = self.pending, []
-        with write_transaction(self.conn):
-            for sql, args in pending:
-                self.conn.execute(sql, args)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from pxetui.dhcp.committer import GroupCommitter, Write
+from pxetui.dhcp.committer import GroupCommitter, QueuedWrites
 from pxetui.events import LeaseEnded
 from pxetui.serviceapi import ServiceContext
 
@@ -33,14 +33,6 @@ EXPIRY_CHECK = 10.0  # seconds between scans for leases that ran out (reported a
 
 Address = tuple[str, int]
 Reply = tuple[bytes, Address]
-
-
-class PendingWrites(Protocol):
-    """What the loop needs of a lease store: the changes handling queued, handed over."""
-
-    pending: list[Write]
-
-    def take_pending(self) -> list[Write]: ...
 
 
 class Ending(Protocol):
@@ -62,7 +54,7 @@ class Transport:
     waits for the disk and `committer` may be None."""
 
     def __init__(self, ctx: ServiceContext, handle: Callable[[bytes, Address], list[Reply]],
-                 store: PendingWrites | None, sock: socket.socket, port: int,
+                 store: QueuedWrites | None, sock: socket.socket, port: int,
                  committer: GroupCommitter | None, hold: float = HOLD) -> None:
         self.ctx, self.handle, self.store, self.sock, self.port = ctx, handle, store, sock, port
         self.committer = committer
@@ -86,8 +78,8 @@ class Transport:
             self.loop.add_reader(self.fd, self.readable)
 
     def readable(self) -> None:
-        sock, handle, port = self.sock, self.handle, self.port
-        store = self.store if self.committer is not None else None
+        sock, handle, port, committer = self.sock, self.handle, self.port, self.committer
+        store = self.store if committer is not None else None  # without a committer nothing waits
         ready: list[Reply] = []  # answers to requests that changed no lease
         held: list[Reply] = []  # ... that did: they wait for the commit
         emptied = False
@@ -116,20 +108,20 @@ class Transport:
         # OFFERs, Advertises, NAKs, INFORM and proxy answers promise no lease: they go at once,
         # and an OFFER never waits for another client's fsync.
         self.send(ready, self.ctx.log)
-        if store is None or self.committer is None:
+        if store is None or committer is None:
             return
         writes = store.take_pending()
         if not writes:
             return
         replies = held
-        if not self.committer.submit(writes, lambda: self.send(replies, self.log_threadsafe), len(replies)):
+        if not committer.submit(writes, lambda: self.send(replies, self.log_threadsafe), len(replies)):
             # Dropped whole, writes too, so nothing grows while the disk is stuck: a client not
             # answered asks again and is bound again (a RELEASE not written leaves its lease on
             # disk until it expires).
             now = time.monotonic()
             if now - self._behind_logged > 1.0:
                 self._behind_logged = now
-                self.ctx.log(f"lease database is {self.committer.waiting} replies behind: "
+                self.ctx.log(f"lease database is {committer.waiting} replies behind: "
                              f"{len(replies)} replies and {len(writes)} lease writes dropped "
                              "(the clients retransmit)", "warning")
 

@@ -17,7 +17,8 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from pxetui.store import ensure_schema, write_transaction
+from pxetui.dhcp.committer import QueuedWrites
+from pxetui.store import ensure_schema
 
 LEASES6_DDL = """
 CREATE TABLE IF NOT EXISTS dhcp6_leases (
@@ -56,7 +57,7 @@ class Lease6:
         return (self.duid, self.iaid)
 
 
-class LeaseStore6:
+class LeaseStore6(QueuedWrites):
     def __init__(self, conn: sqlite3.Connection, start: int, end: int,
                  exclude: set[int] | None = None, offer_hold: float = 15.0,
                  max_offers: int = 8192) -> None:
@@ -66,7 +67,7 @@ class LeaseStore6:
         self.by_key: dict[Key, Lease6] = {}
         self.by_ip: dict[int, Lease6] = {}
         self.offers: OrderedDict[Key, Lease6] = OrderedDict()  # oldest first
-        self.pending: list[tuple[str, tuple[object, ...]]] = []
+        self.pending = []
         self.cursor = start
         ensure_schema(conn, LEASES6_DDL)
         self._load()
@@ -225,18 +226,3 @@ class LeaseStore6:
             "INSERT OR REPLACE INTO dhcp6_leases(ip, duid, iaid, mac, expires, state, updated)"
             " VALUES (?,?,?,?,?,?,?)", (q.address, "", 0, None, q.expires, "declined", now)))
         return None
-
-    def take_pending(self) -> list[tuple[str, tuple[object, ...]]]:
-        """The queued changes, handed over (to the service's GroupCommitter) and forgotten here."""
-        pending, self.pending = self.pending, []
-        return pending
-
-    def commit(self) -> None:
-        """Write every queued change in one transaction (tests; the service's GroupCommitter
-        writes them while it runs, and this at its end)."""
-        if not self.pending:
-            return
-        pending, self.pending = self.pending, []
-        with write_transaction(self.conn):
-            for sql, args in pending:
-                self.conn.execute(sql, args)

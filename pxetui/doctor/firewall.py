@@ -109,7 +109,7 @@ class Rule:
     ifaces: list[str] | None = None  # input interfaces ("eth*" / "eth+" wildcards); None: any
     new: bool = True  # False: matches only established/related/invalid, never a client's request
     untracked: bool = False  # a conntrack state match that takes untracked packets: neighbour
-    # discovery is never tracked (nf_conntrack_proto_icmpv6.c), so such a rule can match it
+    # discovery is never tracked (docs/IPV6.md), so such a rule can match it
     narrowed: bool = False  # a condition not understood here
     target: str = ""  # jump/goto target
     handle: int | None = None  # nft rule handle

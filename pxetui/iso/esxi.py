@@ -8,8 +8,8 @@ arguments by family"). Served as `iso/<name>/pxetui/<path of the boot.cfg>`; the
 original stays at its own path.
 
 A scripted install: when a `ks.cfg` seed is stored for the machine or for the entry, the
-served copy's `kernelopt=` gets `ks=<its seed URL>` (VMware's documented way to name a
-kickstart file for a network install), with this boot's seed token (pxetui/library/provider.py).
+served copy's `kernelopt=` gets `ks=<its seed URL>` (the kickstart option of a
+network install, docs/FIELD-NOTES.md), with this boot's seed token (pxetui/library/provider.py).
 """
 
 from __future__ import annotations

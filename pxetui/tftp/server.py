@@ -90,7 +90,7 @@ class TftpServer:
         self.device_per_transfer = True  # False once the kernel refused it (see _bind_device)
         self.transfers: dict[tuple[str, int], Transfer] = {}
         # Transfers that may not have been acknowledged yet, oldest first (_make_room).
-        self._unconfirmed: dict[Transfer, None] = {}
+        self.unacknowledged: dict[Transfer, None] = {}
         self.socks: list[socket.socket] = []  # the listeners: IPv4, then IPv6 when enabled
         self.loop: asyncio.AbstractEventLoop | None = None
         self._ids = itertools.count(1)
@@ -315,7 +315,7 @@ class TftpServer:
         # Oldest first: transfers enter in the order they start and leave once they are found
         # acknowledged or ended, so a refusal costs a look at the head, never a scan of every
         # transfer (a flood against a table full of real transfers must not buy CPU).
-        pending = self._unconfirmed
+        pending = self.unacknowledged
         oldest: Transfer | None = None
         while pending:
             t = next(iter(pending))
@@ -432,7 +432,7 @@ class Transfer:
     def start(self, now: float, req: Request) -> None:
         self.request = req.raw
         self.server.transfers[self.addr] = self
-        self.server._unconfirmed[self] = None
+        self.server.unacknowledged[self] = None
         self.server.slots.take(self.slot)
         if self.pump_at is not None and self.session.state is TRANSFERRING and self._handoff(now):
             return  # no options asked for: no OACK, the data phase starts at once
@@ -598,7 +598,7 @@ class Transfer:
         if self.upload is not None and not self.upload.closed:
             self.upload.discard()
         self.server.slots.give(self.slot)
-        self.server._unconfirmed.pop(self, None)
+        self.server.unacknowledged.pop(self, None)
         if self.server.transfers.get(self.addr) is self:
             del self.server.transfers[self.addr]
 
