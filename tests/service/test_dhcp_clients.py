@@ -45,6 +45,15 @@ def dhclient_args(tmp_path: Path, log: Path) -> list[str]:
             "-sf", str(script)]
 
 
+def read_pid(pid_file: Path) -> int | None:
+    """The pid in dhclient's pid file, or None while it is missing or half written."""
+    try:
+        text = pid_file.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
 def ask(ns: Netns, msg: int, mac: bytes, xid: int, **opts: bytes) -> Packet:
     """Broadcast one client message (options as o<code>=value) from port 68 and return the one
     reply to it."""
@@ -94,7 +103,11 @@ def test_dhclient_gets_a_lease_reboots_and_releases(netns, tmp_path: Path) -> No
     assert r.returncode == 0, r.stderr
     ip = log.read_text().split("BOUND ", 1)[1].split()[0]
     svc.wait_event("LeaseGranted", ip=ip)
-    dh_pid = int((tmp_path / "dh.pid").read_text())
+    # dhclient forks once bound and its child writes the pid file: the parent may exit first
+    pid_file = tmp_path / "dh.pid"
+    wait_for(lambda: read_pid(pid_file) is not None, timeout=5, what="dhclient's pid file")
+    dh_pid = read_pid(pid_file)
+    assert dh_pid is not None
     os.kill(dh_pid, signal.SIGTERM)  # -1 leaves it running; stop it by its pid file
     wait_for(lambda: not Path(f"/proc/{dh_pid}").exists(), timeout=5, what="dhclient exit")
     # a second start with the same lease file reboots into the same address (INIT-REBOOT)
@@ -104,6 +117,8 @@ def test_dhclient_gets_a_lease_reboots_and_releases(netns, tmp_path: Path) -> No
     wait_for(lambda: len(svc.of("DhcpPacket", direction="in", msg_type="REQUEST")) >= 2,
              timeout=5, what="the second REQUEST event")
     assert len(svc.of("LeaseGranted", ip=ip)) >= 2
+    # the release signals the running dhclient by its pid file, so wait for the new one to write it
+    wait_for(lambda: read_pid(pid_file) not in (None, dh_pid), timeout=5, what="the second dhclient's pid file")
     r = client.run(*args[:-2], "-r", "eth0", timeout=30, check=False)  # release
     svc.wait_event("LeaseEnded", ip=ip, reason="released")
 
