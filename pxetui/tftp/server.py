@@ -26,6 +26,7 @@ import math
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 
 from pxetui.config import Config
@@ -59,10 +60,16 @@ PROGRESS_INTERVAL = 0.25  # at most 4 TransferProgress events per second per tra
 LISTEN_RCVBUF = 1 << 20  # a boot storm sends hundreds of RRQs at once
 DRAIN_MAX = 64  # datagrams handled per readiness callback before yielding to others
 # A transfer never acknowledged this long may be ended for a new request when every slot is
-# taken (TftpServer._make_room): a real client answers within a round trip, so a forged-source
-# flood must now send max_transfers / UNCONFIRMED_AGE requests a second (2,048/s at the
-# defaults) to keep the table full, not max_transfers / tftp.oack_timeout (about 200/s).
+# taken (TftpServer._make_room): a real client answers within a round trip. The wait is
+# UNCONFIRMED_MARGIN times the slowest of the last FIRST_ACKS_KEPT first acknowledgements real
+# clients sent (every TFTP process's, via the shared slot table), within UNCONFIRMED_FLOOR..
+# UNCONFIRMED_AGE; UNCONFIRMED_AGE until one is seen. A forged-source flood must send
+# max_transfers / that wait requests a second to keep the table full: ~20,000/s on a LAN
+# where clients answer within 12 ms (2,048/s at a fixed 0.5 s; ~200/s at tftp.oack_timeout).
 UNCONFIRMED_AGE = 0.5
+UNCONFIRMED_FLOOR = 0.05
+UNCONFIRMED_MARGIN = 4.0
+FIRST_ACKS_KEPT = 32
 UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # Linux >= 4.18 UDP GSO
 GSO_BYTES, GSO_SEGMENTS = 65000, 64  # per send: under the 64 KiB datagram limit and UDP_MAX_SEGMENTS
 
@@ -91,6 +98,7 @@ class TftpServer:
         self.transfers: dict[tuple[str, int], Transfer] = {}
         # Transfers that may not have been acknowledged yet, oldest first (_make_room).
         self.unacknowledged: dict[Transfer, None] = {}
+        self._first_acks: deque[float] = deque(maxlen=FIRST_ACKS_KEPT)  # seconds, see UNCONFIRMED_AGE
         self.socks: list[socket.socket] = []  # the listeners: IPv4, then IPv6 when enabled
         self.loop: asyncio.AbstractEventLoop | None = None
         self._ids = itertools.count(1)
@@ -304,9 +312,22 @@ class TftpServer:
             return False
         return True
 
+    def heard_first(self, delay: float) -> None:
+        """A client answered its transfer's first packet `delay` seconds after the request."""
+        self._first_acks.append(delay)
+        self.slots.set_first_ack(max(self._first_acks))
+
+    def unconfirmed_age(self) -> float:
+        """How long a transfer nobody acknowledged keeps its slot against a new request when
+        the table is full (see UNCONFIRMED_AGE)."""
+        slowest = self.slots.first_ack()
+        if slowest is None:
+            return UNCONFIRMED_AGE
+        return min(UNCONFIRMED_AGE, max(UNCONFIRMED_FLOOR, UNCONFIRMED_MARGIN * slowest))
+
     def _make_room(self, ip: str, filename: str) -> bool:
         """Every slot is taken: end this process's oldest transfer that was never acknowledged
-        and is older than UNCONFIRMED_AGE, so a flood from forged sources cannot keep real
+        and is older than `unconfirmed_age()`, so a flood from forged sources cannot keep real
         clients out for tftp.oack_timeout (docs/SECURITY.md, "TFTP and HTTP limits"). The ones
         still younger are left alone: a real client acknowledges within a round trip. True
         when one was ended (its slot is the new request's, even if a pump frees it a moment
@@ -316,13 +337,14 @@ class TftpServer:
         # acknowledged or ended, so a refusal costs a look at the head, never a scan of every
         # transfer (a flood against a table full of real transfers must not buy CPU).
         pending = self.unacknowledged
+        wait = self.unconfirmed_age()
         oldest: Transfer | None = None
         while pending:
             t = next(iter(pending))
             if t.closed or not t.session.active or not t.unconfirmed():
                 del pending[t]
                 continue
-            if now - t.session.started < UNCONFIRMED_AGE:
+            if now - t.session.started < wait:
                 return False  # the oldest is still young: so are the rest
             del pending[t]
             oldest = t
@@ -332,11 +354,11 @@ class TftpServer:
         age = now - oldest.session.started
         victim = oldest.addr[0]
         # No ERROR to it: its source may be forged, and the ERROR would go to whoever it names.
-        oldest.abort(f"never acknowledged after {age:.1f} s while the server was full "
+        oldest.abort(f"never acknowledged after {age:.2f} s while the server was full "
                      "(tftp.max_transfers): dropped for a new request", notify=False)
         self.limit_hits.hit("tftp.max_transfers", None, f"{self.cfg.tftp.max_transfers} transfers open "
                             f"(tftp.max_transfers): dropped {oldest.path!r} to {victim}, never "
-                            f"acknowledged after {age:.1f} s, for {filename!r} from {ip}")
+                            f"acknowledged after {age:.2f} s, for {filename!r} from {ip}")
         return True
 
     def _bind_device(self, sock: socket.socket) -> None:
@@ -453,7 +475,9 @@ class Transfer:
             if sess.active:
                 sess.unreachable(exc)
         else:
-            self.heard = True
+            if not self.heard:
+                self.heard = True
+                self.server.heard_first(now - sess.started)
             if self.lockstep and sess.lockstep_ack(pkt, now):  # type: ignore[union-attr]
                 if now < self.next_progress:
                     return  # nothing else to do: no event due, the timer only moved later

@@ -7,6 +7,10 @@ shared memory (a memfd the workers map) and a check sums the rows. One writer pe
 locks: two processes checking at the same instant can each let one more in, so a host may go
 over the cap by at most the number of processes minus one, briefly.
 
+Each row also holds its process's slowest recent first acknowledgement (µs), which sets how
+long a full table waits before it ends a transfer nobody acknowledged (server.py,
+`unconfirmed_age`): the clients of every process alike.
+
 A client address picks its slot by its low 16 bits, for IPv6 too: exact on any /16 or smaller
 IPv4 segment (a boot LAN) and for DHCPv6 pools of up to 65,536 addresses; elsewhere two
 addresses may share a slot and so a cap (never more than the cap in total).
@@ -19,7 +23,8 @@ import os
 import socket
 
 SLOTS = 1 << 16
-ROW = SLOTS + 1  # one counter per slot, then the row's total
+FIRST_ACK = SLOTS + 1  # a row's item after its total: see `first_ack`
+ROW = SLOTS + 2  # one counter per slot, then the row's total, then its slowest first ACK (µs)
 ITEM = 4  # uint32
 
 
@@ -89,6 +94,19 @@ class Slots:
         if v[b + slot]:  # never below zero (a row cleared under a live transfer, say)
             v[b + slot] -= 1
             v[b + SLOTS] -= 1
+
+    def set_first_ack(self, seconds: float) -> None:
+        """This process's slowest first acknowledgement of late."""
+        self.view[self.base + FIRST_ACK] = max(1, min(int(seconds * 1e6), 0xFFFFFFFF))  # 0 is "none"
+
+    def first_ack(self) -> float | None:
+        """The slowest first acknowledgement any process saw of late, in seconds; None when
+        none has seen one."""
+        v = self.view
+        us = v[self.base + FIRST_ACK]
+        for base in self._others:
+            us = max(us, v[base + FIRST_ACK])
+        return us / 1e6 if us else None
 
     def clear_row(self, row: int) -> None:
         """A worker process ended: its transfers ended with it."""

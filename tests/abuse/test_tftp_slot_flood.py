@@ -26,7 +26,7 @@ import pytest
 from netns import Netns, NetnsFactory, require_tool, sh, wait_for
 from services import ServiceProc, base_config
 
-from pxetui.tftp.server import UNCONFIRMED_AGE
+from pxetui.tftp.server import UNCONFIRMED_AGE, UNCONFIRMED_FLOOR
 from pxetui.tftp.workers import worker_count
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(240)]
@@ -312,6 +312,34 @@ def test_a_full_table_of_unacknowledged_transfers_makes_room_for_a_real_client(n
         assert dropped, svc.of("TransferFailed")
         hit = svc.wait_event("LimitHit", limit="tftp.max_transfers")
         assert "never acknowledged after" in hit["message"] and ATTACKER in hit["message"], hit
+        assert not [e for e in svc.of("TransferFailed", ip=LEGIT)], "a real client's transfer was dropped"
+    finally:
+        for p in held:
+            end(client, p)
+        svc.stop()
+
+
+def test_a_full_table_waits_only_as_long_as_real_clients_take_to_answer(netns: NetnsFactory, tmp_path: Path):
+    # Once real clients have acknowledged within a few ms, a transfer nobody acknowledged gives
+    # way to a new request after UNCONFIRMED_MARGIN times the slowest of them (at least
+    # UNCONFIRMED_FLOOR), not the fixed UNCONFIRMED_AGE: a forged flood must then come ~10x
+    # faster to keep the table full. Here the held transfers are younger than UNCONFIRMED_AGE,
+    # so with the fixed wait the real client got "server busy".
+    total = 24
+    server, client, svc, digest = start(netns, tmp_path, max_transfers=total, max_per_client=total,
+                                        oack_timeout=20.0)
+    held: list[subprocess.Popen[bytes]] = []
+    try:
+        legit_fetch(client, tmp_path, digest, "before")  # its first ACK is the sample (shared by every process)
+        p, oack = flood(client, [ATTACKER], total, {"blksize": 1428}, wait=15, hold=60)
+        held.append(p)
+        assert oack["oack"] >= total - worker_count() + 1, oack
+        time.sleep(3 * UNCONFIRMED_FLOOR)  # past the wait a few-ms first ACK sets, short of UNCONFIRMED_AGE
+        legit_fetch(client, tmp_path, digest, "during")
+        hits = [h for h in svc.of("LimitHit", limit="tftp.max_transfers") if "never acknowledged after" in h["message"]]
+        assert hits, svc.of("LimitHit")
+        age = float(hits[0]["message"].split("never acknowledged after ", 1)[1].split(" s", 1)[0])
+        assert UNCONFIRMED_FLOOR <= age < UNCONFIRMED_AGE, hits[0]["message"]
         assert not [e for e in svc.of("TransferFailed", ip=LEGIT)], "a real client's transfer was dropped"
     finally:
         for p in held:
