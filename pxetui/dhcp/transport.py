@@ -14,7 +14,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 from pxetui.dhcp.committer import GroupCommitter, QueuedWrites
 from pxetui.events import LeaseEnded
@@ -31,7 +31,8 @@ BATCH = 64  # datagrams handled per wake-up before their replies go out (or to t
 HOLD = 0.015
 EXPIRY_CHECK = 10.0  # seconds between scans for leases that ran out (reported as LeaseEnded)
 
-Address = tuple[str, int]
+# (host, port) as recvfrom gives it for AF_INET; (host, port, flowinfo, scope_id) for AF_INET6
+Address = tuple[Any, ...]
 Reply = tuple[bytes, Address]
 
 
