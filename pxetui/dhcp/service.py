@@ -24,7 +24,6 @@ import ipaddress
 import os
 import socket
 import sqlite3
-import time
 
 from pxetui import store as dbstore
 from pxetui.config import Config, parse_range
@@ -33,9 +32,9 @@ from pxetui.dhcp.leases import LeaseStore, Pool
 from pxetui.dhcp.policy import BootPolicy
 from pxetui.dhcp.probe import probe
 from pxetui.dhcp.server import CLIENT_PORT, PXE_PORT, SERVER_PORT, DhcpServer
-from pxetui.dhcp.transport import Transport, lease_committer, report_expiries
+from pxetui.dhcp.transport import Transport, announce_restored, lease_committer, report_expiries
 from pxetui.dhcp.watch import ForeignWatch
-from pxetui.events import DhcpModeDecided, ForeignDhcpServer, LeaseGranted, ServiceState
+from pxetui.events import DhcpModeDecided, ForeignDhcpServer, ServiceState
 from pxetui.safety import check_netns_guard
 from pxetui.serviceapi import ServiceContext
 
@@ -170,13 +169,8 @@ async def run(ctx: ServiceContext) -> None:
         return
     conn = open_lease_db(cfg)
     store = open_store(cfg, conn)
-    # Leases are ours to announce only when we hand them out (not in proxy mode).
-    restored = store.restored(time.time()) if mode == "full" else []
-    for lease in restored:
-        ctx.emit(LeaseGranted(mac=lease.mac, ip=lease.address, expires=lease.expires,
-                              hostname=lease.hostname, server_ip=cfg.server_ip))
-    if restored:
-        ctx.log(f"restored {len(restored)} active leases from {cfg.db_path}")
+    if mode == "full":  # leases are ours to announce only when we hand them out (not in proxy mode)
+        announce_restored(ctx, store, cfg.server_ip, "leases")
     policy = BootPolicy(cfg, dbstore.host_overrides(conn), proxy=(mode == "proxy"))
 
     def boot_once_used(mac: str) -> None:

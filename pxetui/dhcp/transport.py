@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from pxetui.dhcp.committer import GroupCommitter, QueuedWrites
-from pxetui.events import LeaseEnded
+from pxetui.events import LeaseEnded, LeaseGranted
 from pxetui.serviceapi import ServiceContext
 
 BATCH = 64  # datagrams handled per wake-up before their replies go out (or to the committer)
@@ -41,8 +41,16 @@ class Ending(Protocol):
     address: str
 
 
+class Kept(Ending, Protocol):
+    expires: float
+
+
 class Expiring(Protocol):
     def expired(self, now: float) -> Iterable[Ending]: ...
+
+
+class Restoring(Protocol):
+    def restored(self, now: float) -> Iterable[Kept]: ...
 
 
 def where(dest: Address) -> str:
@@ -148,6 +156,17 @@ def lease_committer(ctx: ServiceContext, open_db: Callable[[], sqlite3.Connectio
             loop.call_soon_threadsafe(ctx.log, message, "error")
 
     return GroupCommitter(open_db, failed)
+
+
+def announce_restored(ctx: ServiceContext, store: Restoring, server_ip: str, what: str) -> None:
+    """At start, a LeaseGranted for each lease the database still holds, and one log line:
+    a UI or the tracker learns of leases granted before a restart as of new ones."""
+    restored = list(store.restored(time.time()))
+    for lease in restored:
+        ctx.emit(LeaseGranted(mac=lease.mac, ip=lease.address, expires=lease.expires,
+                              hostname=getattr(lease, "hostname", None), server_ip=server_ip))
+    if restored:
+        ctx.log(f"restored {len(restored)} active {what} from {ctx.config.db_path}")
 
 
 async def report_expiries(ctx: ServiceContext, store: Expiring) -> None:

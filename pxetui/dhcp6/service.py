@@ -16,20 +16,19 @@ import contextlib
 import ipaddress
 import socket
 import sqlite3
-import time
 from pathlib import Path
 
 from pxetui import store as dbstore
 from pxetui.config import Config
 from pxetui.dhcp.policy import BootPolicy
 from pxetui.dhcp.service import open_lease_db
-from pxetui.dhcp.transport import Transport, lease_committer, report_expiries
+from pxetui.dhcp.transport import Transport, announce_restored, lease_committer, report_expiries
 from pxetui.dhcp6.codec import duid_ll
 from pxetui.dhcp6.leases import LeaseStore6
 from pxetui.dhcp6.probe import probe6
 from pxetui.dhcp6.ra import RouterAdvertiser, open_icmp6
 from pxetui.dhcp6.server import SERVER_PORT, Dhcp6Server, pool_bounds
-from pxetui.events import Alert, ForeignDhcpServer, LeaseGranted
+from pxetui.events import Alert, ForeignDhcpServer
 from pxetui.netinfo import join_ipv6_group
 from pxetui.safety import check_netns_guard
 from pxetui.serviceapi import ServiceContext
@@ -112,12 +111,7 @@ async def run(ctx: ServiceContext) -> None:
     conn = open_lease_db(cfg)
     store = open_store6(cfg, conn) if mode == "full" else None
     if store is not None:
-        restored = store.restored(time.time())
-        for lease in restored:
-            ctx.emit(LeaseGranted(mac=lease.mac, ip=lease.address, expires=lease.expires,
-                                  server_ip=cfg.server_ip6))
-        if restored:
-            ctx.log(f"restored {len(restored)} active DHCPv6 leases from {cfg.db_path}")
+        announce_restored(ctx, store, cfg.server_ip6, "DHCPv6 leases")
     policy = BootPolicy(cfg, dbstore.host_overrides(conn), proxy=mode == "proxy")
     server = Dhcp6Server(cfg, store, policy, duid, ctx.emit,
                          lambda mac: dbstore.clear_boot_once(conn, mac), mode=mode, admit=ctx.admit)
