@@ -293,8 +293,12 @@ class TftpServer:
         return batch
 
     def _admit(self, req: Request, addr: tuple[str, int], tid: str) -> bool:
-        """The caps: per client address, then in all (docs/SECURITY.md). A refusal is answered
-        with an ERROR and counted in a LimitHit, not one TransferFailed per request."""
+        """The caps: per client address, then in all (docs/SECURITY.md). Each refusal is counted
+        in a LimitHit, not one TransferFailed per request. Over the per-client cap the host gets
+        an ERROR. A full table with nothing to drop answers nothing: a client resends its
+        request (RFC 1350) and gets in once a slot is free, where an ERROR ends its boot (PXE
+        ROMs, iPXE and GRUB give up on one), and a flood from forged sources gets no packets
+        aimed at the addresses it names and costs no reply socket per request."""
         ip = addr[0]
         tftp = self.cfg.tftp
         slots = self.slots
@@ -306,9 +310,9 @@ class TftpServer:
                                 f"(tftp.max_per_client={tftp.max_per_client}); refused {req.filename!r}")
             return False
         if slots.total() >= tftp.max_transfers and not self._make_room(ip, req.filename):
-            self._reject(addr, tid, req.filename, ErrorCode.NOT_DEFINED, "server busy, try again", report=False)
             self.limit_hits.hit("tftp.max_transfers", None, f"{tftp.max_transfers} transfers open "
-                                f"(tftp.max_transfers); refused {req.filename!r} from {ip}")
+                                f"(tftp.max_transfers); left {req.filename!r} from {ip} unanswered "
+                                "(a client resends)")
             return False
         return True
 
@@ -331,7 +335,7 @@ class TftpServer:
         clients out for tftp.oack_timeout (docs/SECURITY.md, "TFTP and HTTP limits"). The ones
         still younger are left alone: a real client acknowledges within a round trip. True
         when one was ended (its slot is the new request's, even if a pump frees it a moment
-        later); False leaves the request refused as "server busy"."""
+        later); False leaves the request unanswered (see _admit)."""
         now = time.monotonic()
         # Oldest first: transfers enter in the order they start and leave once they are found
         # acknowledged or ended, so a refusal costs a look at the head, never a scan of every

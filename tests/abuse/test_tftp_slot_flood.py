@@ -292,7 +292,7 @@ def test_a_full_table_of_unacknowledged_transfers_makes_room_for_a_real_client(n
                                                                                tmp_path: Path):
     # Every slot held by requests nobody acknowledges (as from forged sources), for longer than
     # a real client's round trip: a new request ends the oldest of them, with no ERROR sent to
-    # its source, instead of getting "server busy" until tftp.oack_timeout (here 20 s) frees one.
+    # its source, instead of going unanswered until tftp.oack_timeout (here 20 s) frees one.
     total = 24  # enough that every TFTP process holds some (the kernel spreads them by hash)
     server, client, svc, digest = start(netns, tmp_path, max_transfers=total, max_per_client=total,
                                         oack_timeout=20.0)
@@ -324,7 +324,7 @@ def test_a_full_table_waits_only_as_long_as_real_clients_take_to_answer(netns: N
     # way to a new request after UNCONFIRMED_MARGIN times the slowest of them (at least
     # UNCONFIRMED_FLOOR), not the fixed UNCONFIRMED_AGE: a forged flood must then come ~10x
     # faster to keep the table full. Here the held transfers are younger than UNCONFIRMED_AGE,
-    # so with the fixed wait the real client got "server busy".
+    # so with the fixed wait the real client's request went unanswered until they were.
     total = 24
     server, client, svc, digest = start(netns, tmp_path, max_transfers=total, max_per_client=total,
                                         oack_timeout=20.0)
@@ -344,6 +344,32 @@ def test_a_full_table_waits_only_as_long_as_real_clients_take_to_answer(netns: N
                         what="a LimitHit for the dropped transfer")
         age = float(hits[0]["message"].split("never acknowledged after ", 1)[1].split(" s", 1)[0])
         assert UNCONFIRMED_FLOOR <= age < UNCONFIRMED_AGE, hits[0]["message"]
+        assert not [e for e in svc.of("TransferFailed", ip=LEGIT)], "a real client's transfer was dropped"
+    finally:
+        for p in held:
+            end(client, p)
+        svc.stop()
+
+
+def test_a_full_table_leaves_a_request_unanswered_and_its_resend_gets_in(netns: NetnsFactory, tmp_path: Path):
+    # Every slot held by transfers too young to drop (no real client has answered yet, so the
+    # wait is UNCONFIRMED_AGE): a new request gets no answer at all, neither an ERROR (which
+    # ends a PXE ROM's boot) nor a packet to the address it names (maybe forged); the client
+    # resends, as RFC 1350 clients do, and gets in once a slot may be taken.
+    total = 4
+    server, client, svc, digest = start(netns, tmp_path, max_transfers=total, max_per_client=total,
+                                        oack_timeout=20.0)
+    held: list[subprocess.Popen[bytes]] = []
+    try:
+        p, oack = flood(client, [ATTACKER], total, {"blksize": 1428}, wait=15, hold=60)
+        held.append(p)
+        assert oack["oack"] == total, oack
+        p2, refused = flood(client, [LEGIT], 1, {"blksize": 1428}, wait=0.3, hold=60)  # one try, no resend
+        held.append(p2)
+        assert refused == {"oack": 0, "data": 0, "error": {}, "none": 1}, refused
+        hit = svc.wait_event("LimitHit", limit="tftp.max_transfers")
+        assert "unanswered" in hit["message"] and LEGIT in hit["message"], hit
+        legit_fetch(client, tmp_path, digest, "resent")  # curl resends its request until it is served
         assert not [e for e in svc.of("TransferFailed", ip=LEGIT)], "a real client's transfer was dropped"
     finally:
         for p in held:
