@@ -13,12 +13,14 @@ Server 10.99.0.1; the attacker 10.99.0.2 (and 10.99.0.10-59); the legitimate cli
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,8 @@ from pxetui.tftp.server import UNCONFIRMED_AGE, UNCONFIRMED_FLOOR
 from pxetui.tftp.workers import worker_count
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(240)]
+
+Hold = Callable[..., dict[str, Any]]
 
 SERVER = "10.99.0.1"
 ATTACKER, LEGIT = "10.99.0.2", "10.99.0.3"
@@ -288,21 +292,41 @@ def test_a_request_never_acknowledged_ends_after_oack_timeout(netns: NetnsFactor
         svc.stop()
 
 
+@contextlib.contextmanager
+def full_table(netns: NetnsFactory, tmp: Path, total: int) -> Iterator[tuple[Netns, ServiceProc, str, Hold]]:
+    """A TFTP service with `total` slots, all of which one host may take (oack_timeout 20 s),
+    and `hold(sources, per_source, options, wait)`, a flood of requests never acknowledged
+    (flood's result); every flood ended and the service stopped afterwards."""
+    _server, client, svc, digest = start(netns, tmp, max_transfers=total, max_per_client=total,
+                                         oack_timeout=20.0)
+    held: list[subprocess.Popen[bytes]] = []
+
+    def hold(sources: list[str], per_source: int, options: dict[str, object], wait: float = 15) -> dict[str, Any]:
+        p, res = flood(client, sources, per_source, options, wait=wait, hold=60)
+        held.append(p)
+        return res
+    try:
+        yield client, svc, digest, hold
+    finally:
+        for p in held:
+            end(client, p)
+        svc.stop()
+
+
+def no_real_transfer_dropped(svc: ServiceProc) -> None:
+    assert not [e for e in svc.of("TransferFailed", ip=LEGIT)], "a real client's transfer was dropped"
+
+
 def test_a_full_table_of_unacknowledged_transfers_makes_room_for_a_real_client(netns: NetnsFactory,
                                                                                tmp_path: Path):
     # Every slot held by requests nobody acknowledges (as from forged sources), for longer than
     # a real client's round trip: a new request ends the oldest of them, with no ERROR sent to
     # its source, instead of going unanswered until tftp.oack_timeout (here 20 s) frees one.
     total = 24  # enough that every TFTP process holds some (the kernel spreads them by hash)
-    server, client, svc, digest = start(netns, tmp_path, max_transfers=total, max_per_client=total,
-                                        oack_timeout=20.0)
-    held: list[subprocess.Popen[bytes]] = []
-    try:
+    with full_table(netns, tmp_path, total) as (client, svc, digest, hold):
         # Half lock-step with no options (block 1 at once, the C pump), half never ACKing an OACK.
-        p1, plain = flood(client, [ATTACKER], total // 2, {}, wait=15, hold=60)
-        held.append(p1)
-        p2, oack = flood(client, [ATTACKER], total // 2, {"blksize": 1428}, wait=15, hold=60)
-        held.append(p2)
+        plain = hold([ATTACKER], total // 2, {})
+        oack = hold([ATTACKER], total // 2, {"blksize": 1428})
         assert plain["data"] + oack["oack"] >= total - worker_count() + 1, (plain, oack)
         time.sleep(2 * UNCONFIRMED_AGE)  # older than a real client's first acknowledgement
         legit_fetch(client, tmp_path, digest, "first")
@@ -312,11 +336,7 @@ def test_a_full_table_of_unacknowledged_transfers_makes_room_for_a_real_client(n
         assert dropped, svc.of("TransferFailed")
         hit = svc.wait_event("LimitHit", limit="tftp.max_transfers")
         assert "never acknowledged after" in hit["message"] and ATTACKER in hit["message"], hit
-        assert not [e for e in svc.of("TransferFailed", ip=LEGIT)], "a real client's transfer was dropped"
-    finally:
-        for p in held:
-            end(client, p)
-        svc.stop()
+        no_real_transfer_dropped(svc)
 
 
 def test_a_full_table_waits_only_as_long_as_real_clients_take_to_answer(netns: NetnsFactory, tmp_path: Path):
@@ -326,15 +346,11 @@ def test_a_full_table_waits_only_as_long_as_real_clients_take_to_answer(netns: N
     # faster to keep the table full. Here the held transfers are younger than UNCONFIRMED_AGE,
     # so with the fixed wait the real client's request went unanswered until they were.
     total = 24
-    server, client, svc, digest = start(netns, tmp_path, max_transfers=total, max_per_client=total,
-                                        oack_timeout=20.0)
-    held: list[subprocess.Popen[bytes]] = []
-    try:
+    with full_table(netns, tmp_path, total) as (client, svc, digest, hold):
         legit_fetch(client, tmp_path, digest, "before")  # its first ACK is the sample (shared by every process)
         # its slot is free again only once the server has read curl's last ACK
         svc.wait_event("TransferFinished", ip=LEGIT)
-        p, oack = flood(client, [ATTACKER], total, {"blksize": 1428}, wait=15, hold=60)
-        held.append(p)
+        oack = hold([ATTACKER], total, {"blksize": 1428})
         assert oack["oack"] == total, oack  # every slot held, none refused
         time.sleep(3 * UNCONFIRMED_FLOOR)  # past the wait a few-ms first ACK sets, short of UNCONFIRMED_AGE
         legit_fetch(client, tmp_path, digest, "during")
@@ -344,11 +360,7 @@ def test_a_full_table_waits_only_as_long_as_real_clients_take_to_answer(netns: N
                         what="a LimitHit for the dropped transfer")
         age = float(hits[0]["message"].split("never acknowledged after ", 1)[1].split(" s", 1)[0])
         assert UNCONFIRMED_FLOOR <= age < UNCONFIRMED_AGE, hits[0]["message"]
-        assert not [e for e in svc.of("TransferFailed", ip=LEGIT)], "a real client's transfer was dropped"
-    finally:
-        for p in held:
-            end(client, p)
-        svc.stop()
+        no_real_transfer_dropped(svc)
 
 
 def test_a_full_table_leaves_a_request_unanswered_and_its_resend_gets_in(netns: NetnsFactory, tmp_path: Path):
@@ -357,21 +369,12 @@ def test_a_full_table_leaves_a_request_unanswered_and_its_resend_gets_in(netns: 
     # ends a PXE ROM's boot) nor a packet to the address it names (maybe forged); the client
     # resends, as RFC 1350 clients do, and gets in once a slot may be taken.
     total = 4
-    server, client, svc, digest = start(netns, tmp_path, max_transfers=total, max_per_client=total,
-                                        oack_timeout=20.0)
-    held: list[subprocess.Popen[bytes]] = []
-    try:
-        p, oack = flood(client, [ATTACKER], total, {"blksize": 1428}, wait=15, hold=60)
-        held.append(p)
+    with full_table(netns, tmp_path, total) as (client, svc, digest, hold):
+        oack = hold([ATTACKER], total, {"blksize": 1428})
         assert oack["oack"] == total, oack
-        p2, refused = flood(client, [LEGIT], 1, {"blksize": 1428}, wait=0.3, hold=60)  # one try, no resend
-        held.append(p2)
+        refused = hold([LEGIT], 1, {"blksize": 1428}, wait=0.3)  # one try, no resend
         assert refused == {"oack": 0, "data": 0, "error": {}, "none": 1}, refused
         hit = svc.wait_event("LimitHit", limit="tftp.max_transfers")
         assert "unanswered" in hit["message"] and LEGIT in hit["message"], hit
         legit_fetch(client, tmp_path, digest, "resent")  # curl resends its request until it is served
-        assert not [e for e in svc.of("TransferFailed", ip=LEGIT)], "a real client's transfer was dropped"
-    finally:
-        for p in held:
-            end(client, p)
-        svc.stop()
+        no_real_transfer_dropped(svc)
