@@ -3,6 +3,8 @@ limits", "What remains possible").
 
     sudo .venv/bin/python bench/tftp/flood.py [--rates 2000,5000,10000] [--seconds 2] [--rounds 3]
 
+(PXETUI_BENCH_KEEP=1 keeps the work directory, with each server's log of its last run.)
+
 What a forged-source flood looks like to a server: read requests (with blksize, so an OACK is
 due), each from its own port, none ever acknowledged, at a fixed rate for a few seconds, with
 a real download (curl, 1 MB) started half a second in. Namespaces made for the run (removed

@@ -317,7 +317,9 @@ class TftpServer:
         return True
 
     def heard_first(self, delay: float) -> None:
-        """A client answered its transfer's first packet `delay` seconds after the request."""
+        """A client answered its transfer's first packet `delay` seconds after the request
+        (read on the transfer's socket: an OACK's ACK, or block 1's in lock-step; a transfer
+        the C pump took at once is counted acknowledged by the pump, without a sample)."""
         self._first_acks.append(delay)
         self.slots.set_first_ack(max(self._first_acks))
 
