@@ -17,6 +17,15 @@ TICK = os.sysconf("SC_CLK_TCK")
 HERE = Path(__file__).resolve().parent
 
 
+def machine_busy() -> tuple[float, float]:
+    """(busy, all) CPU seconds of the whole machine since boot, from /proc/stat: the share of
+    every core that something used (irq and softirq included, iowait counted as idle)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    total = sum(fields[:8])  # guest time is already in user
+    return (total - idle) / TICK, total / TICK
+
+
 def ns_cpu_seconds(ns: Any) -> float:
     """CPU (user + system) of every process in a namespace, plus the children they reaped:
     a process that ends between two readings (a TFTP worker) still counts, in its parent."""

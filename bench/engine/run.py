@@ -25,7 +25,8 @@ tracker; for the anchors, their daemons; the transfers' cost is in it for all al
 reply latency perfdhcp timed per exchange (DISCOVER->OFFER and REQUEST->ACK, p50/p99), and
 `drops S/C`: datagrams the server's (S) and the load generator's (C) socket queues dropped. A
 loss with C high and S low is the load generator not keeping up (on 2 cores it shares the CPU
-with the server), not the server.
+with the server), not the server. `machine N% busy` is every core's busy share during the run
+(from /proc/stat) and `perfdhcp` the load generator's own CPU: the budget the server had.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -54,6 +56,7 @@ from bench.engine.common import (  # noqa: E402
     AttachedUi,
     Nginx,
     cpu_by_label,
+    machine_busy,
     make_content,
     ns_cpu_by_process,
     ns_cpu_seconds,
@@ -86,6 +89,8 @@ class Run:
     transfers: dict[str, Any] = field(default_factory=dict)
     ui: dict[str, Any] = field(default_factory=dict)
     by_process: dict[str, float] = field(default_factory=dict)  # CPU seconds per server process
+    loadgen: float = 0.0  # perfdhcp's CPU during its run, in cores (1.0 = one core busy)
+    busy: float = 0.0  # the whole machine's busy share during the run (1.0 = every core busy)
     error: str = ""
 
     @property
@@ -243,7 +248,12 @@ def one_run(srv: Server, server_ns: Netns, client_ns: Netns, rate: int, seconds:
         cpu0, t1 = ns_cpu_seconds(server_ns), time.monotonic()
         drops0, procs0 = udp_receive_errors(server_ns), ns_cpu_by_process(server_ns)
         cdrops0 = udp_receive_errors(client_ns)
+        kids0, (busy0, all0), t2 = children_cpu(), machine_busy(), time.monotonic()
         perfdhcp(client_ns, run, seconds)
+        # perfdhcp is reaped by the run (ip netns exec, setsid -w): its CPU is in our children's
+        busy1, all1 = machine_busy()
+        run.loadgen = (children_cpu() - kids0) / (time.monotonic() - t2)
+        run.busy = (busy1 - busy0) / (all1 - all0) if all1 > all0 else 0.0
         run.cpu = ns_cpu_seconds(server_ns) - cpu0
         run.by_process = cpu_by_label(procs0, ns_cpu_by_process(server_ns))
         run.base = (cpu0 - b0) / (t1 - t0) * (time.monotonic() - t1)
@@ -264,6 +274,11 @@ def one_run(srv: Server, server_ns: Netns, client_ns: Netns, rate: int, seconds:
     return run
 
 
+def children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def med(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
 
@@ -278,14 +293,15 @@ def print_run(r: Run, rnd: int) -> None:
     print(f"  {r.server:8} {r.rate:5d}/s round {rnd}  acked {r.acked:6d}/{r.sent:6d}  lost {r.lost * 100:5.1f}%  "
           f"cpu {r.cpu_us:5.0f} (net {r.dhcp_us:5.0f}) µs/DORA  offer p50/p99 {pct(r.offer_ms, .5):5.1f}/{pct(r.offer_ms, .99):6.1f} ms  "
           f"ack p50/p99 {pct(r.ack_ms, .5):5.1f}/{pct(r.ack_ms, .99):6.1f} ms  drops {r.queue_drops}/{r.client_drops}  "
-          f"[{xfer}]{ui}{'  ERROR ' + r.error if r.error else ''}", flush=True)
+          f"[{xfer}]{ui}  machine {r.busy * 100:.0f}% busy, perfdhcp {r.loadgen * 100:.0f}% of a core"
+          f"{'  ERROR ' + r.error if r.error else ''}", flush=True)
 
 
 def summary(runs: list[Run], rates: list[int], names: list[str], top: int) -> None:
     print("\nmedians per rate (lost = DISCOVERs without ACK; µs/DORA = server namespace CPU per ACKed "
           "DORA, all / net of the boot traffic's and UI's baseline; latency in ms):")
     print(f"  {'server':8} {'rate':>6} {'lost %':>7} {'µs/DORA':>8} {'net':>6} {'offer p50':>9} {'p99':>7} "
-          f"{'ack p50':>8} {'p99':>7}  transfers MB tftp/http")
+          f"{'ack p50':>8} {'p99':>7}  transfers MB tftp/http  machine busy, perfdhcp (cores)")
     for rate in rates:
         for name in names:
             rs = [r for r in runs if r.server == name and r.rate == rate and not r.error]
@@ -296,7 +312,8 @@ def summary(runs: list[Run], rates: list[int], names: list[str], top: int) -> No
                   f"{med([pct(r.offer_ms, .5) for r in rs]):9.1f} {med([pct(r.offer_ms, .99) for r in rs]):7.1f} "
                   f"{med([pct(r.ack_ms, .5) for r in rs]):8.1f} {med([pct(r.ack_ms, .99) for r in rs]):7.1f}  "
                   f"{med([r.transfers.get('tftp_bytes', 0) / 1e6 for r in rs]):.0f}/"
-                  f"{med([r.transfers.get('http_bytes', 0) / 1e6 for r in rs]):.0f}")
+                  f"{med([r.transfers.get('http_bytes', 0) / 1e6 for r in rs]):.0f}  "
+                  f"{med([r.busy * 100 for r in rs]):3.0f}%, {med([r.loadgen for r in rs]):.2f}")
         p = [r for r in runs if r.server == "pxetui" and r.rate == rate and not r.error]
         for name in names:
             a = [r for r in runs if r.server == name and r.rate == rate and not r.error]
