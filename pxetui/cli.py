@@ -17,6 +17,8 @@ from pxetui.cliconfig import add_common, config_from, resolve_interface
 from pxetui.commands import analyze, export, import_, lab, service, status, watch
 from pxetui.config import Config, ConfigError
 from pxetui.doctor.command import add_options as doctor_options
+from pxetui.interpreter import python_module
+from pxetui.logfile import open_emptied
 from pxetui.netinfo import interfaces
 from pxetui.uiport import NO_UI, RunUi
 
@@ -108,15 +110,18 @@ def engine_logs(cfg: Config) -> list[Path]:
 
 def start_engine(args: argparse.Namespace, cfg: Config) -> subprocess.Popen[bytes]:
     """`pxetui serve` with the same options, its log in the state dir."""
-    cmd = [sys.executable, "-m", "pxetui", "serve", *sys.argv[1:]]
+    cmd = python_module("pxetui", "serve", *sys.argv[1:])
     if "--state-dir" not in cmd:
         cmd += ["--state-dir", cfg.state_dir]
     stray, log = engine_logs(cfg)
     if not cfg.log.file:
         cmd += ["--log-file", str(log)]
     cfg.state_path.mkdir(parents=True, exist_ok=True)
-    err = open(stray, "wb")  # noqa: SIM115 - the child owns it
-    return subprocess.Popen(cmd, stdout=err, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
+    err = open_emptied(stray)
+    try:
+        return subprocess.Popen(cmd, stdout=err, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True)
+    finally:
+        os.close(err)  # the child has its own copy
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -131,7 +136,11 @@ def cmd_ui(args: argparse.Namespace) -> int:
     engine = None
     if not is_live(sock):
         resolve_interface(cfg)  # the engine needs it; the file is not read again
-        engine = start_engine(args, cfg)
+        try:
+            engine = start_engine(args, cfg)
+        except OSError as exc:
+            print(f"pxetui: cannot start the engine: {exc.strerror or exc}", file=sys.stderr)
+            return exitcodes.FAILED
         deadline = time.monotonic() + 15
         while not is_live(sock):
             if engine.poll() is not None or time.monotonic() > deadline:

@@ -17,7 +17,6 @@ import os
 import signal
 import socket
 import sqlite3
-import sys
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -50,6 +49,7 @@ from pxetui.events import (
     packet_tally,
     shares_containers,
 )
+from pxetui.interpreter import python_module
 from pxetui.menus.model import MenuError
 from pxetui.metrics_server import MetricsServer
 from pxetui.netinfo import port_holders
@@ -210,7 +210,7 @@ class ServiceRunner:
             # its EOF, so it cannot outlive us (docs/SECURITY.md, process hygiene), and no file
             # holds it that an unprivileged service could rewrite for its next, root, start.
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "pxetui.service", self.name, "-", "--parent", str(os.getpid()),
+                *python_module("pxetui.service", self.name, "-", "--parent", str(os.getpid())),
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                 stdin=asyncio.subprocess.PIPE, limit=LINE_LIMIT,
                 start_new_session=True,  # its own CPU group (prioritize); we stop it, not a ^C

@@ -10,10 +10,11 @@ import os
 import socket
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
+from pxetui.control import check_peer
 from pxetui.doctor.selftest import Report
+from pxetui.interpreter import python_module
 
 SERVE_ONLY = {"-v": 0, "--verbose": 0, "--log-file": 1}  # serve's options doctor does not take
 CHILD_ENV = "PXETUI_SELF_TEST_CHILD"  # set for the command run here: it never looks for an engine again
@@ -25,14 +26,21 @@ class NoEngine(Exception):
 
 
 def engine_pid(sock_path: str | Path) -> int:
-    """The PID of the process that listens on the control socket (SO_PEERCRED)."""
+    """The PID of the process that listens on the control socket (SO_PEERCRED), if it runs as
+    root or as us: its command line is run as a self-test, so a socket a compromised service
+    (the state directory's owner) put in control.sock's place is refused (control.check_peer)."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(1.0)
     try:
-        s.connect(str(sock_path))
-        cred = s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    except OSError as exc:
-        raise NoEngine(f"no engine answers on {sock_path} ({exc.strerror or exc})") from None
+        try:
+            s.connect(str(sock_path))
+            cred = s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        except OSError as exc:
+            raise NoEngine(f"no engine answers on {sock_path} ({exc.strerror or exc})") from None
+        try:
+            check_peer(s)
+        except ConnectionRefusedError as exc:
+            raise NoEngine(str(exc)) from None
     finally:
         s.close()
     return int(struct.unpack("3i", cred)[0])
@@ -67,7 +75,7 @@ def self_test_command(sock_path: str | Path) -> tuple[list[str], str]:
         theirs, ours = os.readlink(f"/proc/{pid}/ns/net"), os.readlink("/proc/self/ns/net")
     except OSError as exc:
         raise NoEngine(f"cannot read the engine's command line (PID {pid}): {exc.strerror}") from None
-    cmd = [sys.executable, "-m", "pxetui", *doctor_args(cmdline)]
+    cmd = python_module("pxetui", *doctor_args(cmdline))
     if theirs != ours:  # a lab's engine: run where its interface is
         cmd = ["nsenter", f"--net=/proc/{pid}/ns/net", *cmd]
     return cmd, f"/proc/{pid}/cwd"

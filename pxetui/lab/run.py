@@ -12,7 +12,6 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from types import FrameType
 from typing import Any
 
 from pxetui import privileges, store
+from pxetui.interpreter import python_module
 from pxetui.iso import testiso
 from pxetui.lab import content, qemu
 from pxetui.lab.keeper import Keeper
@@ -192,8 +192,8 @@ class Lab:
         self._import(iso, "live", extra_args=bb.args)
 
     def _import(self, iso: Path, name: str, extra_args: str = "") -> None:
-        r = subprocess.run([sys.executable, "-m", "pxetui", "import", str(iso), "--name", name,
-                            "--state-dir", str(self.engine_state), "-q"],
+        r = subprocess.run(python_module("pxetui", "import", str(iso), "--name", name,
+                                         "--state-dir", str(self.engine_state), "-q"),
                            capture_output=True, text=True, timeout=120)
         if r.returncode != 0:
             raise LabError(f"pxetui import {iso} failed: {r.stderr.strip() or r.stdout.strip()}")
@@ -222,10 +222,10 @@ class Lab:
         return files
 
     def serve_command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "pxetui", "serve", "--interface", self.net.bridge,
-               "--state-dir", str(self.engine_state), "--dhcp", self.opts.dhcp,
-               "--tftp-root", str(self.root), "--http-root", str(self.root),
-               "--http-port", str(self.opts.http_port)]
+        cmd = python_module("pxetui", "serve", "--interface", self.net.bridge,
+                            "--state-dir", str(self.engine_state), "--dhcp", self.opts.dhcp,
+                            "--tftp-root", str(self.root), "--http-root", str(self.root),
+                            "--http-port", str(self.opts.http_port))
         if self.opts.ipv6:
             cmd.append("--ipv6")  # dual stack; the VM's port carries IPv6 only (start())
         if self.opts.dhcp == "full":

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pxetui.config import Config
 from pxetui.emitter import LineEmitter, LineReader
 from pxetui.events import Event, EventDecodeError, Log, ServiceState, from_json
+from pxetui.interpreter import python_module
 from pxetui.tftp.slots import Slots
 
 MAX_WORKERS = 4
@@ -87,7 +88,7 @@ class Workers:
             if self.slots is not None and self.slots_fd is not None:
                 share = ["--slots", f"{self.slots_fd}:{self.slots.rows}:{i + 1}"]
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "pxetui.tftp.workers", *share,
+                *python_module("pxetui.tftp.workers", *share),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 pass_fds=(self.slots_fd,) if share else ())
             assert proc.stdin is not None
