@@ -17,6 +17,7 @@ import pytest
 from netns import require_root
 
 from pxetui.control import ControlClient
+from pxetui.doctor import engineargs
 
 pytestmark = pytest.mark.root
 
@@ -28,9 +29,10 @@ SERVER = textwrap.dedent("""
     s.listen(1)
     print("ready", flush=True)
     s.settimeout(20)
-    conn, _ = s.accept()
-    conn.sendall(b'{"type": "Log", "message": "a made-up engine"}\\n')
-    conn.recv(1)
+    for _ in range(2):
+        conn, _ = s.accept()
+        conn.sendall(b'{"type": "Log", "message": "a made-up engine"}\\n')
+        conn.close()
 """)
 
 
@@ -53,6 +55,10 @@ def test_a_ui_refuses_a_control_socket_served_by_another_user(tmp_path: Path) ->
         try:
             with pytest.raises(ConnectionRefusedError, match=f"uid {nobody.pw_uid}"):
                 asyncio.run(ControlClient.connect(fake))
+            # The doctor's self-test runs the command line of the process on the socket, as
+            # root: it refuses this one too, before reading anything of it.
+            with pytest.raises(engineargs.NoEngine, match=f"uid {nobody.pw_uid}"):
+                engineargs.self_test_command(fake)
         finally:
             p.kill()
             p.wait(timeout=10)

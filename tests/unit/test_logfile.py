@@ -3,6 +3,7 @@ appends to it, and the UI and the lab hand the engine a rotating log instead of 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -110,9 +111,12 @@ def test_the_ui_starts_the_engine_with_a_rotating_log_and_a_fresh_start_up_captu
     cli.start_engine(cli.build_parser().parse_args(["--interface", "eth1"]), cfg)
     ((cmd, out),) = started
     assert cmd[cmd.index("--log-file") + 1] == str(tmp_path / "engine.log")
-    assert getattr(out, "name", "") == str(tmp_path / "engine.stderr") and getattr(out, "mode", "") == "wb"
-    out.close()  # type: ignore[attr-defined]
+    assert cmd[1:4] == ["-P", "-m", "pxetui"]  # never the working directory's modules
+    assert isinstance(out, int)  # the fd handed to the child, closed here once it is started
+    with pytest.raises(OSError):
+        os.fstat(out)
     assert (tmp_path / "engine.stderr").read_text() == ""  # rewritten at each start: bounded
+    assert (tmp_path / "engine.stderr").stat().st_mode & 0o777 == 0o600
     (tmp_path / "engine.log").write_text("pxetui: cannot start: UDP port 67 is held by dnsmasq\n")
     assert tail(cli.engine_logs(cfg), 8) == ["pxetui: cannot start: UDP port 67 is held by dnsmasq"]
 
@@ -139,3 +143,23 @@ def test_every_bound_is_checked_with_its_key(raw, problem):
         Config.from_dict(raw)
     assert exc.value.problems == [problem]
     assert Config.from_dict({}).log == LogConfig()  # and the defaults pass
+
+
+@pytest.mark.parametrize("plant", ["symlink", "hardlink", "fifo"])
+def test_the_start_up_capture_is_never_written_through_something_planted(tmp_path: Path, plant: str) -> None:
+    """The state directory belongs to the service user; root rewrites engine.stderr there at
+    each UI start: a link to a file of root's, or a FIFO, is refused and left as it was."""
+    from pxetui.logfile import open_emptied
+
+    victim = tmp_path / "shadow"
+    victim.write_text("root:secret\n")
+    stray = tmp_path / "engine.stderr"
+    if plant == "symlink":
+        stray.symlink_to(victim)
+    elif plant == "hardlink":
+        os.link(victim, stray)
+    else:
+        os.mkfifo(stray)
+    with pytest.raises(OSError, match="engine.stderr"):
+        open_emptied(stray)
+    assert victim.read_text() == "root:secret\n"
