@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import re
 import sys
 import time
 from collections import Counter
@@ -18,6 +19,21 @@ if TYPE_CHECKING:
 
 # Too chatty for a terminal unless asked for (-v).
 VERBOSE_ONLY = {"TransferProgress", "DhcpIgnored"}
+
+# What a client sent (an HTTP path, a TFTP file name, a User-Agent, a DHCP boot file name, a
+# syslog line) ends up in these lines, on a terminal and in engine.log. C0 controls, DEL and C1
+# (ESC, CSI 0x9b, OSC...) would let it retitle or clear a terminal, and CR, LF, NEL, the
+# Unicode line and paragraph separators would let it forge a log line of its own. Each becomes
+# `?`, as in client log lines (docs/CLIENT-LOGS.md); a tab becomes a space. Lone surrogates
+# (undecodable bytes of a TFTP file name) too: written out they are the raw bytes again.
+_UNSAFE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """`text` safe for one line of a terminal or a log file (see _UNSAFE)."""
+    if text.isprintable():  # the common case, in C: nothing to replace
+        return text
+    return _UNSAFE.sub("?", text.replace("\t", " "))
 
 
 def human_size(n: float | None, compact: bool = False) -> str:
@@ -34,7 +50,11 @@ def human_size(n: float | None, compact: bool = False) -> str:
 
 
 def describe(ev: dict[str, Any]) -> str:
-    """The event in words, without time and service."""
+    """The event in words, without time and service, on one line with no control characters."""
+    return printable(_describe(ev))
+
+
+def _describe(ev: dict[str, Any]) -> str:
     t = ev.get("type", "?")
     who = ev.get("mac") or ev.get("ip") or ""
     g = ev.get
@@ -161,7 +181,8 @@ def _clock(second: int) -> str:
 def line(ev: dict[str, Any], lvl: str | None = None) -> str:
     ts = _clock(int(float(ev.get("ts") or time.time())))
     lvl = lvl or level_of(ev)
-    return f"{ts} {MARKS.get(lvl, '  ')}{ev.get('service', ''):<8} {describe(ev)}"
+    # Cleaned once, whole: the service name comes from the event too.
+    return printable(f"{ts} {MARKS.get(lvl, '  ')}{ev.get('service', ''):<8} {_describe(ev)}")
 
 
 class Printer:

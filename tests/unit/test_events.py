@@ -158,3 +158,61 @@ def test_log_rate_out_of_range_is_a_config_error():
         Config.from_dict({"interface": "eth0", "log": {"rate": -1}})
     with pytest.raises(ConfigError, match=r"events.packet_rate: -5 is outside 0\.\.10000000"):
         Config.from_dict({"interface": "eth0", "events": {"packet_rate": -5}})
+
+
+# -- what a client sent, written to a terminal and engine.log (docs/SECURITY.md) -------------
+
+def _one_safe_line(text: str) -> None:
+    assert "\n" not in text and "\r" not in text
+    assert not any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F or 0xD800 <= ord(ch) <= 0xDFFF
+                   or ch in "\u2028\u2029" for ch in text), repr(text)
+
+
+@pytest.mark.parametrize("ev", [
+    # GET /%1b%5d0%3bOWNED%07%1b%5b2J: the percent-decoded path retitled and cleared the terminal
+    {"type": "TransferFailed", "service": "http", "ip": "10.0.0.66", "protocol": "http",
+     "path": "\x1b]0;OWNED\x07\x1b[2J", "reason": "control character in path"},
+    # a TFTP file name forging a line of its own
+    {"type": "TransferFailed", "service": "tftp", "ip": "10.0.0.66", "protocol": "tftp",
+     "path": "x\n12:00:00 !! dhcp fake line\r", "reason": "file not found"},
+    # a User-Agent (C1 CSI, NEL) and an undecodable file name byte (a lone surrogate)
+    {"type": "TransferStarted", "service": "http", "ip": "10.0.0.66", "protocol": "http",
+     "path": "a\udc9bb", "options": {"user-agent": "iPXE\x9b2J\x85x\u2028y\x7f"}},
+    # option 67 of another DHCP server, from the wire
+    {"type": "Alert", "service": "capture", "key": "foreign-dhcp:10.0.0.9", "severity": "warning",
+     "message": "Another DHCP server ..., boot file \x1b[31mevil\x00.efi"},
+    {"type": "Log", "service": "tftp\x1b[2J", "message": "tftp: request failed: \x1b]52;c;AAAA\x07"},
+])
+def test_client_strings_cannot_inject_terminal_escapes_or_lines(ev):
+    text = line(ev)
+    _one_safe_line(text)
+    _one_safe_line(describe(ev))  # the UI's log (pxetui/state.py) and engine.log read this too
+    assert "?" in describe(ev)  # visible, as client log lines (docs/CLIENT-LOGS.md)
+
+
+def test_printer_writes_one_line_per_event_whatever_the_client_sent():
+    import io
+
+    from pxetui.events import TransferFailed
+    from pxetui.logfmt import Printer
+
+    out = io.StringIO()
+    p = Printer(out)
+    p(TransferFailed(service="tftp", ip="10.0.0.66", protocol="tftp",
+                     path="x\n12:00:00 !! dhcp fake line", reason="file not found"))
+    p(TransferFailed(service="http", ip="10.0.0.66", protocol="http",
+                     path="\x1b]0;OWNED\x07\x1b[2J", reason="control character in path"))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].endswith("tftp 10.0.0.66 x?12:00:00 !! dhcp fake line FAILED: file not found")
+    assert lines[1].endswith("http 10.0.0.66 ?]0;OWNED??[2J FAILED: control character in path")
+    for x in lines:
+        _one_safe_line(x)
+
+
+def test_printable_keeps_ordinary_text_and_turns_a_tab_into_a_space():
+    from pxetui.logfmt import printable
+
+    for ok in ("pxelinux.cfg/01-52-54-00-00-00-01", "Grüße/日本語.iso", "a\xa0b ~"):
+        assert printable(ok) == ok
+    assert printable("debconf:\tstep") == "debconf: step"
