@@ -2,7 +2,8 @@
 
 A token is 128 random bits (32 hex digits), minted when a menu or iPXE script is rendered for a
 machine and written into its callback and seed URLs. It is bound to that machine's MAC, the
-address it was rendered for and one purpose (`callback` or `seed`), and stored in the state
+address it was rendered for and one purpose (`callback`, `seed`, or `answer`: a seed URL sent in
+DHCP option 250, pxetui/dhcp/answer.py), and stored in the state
 database, so the TFTP service (PXELINUX and GRUB menus) and the HTTP service (iPXE scripts)
 mint tokens that the HTTP service checks. Random tokens in a table rather than an HMAC over a
 secret: the "next boot" rule needs state anyway, and there is no key file to protect.
@@ -35,7 +36,7 @@ from pxetui.store import write_transaction
 
 log = logging.getLogger("pxetui.tokens")
 
-PURPOSES = ("callback", "seed")
+PURPOSES = ("callback", "seed", "answer")
 REUSE_SECONDS = 30.0
 TOKEN_RE = re.compile(r"^[0-9a-f]{32}$")
 

@@ -7,8 +7,10 @@ correct: a request from a client that is NOT network booting (no PXEClient/HTTPC
 class, no option 93, not iPXE: the installer's own DHCP client after the kernel runs) gets option
 250 when its MAC has an `answer.toml` seed of its own, or when the entry that MAC boots (its
 boot-once entry, else its per-MAC entry, else the menu default) is a Proxmox entry with a stored
-`<entry>/answer.toml`. The URL carries a fresh per-boot seed token minted for that MAC and the
-address the reply gives it (docs/SECURITY.md, "Callbacks and seeds").
+`<entry>/answer.toml`. The URL carries a fresh per-boot token minted for that MAC and the
+address the reply gives it, of purpose `answer`: an OFFER or ACK to a client without an address
+is broadcast, so any host on the segment reads the token, and the HTTP service serves it only to
+that address while it is the token's MAC's (docs/SECURITY.md, "Callbacks and seeds").
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ class AnswerUrls:
         self._known: _Known | None = None
         self._next_check = -math.inf
         store = tokens.for_config(cfg)
-        self.mint = mint or (lambda mac, ip: store.issue(mac, "seed", ip))
+        self.mint = mint or (lambda mac, ip: store.issue(mac, "answer", ip))
 
     def url_for(self, mac: str, ip: str) -> str | None:
         """`http://<server>/seed/<token>/<mac-or-entry>/answer.toml`, or None. A database error

@@ -166,10 +166,18 @@ class BootFiles:
         if len(parts) != 4:
             return None
         token, key, name = parts[1:]
-        grant = self.check.verify(token, "seed")
+        grant = self.check.verify(token, "seed") or self.check.verify(token, "answer")
         if grant is None:
             raise self.refusals.refuse("badtoken", client.ip, f"seed/{key}/{name}",
                                        "the seed token is unknown, expired or from an earlier boot")
+        if grant.purpose == "answer" and (client.ip != grant.ip or client.mac != grant.mac):
+            # Option 250 went out in a broadcast reply that every host on the segment hears
+            # (pxetui/dhcp/answer.py): its token serves only the address it was given with,
+            # while the wire says that address is the token's machine (docs/SECURITY.md).
+            who = f"it is {client.mac}" if client.mac else "no lease of ours, not on our segment"
+            raise self.refusals.refuse("misattributed", client.ip, f"seed/{key}/{name}",
+                                       f"the answer token is {grant.mac}'s for {grant.ip}, and this "
+                                       f"address is not ({who})")
         mac = _mac_or_none(key)
         if mac is not None and mac != grant.mac:
             raise self.refusals.refuse("misattributed", client.ip, f"seed/{key}/{name}",

@@ -1,4 +1,5 @@
-"""Proxmox's answer URL (DHCP option 250): who gets it, and that its token is a valid seed token."""
+"""Proxmox's answer URL (DHCP option 250): who gets it, and that its token is an answer token
+bound to the MAC and the address of the reply."""
 
 from __future__ import annotations
 
@@ -70,7 +71,9 @@ def check_url(rig: Rig, reply: Packet, key: str) -> None:
     prefix = "http://10.99.0.1/seed/"
     assert url.startswith(prefix) and url.endswith(f"/{key}/answer.toml"), url
     token = url[len(prefix):].split("/")[0]
-    grant = tokens.for_config(rig.cfg).verify(token, "seed")
+    # Not a plain seed token: the answer token serves only its address (pxetui/http/routes.py)
+    assert tokens.for_config(rig.cfg).verify(token, "seed") is None
+    grant = tokens.for_config(rig.cfg).verify(token, "answer")
     assert grant is not None and grant.mac == MAC_S
     assert grant.ip == socket.inet_ntoa(reply.yiaddr)
 

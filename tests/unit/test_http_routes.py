@@ -45,14 +45,14 @@ class FakeBoot:
 
 
 VICTIM, OTHER = "52:54:00:aa:bb:cc", "52:54:00:66:66:66"
-CB_TOKEN, SEED_TOKEN = "c" * 32, "5" * 32
+CB_TOKEN, SEED_TOKEN, ANSWER_TOKEN = "c" * 32, "5" * 32, "a" * 32
 
 
 class FakeTokens:
-    """The token table: one callback and one seed token, both VICTIM's."""
+    """The token table: one callback, one seed and one answer token, all VICTIM's at 10.0.0.5."""
 
     def verify(self, token, purpose):
-        if (token, purpose) in ((CB_TOKEN, "callback"), (SEED_TOKEN, "seed")):
+        if (token, purpose) in ((CB_TOKEN, "callback"), (SEED_TOKEN, "seed"), (ANSWER_TOKEN, "answer")):
             return Grant(VICTIM, purpose, "10.0.0.5", 0.0, 1e12)
         return None
 
@@ -203,6 +203,24 @@ def test_seeds_only_with_their_token(setup):
             router.route(path, {}, Client(ip="10.0.0.7"))
     assert len(boot.calls) == calls  # a refused seed is never read
     assert {a.key for a in alerts(events)} == {"untokened:10.0.0.7", "badtoken:10.0.0.7",
+                                               "misattributed:10.0.0.7"}
+
+
+def test_an_answer_token_serves_only_its_machine_at_its_address(setup):
+    """Option 250's token travels in a broadcast OFFER/ACK: any host hears it. It serves the
+    answer to the address it was given with, while the wire says that is its machine."""
+    router, boot, events, _ = setup
+    url = f"/seed/{ANSWER_TOKEN}/{VICTIM}/user-data"
+    src = router.route(url, {}, router.identify("10.0.0.5", {})).source
+    assert src.data == b"#cloud-config\n" and boot.calls[-1] == ("seed", VICTIM, "user-data")
+    calls = len(boot.calls)
+    for client in (router.identify("10.0.0.66", {}),  # another machine, its own address
+                   Client(ip="10.0.0.5"),  # the address, but the neighbour table disagrees
+                   Client(ip="10.0.0.7", mac=VICTIM)):  # another address
+        with pytest.raises(Forbidden):
+            router.route(url, {}, client)
+    assert len(boot.calls) == calls  # a refused answer is never read
+    assert {a.key for a in alerts(events)} == {"misattributed:10.0.0.66", "misattributed:10.0.0.5",
                                                "misattributed:10.0.0.7"}
 
 
