@@ -11,7 +11,17 @@ from email.utils import formatdate, parsedate_to_datetime
 
 from pxetui.files import Source
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# ASCII digits only (RFC 9110 14.1.1: 1*DIGIT): `\d` would take any Unicode decimal digit.
+_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
+# Past the end of anything we serve. A position of more digits saturates to it rather than go
+# to int(), which raises past 4,300 digits (that escaped as an internal error, no response).
+_BEYOND = 10**18
+
+
+def _position(digits: str) -> int:
+    """A range's byte position: at most _BEYOND, however many digits were sent."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 18 else _BEYOND
 
 # Built-in table only (not /etc/mime.types) so answers do not depend on the host, plus the
 # boot files the table does not know. Kernels and initrds have no suffix: octet-stream.
@@ -124,12 +134,13 @@ def byte_range(value: str | None, size: int) -> tuple[int, int] | None:
     if first_s == "":
         if last_s == "":
             return None
-        suffix = int(last_s)
+        suffix = _position(last_s)  # past the size: the whole representation (RFC 9110 14.1.3)
         if suffix == 0 or size == 0:
             raise Unsatisfiable(value)
         return max(0, size - suffix), size - 1
-    first = int(first_s)
-    last = int(last_s) if last_s else size - 1
+    # A first position of 19+ digits is past the end: 416 (RFC 9110 15.5.17); a last one, the end.
+    first = _position(first_s)
+    last = _position(last_s) if last_s else size - 1
     if last_s and last < first:
         return None  # invalid: ignore (RFC 9110 14.1.1)
     if first >= size:

@@ -145,7 +145,11 @@ def test_head_end_is_just_past_the_first_empty_line(pieces: list[bytes]):
 def test_bodies():
     req = parse_head(b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n")
     assert body_length(req) == 5
-    for bad, status in ((b"Transfer-Encoding: chunked", 501), (b"Content-Length: -1", 400)):
+    # '\xb2' is '²' in latin-1: str.isdigit() took it, int() raised ValueError, not HttpError
+    for bad, status in ((b"Transfer-Encoding: chunked", 501), (b"Content-Length: -1", 400),
+                        (b"Content-Length: \xb2", 400), (b"Content-Length: 1\xb9", 400),
+                        (b"Content-Length: " + b"9" * 19, 400), (b"Content-Length: " + b"1" * 5000, 400),
+                        (b"Content-Length: 5, 5", 400), (b"Content-Length: +5", 400)):
         req = parse_head(b"GET / HTTP/1.1\r\nHost: h\r\n" + bad + b"\r\n\r\n")
         with pytest.raises(HttpError) as info:
             body_length(req)
