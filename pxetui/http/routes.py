@@ -74,9 +74,10 @@ def arch_code(arch: str | None, platform: str | None = None) -> int | None:
     """Option 93 value from `arch=7` or from iPXE's `arch=${buildarch}&platform=${platform}`."""
     if not arch:
         return None
-    if arch.isdigit():
-        value = int(arch)
-        return value if value <= 0xFFFF else None
+    if arch.isascii() and arch.isdigit():  # ASCII: '²'.isdigit(), but int('²') raises (a 500)
+        # Option 93 is 16 bits; int() refuses more than 4,300 digits. Too long: unknown, as a bad name.
+        value = int(arch) if len(arch) <= 5 else None
+        return value if value is not None and value <= 0xFFFF else None
     a = arch.lower()
     return _IPXE_ARCH.get((a, (platform or _DEFAULT_PLATFORM.get(a, "efi")).lower()))
 

@@ -264,6 +264,8 @@ def test_the_default_library_is_the_menu_library(tmp_path: Path):
     ("7", None, 7), ("0", None, 0), ("i386", "pcbios", 0), ("i386", None, 0), ("x86_64", "efi", 7),
     ("x86_64", None, 7), ("arm64", "efi", 11), ("i386", "efi", 6), ("sparc", None, None),
     (None, None, None), ("99999", None, None),
+    # `?arch=%C2%B2`: '²'.isdigit(), int('²') raised (a 500); 5,000 digits: int() raises
+    ("\u00b2", None, None), ("\u0667", None, None), pytest.param("7" * 5000, None, None, id="5000-digits"),
 ])
 def test_arch_code(arch, platform, code):
     assert arch_code(arch, platform) == code
