@@ -10,10 +10,14 @@ secret: the "next boot" rule needs state anyway, and there is no key file to pro
 
 A token stops working when:
   - `http.token_ttl` seconds have passed since it was minted (default 4 h), or
-  - the machine boots again: the next render of its menu mints a new token for the purpose and
-    deletes the old one. A render within REUSE_SECONDS of the last one, from the same address,
-    is the same boot and gets the same token: menu.c32 reads the config file pxelinux already
-    read, and a TFTP retransmission renders twice.
+  - the machine has booted again and used that boot's token: the first use of a token ends
+    every older one of its machine and purpose. A render within REUSE_SECONDS of the last one,
+    from the same address, is the same boot and gets the same token: menu.c32 reads the config
+    file pxelinux already read, and a TFTP retransmission renders twice.
+  - KEPT newer ones of its machine and purpose were minted and none used yet.
+A render alone ends nothing: a TFTP read request is one UDP packet whose source anyone on the
+segment can forge, so one every REUSE_SECONDS would otherwise void a machine's seed and callback
+tokens while it installs (docs/SECURITY.md, "Callbacks and seeds").
 Tokens are minted only for a MAC attributed to the requesting address (pxetui.attribution),
 never for one a request merely claims.
 """
@@ -38,6 +42,7 @@ log = logging.getLogger("pxetui.tokens")
 
 PURPOSES = ("callback", "seed", "answer")
 REUSE_SECONDS = 30.0
+KEPT = 16  # unused tokens kept per machine and purpose: 8 minutes of forged renders to push one out
 TOKEN_RE = re.compile(r"^[0-9a-f]{32}$")
 
 TOKENS_DDL = """
@@ -107,16 +112,18 @@ class TokenStore:
             token = self._same_boot(conn, mac, purpose, ip, now)  # another service just minted
             if token is None:
                 token = secrets.token_hex(16)
-                conn.execute("DELETE FROM boot_tokens WHERE expires <= ? OR (mac = ? AND purpose = ?)",
-                             (now, mac, purpose))
+                conn.execute("DELETE FROM boot_tokens WHERE expires <= ?", (now,))
+                conn.execute("DELETE FROM boot_tokens WHERE mac = ? AND purpose = ? AND token NOT IN"
+                             " (SELECT token FROM boot_tokens WHERE mac = ? AND purpose = ?"
+                             " ORDER BY issued DESC LIMIT ?)", (mac, purpose, mac, purpose, KEPT - 1))
                 conn.execute("INSERT INTO boot_tokens(token, mac, purpose, ip, issued, expires)"
                              " VALUES (?, ?, ?, ?, ?, ?)", (token, mac, purpose, ip, now, now + self.ttl))
         return token
 
     @staticmethod
     def _same_boot(conn: sqlite3.Connection, mac: str, purpose: str, ip: str, now: float) -> str | None:
-        row = conn.execute("SELECT token, ip, issued, expires FROM boot_tokens WHERE mac = ? AND purpose = ?",
-                           (mac, purpose)).fetchone()
+        row = conn.execute("SELECT token, ip, issued, expires FROM boot_tokens WHERE mac = ? AND purpose = ?"
+                           " ORDER BY issued DESC LIMIT 1", (mac, purpose)).fetchone()
         if row is None or row["ip"] != ip or row["expires"] <= now or not 0 <= now - row["issued"] < REUSE_SECONDS:
             return None
         return str(row["token"])
@@ -136,10 +143,26 @@ class TokenStore:
                                    (token, purpose, self.clock())).fetchone()
             except sqlite3.Error:
                 return None
+            if row is not None:
+                self._supersede(conn, row)
         if row is None:
             return None
         return Grant(str(row["mac"]), str(row["purpose"]), str(row["ip"]), float(row["issued"]),
                      float(row["expires"]))
+
+    @staticmethod
+    def _supersede(conn: sqlite3.Connection, row: sqlite3.Row) -> None:
+        """The machine used this boot's token: its earlier boots' ones end (the module docstring).
+        A failed write costs nothing but that: they still end by KEPT and the TTL."""
+        older = ("FROM boot_tokens WHERE mac = ? AND purpose = ? AND issued < ?",
+                 (row["mac"], row["purpose"], row["issued"]))
+        try:
+            if conn.execute(f"SELECT 1 {older[0]} LIMIT 1", older[1]).fetchone() is None:
+                return  # the usual case: no write lock taken
+            with write_transaction(conn):
+                conn.execute(f"DELETE {older[0]}", older[1])
+        except sqlite3.Error as exc:
+            log.warning("earlier boot tokens of %s not ended: %s", row["mac"], exc)
 
 
 _STORES: dict[tuple[str, float], TokenStore] = {}

@@ -11,7 +11,7 @@ from services import base_config
 
 from pxetui import tokens
 from pxetui.config import Config, ConfigError
-from pxetui.tokens import REUSE_SECONDS, TOKEN_RE, TokenStore
+from pxetui.tokens import KEPT, REUSE_SECONDS, TOKEN_RE, TokenStore
 
 MAC, OTHER = "52:54:00:aa:bb:cc", "52:54:00:66:66:66"
 
@@ -50,22 +50,45 @@ def test_issue_and_verify(store: TokenStore) -> None:
         store.issue(MAC, "admin", "10.0.0.5")
 
 
-def test_one_boot_one_token_the_next_boot_replaces_it(store: TokenStore, clock: Clock) -> None:
+def test_one_boot_one_token_the_next_boot_replaces_it_once_used(store: TokenStore, clock: Clock) -> None:
     first = store.issue(MAC, "callback", "10.0.0.5")
     # menu.c32 reads the config pxelinux just read: the same boot, the same token.
     clock.now += 2
     assert store.issue(MAC, "callback", "10.0.0.5") == first
-    # The next boot renders the menu again later: a new token, and the old one is dead.
+    # The next boot renders the menu again later: a new token. The old one ends when the new
+    # one is used, not at the render (a render can be forged: see the next test).
     clock.now += REUSE_SECONDS
     second = store.issue(MAC, "callback", "10.0.0.5")
     assert second != first
+    assert store.verify(first, "callback") is not None
+    assert store.verify(second, "callback") is not None
     assert store.verify(first, "callback") is None and store.verify(second, "callback") is not None
     # A render for the same machine on another address is another boot, however soon.
+    clock.now += 1
     third = store.issue(MAC, "callback", "10.0.0.9")
-    assert third != second and store.verify(second, "callback") is None
+    assert third != second and store.verify(third, "callback") is not None
+    assert store.verify(second, "callback") is None
     # Machines do not disturb each other.
     other = store.issue(OTHER, "callback", "10.0.0.66")
     assert store.verify(third, "callback") is not None and store.verify(other, "callback").mac == OTHER
+    assert store.verify(third, "callback") is not None
+
+
+def test_forged_renders_do_not_void_a_machine_s_tokens(store: TokenStore, clock: Clock) -> None:
+    """A TFTP read request from the machine's address (one forgeable UDP packet) renders its
+    menu and mints: the token the machine really got keeps working until KEPT newer ones were
+    minted, unused, or the TTL ends it."""
+    real = store.issue(MAC, "seed", "10.0.0.5")
+    for _ in range(KEPT - 1):
+        clock.now += REUSE_SECONDS
+        store.issue(MAC, "seed", "10.0.0.5")
+    assert store.verify(real, "seed") is not None
+    clock.now += REUSE_SECONDS
+    store.issue(MAC, "seed", "10.0.0.5")  # the KEPT-th newer one: the oldest goes
+    assert store.verify(real, "seed") is None
+    conn = store._connect(create=False)
+    assert conn is not None
+    assert conn.execute("SELECT count(*) FROM boot_tokens WHERE mac = ?", (MAC,)).fetchone()[0] == KEPT
 
 
 def test_tokens_expire_and_expired_rows_are_pruned(store: TokenStore, clock: Clock) -> None:
