@@ -157,6 +157,12 @@ class LeaseStore(QueuedWrites):
             return None
         return lease.mac
 
+    def knows(self, mac: str) -> bool:
+        """Do we hold a record of `mac`: a lease (running or expired), an offer or a reservation?
+        RFC 2131 4.3.2: an INIT-REBOOT from a client we have no record of gets no answer, and
+        a new client is charged the new-offer limit (docs/SECURITY.md)."""
+        return mac in self.by_mac or mac in self.offers or mac in self.reserved
+
     def ours(self, ip: int) -> bool:
         """Is `ip` an address we answer for: in one of our pools, reserved by us, or on record
         (a lease from an earlier range)? Anything else belongs to another server, and RFC 2131

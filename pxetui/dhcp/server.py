@@ -187,17 +187,29 @@ class DhcpServer:
                             f"{mac} sent more than {lim.mac_rate:g} messages/s (burst {lim.mac_burst}): "
                             "dropped", now)
             return False
-        if req.msg != o.DISCOVER or req.port == PXE_PORT or (self.mode == "proxy" and not req.boot_client):
+        if req.port == PXE_PORT or not self._may_bind_new(req):
             return True
-        store = self.store
-        if mac in store.by_mac or mac in store.offers or mac in store.reserved:
+        if self.store.knows(mac):
             return True  # a client we know: not a new offer
         if self.offer_limit.take(now):
             return True
         self.limits.hit("dhcp.limits.new_offers_per_second", None,
                         f"more than {self.cfg.dhcp.limits.new_offers_per_second:g} new clients/s: "
-                        f"DISCOVER dropped (latest {mac})", now)
+                        f"{o.msg_name(req.msg)} dropped (latest {mac})", now)
         return False
+
+    def _may_bind_new(self, req: Request) -> bool:
+        """Could this message give a client we do not know an address? A DISCOVER (an offer;
+        in proxy mode only a boot client's), and in full mode a REQUEST that selects us or
+        renews (RENEWING/REBINDING: ciaddr, no option 50). One REQUEST per spoofed MAC would
+        otherwise fill the pool without ever paying for an offer (docs/SECURITY.md). An
+        INIT-REBOOT from a stranger is not counted: it is never answered (see _request)."""
+        if req.msg == o.DISCOVER:
+            return self.mode == "full" or req.boot_client
+        if req.msg != o.REQUEST or self.mode != "full":
+            return False
+        sid = o.ip_opt(req.pkt, o.SERVER_ID)
+        return sid == self.sid or (sid is None and req.requested is None)
 
     def _reclaimed(self, why: str, lease: Lease) -> None:
         if why == "cap":
@@ -267,6 +279,15 @@ class DhcpServer:
             self._ignore(req, f"{socket.inet_ntoa(addr)} is not ours (outside our pools, no lease "
                               "of ours): silent (RFC 2131 4.3.2)")
             return []
+        if sid is None and req.requested is not None and not self.store.knows(req.mac):
+            # INIT-REBOOT from a client with no lease, offer or reservation here. RFC 2131
+            # 4.3.2: "no record of this client: MUST remain silent". Binding it would let one
+            # REQUEST per spoofed MAC fill the pool past the new-offer limit (docs/SECURITY.md);
+            # a real client falls back to DISCOVER. Our lease database persists, so a client
+            # reusing its lease after our restart is still known.
+            self._ignore(req, f"INIT-REBOOT for {socket.inet_ntoa(addr)} from a client we have no "
+                              "record of (no lease, offer or reservation): silent (RFC 2131 4.3.2)")
+            return []
         pool = self._pool(req)
         if pool is None:
             self._ignore(req, f"relay giaddr {pkt.ip('giaddr')} matches no pool")
@@ -294,11 +315,31 @@ class DhcpServer:
             return f"it is for server {socket.inet_ntoa(sid)}"
         return None
 
+    def _relay_refused(self, req: Request, addr: bytes) -> str | None:
+        """A relayed DECLINE or RELEASE (giaddr set) counts only from the relay itself and
+        only for an address on the subnet of the pool giaddr selects. giaddr is just a field:
+        without these checks any host could name a made-up relay and end a victim's lease
+        from anywhere (docs/SECURITY.md). RFC 2131 4.1: a relay puts its own address in
+        giaddr; one that sends from another of its addresses is refused, and the lease then
+        runs out as if never given back."""
+        gi = req.pkt.ip("giaddr")
+        if req.src[0] != gi:
+            return f"relayed (giaddr {gi}) but sent from {req.src[0]}, not from the relay"
+        pool = self._pool(req)
+        if pool is None:
+            return f"relay giaddr {gi} matches no pool"
+        if not pool.on_subnet(int.from_bytes(addr)):
+            return f"not on the relay's subnet {pool.network}"
+        return None
+
     def _decline(self, req: Request) -> list[Reply]:
         addr = req.requested
         why = self._not_for_us(req)
         if why is None and addr is None:
             why = "no option 50"
+        if why is None and req.pkt.giaddr != ZERO_IP:
+            assert addr is not None
+            why = self._relay_refused(req, addr)
         if why is None:
             assert addr is not None
             why = self.store.decline(req.mac, int.from_bytes(addr), self.clock())
@@ -320,6 +361,8 @@ class DhcpServer:
         if why is None and pkt.giaddr == ZERO_IP and req.src[0] != ip:
             # RFC 2131 4.4.6: the client unicasts RELEASE from the address it gives back
             why = f"sent from {req.src[0]}, not from the released address"
+        if why is None and pkt.giaddr != ZERO_IP:
+            why = self._relay_refused(req, pkt.ciaddr)
         if why is None:
             why = self.store.release(req.mac, int.from_bytes(pkt.ciaddr))
         if why is not None:

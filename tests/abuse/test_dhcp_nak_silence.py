@@ -1,9 +1,9 @@
 """No NAK for other servers' clients (issue 13, RFC 2131 4.3.2, docs/SECURITY.md "DHCP on a
 network that is not ours"): in full mode, INIT-REBOOT, REBINDING and RENEWING requests about
 addresses that are not ours (another network, or the part of our subnet another server hands
-out) get no answer at all, while the same requests about our own addresses are still answered
-(a NAK for an address of ours held by another client), and a real client (busybox udhcpc) in
-the same namespace is served throughout."""
+out) get no answer at all, nor does an INIT-REBOOT from a client we have no record of; a client
+we know asking for an address of ours held by another client still gets a NAK; and a real client
+(busybox udhcpc) in the same namespace is served throughout."""
 
 from __future__ import annotations
 
@@ -65,8 +65,16 @@ def test_requests_about_other_servers_addresses_get_no_nak(netns, tmp_path: Path
     assert len(silent) == 5, silent
     assert not svc.of("DhcpPacket", direction="out", msg_type="NAK")
 
-    # An address of ours is still ours to defend: the stranger asking for the client's gets a NAK.
-    (nak, _), = exchange(client, [request(6, requested=ours)], ("255.255.255.255", 67), expect=1)
+    # The stranger asking for the client's address: we have no record of the stranger, so
+    # RFC 2131 4.3.2 wants silence here too (and nothing is bound for it).
+    assert exchange(client, [request(6, requested=ours)], ("255.255.255.255", 67), wait=2) == []
+    assert "no record" in svc.of("DhcpIgnored", msg_type="REQUEST")[-1]["reason"]
+    # An address of ours is still ours to defend: once we know the stranger (it DISCOVERed and
+    # holds an offer), its INIT-REBOOT for the client's address gets a NAK.
+    discover = Packet(xid=7, flags=BROADCAST_FLAG, chaddr=STRANGER, options={o.MSG_TYPE: bytes((o.DISCOVER,))})
+    (offer, _), = exchange(client, [discover], ("255.255.255.255", 67), expect=1)
+    assert o.msg_type(offer) == o.OFFER and offer.yiaddr != socket.inet_aton(ours)
+    (nak, _), = exchange(client, [request(8, requested=ours)], ("255.255.255.255", 67), expect=1)
     assert o.msg_type(nak) == o.NAK and nak.chaddr[:6] == STRANGER
     # and the real client is still served
     r = client.run("busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-s", str(script),

@@ -49,6 +49,7 @@ def test_requests_about_addresses_not_ours_get_no_answer(rig: Rig, name: str, op
 
 def test_init_reboot_for_our_address_held_by_another_is_nakked(rig: Rig) -> None:
     ip = rig.dora(mac_bytes(41)).yiaddr
+    rig.dora(mac_bytes(42))  # a client we have a record of (RFC 2131 4.3.2 NAKs only those)
     nak, _ = rig.one(client_packet(o.REQUEST, mac_bytes(42), o50=ip))
     assert o.msg_type(nak) == o.NAK and nak.options[o.SERVER_ID] == US
 
@@ -56,8 +57,59 @@ def test_init_reboot_for_our_address_held_by_another_is_nakked(rig: Rig) -> None
 def test_init_reboot_for_a_quarantined_address_of_ours_is_nakked(rig: Rig) -> None:
     ip = rig.dora(mac_bytes(43)).yiaddr
     rig.send(client_packet(o.DECLINE, mac_bytes(43), o50=ip, o54=US))
+    rig.dora(mac_bytes(44))
     nak, _ = rig.one(client_packet(o.REQUEST, mac_bytes(44), o50=ip))
     assert o.msg_type(nak) == o.NAK and b"quarantined" in nak.options[o.MESSAGE]
+
+
+# -- a REQUEST from a client we do not know (RFC 2131 4.3.2; docs/SECURITY.md) --------------
+
+def test_init_reboot_from_a_client_we_have_no_record_of_is_silent(rig: Rig) -> None:
+    # One REQUEST per spoofed MAC, never a DISCOVER: it used to get an ACK and a lease,
+    # past new_offers_per_second and max_offers. RFC 2131 4.3.2: no record, MUST be silent.
+    held = rig.dora(mac_bytes(46)).yiaddr
+    for addr in (socket.inet_aton("10.99.0.150"), held):  # a free address, another's
+        assert rig.send(client_packet(o.REQUEST, mac_bytes(47), o50=addr)) == []
+        assert "no record" in ignored(rig)[-1] and "RFC 2131 4.3.2" in ignored(rig)[-1]
+    assert not rig.store.knows("52:54:00:aa:00:2f") and len(rows(rig)) == 1
+    assert len(rig.of("LeaseGranted")) == 1
+
+
+def test_init_reboot_of_a_known_client_is_answered(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, reservations=[{"mac": "52:54:00:aa:00:31", "ip": "10.99.0.42"}])
+    ip = rig.dora(mac_bytes(48)).yiaddr
+    rig.start("full")  # a restart: the lease database is our record of the client
+    ack, _ = rig.one(client_packet(o.REQUEST, mac_bytes(48), o50=ip))
+    assert o.msg_type(ack) == o.ACK and ack.yiaddr == ip
+    # a reservation is a record too; an offer is one (the client REQUESTs without option 54)
+    ack, _ = rig.one(client_packet(o.REQUEST, mac_bytes(49), o50=socket.inet_aton("10.99.0.42")))
+    assert o.msg_type(ack) == o.ACK
+    offer, _ = rig.one(client_packet(o.DISCOVER, mac_bytes(50)))
+    ack, _ = rig.one(client_packet(o.REQUEST, mac_bytes(50), o50=offer.yiaddr))
+    assert o.msg_type(ack) == o.ACK and ack.yiaddr == offer.yiaddr
+
+
+@pytest.mark.parametrize("name, opts", [
+    ("SELECTING us with no offer of ours", {"o54": US, "o50": socket.inet_aton("10.99.0.150")}),
+    ("RENEWING a free address of ours with no lease", {"ciaddr": "10.99.0.150"}),
+])
+def test_request_from_a_new_client_is_charged_like_a_discover(tmp_path: Path, name: str,
+                                                              opts: dict[str, object]) -> None:
+    # Kept working (a late REQUEST after our offer was taken back; a lease lost with our
+    # database), but each costs a new-offer token: one REQUEST per spoofed MAC no longer
+    # binds past new_offers_per_second (docs/SECURITY.md).
+    rig = Rig(tmp_path, limits={"new_offers_per_second": 1, "new_offers_burst": 2})
+    rig.server.clock = lambda: 1000.0  # before the bucket's start: it never refills here
+    first, _ = rig.one(client_packet(o.REQUEST, mac_bytes(70), **opts), src=("10.99.0.150", 68))
+    assert o.msg_type(first) == o.ACK, name
+    rig.one(client_packet(o.DISCOVER, mac_bytes(71)))  # the last token
+    assert rig.send(client_packet(o.REQUEST, mac_bytes(72), **opts), src=("10.99.0.150", 68)) == []
+    (hit,) = [e for e in rig.of("LimitHit") if e.limit == "dhcp.limits.new_offers_per_second"]  # type: ignore[attr-defined]
+    assert "REQUEST dropped" in hit.message  # type: ignore[attr-defined]
+    assert rig.store.lease_of("52:54:00:aa:00:48") is None
+    # a client we know is never charged: it renews with the bucket empty
+    again, _ = rig.one(client_packet(o.REQUEST, mac_bytes(70), ciaddr="10.99.0.150"), src=("10.99.0.150", 68))
+    assert o.msg_type(again) == o.ACK
 
 
 def test_selecting_another_server_is_silent_and_frees_our_offer(rig: Rig) -> None:
@@ -139,6 +191,37 @@ def test_relayed_release_is_checked_against_giaddr_not_source(tmp_path: Path) ->
     rig.send(client_packet(o.RELEASE, mac_bytes(64), ciaddr=ack.ip("yiaddr"), giaddr="10.98.0.1", o54=US),
              src=("10.98.0.1", 67))
     assert rig.of("LeaseEnded")[-1].reason == "released"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("giaddr, src, why", [
+    ("1.2.3.4", "10.99.0.66", "relayed (giaddr 1.2.3.4) but sent from 10.99.0.66, not from the relay"),
+    ("1.2.3.4", "1.2.3.4", "relay giaddr 1.2.3.4 matches no pool"),
+    ("10.98.0.1", "10.99.0.66", "relayed (giaddr 10.98.0.1) but sent from 10.99.0.66, not from the relay"),
+    ("10.98.0.1", "10.98.0.1", "not on the relay's subnet 10.98.0.0/24"),
+], ids=["made-up relay", "made-up relay, source forged too", "real relay, another source",
+        "real relay, another subnet's address"])
+@pytest.mark.parametrize("msg", [o.RELEASE, o.DECLINE], ids=["RELEASE", "DECLINE"])
+def test_forged_relayed_release_or_decline_changes_nothing(tmp_path: Path, msg: int, giaddr: str,
+                                                           src: str, why: str) -> None:
+    # giaddr is only a field: the source check of RFC 2131 4.4.6 must not vanish when it is
+    # set. A relayed RELEASE/DECLINE counts only from the relay for its own subnet's address
+    # (docs/SECURITY.md). The victim is on our own segment (10.99.0.0/24).
+    rig = Rig(tmp_path, relay_pools=[{"subnet": "10.98.0.0/24", "range": "10.98.0.50-10.98.0.60"}])
+    ip = rig.dora(mac_bytes(65)).ip("yiaddr")
+    before = rows(rig)
+    opts = {"ciaddr": ip} if msg == o.RELEASE else {"o50": socket.inet_aton(ip)}
+    assert rig.send(client_packet(msg, mac_bytes(65), giaddr=giaddr, o54=US, **opts), src=(src, 67)) == []
+    assert why in ignored(rig)[-1], ignored(rig)
+    assert rows(rig) == before and not rig.of("LeaseEnded")
+    assert rig.store.lease_of("52:54:00:aa:00:41").ip == int.from_bytes(socket.inet_aton(ip))  # type: ignore[union-attr]
+
+
+def test_relayed_decline_from_the_relay_quarantines(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, relay_pools=[{"subnet": "10.98.0.0/24", "range": "10.98.0.50-10.98.0.60"}])
+    ack = rig.dora(mac_bytes(66), giaddr="10.98.0.1")
+    rig.send(client_packet(o.DECLINE, mac_bytes(66), o50=ack.yiaddr, giaddr="10.98.0.1", o54=US),
+             src=("10.98.0.1", 67))
+    assert rig.of("LeaseEnded")[-1].reason == "declined"  # type: ignore[attr-defined]
 
 
 # -- another server appears: step back to proxyDHCP ---------------------------------------

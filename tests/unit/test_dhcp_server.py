@@ -141,6 +141,7 @@ def test_selecting_us_for_an_address_off_our_subnet_is_nakked(rig: Rig) -> None:
 
 def test_init_reboot_for_another_clients_address_is_nakked(rig: Rig) -> None:
     ip = rig.dora(mac_bytes(5)).yiaddr
+    rig.dora(mac_bytes(6))  # RFC 2131 4.3.2: only a client we have a record of gets a NAK
     nak, _ = rig.one(client_packet(o.REQUEST, mac_bytes(6), o50=ip))
     assert o.msg_type(nak) == o.NAK
     assert nak.options[o.MESSAGE] == socket.inet_ntoa(ip).encode() + b" is held by another client"
