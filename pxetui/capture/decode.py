@@ -27,6 +27,7 @@ from pxetui.events import (
     Event,
     ForeignDhcpServer,
     LeaseGranted,
+    TransferClosed,
     TransferFailed,
     TransferFinished,
     TransferProgress,
@@ -47,6 +48,16 @@ FORGET_AFTER = 600.0
 PROGRESS_EVERY = 0.25  # at most 4 progress events a second per transfer, as our TFTP server
 BROADCAST = "255.255.255.255"
 MAX_CLIENTS = 65536  # IP -> MAC entries kept (oldest dropped first)
+# Every table below is keyed by what any host on the segment can forge (a reply's option 54, a
+# source address and port, a chaddr): each has a cap, the oldest entry going first, so a flood
+# costs bounded memory and O(1) per packet (docs/SECURITY.md, "Bounded disk and memory").
+MAX_SERVERS = 1024  # DHCP servers remembered (each announced once while what it offers holds)
+MAX_ASKING = 4096  # PXE clients followed at once for the unanswered alert, as dhcp6wire.py
+MAX_TFTP = 8192  # TFTP transfers followed at once (a forged RRQ needs no answer to be one)
+MAX_TFTP_PER_CLIENT = 16  # of one client address: a boot loader fetches one file at a time
+MAX_HTTP = 4096  # HTTP connections followed (a forged "GET " segment needs no handshake)
+MAX_PENDING = 8  # requests pipelined on one connection and not yet answered
+FORGOTTEN = "not followed further: the capture's table was full or the connection went quiet"
 
 _HTTP_REQ = re.compile(rb"^(GET|HEAD) (\S+) HTTP/1\.[01]\r?\n")
 _HTTP_RESP = re.compile(rb"^HTTP/1\.[01] (\d{3})(?: ([^\r\n]*))?\r?\n")
@@ -130,9 +141,12 @@ class Decoder:
         self.servers: dict[str, tuple[str | None, str | None, str | None]] = {}
         self.unanswered: dict[str, tuple[float, float, int, str]] = {}  # mac -> first, last, count, vendor class
         self.alerted: set[str] = set()
-        self.tftp: dict[tuple[str, int], _Tftp] = {}
+        self.tftp: dict[tuple[str, int], _Tftp] = {}  # oldest first
+        # client IP -> its transfers' keys in `tftp`: a new request looks at its own client's
+        # transfers, never the whole table (a forged RRQ flood made each request O(n)).
+        self.tftp_of: dict[str, dict[tuple[str, int], None]] = {}
         self.sizes: dict[tuple[str, str, str], int] = {}  # (client, server, path) -> tsize
-        self.http: dict[tuple[str, int, str, int], _Conn] = {}
+        self.http: dict[tuple[str, int, str, int], _Conn] = {}  # least recently active first
         self._ids = itertools.count(1)
         self.packets = 0
         self.undecoded = 0
@@ -187,8 +201,7 @@ class Decoder:
         out: list[Event] = self.v6.tick(now)
         for mac, (first, last, count, vendor_class) in list(self.unanswered.items()):
             if now - last > FORGET_AFTER:  # gone quiet long ago: keep memory bounded in a storm
-                del self.unanswered[mac]
-                self.alerted.discard(mac)
+                out += self._forget_asking(mac, now, f"no DISCOVER for {FORGET_AFTER:.0f} s")
                 continue
             if now - first >= UNANSWERED_AFTER and mac not in self.alerted:
                 self.alerted.add(mac)
@@ -197,10 +210,10 @@ class Decoder:
                                  message=f"PXE client {mac} ({vendor_class}) "
                                  f"sent {count} DISCOVER(s) over {last - first:.0f} s and no DHCP server "
                                  "answered it on this wire"))
-        for key, t in list(self.tftp.items()):
+        for t in list(self.tftp.values()):
             if now - t.last < TFTP_IDLE:
                 continue
-            del self.tftp[key]
+            self._drop_tftp(t)
             when = t.last + TFTP_IDLE  # when it was last seen alive, plus the grace
             if self._near_end(t):
                 out.append(self._finished(t, t.last, t.size if t.size is not None else t.bytes_done))
@@ -211,9 +224,21 @@ class Decoder:
                 out.append(self._failed(t, when, f"transfer stopped after {t.bytes_done} bytes: "
                                         f"no packet for {TFTP_IDLE:.0f} s"))
         for key, c in list(self.http.items()):
-            if now - c.last > HTTP_FORGET:
-                del self.http[key]
+            if now - c.last <= HTTP_FORGET:
+                break  # least recently active first: the rest are newer
+            del self.http[key]
+            out += [self._http_closed(c, r, now) for r in c.pending]
         return out
+
+    def _forget_asking(self, mac: str, ts: float, why: str) -> list[Event]:
+        """Stop following an unanswered PXE client; its alert, if raised, is cleared: every
+        fold keeps an alert until told, and one per forged MAC would stay for good."""
+        del self.unanswered[mac]
+        if mac not in self.alerted:
+            return []
+        self.alerted.discard(mac)
+        return [Alert(ts=ts, service=SERVICE, mac=mac, key=f"unanswered:{mac}", severity="warning",
+                      cleared=True, message=f"PXE client {mac} no longer followed ({why})")]
 
     def _mac_of(self, seg: Segment) -> str | None:
         """The client's MAC for a packet it sent: from DHCP (IP -> MAC), else the frame's source
@@ -274,6 +299,9 @@ class Decoder:
                 if vendor_class.startswith("PXEClient"):
                     first, _, count, _ = self.unanswered.get(d.chaddr, (ts, ts, 0, ""))
                     self.unanswered[d.chaddr] = (first, ts, count + 1, vendor_class)
+                    while len(self.unanswered) > MAX_ASKING:  # made-up clients: keep the newest
+                        out += self._forget_asking(next(iter(self.unanswered)), ts,
+                                                   f"more than {MAX_ASKING} clients unanswered")
             return out
         self.unanswered.pop(d.chaddr, None)
         self.alerted.discard(d.chaddr)
@@ -282,7 +310,10 @@ class Decoder:
             boot_file = d.boot_file
             seen = (seg.src_mac, yiaddr and "address", boot_file)
             if self.servers.get(server_ip) != seen:
+                self.servers.pop(server_ip, None)  # re-inserted: the most recently changed last
                 self.servers[server_ip] = seen
+                while len(self.servers) > MAX_SERVERS:  # forged option 54s: keep the newest
+                    del self.servers[next(iter(self.servers))]
                 out.append(ForeignDhcpServer(ts=ts, service=SERVICE, mac=d.chaddr, server_ip=server_ip,
                                              server_mac=seg.src_mac, offered=yiaddr,
                                              boot_file=boot_file))
@@ -360,23 +391,49 @@ class Decoder:
                                      bytes_done=0, retransmits=t.requests - 1)]
         out: list[Event] = []
         if t is not None:  # same source port reused: the previous transfer is over
-            del self.tftp[key]
+            self._drop_tftp(t)
             out += self._close_on_reuse(t, ts)
         # Boot clients fetch one file after another: a new request means an open transfer of
         # the same client whose sampled ACKs reached its last stretch has ended.
-        for k, old in list(self.tftp.items()):
-            if old.client[0] == seg.src and self._near_end(old):
-                del self.tftp[k]
+        for k in list(self.tftp_of.get(seg.src, ())):
+            old = self.tftp[k]
+            if self._near_end(old):
+                self._drop_tftp(old)
                 out.append(self._finished(old, ts, old.size if old.size is not None else old.bytes_done))
         mac = self._mac_of(seg)
         t = _Tftp(tid=f"wire-tftp-{next(self._ids)}", client=key, server_ip=seg.dst, path=path,
                   started=ts, last=ts, mac=mac, ours=seg.dst in self.our_ips,
                   size=self.sizes.get((seg.src, seg.dst, path)))
         self.tftp[key] = t
+        mine = self.tftp_of.setdefault(seg.src, {})
+        mine[key] = None
+        # Forged requests (any source, any port, never answered): the oldest go, of this client
+        # first, so the per-request work and the table stay bounded.
+        while len(mine) > MAX_TFTP_PER_CLIENT:
+            out.append(self._forget_tftp(self.tftp[next(iter(mine))], ts))
+        while len(self.tftp) > MAX_TFTP:
+            out.append(self._forget_tftp(next(iter(self.tftp.values())), ts))
         options: dict[str, object] = {**opts, "server": seg.dst}
         out.append(TransferStarted(ts=ts, service=SERVICE, mac=mac, ip=seg.src, transfer_id=t.tid,
                                    protocol="tftp", path=path, options=options, ours=t.ours))
         return out
+
+    def _drop_tftp(self, t: _Tftp) -> None:
+        """Remove a transfer from `tftp` and from its client's index."""
+        del self.tftp[t.client]
+        mine = self.tftp_of.get(t.client[0])
+        if mine is not None:
+            mine.pop(t.client, None)
+            if not mine:
+                del self.tftp_of[t.client[0]]
+
+    def _forget_tftp(self, t: _Tftp, ts: float) -> Event:
+        """A transfer dropped by a cap: ended as it stands (the fold closes what is running)."""
+        self._drop_tftp(t)
+        if self._near_end(t):
+            return self._finished(t, ts, t.size if t.size is not None else t.bytes_done)
+        return TransferClosed(ts=ts, service=SERVICE, mac=t.mac, ip=t.client[0], transfer_id=t.tid,
+                              protocol="tftp", reason=FORGOTTEN)
 
     def _near_end(self, t: _Tftp) -> bool:
         """Answered, no error, and the sampled ACKs reached the last unsampled stretch.
@@ -411,7 +468,7 @@ class Decoder:
                                      bytes_done=0, size=t.size)]
         if op == 5:
             code, msg = _error(p)
-            del self.tftp[t.client]
+            self._drop_tftp(t)
             return [self._failed(t, ts, f"TFTP error {code} ({TFTP_ERRORS.get(code, 'unknown')}){msg}",
                                  status=code)]
         # op 3: only short DATA passes the filter; a block shorter than blksize is the last.
@@ -421,12 +478,12 @@ class Decoder:
         block = struct.unpack_from("!H", p, 2)[0]
         self._advance(t, block)
         done = (t.wraps + block - 1) * t.blksize + data_len
-        del self.tftp[t.client]
+        self._drop_tftp(t)
         return [self._finished(t, ts, done)]
 
     def _client_error(self, t: _Tftp, p: bytes, ts: float) -> list[Event]:
         code, msg = _error(p)
-        del self.tftp[t.client]
+        self._drop_tftp(t)
         if t.bytes_done == 0 and t.answered:
             reason = f"{SIZE_PROBE}: the client stopped after learning the size ({t.size} bytes)"
         else:
@@ -471,15 +528,23 @@ class Decoder:
         key = (*client, *server)
         conn = self.http.get(key)
         out: list[Event] = []
+        if conn is not None:  # re-inserted: the least recently active connection stays first
+            del self.http[key]
+            self.http[key] = conn
         if to_server and (m := _HTTP_REQ.match(seg.payload)):
             if conn is None:
                 conn = _Conn(client, server, self._mac_of(seg), server[0] in self.our_ips, ts)
                 self.http[key] = conn
+                while len(self.http) > MAX_HTTP:  # forged GETs from made-up sources: keep the newest
+                    old = self.http.pop(next(iter(self.http)))
+                    out += [self._http_closed(old, r, ts) for r in old.pending]
             conn.last = ts
             host = _HOST.search(seg.payload)
             req = _Http(tid=f"wire-http-{next(self._ids)}", path=m.group(2).decode("latin-1"),
                         method=m.group(1).decode(), started=ts)
             conn.pending.append(req)
+            if len(conn.pending) > MAX_PENDING:  # more requests than any client pipelines
+                out.append(self._http_closed(conn, conn.pending.pop(0), ts))
             options: dict[str, object] = {"method": req.method, "server": f"{server[0]}:{server[1]}"}
             if host:
                 options["host"] = host.group(1).decode("latin-1")
@@ -527,6 +592,13 @@ class Decoder:
             conn.pending.clear()
             del self.http[key]
         return out
+
+    @staticmethod
+    def _http_closed(conn: _Conn, r: _Http, ts: float) -> Event:
+        """A request no longer followed (a cap, or its connection went quiet): the fold
+        closes its row rather than keep it running for ever."""
+        return TransferClosed(ts=ts, service=SERVICE, mac=conn.mac, ip=conn.client[0],
+                              transfer_id=r.tid, protocol="http", reason=FORGOTTEN)
 
     def _http_end(self, conn: _Conn, r: _Http, ts: float, end_seq: int | None,
                   reset: bool = False) -> Event:

@@ -153,13 +153,26 @@ class Dhcp6Wire:
                 if a is None:
                     book[mac] = _Asking(ts, ts, 1, [d], since=ts)
                     while len(book) > MAX_ASKING:  # a flood of made-up clients: keep the newest
-                        del book[next(iter(book))]
+                        old = next(iter(book))
+                        del book[old]
+                        if book is self.unanswered:
+                            out += self._cleared(old, ts, f"more than {MAX_ASKING} clients unanswered")
                 else:
                     a.last, a.count = ts, a.count + 1
                     a.events = [*a.events[-7:], d]
             if self.our_ips and not self.serves_ipv6:
                 out += self._not_served(mac, ts)
         return out
+
+    def _cleared(self, mac: str, ts: float, why: str) -> list[Event]:
+        """A client no longer followed: its unanswered alert, if raised, is cleared (every fold
+        keeps an alert until told: one per forged DUID would stay for good, docs/SECURITY.md)."""
+        key = f"unanswered6:{mac}"
+        if key not in self.alerted:
+            return []
+        self.alerted.discard(key)
+        return [Alert(ts=ts, service=SERVICE, mac=mac, key=key, severity="warning", cleared=True,
+                      message=f"{mac} no longer followed ({why})")]
 
     def _not_served(self, mac: str, ts: float) -> list[Event]:
         """We serve this segment over IPv4 only and a boot client asks over IPv6: say so at once."""
@@ -251,7 +264,7 @@ class Dhcp6Wire:
         for mac, a in list(self.unanswered.items()):
             if now - a.last > FORGET_AFTER:
                 del self.unanswered[mac]
-                self.alerted.discard(f"unanswered6:{mac}")
+                out += self._cleared(mac, now, f"no Solicit for {FORGET_AFTER:.0f} s")
                 continue
             key = f"unanswered6:{mac}"
             if now - a.first >= UNANSWERED_AFTER and key not in self.alerted:
