@@ -180,7 +180,11 @@ class TftpServer:
             req = parse(pkt)
         except PacketError as exc:
             if old is None:
-                self._reject(addr, tid, "", ErrorCode.ILLEGAL_OPERATION, f"malformed request: {exc}")
+                # The source may be forged: the ERROR says no more than this (the detail quotes up
+                # to 40 bytes as repr, 4x each: a 53-byte request drew a 213-byte reply). The
+                # detail goes to the event.
+                self._reject(addr, tid, "", ErrorCode.ILLEGAL_OPERATION, f"malformed request: {exc}",
+                             wire="malformed request")
             return
         if not isinstance(req, Request):
             if old is None:  # mid-transfer strays (an ACK sent to port 69) must not end it
@@ -194,7 +198,7 @@ class TftpServer:
             old.replace()
         if req.mode not in ("octet", "netascii"):
             self._reject(addr, tid, req.filename, ErrorCode.ILLEGAL_OPERATION,
-                         f"transfer mode {req.mode!r} not supported")
+                         f"transfer mode {req.mode!r} not supported", wire="transfer mode not supported")
             return
         if not self._admit(req, addr, tid):
             return
@@ -277,7 +281,7 @@ class TftpServer:
             return
         now = time.monotonic()
         session = Receiver(upload.write, neg, sock.send, now, MAX_UPLOAD, finish=upload.commit,
-                           idle_max=self.cfg.tftp.idle_timeout)
+                           idle_max=self.cfg.tftp.idle_timeout, oack_giveup=self.cfg.tftp.oack_timeout)
         options = {"blksize": neg.blksize, **neg.oack, "mode": req.mode, "upload": True}
         Transfer(self, addr, sock, session, tid, upload.name, neg.tsize, options, None, upload).start(now, req)
 
@@ -402,15 +406,16 @@ class TftpServer:
         return sock
 
     def _reject(self, addr: tuple[str, int], tid: str, path: str, code: int, reason: str,
-                report: bool = True) -> None:
-        """ERROR from a fresh TID, as RFC 1350 wants for any reply to a request."""
+                report: bool = True, wire: str | None = None) -> None:
+        """ERROR from a fresh TID, as RFC 1350 wants for any reply to a request. `wire`: the
+        message the ERROR carries when it must not echo the request (`reason`, for the event)."""
         try:
             family, host = self._local(addr)
             with socket.socket(family, socket.SOCK_DGRAM) as s:
                 self._bind_device(s)
                 s.bind((host, 0))
                 s.setblocking(False)
-                s.sendto(encode_error(code, reason), addr)
+                s.sendto(encode_error(code, reason if wire is None else wire), addr)
         except OSError:
             pass
         if report:
@@ -673,8 +678,9 @@ class Transfer:
         if sess.ended_in_negotiation:
             self.server.limit_hits.hit("tftp.oack_timeout", ip, f"{ip} never acknowledged the OACK for "
                                        f"{self.path} (tftp.oack_timeout={tftp.oack_timeout:g} s)")
-        elif not sess.heard and isinstance(sess, Sender):
-            self.server.limit_hits.hit("tftp.oack_timeout", ip, f"{ip} never acknowledged block 1 of "
+        elif not sess.heard:
+            what = "acknowledged block 1 of" if isinstance(sess, Sender) else "sent block 1 of its upload"
+            self.server.limit_hits.hit("tftp.oack_timeout", ip, f"{ip} never {what} "
                                        f"{self.path} (tftp.oack_timeout={tftp.oack_timeout:g} s): a forged "
                                        "source address, or a client that left")
         elif sess.neg.timeout and sess.giveup < 5.0 * sess.neg.timeout:

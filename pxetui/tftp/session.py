@@ -430,8 +430,9 @@ class Receiver(_Base):
     """Takes one WRQ, lock-step (RFC 1350): ACK each block, re-ACK a retransmitted one."""
 
     def __init__(self, write: Write, neg: Negotiated, send: Send, now: float, max_size: int,
-                 finish: Callable[[], None] | None = None, idle_max: float = math.inf) -> None:
-        super().__init__(neg, send, now, idle_max)
+                 finish: Callable[[], None] | None = None, idle_max: float = math.inf,
+                 oack_giveup: float = math.inf) -> None:
+        super().__init__(neg, send, now, idle_max, oack_giveup)
         self.write = write
         # Stores the complete upload. Called before the final ACK, so a client that sees its
         # last block acknowledged knows the file is in place (and gets ERROR 6 if it is not).
@@ -466,6 +467,9 @@ class Receiver(_Base):
             return
         if op != DATA:
             return
+        # From the TID we chose at random: a forged source cannot see it. Until then a silent
+        # "client" is dropped after oack_giveup (a forged WRQ held its slot for idle_max).
+        self.heard = True
         block = (pkt[2] << 8) | pkt[3]
         if self.state == DONE:
             if block == (self.expected - 1) & 0xFFFF:

@@ -256,6 +256,25 @@ def test_an_upload_from_a_silent_client_is_dropped_within_idle_max():
     assert failed == pytest.approx(12.0) and max(gaps) <= 4.0 + 1e-9
 
 
+def test_an_upload_never_started_is_dropped_after_oack_giveup():
+    # A WRQ from a forged source: no block 1 ever comes from the client's TID (docs/SECURITY.md).
+    wire = Wire()
+    r = Receiver(lambda pos, data: None, Negotiated(), wire.send, 0.0, 1 << 20, idle_max=30.0, oack_giveup=5.0)
+    r.start(0.0)
+    failed, _ = silent_until_failed(r)
+    assert failed == pytest.approx(5.0) and r.timed_out and not r.heard
+    assert "DATA block 1" in r.reason
+
+
+def test_an_upload_once_started_gets_the_idle_limit():
+    r = Receiver(lambda pos, data: None, Negotiated(), Wire().send, 0.0, 1 << 20, idle_max=30.0, oack_giveup=5.0)
+    r.start(0.0)
+    r.on_packet(encode_data(1, b"x" * 512), 0.5)
+    assert r.heard and r.received == 512
+    failed, _ = silent_until_failed(r)
+    assert failed == pytest.approx(0.5 + r.giveup) and r.giveup > 5.0 and "DATA block 2" in r.reason
+
+
 def test_begin_data_sends_block_one_after_the_oack_was_taken_elsewhere():
     wire = Wire()
     s = Sender(BytesReader(b"y" * 1000), 1000, Negotiated(blksize=512, oack={"blksize": 512}), wire.send, 0.0)
