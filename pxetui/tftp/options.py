@@ -49,7 +49,9 @@ class Negotiated:
 
 def _int(value: str) -> int | None:
     v = value.strip()
-    return int(v) if v.isdigit() and len(v) <= 12 else None
+    # ASCII digits only: str.isdigit() takes '²', which int() refuses. packets.parse() decodes
+    # values as ASCII, but negotiate() is not to rely on its caller for that.
+    return int(v) if v.isascii() and v.isdigit() and len(v) <= 12 else None
 
 
 def negotiate(requested: dict[str, str], size: int | None, limits: Limits,

@@ -58,3 +58,10 @@ def test_timeout_range(value, accepted):
 def test_upload_echoes_client_tsize_and_ignores_windowsize():
     n = negotiate({"tsize": "5000", "windowsize": "8"}, None, Limits(), upload=True)
     assert n.oack == {"tsize": 5000} and n.tsize == 5000 and n.windowsize == 1
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "1\u00b9", "\u0661\u0662\u0668", "9" * 5000])
+def test_a_value_not_in_ascii_digits_is_ignored(value):
+    # '²'.isdigit(), and int() refuses it: a ValueError escaped negotiate()
+    neg = negotiate({"blksize": value, "tsize": value}, 100, Limits())
+    assert neg.oack == {} and neg.blksize == 512
