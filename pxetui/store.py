@@ -6,23 +6,63 @@ to open the database safely from several processes (WAL, busy timeout).
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 
+class UnsafeDatabase(sqlite3.DatabaseError):
+    """The database path is a symlink, a hard link or not a plain file (see `connect`)."""
+
+
 def connect(path: str | Path) -> sqlite3.Connection:
     """A connection in WAL mode: readers never block the writer, and a crash loses nothing
-    committed. `synchronous=NORMAL` keeps a commit to one fsync-free WAL append."""
+    committed. `synchronous=NORMAL` keeps a commit to one fsync-free WAL append.
+
+    Root opens databases in the state directory, which belongs to the unprivileged service user,
+    and SQLite follows a symlink in the database's place (creating its target). So the file is
+    opened first without following links and must be a plain file of its own, and the file
+    SQLite opened must be that one; a swap in between is refused after the fact
+    (docs/SECURITY.md, "Local users"). SQLite itself refuses a symlinked -wal or -shm."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
+    pinned = _pin(p)
     conn = sqlite3.connect(str(p), timeout=10.0, isolation_level=None, check_same_thread=False)
+    try:
+        opened = conn.execute("PRAGMA database_list").fetchone()[2]
+        st = os.stat(opened, follow_symlinks=False)
+        if (st.st_dev, st.st_ino) != (pinned.st_dev, pinned.st_ino):
+            raise UnsafeDatabase(f"database {p} was replaced while it was opened: refused")
+    except BaseException:
+        conn.close()
+        raise
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA busy_timeout=10000")
     conn.row_factory = sqlite3.Row
     return conn
+
+
+def _pin(p: Path) -> os.stat_result:
+    """Create or open `p` without following a link; its stat when it is a plain file of its own."""
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO):  # a symlink; a FIFO nobody writes
+            raise UnsafeDatabase(f"database {p} is a link or a special file: refused") from None
+        raise sqlite3.OperationalError(f"unable to open database {p}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        raise UnsafeDatabase(f"database {p} is not a plain file of its own (a hard link or a "
+                             "special file): refused")
+    return st
 
 
 def anchor(path: str | Path) -> sqlite3.Connection:
