@@ -6,7 +6,9 @@ The pool can be as large as a /64, so there is no free list: a cursor walks the 
 bounded number of probes finds the next address nobody holds. Advertised (offered) addresses
 live in memory only, are held `offer_hold` seconds and are capped (`max_offers`, the oldest
 dropped first), so Solicits that are never followed by a Request cannot empty the pool
-(docs/SECURITY.md, "DHCP on a network that is not ours").
+(docs/SECURITY.md, "DHCP on a network that is not ours"). One client (DUID) holds at most
+`per_client` IAs, offered or bound: a new IAID past that takes the place of the client's least
+recently used one, so new IAIDs from one DUID never add up.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import ipaddress
 import sqlite3
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pxetui.dhcp.committer import QueuedWrites
@@ -35,6 +38,10 @@ CREATE INDEX IF NOT EXISTS dhcp6_leases_duid ON dhcp6_leases(duid, iaid);
 
 DECLINE_QUARANTINE = 600.0  # RFC 8415 section 18.3.8: a declined address is in use; keep off it
 MAX_PROBES = 65536  # addresses looked at per allocation before the pool counts as full
+# IAs (offered or bound) one DUID holds. Firmware uses one IA_NA per exchange but a new IAID per
+# exchange (OVMF: the stack's, then PXE's; docs/FIELD-NOTES.md), and may reboot without a
+# Release: past the cap the client's least recently used IA makes room, never another client's.
+MAX_IAS_PER_CLIENT = 4
 
 Key = tuple[str, int]  # (DUID hex, IAID)
 
@@ -60,13 +67,17 @@ class Lease6:
 class LeaseStore6(QueuedWrites):
     def __init__(self, conn: sqlite3.Connection, start: int, end: int,
                  exclude: set[int] | None = None, offer_hold: float = 15.0,
-                 max_offers: int = 8192) -> None:
+                 max_offers: int = 8192, per_client: int = MAX_IAS_PER_CLIENT) -> None:
         self.conn, self.start, self.end = conn, start, end
         self.exclude = exclude or set()  # never handed out (our own address)
-        self.offer_hold, self.max_offers = offer_hold, max_offers
+        self.offer_hold, self.max_offers, self.per_client = offer_hold, max_offers, per_client
         self.by_key: dict[Key, Lease6] = {}
         self.by_ip: dict[int, Lease6] = {}
         self.offers: OrderedDict[Key, Lease6] = OrderedDict()  # oldest first
+        # DUID -> the IAIDs it holds (an offer or a binding), least recently used first
+        self.iaids: dict[str, OrderedDict[int, None]] = {}
+        # told of each IA taken from its client to make room for a newer one (per_client)
+        self.on_evict: Callable[[Lease6], None] = lambda lease: None
         self.pending = []
         self.cursor = start
         ensure_schema(conn, LEASES6_DDL)
@@ -89,6 +100,8 @@ class LeaseStore6(QueuedWrites):
             self.by_ip[ip] = lease
             if lease.state in ("bound", "expired"):
                 self.by_key[lease.key] = lease
+        for lease in sorted(self.by_key.values(), key=lambda le: le.expires):
+            self._touch(lease.key)
 
     def restored(self, now: float) -> list[Lease6]:
         return [lease for lease in self.by_key.values() if lease.expires > now]
@@ -105,6 +118,10 @@ class LeaseStore6(QueuedWrites):
     # -- queries ---------------------------------------------------------------------------
     def in_pool(self, ip: int) -> bool:
         return self.start <= ip <= self.end and ip not in self.exclude
+
+    def knows(self, duid: str) -> bool:
+        """Does the client `duid` hold an offer or a binding of ours?"""
+        return duid in self.iaids
 
     def binding(self, key: Key) -> Lease6 | None:
         return self.by_key.get(key)
@@ -132,21 +149,55 @@ class LeaseStore6(QueuedWrites):
             return None
         current = self.by_key.get(key)
         if current is not None and current.ip == ip and current.state == "bound" and current.expires > now:
+            self._touch(key)
             return ip  # its own running binding: nothing more to hold
+        self._make_room(key)
         self.drop_offer(key, keep=ip)
         while len(self.offers) >= self.max_offers:
-            _, old = self.offers.popitem(last=False)
+            old_key, old = self.offers.popitem(last=False)
             if self.by_ip.get(old.ip) is old:
                 del self.by_ip[old.ip]
+            self._untrack(old_key)
         lease = Lease6(ip, key[0], key[1], now + self.offer_hold, "offered", mac)
         self.by_ip[ip] = lease
         self.offers[key] = lease
+        self._touch(key)
         return ip
 
     def drop_offer(self, key: Key, keep: int | None = None) -> None:
         old = self.offers.pop(key, None)
         if old is not None and old.ip != keep and self.by_ip.get(old.ip) is old:
             del self.by_ip[old.ip]
+        self._untrack(key)
+
+    # -- IAs per client (MAX_IAS_PER_CLIENT) ------------------------------------------------
+    def _touch(self, key: Key) -> None:
+        ids = self.iaids.setdefault(key[0], OrderedDict())
+        ids[key[1]] = None
+        ids.move_to_end(key[1])
+
+    def _untrack(self, key: Key) -> None:
+        if key in self.by_key or key in self.offers:
+            return
+        ids = self.iaids.get(key[0])
+        if ids is not None:
+            ids.pop(key[1], None)
+            if not ids:
+                del self.iaids[key[0]]
+
+    def _make_room(self, key: Key) -> None:
+        """Before `key` is offered or bound: a client already holding `per_client` other IAs
+        gives up its least recently used one (one DUID must not hold the pool, RFC 8415 leaves
+        the number of IAs to the server; docs/SECURITY.md)."""
+        ids = self.iaids.get(key[0])
+        while ids and key[1] not in ids and len(ids) >= self.per_client:
+            oldest = (key[0], next(iter(ids)))
+            self.drop_offer(oldest)
+            lease = self.by_key.get(oldest)
+            if lease is not None:
+                self._forget(lease)
+                self.on_evict(lease)
+            ids.pop(oldest[1], None)  # untracked by now; never loop on it
 
     def _choose(self, key: Key, hint: int | None, now: float) -> int | None:
         for current in (self.by_key.get(key), self.offers.get(key)):
@@ -171,15 +222,18 @@ class LeaseStore6(QueuedWrites):
             if other != key and self.by_ip.get(lease.ip) is lease:
                 del self.offers[other]
                 del self.by_ip[lease.ip]
+                self._untrack(other)
                 return lease.ip
         return None
 
     def _forget(self, lease: Lease6) -> None:
-        self.by_ip.pop(lease.ip, None)
+        if self.by_ip.get(lease.ip) is lease:
+            del self.by_ip[lease.ip]
         if self.by_key.get(lease.key) is lease:
             del self.by_key[lease.key]
         if self.offers.get(lease.key) is lease:
             del self.offers[lease.key]
+        self._untrack(lease.key)
         if lease.state in ("bound", "expired", "declined"):
             self.pending.append(("DELETE FROM dhcp6_leases WHERE ip=?", (lease.address,)))
 
@@ -193,6 +247,8 @@ class LeaseStore6(QueuedWrites):
                 return None
             self.offers.pop(current.key, None)
             del self.by_ip[ip]
+            self._untrack(current.key)
+        self._make_room(key)
         self.drop_offer(key, keep=ip)
         old = self.by_key.get(key)
         if old is not None and old.ip != ip and self.by_ip.get(old.ip) is old:
@@ -201,6 +257,7 @@ class LeaseStore6(QueuedWrites):
         lease = Lease6(ip, key[0], key[1], now + valid, "bound", mac)
         self.by_key[key] = lease
         self.by_ip[ip] = lease
+        self._touch(key)
         self.pending.append((
             "INSERT OR REPLACE INTO dhcp6_leases(ip, duid, iaid, mac, expires, state, updated)"
             " VALUES (?,?,?,?,?,?,?)", (lease.address, key[0], key[1], mac, lease.expires, "bound", now)))
@@ -220,6 +277,7 @@ class LeaseStore6(QueuedWrites):
         if lease is None or lease.ip != ip:
             return "no binding of this client's IA on that address"
         del self.by_key[key]
+        self._untrack(key)
         q = Lease6(ip, "", 0, now + DECLINE_QUARANTINE, "declined")
         self.by_ip[ip] = q
         self.pending.append((

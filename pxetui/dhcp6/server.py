@@ -24,7 +24,7 @@ from pxetui.dhcp.limits import Bucket, KeyedBuckets
 from pxetui.dhcp.policy import BootChoice, BootPolicy, ClientFacts
 from pxetui.dhcp6 import codec as c
 from pxetui.dhcp6.boot import boot_url, vendor_class_echo
-from pxetui.dhcp6.leases import Key, LeaseStore6
+from pxetui.dhcp6.leases import Key, Lease6, LeaseStore6
 from pxetui.events import (
     BootDecision,
     DhcpIgnored,
@@ -45,6 +45,16 @@ Reply = tuple[bytes, Address]
 EXHAUSTED_EVERY = 10.0  # seconds between PoolExhausted events
 DECISION_REPEAT = 30.0  # seconds: the same boot decision for a client is told again after this
 DECISIONS_KEPT = 4096
+# IA_NAs served per message. PXE/UEFI firmware and iPXE send one (OVMF a new IAID per exchange,
+# one IA_NA each; docs/FIELD-NOTES.md); the rest get NoAddrsAvail inside the IA (RFC 8415
+# 18.3.1, 18.3.2). Without a cap one 4 kB Solicit with Rapid Commit and 254 IA_NAs bound 254
+# addresses and drew an 11 kB Reply to its (forgeable) source (docs/SECURITY.md).
+MAX_IAS_PER_MESSAGE = 2
+# IA_NAs a message may list at all: no client has more interfaces than this asking in one
+# message, and each IA we must answer (with a status) makes the Reply larger than the request.
+MAX_IAS_LISTED = 16
+# Messages that can give a client we do not know an address: each costs a new-client token.
+NEW_CLIENT_TYPES = frozenset((c.SOLICIT, c.REQUEST, c.RENEW, c.REBIND))
 
 
 def eui64_mac(address: str) -> str | None:
@@ -116,6 +126,8 @@ class Dhcp6Server:
         self._exhausted = 0.0
         self._told: OrderedDict[str, tuple[tuple[str, str, str], float]] = OrderedDict()
         self.params = c.encode_items([p.encode() for p in cfg.ipv6.boot_file_params])
+        if store is not None:
+            store.on_evict = self._evicted
 
     # -- entry point ----------------------------------------------------------------------
     def handle(self, data: bytes, src: Address) -> list[Reply]:
@@ -141,7 +153,7 @@ class Dhcp6Server:
                                   ip=src[0], mac=eui64_mac(src[0])))
             return []
         req = Request6(msg, src)
-        if msg.msg_type == c.SOLICIT and not self._new_client_ok(req, now):
+        if msg.msg_type in NEW_CLIENT_TYPES and not self._new_client_ok(req, now):
             return []
         self._packet_in(req)
         why = self._invalid(req)
@@ -153,17 +165,28 @@ class Dhcp6Server:
         return self._handlers[msg.msg_type](self, req, now)
 
     def _new_client_ok(self, req: Request6, now: float) -> bool:
-        """The rate of Solicits from clients with no binding or offer (docs/SECURITY.md)."""
+        """The rate of Solicits, Requests, Renews and Rebinds from clients (DUIDs) with no binding
+        or offer of ours (docs/SECURITY.md). A Request carrying our server DUID, or a Renew or
+        Rebind naming free addresses of our pool, binds without any Solicit: it pays as one."""
         store = self.store
-        if store is not None and any(req.key(ia) in store.by_key or req.key(ia) in store.offers
-                                     for ia in req.ias):
+        if store is not None and store.knows(req.duid_hex):
             return True
         if self.new_limit.take(now):
             return True
         self.limits.hit("dhcp.limits.new_offers_per_second", None,
                         f"more than {self.cfg.dhcp.limits.new_offers_per_second:g} new DHCPv6 clients/s: "
-                        f"Solicit dropped (latest {req.src[0]})", now)
+                        f"{req.msg.name} dropped (latest {req.src[0]})", now)
         return False
+
+    def _evicted(self, lease: Lease6) -> None:
+        """The store took an IA from its client to make room for a newer IAID (leases.py,
+        MAX_IAS_PER_CLIENT)."""
+        now = self.clock()
+        if lease.state in ("bound", "expired"):
+            self.emit(LeaseEnded(mac=lease.mac, ip=lease.address, reason="replaced"))
+        self.limits.hit("dhcp6.ias_per_client", None,
+                        f"client {lease.duid} asked for more than {self.store.per_client if self.store else 0} "
+                        f"IA_NAs: its least recently used one ({lease.address}) was taken back", now)
 
     def _invalid(self, req: Request6) -> str | None:
         """RFC 8415 section 16: what each message must and must not carry, and whose it is."""
@@ -171,6 +194,9 @@ class Dhcp6Server:
         sid = msg.server_id
         if t != c.INFORMATION_REQUEST and not req.duid:
             return "no client identifier (RFC 8415 section 16)"
+        if len(req.ias) > MAX_IAS_LISTED:
+            return (f"{len(req.ias)} IA_NAs in one message (no client sends more than "
+                    f"{MAX_IAS_LISTED}): dropped, the Reply would be larger than the request")
         if t in (c.REQUEST, c.RENEW, c.RELEASE, c.DECLINE):
             if sid is None:
                 return "no server identifier (RFC 8415 section 16)"
@@ -192,16 +218,22 @@ class Dhcp6Server:
             self._ignore(req, "not a network-boot client (ipv6.mode is proxy)")
             return []
         rapid = req.msg.rapid_commit and self.cfg.ipv6.rapid_commit and self.mode == "full"
-        ias = [self._assign(req, ia, now, bind=rapid) for ia in req.ias]
-        return self._answer(req, c.REPLY if rapid else c.ADVERTISE, now, ias, rapid=rapid)
+        return self._answer(req, c.REPLY if rapid else c.ADVERTISE, now,
+                            self._assign_some(req, now, bind=rapid), rapid=rapid)
 
     def _request(self, req: Request6, now: float) -> list[Reply]:
         """18.3.2: bind the addresses (the advertised ones, or others when they are gone)."""
         if self.mode == "proxy" and not req.boot_client:
             self._ignore(req, "not a network-boot client (ipv6.mode is proxy)")
             return []
-        ias = [self._assign(req, ia, now, bind=True) for ia in req.ias]
-        return self._answer(req, c.REPLY, now, ias)
+        return self._answer(req, c.REPLY, now, self._assign_some(req, now, bind=True))
+
+    def _assign_some(self, req: Request6, now: float, bind: bool) -> list[c.IaNa]:
+        """The first MAX_IAS_PER_MESSAGE IA_NAs served, the rest NoAddrsAvail in the IA (RFC 8415
+        18.3.2: an IA the server assigns nothing to is answered with that status). No status
+        text for those: each would make the Reply to a forgeable source larger."""
+        return [self._assign(req, ia, now, bind) if n < MAX_IAS_PER_MESSAGE else
+                self._ia_status(ia, c.STATUS_NO_ADDRS_AVAIL, "") for n, ia in enumerate(req.ias)]
 
     def _renew(self, req: Request6, now: float) -> list[Reply]:
         """18.3.4: extend the client's bindings; NoBinding for an IA we do not know."""
@@ -209,8 +241,8 @@ class Dhcp6Server:
             self._ignore(req, "ipv6.mode is proxy: Renew is for the address server")
             return []
         ias = []
-        for ia in req.ias:
-            out = self._extend(req, ia, now)
+        for n, ia in enumerate(req.ias):
+            out = self._extend(req, ia, now, take=n < MAX_IAS_PER_MESSAGE)
             ias.append(out if out is not None else self._ia_status(ia, c.STATUS_NO_BINDING, "no binding"))
         return self._answer(req, c.REPLY, now, ias)
 
@@ -221,8 +253,8 @@ class Dhcp6Server:
             self._ignore(req, "ipv6.mode is proxy: Rebind is for the address server")
             return []
         ias = []
-        for ia in req.ias:
-            out = self._extend(req, ia, now)
+        for n, ia in enumerate(req.ias):
+            out = self._extend(req, ia, now, take=n < MAX_IAS_PER_MESSAGE)
             if out is None:
                 off = [a for a in ia.addresses if not self._on_link(a.address)]
                 if not off:
@@ -334,16 +366,18 @@ class Dhcp6Server:
         return c.IaNa(ia.iaid, t1, t2, [c.IaAddress(str(ipaddress.IPv6Address(ip)), self.preferred,
                                                     self.valid)])
 
-    def _extend(self, req: Request6, ia: c.IaNa, now: float) -> c.IaNa | None:
+    def _extend(self, req: Request6, ia: c.IaNa, now: float, take: bool) -> c.IaNa | None:
         """The IA with its binding extended; addresses it lists that are not its binding get
-        lifetimes 0 (RFC 8415 section 18.3.4). None: no binding of ours for this IA."""
+        lifetimes 0 (RFC 8415 section 18.3.4). None: no binding of ours for this IA. `take`:
+        an IA with no binding may take back a free address of ours it names (only the first
+        MAX_IAS_PER_MESSAGE of a message: a binding extended creates nothing, this does)."""
         store = self.store
         if store is None:
             return None
         key = req.key(ia)
         lease = store.binding(key)
         ip: int | None = lease.ip if lease is not None else None
-        if ip is None:
+        if ip is None and take:
             # restarted with a lost database, or the binding was forgotten: an address of
             # our pool that nobody else holds is taken back for this client
             for a in ia.addresses:

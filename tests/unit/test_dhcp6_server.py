@@ -17,6 +17,7 @@ from pxetui import store as dbstore
 from pxetui.config import Config
 from pxetui.dhcp.policy import BootPolicy
 from pxetui.dhcp6 import codec as c
+from pxetui.dhcp6.leases import Key
 from pxetui.dhcp6.server import Dhcp6Server, eui64_mac
 from pxetui.dhcp6.service import open_store6
 from pxetui.events import Event
@@ -386,3 +387,88 @@ def test_packets_whose_events_are_not_admitted_are_still_served(tmp_path: Path) 
     assert reply.msg_type == c.REPLY
     assert not rig.of("DhcpPacket") and len(rig.of("LeaseGranted")) == 1
     assert asked == ["in.SOLICIT", "out.ADVERTISE", "in.REQUEST", "out.REPLY"]
+
+
+# -- how much one message, and one client, can take (docs/SECURITY.md) --------------------
+
+def bindings(rig: Rig, n: int) -> list[Key]:
+    assert rig.store is not None
+    return [k for k in rig.store.by_key if k[0] == duid(n).hex()]
+
+
+def test_one_message_binds_at_most_two_ias_the_rest_noaddrsavail(tmp_path: Path) -> None:
+    # The audit's Solicit: Rapid Commit and 254 IA_NAs bound 254 addresses and drew an 11 kB
+    # Reply to its source. Now: 2 IAs served per message, the others answered NoAddrsAvail
+    # inside the IA (RFC 8415 18.3.1/18.3.2), and a message listing more than 16 is dropped.
+    rig = Rig(tmp_path)
+    big = msg(c.SOLICIT, 1, ias=[c.IaNa(i) for i in range(254)], rapid=True)
+    assert rig.send(big) == [] and "254 IA_NAs" in rig.of("DhcpIgnored")[-1].reason
+    assert rig.store.by_key == {} and not rig.of("LeaseGranted")
+    request = msg(c.SOLICIT, 2, ias=[c.IaNa(i) for i in range(16)], rapid=True)
+    reply = rig.one(request)
+    assert [len(ia.addresses) for ia in reply.ia_na] == [1, 1] + [0] * 14
+    assert all(ia.status is not None and ia.status.code == c.STATUS_NO_ADDRS_AVAIL for ia in reply.ia_na[2:])
+    assert len(bindings(rig, 2)) == 2 and len(rig.of("LeaseGranted")) == 2
+    assert len(c.encode(reply)) < 2 * len(c.encode(request)) < 1000
+
+
+def test_a_request_with_our_duid_and_no_solicit_binds_two_and_pays(tmp_path: Path) -> None:
+    # A Request naming our server DUID needs no Solicit: it is charged as a new client, and
+    # serves 2 IAs like any message.
+    rig = Rig(tmp_path, dhcp={"limits": {"new_offers_per_second": 1, "new_offers_burst": 3,
+                                         "mac_burst": 1000}})
+    ias = [c.IaNa(i) for i in range(10)]
+    reply = rig.one(msg(c.REQUEST, 1, sid=SERVER_DUID, ias=ias))
+    assert sum(1 for ia in reply.ia_na if ia.addresses) == 2 and len(bindings(rig, 1)) == 2
+    served = [rig.send(msg(t, n, sid=SERVER_DUID if t != c.REBIND else None,
+                           ias=[c.IaNa(1, 0, 0, [c.IaAddress(f"fd99::1{n:03x}", 0, 0)])]))
+              for n, t in zip(range(2, 8), [c.REQUEST, c.RENEW, c.REBIND] * 2, strict=True)]
+    assert [bool(x) for x in served] == [True, True, False, False, False, False]  # burst 3
+    (hit,) = [e for e in rig.of("LimitHit") if e.limit == "dhcp.limits.new_offers_per_second"]
+    assert "dropped" in hit.message
+    # a Renew or Rebind may take back free addresses it names (a lost database), two at most
+    rig.now += 10
+    renew = msg(c.RENEW, 9, sid=SERVER_DUID, ias=[c.IaNa(i, 0, 0, [c.IaAddress(f"fd99::18{i:02x}", 0, 0)])
+                                                   for i in range(5)])
+    out = rig.one(renew)
+    assert [len(ia.addresses) for ia in out.ia_na] == [1, 1, 0, 0, 0] and len(bindings(rig, 9)) == 2
+
+
+def test_a_client_known_to_us_is_not_charged(tmp_path: Path) -> None:
+    # OVMF's second exchange (a new IAID from the same DUID, docs/FIELD-NOTES.md) and its
+    # renewals go through with the new-client budget spent.
+    rig = Rig(tmp_path, dhcp={"limits": {"new_offers_per_second": 1, "new_offers_burst": 1}})
+    rig.bind(1)
+    assert rig.send(msg(c.SOLICIT, 2)) == []  # a stranger: no token left
+    adv = rig.one(msg(c.SOLICIT, 1, ias=[c.IaNa(2)]))
+    assert adv.ia_na[0].addresses
+    rig.one(msg(c.REQUEST, 1, sid=SERVER_DUID, ias=adv.ia_na))
+    assert len(bindings(rig, 1)) == 2
+
+
+def bind_ia(rig: Rig, n: int, iaid: int) -> str:
+    adv = rig.one(msg(c.SOLICIT, n, ias=[c.IaNa(iaid)]))
+    return addr(rig.one(msg(c.REQUEST, n, sid=SERVER_DUID, ias=adv.ia_na)))
+
+
+def test_one_client_holds_at_most_four_ias(tmp_path: Path) -> None:
+    # New IAIDs from one DUID (a reboot without Release, or a host asking for address after
+    # address): the client's least recently used IA makes room, never another client's.
+    rig = Rig(tmp_path, dhcp={"limits": {"mac_burst": 1000}})
+    other = addr(rig.bind(2))
+    first = bind_ia(rig, 1, 100)
+    for iaid in range(101, 110):
+        bind_ia(rig, 1, iaid)
+    assert sorted(k[1] for k in bindings(rig, 1)) == [106, 107, 108, 109]
+    assert rig.store.binding((duid(2).hex(), 1)) is not None and rig.store.holder(
+        int(ipaddress.IPv6Address(other)), rig.now) == (duid(2).hex(), 1)
+    ended = [e for e in rig.of("LeaseEnded") if e.reason == "replaced"]
+    assert len(ended) == 6 and ended[0].ip == first
+    assert rig.conn.execute("SELECT count(*) FROM dhcp6_leases WHERE duid=?", (duid(1).hex(),)).fetchone()[0] == 4
+    assert [e for e in rig.of("LimitHit") if e.limit == "dhcp6.ias_per_client"]
+    # a renewal makes an IA recently used: the next new IAID takes the oldest other one
+    rig.one(msg(c.RENEW, 1, sid=SERVER_DUID, ias=[c.IaNa(106)]))
+    bind_ia(rig, 1, 110)
+    assert sorted(k[1] for k in bindings(rig, 1)) == [106, 108, 109, 110]
+    rig.start()  # restored from the database: the same four, still capped
+    assert rig.store.knows(duid(1).hex()) and len(rig.store.iaids[duid(1).hex()]) == 4
