@@ -261,6 +261,15 @@ def _own(ev: dict[str, Any]) -> bool:
     return ev.get("service") != "capture" and ev.get("direction") != "wire"
 
 
+def _attributed(ev: dict[str, Any]) -> bool:
+    """Our service already attributed the sender, and its MAC (or None: nobody's) is final.
+    HTTP attributes by the neighbour table and our leases and refuses an address that two
+    machines claim (pxetui/attribution.py); so do client logs (docs/CLIENT-LOGS.md). Charging
+    such an event to the address's leaseholder would undo that (docs/SECURITY.md, "Callbacks
+    and seeds"). TFTP events carry no MAC and keep the address lookup; so do the wire's."""
+    return _own(ev) and (ev.get("protocol") == "http" or ev.get("type") in ("ClientLog", "BootCallback"))
+
+
 _KEPT = tuple(sorted(diagnosis.FIELDS))
 
 
@@ -552,6 +561,16 @@ class Tracker:
         pending, self._pending = self._pending, {}
         return [self._emit(c, c.last) for mac in pending if (c := self.clients.get(mac)) is not None]
 
+    def _changed_aside(self, c: Client, ts: float) -> None:
+        """`c` changed by an event that belongs to another client or none: saved and told as feed()
+        does for the event's own client."""
+        if self.db is not None:
+            self._dirty.add(c.mac)
+        if self.coalesce:
+            self._pending[c.mac] = None
+        else:
+            self._out.append(self._emit(c, ts))
+
     def _take_out(self) -> list[Event]:
         if not self._out:
             return []
@@ -566,7 +585,9 @@ class Tracker:
 
     def _client(self, ev: dict[str, Any], create: bool = True) -> Client | None:
         ip = ev.get("ip")
-        mac = ev.get("mac") or (self.ip_mac.get(ip) or self._leased_ip.get(ip) if ip else None)
+        mac = ev.get("mac")
+        if not mac and ip and not _attributed(ev):
+            mac = self.ip_mac.get(ip) or self._leased_ip.get(ip)
         if not mac:
             return None
         c = self.clients.get(mac)
@@ -834,6 +855,15 @@ class Tracker:
                 return None
             # Ours arrives after the wire's copy: our row takes over the wire's.
             found = self._row(prev[2])
+            if found is not None and _attributed(ev) and ev.get("mac") != found[0].mac:
+                # The wire's copy was put on a client by its address; our HTTP service says the
+                # sender is another machine or nobody: the row leaves that client.
+                c, row = found
+                del c.files[row["id"]]
+                self._gone_row(c, row["id"])
+                self._alias[row["id"]] = None  # the wire's later events of it too
+                self._changed_aside(c, ts)
+                found = None
             if found is not None:
                 c, row = found
                 self._alias[row["id"]] = tid

@@ -142,8 +142,8 @@ def test_stuck_detection_and_booted():
     assert tr.tick(140.0) == []  # said once
     other = "52:54:00:00:00:10"
     tr.feed({"type": "LeaseGranted", "ts": 200.0, "service": "dhcp", "mac": other, "ip": "10.99.0.151"})
-    tr.feed({"type": "BootCallback", "ts": 201.0, "service": "http", "ip": "10.99.0.151", "stage": "booted",
-             "entry": "debian"})
+    tr.feed({"type": "BootCallback", "ts": 201.0, "service": "http", "ip": "10.99.0.151", "mac": other,
+             "stage": "booted", "entry": "debian"})
     assert tr.clients[other].stage == "booted"
     assert all(u.mac != other for u in tr.tick(1000.0))
 
@@ -431,8 +431,8 @@ def _flood(tr: Tracker, requests: int, window: int, counted: list[str]) -> tuple
     next_tick, seen, size = 1001.0, 0, 0
     for i in range(requests):
         ts = 1000.0 + (i + 1) * 0.01
-        for ev in ({"type": "TransferStarted", "ts": ts, "service": "http", "ip": IP, "transfer_id": f"h{i:05d}",
-                    "protocol": "http", "path": f"/boot.ipxe?mac={MAC}"},
+        for ev in ({"type": "TransferStarted", "ts": ts, "service": "http", "ip": IP, "mac": MAC,
+                    "transfer_id": f"h{i:05d}", "protocol": "http", "path": f"/boot.ipxe?mac={MAC}"},
                    {"type": "TransferFinished", "ts": ts + 0.005, "service": "http", "ip": IP,
                     "transfer_id": f"h{i:05d}", "protocol": "http", "bytes_done": 223, "status": 200}):
             for u in tr.feed(ev):
@@ -719,3 +719,52 @@ def test_leases_of_machines_not_booting_are_remembered_within_a_bound():
     assert "02:00:00:00:00:00" not in tr._leased  # the oldest went
     last = n - 1
     assert tr._leased[f"02:00:00:{last >> 16 & 255:02x}:{last >> 8 & 255:02x}:{last & 255:02x}"]
+
+
+def _leaseholder(tr: Tracker) -> None:
+    tr.feed(dhcp("DISCOVER", 1.0, "dhcp", "in"))
+    tr.feed({"type": "LeaseGranted", "ts": 2.0, "service": "dhcp", "mac": MAC, "ip": IP})
+
+
+def test_what_our_services_attributed_to_nobody_goes_on_no_record():
+    # Another host on the victim's address: the HTTP service's attribution says nobody's (the
+    # neighbour table and our lease disagree), and so mac=None. It was charged to the
+    # leaseholder through the tracker's own address map (docs/SECURITY.md, "Callbacks and seeds").
+    tr = Tracker()
+    _leaseholder(tr)
+    before = tr.clients[MAC].last_event
+    for ev in ({"type": "TransferStarted", "service": "http", "ip": IP, "mac": None, "transfer_id": "h1",
+                "protocol": "http", "path": "ATTACKER-WAS-HERE", "size": 1},
+               {"type": "TransferFailed", "service": "http", "ip": IP, "mac": None, "transfer_id": "h2",
+                "protocol": "http", "path": "x", "reason": "forged failure", "status": 404},
+               {"type": "BootCallback", "service": "http", "ip": IP, "mac": None, "stage": "booted"},
+               {"type": "ClientLog", "service": "logs", "ip": IP, "mac": None, "source": "syslog",
+                "app": "anna", "message": "forged installer line"}):
+        assert tr.feed({**ev, "ts": 3.0}) == []
+    c = tr.clients[MAC]
+    assert c.files == {} and c.last_event == before and c.stage != "booted"
+    # TFTP events carry no MAC at all: the address decides, as before.
+    tr.feed({"type": "TransferStarted", "ts": 4.0, "service": "tftp", "ip": IP, "transfer_id": "t1",
+             "protocol": "tftp", "path": "pxelinux.0"})
+    assert list(c.files) == ["t1"]
+    # What the HTTP service did attribute goes on that machine's record.
+    tr.feed({"type": "TransferStarted", "ts": 5.0, "service": "http", "ip": IP, "mac": MAC, "transfer_id": "h3",
+             "protocol": "http", "path": "boot.ipxe"})
+    assert list(c.files) == ["t1", "h3"]
+
+
+def test_the_wires_copy_of_a_transfer_attributed_to_nobody_leaves_the_leaseholder():
+    # The capture puts its copy on the address's client; ours, a moment later, says nobody's.
+    tr = Tracker()
+    _leaseholder(tr)
+    tr.feed({"type": "TransferStarted", "ts": 3.0, "service": "capture", "ip": IP, "mac": MAC,
+             "transfer_id": "wire-http-1", "protocol": "http", "path": "/secret.cfg", "ours": True})
+    assert list(tr.clients[MAC].files) == ["wire-http-1"]
+    (u,) = tr.feed({"type": "TransferStarted", "ts": 3.001, "service": "http", "ip": IP, "mac": None,
+                    "transfer_id": "h1", "protocol": "http", "path": "/secret.cfg"})
+    assert u.mac == MAC and u.files_removed == ["wire-http-1"]  # the UI drops the row too
+    assert tr.feed({"type": "TransferFinished", "ts": 3.5, "service": "capture", "ip": IP, "mac": MAC,
+                    "transfer_id": "wire-http-1", "bytes_done": 10}) == []
+    assert tr.feed({"type": "TransferFinished", "ts": 3.5, "service": "http", "ip": IP, "mac": None,
+                    "transfer_id": "h1", "protocol": "http", "bytes_done": 10}) == []
+    assert tr.clients[MAC].files == {}
