@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from heapq import heapify, heappop, heappush
 from typing import Any
 
 from pxetui.bootfiles import same_transfer
@@ -128,10 +129,17 @@ class LeaseInfo:
     expires: float
     state: str
     ts: float
+    service: str = ""  # who reported it: dhcp (ours), capture (seen on the wire)
 
     @property
     def key(self) -> str:
         return lease_key(self.mac, self.ip, self.ours)
+
+    @property
+    def from_wire(self) -> bool:
+        """Seen on the wire (another server's, or capture's copy of one naming our address):
+        what a forged reply can add, so what the cap drops. Our DHCP service's are never."""
+        return not self.ours or self.service == "capture"
 
 
 @dataclass
@@ -310,6 +318,16 @@ def _is_error(ev: Any, t: str) -> bool:
 # back in a late UI's replay with what the live UI no longer has (tests/unit/test_fold.py).
 FINISHED_KEEP = 500
 LIMITS_KEEP = 256  # (limit, address) pairs whose hits are kept, the least recently hit go first
+# What the wire says, kept to the most recent as LIMITS_KEEP (docs/SECURITY.md, "Bounded disk and
+# memory"): a forged reply names a new server, a forged ACK a new lease, and each raises an alert.
+# What goes is decided by the events alone (their order, their timestamps), so every fold drops
+# the same and a late UI holds what a live one does (tests/unit/test_fold.py).
+FOREIGN_KEEP = 1024  # other DHCP servers, the least recently announced go first
+WIRE_LEASES_KEEP = 4096  # leases seen on the wire (LeaseInfo.from_wire), oldest granted first
+WIRE_ALERTS_KEEP = 1024  # capture's per-address alerts, the least recently raised go first
+# Capture's alerts keyed by what a forged packet names: a new key per server or MAC made up.
+# Its other alerts (the capture failing, its recording) and every other service's are never dropped.
+WIRE_ALERT_PREFIXES = ("foreign-dhcp:", "unanswered:", "unanswered6:")
 # A UI's tail of each client's installer/netconsole lines (docs/CLIENT-LOGS.md): as many as the
 # supervisor replays (CLIENT_LOG_HISTORY), for the clients that logged last. History like the
 # log ring, not state: `folded()` leaves it out, and only a fold that keeps a log keeps it.
@@ -335,6 +353,11 @@ class EngineState:
         self.library: dict[str, IsoInfo] = {}
         self.foreign: dict[str, ForeignServer] = {}
         self.limits: dict[str, LimitInfo] = {}  # "limit|ip" -> hits
+        # Keys of the wire's alerts and leases, least recently raised/granted first: what the
+        # caps drop (WIRE_ALERTS_KEEP, WIRE_LEASES_KEEP). A replay carries this order.
+        self._wire_alerts: dict[str, None] = {}
+        self._wire_leases: dict[str, None] = {}
+        self._expiry: list[tuple[float, str]] = []  # (expires, key) of wire leases: a heap, lazily pruned
         self.logs: deque[LogRecord] = deque(maxlen=log_size)
         self.log_seq = 0
         # mac -> (seq, line), oldest first; the clients that logged most recently last
@@ -419,11 +442,20 @@ class EngineState:
         self.dirty = {t: set() for t in TABLES}
         return out
 
-    def set_alert(self, key: str, severity: str, message: str, ts: float | None = None) -> None:
+    def set_alert(self, key: str, severity: str, message: str, ts: float | None = None,
+                  wire: bool = False) -> None:
+        """Raise (or replace) an alert. `wire`: one the wire's data raised, dropped oldest
+        first past WIRE_ALERTS_KEEP; any other source makes it ours again, never dropped."""
         self.alerts[key] = AlertInfo(key, severity, message, self.now if ts is None else ts)
         self.mark("alerts", key)
+        self._wire_alerts.pop(key, None)
+        if wire:
+            self._wire_alerts[key] = None
+            while len(self._wire_alerts) > WIRE_ALERTS_KEEP:
+                self.clear_alert(next(iter(self._wire_alerts)))
 
     def clear_alert(self, key: str) -> None:
+        self._wire_alerts.pop(key, None)
         if self.alerts.pop(key, None) is not None:
             self.mark("alerts", key)
 
@@ -536,16 +568,20 @@ class EngineState:
         if ev.cleared:
             self.clear_alert(key)
         else:
-            self.set_alert(key, str(ev.severity or "warning"), str(ev.message or ""), ts)
+            wire = ev.service == "capture" and key.startswith(WIRE_ALERT_PREFIXES)
+            self.set_alert(key, str(ev.severity or "warning"), str(ev.message or ""), ts, wire=wire)
         return {"alerts"}
 
     @_on(ForeignDhcpServer)
     def _on_foreign(self, ev: ForeignDhcpServer, ts: float) -> set[str]:
         ip = str(ev.server_ip or "?")
+        self.foreign.pop(ip, None)  # re-inserted: the most recently announced last
         self.foreign[ip] = ForeignServer(ip, ev.server_mac, ev.offered, ev.boot_file, ts, ev.mac)
+        while len(self.foreign) > FOREIGN_KEEP:  # a forged option 54 per reply: keep the newest
+            del self.foreign[next(iter(self.foreign))]
         what = f", offering {ev.offered}" if ev.offered else ""
         self.set_alert(f"foreign-dhcp:{ip}", "warning",
-                       f"another DHCP server on the wire: {ip}{what}", ts)
+                       f"another DHCP server on the wire: {ip}{what}", ts, wire=True)
         return {"alerts"}
 
     @_on(PoolExhausted)
@@ -576,10 +612,46 @@ class EngineState:
             return set()
         lease = LeaseInfo(mac=mac, ip=ip, ours=bool(ev.ours), server_ip=ev.server_ip,
                           hostname=ev.hostname, expires=float(ev.expires or 0),
-                          state=str(ev.state or "bound"), ts=ts)
-        self.leases[lease.key] = lease
-        self.mark("leases", lease.key)
+                          state=str(ev.state or "bound"), ts=ts, service=str(ev.service or ""))
+        key = lease.key
+        self.mark("leases", key)
+        if not lease.from_wire:  # our DHCP service's: kept until it says the lease ended
+            self._wire_leases.pop(key, None)
+            self.leases[key] = lease
+            return {"leases"}
+        # Re-inserted, here and in `leases` (whose order a replay carries): oldest granted first.
+        self.leases.pop(key, None)
+        self.leases[key] = lease
+        self._wire_leases.pop(key, None)
+        self._wire_leases[key] = None
+        if lease.expires:
+            heappush(self._expiry, (lease.expires, key))
+        self._trim_wire_leases(ts)
         return {"leases"}
+
+    def _trim_wire_leases(self, ts: float) -> None:
+        """Drop the wire's leases that expired before `ts` (a grant's time: never a clock), then
+        the oldest granted past WIRE_LEASES_KEEP (docs/SECURITY.md, "Bounded disk and memory").
+
+        Every one expired is dropped at each wire grant, so a lease a fold keeps outlived every
+        later grant: a replay, granting them again in order, drops none, and a late UI goes on
+        dropping exactly what the live one does."""
+        heap = self._expiry
+        while heap and heap[0][0] < ts:
+            expires, key = heappop(heap)
+            le = self.leases.get(key)
+            if le is not None and le.expires == expires and key in self._wire_leases:
+                self._drop_lease(key)
+        while len(self._wire_leases) > WIRE_LEASES_KEEP:
+            self._drop_lease(next(iter(self._wire_leases)))
+        if len(heap) > 2 * len(self._wire_leases) + 64:  # entries of leases renewed or ended since
+            self._expiry = [(e, k) for k in self._wire_leases if (e := self.leases[k].expires)]
+            heapify(self._expiry)
+
+    def _drop_lease(self, key: str) -> None:
+        del self.leases[key]
+        self._wire_leases.pop(key, None)
+        self.mark("leases", key)
 
     @_on(LeaseEnded)
     def _on_lease_ended(self, ev: LeaseEnded, ts: float) -> set[str]:
@@ -591,8 +663,7 @@ class EngineState:
             gone = [k for k, le in self.leases.items() if le.ours == ours
                     and (ip is None or le.ip == ip) and (mac is None or le.mac == mac)]
         for k in gone:
-            del self.leases[k]
-            self.mark("leases", k)
+            self._drop_lease(k)
         return {"leases"} if gone else set()
 
     @_on(TransferStarted)
@@ -919,7 +990,7 @@ class EngineState:
                                      counts=dict(self.dropped_types.get(name, {}))))
         out += [foreign_server(s) for s in self.foreign.values()]
         for le in self.leases.values():
-            out.append(LeaseGranted(ts=le.ts, mac=le.mac, ip=le.ip, ours=le.ours,
+            out.append(LeaseGranted(ts=le.ts, service=le.service, mac=le.mac, ip=le.ip, ours=le.ours,
                                     server_ip=le.server_ip, hostname=le.hostname,
                                     expires=le.expires, state=le.state))
         # Clients, then the ended transfers, then the running ones: what closes a running
@@ -982,7 +1053,12 @@ class EngineState:
         out: list[Event] = [Alert(ts=self.now, key=k, cleared=True)
                             for k in scratch.alerts if k not in self.alerts]
         out += [Alert(ts=a.ts, key=k, severity=a.severity, message=a.message)
-                for k, a in self.alerts.items() if scratch.alerts.get(k) != a]
+                for k, a in self.alerts.items() if k not in self._wire_alerts
+                and (scratch.alerts.get(k) != a or k in scratch._wire_alerts)]
+        # The wire's alerts all, as capture's, in the order they were raised: a late fold then
+        # drops the same ones first when more come (WIRE_ALERTS_KEEP).
+        out += [Alert(ts=a.ts, service="capture", key=k, severity=a.severity, message=a.message)
+                for k in self._wire_alerts if (a := self.alerts[k])]
         return out
 
     def folded(self) -> dict[str, Any]:
@@ -993,6 +1069,9 @@ class EngineState:
             "clients": self.clients, "leases": self.leases, "transfers": self.transfers,
             "finished": list(self._finished), "library": self.library, "foreign": self.foreign,
             "limits": self.limits, "dropped": dict(self.dropped), "lab_vm": self.lab_vm,
+            # the order the caps drop in: a late fold must drop what the live one does next
+            "order": {"foreign": list(self.foreign), "wire_alerts": list(self._wire_alerts),
+                      "wire_leases": list(self._wire_leases)},
             "dropped_types": {k: dict(v) for k, v in self.dropped_types.items()},
             "counts": dict(self.counts),
         }

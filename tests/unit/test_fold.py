@@ -295,3 +295,123 @@ def test_limit_hits_from_a_spoofed_flood_stay_bounded_and_replay_alike():
     for ev in live.snapshot():
         late.apply(ev)
     assert late.limits == live.limits
+
+
+# -- tables keyed by what the wire says: bounded, and dropped alike in every fold ----------------
+
+
+def _addr(i: int, net: int = 10) -> str:
+    return f"{net}.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
+
+
+def _late(live: EngineState) -> EngineState:
+    late = EngineState()
+    for ev in live.snapshot():
+        late.apply(ev)
+    return late
+
+
+def test_forged_dhcp_servers_and_their_alerts_keep_the_newest_and_ours_stay():
+    from pxetui.state import FOREIGN_KEEP, WIRE_ALERTS_KEEP
+
+    live = EngineState()
+    live.apply(ServiceState(ts=0.0, service="tftp", state="failed", reason="port 69 in use"))
+    live.apply(PoolExhausted(ts=0.0, service="dhcp", pool="main"))
+    # our DHCP service switched to proxy because of this one: its alert is ours, never dropped
+    live.apply(Alert(ts=0.0, service="dhcp", key="foreign-dhcp:10.0.0.2", severity="error", message="proxy now"))
+    live.apply(Alert(ts=0.0, service="capture", key="capture", severity="error", message="no capture"))
+    n = max(FOREIGN_KEEP, WIRE_ALERTS_KEEP) + 500
+    for i in range(n):  # each forged reply names a new server: a table row and two alert events
+        ip = _addr(i, 11)
+        live.apply(ForeignDhcpServer(ts=1.0 + i, service="capture", server_ip=ip, offered=_addr(i)))
+        live.apply(Alert(ts=1.0 + i, service="capture", key=f"foreign-dhcp:{ip}", message="another"))
+        live.apply(Alert(ts=1.0 + i, service="capture", key=f"unanswered:{i}", message="unanswered"))
+    assert len(live.foreign) == FOREIGN_KEEP and list(live.foreign)[-1] == _addr(n - 1, 11)
+    assert _addr(0, 11) not in live.foreign
+    assert len(live.alerts) == WIRE_ALERTS_KEEP + 4
+    assert f"unanswered:{n - 1}" in live.alerts and f"foreign-dhcp:{_addr(n - 1, 11)}" in live.alerts
+    assert "unanswered:0" not in live.alerts
+    for ours in ("service:tftp", "pool:main", "foreign-dhcp:10.0.0.2", "capture"):
+        assert ours in live.alerts
+    late = _late(live)
+    assert late.folded() == live.folded()
+    for i in range(n, n + 300):  # the flood goes on: both drop the same ones
+        ip = _addr(i, 11)
+        for s in (live, late):
+            s.apply(ForeignDhcpServer(ts=1.0 + i, service="capture", server_ip=ip))
+            s.apply(Alert(ts=1.0 + i, service="capture", key=f"unanswered:{i}", message="unanswered"))
+    assert late.folded() == live.folded()
+
+
+def test_forged_wire_leases_keep_the_newest_and_ours_are_untouched():
+    from pxetui.state import WIRE_LEASES_KEEP
+
+    live = EngineState()
+    for i in range(WIRE_LEASES_KEEP + 1000):  # ours: only LeaseEnded removes them
+        live.apply(LeaseGranted(ts=0.0, service="dhcp", mac=f"ours{i}", ip=_addr(i), ours=True,
+                                expires=100.0))
+    for i in range(WIRE_LEASES_KEEP + 500):  # forged ACKs, random chaddr and yiaddr
+        live.apply(LeaseGranted(ts=1.0 + i, service="capture", mac=f"w{i}", ip=_addr(i, 12), ours=False,
+                                expires=1e9))
+    wire = [le for le in live.leases.values() if not le.ours]
+    assert len(wire) == WIRE_LEASES_KEEP and wire[-1].mac == f"w{WIRE_LEASES_KEEP + 499}"
+    assert wire[0].mac == "w500"
+    assert sum(le.ours for le in live.leases.values()) == WIRE_LEASES_KEEP + 1000  # expired too: ours
+    # capture's copy naming our address (a forged option 54 while our DHCP is down) is the wire's
+    live.apply(LeaseGranted(ts=9e5, service="capture", mac="copy", ip="10.9.9.9", ours=True, expires=1e9))
+    assert live.leases["ours|copy|10.9.9.9"].from_wire
+    assert sum(not le.from_wire for le in live.leases.values()) == WIRE_LEASES_KEEP + 1000
+    late = _late(live)
+    assert late.folded() == live.folded()
+    for i in range(100):
+        for s in (live, late):
+            s.apply(LeaseGranted(ts=1e6 + i, service="capture", mac=f"x{i}", ip=_addr(i, 13), ours=False,
+                                 expires=1e9))
+    assert late.folded() == live.folded() and "wire|w500|" + _addr(500, 12) not in live.leases
+
+
+def test_wire_leases_whose_expiry_passed_are_dropped_at_the_next_wire_grant():
+    live = EngineState()
+    live.apply(LeaseGranted(ts=0.0, service="dhcp", mac="ours", ip="10.0.0.1", ours=True, expires=5.0))
+    live.apply(LeaseGranted(ts=0.0, service="capture", mac="a", ip="10.0.0.2", ours=False, expires=10.0))
+    live.apply(LeaseGranted(ts=1.0, service="capture", mac="b", ip="10.0.0.3", ours=False, expires=50.0))
+    live.apply(LeaseGranted(ts=2.0, service="capture", mac="c", ip="10.0.0.4", ours=False, expires=0.0))
+    live.apply(LeaseGranted(ts=3.0, service="capture", mac="a", ip="10.0.0.2", ours=False, expires=30.0))
+    live.apply(LeaseGranted(ts=40.0, service="capture", mac="d", ip="10.0.0.5", ours=False, expires=90.0))
+    # a renewed to 30 (its first expiry's entry is stale), gone by 40; c never expires; ours stay
+    assert sorted(le.mac for le in live.leases.values()) == ["b", "c", "d", "ours"]
+    assert _late(live).folded() == live.folded()
+
+
+WIRE_EVENTS = st.one_of(
+    st.builds(ForeignDhcpServer, ts=TS, service=st.just("capture"),
+              server_ip=st.sampled_from([f"10.0.0.{i}" for i in range(2, 7)])),
+    st.builds(Alert, ts=TS, service=st.sampled_from(["capture", "dhcp"]),
+              key=st.sampled_from(["foreign-dhcp:10.0.0.2", "foreign-dhcp:10.0.0.5", "unanswered:a",
+                                   "unanswered6:b", "unanswered:c", "capture"]),
+              message=WORDS, cleared=st.booleans()),
+    st.builds(LeaseGranted, ts=TS, service=st.sampled_from(["capture", "dhcp"]), mac=MACS,
+              ip=st.sampled_from([f"10.0.0.{i}" for i in range(5, 8)]), ours=st.booleans(),
+              expires=st.just(0.0) | TS),  # 0: never expires
+    st.builds(LeaseEnded, ts=TS, mac=st.none() | MACS, ip=st.none() | IPS, ours=st.booleans()),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([EVENTS, WIRE_EVENTS, WIRE_EVENTS]).flatmap(lambda s: s), max_size=60),
+       st.integers(0, 60))
+def test_the_caps_drop_alike_in_a_live_and_a_late_fold(events: list[Event], cut: int):
+    # Caps of 3 so the drops happen: what a late UI drops next must be what the live one drops.
+    from unittest import mock
+
+    import pxetui.state as state
+
+    with mock.patch.multiple(state, FOREIGN_KEEP=3, WIRE_LEASES_KEEP=3, WIRE_ALERTS_KEEP=3):
+        live = fold(events[:cut], keep=3)
+        late = fold(live.snapshot(), keep=3)
+        assert late.folded() == live.folded()
+        for e in events[cut:]:
+            live.apply(e)
+            late.apply(e)
+        assert late.folded() == live.folded()
+        assert len(live.foreign) <= 3 and sum(le.from_wire for le in live.leases.values()) <= 3
