@@ -36,6 +36,11 @@ def printable(text: str) -> str:
     return _UNSAFE.sub("?", text.replace("\t", " "))
 
 
+def printable_lines(text: str) -> str:
+    """`text` of several lines, each made printable (its own newlines kept, no others)."""
+    return text if text.isprintable() else "\n".join(printable(line) for line in text.split("\n"))
+
+
 def human_size(n: float | None, compact: bool = False) -> str:
     """1536 -> '1.5 KiB' (compact, for narrow table columns: '1.5K')."""
     if n is None:

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from pxetui.commands import logports
+from pxetui.logfmt import printable_lines
 
 if TYPE_CHECKING:  # imported where used: every `pxetui` command builds this parser
     from pxetui.events import Event
@@ -66,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
                          log_ports=log_ports):
             line = view.apply(ev)
             if line and args.verbose and not args.json:
-                print(line)
+                print(printable_lines(line))
     except PcapError as exc:
         print(f"pxetui analyze: {exc}", file=sys.stderr)
         return 2
@@ -85,25 +86,27 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if args.verbose:
         print()
+    # Below, what the capture's packets said (file names, boot files, log lines) reaches a
+    # terminal: each line made printable (docs/SECURITY.md, "What clients write to our terminal").
     if view.servers:
-        print("DHCP servers seen: " + ", ".join(
+        print(printable_lines("DHCP servers seen: " + ", ".join(
             f"{s.server_ip} ({s.server_mac or '?'}, boot file {s.boot_file or 'none'})"
-            for s in view.servers.values()))
+            for s in view.servers.values())))
     for r in view.routers.values():
-        print(router_text(r))
+        print(printable_lines(router_text(r)))
     for msg in view.alerts.values():
-        print(f"alert: {msg}")
+        print(printable_lines(f"alert: {msg}"))
     if not view.clients:
         print("no boot clients in this capture")
     for c in view.client_states():
         print()
-        print(timeline(c))
+        print(printable_lines(timeline(c)))
         if lines := view.log_lines(c["mac"], args.log_lines):
-            print(lines)
+            print(printable_lines(lines))
     for sender in view.log_senders():
         print()
-        print(f"Log lines from {sender} (not a boot client)")
-        print(view.log_lines(sender, args.log_lines))
+        print(printable_lines(f"Log lines from {sender} (not a boot client)"))
+        print(printable_lines(view.log_lines(sender, args.log_lines)))
     return 0
 
 

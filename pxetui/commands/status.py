@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pxetui import exitcodes
+from pxetui.logfmt import printable_lines
 
 if TYPE_CHECKING:  # imported where used: every `pxetui` command builds this parser
     from pxetui.state import EngineState
@@ -76,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"pxetui status: {exc}", file=sys.stderr)
         return exitcodes.FAILED
     st = status_of(state, time.time())
-    print(json.dumps(st, indent=2) if args.json else text(st))
+    print(json.dumps(st, indent=2) if args.json else printable_lines(text(st)))  # alerts quote the wire
     return exitcodes.OK
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 from pxetui.commands import logports
+from pxetui.logfmt import printable_lines
 from pxetui.persecond import PerSecond
 
 if TYPE_CHECKING:  # imported where used: every `pxetui` command builds this parser
@@ -48,7 +49,8 @@ class Lines:
                         "the tables have them)")
 
     def _write(self, text: str) -> None:
-        print(text, file=self.stream or sys.stdout, flush=True)
+        # What the wire says (file names, another server's boot file) reaches a terminal here.
+        print(printable_lines(text), file=self.stream or sys.stdout, flush=True)
 
 
 async def watch(iface: str, duration: float | None, refresh: float, stuck_seconds: float,

@@ -9,6 +9,7 @@ import hashlib
 import socket
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from tftpy.TftpPacketFactory import TftpPacketFactory
 from tftpy.TftpPacketTypes import (
@@ -39,6 +40,19 @@ def _ack(n: int) -> bytes:
     p = TftpPacketACK()
     p.blocknumber = n & 0xFFFF
     return bytes(p.encode().buffer)
+
+
+def _oack_numbers(name: str, options: dict[Any, Any]) -> dict[str, int]:
+    """The OACK's values as numbers (RFC 2347: ASCII digits); anything else fails the fetch
+    with its name: whoever answered may not be our server."""
+    out: dict[str, int] = {}
+    for k, v in options.items():
+        key = (k.decode(errors="replace") if isinstance(k, bytes) else str(k)).lower()
+        text = v.decode(errors="replace") if isinstance(v, bytes) else str(v)
+        if not (text.isascii() and text.isdigit() and len(text) <= 10):
+            raise TftpFailed(f"{name}: the server's OACK gives {key} a value that is not a number: {text[:20]!r}")
+        out[key] = int(text)
+    return out
 
 
 def fetch(server: str, name: str, blksize: int = 1468, windowsize: int = 8, port: int = 69,
@@ -82,7 +96,7 @@ def fetch(server: str, name: str, blksize: int = 1468, windowsize: int = 8, port
                 msg = pkt.errmsg.decode(errors="replace") if isinstance(pkt.errmsg, bytes) else str(pkt.errmsg)
                 raise TftpFailed(f"{name}: the server answered error {pkt.errorcode}: {msg.strip(chr(0))}")
             if isinstance(pkt, TftpPacketOACK):
-                opts = {k.lower(): int(v) for k, v in pkt.options.items()}
+                opts = _oack_numbers(name, pkt.options)
                 blk, win = opts.get("blksize", 512), opts.get("windowsize", 1)
                 last = _ack(0)
                 sock.sendto(last, peer)
