@@ -61,9 +61,16 @@ FORGOTTEN = "not followed further: the capture's table was full or the connectio
 
 _HTTP_REQ = re.compile(rb"^(GET|HEAD) (\S+) HTTP/1\.[01]\r?\n")
 _HTTP_RESP = re.compile(rb"^HTTP/1\.[01] (\d{3})(?: ([^\r\n]*))?\r?\n")
-_CLEN = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.I)
-_CRANGE = re.compile(rb"\r\ncontent-range:\s*bytes\s+\d+-\d+/(\d+)", re.I)
+# At most 18 digits: int() refuses over 4,300, and a forged response may carry any number.
+_CLEN = re.compile(rb"\r\ncontent-length:\s*(\d{1,18})\b", re.I)
+_CRANGE = re.compile(rb"\r\ncontent-range:\s*bytes\s+\d+-\d+/(\d{1,18})\b", re.I)
 _HOST = re.compile(rb"\r\nhost:\s*([^\r\n]+)", re.I)
+
+
+def _number(text: str) -> int | None:
+    """An option value (RFC 2347) as a number: ASCII digits only (str.isdigit also takes '²',
+    which int() refuses), at most 18 of them; else None."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
 
 
 def _options(fields: list[bytes]) -> dict[str, str]:
@@ -456,10 +463,11 @@ class Decoder:
         t.answered, t.last, t.server_port = True, ts, seg.sport
         if op == 6:  # OACK
             opts = _options(p[2:].split(b"\0"))
-            if opts.get("blksize", "").isdigit():
-                t.blksize = int(opts["blksize"])
-            if opts.get("tsize", "").isdigit():
-                t.size = int(opts["tsize"])
+            blksize, tsize = _number(opts.get("blksize", "")), _number(opts.get("tsize", ""))
+            if blksize is not None:
+                t.blksize = blksize
+            if tsize is not None:
+                t.size = tsize
                 # OVMF learns the size in a probe and asks again without tsize (docs/FIELD-NOTES.md).
                 self.sizes[(t.client[0], t.server_ip, t.path)] = t.size
                 while len(self.sizes) > 4096:

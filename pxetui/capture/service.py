@@ -21,7 +21,7 @@ from pxetui.capture.sniffer import CaptureError, RawSniffer
 from pxetui.config import Config
 from pxetui.dhcp.ports import SERVER_PORT
 from pxetui.dhcp.probe import recheck_mac
-from pxetui.events import Alert, Event, LimitHit
+from pxetui.events import Alert, Event, LimitHit, Log
 from pxetui.netinfo import interfaces, udp_port_bound
 from pxetui.serviceapi import ServiceContext
 
@@ -43,6 +43,9 @@ def http_ports(cfg: Config) -> list[int]:
     return sorted({80, cfg.http.port})
 
 
+FAILED_EVERY = 10.0  # seconds between two "could not be decoded" lines
+
+
 class Capture:
     """Sniffer + decoder + optional pcap writer; `emit` receives every decoded event."""
 
@@ -58,6 +61,7 @@ class Capture:
                                our_macs=[own_mac] if own_mac and our_ips else [], serves_ipv6=serves_ipv6,
                                log_ports=log_ports)
         self.emit = emit
+        self._failed_at = float("-inf")  # the last "could not be decoded" said (FAILED_EVERY)
         self.writer: RotatingPcapWriter | None = None
         if pcap:
             try:
@@ -71,7 +75,17 @@ class Capture:
         self.own_macs = {self.own_mac, recheck_mac(self.own_mac)} if self.own_mac else set()
 
     def on_frame(self, data: bytes, ts: float) -> None:
-        events = self.decoder.feed(data, ts)
+        try:
+            events = self.decoder.feed(data, ts)
+        except Exception as exc:  # noqa: BLE001 - a decoder bug on one forged frame must not end the capture
+            self.decoder.undecoded += 1
+            now = time.monotonic()
+            if now - self._failed_at >= FAILED_EVERY:
+                self._failed_at = now
+                self.emit(Log(service="capture", level_name="error",
+                              message=f"capture: a frame could not be decoded ({exc!r}); counted as "
+                                      "undecoded, the capture goes on"))
+            return
         if self.writer is not None and (self.all_boot_traffic or _is_dhcp(events)):
             self._record(data, ts)
         for ev in events:

@@ -175,3 +175,37 @@ def test_a_forgotten_unanswered_dhcpv6_client_clears_its_alert():
     assert raised.key == f"unanswered6:{CLIENT_MAC}" and not raised.cleared
     (cleared,) = [e for e in d.tick(T0 + 12 + 601) if isinstance(e, Alert)]
     assert cleared.key == raised.key and cleared.cleared
+
+
+def test_numbers_from_the_wire_that_int_refuses_are_ignored_not_raised() -> None:
+    """'²' passes str.isdigit and int() refuses it, as it refuses over 4,300 digits: a forged
+    OACK or HTTP response with either must cost the decoder nothing but the number."""
+    d = Decoder(our_ips={OURS})
+    client = "10.0.0.5"
+    d.feed(_eth(_ipv4(17, client, OURS, _udp(2000, 69, b"\x00\x01pxelinux.0\x00octet\x00tsize\x000\x00"))), T0)
+    oack = b"\x00\x06tsize\x00\xb2\x00blksize\x00" + b"9" * 5000 + b"\x00"
+    d.feed(_eth(_ipv4(17, OURS, client, _udp(50000, 2000, oack))), T0 + 0.1)
+    d.feed(_get(client, 41000, "/vmlinuz"), T0 + 0.2)
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: " + b"7" * 5000 + b"\r\n\r\n"
+    evs = d.feed(_eth(_ipv4(6, OURS, client, _tcp(80, 41000, head))), T0 + 0.3)
+    assert d.undecoded == 0 and isinstance(evs, list)
+
+
+def test_a_decoder_bug_on_one_frame_does_not_end_the_capture() -> None:
+    from pxetui.capture.service import Capture
+    from pxetui.events import Log
+
+    events: list[Event] = []
+    cap = Capture("eth0", set(), [80], events.append)
+    try:
+        def broken(data: bytes, ts: float) -> list[Event]:
+            raise ValueError("a bug")
+
+        cap.decoder.feed = broken  # type: ignore[method-assign]
+        for i in range(3):
+            cap.on_frame(b"\x00" * 60, T0 + i)
+        logs = [e for e in events if isinstance(e, Log)]
+        assert len(logs) == 1 and "a bug" in logs[0].message  # said once per FAILED_EVERY
+        assert cap.decoder.undecoded == 3
+    finally:
+        cap.close()
