@@ -144,8 +144,9 @@ async def test_a_late_ui_gets_every_file_of_a_client_though_live_updates_are_del
     try:
         sup.relay(from_dict({"type": "LeaseGranted", "ts": 1.0, "service": "dhcp", "mac": mac, "ip": ip}))
         for i in range(5):
+            # as the HTTP service sends them: with the MAC it attributed the address to
             sup.relay(from_dict({"type": "TransferStarted", "ts": 2.0 + i, "service": "http", "ip": ip,
-                                 "transfer_id": f"h{i}", "protocol": "http", "path": f"/f{i}"}))
+                                 "mac": mac, "transfer_id": f"h{i}", "protocol": "http", "path": f"/f{i}"}))
         client = await ControlClient.connect(socket_path(cfg.state_dir))
         late = EngineState()
         async def until_client():
