@@ -4,7 +4,10 @@ Each client does what a BIOS PXE client and its boot loader do, on the wire:
   1. DHCP DISCOVER/OFFER/REQUEST/ACK from its own MAC (raw AF_PACKET frames, since it has no
      address yet), with PXE's option 60/93 so the server treats it as a boot client;
   2. the boot file from the ACK over TFTP (blksize 1408 and tsize, like pxelinux; docs/FIELD-NOTES.md),
-     from its leased address (added to the interface so the kernel routes the replies);
+     from its leased address on an interface of its own with its own MAC (a macvlan, `CLIENT_IF`),
+     so the server's neighbour table and its lease agree on who the address is, as for real
+     machines: one MAC answering for every client's address would be one host using the others'
+     leases, which the engine attributes to nobody (docs/SECURITY.md, "Callbacks and seeds");
   3. kernel and initrd over HTTP/1.1, checking the length; a 503 with Retry-After is asked
      again after that many seconds, as iPXE does (httpcore.c, http_rx_retry_after), at most
      HTTP_RETRIES times (a server at its connection limit answers so: http.max_connections).
@@ -39,6 +42,7 @@ if TYPE_CHECKING:
     from pxetui.state import EngineState
 
 ETH_P_IP = 0x0800
+ETH_P_ARP = 0x0806
 
 
 @dataclass
@@ -96,6 +100,12 @@ def dhcp_frame(mac: bytes, xid: int, msg: int, requested: bytes | None = None,
     return b"\xff" * 6 + mac + struct.pack("!H", ETH_P_IP) + ip + udp
 
 
+def arp_request(mac: bytes, ip: str, target: str) -> bytes:
+    """The ARP request (RFC 826) a client broadcasts for its server before its first TFTP packet."""
+    return (b"\xff" * 6 + mac + struct.pack("!HHHBBH", ETH_P_ARP, 1, ETH_P_IP, 6, 4, 1) + mac
+            + socket.inet_aton(ip) + b"\x00" * 6 + socket.inet_aton(target))
+
+
 def parse_reply(frame: bytes) -> codec.Packet | None:
     """The DHCP message in a frame from port 67 to port 68 if it is a BOOTREPLY, else None."""
     if len(frame) < 14 + 20 + 8 + 240 or frame[12:14] != b"\x08\x00":
@@ -124,7 +134,7 @@ class DhcpMux:
         self.sock.bind((ifname, ETH_P_IP))
         self.sock.setblocking(False)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        self.waiters: dict[int, asyncio.Queue[codec.Packet]] = {}
+        self.waiters: dict[int, asyncio.Queue[tuple[codec.Packet, str]]] = {}
         loop = asyncio.get_running_loop()
         loop.add_reader(self.sock.fileno(), self._readable)
 
@@ -139,7 +149,7 @@ class DhcpMux:
                 continue
             q = self.waiters.get(pkt.xid)
             if q is not None:
-                q.put_nowait(pkt)
+                q.put_nowait((pkt, frame[6:12].hex(":")))  # and the MAC that sent it
 
     def send(self, frame: bytes) -> None:
         self.sock.send(frame)
@@ -149,10 +159,11 @@ class DhcpMux:
         self.sock.close()
 
 
-async def dhcp(mux: DhcpMux, mac: bytes, res: ClientResult, deadline: float) -> tuple[str, str, str]:
-    """(address, server, boot file); retransmits like a PXE ROM (4, 8, 16 s)."""
+async def dhcp(mux: DhcpMux, mac: bytes, res: ClientResult, deadline: float) -> tuple[str, str, str, str]:
+    """(address, server, boot file, the MAC the ACK came from); retransmits like a PXE ROM
+    (4, 8, 16 s)."""
     xid = random.getrandbits(32)
-    q: asyncio.Queue[codec.Packet] = asyncio.Queue()
+    q: asyncio.Queue[tuple[codec.Packet, str]] = asyncio.Queue()
     mux.waiters[xid] = q
     offered, server, next_server, boot = b"", b"", "", ""
     try:
@@ -164,7 +175,7 @@ async def dhcp(mux: DhcpMux, mac: bytes, res: ClientResult, deadline: float) -> 
                 try:
                     async with asyncio.timeout(min(wait, max(0.1, deadline - time.monotonic()))):
                         while True:
-                            reply = await q.get()
+                            reply, sender = await q.get()
                             m = o.msg_type(reply)
                             if state == "offer" and m == o.OFFER:
                                 offered, server = reply.yiaddr, reply.options.get(o.SERVER_ID, reply.siaddr)
@@ -175,7 +186,7 @@ async def dhcp(mux: DhcpMux, mac: bytes, res: ClientResult, deadline: float) -> 
                             if state == "ack" and m == o.NAK:
                                 raise RuntimeError("DHCP NAK")
                             if state == "ack" and m == o.ACK:
-                                return reply.ip("yiaddr"), next_server, boot
+                                return reply.ip("yiaddr"), next_server, boot, sender
                     break
                 except TimeoutError:
                     if time.monotonic() >= deadline or res.dhcp_tries > 8:
@@ -197,10 +208,27 @@ class _TftpProto(asyncio.DatagramProtocol):
         self.q.put_nowait((data, addr))
 
 
+def client_socket(kind: int, local_ip: str, device: str | None) -> socket.socket:
+    """A non-blocking socket bound to the client's address and, when it has one, its own
+    interface: with one address per macvlan on one subnet, the route lookup alone would send
+    from whichever interface comes first, with that interface's MAC."""
+    sock = socket.socket(socket.AF_INET, kind)
+    try:
+        if device:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
+        sock.bind((local_ip, 0))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 async def tftp_get(local_ip: str, server: str, path: str, res: ClientResult, blksize: int = 1408,
-                   port: int = 69) -> int:
+                   port: int = 69, device: str | None = None) -> int:
     loop = asyncio.get_running_loop()
-    transport, proto = await loop.create_datagram_endpoint(_TftpProto, local_addr=(local_ip, 0))
+    transport, proto = await loop.create_datagram_endpoint(
+        _TftpProto, sock=client_socket(socket.SOCK_DGRAM, local_ip, device))
     try:
         rrq = (b"\x00\x01" + path.encode() + b"\0octet\0blksize\0" + str(blksize).encode()
                + b"\0tsize\0" + b"0\0")
@@ -264,18 +292,25 @@ class RetryLater(Exception):
         self.seconds = seconds
 
 
-async def http_get(local_ip: str, server: str, port: int, path: str, res: ClientResult) -> int:
+async def http_get(local_ip: str, server: str, port: int, path: str, res: ClientResult,
+                   device: str | None = None) -> int:
     for _ in range(HTTP_RETRIES):
         try:
-            return await _http_get_once(local_ip, server, port, path)
+            return await _http_get_once(local_ip, server, port, path, device)
         except RetryLater as later:
             res.http_retries += 1
             await asyncio.sleep(later.seconds)
     raise RuntimeError(f"HTTP {path}: still 503 after {HTTP_RETRIES} tries")
 
 
-async def _http_get_once(local_ip: str, server: str, port: int, path: str) -> int:
-    reader, writer = await asyncio.open_connection(server, port, local_addr=(local_ip, 0))
+async def _http_get_once(local_ip: str, server: str, port: int, path: str, device: str | None = None) -> int:
+    sock = client_socket(socket.SOCK_STREAM, local_ip, device)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, (server, port))
+    except OSError:
+        sock.close()
+        raise
+    reader, writer = await asyncio.open_connection(sock=sock)
     try:
         writer.write(f"GET /{path} HTTP/1.1\r\nHost: {server}\r\nUser-Agent: pxetui-storm\r\n"
                      f"Connection: close\r\n\r\n".encode())
@@ -388,26 +423,61 @@ def tracker_view(state: EngineState, macs: list[str]) -> TrackerView:
     return view
 
 
-def _add_address(ip: str, spec: StormSpec) -> None:
-    # The simulated client now owns its leased address: the kernel answers ARP for it and
-    # routes TFTP/HTTP replies to it. ("ip addr add" on an existing address is an error: ignore.)
-    subprocess.run(["ip", "addr", "add", f"{ip}/{spec.prefix}", "dev", spec.ifname],
-                   capture_output=True, timeout=10)
+CLIENT_IF = "st{}"  # client i's macvlan, with its MAC; gone with the namespace
+
+
+def separate_clients() -> None:
+    """Each interface answers ARP only for its own addresses, from its own MAC (arp_ignore=1,
+    arp_announce=2; this namespace's settings): else every macvlan answers for every client.
+    And the clients' interfaces get no IPv6 (a PXE ROM on IPv4 has none): each would send its
+    own DAD, router solicitations and MLD reports, multicasts the storm's interface then copies
+    to every other client's."""
+    settings = [(f"ipv4/conf/{scope}/{key}", value) for key, value in (("arp_ignore", "1"), ("arp_announce", "2"))
+                for scope in ("all", "default")] + [("ipv6/conf/default/disable_ipv6", "1")]
+    for key, value in settings:
+        with open(f"/proc/sys/net/{key}", "w") as fh:
+            fh.write(value)
+
+
+def _add_client(i: int, mac: str, ip: str, spec: StormSpec, server: tuple[str, str]) -> str:
+    """Client i's own interface (a macvlan on the storm's, with the client's MAC) holding its
+    leased address: the kernel answers ARP for it from that MAC and routes the replies to it.
+
+    The server's address is a permanent neighbour entry there, from the MAC its ACK came from:
+    the kernel's neighbour table is shared by every namespace and holds 1,024 entries that are
+    not permanent (net.ipv4.neigh.default.gc_thresh3), and the server's side already needs one
+    per client. A real client's ARP would be one entry per macvlan, and past 512 clients the
+    table overflowed. The client still sends its ARP request (one_client), from which the
+    server learns it. Every broadcast reaching the storm's interface is copied to each macvlan
+    (the server's own ARP requests, DHCP replies): the queue is long enough for a whole storm's."""
+    dev = CLIENT_IF.format(i)
+    batch = (f"link add link {spec.ifname} name {dev} address {mac} type macvlan mode private"
+             f" bcqueuelen 65536\n"
+             f"link set {dev} up\n"
+             f"address add {ip}/{spec.prefix} dev {dev}\n"
+             f"neigh replace {server[0]} lladdr {server[1]} dev {dev} nud permanent\n")
+    r = subprocess.run(["ip", "-batch", "-"], input=batch, capture_output=True, text=True, timeout=10)
+    if r.returncode != 0:
+        raise RuntimeError(f"cannot give client {mac} its interface {dev}: {r.stderr.strip()[:200]}")
+    return dev
 
 
 async def one_client(i: int, spec: StormSpec, mux: DhcpMux, t0: float, deadline: float) -> ClientResult:
     mac = (spec.mac_base + i).to_bytes(6, "big")
     res = ClientResult(mac=mac.hex(":"))
     try:
-        ip, server, boot = await dhcp(mux, mac, res, deadline)
+        ip, server, boot, server_mac = await dhcp(mux, mac, res, deadline)
         res.ip, res.boot_file, res.t_dhcp = ip, boot, time.monotonic() - t0
-        await asyncio.to_thread(_add_address, ip, spec)
+        dev = await asyncio.to_thread(_add_client, i, res.mac, ip, spec, (server, server_mac))
+        # As a PXE ROM does before its first TFTP packet: the server learns our MAC from the
+        # request and answers us unicast, with no ARP broadcast of its own for our address.
+        mux.send(arp_request(mac, ip, server))
         async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
-            res.bytes += await tftp_get(ip, server, boot, res)
+            res.bytes += await tftp_get(ip, server, boot, res, device=dev)
             res.t_loader = time.monotonic() - t0
-            res.bytes += await http_get(ip, server, spec.http_port, spec.kernel, res)
+            res.bytes += await http_get(ip, server, spec.http_port, spec.kernel, res, device=dev)
             res.t_kernel = time.monotonic() - t0
-            res.bytes += await http_get(ip, server, spec.http_port, spec.initrd, res)
+            res.bytes += await http_get(ip, server, spec.http_port, spec.initrd, res, device=dev)
             res.t_initrd = time.monotonic() - t0
     except TimeoutError:
         res.error = "storm deadline passed"
@@ -473,6 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     from pxetui.safety import check_netns_guard
 
     check_netns_guard()
+    separate_clients()
     stand_for_other_machines()
     # Each client holds a TFTP socket, then an HTTP connection, at once with all the others.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
