@@ -59,6 +59,9 @@ from pxetui.tftp.uploads import MAX_UPLOAD, Upload, Uploads
 PROGRESS_INTERVAL = 0.25  # at most 4 TransferProgress events per second per transfer
 LISTEN_RCVBUF = 1 << 20  # a boot storm sends hundreds of RRQs at once
 DRAIN_MAX = 64  # datagrams handled per readiness callback before yielding to others
+# Seconds after a transfer began in which the same request again, from the same port, is that
+# request resent (clients resend theirs every 1-4 s until an answer comes), never a new one.
+RESENT_WITHIN = 5.0
 # A transfer never acknowledged this long may be ended for a new request when every slot is
 # taken (TftpServer._make_room): a real client answers within a round trip. The wait is
 # UNCONFIRMED_MARGIN times the slowest of the last FIRST_ACKS_KEPT first acknowledgements real
@@ -191,8 +194,12 @@ class TftpServer:
                 self._reject(addr, tid, "", ErrorCode.ILLEGAL_OPERATION, "expected a read or write request")
             return
         if old is not None:
-            if not old.heard and pkt == old.request:
-                return  # the client resent its request before our reply reached it
+            if pkt == old.request and (not old.heard or time.monotonic() - old.session.started < RESENT_WITHIN):
+                # The client resent its request before our reply reached it; under load we may
+                # read that resend only after the client answered the reply. Taken as new, it
+                # ended a transfer in progress and began another from a new port, which the
+                # client, on block 3 of the first, never followed (a 1,000-client storm: 91).
+                return
             # Same client port, new request: the client has moved on (a UEFI size probe ends
             # with ERROR 8 and asks again at once, maybe before we read that ERROR).
             old.replace()
