@@ -328,6 +328,17 @@ WIRE_ALERTS_KEEP = 1024  # capture's per-address alerts, the least recently rais
 # Capture's alerts keyed by what a forged packet names: a new key per server or MAC made up.
 # Its other alerts (the capture failing, its recording) and every other service's are never dropped.
 WIRE_ALERT_PREFIXES = ("foreign-dhcp:", "unanswered:", "unanswered6:")
+# The HTTP service's refusals, keyed by the refused address (pxetui/http/routes.py Refusals):
+# rate-limited per source, but a host taking address after address adds keys for as long as
+# the engine runs. Capped with the wire's, oldest first.
+HTTP_REFUSAL_PREFIXES = ("untokened:", "badtoken:", "misattributed:", "claimed:")
+_PER_ADDRESS_ALERTS = (("capture", WIRE_ALERT_PREFIXES), ("http", HTTP_REFUSAL_PREFIXES))
+
+
+def per_address_service(key: str) -> str | None:
+    """The service whose alerts keyed `key` are per address (capped, WIRE_ALERTS_KEEP); None
+    for every other alert, which is never dropped."""
+    return next((service for service, prefixes in _PER_ADDRESS_ALERTS if key.startswith(prefixes)), None)
 # A UI's tail of each client's installer/netconsole lines (docs/CLIENT-LOGS.md): as many as the
 # supervisor replays (CLIENT_LOG_HISTORY), for the clients that logged last. History like the
 # log ring, not state: `folded()` leaves it out, and only a fold that keeps a log keeps it.
@@ -568,7 +579,7 @@ class EngineState:
         if ev.cleared:
             self.clear_alert(key)
         else:
-            wire = ev.service == "capture" and key.startswith(WIRE_ALERT_PREFIXES)
+            wire = ev.service is not None and ev.service == per_address_service(key)
             self.set_alert(key, str(ev.severity or "warning"), str(ev.message or ""), ts, wire=wire)
         return {"alerts"}
 
@@ -1055,9 +1066,10 @@ class EngineState:
         out += [Alert(ts=a.ts, key=k, severity=a.severity, message=a.message)
                 for k, a in self.alerts.items() if k not in self._wire_alerts
                 and (scratch.alerts.get(k) != a or k in scratch._wire_alerts)]
-        # The wire's alerts all, as capture's, in the order they were raised: a late fold then
-        # drops the same ones first when more come (WIRE_ALERTS_KEEP).
-        out += [Alert(ts=a.ts, service="capture", key=k, severity=a.severity, message=a.message)
+        # The per-address alerts all, as their services', in the order they were raised: a late
+        # fold then drops the same ones first when more come (WIRE_ALERTS_KEEP).
+        out += [Alert(ts=a.ts, service=per_address_service(k) or "capture", key=k, severity=a.severity,
+                      message=a.message)
                 for k in self._wire_alerts if (a := self.alerts[k])]
         return out
 

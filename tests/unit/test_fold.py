@@ -311,6 +311,28 @@ def _late(live: EngineState) -> EngineState:
     return late
 
 
+def test_the_http_service_s_refusals_per_address_are_capped_like_the_wire_s():
+    """Refused seeds and callbacks raise an alert per address (pxetui/http/routes.py); a host
+    taking address after address must not grow the table a late UI is sent, and a late fold
+    drops what the live one does."""
+    from pxetui.state import WIRE_ALERTS_KEEP
+
+    live = EngineState()
+    live.apply(ServiceState(ts=0.0, service="tftp", state="failed", reason="port 69 in use"))
+    n, kinds = WIRE_ALERTS_KEEP + 300, ("untokened", "badtoken", "misattributed")
+    for i in range(n):
+        live.apply(Alert(ts=1.0 + i, service="http", key=f"{kinds[i % 3]}:{_addr(i)}", message="refused"))
+    assert len(live.alerts) == WIRE_ALERTS_KEEP + 1 and "service:tftp" in live.alerts
+    assert f"untokened:{_addr(0)}" not in live.alerts
+    assert f"{kinds[(n - 1) % 3]}:{_addr(n - 1)}" in live.alerts
+    late = _late(live)
+    assert late.folded() == live.folded()
+    for i in range(n, n + 50):
+        for s in (live, late):
+            s.apply(Alert(ts=1.0 + i, service="http", key=f"badtoken:{_addr(i)}", message="refused"))
+    assert late.folded() == live.folded() and len(late.alerts) == WIRE_ALERTS_KEEP + 1
+
+
 def test_forged_dhcp_servers_and_their_alerts_keep_the_newest_and_ours_stay():
     from pxetui.state import FOREIGN_KEEP, WIRE_ALERTS_KEEP
 
