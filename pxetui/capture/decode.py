@@ -310,8 +310,8 @@ class Decoder:
                         out += self._forget_asking(next(iter(self.unanswered)), ts,
                                                    f"more than {MAX_ASKING} clients unanswered")
             return out
-        self.unanswered.pop(d.chaddr, None)
-        self.alerted.discard(d.chaddr)
+        if d.chaddr in self.unanswered:  # answered at last: an alert raised for it is over
+            out += self._forget_asking(d.chaddr, ts, f"DHCP server {server_ip or seg.src} answered it")
         yiaddr = d.yiaddr if d.yiaddr != "0.0.0.0" else None
         if server_ip and not ours and msg_type in ("OFFER", "ACK", "BOOTP"):
             boot_file = d.boot_file

@@ -154,6 +154,19 @@ def test_a_forgotten_unanswered_client_clears_its_alert():
     assert not d.unanswered and not d.alerted
 
 
+def test_an_unanswered_client_answered_at_last_clears_its_alert() -> None:
+    """The alert says no server answers that client; once one does, every fold is told."""
+    d = Decoder(our_ips=[OURS])
+    d.feed(_discover(1), T0)
+    (raised,) = [e for e in d.tick(T0 + 12) if isinstance(e, Alert)]
+    offer = Packet(op=2, xid=1, chaddr=_mac(1), yiaddr=socket.inet_aton(_ip(50)),
+                   options={o.MSG_TYPE: b"\x02", o.SERVER_ID: socket.inet_aton("10.99.0.7")})
+    out = d.feed(_eth(_ipv4(17, "10.99.0.7", "255.255.255.255", _udp(67, 68, build(offer)))), T0 + 13)
+    (cleared,) = [e for e in out if isinstance(e, Alert) and e.key == raised.key]
+    assert cleared.cleared and "10.99.0.7 answered" in cleared.message
+    assert not d.unanswered and not d.alerted
+
+
 def test_forged_pxe_discovers_keep_the_newest_and_clear_the_alerts_they_push_out():
     d = Decoder(our_ips=[OURS])
     for i in range(10):
