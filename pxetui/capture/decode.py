@@ -21,6 +21,7 @@ from pxetui.clientlogs.decode import decode as decode_log
 from pxetui.clientlogs.decode import source_for
 from pxetui.config import LogsConfig
 from pxetui.diagnosis import SIZE_PROBE
+from pxetui.digits import ascii_int
 from pxetui.events import (
     Alert,
     DhcpPacket,
@@ -65,12 +66,6 @@ _HTTP_RESP = re.compile(rb"^HTTP/1\.[01] (\d{3})(?: ([^\r\n]*))?\r?\n")
 _CLEN = re.compile(rb"\r\ncontent-length:\s*(\d{1,18})\b", re.I)
 _CRANGE = re.compile(rb"\r\ncontent-range:\s*bytes\s+\d+-\d+/(\d{1,18})\b", re.I)
 _HOST = re.compile(rb"\r\nhost:\s*([^\r\n]+)", re.I)
-
-
-def _number(text: str) -> int | None:
-    """An option value (RFC 2347) as a number: ASCII digits only (str.isdigit also takes '²',
-    which int() refuses), at most 18 of them; else None."""
-    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
 
 
 def _options(fields: list[bytes]) -> dict[str, str]:
@@ -463,7 +458,7 @@ class Decoder:
         t.answered, t.last, t.server_port = True, ts, seg.sport
         if op == 6:  # OACK
             opts = _options(p[2:].split(b"\0"))
-            blksize, tsize = _number(opts.get("blksize", "")), _number(opts.get("tsize", ""))
+            blksize, tsize = ascii_int(opts.get("blksize", ""), 18), ascii_int(opts.get("tsize", ""), 18)
             if blksize is not None:
                 t.blksize = blksize
             if tsize is not None:

@@ -20,6 +20,8 @@ from tftpy.TftpPacketTypes import (
     TftpPacketRRQ,
 )
 
+from pxetui.digits import ascii_int
+
 RETRIES = 5
 
 
@@ -49,9 +51,10 @@ def _oack_numbers(name: str, options: dict[Any, Any]) -> dict[str, int]:
     for k, v in options.items():
         key = (k.decode(errors="replace") if isinstance(k, bytes) else str(k)).lower()
         text = v.decode(errors="replace") if isinstance(v, bytes) else str(v)
-        if not (text.isascii() and text.isdigit() and len(text) <= 10):
+        number = ascii_int(text, 10)
+        if number is None:
             raise TftpFailed(f"{name}: the server's OACK gives {key} a value that is not a number: {text[:20]!r}")
-        out[key] = int(text)
+        out[key] = number
     return out
 
 

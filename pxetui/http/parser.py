@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote_to_bytes
 
+from pxetui.digits import ascii_int
+
 MAX_REQUEST_LINE = 8192  # longer: 414 URI Too Long (nginx's large_client_header_buffers is 8k)
 MAX_HEAD = 32768  # request line + all header fields: longer is 431
 MAX_FIELD = 8192  # one header line: longer is 431
@@ -25,10 +27,9 @@ _BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _TARGET = re.compile(rb"^[\x21-\x7e]+$")
 # Field values: visible ASCII, space, tab and obs-text (RFC 9110 5.5); NUL, CR, LF are not.
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-# Content-Length = 1*DIGIT (RFC 9110 8.6), DIGIT being ASCII 0-9 (RFC 5234 B.1): str.isdigit()
-# also takes '\xb2' (a latin-1 header byte) that int() refuses, and int() refuses more than
-# 4,300 digits. 18 digits is past any body we could be sent.
-_LENGTH = re.compile(r"[0-9]{1,18}")
+# Content-Length = 1*DIGIT (RFC 9110 8.6), DIGIT being ASCII 0-9 (RFC 5234 B.1); 18 digits is
+# past any body we could be sent.
+LENGTH_DIGITS = 18
 
 
 class HttpError(Exception):
@@ -189,6 +190,7 @@ def body_length(req: Request) -> int:
     cl = req.headers.get("content-length")
     if cl is None:
         return 0
-    if not _LENGTH.fullmatch(cl):  # RFC 9112 6.3: an invalid Content-Length is a 400
+    length = ascii_int(cl, LENGTH_DIGITS)
+    if length is None:  # RFC 9112 6.3: an invalid Content-Length is a 400
         raise HttpError(400, "invalid Content-Length")
-    return int(cl)
+    return length

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 from pxetui import attribution, tokens
 from pxetui.config import Config, normalize_mac
+from pxetui.digits import ascii_int
 from pxetui.events import Alert, BootCallback, Event, Log
 from pxetui.files import Client, Forbidden, Provider, Resolver, Source, virtual
 from pxetui.library import provider as library
@@ -74,9 +75,8 @@ def arch_code(arch: str | None, platform: str | None = None) -> int | None:
     """Option 93 value from `arch=7` or from iPXE's `arch=${buildarch}&platform=${platform}`."""
     if not arch:
         return None
-    if arch.isascii() and arch.isdigit():  # ASCII: '²'.isdigit(), but int('²') raises (a 500)
-        # Option 93 is 16 bits; int() refuses more than 4,300 digits. Too long: unknown, as a bad name.
-        value = int(arch) if len(arch) <= 5 else None
+    if arch.isascii() and arch.isdigit():  # a number; too long or over 16 bits (option 93): unknown
+        value = ascii_int(arch, 5)
         return value if value is not None and value <= 0xFFFF else None
     a = arch.lower()
     return _IPXE_ARCH.get((a, (platform or _DEFAULT_PLATFORM.get(a, "efi")).lower()))

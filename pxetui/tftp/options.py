@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pxetui.config import Config
+from pxetui.digits import ascii_int
 
 BLKSIZE_MIN, BLKSIZE_MAX = 8, 65464  # RFC 2348
 WINDOWSIZE_MAX = 64  # our cap; RFC 7440 allows 65535 but nothing gains past a few dozen
@@ -48,10 +49,8 @@ class Negotiated:
 
 
 def _int(value: str) -> int | None:
-    v = value.strip()
-    # ASCII digits only: str.isdigit() takes '²', which int() refuses. packets.parse() decodes
-    # values as ASCII, but negotiate() is not to rely on its caller for that.
-    return int(v) if v.isascii() and v.isdigit() and len(v) <= 12 else None
+    # packets.parse() decodes values as ASCII, but negotiate() is not to rely on its caller for that.
+    return ascii_int(value.strip(), 12)
 
 
 def negotiate(requested: dict[str, str], size: int | None, limits: Limits,
