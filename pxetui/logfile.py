@@ -12,12 +12,12 @@ import atexit
 import errno
 import io
 import os
-import stat
 import sys
 import threading
 from pathlib import Path
 
 from pxetui.config import ConfigError, LogConfig
+from pxetui.safeopen import Refused, open_own_file
 
 # Created private (the log names every client's MAC and address) and never through a link
 # someone planted where the file goes.
@@ -29,14 +29,12 @@ def open_emptied(path: Path) -> int:
     which belongs to the service user, so a symlink, a hard link or a FIFO left there is
     refused before anything is truncated (docs/SECURITY.md, "Local users")."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
-    except OSError as exc:  # ELOOP: a symlink; ENXIO: a FIFO nobody reads
-        raise OSError(exc.errno, f"{path}: {exc.strerror} (not a plain file: left alone)") from None
+        fd, _ = open_own_file(path, os.O_WRONLY, 0o600)
+    except Refused as exc:
+        raise OSError(errno.EPERM, f"{path} {exc.reason}: left alone") from None
+    except OSError as exc:
+        raise OSError(exc.errno, f"{path}: {exc.strerror}") from None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
-            raise OSError(errno.EPERM, f"{path} is not a plain file of its own (a link or a special "
-                                       "file): left alone")
         os.ftruncate(fd, 0)
         os.fchmod(fd, 0o600)  # one made before: private too
     except BaseException:

@@ -284,6 +284,27 @@ def open_nofollow(path: str) -> tuple[int, os.stat_result]:
     return fd, st
 
 
+def open_own_file(path: str | os.PathLike[str], flags: int, mode: int) -> tuple[int, os.stat_result]:
+    """`path` opened with `flags` (created with `mode` when missing) only as a plain file of its
+    own: not through a symlink in its place (O_NOFOLLOW), not a FIFO or a device, not a second
+    hard link to another file. For what root opens in the state directory, which the
+    unprivileged service user owns (docs/SECURITY.md, "Local users"). Refused says which;
+    OSError as the kernel says otherwise. The caller owns the returned fd."""
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise Refused("is a symlink") from None
+        if exc.errno == errno.ENXIO:  # O_NONBLOCK write open of a FIFO nobody reads
+            raise Refused("is a FIFO") from None
+        raise
+    st = _fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        raise Refused("is not a regular file" if not stat.S_ISREG(st.st_mode) else "has another hard link")
+    return fd, st
+
+
 def open_pinned(path: str, pin: Pin) -> tuple[int, os.stat_result]:
     """`path` opened (O_NOFOLLOW on the last component) and checked against `pin` on the fd
     itself; PinMismatch names what changed. The caller owns the returned fd."""

@@ -6,13 +6,13 @@ to open the database safely from several processes (WAL, busy timeout).
 
 from __future__ import annotations
 
-import errno
 import os
 import sqlite3
-import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from pxetui.safeopen import Refused, open_own_file
 
 
 class UnsafeDatabase(sqlite3.DatabaseError):
@@ -50,18 +50,12 @@ def connect(path: str | Path) -> sqlite3.Connection:
 def _pin(p: Path) -> os.stat_result:
     """Create or open `p` without following a link; its stat when it is a plain file of its own."""
     try:
-        fd = os.open(p, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+        fd, st = open_own_file(p, os.O_RDONLY, 0o644)
+    except Refused as exc:
+        raise UnsafeDatabase(f"database {p} {exc.reason}: refused") from None
     except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENXIO):  # a symlink; a FIFO nobody writes
-            raise UnsafeDatabase(f"database {p} is a link or a special file: refused") from None
         raise sqlite3.OperationalError(f"unable to open database {p}: {exc.strerror}") from None
-    try:
-        st = os.fstat(fd)
-    finally:
-        os.close(fd)
-    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
-        raise UnsafeDatabase(f"database {p} is not a plain file of its own (a hard link or a "
-                             "special file): refused")
+    os.close(fd)
     return st
 
 
