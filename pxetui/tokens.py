@@ -154,13 +154,13 @@ class TokenStore:
     def _supersede(conn: sqlite3.Connection, row: sqlite3.Row) -> None:
         """The machine used this boot's token: its earlier boots' ones end (the module docstring).
         A failed write costs nothing but that: they still end by KEPT and the TTL."""
-        older = ("FROM boot_tokens WHERE mac = ? AND purpose = ? AND issued < ?",
-                 (row["mac"], row["purpose"], row["issued"]))
+        args = (row["mac"], row["purpose"], row["issued"])
         try:
-            if conn.execute(f"SELECT 1 {older[0]} LIMIT 1", older[1]).fetchone() is None:
+            if conn.execute("SELECT 1 FROM boot_tokens WHERE mac = ? AND purpose = ? AND issued < ?"
+                            " LIMIT 1", args).fetchone() is None:
                 return  # the usual case: no write lock taken
             with write_transaction(conn):
-                conn.execute(f"DELETE {older[0]}", older[1])
+                conn.execute("DELETE FROM boot_tokens WHERE mac = ? AND purpose = ? AND issued < ?", args)
         except sqlite3.Error as exc:
             log.warning("earlier boot tokens of %s not ended: %s", row["mac"], exc)
 
