@@ -170,12 +170,14 @@ def relay(name_a: str, name_b: str, loss: float, delay: float, seed: int,
             timeout = min(0.2, max(0.0, min(heads) - now)) if heads else 0.2
             for key, _ in sel.select(timeout):
                 i = key.data
-                now = time.monotonic()
                 for _ in range(256):  # bounded batch, then the other side gets its turn
                     try:
                         frame = os.read(fds[i], FRAME_MAX)
                     except BlockingIOError:
                         break
+                    # Read after the frame is here: a time taken before the batch (or before
+                    # a preemption) made a frame that came in during it due too early.
+                    now = time.monotonic()
                     st = stats[names[i]]
                     st["frames"] += 1
                     if rngs[i].random() < loss:
